@@ -1,0 +1,1 @@
+"""Ready-made processes; a recipe names one by module (``process: hillshade``)."""

@@ -1,0 +1,164 @@
+"""Running a recipe: load, check, plan, execute, summarise.
+
+`execute()` is the one library call behind `ziggurat execute`; everything the CLI does is
+reachable from Python. Progress is reported through a callback, never printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from ziggurat.errors import ProcessError
+from ziggurat.executors import Executor, get_executor
+from ziggurat.grid import TileIndex
+from ziggurat.io import open_input, open_output
+from ziggurat.job import EMPTY, FAILED, SKIPPED, WRITTEN, RunSpec, TileOutcome
+from ziggurat.plan import Plan, make_plan
+from ziggurat.process import ProcessRef, check_signature, load_process
+from ziggurat.recipe import Recipe, load_recipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    done: int
+    total: int
+    outcome: TileOutcome
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class RunSummary:
+    recipe: Recipe
+    output_path: Path
+    executor: str
+    workers: int
+    total: int = 0
+    written: int = 0                 # process tiles that wrote data
+    output_tiles: int = 0            # output tiles written (a metatile writes several)
+    empty: int = 0
+    skipped: int = 0
+    failed: list[TileOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def describe(self) -> str:
+        """The one-line summary the CLI prints."""
+        parts = [f"{self.output_tiles} tiles written", f"{self.empty} empty", f"{self.skipped} skipped"]
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        return f"{', '.join(parts)} in {self.seconds:.2f} s -> {self.output_path}"
+
+
+def load(recipe: Recipe | str | os.PathLike[str]) -> Recipe:
+    """A recipe object from a path (validated) or as given."""
+    return recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+
+
+def prepare(recipe: Recipe) -> None:
+    """Checks that need the process module, done once before any tile runs."""
+    check_signature(load_process(ProcessRef(recipe.process, str(recipe.base_dir))), recipe)
+
+
+def plan(recipe: Recipe, **overrides: Any) -> Plan:
+    """Tiles a run would process, with inputs bounding a recipe that has no `bounds`."""
+    input_bounds = []
+    if recipe.bounds is None and overrides.get("tile") is None and overrides.get("point") is None:
+        for cfg in recipe.inputs.values():
+            inp = open_input(cfg, recipe.grid)
+            try:
+                input_bounds.append(inp.bounds)
+            finally:
+                close = getattr(inp, "close", None)
+                if close:
+                    close()
+    return make_plan(recipe, input_bounds=input_bounds, **overrides)
+
+
+def execute(recipe: Recipe | str | os.PathLike[str], *, zoom: Any = None,
+            bounds: Sequence[float] | None = None, bounds_crs: str | None = None,
+            tile: Sequence[int] | None = None, point: Sequence[float] | None = None,
+            point_crs: str | None = None, overwrite: bool = False,
+            executor: str | Executor = "sequential", workers: int | None = None,
+            keep_going: bool = False, progress: ProgressCallback | None = None) -> RunSummary:
+    """Run a recipe over its zoom levels and area (optionally narrowed), writing tiles.
+
+    Default mode continues: process tiles whose output tiles all exist are skipped.
+    A failing tile stops the run (tiles already in flight finish first) with a
+    `ProcessError` naming the tile; with `keep_going` all other tiles still run and the
+    failures are listed in the summary.
+    """
+    recipe = load(recipe)
+    prepare(recipe)
+    run_plan = plan(recipe, zoom=zoom, bounds=bounds, bounds_crs=bounds_crs, tile=tile,
+                    point=point, point_crs=point_crs)
+    output = open_output(recipe.output, recipe.grid)
+    output.prepare(overwrite)
+    pool = get_executor(executor, workers)
+    summary = RunSummary(recipe, output.path, pool.name, pool.workers, total=run_plan.count())
+    start = time.perf_counter()
+    done = 0
+
+    def report(outcome: TileOutcome) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(ProgressEvent(done, summary.total, outcome))
+
+    def tasks() -> Iterator[TileIndex]:
+        for t in run_plan.tiles():
+            if not overwrite and output.exists(t):
+                summary.skipped += 1
+                report(TileOutcome(t.index, SKIPPED))
+                continue
+            yield t.index
+
+    try:
+        with pool:
+            outcomes = pool.map_unordered(RunSpec(recipe, overwrite), tasks())
+            try:
+                for outcome in outcomes:
+                    _record(summary, outcome, output, overwrite)
+                    report(outcome)
+                    if outcome.status == FAILED and not keep_going:
+                        raise outcome.to_error(recipe)
+            finally:
+                outcomes.close()  # cancels what is pending, waits for what is in flight
+    finally:
+        summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _record(summary: RunSummary, outcome: TileOutcome, output: Any, overwrite: bool) -> None:
+    if outcome.status == WRITTEN:
+        summary.written += 1
+        summary.output_tiles += len(outcome.written)
+    elif outcome.status == EMPTY:
+        summary.empty += 1
+    elif outcome.status == FAILED:
+        summary.failed.append(outcome)
+        return
+    if overwrite:
+        _remove_stale(summary.recipe, output, outcome)
+
+
+def _remove_stale(recipe: Recipe, output: Any, outcome: TileOutcome) -> None:
+    """With --overwrite, output tiles this run left empty must not keep an earlier run's data."""
+    written = set(outcome.written)
+    for out_tile in output.output_tiles(recipe.grid.tile(*outcome.index)):
+        if out_tile.index not in written:
+            output.tile_path(out_tile).unlink(missing_ok=True)
+
+
+__all__ = ["ProcessError", "ProgressEvent", "RunSummary", "execute", "load", "plan", "prepare"]

@@ -1,0 +1,53 @@
+"""Exception hierarchy: one root, user-facing errors also inherit the matching builtin.
+
+`Empty` lives here too but deliberately is *not* a `ZigguratError`: it is the normal
+"nothing here" signal of a process, not a failure.
+"""
+
+from __future__ import annotations
+
+
+class ZigguratError(Exception):
+    """Root of every error ziggurat raises on purpose."""
+
+
+class RecipeError(ZigguratError, ValueError):
+    """A recipe is invalid; the message names the file, line, key and what was expected."""
+
+
+class GridError(ZigguratError, ValueError):
+    """A grid, zoom level or tile index does not exist."""
+
+
+class InputError(ZigguratError, OSError):
+    """An input cannot be opened or read."""
+
+
+class OutputError(ZigguratError, OSError):
+    """An output cannot be written or conflicts with what is already on disk."""
+
+
+class ExecutorError(ZigguratError, ValueError):
+    """An unknown executor or invalid executor options."""
+
+
+class ProcessLoadError(ZigguratError, ImportError):
+    """A process module cannot be found or imported, or its signature does not fit the recipe."""
+
+
+class ProcessError(ZigguratError, RuntimeError):
+    """A process raised on a tile; carries the tile index and the original traceback text."""
+
+    def __init__(self, message: str, tile: tuple[int, int, int] | None = None,
+                 traceback: str | None = None, exc_type: str | None = None) -> None:
+        super().__init__(message)
+        self.tile = tile
+        self.traceback = traceback
+        self.exc_type = exc_type
+
+    def __reduce__(self):  # keep attributes across process boundaries
+        return (type(self), (str(self), self.tile, self.traceback, self.exc_type))
+
+
+class Empty(Exception):
+    """Raised (or signalled by returning None) by a process when a tile has no data."""

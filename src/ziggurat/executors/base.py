@@ -1,0 +1,52 @@
+"""The executor interface: run tile task specs, yield outcomes as they finish.
+
+Executors pull task specs lazily from an iterator with a bounded window of tasks in flight,
+so memory does not grow with the number of tiles and the first tile starts at once.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Iterable, Iterator
+
+from ziggurat.grid import TileIndex
+from ziggurat.job import RunSpec, TileOutcome
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Executor(ABC):
+    """Runs tiles of one run; `map_unordered` may be called once per run."""
+
+    name: str = "executor"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or default_workers())
+
+    @property
+    def window(self) -> int:
+        """How many tasks may be in flight at once."""
+        return 2 * self.workers
+
+    @abstractmethod
+    def map_unordered(self, spec: RunSpec, tasks: Iterable[TileIndex]) -> Iterator[TileOutcome]:
+        """Yield one outcome per task, in completion order.
+
+        Closing the generator early (the engine stops on a failure or on Ctrl-C) cancels
+        pending tasks and lets in-flight ones finish.
+        """
+
+    def close(self) -> None:
+        """Release workers; safe to call twice."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,184 @@
+"""Shared-memory result slots: reserved up front so a full /dev/shm fails at allocation.
+
+`multiprocessing.shared_memory` only calls `ftruncate`, so writing into an over-committed
+segment kills the writer with SIGBUS (CPython gh-114390). Here every slot is a file in the
+shared-memory filesystem reserved with `posix_fallocate`, which raises ENOSPC at once.
+Names carry the parent's PID and a run token, so segments left by a killed run are found
+and removed by the next one.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mmap
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SHM_DIR = Path("/dev/shm")
+PREFIX = "ziggurat-"
+#: Always leave this much of the shared-memory filesystem free: multiprocessing's own
+#: locks and queues live there too.
+MIN_HEADROOM = 8 * 1024 * 1024
+HEADROOM_FRACTION = 0.10
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(shm_dir: Path = SHM_DIR) -> int:
+    """Remove slots whose owning process is gone (a run killed with SIGKILL); count them."""
+    removed = 0
+    try:
+        entries = list(shm_dir.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(PREFIX):
+            continue
+        try:
+            pid = int(entry.name[len(PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            try:
+                entry.unlink()
+                removed += 1
+            except OSError:
+                pass
+    if removed:
+        log.info("removed %d stale shared-memory segment(s) of killed runs", removed)
+    return removed
+
+
+def free_bytes(shm_dir: Path = SHM_DIR) -> tuple[int, int]:
+    """(available, total) bytes of the shared-memory filesystem."""
+    st = os.statvfs(shm_dir)
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """What a worker needs to attach to the slots: picklable and small."""
+
+    names: tuple[str, ...]
+    size: int
+    shm_dir: str
+
+
+class SlotPool:
+    """Parent-side owner of the slots; hands out free slot numbers and unlinks on close."""
+
+    def __init__(self, spec: SlotSpec, maps: list[mmap.mmap]) -> None:
+        self.spec = spec
+        self._maps = maps
+        self._free = list(range(len(maps)))[::-1]
+
+    @classmethod
+    def allocate(cls, size: int, wanted: int, shm_dir: Path = SHM_DIR) -> "SlotPool":
+        """Reserve up to `wanted` slots of `size` bytes, fewer (with a warning) if space is short."""
+        size = max(int(size), 1)
+        available, total = free_bytes(shm_dir)
+        headroom = max(MIN_HEADROOM, int(total * HEADROOM_FRACTION))
+        affordable = max(0, (available - headroom) // size)
+        count = min(wanted, affordable)
+        if count < wanted:
+            log.warning("shared memory at %s is short (%.1f MiB free): using %d result slot(s) of "
+                        "%.1f MiB instead of %d", shm_dir, available / 2**20, count, size / 2**20, wanted)
+        token = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
+        names: list[str] = []
+        maps: list[mmap.mmap] = []
+        for k in range(count):
+            name = f"{token}{k}"
+            path = shm_dir / name
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)
+                maps.append(mmap.mmap(fd, size))
+            except OSError as exc:
+                path.unlink(missing_ok=True)
+                if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+                    cls(SlotSpec(tuple(names), size, str(shm_dir)), maps).close()
+                    raise
+                log.warning("shared memory full after %d of %d result slot(s); continuing with %d",
+                            k, count, max(k - 1, 0))
+                if maps:  # give one back: keep headroom for the pool's own semaphores
+                    maps.pop().close()
+                    (shm_dir / names.pop()).unlink(missing_ok=True)
+                break
+            finally:
+                os.close(fd)
+            names.append(name)
+        return cls(SlotSpec(tuple(names), size, str(shm_dir)), maps)
+
+    def __len__(self) -> int:
+        return len(self._maps)
+
+    @property
+    def free(self) -> int:
+        return len(self._free)
+
+    def acquire(self) -> int | None:
+        return self._free.pop() if self._free else None
+
+    def release(self, slot: int) -> None:
+        self._free.append(slot)
+
+    def view(self, slot: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        """A numpy view of a slot's bytes (no copy); valid until the slot is released."""
+        return np.frombuffer(self._maps[slot], dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+    def close(self) -> None:
+        """Unmap and unlink every slot; safe to call more than once."""
+        for m in self._maps:
+            try:
+                m.close()
+            except BufferError:  # a view is still alive; unlinking below still frees the name
+                pass
+        self._maps = []
+        for name in self.spec.names:
+            (Path(self.spec.shm_dir) / name).unlink(missing_ok=True)
+        self._free = []
+
+
+class SlotWriter:
+    """Worker-side: attaches to slots lazily (once per worker) and copies results in."""
+
+    def __init__(self, spec: SlotSpec) -> None:
+        self.spec = spec
+        self._maps: dict[int, mmap.mmap] = {}
+
+    def write(self, slot: int, array: np.ndarray) -> None:
+        if array.nbytes > self.spec.size:
+            raise ValueError(f"result of {array.nbytes} bytes does not fit a {self.spec.size}-byte slot")
+        m = self._maps.get(slot)
+        if m is None:
+            fd = os.open(Path(self.spec.shm_dir) / self.spec.names[slot], os.O_RDWR)
+            try:
+                m = self._maps[slot] = mmap.mmap(fd, self.spec.size)
+            finally:
+                os.close(fd)
+        dst = np.frombuffer(m, dtype=array.dtype, count=array.size).reshape(array.shape)
+        dst[...] = array
+        del dst
+
+    def close(self) -> None:
+        for m in self._maps.values():
+            try:
+                m.close()
+            except BufferError:
+                pass
+        self._maps.clear()

@@ -1,0 +1,38 @@
+"""Inputs and outputs: pick the driver for a recipe's `format`."""
+
+from __future__ import annotations
+
+from ziggurat.errors import InputError, OutputError
+from ziggurat.grid import Grid
+from ziggurat.io._common import InputConfigLike, OutputConfigLike
+from ziggurat.io.raster import RasterInput, RasterTileInput
+from ziggurat.io.tiledir import TileDirectoryInput, TileDirectoryOutput, TileDirectoryTileInput
+
+__all__ = [
+    "INPUT_FORMATS", "OUTPUT_FORMATS", "RasterInput", "RasterTileInput", "TileDirectoryInput",
+    "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
+]
+
+INPUT_FORMATS = {"raster": RasterInput, "tiledir": TileDirectoryInput}
+OUTPUT_FORMATS = {"GTiff": TileDirectoryOutput}
+#: Formats a recipe may name that have no driver yet: a clear message beats "unsupported".
+_PLANNED_INPUTS = {"vector"}
+
+
+def open_input(config: InputConfigLike, grid: Grid) -> RasterInput | TileDirectoryInput:
+    cls = INPUT_FORMATS.get(config.format)
+    if cls is None:
+        if config.format in _PLANNED_INPUTS:
+            raise InputError(f"input {config.name!r}: format {config.format!r} is not implemented "
+                             f"yet; supported formats: {', '.join(INPUT_FORMATS)}")
+        raise InputError(f"input {config.name!r}: unsupported format {config.format!r}; "
+                         f"supported formats: {', '.join(INPUT_FORMATS)}")
+    return cls(config, grid)
+
+
+def open_output(config: OutputConfigLike, grid: Grid) -> TileDirectoryOutput:
+    cls = OUTPUT_FORMATS.get(config.format)
+    if cls is None:
+        raise OutputError(f"output {config.path}: unsupported format {config.format!r}; "
+                          f"supported formats: {', '.join(OUTPUT_FORMATS)}")
+    return cls(config, grid)

@@ -1,0 +1,344 @@
+"""Helpers shared by the raster and tile-directory drivers (CRS, bounds, arrays)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import uuid
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
+import pyproj
+from affine import Affine
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import reproject, transform_bounds
+
+from ziggurat.errors import InputError
+from ziggurat.grid import Bounds, Tile
+
+logger = logging.getLogger(__name__)
+
+#: Tolerances for "same pixel size" (relative) and "whole-pixel offset" (pixels).
+RES_RTOL = 1e-9
+OFFSET_TOL = 1e-6
+_WORLD = Bounds(-180.0, -90.0, 180.0, 90.0)
+
+
+class InputConfigLike(Protocol):
+    """What `recipe.InputConfig` offers; duck-typed so io does not depend on recipe."""
+
+    name: str
+    path: Path
+    format: str
+    options: Mapping[str, Any]
+
+
+class OutputConfigLike(Protocol):
+    path: Path
+    format: str
+    dtype: str
+    bands: int
+    nodata: float | int | None
+    compress: str
+    metatiling: int
+    options: Mapping[str, Any]
+
+
+# -- CRS and bounds -------------------------------------------------------------------------
+@lru_cache(maxsize=256)
+def _crs_equal_wkt(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return pyproj.CRS.from_wkt(a).equals(pyproj.CRS.from_wkt(b), ignore_axis_order=True)
+    except pyproj.exceptions.CRSError:
+        return False
+
+
+def crs_equal(a: CRS | None, b: CRS | None) -> bool:
+    """CRS equality that treats EPSG:4326 and OGC:CRS84 as the same (GDAL uses lon/lat for both)."""
+    if a is None or b is None:
+        return a is b
+    return _crs_equal_wkt(a.to_wkt(), b.to_wkt())
+
+
+def bounds_valid(b: Bounds) -> bool:
+    return all(math.isfinite(v) for v in b) and b.left < b.right and b.bottom < b.top
+
+
+def intersect(a: Bounds, b: Bounds) -> Bounds | None:
+    out = Bounds(max(a.left, b.left), max(a.bottom, b.bottom), min(a.right, b.right), min(a.top, b.top))
+    return out if bounds_valid(out) else None
+
+
+def overlaps(a: Bounds | None, b: Bounds) -> bool:
+    """Interiors intersect (touching edges do not count)."""
+    return a is not None and intersect(a, b) is not None
+
+
+def clip_geographic(bounds: Bounds, crs: CRS) -> Bounds | None:
+    """Buffered geodetic tiles reach past +-180/+-90, which PROJ would wrap or reject."""
+    if not crs.is_geographic:
+        return bounds
+    return intersect(Bounds(*bounds), _WORLD)
+
+
+@lru_cache(maxsize=64)
+def _area_of_use(wkt: str) -> Bounds | None:
+    try:
+        aou = pyproj.CRS.from_wkt(wkt).area_of_use
+    except pyproj.exceptions.CRSError:
+        return None
+    return None if aou is None else Bounds(aou.west, aou.south, aou.east, aou.north)
+
+
+def _transform(src_crs: CRS, dst_crs: CRS, b: Bounds) -> Bounds | None:
+    try:
+        out = Bounds(*transform_bounds(src_crs, dst_crs, *b, densify_pts=21))
+    except Exception as exc:  # rasterio/PROJ raise several types for untransformable areas
+        logger.debug("transform_bounds %s -> %s failed: %s", src_crs, dst_crs, exc)
+        return None
+    if not all(math.isfinite(v) for v in out) or out.bottom >= out.top:
+        return None
+    if out.left >= out.right:
+        # rasterio's antimeridian convention for geographic targets: take the full width
+        if not dst_crs.is_geographic:
+            return None
+        out = Bounds(-180.0, out.bottom, 180.0, out.top)
+    return out
+
+
+def transform_bounds_safe(src_crs: CRS, dst_crs: CRS, bounds: Bounds) -> Bounds | None:
+    """Bounds in another CRS, or None; retries inside the target CRS's area of use (poles)."""
+    bounds = Bounds(*bounds)
+    if crs_equal(src_crs, dst_crs):
+        return bounds if bounds_valid(bounds) else None
+    src_b = clip_geographic(bounds, src_crs)
+    if src_b is None:
+        return None
+    out = _transform(src_crs, dst_crs, src_b)
+    if out is not None:
+        return out
+    aou = _area_of_use(dst_crs.to_wkt())
+    if aou is None:
+        return None
+    aou_src = _transform(CRS.from_epsg(4326), src_crs, aou)
+    clipped = intersect(src_b, aou_src) if aou_src is not None else None
+    return None if clipped is None else _transform(src_crs, dst_crs, clipped)
+
+
+# -- reading helpers ---------------------------------------------------------------------------
+def resampling_from_name(name: str | Resampling) -> Resampling:
+    if isinstance(name, Resampling):
+        return name
+    try:
+        return Resampling[str(name)]
+    except KeyError:
+        known = ", ".join(r.name for r in Resampling)
+        raise InputError(f"unknown resampling {name!r}; known: {known}") from None
+
+
+def normalize_indexes(indexes: int | Sequence[int] | None, count: int, name: str
+                      ) -> tuple[list[int], bool]:
+    """1-based band list and whether to squeeze the band axis (an int index asks for 2D)."""
+    if indexes is None:
+        return list(range(1, count + 1)), False
+    squeeze = isinstance(indexes, (int, np.integer))
+    idx = [int(indexes)] if squeeze else [int(i) for i in indexes]  # type: ignore[union-attr]
+    bad = [i for i in idx if not 1 <= i <= count]
+    if bad or not idx:
+        raise InputError(f"input {name!r}: band indexes {bad or idx} out of range 1..{count}")
+    return idx, squeeze
+
+
+def fill_value(dtype: np.dtype, nodata: float | int | None) -> Any:
+    """Value to put under the mask: nodata if it fits the dtype, else 0."""
+    if nodata is None:
+        return 0
+    if np.dtype(dtype).kind == "f":
+        return nodata
+    try:
+        info = np.iinfo(dtype)
+    except ValueError:
+        return 0
+    if math.isfinite(nodata) and float(nodata).is_integer() and info.min <= nodata <= info.max:
+        return int(nodata)
+    return 0
+
+
+def empty_masked(bands: int, shape: tuple[int, int], dtype: Any, nodata: float | int | None
+                 ) -> np.ma.MaskedArray:
+    fill = fill_value(np.dtype(dtype), nodata)
+    data = np.full((bands, *shape), fill, dtype=dtype)
+    return np.ma.masked_array(data, mask=np.ones(data.shape, dtype=bool), fill_value=fill)
+
+
+def pixel_offset(outer: Affine, inner: Affine) -> tuple[int, int] | None:
+    """(row, col) of `inner`'s origin in `outer`'s pixel grid, if both grids share whole pixels."""
+    if outer.b or outer.d or inner.b or inner.d:
+        return None
+    if not (math.isclose(outer.a, inner.a, rel_tol=RES_RTOL)
+            and math.isclose(outer.e, inner.e, rel_tol=RES_RTOL)):
+        return None
+    col = (inner.c - outer.c) / outer.a
+    row = (inner.f - outer.f) / outer.e
+    if abs(col - round(col)) > OFFSET_TOL or abs(row - round(row)) > OFFSET_TOL:
+        return None
+    return round(row), round(col)
+
+
+def paste(dest: np.ma.MaskedArray, src: np.ma.MaskedArray, row: int, col: int) -> None:
+    """Copy `src` (bands, h, w) into `dest` with its origin at (row, col), clipped to `dest`."""
+    _, dh, dw = dest.shape
+    _, sh, sw = src.shape
+    r0, c0 = max(row, 0), max(col, 0)
+    r1, c1 = min(row + sh, dh), min(col + sw, dw)
+    if r0 >= r1 or c0 >= c1:
+        return
+    dest[:, r0:r1, c0:c1] = src[:, r0 - row:r1 - row, c0 - col:c1 - col]
+
+
+def alpha_band(src: DatasetReader) -> int:
+    """1-based index of the dataset's alpha band, 0 if it has none."""
+    return next((i for i, ci in enumerate(src.colorinterp, 1) if ci.name == "alpha"), 0)
+
+
+def warp_to_tile(src: DatasetReader, idx: list[int], tile: Tile, resampling: Resampling
+                 ) -> np.ma.MaskedArray:
+    """Reproject bands of an open dataset onto the buffered tile; invalid or outside is masked.
+
+    A WarpedVRT with an added alpha band: GDAL fills the alpha from nodata, masks and the
+    source footprint. Masks are read from that alpha explicitly because GDAL only derives them
+    from Byte/UInt16 alpha bands. It avoids `reproject` with arrays, whose MemoryDataset toggles
+    the (not thread-safe) warnings filters and leaks NotGeoreferencedWarning under threads.
+    """
+    h, w = tile.buffered_shape
+    dtype, nodata, alpha = src.dtypes[idx[0] - 1], src.nodata, alpha_band(src)
+    out = empty_masked(len(idx), (h, w), dtype, nodata)
+    try:
+        # SAMPLE_GRID: with edge sampling only, GDAL clipped the source window of buffered
+        # mercator tiles reaching past the antimeridian and dropped valid columns
+        with WarpedVRT(src, crs=tile.crs, transform=tile.buffered_affine, width=w, height=h,
+                       resampling=resampling, add_alpha=not alpha, SAMPLE_GRID="YES") as vrt:
+            if alpha:  # a source alpha band (RGBA): GDAL's own mask works
+                out[:] = vrt.read(idx, masked=True)
+                return out
+            stack = vrt.read([*idx, vrt.count])
+    except Exception as exc:
+        # PROJ may reject every point of a tile (the far side of an orthographic source); the
+        # VRT then fails where the warp API just leaves the tile empty
+        logger.debug("WarpedVRT failed for tile %s (%s); retrying with reproject", tile, exc)
+        stack = np.full((len(idx) + 1, h, w), out.fill_value, dtype=dtype)
+        stack[-1] = 0  # alpha; GDAL would initialise it with the nodata value
+        reproject(rasterio.band(src, idx), stack, src_nodata=nodata, dst_nodata=out.fill_value,
+                  dst_transform=tile.buffered_affine, dst_crs=tile.crs, src_alpha=alpha,
+                  dst_alpha=len(idx) + 1, resampling=resampling, init_dest_nodata=False)
+    invalid = np.broadcast_to(stack[-1] == 0, out.shape)
+    out[:] = np.ma.masked_array(stack[:-1], mask=invalid)
+    return out
+
+
+def nodata_to_json(nodata: float | int | None) -> float | int | str | None:
+    if isinstance(nodata, float) and not math.isfinite(nodata):
+        return "nan" if math.isnan(nodata) else ("inf" if nodata > 0 else "-inf")
+    return nodata
+
+
+def nodata_from_json(value: Any) -> float | int | None:
+    if isinstance(value, str):
+        return float(value)
+    return value
+
+
+# -- writing helpers ---------------------------------------------------------------------------
+def to_dtype(data: np.ndarray | np.ma.MaskedArray, dtype: np.dtype, nodata: float | int | None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Cast for writing: masked and NaN become nodata, integers are clipped; returns (array, valid)."""
+    arr = np.ma.getdata(data)
+    invalid = np.ma.getmaskarray(data).copy()
+    if arr.dtype.kind in "fc":
+        invalid |= np.isnan(arr)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if arr.dtype.kind in "fc":
+            arr = np.clip(np.where(invalid, 0, arr.real), info.min, info.max)
+        elif arr.dtype.kind in "iu":
+            src = np.iinfo(arr.dtype)
+            if src.min < info.min or src.max > info.max:
+                arr = np.clip(arr, max(info.min, src.min), min(info.max, src.max))
+        with np.errstate(invalid="ignore"):
+            out = arr.astype(dtype)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = arr.astype(dtype)
+    if nodata is None:
+        out[invalid] = 0
+    else:
+        out[invalid] = nodata
+        invalid |= np.isnan(out) if np.isnan(nodata) else (out == nodata)
+    return out, ~invalid
+
+
+def check_nodata(dtype: np.dtype, nodata: float | int | None) -> str | None:
+    if nodata is None or dtype.kind in "fc":
+        return None
+    if dtype.kind not in "iu":
+        return f"unsupported dtype {dtype.name}"
+    info = np.iinfo(dtype)
+    if not (np.isfinite(nodata) and float(nodata).is_integer() and info.min <= nodata <= info.max):
+        return f"nodata {nodata!r} does not fit dtype {dtype.name} ({info.min}..{info.max})"
+    return None
+
+
+def same_nodata(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    try:
+        return bool(a == b or (np.isnan(a) and np.isnan(b)))
+    except TypeError:
+        return False
+
+
+# -- files -------------------------------------------------------------------------------------
+def block_size(n: int) -> int | None:
+    """GeoTIFF block edge: the tile up to 512 px, else 256; None (strips) unless a multiple of 16."""
+    if n % 16:
+        return None
+    return n if n <= 512 else 256
+
+
+def tmp_path(final: Path, suffix: str) -> Path:
+    """A temporary name beside `final`, unique per process and thread."""
+    return final.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = tmp_path(path, ".json")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def int_names(folder: Path, suffix: str = "") -> list[int]:
+    """Integer-named entries (folders, or files with `suffix`), ignoring `.tmp-` leftovers."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        stem = name[: -len(suffix)] if suffix and name.endswith(suffix) else (None if suffix else name)
+        if stem is not None and stem.isdigit():
+            out.append(int(stem))
+    return sorted(out)

@@ -1,0 +1,122 @@
+"""Which process tiles a run covers, derived by index arithmetic and streamed lazily.
+
+The area is the recipe's bounds (or, without bounds, the union of its inputs' footprints),
+narrowed by bounds given at run time; a single tile or point overrides it. Nothing here
+enumerates the whole grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+from rasterio.crs import CRS
+from rasterio.warp import transform, transform_bounds
+
+from ziggurat.errors import GridError, RecipeError
+from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.recipe import Recipe, parse_zoom_levels
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Process tiles per zoom for one run; iterate `tiles()` lazily, count with `count()`."""
+
+    grid: Grid
+    zooms: tuple[int, ...]                  # in processing order (highest first, like mapchete)
+    bounds: Bounds | None                   # grid CRS; None when `only` is set
+    only: tuple[TileIndex, ...] = ()        # explicit tiles (from --tile / --point)
+
+    def count(self, zoom: int | None = None) -> int:
+        if self.only:
+            return sum(1 for t in self.only if zoom is None or t.zoom == zoom)
+        if self.bounds is None:
+            return 0
+        zooms = self.zooms if zoom is None else (zoom,)
+        return sum(self.grid.count_tiles(self.bounds, z) for z in zooms)
+
+    def tiles(self) -> Iterator[Tile]:
+        if self.only:
+            for index in self.only:
+                yield self.grid.tile(*index)
+            return
+        if self.bounds is None:
+            return
+        for zoom in self.zooms:
+            yield from self.grid.tiles_in_bounds(self.bounds, zoom)
+
+
+def _intersect(a: Bounds, b: Bounds) -> Bounds | None:
+    out = Bounds(max(a.left, b.left), max(a.bottom, b.bottom), min(a.right, b.right), min(a.top, b.top))
+    return out if out.left < out.right and out.bottom < out.top else None
+
+
+def _union(boxes: Iterable[Bounds]) -> Bounds | None:
+    boxes = list(boxes)
+    if not boxes:
+        return None
+    return Bounds(min(b.left for b in boxes), min(b.bottom for b in boxes),
+                  max(b.right for b in boxes), max(b.top for b in boxes))
+
+
+def _to_grid_crs(bounds: Sequence[float], crs: str | None, grid: Grid) -> Bounds:
+    if len(bounds) != 4:
+        raise RecipeError(f"bounds must be 4 numbers (west south east north), got {list(bounds)}")
+    left, bottom, right, top = map(float, bounds)
+    if not (left < right and bottom < top):
+        raise RecipeError(f"bounds must satisfy west < east and south < north, got {list(bounds)}")
+    if crs:
+        try:
+            return Bounds(*transform_bounds(CRS.from_user_input(crs), grid.crs, left, bottom, right, top,
+                                            densify_pts=21))
+        except Exception as exc:
+            raise RecipeError(f"cannot transform bounds {list(bounds)} from {crs!r} to the grid CRS: {exc}") from exc
+    return Bounds(left, bottom, right, top)
+
+
+def make_plan(recipe: Recipe, *, zoom: Any = None, bounds: Sequence[float] | None = None,
+              bounds_crs: str | None = None, tile: Sequence[int] | None = None,
+              point: Sequence[float] | None = None, point_crs: str | None = None,
+              input_bounds: Iterable[Bounds] = ()) -> Plan:
+    """Resolve run-time overrides against the recipe into a `Plan`.
+
+    `input_bounds` are the footprints of the opened inputs (grid CRS); they bound a recipe
+    without `bounds` so a run never spans the whole globe by accident.
+    """
+    grid = recipe.grid
+    if tile is not None:
+        if len(tile) != 3:
+            raise RecipeError(f"a tile is ZOOM ROW COL, got {list(tile)}")
+        index = TileIndex(*map(int, tile))
+        grid.tile(*index)  # raises GridError for an index outside the grid
+        return Plan(grid, (index.zoom,), None, (index,))
+
+    lo, hi = recipe.zoom_levels
+    if zoom is not None:
+        zlo, zhi = parse_zoom_levels(zoom)
+        if zlo < lo or zhi > hi:
+            raise RecipeError(f"zoom {zlo}..{zhi} is outside the recipe's zoom_levels {lo}..{hi}")
+        lo, hi = zlo, zhi
+    zooms = tuple(range(hi, lo - 1, -1))
+
+    if point is not None:
+        x, y = map(float, point)
+        if point_crs:
+            xs, ys = transform(CRS.from_user_input(point_crs), grid.crs, [x], [y])
+            x, y = xs[0], ys[0]
+        try:
+            only = tuple(grid.tile_at(x, y, z).index for z in zooms)
+        except GridError as exc:
+            raise RecipeError(str(exc)) from exc
+        return Plan(grid, zooms, None, only)
+
+    area = recipe.bounds
+    if area is None:
+        area = _union(input_bounds)
+    if area is None:
+        area = grid.bounds()
+    if bounds is not None:
+        area = _intersect(area, _to_grid_crs(bounds, bounds_crs, grid))
+    if area is not None:
+        area = _intersect(area, grid.bounds())
+    return Plan(grid, zooms, area)

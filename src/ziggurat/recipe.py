@@ -1,0 +1,419 @@
+"""Recipes: YAML with mapchete-compatible keys -> immutable, fully validated objects.
+
+Everything is checked at load so that a run never fails on tile 10 000 because of a typo,
+and every message names file, line, key, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ziggurat.errors import GridError, RecipeError
+from ziggurat.grid import METATILING_VALUES, Bounds, Grid
+from ziggurat.yamlload import (Checker, FrozenDict, KeyPath, Locator, found, is_int, is_number, load_mapping,
+                               load_yaml, thaw, value_at_zoom)
+
+__all__ = ["FrozenDict", "InputConfig", "OutputConfig", "Recipe", "load_recipe", "parse_zoom_levels"]
+
+TOP_KEYS = ("process", "zoom_levels", "pyramid", "input", "output", "bounds", "bounds_crs",
+            "process_parameters", "baselevels", "area", "area_crs", "stac", "description", "name")
+PYRAMID_KEYS = ("grid", "metatiling", "pixelbuffer", "tile_size")
+BASELEVEL_KEYS = ("min", "max", "lower", "higher")
+OUTPUT_FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff", "png": "PNG",
+                  "geojson": "GeoJSON", "flatgeobuf": "FlatGeobuf", "fgb": "FlatGeobuf"}
+COMPRESSIONS = ("deflate", "lzw", "zstd", "lzma", "packbits", "jpeg", "webp", "none")
+RASTER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+                 "float32", "float64")
+INPUT_FORMATS = {"raster": "raster", "raster_file": "raster", "gtiff": "raster", "geotiff": "raster",
+                 "tif": "raster", "vrt": "raster", "vector": "vector", "vector_file": "vector",
+                 "geojson": "vector", "gpkg": "vector", "flatgeobuf": "vector", "esri shapefile": "vector",
+                 "tiledir": "tiledir", "tiledirectory": "tiledir", "tile_directory": "tiledir"}
+RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".nc", ".png", ".jpg")
+VECTOR_EXTS = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".gml", ".kml")
+_ZOOM_FORMS = "a zoom level (5), 'min,max' ('3,8'), a list [3, 8] or a mapping {min: 3, max: 8}"
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """One validated `input:` entry; io opens it without re-checking."""
+
+    name: str
+    path: Path | str  # str only for remote paths (/vsi..., scheme://) which must not be normalised
+    format: str       # "raster" | "tiledir" | "vector"
+    options: Mapping[str, Any] = field(default_factory=FrozenDict)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The validated `output:` section; unknown keys are driver options for io."""
+
+    path: Path | str  # str only for remote paths
+    format: str = "GTiff"
+    dtype: str = "float32"
+    bands: int = 1
+    nodata: float | int | None = 0
+    compress: str = "deflate"
+    metatiling: int = 1
+    options: Mapping[str, Any] = field(default_factory=FrozenDict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A fully validated recipe; frozen and picklable because it is shipped to every worker."""
+
+    path: Path | None
+    base_dir: Path
+    text: str = field(repr=False)
+    process: str
+    zoom_levels: tuple[int, int]
+    grid: Grid
+    inputs: Mapping[str, InputConfig]
+    output: OutputConfig
+    bounds: Bounds | None
+    bounds_crs: str | None
+    parameters: Mapping[str, Any]
+    baselevels: Mapping[str, Any] | None
+    raw: Mapping[str, Any]
+    #: key path -> 1-based line, and the file name as given; only for error messages.
+    key_lines: Mapping[KeyPath, int] = field(default_factory=FrozenDict, compare=False, repr=False)
+    source_name: str = field(default="<recipe>", compare=False, repr=False)
+
+    @property
+    def zooms(self) -> range:
+        return range(self.zoom_levels[0], self.zoom_levels[1] + 1)
+
+    @property
+    def output_grid(self) -> Grid:
+        return self.grid.with_options(metatiling=self.output.metatiling, pixelbuffer=0)
+
+    def parameters_at(self, zoom: int) -> dict[str, Any]:
+        """Process parameters with zoom conditions resolved; plain dicts/lists, safe to mutate."""
+        loc = Locator(self.source_name, self.key_lines)
+        return {key: thaw(value_at_zoom(value, zoom, ("process_parameters", key), loc))
+                for key, value in self.parameters.items()}
+
+    def describe_key(self, *keys: str | int) -> str:
+        """``recipes/x.yaml:12 key output.dtype``, for errors other modules raise later."""
+        path: KeyPath = tuple(keys)
+        if len(keys) == 1 and isinstance(keys[0], str) and "." in keys[0] and path not in self.key_lines:
+            path = tuple(keys[0].split("."))
+        return Locator(self.source_name, self.key_lines).describe(path)
+
+
+def parse_zoom_levels(value: Any) -> tuple[int, int]:
+    """Every zoom form mapchete accepts -> (min, max); shared by recipes and the CLI."""
+    def bad() -> RecipeError:
+        return RecipeError(f"expected {_ZOOM_FORMS} with zoom levels >= 0; found {found(value)}")
+
+    items: list[Any] = [value]
+    if isinstance(value, str):
+        items = [int(p) if p.strip().isdecimal() else None for p in value.split(",")]
+    elif isinstance(value, Mapping):
+        items = [value.get("min"), value.get("max")] if set(value) == {"min", "max"} else []
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    if not 1 <= len(items) <= 2 or not all(is_int(v) and v >= 0 for v in items):
+        raise bad()
+    return int(min(items)), int(max(items))
+
+
+def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
+                base_dir: str | os.PathLike[str] | None = None) -> Recipe:
+    """Read and validate a recipe file (or an already parsed mapping) completely."""
+    if isinstance(source, Mapping):
+        data, lines, name, path, text = load_mapping(source), {}, None, None, ""
+        folder = Path(base_dir) if base_dir is not None else Path.cwd()
+    else:
+        name = os.fspath(source)
+        path = Path(os.path.abspath(name))
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = (f"recipe file not found (looked for {path})" if isinstance(exc, FileNotFoundError)
+                   else f"cannot read recipe: {exc}")
+            raise RecipeError(f"{name}: {why}") from None
+        folder = Path(base_dir) if base_dir is not None else path.parent
+        data, lines = load_yaml(text, name)
+    return _Builder(data, Locator(name, lines), Path(os.path.abspath(folder)), path, text).build()
+
+
+def _is_remote(path: str) -> bool:
+    """GDAL virtual paths and URLs: never checked locally, never normalised (``//`` matters)."""
+    return path.startswith("/vsi") or "://" in path
+
+
+class _Builder(Checker):
+    """One validation pass over the parsed recipe; each method checks one section."""
+
+    def __init__(self, data: Any, loc: Locator, base_dir: Path, path: Path | None, text: str) -> None:
+        super().__init__(loc)
+        self.data, self.base_dir, self.path, self.text = data, base_dir, path, text
+
+    def resolve(self, path: str) -> Path:
+        return Path(os.path.abspath(self.base_dir / os.path.expanduser(path)))
+
+    # -- sections ------------------------------------------------------------------------
+    def build(self) -> Recipe:
+        data = self.data
+        if not isinstance(data, Mapping):
+            raise self.fail((), "the recipe to be a mapping of keys (process, zoom_levels, pyramid, "
+                                "output, ...)", data)
+        self.check_keys(data, (), TOP_KEYS)
+        process = self.process(data)
+        grid = self.grid(data)
+        zoom_levels = self.zoom_levels(data, grid)
+        inputs = self.inputs(data)
+        output = self.output(data, grid)
+        bounds, bounds_crs = self.bounds(data, grid)
+        parameters = self.parameters(data, zoom_levels)
+        baselevels = self.baselevels(data, zoom_levels)
+        for key in ("area", "area_crs", "stac", "description", "name"):
+            if data.get(key) is not None and not isinstance(data[key], (str, Mapping)):
+                raise self.fail((key,), "a string or a mapping", data[key])
+        return Recipe(self.path, self.base_dir, self.text, process, zoom_levels, grid, inputs, output,
+                      bounds, bounds_crs, parameters, baselevels, data,
+                      FrozenDict(self.loc.lines), self.loc.source)
+
+    def process(self, data: Mapping[str, Any]) -> str:
+        expected = "a .py file, a dotted module name or a ready-made process name"
+        value = self.string(data, ("process",), expected)
+        if value.endswith(".py"):
+            resolved = self.resolve(value)
+            if not resolved.is_file():
+                raise self.loc.error(("process",), f"process file {value!r} not found (looked for {resolved})")
+        elif not all(part.isidentifier() for part in value.split(".")):
+            raise self.fail(("process",), expected, value)
+        return value
+
+    def grid(self, data: Mapping[str, Any]) -> Grid:
+        pyramid = self.mapping(data, ("pyramid",), "a mapping with at least 'grid'", required=True) or {}
+        self.check_keys(pyramid, ("pyramid",), PYRAMID_KEYS)
+        key = ("pyramid", "grid")
+        name = self.string(pyramid, key, "a grid name (geodetic, mercator, a morecantile id) or the "
+                                         "path of a TileMatrixSet JSON file")
+        metatiling = self.integer(pyramid, ("pyramid", "metatiling"), 1, choices=METATILING_VALUES)
+        pixelbuffer = self.integer(pyramid, ("pyramid", "pixelbuffer"), 0, minimum=0)
+        tile_size = self.integer(pyramid, ("pyramid", "tile_size"), None, minimum=1)
+        try:
+            if name.lower().endswith(".json") or "/" in name or os.sep in name:
+                return Grid(self.custom_tms(name), name, metatiling, pixelbuffer, tile_size)
+            return Grid.from_name(name, metatiling=metatiling, pixelbuffer=pixelbuffer, tile_size=tile_size)
+        except GridError as exc:
+            raise self.loc.error(key, str(exc)) from exc
+
+    def custom_tms(self, name: str) -> Any:
+        import morecantile
+
+        resolved = self.resolve(name)
+        try:
+            text = resolved.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise self.loc.error(("pyramid", "grid"), f"cannot read TileMatrixSet file {name!r} "
+                                                      f"({resolved}): {exc.strerror or exc}") from None
+        try:
+            return morecantile.TileMatrixSet.model_validate_json(text)
+        except Exception as exc:  # pydantic ValidationError and friends
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise self.loc.error(("pyramid", "grid"), f"expected a TileMatrixSet JSON file, {name!r} "
+                                                      f"is not one: {first}") from None
+
+    def zoom_levels(self, data: Mapping[str, Any], grid: Grid) -> tuple[int, int]:
+        value = self.required(data, ("zoom_levels",), _ZOOM_FORMS)
+        try:
+            lo, hi = parse_zoom_levels(value)
+        except RecipeError as exc:
+            raise self.loc.error(("zoom_levels",), str(exc)) from None
+        if lo < grid.minzoom or hi > grid.maxzoom:
+            raise self.loc.error(("zoom_levels",), f"expected zoom levels within grid {grid.name!r} "
+                                                   f"({grid.minzoom}..{grid.maxzoom}), found {lo}..{hi}")
+        return lo, hi
+
+    def inputs(self, data: Mapping[str, Any]) -> Mapping[str, InputConfig]:
+        expected = "a mapping of input name -> path or {path: ..., format: ...}"
+        section = self.mapping(data, ("input",), expected, required=False) or {}
+        out: dict[str, InputConfig] = {}
+        for name, value in section.items():
+            key: KeyPath = ("input", name)
+            if not isinstance(name, str) or not name:
+                raise self.fail(key, "input names to be non-empty strings", name)
+            if isinstance(value, str) and value.strip():
+                spec: Mapping[str, Any] = FrozenDict()
+                path_key, where = key, value
+            elif isinstance(value, Mapping):
+                spec, path_key = value, key + ("path",)
+                where = self.string(spec, path_key, "a path string")
+            else:
+                note = " (optional null inputs are not supported)" if value is None else ""
+                raise self.loc.error(key, "expected a path or a mapping {path: ..., format: ...}, "
+                                          f"found {found(value)}{note}")
+            fmt = spec.get("format")
+            if fmt is not None and (not isinstance(fmt, str) or fmt.lower() not in INPUT_FORMATS):
+                raise self.fail(key + ("format",), "one of raster, vector, tiledir", fmt)
+            options = FrozenDict((k, v) for k, v in spec.items() if k not in ("path", "format"))
+            path, detected = self.input_path(where, INPUT_FORMATS.get(fmt.lower()) if fmt else None, path_key)
+            out[name] = InputConfig(name, path, detected, options)
+        return FrozenDict(out)
+
+    def input_path(self, where: str, fmt: str | None, key: KeyPath) -> tuple[Path | str, str]:
+        ext = os.path.splitext(where.split("?")[0].rstrip("/"))[1].lower()
+        by_ext = "vector" if ext in VECTOR_EXTS else "raster"
+        if _is_remote(where):
+            return where, fmt or by_ext
+        path = self.resolve(where)
+        if not path.exists():
+            raise self.loc.error(key, f"input not found: {path} (from {where!r})")
+        tiledir = path.is_dir() and (path / "metadata.json").is_file()
+        if fmt == "tiledir" and not tiledir:
+            raise self.loc.error(key, f"expected a tile directory with a metadata.json, found {path}")
+        if fmt is None and path.is_dir() and not tiledir and ext not in RASTER_EXTS + VECTOR_EXTS:
+            raise self.loc.error(key, f"{path} is a directory without metadata.json; expected a file or "
+                                      "a tile directory (or give an explicit 'format')")
+        return path, fmt or ("tiledir" if tiledir else by_ext)
+
+    def output(self, data: Mapping[str, Any], grid: Grid) -> OutputConfig:
+        section = self.mapping(data, ("output",), "a mapping with at least 'path'", required=True) or {}
+        key = ("output",)
+        where = self.string(section, key + ("path",), "a path string")
+        fmt = self.string(section, key + ("format",), "GTiff, PNG, GeoJSON or FlatGeobuf", "GTiff")
+        if fmt.lower() not in OUTPUT_FORMATS:
+            raise self.fail(key + ("format",), "GTiff, PNG, GeoJSON or FlatGeobuf", fmt)
+        fmt = OUTPUT_FORMATS[fmt.lower()]
+        dtype = self.dtype(self.string(section, key + ("dtype",), "a dtype name", "float32"), key + ("dtype",))
+        bands = self.integer(section, key + ("bands",), 1, minimum=1)
+        nodata = self.nodata(section.get("nodata", 0), dtype, key + ("nodata",))
+        choice, default = f"one of {', '.join(COMPRESSIONS)}", "none" if "compress" in section else "deflate"
+        compress = self.string(section, key + ("compress",), choice, default).lower()  # null: none
+        if compress not in COMPRESSIONS:
+            raise self.fail(key + ("compress",), choice, section["compress"])
+        if compress in ("jpeg", "webp") and dtype != "uint8":
+            raise self.loc.error(key + ("compress",), f"expected dtype uint8 with {compress} "
+                                                      f"compression, found dtype {dtype}")
+        if fmt == "PNG" and dtype not in ("uint8", "uint16"):
+            raise self.loc.error(key + ("dtype",), f"expected uint8 or uint16 for PNG, found {dtype}")
+        choices = tuple(m for m in METATILING_VALUES if m <= grid.metatiling)
+        metatiling = self.integer(section, key + ("metatiling",), 1, choices=choices)
+        if _is_remote(where):
+            path: Path | str = where
+        else:
+            path = self.resolve(where)
+            if path.exists() and not path.is_dir():
+                raise self.loc.error(key + ("path",), f"expected a directory (or a new path), found the "
+                                                      f"file {path}")
+        known = ("path", "format", "dtype", "bands", "nodata", "compress", "metatiling")
+        options = FrozenDict((k, v) for k, v in section.items() if k not in known)
+        return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options)
+
+    def dtype(self, value: str, key: KeyPath) -> str:
+        expected = f"a numeric dtype ({', '.join(RASTER_DTYPES)})"
+        try:
+            name = np.dtype(value.strip().lower()).name
+        except (TypeError, ValueError, SyntaxError):
+            raise self.fail(key, expected, value) from None
+        if name not in RASTER_DTYPES:
+            raise self.fail(key, expected, value)
+        return name
+
+    def nodata(self, value: Any, dtype: str, key: KeyPath) -> float | int | None:
+        if value is None:
+            return None
+        if not is_number(value):
+            raise self.fail(key, "a number, .nan or null", value)
+        dt = np.dtype(dtype)
+        if dt.kind in "ui":
+            if isinstance(value, float) and not value.is_integer():
+                raise self.loc.error(key, f"expected an integer nodata for dtype {dtype}, found {found(value)}")
+            info = np.iinfo(dt)
+            if not info.min <= int(value) <= info.max:
+                raise self.loc.error(key, f"expected a nodata value that fits dtype {dtype} "
+                                          f"({info.min}..{info.max}), found {found(value)}")
+            return int(value)
+        limit = float(np.finfo(dt).max)
+        if math.isfinite(value) and abs(value) > limit:
+            raise self.loc.error(key, f"expected a nodata value that fits dtype {dtype} "
+                                      f"(-{limit:g}..{limit:g}), found {found(value)}")
+        return float(value)
+
+    def bounds(self, data: Mapping[str, Any], grid: Grid) -> tuple[Bounds | None, str | None]:
+        from rasterio.crs import CRS
+        from rasterio.errors import CRSError
+        from rasterio.warp import transform_bounds
+
+        crs_name = data.get("bounds_crs")
+        crs = None
+        if crs_name is not None:
+            if not isinstance(crs_name, str):
+                raise self.fail(("bounds_crs",), "a CRS string like 'EPSG:3857'", crs_name)
+            try:
+                crs = CRS.from_user_input(crs_name)
+            except CRSError as exc:
+                raise self.loc.error(("bounds_crs",), f"expected a valid CRS, found {crs_name!r} ({exc})") from None
+        value = data.get("bounds")
+        if value is None:
+            return None, crs_name
+        expected = "[west, south, east, north] (4 numbers)"
+        try:  # a "W,S,E,N" string too, e.g. from ${BOUNDS}
+            nums = [float(v) for v in value.split(",")] if isinstance(value, str) else list(value)
+        except (TypeError, ValueError):
+            raise self.fail(("bounds",), expected, value) from None
+        if len(nums) != 4 or not all(is_number(v) and math.isfinite(v) for v in nums):
+            raise self.fail(("bounds",), expected, value)
+        west, south, east, north = (float(v) for v in nums)
+        if not (west < east and south < north):
+            raise self.fail(("bounds",), f"{expected} with west < east and south < north", value)
+        if crs is not None and crs != grid.crs:
+            try:
+                west, south, east, north = transform_bounds(crs, grid.crs, west, south, east, north,
+                                                            densify_pts=21)
+            except Exception:  # rasterio/PROJ errors for impossible transformations
+                west = math.nan
+            if not all(map(math.isfinite, (west, south, east, north))):
+                raise self.loc.error(("bounds",), f"cannot transform bounds from {crs_name} to the grid "
+                                                  "CRS (outside the area of use of either CRS?)")
+        gb = grid.bounds()
+        if west >= gb.right or east <= gb.left or south >= gb.top or north <= gb.bottom:
+            raise self.loc.error(("bounds",), f"expected bounds overlapping grid {grid.name!r} {tuple(gb)}, "
+                                              f"found {(west, south, east, north)} (grid CRS)")
+        return Bounds(west, south, east, north), crs_name
+
+    def parameters(self, data: Mapping[str, Any], zooms: tuple[int, int]) -> Mapping[str, Any]:
+        section = self.mapping(data, ("process_parameters",), "a mapping of parameter name -> value",
+                               required=False) or FrozenDict()
+        for name, value in section.items():
+            key: KeyPath = ("process_parameters", name)
+            if not isinstance(name, str) or not name:
+                raise self.fail(key, "parameter names to be strings", name)
+            for zoom in range(zooms[0], zooms[1] + 1):
+                value_at_zoom(value, zoom, key, self.loc)
+        return FrozenDict(section)
+
+    def baselevels(self, data: Mapping[str, Any], zooms: tuple[int, int]) -> Mapping[str, Any] | None:
+        from rasterio.enums import Resampling
+
+        section = self.mapping(data, ("baselevels",), "a mapping with keys min, max, lower, higher",
+                               required=False)
+        if section is None:
+            return None
+        self.check_keys(section, ("baselevels",), BASELEVEL_KEYS)
+        out = dict(section)
+        for bound in ("min", "max"):
+            value = section.get(bound)
+            if value is not None and not (is_int(value) and zooms[0] <= value <= zooms[1]):
+                raise self.fail(("baselevels", bound), f"a zoom level within zoom_levels "
+                                                       f"{zooms[0]}..{zooms[1]}", value)
+            out[bound] = None if value is None else int(value)
+        if out["min"] is not None and out["max"] is not None and out["min"] > out["max"]:
+            raise self.fail(("baselevels", "max"), f"max >= min ({out['min']})", out["max"])
+        names = list(Resampling.__members__)
+        for side in ("lower", "higher"):
+            value = section.get(side)
+            if value is not None:
+                if not isinstance(value, str) or value.lower() not in names:
+                    raise self.fail(("baselevels", side), f"a resampling name ({', '.join(names)})", value)
+                out[side] = value.lower()
+        return FrozenDict({k: v for k, v in out.items() if v is not None})
