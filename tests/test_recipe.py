@@ -109,7 +109,7 @@ def test_full_recipe_values(tmp_path: Path, dem: Path) -> None:
         baselevels: {min: 3, max: 5, lower: Bilinear, higher: nearest}
         description: a test
         name: test
-        area: {type: Point, coordinates: [0, 0]}
+        area: {type: Polygon, coordinates: [[[0, 0], [1000, 0], [1000, 1000], [0, 0]]]}
         stac: {title: x}
         """)
     (tmp_path / "proc.py").write_text("def execute(): pass\n")
@@ -128,7 +128,8 @@ def test_full_recipe_values(tmp_path: Path, dem: Path) -> None:
     assert dict(out.options) == {"predictor": 2}
     assert recipe.parameters_at(3) == {"sigma": 1.5, "levels": [1, 2, {"a": 3}]}
     assert dict(recipe.baselevels) == {"min": 3, "max": 5, "lower": "bilinear", "higher": "nearest"}
-    assert recipe.raw["description"] == "a test" and recipe.raw["area"]["type"] == "Point"
+    assert recipe.raw["description"] == "a test" and recipe.raw["area"]["type"] == "Polygon"
+    assert recipe.area.area == pytest.approx(500_000)  # parsed in the grid CRS (mercator metres)
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -20,9 +21,12 @@ from ziggurat.io import open_input, open_output
 from ziggurat.job import EMPTY, FAILED, SKIPPED, WRITTEN, RunSpec, TileOutcome
 from ziggurat.plan import Plan, make_plan
 from ziggurat.process import ProcessRef, check_signature, load_process
+from ziggurat.provenance import begin_run
 from ziggurat.recipe import Recipe, load_recipe
+from ziggurat.stac import RunItem
 
 log = logging.getLogger(__name__)
+DEFAULT_EXECUTOR = "processes"
 
 
 @dataclass(frozen=True)
@@ -48,17 +52,24 @@ class RunSummary:
     skipped: int = 0
     failed: list[TileOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    stac_item: Path | None = None    # the STAC item describing the output, if any
+    vrts: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
     def describe(self) -> str:
-        """The one-line summary the CLI prints."""
+        """The summary the CLI prints: one line, then where the STAC item (and VRTs) are."""
         parts = [f"{self.output_tiles} tiles written", f"{self.empty} empty", f"{self.skipped} skipped"]
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
-        return f"{', '.join(parts)} in {self.seconds:.2f} s -> {self.output_path}"
+        text = f"{', '.join(parts)} in {self.seconds:.2f} s -> {self.output_path}"
+        if self.stac_item is not None:
+            text += f"\nSTAC item: {self.stac_item}"
+        if self.vrts:
+            text += f"\nVRTs: {', '.join(str(p) for p in self.vrts)}"
+        return text
 
 
 def load(recipe: Recipe | str | os.PathLike[str]) -> Recipe:
@@ -74,7 +85,8 @@ def prepare(recipe: Recipe) -> None:
 def plan(recipe: Recipe, **overrides: Any) -> Plan:
     """Tiles a run would process, with inputs bounding a recipe that has no `bounds`."""
     input_bounds = []
-    if recipe.bounds is None and overrides.get("tile") is None and overrides.get("point") is None:
+    if recipe.bounds is None and overrides.get("tile") is None and overrides.get("point") is None \
+            and recipe.area is None and overrides.get("area") is None:  # an area bounds the run too
         for cfg in recipe.inputs.values():
             inp = open_input(cfg, recipe.grid)
             try:
@@ -89,23 +101,42 @@ def plan(recipe: Recipe, **overrides: Any) -> Plan:
 def execute(recipe: Recipe | str | os.PathLike[str], *, zoom: Any = None,
             bounds: Sequence[float] | None = None, bounds_crs: str | None = None,
             tile: Sequence[int] | None = None, point: Sequence[float] | None = None,
-            point_crs: str | None = None, overwrite: bool = False,
-            executor: str | Executor = "sequential", workers: int | None = None,
-            keep_going: bool = False, progress: ProgressCallback | None = None) -> RunSummary:
+            point_crs: str | None = None, area: Any = None, area_crs: str | None = None,
+            overwrite: bool = False, executor: str | Executor | None = None, workers: int | None = None,
+            retries: int = 2, write_in: str | None = None, keep_going: bool = False,
+            progress: ProgressCallback | None = None, vrt: bool = False) -> RunSummary:
     """Run a recipe over its zoom levels and area (optionally narrowed), writing tiles.
 
     Default mode continues: process tiles whose output tiles all exist are skipped.
     A failing tile stops the run (tiles already in flight finish first) with a
     `ProcessError` naming the tile; with `keep_going` all other tiles still run and the
-    failures are listed in the summary.
+    failures are listed in the summary. `executor` defaults to $ZIGGURAT_EXECUTOR or
+    "processes"; `retries` is how often a tile whose worker died is tried again; `write_in`
+    ("workers" or "parent") chooses who encodes tiles with the process pool. `area` (WKT,
+    GeoJSON or a vector file path, in `area_crs`) narrows the recipe's area: only tiles
+    meeting the polygon run, and raster results are masked to it.
     """
     recipe = load(recipe)
     prepare(recipe)
     run_plan = plan(recipe, zoom=zoom, bounds=bounds, bounds_crs=bounds_crs, tile=tile,
-                    point=point, point_crs=point_crs)
+                    point=point, point_crs=point_crs, area=area, area_crs=area_crs)
+    if run_plan.area is not recipe.area:  # workers mask raster results to the run's area
+        recipe = replace(recipe, area=run_plan.area)
     output = open_output(recipe.output, recipe.grid)
+    run_item = RunItem(recipe, output)  # checks the recipe's stac settings; tracks tile extents
     output.prepare(overwrite)
-    pool = get_executor(executor, workers)
+    pool = get_executor(executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR, workers,
+                        retries=retries, write_in=write_in)
+    start_run = getattr(output, "start_run", None)
+    if start_run is not None:
+        start_run(run_plan)
+    provenance = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=dict(
+        zoom=zoom, bounds=bounds, bounds_crs=bounds_crs, tile=tile, point=point, point_crs=point_crs,
+        area=area, area_crs=area_crs,
+        overwrite=overwrite, keep_going=keep_going))  # recipe, process source, input fingerprints
+    finished = False
+    parent_writes = getattr(output, "writes_in_parent", False) or getattr(pool, "write_in", "") == "parent"
+    in_flight: set[TileIndex] = set()
     summary = RunSummary(recipe, output.path, pool.name, pool.workers, total=run_plan.count())
     start = time.perf_counter()
     done = 0
@@ -120,23 +151,42 @@ def execute(recipe: Recipe | str | os.PathLike[str], *, zoom: Any = None,
         for t in run_plan.tiles():
             if not overwrite and output.exists(t):
                 summary.skipped += 1
+                run_item.skipped(t)
                 report(TileOutcome(t.index, SKIPPED))
                 continue
+            in_flight.add(t.index)
             yield t.index
 
     try:
         with pool:
-            outcomes = pool.map_unordered(RunSpec(recipe, overwrite), tasks())
+            outcomes = pool.map_unordered(RunSpec(recipe, overwrite), tasks(),
+                                          sink=output if parent_writes else None)
             try:
                 for outcome in outcomes:
+                    in_flight.discard(outcome.index)
                     _record(summary, outcome, output, overwrite)
+                    provenance.add(outcome)  # tile checksums
+                    run_item.written(outcome.written)
                     report(outcome)
                     if outcome.status == FAILED and not keep_going:
                         raise outcome.to_error(recipe)
+            except KeyboardInterrupt:  # also SIGTERM, via the CLI: stop now, leave nothing partial
+                pool.terminate()
+                for index in in_flight:
+                    output.remove_partial(recipe.grid.tile(*index))
+                raise
             finally:
                 outcomes.close()  # cancels what is pending, waits for what is in flight
+        finished = True
+        summary.stac_item = run_item.finish()
+        if vrt:
+            summary.vrts = run_item.write_vrts()
     finally:
+        finish_run = getattr(output, "finish_run", None)
+        if finish_run is not None:
+            finish_run(finished and (keep_going or not summary.failed))
         summary.seconds = time.perf_counter() - start
+        provenance.finish(summary, None if finished else sys.exc_info()[1], pending=in_flight)
     return summary
 
 
@@ -149,7 +199,7 @@ def _record(summary: RunSummary, outcome: TileOutcome, output: Any, overwrite: b
     elif outcome.status == FAILED:
         summary.failed.append(outcome)
         return
-    if overwrite:
+    if overwrite and not getattr(output, "writes_in_parent", False):  # a single file is replaced whole
         _remove_stale(summary.recipe, output, outcome)
 
 

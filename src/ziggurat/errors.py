@@ -27,6 +27,10 @@ class OutputError(ZigguratError, OSError):
     """An output cannot be written or conflicts with what is already on disk."""
 
 
+class ProvenanceError(OutputError):
+    """An output's provenance (`.ziggurat/`) is missing, unreadable or cannot be reproduced."""
+
+
 class ExecutorError(ZigguratError, ValueError):
     """An unknown executor or invalid executor options."""
 

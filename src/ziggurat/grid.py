@@ -234,6 +234,11 @@ class Grid:
         nrows = min((row + 1) * mt, lvl.matrix_height) - row * mt
         return nrows * lvl.px_y, ncols * lvl.px_x
 
+    def max_tile_shape(self, zoom: int) -> tuple[int, int]:
+        """(height, width) of an unclipped metatile: the largest tile result at a zoom."""
+        lvl = self._level(zoom)
+        return self.metatiling * lvl.px_y, self.metatiling * lvl.px_x
+
     def tile_range(self, bounds: Bounds | tuple[float, float, float, float], zoom: int
                    ) -> tuple[range, range]:
         """(rows, cols) ranges of the tiles whose interior intersects `bounds` (grid CRS).

@@ -8,20 +8,28 @@ exceptions that might not survive pickling.
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from rasterio.errors import RasterioIOError
 
+from ziggurat.checksum import tile_checksums
+from ziggurat.area import AreaMask
 from ziggurat.errors import Empty, ProcessError
 from ziggurat.grid import TileIndex
 from ziggurat.io import open_input, open_output
+from ziggurat.io.vectordir import as_features
 from ziggurat.process import LoadedProcess, ProcessRef, call_kwargs, load_process
 from ziggurat.recipe import Recipe
 
 WRITTEN, EMPTY, SKIPPED, FAILED = "written", "empty", "skipped", "failed"
+READ_RETRIES = 3        # transient read errors (network storage, busy NFS) are retried ...
+READ_BACKOFF = 0.2      # ... after 0.2, 0.4, 0.8 s
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,11 +53,30 @@ class TileOutcome:
     error: str | None = None          # "ExcType: message"
     exc_type: str | None = None
     traceback: str | None = None
+    checksums: tuple[str, ...] = ()   # SHA-256 of each `written` tile file, same order (provenance)
 
     def to_error(self, recipe: Recipe) -> ProcessError:
         where = recipe.path or "<recipe>"
         return ProcessError(f"{where}: process {recipe.process!r} failed on tile {self.index}: {self.error}",
                             tile=tuple(self.index), traceback=self.traceback, exc_type=self.exc_type)
+
+
+def failed_outcome(index: TileIndex, exc: BaseException, start: float | None = None) -> TileOutcome:
+    """A FAILED outcome carrying the exception as text, so it survives any process boundary."""
+    seconds = time.perf_counter() - start if start is not None else 0.0
+    return TileOutcome(TileIndex(*index), FAILED, seconds=seconds, error=f"{type(exc).__name__}: {exc}",
+                       exc_type=type(exc).__name__,
+                       traceback="".join(traceback.format_exception(exc)))
+
+
+def write_prepared(sink: Any, tile: Any, array: np.ndarray, outcome: TileOutcome) -> TileOutcome:
+    """The parent-side half of a tile: write an array from `TileJob.compute`, hash what was written."""
+    try:
+        written = tuple(sink.write_prepared(tile, array))
+        checksums = tile_checksums(sink, written)
+    except Exception as exc:
+        return failed_outcome(outcome.index, exc)
+    return replace(outcome, status=WRITTEN if written else EMPTY, written=written, checksums=checksums)
 
 
 @dataclass
@@ -61,12 +88,15 @@ class TileJob:
     inputs: dict[str, Any] = field(init=False)
     output: Any = field(init=False)
     _params: dict[int, dict[str, Any]] = field(init=False, default_factory=dict)
+    area_mask: AreaMask | None = field(init=False, default=None)  # results are cut to `area`
 
     def __post_init__(self) -> None:
         recipe = self.spec.recipe
         self.process = load_process(self.spec.process_ref)
         self.inputs = {name: open_input(cfg, recipe.grid) for name, cfg in recipe.inputs.items()}
         self.output = open_output(recipe.output, recipe.grid)
+        if recipe.area is not None:
+            self.area_mask = AreaMask(recipe.area)
 
     def parameters(self, zoom: int) -> dict[str, Any]:
         params = self._params.get(zoom)
@@ -84,28 +114,65 @@ class TileJob:
             if result is None:
                 return TileOutcome(index, EMPTY, seconds=time.perf_counter() - start)
             written = tuple(self.output.write(tile, result))
+            checksums = tile_checksums(self.output, written)
         except Empty:
             return TileOutcome(index, EMPTY, seconds=time.perf_counter() - start)
         except Exception as exc:  # reported with the tile; the engine decides whether to stop
-            return TileOutcome(index, FAILED, seconds=time.perf_counter() - start,
-                               error=f"{type(exc).__name__}: {exc}", exc_type=type(exc).__name__,
-                               traceback=traceback.format_exc())
+            return failed_outcome(index, exc, start)
         status = WRITTEN if written else EMPTY
-        return TileOutcome(index, status, written, seconds=time.perf_counter() - start)
+        return TileOutcome(index, status, written, seconds=time.perf_counter() - start,
+                           checksums=checksums)
+
+    def compute(self, index: TileIndex) -> tuple[TileOutcome, np.ndarray | None]:
+        """Run the process and prepare its array for a parent-side writer; writes nothing.
+
+        The outcome's status is provisional (WRITTEN means "has data"); the parent fills in
+        the written output tiles once it has written them.
+        """
+        start = time.perf_counter()
+        index = TileIndex(*index)
+        try:
+            tile = self.spec.recipe.grid.tile(*index)
+            result = self._execute(tile)
+            array = None if result is None else self.output.prepare_array(tile, result)
+        except Empty:
+            array = None
+        except Exception as exc:
+            return failed_outcome(index, exc, start), None
+        status = EMPTY if array is None else WRITTEN
+        return TileOutcome(index, status, seconds=time.perf_counter() - start), array
+
 
     def _execute(self, tile: Any) -> Any:
+        """Call the process; transient read errors (GDAL I/O) are retried with backoff."""
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                return self._call(tile)
+            except RasterioIOError:
+                if attempt == READ_RETRIES:
+                    raise
+                log.warning("tile %s: read error, retrying (%d/%d)", tile, attempt + 1, READ_RETRIES)
+                time.sleep(READ_BACKOFF * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _call(self, tile: Any) -> Any:
         inputs = {name: inp.for_tile(tile) for name, inp in self.inputs.items()}
         kwargs = call_kwargs(self.process, inputs, self.parameters(tile.zoom), tile)
         result = self.process.func(**kwargs)
         if result is None:
             return None
+        if getattr(self.output, "is_vector", False):  # GeoJSON/FlatGeobuf: a list of features
+            feats = as_features(result, self.output.format)
+            return feats if self.area_mask is None else self.area_mask.clip_features(tile, feats)
         if isinstance(result, np.ndarray):
             if result.ndim not in (2, 3):
                 raise TypeError(f"execute() returned a {result.ndim}D array; expected 2D (rows, cols) "
                                 "or 3D (bands, rows, cols)")
-            return result
+            return result if self.area_mask is None else self.area_mask.apply(tile, result)
+        hint = (" (a list of features needs output format GeoJSON or FlatGeobuf)"
+                if isinstance(result, (list, tuple)) else "")
         raise TypeError(f"execute() returned {type(result).__name__}; expected a numpy (masked) array, "
-                        "None, or `raise ziggurat.Empty`")
+                        f"None, or `raise ziggurat.Empty`{hint}")
 
     def close(self) -> None:
         for inp in self.inputs.values():

@@ -1,8 +1,9 @@
 """Which process tiles a run covers, derived by index arithmetic and streamed lazily.
 
 The area is the recipe's bounds (or, without bounds, the union of its inputs' footprints),
-narrowed by bounds given at run time; a single tile or point overrides it. Nothing here
-enumerates the whole grid.
+narrowed by bounds given at run time; a single tile or point overrides it. An `area`
+polygon (recipe or run time) narrows it further to the tiles meeting the polygon itself.
+Nothing here enumerates the whole grid.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from rasterio.crs import CRS
 from rasterio.warp import transform, transform_bounds
 
+from ziggurat.area import clip_to_bounds, count_tiles_in_geometry, run_area, tiles_in_geometry
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.recipe import Recipe, parse_zoom_levels
@@ -26,6 +28,8 @@ class Plan:
     zooms: tuple[int, ...]                  # in processing order (highest first, like mapchete)
     bounds: Bounds | None                   # grid CRS; None when `only` is set
     only: tuple[TileIndex, ...] = ()        # explicit tiles (from --tile / --point)
+    geometry: Any = None                    # area polygon clipped to `bounds`: only tiles meeting it
+    area: Any = None                        # the run's area polygon (grid CRS) rasters are masked to
 
     def count(self, zoom: int | None = None) -> int:
         if self.only:
@@ -33,6 +37,8 @@ class Plan:
         if self.bounds is None:
             return 0
         zooms = self.zooms if zoom is None else (zoom,)
+        if self.geometry is not None:
+            return sum(count_tiles_in_geometry(self.grid, self.geometry, z) for z in zooms)
         return sum(self.grid.count_tiles(self.bounds, z) for z in zooms)
 
     def tiles(self) -> Iterator[Tile]:
@@ -43,7 +49,10 @@ class Plan:
         if self.bounds is None:
             return
         for zoom in self.zooms:
-            yield from self.grid.tiles_in_bounds(self.bounds, zoom)
+            if self.geometry is not None:
+                yield from tiles_in_geometry(self.grid, self.geometry, zoom)
+            else:
+                yield from self.grid.tiles_in_bounds(self.bounds, zoom)
 
 
 def _intersect(a: Bounds, b: Bounds) -> Bounds | None:
@@ -77,19 +86,22 @@ def _to_grid_crs(bounds: Sequence[float], crs: str | None, grid: Grid) -> Bounds
 def make_plan(recipe: Recipe, *, zoom: Any = None, bounds: Sequence[float] | None = None,
               bounds_crs: str | None = None, tile: Sequence[int] | None = None,
               point: Sequence[float] | None = None, point_crs: str | None = None,
-              input_bounds: Iterable[Bounds] = ()) -> Plan:
+              input_bounds: Iterable[Bounds] = (), area: Any = None,
+              area_crs: str | None = None) -> Plan:
     """Resolve run-time overrides against the recipe into a `Plan`.
 
     `input_bounds` are the footprints of the opened inputs (grid CRS); they bound a recipe
-    without `bounds` so a run never spans the whole globe by accident.
+    without `bounds` so a run never spans the whole globe by accident. `area` (WKT, GeoJSON
+    or a vector file path, in `area_crs`) narrows the recipe's area.
     """
     grid = recipe.grid
+    the_area = run_area(recipe.area, area, area_crs, grid)
     if tile is not None:
         if len(tile) != 3:
             raise RecipeError(f"a tile is ZOOM ROW COL, got {list(tile)}")
         index = TileIndex(*map(int, tile))
         grid.tile(*index)  # raises GridError for an index outside the grid
-        return Plan(grid, (index.zoom,), None, (index,))
+        return Plan(grid, (index.zoom,), None, (index,), area=the_area)
 
     lo, hi = recipe.zoom_levels
     if zoom is not None:
@@ -108,9 +120,11 @@ def make_plan(recipe: Recipe, *, zoom: Any = None, bounds: Sequence[float] | Non
             only = tuple(grid.tile_at(x, y, z).index for z in zooms)
         except GridError as exc:
             raise RecipeError(str(exc)) from exc
-        return Plan(grid, zooms, None, only)
+        return Plan(grid, zooms, None, only, area=the_area)
 
     area = recipe.bounds
+    if area is None and the_area is not None:
+        area = Bounds(*the_area.bounds)
     if area is None:
         area = _union(input_bounds)
     if area is None:
@@ -119,4 +133,8 @@ def make_plan(recipe: Recipe, *, zoom: Any = None, bounds: Sequence[float] | Non
         area = _intersect(area, _to_grid_crs(bounds, bounds_crs, grid))
     if area is not None:
         area = _intersect(area, grid.bounds())
-    return Plan(grid, zooms, area)
+    geometry = None
+    if the_area is not None and area is not None:
+        geometry = clip_to_bounds(the_area, area)
+        area = None if geometry is None else _intersect(area, Bounds(*geometry.bounds))
+    return Plan(grid, zooms, area, geometry=geometry, area=the_area)

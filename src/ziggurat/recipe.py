@@ -16,8 +16,9 @@ import numpy as np
 
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import METATILING_VALUES, Bounds, Grid
-from ziggurat.yamlload import (Checker, FrozenDict, KeyPath, Locator, found, is_int, is_number, load_mapping,
-                               load_yaml, thaw, value_at_zoom)
+from ziggurat.vector_schema import VECTOR_OUTPUT_FORMATS, SchemaError, parse_schema
+from ziggurat.yamlload import (Checker, FrozenDict, KeyPath, Locator, found, freeze, is_int, is_number,
+                               load_mapping, load_yaml, thaw, value_at_zoom)
 
 __all__ = ["FrozenDict", "InputConfig", "OutputConfig", "Recipe", "load_recipe", "parse_zoom_levels"]
 
@@ -83,6 +84,8 @@ class Recipe:
     #: key path -> 1-based line, and the file name as given; only for error messages.
     key_lines: Mapping[KeyPath, int] = field(default_factory=FrozenDict, compare=False, repr=False)
     source_name: str = field(default="<recipe>", compare=False, repr=False)
+    #: `area` as a valid shapely (Multi)Polygon in the grid CRS (see ziggurat.area), or None.
+    area: Any = field(default=None, compare=False, repr=False)
 
     @property
     def zooms(self) -> range:
@@ -176,9 +179,30 @@ class _Builder(Checker):
         for key in ("area", "area_crs", "stac", "description", "name"):
             if data.get(key) is not None and not isinstance(data[key], (str, Mapping)):
                 raise self.fail((key,), "a string or a mapping", data[key])
+        area = self.area(data, grid)
         return Recipe(self.path, self.base_dir, self.text, process, zoom_levels, grid, inputs, output,
                       bounds, bounds_crs, parameters, baselevels, data,
-                      FrozenDict(self.loc.lines), self.loc.source)
+                      FrozenDict(self.loc.lines), self.loc.source, area=area)
+
+    def area(self, data: Mapping[str, Any], grid: Grid) -> Any:
+        """`area` + `area_crs` -> a grid-CRS polygon (parsed and reprojected in ziggurat.area)."""
+        from ziggurat.area import parse_area
+
+        crs = data.get("area_crs")
+        if crs is not None:
+            from rasterio.crs import CRS
+            from rasterio.errors import CRSError
+
+            try:
+                CRS.from_user_input(crs)
+            except CRSError as exc:
+                raise self.loc.error(("area_crs",), f"expected a valid CRS, found {crs!r} ({exc})") from None
+        if data.get("area") is None:
+            return None
+        try:
+            return parse_area(data["area"], crs=crs, grid=grid, base_dir=self.base_dir)
+        except RecipeError as exc:
+            raise self.loc.error(("area",), str(exc)) from None
 
     def process(self, data: Mapping[str, Any]) -> str:
         expected = "a .py file, a dotted module name or a ready-made process name"
@@ -302,11 +326,24 @@ class _Builder(Checker):
             path: Path | str = where
         else:
             path = self.resolve(where)
-            if path.exists() and not path.is_dir():
+            single = path.suffix.lower() in (".tif", ".tiff")  # one GeoTIFF instead of tiles
+            if single and fmt != "GTiff":
+                raise self.loc.error(key + ("format",), f"expected GTiff for a single-file output "
+                                                        f"({path.name}), found {fmt}")
+            if single and path.is_dir():
+                raise self.loc.error(key + ("path",), f"expected a GeoTIFF file path, found the folder {path}")
+            if not single and path.exists() and not path.is_dir():
                 raise self.loc.error(key + ("path",), f"expected a directory (or a new path), found the "
                                                       f"file {path}")
+            if "cog" in section and not isinstance(section["cog"], bool):
+                raise self.fail(key + ("cog",), "true or false", section["cog"])
         known = ("path", "format", "dtype", "bands", "nodata", "compress", "metatiling")
         options = FrozenDict((k, v) for k, v in section.items() if k not in known)
+        if fmt in VECTOR_OUTPUT_FORMATS:  # GeoJSON/FlatGeobuf tile directories need a schema
+            try:
+                options = FrozenDict({**options, "schema": freeze(parse_schema(section.get("schema")))})
+            except SchemaError as exc:
+                raise self.loc.error(key + ("schema",) + exc.path, str(exc)) from None
         return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options)
 
     def dtype(self, value: str, key: KeyPath) -> str:

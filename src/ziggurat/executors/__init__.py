@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from ziggurat.errors import ExecutorError
-from ziggurat.executors.base import Executor, default_workers
+from ziggurat.executors.base import WAIT, Executor, default_workers
 from ziggurat.executors.local import SequentialExecutor, ThreadExecutor
+from ziggurat.executors.pool import ProcessExecutor
 
 EXECUTORS: dict[str, type[Executor]] = {
     SequentialExecutor.name: SequentialExecutor,
     ThreadExecutor.name: ThreadExecutor,
+    ProcessExecutor.name: ProcessExecutor,
 }
 
 
-def get_executor(name: str | Executor = "sequential", workers: int | None = None) -> Executor:
+def _load_dask() -> type[Executor]:
+    """`distributed` is an optional extra, imported only when the dask executor is asked for."""
+    try:
+        from ziggurat.executors.dask import DaskExecutor
+    except ImportError as exc:
+        raise ExecutorError(f"the dask executor needs the 'distributed' package ({exc}): "
+                            "pip install ziggurat[dask]") from exc
+    return DaskExecutor
+
+
+#: Executors whose module is imported on first use (optional dependencies); name -> loader.
+LAZY_EXECUTORS: dict[str, Callable[[], type[Executor]]] = {"dask": _load_dask}
+
+
+def get_executor(name: str | Executor = "sequential", workers: int | None = None, *,
+                 retries: int = 2, write_in: str | None = None, **options: Any) -> Executor:
+    """An executor by name; pool options only apply to the process pool, `options` (e.g.
+    `scheduler=` for dask) to the lazily loaded executors."""
     if isinstance(name, Executor):
         return name
     try:
-        cls = EXECUTORS[name]
+        cls = EXECUTORS[name] if name in EXECUTORS else LAZY_EXECUTORS[name]()
     except KeyError:
-        raise ExecutorError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}") from None
+        raise ExecutorError(f"unknown executor {name!r}; choose one of: "
+                            f"{', '.join([*EXECUTORS, *LAZY_EXECUTORS])}") from None
     if workers is not None and workers < 1:
         raise ExecutorError(f"workers must be >= 1, got {workers}")
+    if retries < 0:
+        raise ExecutorError(f"retries must be >= 0, got {retries}")
+    if issubclass(cls, ProcessExecutor):
+        if write_in not in (None, "workers", "parent"):
+            raise ExecutorError(f"write_in must be 'workers' or 'parent', got {write_in!r}")
+        return cls(workers, retries=retries, write_in=write_in or "workers")
+    if name in LAZY_EXECUTORS:
+        return cls(workers, retries=retries, **options)
     return cls(workers)
 
 
-__all__ = ["EXECUTORS", "Executor", "ExecutorError", "SequentialExecutor", "ThreadExecutor",
-           "default_workers", "get_executor"]
+__all__ = ["EXECUTORS", "LAZY_EXECUTORS", "WAIT", "Executor", "ExecutorError", "ProcessExecutor",
+           "SequentialExecutor", "ThreadExecutor", "default_workers", "get_executor"]

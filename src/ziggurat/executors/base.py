@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from ziggurat.grid import TileIndex
 from ziggurat.job import RunSpec, TileOutcome
+
+
+class _Wait:
+    """Yielded by a task source that has nothing ready until running tasks finish
+    (overview tiles wait for their children): the executor stops pulling and waits."""
+
+    def __repr__(self) -> str:
+        return "WAIT"
+
+
+WAIT = _Wait()
 
 
 def default_workers() -> int:
@@ -35,12 +46,18 @@ class Executor(ABC):
         return 2 * self.workers
 
     @abstractmethod
-    def map_unordered(self, spec: RunSpec, tasks: Iterable[TileIndex]) -> Iterator[TileOutcome]:
+    def map_unordered(self, spec: RunSpec, tasks: Iterable[TileIndex | _Wait],
+                      sink: Any = None) -> Iterator[TileOutcome]:
         """Yield one outcome per task, in completion order.
 
-        Closing the generator early (the engine stops on a failure or on Ctrl-C) cancels
-        pending tasks and lets in-flight ones finish.
+        `tasks` is pulled lazily and may yield `WAIT`. Without a `sink` workers write their
+        tiles; with one, workers only compute and the parent writes through
+        `sink.write_prepared(tile, array)`. Closing the generator early (the engine stops on
+        a failure) cancels pending tasks and lets in-flight ones finish.
         """
+
+    def terminate(self) -> None:
+        """Stop at once (Ctrl-C): in-process executors can only stop handing out work."""
 
     def close(self) -> None:
         """Release workers; safe to call twice."""

@@ -25,7 +25,7 @@ SHM_DIR = Path("/dev/shm")
 PREFIX = "ziggurat-"
 #: Always leave this much of the shared-memory filesystem free: multiprocessing's own
 #: locks and queues live there too.
-MIN_HEADROOM = 8 * 1024 * 1024
+MIN_HEADROOM = 1024 * 1024
 HEADROOM_FRACTION = 0.10
 
 
@@ -39,11 +39,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def sweep_stale(shm_dir: Path = SHM_DIR) -> int:
+def sweep_stale(shm_dir: Path | str = SHM_DIR) -> int:
     """Remove slots whose owning process is gone (a run killed with SIGKILL); count them."""
     removed = 0
     try:
-        entries = list(shm_dir.iterdir())
+        entries = list(Path(shm_dir).iterdir())
     except OSError:
         return 0
     for entry in entries:
@@ -88,8 +88,9 @@ class SlotPool:
         self._free = list(range(len(maps)))[::-1]
 
     @classmethod
-    def allocate(cls, size: int, wanted: int, shm_dir: Path = SHM_DIR) -> "SlotPool":
+    def allocate(cls, size: int, wanted: int, shm_dir: Path | str = SHM_DIR) -> "SlotPool":
         """Reserve up to `wanted` slots of `size` bytes, fewer (with a warning) if space is short."""
+        shm_dir = Path(shm_dir)
         size = max(int(size), 1)
         available, total = free_bytes(shm_dir)
         headroom = max(MIN_HEADROOM, int(total * HEADROOM_FRACTION))

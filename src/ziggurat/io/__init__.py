@@ -6,21 +6,28 @@ from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Grid
 from ziggurat.io._common import InputConfigLike, OutputConfigLike
 from ziggurat.io.raster import RasterInput, RasterTileInput
+from ziggurat.io.singlefile import SingleFileOutput
 from ziggurat.io.tiledir import TileDirectoryInput, TileDirectoryOutput, TileDirectoryTileInput
+from ziggurat.io.vector import VectorInput, VectorTileInput
+from ziggurat.io.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput, is_vector_tiledir
 
 __all__ = [
-    "INPUT_FORMATS", "OUTPUT_FORMATS", "RasterInput", "RasterTileInput", "TileDirectoryInput",
+    "INPUT_FORMATS", "OUTPUT_FORMATS", "RasterInput", "SingleFileOutput", "RasterTileInput", "TileDirectoryInput",
     "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
+    "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput",
 ]
 
-INPUT_FORMATS = {"raster": RasterInput, "tiledir": TileDirectoryInput}
-OUTPUT_FORMATS = {"GTiff": TileDirectoryOutput}
+INPUT_FORMATS = {"raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput}
+OUTPUT_FORMATS = {"GTiff": TileDirectoryOutput, "GeoJSON": VectorTileDirectoryOutput,
+                  "FlatGeobuf": VectorTileDirectoryOutput}
 #: Formats a recipe may name that have no driver yet: a clear message beats "unsupported".
-_PLANNED_INPUTS = {"vector"}
+_PLANNED_INPUTS: set[str] = set()
 
 
 def open_input(config: InputConfigLike, grid: Grid) -> RasterInput | TileDirectoryInput:
     cls = INPUT_FORMATS.get(config.format)
+    if config.format in ("tiledir", "vector") and is_vector_tiledir(config.path):
+        cls = VectorTileDirectoryInput  # a GeoJSON/FlatGeobuf tile directory written by ziggurat
     if cls is None:
         if config.format in _PLANNED_INPUTS:
             raise InputError(f"input {config.name!r}: format {config.format!r} is not implemented "
@@ -32,6 +39,8 @@ def open_input(config: InputConfigLike, grid: Grid) -> RasterInput | TileDirecto
 
 def open_output(config: OutputConfigLike, grid: Grid) -> TileDirectoryOutput:
     cls = OUTPUT_FORMATS.get(config.format)
+    if cls is TileDirectoryOutput and str(config.path).lower().endswith((".tif", ".tiff")):
+        cls = SingleFileOutput
     if cls is None:
         raise OutputError(f"output {config.path}: unsupported format {config.format!r}; "
                           f"supported formats: {', '.join(OUTPUT_FORMATS)}")

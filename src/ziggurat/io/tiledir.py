@@ -175,6 +175,31 @@ class TileDirectoryOutput:
         """Write every non-empty output tile of a process tile; returns what was written."""
         meta = self._as_metatile(process_tile, data)
         out, valid = to_dtype(meta, self.dtype, self.nodata)
+        return self._write_cut(process_tile, out, valid)
+
+    def result_bytes(self, zoom: int) -> int:
+        """Largest prepared array for one process tile at a zoom (sizes shared-memory slots)."""
+        h, w = self.grid.max_tile_shape(zoom)
+        return self.bands * h * w * self.dtype.itemsize
+
+    def prepare_array(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray) -> np.ndarray | None:
+        """Crop, cast and fill with nodata: the compact form a worker hands to a parent-side
+        writer. None when no pixel is valid (nothing to write)."""
+        meta = self._as_metatile(process_tile, data)
+        out, valid = to_dtype(meta, self.dtype, self.nodata)
+        return out if valid.any() else None
+
+    def write_prepared(self, process_tile: Tile, out: np.ndarray) -> list[TileIndex]:
+        """Write an array from `prepare_array`; validity is read back from the nodata value."""
+        if self.nodata is None:
+            valid = np.ones(out.shape, dtype=bool)
+        elif isinstance(self.nodata, float) and np.isnan(self.nodata):
+            valid = ~np.isnan(out)
+        else:
+            valid = out != self.nodata
+        return self._write_cut(process_tile, out, valid)
+
+    def _write_cut(self, process_tile: Tile, out: np.ndarray, valid: np.ndarray) -> list[TileIndex]:
         top, left = process_tile.bounds.top, process_tile.bounds.left
         xres, yres = process_tile.resolution
         written: list[TileIndex] = []
@@ -188,6 +213,12 @@ class TileDirectoryOutput:
             self._write_tile(tile, out[:, r0:r0 + h, c0:c0 + w])
             written.append(tile.index)
         return written
+
+    def remove_partial(self, process_tile: Tile) -> None:
+        """Remove temporary files a killed worker may have left for this process tile."""
+        for folder in {self.tile_path(t).parent for t in self.output_tiles(process_tile)}:
+            for tmp in folder.glob(".tmp-*"):
+                tmp.unlink(missing_ok=True)
 
     def _write_tile(self, tile: Tile, array: np.ndarray) -> None:
         final = self.tile_path(tile)

@@ -1,0 +1,220 @@
+"""Hillshade benchmark: ziggurat's executors against a bare read-shade-write loop.
+
+A deterministic synthetic DEM (8192 x 8192 float32, EPSG:4326, aligned to the geodetic grid)
+is shaded at geodetic zoom 10 (32 x 32 = 1,024 tiles). Every configuration runs in its own
+child process, so wall time, CPU time of the whole process tree (the child, its forkserver
+and pool workers, all reaped before it exits) and peak RSS are measured the same way.
+Prints figures and ratios to the bare loop; asserts nothing. Usage:
+
+    python bench/run.py [--size 8192] [--zoom 10] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+ROW0, COL0 = 200, 900  # top-left tile of the DEM at the benchmark zoom (somewhere over land)
+
+CONFIGS = {
+    "bare loop": {"kind": "bare"},
+    "sequential": {"kind": "ziggurat", "executor": "sequential", "workers": 1},
+    "threads x2": {"kind": "ziggurat", "executor": "threads", "workers": 2},
+    "processes x1": {"kind": "ziggurat", "executor": "processes", "workers": 1},
+    "processes x2": {"kind": "ziggurat", "executor": "processes", "workers": 2},
+    "processes x2 parent-writes": {"kind": "ziggurat", "executor": "processes", "workers": 2,
+                                   "write_in": "parent"},
+    "mapchete x2": {"kind": "mapchete", "workers": 2},
+}
+
+
+def make_dem(size: int, zoom: int) -> Path:
+    """A smooth synthetic terrain, the same bytes every time, cached between runs."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    from ziggurat import Grid
+
+    path = CACHE / f"dem-{size}-z{zoom}.tif"
+    if path.exists():
+        return path
+    CACHE.mkdir(exist_ok=True)
+    grid = Grid.from_name("geodetic")
+    tile = grid.tile(zoom, ROW0, COL0)
+    res = grid.resolution(zoom)[0]
+    profile = dict(driver="GTiff", width=size, height=size, count=1, dtype="float32", crs="EPSG:4326",
+                   transform=Affine(res, 0, tile.bounds.left, 0, -res, tile.bounds.top), nodata=-9999,
+                   tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=3)
+    rng = np.random.default_rng(42)
+    waves = [(rng.uniform(2, 40), rng.uniform(2, 40), rng.uniform(0, 6.3), rng.uniform(20, 300)) for _ in range(12)]
+    tmp = path.with_suffix(".tmp.tif")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        for r0 in range(0, size, 1024):
+            y, x = np.mgrid[r0:r0 + 1024, 0:size].astype("float32") / size
+            z = np.zeros_like(x)
+            for fx, fy, phase, amp in waves:
+                z += amp * np.sin(2 * np.pi * (fx * x + fy * y) + phase)
+            z += rng.normal(0, 2, z.shape).astype("float32")
+            dst.write(z[np.newaxis], window=rasterio.windows.Window(0, r0, size, 1024))
+    tmp.rename(path)
+    return path
+
+
+def recipe_text(dem: Path, out: Path, zoom: int) -> str:
+    return (f"process: hillshade\nzoom_levels: {zoom}\npyramid: {{grid: geodetic, pixelbuffer: 1}}\n"
+            f"input: {{dem: {dem}}}\noutput: {{path: {out}, dtype: uint8, nodata: 0}}\n"
+            f"process_parameters: {{resampling: nearest}}\n")
+
+
+# -- one configuration, in a child process ---------------------------------------------------
+def run_bare(dem: Path, out: Path, zoom: int) -> int:
+    """What a hand-written loop does: read a buffered window, shade, write a GeoTIFF tile."""
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    from ziggurat import Grid
+    from ziggurat_processes.hillshade import hillshade
+
+    grid = Grid.from_name("geodetic")
+    xres, yres = grid.resolution(zoom)
+    n = 0
+    with rasterio.open(dem) as src:
+        rows, cols = grid.tile_range(src.bounds, zoom)
+        for row in rows:
+            for col in cols:
+                tile = grid.tile(zoom, row, col)
+                r0, c0 = (row - ROW0) * 256 - 1, (col - COL0) * 256 - 1
+                win = Window(max(c0, 0), max(r0, 0), 258 - (c0 < 0), 258 - (r0 < 0)).intersection(
+                    Window(0, 0, src.width, src.height))
+                data = np.ma.masked_all((258, 258), dtype="float32")
+                data[win.row_off - r0:win.row_off - r0 + win.height,
+                     win.col_off - c0:win.col_off - c0 + win.width] = src.read(1, window=win, masked=True)
+                lats = tile.buffered_bounds.top - (np.arange(258) + 0.5) * yres
+                shade = hillshade(data, xres, yres, latitudes=lats)[1:-1, 1:-1]
+                path = out / str(zoom) / str(row) / f"{col}.tif"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=1, dtype="uint8",
+                                   nodata=0, crs=grid.crs, transform=tile.affine, tiled=True,
+                                   blockxsize=256, blockysize=256, compress="deflate", predictor=2) as dst:
+                    dst.write(shade.filled(0).astype("uint8"), 1)
+                n += 1
+    return n
+
+
+def run_ziggurat(recipe: Path, config: dict) -> int:
+    from ziggurat.engine import execute
+
+    summary = execute(recipe, executor=config["executor"], workers=config["workers"],
+                      write_in=config.get("write_in"), overwrite=True)
+    return summary.output_tiles
+
+
+def run_mapchete(dem: Path, out: Path, zoom: int, config: dict) -> int:
+    """The same hillshade through mapchete (installed only in the benchmark environment)."""
+    import rasterio
+    from mapchete.commands import execute as mp_execute
+
+    with rasterio.open(dem) as src:
+        bounds = list(src.bounds)
+    mp_config = {"process": str(HERE / "mapchete_hillshade.py"), "zoom_levels": zoom,
+                 "pyramid": {"grid": "geodetic", "pixelbuffer": 1}, "input": {"dem": str(dem)},
+                 "output": {"format": "GTiff", "path": str(out), "dtype": "uint8", "bands": 1, "nodata": 0},
+                 "bounds": bounds, "config_dir": str(HERE)}
+    mp_execute(mp_config, workers=config["workers"], overwrite=True)
+    return sum(1 for _ in out.rglob("*.tif"))
+
+
+def child(name: str, dem: Path, workdir: Path, zoom: int) -> None:
+    config = CONFIGS[name]
+    out = workdir / "out"
+    recipe = workdir / "recipe.yaml"
+    recipe.write_text(recipe_text(dem, out, zoom))
+    start = time.perf_counter()
+    if config["kind"] == "bare":
+        tiles = run_bare(dem, out, zoom)
+    elif config["kind"] == "mapchete":
+        tiles = run_mapchete(dem, out, zoom, config)
+    else:
+        tiles = run_ziggurat(recipe, config)
+    wall = time.perf_counter() - start
+    _stop_forkserver()  # its CPU (and its reaped workers') then counts in RUSAGE_CHILDREN
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"tiles": tiles, "wall": wall,
+                      "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+                      "parent_rss_mb": _peak_rss_mb(), "child_rss_mb": kids.ru_maxrss / 1024}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM); ru_maxrss would include the driver's from before exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _stop_forkserver() -> None:
+    try:
+        from multiprocessing import forkserver
+        forkserver._forkserver._stop()
+    except Exception:
+        pass
+
+
+# -- driver ------------------------------------------------------------------------------------
+def measure(name: str, dem: Path, zoom: int) -> dict | None:
+    workdir = Path(tempfile.mkdtemp(prefix="zbench-"))
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--child", name, "--dem", str(dem),
+                               "--workdir", str(workdir), "--zoom", str(zoom)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+            print(f"{name:<28} skipped: {reason}")
+            return None
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=8192)
+    parser.add_argument("--zoom", type=int, default=10)
+    parser.add_argument("--only", nargs="*", choices=list(CONFIGS))
+    parser.add_argument("--child")
+    parser.add_argument("--dem", type=Path)
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.dem, args.workdir, args.zoom)
+        return
+    dem = make_dem(args.size, args.zoom)
+    print(f"hillshade of a {args.size} x {args.size} float32 DEM at geodetic zoom {args.zoom}, "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'configuration':<28}{'tiles':>7}{'wall s':>9}{'cpu s':>9}{'tiles/s':>9}{'parent MB':>11}"
+          f"{'child MB':>10}{'wall/bare':>11}{'cpu/bare':>10}")
+    base = None
+    for name in args.only or CONFIGS:
+        r = measure(name, dem, args.zoom)
+        if r is None:
+            continue
+        base = base or (r if name == "bare loop" else None)
+        ratio = (f"{r['wall'] / base['wall']:>11.2f}{r['cpu'] / base['cpu']:>10.2f}" if base else "")
+        print(f"{name:<28}{r['tiles']:>7}{r['wall']:>9.2f}{r['cpu']:>9.2f}{r['tiles'] / r['wall']:>9.1f}"
+              f"{r['parent_rss_mb']:>11.0f}{r['child_rss_mb']:>10.0f}{ratio}")
+
+
+if __name__ == "__main__":
+    main()

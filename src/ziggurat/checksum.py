@@ -1,0 +1,179 @@
+"""SHA-256 of files and fingerprints of inputs, for provenance and `ziggurat verify`.
+
+A leaf module (no ziggurat imports) so the worker side (`job.py`) can hash a tile right
+after writing it, while its bytes are still in the page cache.
+
+Input fingerprints (recorded in the run manifest, compared by `ziggurat reproduce`):
+
+- a file up to `FULL_HASH_LIMIT` (1 GiB): ``{"kind": "sha256", "size", "sha256"}`` of the
+  whole file;
+- a larger file: ``{"kind": "partial-sha256", "size", "mtime", "sha256"}`` where the hash
+  covers only the first and the last `PARTIAL_HASH_BYTES` (16 MiB) -- a cheaper fingerprint
+  that can miss a change in the middle of an unchanged-size file (mtime is kept as a hint);
+- a tile directory (has ``metadata.json``): ``{"kind": "tiledir", "files", "size", "sha256"}``
+  where the hash covers the bytes of metadata.json and then one line ``relative/path<TAB>size``
+  per file, sorted by path; hidden entries (``.ziggurat/``, ``.tmp-*``) are left out. Tiles
+  are not read, so a tile rewritten with the same size is not noticed;
+- another directory: the same listing hash without metadata.json (``"kind": "directory"``);
+- a remote path (``/vsi...``, ``scheme://``): ``{"kind": "remote"}``, not hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+log = logging.getLogger(__name__)
+
+FULL_HASH_LIMIT = 1 << 30          #: files above this size get the partial fingerprint
+PARTIAL_HASH_BYTES = 16 << 20      #: bytes hashed at each end of a large file
+_CHUNK = 1 << 20                   #: read size for files that are not read in one go
+_WHOLE = 4 << 20                   #: files up to this size are read with one call
+
+_cache: dict[tuple[str, int, int, int, int], dict[str, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def sha256_and_size(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """Hex SHA-256 and byte count of a file: small files in one read, others in 1 MiB chunks.
+
+    Reading and hashing release the GIL (hashlib does for buffers over 2 KiB), so threads
+    hash files in parallel.
+    """
+    with open(path, "rb", buffering=0) as f:
+        if os.fstat(f.fileno()).st_size <= _WHOLE:
+            data = f.read()  # to EOF in one call
+            return hashlib.sha256(data).hexdigest(), len(data)
+        digest, total = hashlib.sha256(), 0
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+            total += n
+        return digest.hexdigest(), total
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file."""
+    return sha256_and_size(path)[0]
+
+
+def tile_checksums(output: Any, written: Sequence[Any]) -> tuple[str, ...]:
+    """SHA-256 of each tile just written (still in the page cache, so cheap); none for an
+    output written whole by the parent (a single file), whose bytes are final only at the end."""
+    if getattr(output, "writes_in_parent", False):
+        return ()
+    return tuple(sha256_file(output.tile_path(index)) for index in written)
+
+
+def sha256_or_none(path: str | os.PathLike[str]) -> str | None:
+    """The file's SHA-256, or None when it does not exist."""
+    try:
+        return sha256_file(path)
+    except FileNotFoundError:
+        return None
+
+
+def hash_many(paths: Iterable[str | os.PathLike[str]], workers: int | None = None,
+              batch: int = 64, hasher: Callable[[Any], str | None] = sha256_or_none
+              ) -> Iterator[tuple[Any, str | None]]:
+    """(path, sha256 or None if missing) for every path, in order, hashed by a thread pool.
+
+    hashlib and file reads release the GIL, so threads scale; paths go out in batches with
+    a bounded number in flight so a million tiles do not become a million futures.
+    """
+    workers = workers or min(32, 2 * (os.cpu_count() or 1))
+
+    def run(chunk: Sequence[Any]) -> list[tuple[Any, str | None]]:
+        return [(p, hasher(p)) for p in chunk]
+
+    it = iter(paths)
+    batches = iter(lambda: list(islice(it, batch)), [])
+    with ThreadPoolExecutor(workers, thread_name_prefix="ziggurat-hash") as pool:
+        window = [pool.submit(run, b) for b in islice(batches, 2 * workers)]
+        while window:
+            done = window.pop(0).result()
+            window.extend(pool.submit(run, b) for b in islice(batches, 1))
+            yield from done
+
+
+def _partial_sha256(path: Path, size: int, part: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(part))
+        f.seek(max(part, size - part))
+        digest.update(f.read(part))
+    return digest.hexdigest()
+
+
+def _listing_fingerprint(root: Path, kind: str) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    meta = root / "metadata.json"
+    if kind == "tiledir":
+        digest.update(meta.read_bytes())
+    entries: list[tuple[str, int]] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith("."):
+                continue
+            full = os.path.join(folder, name)
+            entries.append((Path(os.path.relpath(full, root)).as_posix(), os.stat(full).st_size))
+    entries.sort()
+    for rel, size in entries:
+        digest.update(f"{rel}\t{size}\n".encode())
+    return {"kind": kind, "files": len(entries), "size": sum(s for _, s in entries),
+            "sha256": digest.hexdigest()}
+
+
+def fingerprint_input(path: str | os.PathLike[str], *, full_limit: int = FULL_HASH_LIMIT,
+                      partial_bytes: int = PARTIAL_HASH_BYTES) -> dict[str, Any]:
+    """A fingerprint of an input (rules in the module docstring); cached per process by
+    (path, size, mtime, inode) so a reproduce check and the run it starts hash once."""
+    text = os.fspath(path)
+    if text.startswith("/vsi") or "://" in text:
+        return {"kind": "remote"}
+    p = Path(text)
+    if p.is_dir():
+        return _listing_fingerprint(p, "tiledir" if (p / "metadata.json").is_file() else "directory")
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, full_limit)
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None:
+        return dict(cached)
+    if st.st_size <= full_limit:
+        out: dict[str, Any] = {"kind": "sha256", "size": st.st_size, "sha256": sha256_file(p)}
+    else:
+        out = {"kind": "partial-sha256", "size": st.st_size, "mtime": st.st_mtime_ns,
+               "head_tail_bytes": partial_bytes,
+               "sha256": _partial_sha256(p, st.st_size, partial_bytes)}
+    with _cache_lock:
+        _cache[key] = dict(out)
+    return out
+
+
+def compare_fingerprints(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """Why two fingerprints of the same input differ, or None when they match."""
+    if recorded.get("kind") == "remote" or current.get("kind") == "remote":
+        return None  # not hashed: nothing to compare
+    if recorded.get("kind") != current.get("kind"):
+        return f"fingerprint kind {recorded.get('kind')} recorded, {current.get('kind')} now"
+    for key in ("size", "files", "sha256"):
+        if key in recorded and recorded.get(key) != current.get(key):
+            return f"{key} {recorded.get(key)} recorded, {current.get(key)} now"
+    if recorded.get("kind") == "partial-sha256" and recorded.get("mtime") != current.get("mtime"):
+        return ("modification time changed (size and first/last bytes match; the cheap "
+                "fingerprint of a large file cannot tell whether the middle changed)")
+    return None
+
+
+__all__ = ["FULL_HASH_LIMIT", "PARTIAL_HASH_BYTES", "compare_fingerprints", "fingerprint_input",
+           "hash_many", "sha256_and_size", "sha256_file", "sha256_or_none",
+           "tile_checksums"]

@@ -1,0 +1,341 @@
+"""Dask distributed executor: tiles run on the workers of a Dask cluster.
+
+- Without a scheduler address a `distributed.LocalCluster` of single-threaded worker
+  processes is started (and closed at the end); with one, or with a `distributed.Client`
+  the caller owns, the run uses that cluster and leaves it running.
+- The run's `RunSpec` reaches every worker once, through a worker plugin (workers that join
+  later, e.g. restarted by their nanny or added by an autoscaler, get it too); each worker
+  builds its `TileJob` once, on its first tile. Tasks carry only a run id and a tile index
+  and return the small `TileOutcome` record: workers read inputs and write tiles themselves,
+  so inputs and the output folder must be at the same paths on every worker.
+- The scheduler is fed a bounded stream (about 2 x the cluster's threads in flight), never
+  one graph of all tiles. Keys are unique per run, tile and attempt (`pure=True` would merge
+  identical submissions).
+- A worker that dies is Dask's business first: it reschedules the tiles that were on it.
+  When a tile ends in `KilledWorker` (after `distributed.scheduler.allowed-failures`), it
+  may have been an innocent bystander, so it is resubmitted alone, up to `retries` times,
+  before it is reported as a FAILED outcome of type "WorkerDied".
+- With a parent-side sink (single-file output) workers only compute; arrays come back to
+  the client, which writes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback as tb
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Iterator
+
+import distributed
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from ziggurat.errors import ExecutorError
+from ziggurat.executors.base import WAIT, Executor
+from ziggurat.grid import TileIndex
+from ziggurat.job import EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "ziggurat"
+_WINDOW_REFRESH = 2.0   # seconds between looks at an external cluster's size (it may autoscale)
+
+# -- worker side ---------------------------------------------------------------------------
+_specs: dict[str, RunSpec] = {}
+_jobs: dict[str, TileJob] = {}
+_jobs_lock = threading.Lock()
+
+
+class RunPlugin(WorkerPlugin):
+    """Hands one run's spec to every worker, including workers that join mid-run."""
+
+    def __init__(self, run_id: str, spec: RunSpec) -> None:
+        self.run_id = run_id
+        self.spec = spec
+        self.name = f"{KEY_PREFIX}-{run_id}"
+
+    def setup(self, worker: Any) -> None:
+        _specs[self.run_id] = self.spec
+
+    def teardown(self, worker: Any) -> None:
+        _specs.pop(self.run_id, None)
+        with _jobs_lock:
+            job = _jobs.pop(self.run_id, None)
+        if job is not None:
+            job.close()
+
+
+def _job(run_id: str) -> TileJob:
+    """This worker's `TileJob` for the run, built on first use (a worker may have many threads)."""
+    job = _jobs.get(run_id)
+    if job is None:
+        with _jobs_lock:
+            job = _jobs.get(run_id)
+            if job is None:
+                spec = _specs.get(run_id)
+                if spec is None:
+                    raise ExecutorError(f"this worker has no spec for run {run_id} (the ziggurat "
+                                        "worker plugin was not set up here)")
+                job = _jobs[run_id] = TileJob(spec)
+    return job
+
+
+def run_tile(run_id: str, index: TileIndex) -> TileOutcome:
+    """Run and write one tile on a worker; never raises (errors come back as data)."""
+    start = time.perf_counter()
+    try:
+        job = _job(run_id)
+    except Exception as exc:  # e.g. an input path this worker cannot see
+        return TileJob._failed(TileIndex(*index), exc, start)
+    return job.run(index)
+
+
+def compute_tile(run_id: str, index: TileIndex) -> tuple[TileOutcome, Any]:
+    """Run one tile without writing: the prepared array goes back to the client's sink."""
+    start = time.perf_counter()
+    try:
+        job = _job(run_id)
+    except Exception as exc:
+        return TileJob._failed(TileIndex(*index), exc, start), None
+    return job.compute(index)
+
+
+def executing_keys(keys: list[str], dask_worker: Any = None) -> list[str]:
+    """Which of `keys` this worker is running right now (not merely holding in its queue)."""
+    tasks = dask_worker.state.tasks
+    return [k for k in keys if k in tasks and tasks[k].state in ("executing", "long-running")]
+
+
+# -- client side ---------------------------------------------------------------------------
+@dataclass
+class _Task:
+    index: TileIndex
+    attempt: int = 0   # resubmissions after KilledWorker
+
+
+class DaskExecutor(Executor):
+    """Runs tiles on a Dask cluster.
+
+    `DaskExecutor(workers)` starts a LocalCluster of `workers` single-threaded processes;
+    `DaskExecutor(scheduler="tcp://host:8786")` connects to a running cluster;
+    `DaskExecutor(client=client)` uses a `distributed.Client` the caller owns (never closed
+    here). Connecting happens at construction, so `dashboard_link` and `workers` are known
+    before the run starts. Pass the object to `engine.execute(..., executor=...)`.
+    """
+
+    name = "dask"
+
+    def __init__(self, workers: int | None = None, *, scheduler: str | None = None,
+                 client: distributed.Client | None = None, retries: int = 2,
+                 dashboard_address: str | None = ":8787", **cluster_options: Any) -> None:
+        super().__init__(workers)
+        if scheduler is not None and client is not None:
+            raise ExecutorError("give either a Dask scheduler address or a client, not both")
+        self.retries = retries
+        self._cluster: distributed.LocalCluster | None = None
+        self._owns_client = client is None
+        self._pending: dict[distributed.Future, _Task] = {}
+        self._terminated = False
+        self._closed = False
+        self._threads_seen = 0.0
+        if client is not None:
+            self.client = client
+        elif scheduler is not None:
+            try:
+                self.client = distributed.Client(scheduler, set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise ExecutorError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from exc
+        else:
+            self._cluster = distributed.LocalCluster(
+                n_workers=self.workers, threads_per_worker=1, processes=True,
+                dashboard_address=dashboard_address, **cluster_options)
+            self.client = distributed.Client(self._cluster, set_as_default=False)
+        if self._cluster is None:
+            self.workers = self._cluster_threads() or self.workers
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The cluster's dashboard URL, or None without one (it needs bokeh)."""
+        try:
+            info = self.client.scheduler_info(n_workers=0)
+        except OSError:
+            return None
+        if "dashboard" not in info.get("services", {}):
+            return None
+        return self.client.dashboard_link or None
+
+    @property
+    def window(self) -> int:
+        """2 x the cluster's threads; an external cluster is looked at again now and then."""
+        if self._cluster is None and time.monotonic() - self._threads_seen > _WINDOW_REFRESH:
+            self.workers = self._cluster_threads() or self.workers
+        return 2 * self.workers
+
+    def _cluster_threads(self) -> int:
+        self._threads_seen = time.monotonic()
+        try:
+            return int(self.client.scheduler_info(n_workers=0).get("total_threads", 0))
+        except OSError:
+            return 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def terminate(self) -> None:
+        """Ctrl-C: cancel this run's tasks on the cluster; a LocalCluster of ours is shut down."""
+        self._terminated = True
+        futures = list(self._pending)
+        self._pending = {}
+        if futures:
+            try:
+                self.client.cancel(futures, force=True)
+            except Exception as exc:  # the scheduler may already be gone
+                log.debug("cancelling tasks failed: %s", exc)
+        if self._cluster is not None:
+            self.close()  # kills the worker processes, so no tile is written after we return
+
+    def close(self) -> None:
+        """Close the client and LocalCluster this executor created; a caller's client stays open."""
+        if self._closed or not self._owns_client:
+            return
+        self._closed = True
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    # -- running -----------------------------------------------------------------------------
+    def map_unordered(self, spec: RunSpec, tasks: Iterable[Any],
+                      sink: Any = None) -> Iterator[TileOutcome]:
+        if self._closed:
+            raise ExecutorError("this Dask executor is closed")
+        run_id = uuid.uuid4().hex[:12]
+        plugin = RunPlugin(run_id, spec)
+        try:
+            self.client.register_plugin(plugin)
+        except Exception as exc:
+            raise ExecutorError(f"cannot set up the run on the Dask workers ({type(exc).__name__}: "
+                                f"{exc}); ziggurat and the process's dependencies must be installed "
+                                "on every worker") from exc
+        self._terminated = False
+        self._pending = {}
+        try:
+            yield from self._loop(run_id, spec, iter(tasks), sink)
+        except GeneratorExit:
+            self._drain()  # a failure elsewhere: cancel what waits, let running tiles finish
+            raise
+        except BaseException:
+            self.terminate()  # Ctrl-C or an error inside the loop: stop now
+            raise
+        finally:
+            self._pending = {}
+            if not self._closed:
+                try:
+                    self.client.unregister_worker_plugin(plugin.name)
+                except Exception as exc:
+                    log.debug("removing the worker plugin failed: %s", exc)
+
+    def _loop(self, run_id: str, spec: RunSpec, it: Iterator[Any], sink: Any) -> Iterator[TileOutcome]:
+        pending = self._pending
+        completed = distributed.as_completed(loop=self.client.loop)
+        suspects: list[_Task] = []   # ended in KilledWorker: rerun alone
+        exhausted = False
+        func = run_tile if sink is None else compute_tile
+
+        def submit(task: _Task) -> None:
+            z, r, c = task.index
+            future = self.client.submit(func, run_id, task.index, pure=False,
+                                        key=f"{KEY_PREFIX}-{run_id}-{z}-{r}-{c}-{task.attempt}")
+            pending[future] = task
+            completed.add(future)
+
+        def fill() -> None:
+            nonlocal exhausted
+            while True:
+                alone = suspects or any(t.attempt for t in pending.values())
+                if len(pending) >= (1 if alone else self.window):
+                    return
+                if suspects:
+                    submit(suspects.pop(0))
+                    continue
+                if exhausted:
+                    return
+                index = next(it, None)
+                if index is None:
+                    exhausted = True
+                    return
+                if index is WAIT:
+                    return
+                submit(_Task(TileIndex(*index)))
+
+        fill()
+        while pending:
+            future = next(completed)
+            task = pending.pop(future, None)
+            if task is None:
+                continue
+            outcome = self._outcome(future, task, spec, sink)
+            future.release()
+            if outcome is None:
+                suspects.append(_Task(task.index, task.attempt + 1))
+            else:
+                yield outcome
+            fill()
+            if not pending and not exhausted:
+                raise RuntimeError("the task source is waiting for results but nothing is in flight")
+
+    def _outcome(self, future: distributed.Future, task: _Task, spec: RunSpec,
+                 sink: Any) -> TileOutcome | None:
+        """The tile's outcome from a finished future; None to resubmit it."""
+        if future.status == "finished":
+            result = future.result()
+            return result if sink is None else self._write(result, task, spec, sink)
+        if future.status == "cancelled":
+            return TileOutcome(task.index, FAILED, exc_type="CancelledError",
+                               error="CancelledError: the task was cancelled on the Dask cluster "
+                                     "(scheduler restarted, or lost connection)")
+        try:
+            exc = future.exception()
+            trace = "".join(tb.format_exception(type(exc), exc, future.traceback()))
+        except Exception as err:  # the error itself did not survive the trip
+            exc, trace = err, tb.format_exc()
+        if isinstance(exc, distributed.KilledWorker):
+            if task.attempt < self.retries:
+                log.warning("tile %s: Dask workers kept dying while running it; rerunning it alone "
+                            "(%d/%d)", task.index, task.attempt + 1, self.retries)
+                return None
+            return TileOutcome(task.index, FAILED, exc_type="WorkerDied", traceback=trace,
+                               error=f"WorkerDied: {exc.allowed_failures + 1} Dask worker(s) died while "
+                                     f"running this tile, {task.attempt + 1} time(s) submitted "
+                                     "(see distributed.scheduler.allowed-failures and --retries)")
+        return TileOutcome(task.index, FAILED, error=f"{type(exc).__name__}: {exc}",
+                           exc_type=type(exc).__name__, traceback=trace)
+
+    @staticmethod
+    def _write(result: tuple[TileOutcome, Any], task: _Task, spec: RunSpec, sink: Any) -> TileOutcome:
+        """Single-file output: the worker computed, the client writes."""
+        outcome, array = result
+        if outcome.status != WRITTEN or array is None:
+            return replace(outcome, status=EMPTY) if outcome.status == WRITTEN else outcome
+        start = time.perf_counter()
+        try:
+            written = tuple(sink.write_prepared(spec.recipe.grid.tile(*task.index), array))
+        except Exception as exc:
+            return TileJob._failed(task.index, exc, start)
+        return replace(outcome, status=WRITTEN if written else EMPTY, written=written)
+
+    def _drain(self) -> None:
+        """Cancel queued tasks of this run; wait for the ones workers are running."""
+        futures = {f.key: f for f in self._pending}
+        if not futures:
+            return
+        try:
+            running = self.client.run(executing_keys, list(futures))
+            keep = {k for keys in running.values() for k in keys}
+        except Exception as exc:
+            log.debug("asking the workers what they run failed: %s", exc)
+            keep = set()
+        cancel = [f for k, f in futures.items() if k not in keep]
+        if cancel:
+            self.client.cancel(cancel)
+        if keep:
+            distributed.wait([futures[k] for k in keep])

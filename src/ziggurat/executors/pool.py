@@ -1,0 +1,286 @@
+"""Process-pool executor: many cores, bounded memory, nothing lost, no crash when memory is short.
+
+- Tasks are pulled lazily and kept to a window of about 2 x workers in flight.
+- Workers are started by a forkserver that has already imported rasterio/numpy, ignore
+  SIGINT (the parent decides), and build their `TileJob` once.
+- By default workers write tiles themselves (fastest, see bench/). When the parent must
+  write (single-file output, or `write_in="parent"`), array results come back through
+  shared-memory slots reserved with posix_fallocate, not through pickling; writer threads
+  in the parent encode them (GDAL releases the GIL).
+- A dead worker (segfault, OOM kill) breaks the pool: it is recreated and the tiles that
+  were in flight run again one at a time, so the culprit is found and retried at most
+  `retries` times while innocent tiles simply finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import signal
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from ziggurat.executors.base import WAIT, Executor
+from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, sweep_stale
+from ziggurat.grid import TileIndex
+from ziggurat.job import EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome, write_prepared
+
+log = logging.getLogger(__name__)
+
+WRITE_IN = ("workers", "parent")
+
+# -- worker side ---------------------------------------------------------------------------
+_job: TileJob | None = None
+_slot_writers: dict[tuple[str, ...], SlotWriter] = {}
+
+
+def _init_worker(spec: RunSpec) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    global _job
+    _job = TileJob(spec)
+
+
+def _run_tile(index: TileIndex) -> TileOutcome:
+    assert _job is not None
+    return _job.run(index)
+
+
+def _compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
+                  ) -> tuple[TileOutcome, Any]:
+    """Compute without writing; the array goes into a slot (or, without one, back pickled)."""
+    assert _job is not None
+    outcome, array = _job.compute(index)
+    if array is None:
+        return outcome, None
+    if slot is None or slots is None:
+        return outcome, array
+    writer = _slot_writers.get(slots.names)
+    if writer is None:
+        writer = _slot_writers[slots.names] = SlotWriter(slots)
+    writer.write(slot, np.ascontiguousarray(array))
+    return outcome, (array.shape, array.dtype.str)
+
+
+# -- parent side ---------------------------------------------------------------------------
+@dataclass
+class _Task:
+    index: TileIndex
+    attempts: int = 0          # worker deaths while this tile ran alone
+    slot: int | None = None
+
+
+def _context() -> mp.context.BaseContext:
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["ziggurat.job"])
+    return ctx
+
+
+class ProcessExecutor(Executor):
+    name = "processes"
+
+    def __init__(self, workers: int | None = None, *, retries: int = 2, write_in: str = "workers",
+                 shm_dir: str | None = None) -> None:
+        super().__init__(workers)
+        if write_in not in WRITE_IN:
+            raise ValueError(f"write_in must be one of {WRITE_IN}, got {write_in!r}")
+        self.retries = retries
+        self.write_in = write_in
+        self.shm_dir = Path(shm_dir) if shm_dir else SHM_DIR
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._terminated = False
+
+    # -- pool lifecycle ----------------------------------------------------------------------
+    def _new_pool(self, spec: RunSpec, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker,
+                                   initargs=(spec,))
+
+    def _processes(self) -> list[Any]:
+        pool = self._pool
+        procs = getattr(pool, "_processes", None) or {}
+        return list(procs.values())
+
+    def terminate(self) -> None:
+        """Stop now: cancel pending work and kill the workers (Ctrl-C, SIGTERM)."""
+        with self._lock:
+            self._terminated = True
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() drops it
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=0.5)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=0.5)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- running -----------------------------------------------------------------------------
+    def map_unordered(self, spec: RunSpec, tasks: Iterable[Any],
+                      sink: Any = None) -> Iterator[TileOutcome]:
+        sweep_stale(self.shm_dir)
+        workers = self.workers
+        self._terminated = False
+        self._pool = self._new_pool(spec, workers)  # before the slots: its locks live in /dev/shm too
+        slots: SlotPool | None = None
+        writer: ThreadPoolExecutor | None = None
+        if sink is not None:
+            slots = self._allocate_slots(spec, sink)
+            threadsafe = getattr(sink, "threadsafe_writes", True)
+            writer = ThreadPoolExecutor(workers if threadsafe else 1, thread_name_prefix="ziggurat-writer")
+        try:
+            yield from self._loop(spec, iter(tasks), sink, slots, writer)
+        except GeneratorExit:
+            raise
+        except BaseException:
+            self.terminate()  # Ctrl-C or an error inside the loop: stop hard
+            raise
+        finally:
+            if writer is not None:
+                writer.shutdown(wait=True, cancel_futures=True)
+            if not self._terminated:
+                self.close()  # in-flight tiles finish (a failure elsewhere stopped the run)
+            if slots is not None:
+                slots.close()
+
+    def _allocate_slots(self, spec: RunSpec, sink: Any) -> SlotPool | None:
+        lo, hi = spec.recipe.zoom_levels
+        size = max(sink.result_bytes(z) for z in range(lo, hi + 1))
+        pool = SlotPool.allocate(size, self.window, self.shm_dir)
+        if len(pool) == 0:
+            log.warning("no shared memory for result slots: results come back pickled instead")
+            pool.close()
+            return None
+        return pool
+
+    def _loop(self, spec: RunSpec, it: Iterator[Any], sink: Any, slots: SlotPool | None,
+              writer: ThreadPoolExecutor | None) -> Iterator[TileOutcome]:
+        computing: dict[Future[Any], _Task] = {}
+        writing: dict[Future[TileOutcome], _Task] = {}
+        suspects: list[_Task] = []     # in flight when a worker died: rerun one at a time
+        exhausted = False
+
+        def capacity() -> int:
+            if suspects:
+                return 1 - len(computing)
+            room = self.window - len(computing) - len(writing)
+            if slots is not None:
+                room = min(room, slots.free)
+            return room
+
+        def submit(task: _Task) -> None:
+            assert self._pool is not None
+            if sink is None:
+                future = self._pool.submit(_run_tile, task.index)
+            else:
+                if slots is not None and task.slot is None:
+                    task.slot = slots.acquire()
+                future = self._pool.submit(_compute_tile, task.index, task.slot,
+                                           slots.spec if slots is not None else None)
+            computing[future] = task
+
+        while True:
+            while capacity() > 0:
+                if suspects:
+                    submit(suspects.pop(0))
+                    continue
+                if exhausted:
+                    break
+                index = next(it, None)
+                if index is None:
+                    exhausted = True
+                    break
+                if index is WAIT:
+                    break
+                submit(_Task(TileIndex(*index)))
+            if not computing and not writing:
+                if suspects:
+                    continue
+                if exhausted:
+                    return
+                raise RuntimeError("the task source is waiting for results but nothing is in flight")
+            done, _ = wait([*computing, *writing], return_when=FIRST_COMPLETED)
+            for future in done:
+                if future in writing:
+                    task = writing.pop(future)
+                    self._release(slots, task)
+                    yield future.result()  # write_prepared never raises: failures are outcomes
+                    continue
+                task = computing.pop(future, None)
+                if task is None:  # already re-queued by a pool recovery in this batch
+                    continue
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    suspects.extend(self._recover(spec, task, computing, suspects))
+                    for t in list(suspects):
+                        if t.attempts > self.retries:
+                            suspects.remove(t)
+                            self._release(slots, t)
+                            yield self._gave_up(t)
+                    continue
+                if sink is None:
+                    yield result
+                    continue
+                outcome, payload = result
+                if outcome.status != WRITTEN or payload is None:
+                    self._release(slots, task)
+                    yield replace(outcome, status=EMPTY) if outcome.status == WRITTEN else outcome
+                    continue
+                array = payload if isinstance(payload, np.ndarray) else slots.view(task.slot, *payload)
+                tile = spec.recipe.grid.tile(*task.index)
+                writing[writer.submit(write_prepared, sink, tile, array, outcome)] = task
+
+    def _recover(self, spec: RunSpec, task: _Task, computing: dict[Future[Any], _Task],
+                 suspects: list[_Task]) -> list[_Task]:
+        """The pool broke: note the exit codes, build a new pool, return the tiles to rerun."""
+        codes = sorted({p.exitcode for p in self._processes() if p.exitcode not in (None, 0)})
+        lost = [task, *computing.values()]
+        computing.clear()
+        if len(lost) == 1:  # it ran alone: the crash is its own
+            lost[0].attempts += 1
+        self._last_exit = codes
+        log.warning("a worker process died (exit codes %s) with %d tile(s) in flight; restarting the "
+                    "pool and rerunning them one at a time", codes or "unknown", len(lost))
+        old = self._pool
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool(spec, self.workers)
+        return lost
+
+    def _gave_up(self, task: _Task) -> TileOutcome:
+        codes = getattr(self, "_last_exit", [])
+        how = ", ".join(_describe_exit(c) for c in codes) or "died"
+        msg = (f"WorkerDied: the worker process {how} while processing this tile, alone, "
+               f"{task.attempts} time(s) (raise --retries to try more)")
+        return TileOutcome(task.index, FAILED, error=msg, exc_type="WorkerDied")
+
+    @staticmethod
+    def _release(slots: SlotPool | None, task: _Task) -> None:
+        if slots is not None and task.slot is not None:
+            slots.release(task.slot)
+            task.slot = None
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"

@@ -1,0 +1,161 @@
+"""Single-file GeoTIFF (or Cloud-Optimized GeoTIFF) output for one zoom level.
+
+Workers compute tiles; one writer in the parent places each tile's window into a tiled,
+sparse GeoTIFF, so the raster is never held in memory and can be far larger than RAM.
+The file covers exactly the run's area snapped outward to the zoom's pixel grid. It is
+written under a temporary name and renamed at the end of a successful run, so an earlier
+file is never lost or left half-written; with `cog: true` the temporary GeoTIFF is
+converted by GDAL's COG driver (overviews included) before the rename.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+
+from ziggurat.errors import OutputError
+from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.io._common import OutputConfigLike, tmp_path
+from ziggurat.io.tiledir import TileDirectoryOutput
+
+log = logging.getLogger(__name__)
+_BLOCK = 512
+
+
+class SingleFileOutput(TileDirectoryOutput):
+    """`output.path` ending in .tif: one GeoTIFF, written by a single writer in the parent."""
+
+    writes_in_parent = True
+    threadsafe_writes = False
+
+    def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
+        super().__init__(config, grid)
+        options = dict(config.options)
+        self.cog = bool(options.pop("cog", False))
+        self.overview_resampling = str(options.pop("overview_resampling", "nearest"))
+        self._dst: Any = None
+        self._tmp: Path | None = None
+        self._origin: tuple[float, float] = (0.0, 0.0)
+        self._res: tuple[float, float] = (0.0, 0.0)
+
+    # -- run lifecycle ---------------------------------------------------------------------
+    def prepare(self, overwrite: bool) -> None:
+        if self.path.exists() and not overwrite:
+            raise OutputError(f"output file {self.path} exists; use --overwrite to replace it "
+                              "(a single-file output is always written whole)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder {self.path.parent}: {exc}") from exc
+
+    def exists(self, process_tile: Tile) -> bool:
+        return False
+
+    def start_run(self, plan: Any) -> None:
+        """Create the temporary file covering the plan's area at its single zoom."""
+        if len(plan.zooms) != 1:
+            raise OutputError(f"single-file output {self.path} holds one zoom level, the run covers "
+                              f"zooms {min(plan.zooms)}..{max(plan.zooms)}: choose one with -z")
+        zoom = plan.zooms[0]
+        area = plan.bounds
+        if area is None:  # explicit tiles: their union
+            boxes = [self.grid.tile(*i).bounds for i in plan.only]
+            area = Bounds(min(b.left for b in boxes), min(b.bottom for b in boxes),
+                          max(b.right for b in boxes), max(b.top for b in boxes)) if boxes else None
+        if area is None:
+            raise OutputError(f"single-file output {self.path}: the run covers no area")
+        xres, yres = self.grid.resolution(zoom)
+        gb = self.grid.bounds(zoom)
+        c0 = math.floor((area.left - gb.left) / xres + 1e-6)
+        c1 = math.ceil((area.right - gb.left) / xres - 1e-6)
+        r0 = math.floor((gb.top - area.top) / yres + 1e-6)
+        r1 = math.ceil((gb.top - area.bottom) / yres - 1e-6)
+        width, height = max(c1 - c0, 1), max(r1 - r0, 1)
+        left, top = gb.left + c0 * xres, gb.top - r0 * yres
+        self._origin, self._res = (left, top), (xres, yres)
+        profile: dict[str, Any] = {
+            "driver": "GTiff", "width": width, "height": height, "count": self.bands,
+            "dtype": self.dtype.name, "nodata": self.nodata, "crs": self.grid.crs,
+            "transform": Affine(xres, 0.0, left, 0.0, -yres, top), "tiled": True,
+            "blockxsize": _BLOCK, "blockysize": _BLOCK, "sparse_ok": True, "bigtiff": "IF_SAFER",
+        }
+        if self.compress != "none":
+            profile["compress"] = self.compress
+        profile.update(self.creation_options)
+        self._tmp = tmp_path(self.path, ".tif")
+        try:
+            self._dst = rasterio.open(self._tmp, "w", **profile)
+        except Exception as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot create {self.path}: {exc}") from exc
+        log.info("single-file output %s: %d x %d px at zoom %d", self.path, width, height, zoom)
+
+    def finish_run(self, success: bool) -> None:
+        """Close, convert to COG if asked, and rename into place; on failure drop the temp file."""
+        dst, self._dst = self._dst, None
+        tmp, self._tmp = self._tmp, None
+        if dst is None or tmp is None:
+            return
+        try:
+            dst.close()
+            if not success:
+                return
+            if self.cog:
+                cog_tmp = tmp_path(self.path, ".cog.tif")
+                try:
+                    options = {"compress": self.compress.upper() if self.compress != "none" else "NONE",
+                               "overview_resampling": self.overview_resampling, "bigtiff": "IF_SAFER"}
+                    rasterio.shutil.copy(tmp, cog_tmp, driver="COG", **options)
+                    os.replace(cog_tmp, self.path)
+                finally:
+                    cog_tmp.unlink(missing_ok=True)
+            else:
+                os.replace(tmp, self.path)
+        except OutputError:
+            raise
+        except Exception as exc:
+            raise OutputError(f"cannot finish {self.path}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    # -- tiles ---------------------------------------------------------------------------------
+    def output_tiles(self, process_tile: Tile) -> list[Tile]:
+        return [process_tile]
+
+    def tile_path(self, tile: Tile | TileIndex) -> Path:
+        return self.path
+
+    def remove_partial(self, process_tile: Tile) -> None:
+        """Nothing per tile: the temporary file goes away in `finish_run`."""
+
+    def write(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray) -> list[TileIndex]:
+        out = self.prepare_array(process_tile, data)
+        return [] if out is None else self.write_prepared(process_tile, out)
+
+    def write_prepared(self, process_tile: Tile, out: np.ndarray) -> list[TileIndex]:
+        """Place a prepared (unbuffered, cast) tile array into its window of the file."""
+        if self._dst is None:
+            raise OutputError(f"single-file output {self.path} is not open (start_run was not called)")
+        (left, top), (xres, yres) = self._origin, self._res
+        b = process_tile.bounds
+        r = round((top - b.top) / yres)
+        c = round((b.left - left) / xres)
+        h, w = out.shape[1:]
+        r0, c0 = max(r, 0), max(c, 0)
+        r1, c1 = min(r + h, self._dst.height), min(c + w, self._dst.width)
+        if r0 >= r1 or c0 >= c1:
+            return []
+        window = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
+        self._dst.write(np.ascontiguousarray(out[:, r0 - r:r1 - r, c0 - c:c1 - c]), window=window)
+        return [process_tile.index]
+
+    def __repr__(self) -> str:
+        return f"SingleFileOutput(path={str(self.path)!r}, cog={self.cog})"

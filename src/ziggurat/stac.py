@@ -1,0 +1,380 @@
+"""A STAC Item (tiled-assets extension) describing a tile directory, that GDAL opens as one mosaic.
+
+The item lives at `<output>/<output folder name>.json`. GDAL's STACTA driver reads it as a single
+raster: the finest zoom is the full-resolution level, the coarser zooms are overviews. What GDAL
+needs (checked against GDAL 3.10, see the README):
+
+- only zooms that hold data in `tiles:tile_matrix_sets` (embedding z0-24 makes a 2^30-pixel raster),
+  with tileWidth/Height = the output metatile size in pixels and strictly decreasing scale
+  denominators (GDAL derives the pixel size from them, not from cellSize);
+- `tiles:tile_matrix_links` (this spelling) with all four limits per zoom;
+- `raster:bands` (data_type, nodata) on the asset template, so no prototype tile is opened;
+- sparse outputs need the open option `SKIP_MISSING_METATILE=YES` (missing tiles then read as nodata).
+
+Runs update the item with the extent of the tiles they wrote (merged with what the item already
+lists); `build_item()` rebuilds it from the tiles on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import pystac
+import shapely
+from shapely.geometry import shape
+from rasterio.warp import transform_geom
+
+from ziggurat.errors import OutputError
+from ziggurat.grid import Grid, TileIndex
+from ziggurat.io._common import write_json_atomic
+from ziggurat.io.tiledir import METADATA_FILE
+from ziggurat.provenance import provenance_links
+from ziggurat.recipe import Recipe
+from ziggurat.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime, settings_from_recipe
+from ziggurat.tileset import TILE_EXTENSIONS, TileSet, ZoomLimits
+
+log = logging.getLogger(__name__)
+
+TILED_ASSETS_SCHEMA = "https://stac-extensions.github.io/tiled-assets/v1.0.0/schema.json"
+PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+RASTER_SCHEMA = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+EXTENSIONS = (TILED_ASSETS_SCHEMA, PROJECTION_SCHEMA, RASTER_SCHEMA)
+ASSET_KEY = "data"
+MEDIA_TYPES = {"GTiff": "image/tiff; application=geotiff", "PNG": "image/png"}
+_COORD_DIGITS = 9  # ~0.1 mm in degrees
+
+
+# -- tile matrices ----------------------------------------------------------------------------
+def tms_key(grid: Grid) -> str:
+    return grid.tms.id
+
+
+def tile_matrix(grid: Grid, zoom: int, limits: tuple[int, int, int, int] | None = None
+                ) -> dict[str, Any] | None:
+    """One TMS 2.0 tile matrix as the output tiles are cut: metatiles, tile size, id = zoom.
+
+    None if GDAL cannot read that zoom: STACTA wants every file exactly tileWidth x tileHeight,
+    so a clipped metatile at the matrix edge (matrix size not a multiple of the metatiling,
+    and larger than it) must lie outside the limits.
+    """
+    m = grid.tms.matrix(zoom)
+    px_h, px_w = grid.with_options(metatiling=1).tile_shape(zoom, 0, 0)
+    cell = m.cellSize * m.tileWidth / px_w
+    mt = grid.metatiling
+    out = m.model_dump(mode="json", exclude_none=True)
+    out.update(id=str(zoom), cellSize=cell, scaleDenominator=m.scaleDenominator * cell / m.cellSize)
+    for size_key, count_key, px, n, lim in (("tileWidth", "matrixWidth", px_w, m.matrixWidth,
+                                             None if limits is None else limits[3]),
+                                            ("tileHeight", "matrixHeight", px_h, m.matrixHeight,
+                                             None if limits is None else limits[1])):
+        if n <= mt:  # one metatile spans the whole matrix: its real size is the tile size
+            out[size_key], out[count_key] = n * px, 1
+            continue
+        out[size_key], out[count_key] = mt * px, -(-n // mt)
+        if n % mt and (lim is None or lim >= n // mt):
+            return None
+    return out
+
+
+def tile_matrix_set(grid: Grid, limits: ZoomLimits) -> tuple[dict[str, Any], list[int]]:
+    """The TMS JSON with only the zooms in `limits`; also the zooms it had to leave out."""
+    tms = grid.tms.model_dump(mode="json", exclude_none=True)
+    matrices, dropped = [], []
+    for zoom, lim in limits.items():
+        matrix = tile_matrix(grid, zoom, lim)
+        if matrix is None:
+            dropped.append(zoom)
+        else:
+            matrices.append(matrix)
+    matrices.sort(key=lambda m: -m["scaleDenominator"])
+    tms["tileMatrices"] = matrices
+    native = grid.metatiling == 1 and grid.tile_size in (None, grid.tms.matrix(grid.minzoom).tileWidth)
+    if not native:  # no longer the registered matrix set: do not claim its URI
+        tms.pop("uri", None)
+        tms.pop("wellKnownScaleSet", None)
+    return tms, dropped
+
+
+def _limits_json(limits: ZoomLimits, zooms: Iterable[int]) -> dict[str, dict[str, int]]:
+    out = {}
+    for zoom in zooms:
+        r0, r1, c0, c1 = limits.get(zoom)  # type: ignore[misc]
+        out[str(zoom)] = {"min_tile_row": r0, "max_tile_row": r1, "min_tile_col": c0, "max_tile_col": c1}
+    return out
+
+
+def limits_from_item(item: Mapping[str, Any], key: str) -> ZoomLimits:
+    out = ZoomLimits()
+    links = (item.get("properties") or {}).get("tiles:tile_matrix_links") or {}
+    for zoom, lim in ((links.get(key) or {}).get("limits") or {}).items():
+        out.add(int(zoom), int(lim["min_tile_row"]), int(lim["min_tile_col"]))
+        out.add(int(zoom), int(lim["max_tile_row"]), int(lim["max_tile_col"]))
+    return out
+
+
+# -- footprint --------------------------------------------------------------------------------
+def footprint(grid: Grid, limits: ZoomLimits) -> shapely.Geometry:
+    """Union of the tile extents per zoom, in WGS84 lon/lat (edges densified before reprojecting)."""
+    boxes = [shapely.box(*limits.bounds(grid, z)) for z in limits.zooms]
+    union = shapely.union_all(boxes).simplify(0)  # drop the collinear corners of merged boxes
+    if grid.crs.to_authority() not in (("OGC", "CRS84"),):
+        left, bottom, right, top = union.bounds
+        dense = shapely.segmentize(union, max(right - left, top - bottom) / 128)
+        union = shape(transform_geom(grid.crs, "EPSG:4326", dense.__geo_interface__))
+    return shapely.set_precision(union, 10 ** -_COORD_DIGITS)
+
+
+# -- the item ---------------------------------------------------------------------------------
+def item_path(output_dir: str | os.PathLike[str]) -> Path:
+    """`<output>/<folder name>.json`, unless that is metadata.json (then `stac-item.json`)."""
+    root = Path(output_dir)
+    name = f"{root.name}.json"
+    return root / ("stac-item.json" if name == METADATA_FILE else name)
+
+
+def _nodata_json(nodata: float | int | None) -> float | int | str | None:
+    if nodata is None:
+        return None
+    if isinstance(nodata, float):
+        if math.isnan(nodata):
+            return "nan"
+        if math.isinf(nodata):
+            return "inf" if nodata > 0 else "-inf"
+        if nodata.is_integer():
+            return int(nodata)
+    return nodata
+
+
+def _crs_properties(grid: Grid) -> dict[str, Any]:
+    auth = grid.crs.to_authority()
+    if auth:
+        return {"proj:code": f"{auth[0]}:{auth[1]}"}
+    return {"proj:code": None, "proj:wkt2": grid.crs.to_wkt()}
+
+
+def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None = None,
+              existing: Mapping[str, Any] | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The item as JSON; `existing` contributes what a user or an earlier run put there."""
+    if not limits:
+        raise OutputError(f"output {tiles.path}: no tiles to describe")
+    settings = settings or StacSettings()
+    existing = existing or {}
+    old_props = dict(existing.get("properties") or {})
+    now = now or dt.datetime.now(dt.timezone.utc)
+    grid, key = tiles.grid, tms_key(tiles.grid)
+    tms, dropped = tile_matrix_set(grid, limits)
+    if dropped:
+        log.warning("output %s: zoom(s) %s left out of the STAC item: their edge metatiles are clipped "
+                    "(matrix size not a multiple of metatiling %d), which GDAL cannot read",
+                    tiles.path, ", ".join(map(str, dropped)), grid.metatiling)
+    if not tms["tileMatrices"]:
+        raise OutputError(f"output {tiles.path}: no zoom level can be described for GDAL")
+    kept = [z for z in limits.zooms if z not in dropped]
+    geom = footprint(grid, limits)
+    proj_bbox = shapely.union_all([shapely.box(*limits.bounds(grid, z)) for z in limits.zooms]).bounds
+
+    props = {k: v for k, v in old_props.items() if k not in COMPUTED_PROPERTIES and k != "proj:epsg"}
+    props.update(settings.properties)
+    for name in ("title", "description"):
+        value = getattr(settings, name)
+        if value is not None:
+            props[name] = value
+    props.update(_crs_properties(grid))
+    props["proj:bbox"] = [round(v, _COORD_DIGITS) for v in proj_bbox]
+    props["created"] = old_props.get("created") or pystac.utils.datetime_to_str(now)
+    props["updated"] = pystac.utils.datetime_to_str(now)
+    props["tiles:tile_matrix_sets"] = {key: tms}
+    url = tms.get("uri") or f"#/properties/tiles:tile_matrix_sets/{key}"
+    props["tiles:tile_matrix_links"] = {key: {"url": url, "limits": _limits_json(limits, kept)}}
+
+    when = None if settings.datetime_null else (settings.datetime or now)
+    item = pystac.Item(settings.id or existing.get("id") or tiles.path.name, geom.__geo_interface__,
+                       list(geom.bounds), when, props, stac_extensions=[])
+    out = item.to_dict(include_self_link=False, transform_hrefs=False)
+    extensions = list(EXTENSIONS) + [e for e in existing.get("stac_extensions") or [] if e not in EXTENSIONS]
+    band = {"data_type": tiles.dtype}
+    nodata = _nodata_json(tiles.nodata)
+    if nodata is not None:
+        band["nodata"] = nodata
+    templates = dict(existing.get("asset_templates") or {})
+    templates.pop(ASSET_KEY, None)
+    template = {"href": f"{{TileMatrix}}/{{TileRow}}/{{TileCol}}.{tiles.ext}",
+                "type": MEDIA_TYPES[tiles.format], "title": "Tiles", "roles": ["data"],
+                "raster:bands": [dict(band) for _ in range(tiles.bands)]}
+    links = [link for link in existing.get("links") or []
+             if not str(link.get("rel", "")).startswith("ziggurat:")]
+    links += provenance_links(tiles.path)  # saved recipe, process source and run manifest
+    # GDAL finds the tiled-assets schema in the first 32 KiB and opens the first template
+    return {"type": "Feature", "stac_version": out["stac_version"], "stac_extensions": extensions,
+            "id": out["id"], "bbox": out["bbox"], "geometry": out["geometry"],
+            "asset_templates": {ASSET_KEY: template, **templates},
+            "properties": out["properties"], "links": links,
+            "assets": dict(existing.get("assets") or {})}
+
+
+def read_item(path: Path) -> dict[str, Any] | None:
+    """The item on disk, or None if there is none or it is unreadable (then it is rebuilt)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read STAC item %s (%s); rebuilding it from the tiles on disk", path, exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _consistent(item: Mapping[str, Any], tiles: TileSet) -> bool:
+    """Does an existing item describe this tile directory's grid and format (not an older one)?"""
+    key = tms_key(tiles.grid)
+    tms = ((item.get("properties") or {}).get("tiles:tile_matrix_sets") or {}).get(key)
+    template = (item.get("asset_templates") or {}).get(ASSET_KEY) or {}
+    if not isinstance(tms, dict) or not template.get("href", "").endswith(f".{tiles.ext}"):
+        return False
+    stored = {m.get("id"): m for m in tms.get("tileMatrices") or []}
+    return all(stored.get(str(zoom)) == tile_matrix(tiles.grid, zoom, lim)
+               for zoom, lim in limits_from_item(item, key).items())
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Serialise read-merge-write of the item between processes (flock on the folder itself)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def write_item(tiles: TileSet, limits: ZoomLimits | None = None, settings: StacSettings | None = None,
+               *, merge: bool = True, force: bool = True) -> Path | None:
+    """Create or update the item; `limits` None means scan the disk. Returns its path.
+
+    With `merge`, limits already in the item are kept (later runs only grow it); an item that
+    does not match the grid or format on disk is rebuilt from a scan. Without `force` nothing is
+    written when the item already covers `limits`.
+    """
+    path = item_path(tiles.path)
+    with _locked(tiles.path):
+        existing = read_item(path)
+        if limits is None:
+            limits = tiles.limits()
+        merged = ZoomLimits()
+        merged.merge(limits)
+        if existing is None and merge and path.exists():  # unreadable: trust the disk instead
+            merged.merge(tiles.limits())
+        elif existing is not None and merge:
+            if _consistent(existing, tiles):
+                before = limits_from_item(existing, tms_key(tiles.grid))
+                merged.merge(before)
+                if not force and merged == before:
+                    return path
+            else:
+                log.info("STAC item %s does not match %s; rebuilding it from the tiles on disk",
+                         path, tiles.path)
+                merged = tiles.limits()
+                merged.merge(limits)
+        if not merged:
+            return path if existing is not None else None
+        payload = item_dict(tiles, merged, settings, existing)
+        try:
+            write_json_atomic(path, payload)
+        except OSError as exc:
+            raise OutputError(f"cannot write STAC item {path}: {exc}") from exc
+    log.info("STAC item %s: zooms %s", path, ", ".join(map(str, merged.zooms)))
+    return path
+
+
+def build_item(output_dir: str | os.PathLike[str]) -> Path:
+    """(Re)build the item from the tiles on disk, keeping id, datetime and extra properties."""
+    tiles = TileSet.open(output_dir)
+    if not tiles.is_raster:
+        raise OutputError(f"{tiles.path} holds {tiles.format} tiles; a STAC item is written for raster tiles")
+    limits = tiles.limits()
+    if not limits:
+        raise OutputError(f"{tiles.path} holds no {tiles.ext} tiles")
+    existing = read_item(item_path(tiles.path)) or {}
+    old = existing.get("properties") or {}
+    settings = StacSettings(id=existing.get("id"), datetime=_existing_datetime(old),
+                            datetime_null=old.get("datetime", "") is None)
+    path = write_item(tiles, limits, settings, merge=False)
+    assert path is not None
+    return path
+
+
+def _existing_datetime(props: Mapping[str, Any]) -> dt.datetime | None:
+    try:
+        return parse_datetime(props.get("datetime"))
+    except ValueError:
+        return None
+
+
+class RunItem:
+    """The engine's hook: tracks the extent of what a run writes (O(zooms)), then updates the item.
+
+    Created before the output folder is prepared, so bad `stac` settings stop the run early.
+    """
+
+    def __init__(self, recipe: Recipe, output: Any) -> None:
+        # raster tile directories only: not vector outputs, not single-file GeoTIFFs
+        self.output = output
+        self.enabled = (recipe.output.format in TILE_EXTENSIONS and isinstance(output.path, Path)
+                        and not getattr(output, "writes_in_parent", False))
+        self.settings = settings_from_recipe(recipe) if self.enabled else None
+        self.limits = ZoomLimits()        # written by this run, and skipped because they exist
+        self.wrote = False
+
+    def written(self, indices: Iterable[TileIndex]) -> None:
+        for zoom, row, col in indices:
+            self.limits.add(zoom, row, col)
+            self.wrote = True
+
+    def skipped(self, process_tile: Any) -> None:
+        """A process tile skipped because all its output tiles exist: they belong in the item
+        (heals an item that an interrupted run never got to write)."""
+        if self.enabled:
+            self.limits.update(t.index for t in self.output.output_tiles(process_tile))
+
+    @property
+    def zooms(self) -> list[int]:
+        return self.limits.zooms
+
+    def _tiles(self) -> TileSet | None:
+        if not self.enabled or not (Path(self.output.path) / METADATA_FILE).is_file():
+            return None
+        return TileSet.from_output(self.output)
+
+    def finish(self) -> Path | None:
+        """Write/update the item; returns its path (None if nothing describes the output yet)."""
+        tiles = self._tiles()
+        if tiles is None:
+            return None
+        if not self.limits:
+            path = item_path(tiles.path)
+            return path if path.exists() else None
+        return write_item(tiles, self.limits, self.settings, force=self.wrote)
+
+    def write_vrts(self) -> list[Path]:
+        """`<zoom>.vrt` for the zooms this run touched (all tiles on disk at those zooms)."""
+        from ziggurat.index import write_vrts
+
+        tiles = self._tiles()
+        return [] if tiles is None or not self.limits else write_vrts(tiles, self.zooms)
+
+
+__all__ = ["ASSET_KEY", "EXTENSIONS", "MEDIA_TYPES", "RunItem", "StacSettings", "TILED_ASSETS_SCHEMA",
+           "build_item", "footprint", "item_dict", "item_path", "parse_datetime", "read_item",
+           "settings_from_recipe", "tile_matrix", "tile_matrix_set", "write_item"]

@@ -1,0 +1,115 @@
+"""STAC settings of a recipe: `stac:` at the top level and `output.stac:`, checked before a run.
+
+```yaml
+stac:
+  id: dallas-hillshade           # default: the output folder name
+  datetime: 2024-05-01T00:00:00Z # default: the time of the run
+  title: Hillshade
+  description: ...
+  properties: {license: CC-BY-4.0, "sci:doi": ...}
+```
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import pystac
+
+from ziggurat.recipe import Recipe
+from ziggurat.yamlload import Locator, found, thaw
+
+SETTING_KEYS = ("id", "datetime", "title", "description", "properties")
+#: Properties ziggurat computes; recipe `properties` cannot override them.
+COMPUTED_PROPERTIES = ("tiles:tile_matrix_sets", "tiles:tile_matrix_links", "proj:code", "proj:wkt2",
+                       "proj:bbox", "datetime", "created", "updated")
+
+
+@dataclass(frozen=True)
+class StacSettings:
+    """`stac:` (top level) and `output.stac:` of a recipe, the latter winning key by key."""
+
+    id: str | None = None
+    datetime: dt.datetime | None = None
+    datetime_null: bool = False       # `datetime: null` with start/end_datetime in properties
+    title: str | None = None
+    description: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+def settings_from_recipe(recipe: Recipe) -> StacSettings:
+    """Validated STAC settings; raises `RecipeError` naming the key, before any tile runs."""
+    loc = Locator(recipe.source_name, recipe.key_lines)
+    merged: dict[str, Any] = {}
+    props: dict[str, Any] = {}
+    where: dict[str, tuple[str, ...]] = {}
+    for path, section in ((("stac",), recipe.raw.get("stac")),
+                          (("output", "stac"), recipe.output.options.get("stac"))):
+        if section is None:
+            continue
+        if isinstance(section, str):
+            section = {"id": section}
+        if not isinstance(section, Mapping):
+            raise loc.error(path, f"expected a mapping with keys {', '.join(SETTING_KEYS)} (or an item "
+                                  f"id string), found {found(section)}")
+        for key, value in section.items():
+            if key not in SETTING_KEYS:
+                raise loc.error(path + (key,), f"unknown key {'.'.join(path + (str(key),))!r} "
+                                               f"(valid keys: {', '.join(SETTING_KEYS)})", name_key=False)
+            if key == "properties":
+                if not isinstance(value, Mapping):
+                    raise loc.error(path + (key,), f"expected a mapping, found {found(value)}")
+                props.update(_jsonable(thaw(value)))
+            else:
+                merged[key] = value
+                where[key] = path + (key,)
+    for key in ("id", "title", "description"):
+        if merged.get(key) is not None and not isinstance(merged[key], str):
+            raise loc.error(where[key], f"expected a string, found {found(merged[key])}")
+    reserved = sorted(set(props) & set(COMPUTED_PROPERTIES))
+    if reserved:
+        raise loc.error(("stac", "properties"), f"{', '.join(reserved)} cannot be set; ziggurat "
+                                                "computes them (set datetime with stac.datetime)")
+    when, null = None, False
+    if "datetime" in merged:
+        try:
+            when = parse_datetime(merged["datetime"])
+        except ValueError:
+            raise loc.error(where["datetime"], "expected an ISO 8601 date or date-time "
+                                               f"(2024-05-01T10:00:00Z), found {found(merged['datetime'])}")
+        if when is None:
+            if not ("start_datetime" in props and "end_datetime" in props):
+                raise loc.error(where["datetime"], "datetime can be null only with start_datetime and "
+                                                   "end_datetime in properties")
+            null = True
+    return StacSettings(merged.get("id"), when, null, merged.get("title"), merged.get("description"), props)
+
+
+def parse_datetime(value: Any) -> dt.datetime | None:
+    """ISO strings, YAML dates and date-times -> aware UTC datetime (naive means UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        when = value
+    elif isinstance(value, dt.date):
+        when = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        when = dt.datetime.fromisoformat(value.strip())
+    else:
+        raise ValueError(f"not a date-time: {value!r}")
+    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (dt.date, dt.datetime)):
+        return pystac.utils.datetime_to_str(parse_datetime(value))  # type: ignore[arg-type]
+    return value
+
+
+__all__ = ["COMPUTED_PROPERTIES", "SETTING_KEYS", "StacSettings", "parse_datetime", "settings_from_recipe"]

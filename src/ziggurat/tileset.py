@@ -1,0 +1,161 @@
+"""What a written tile directory holds: its grid and band layout, and which tiles exist.
+
+Shared by the STAC item (`ziggurat.stac`) and the indexes/VRTs (`ziggurat.index`). Extents are
+kept as min/max row/col per zoom (`ZoomLimits`), so tracking a run costs O(zooms) memory no
+matter how many tiles it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from ziggurat.errors import OutputError
+from ziggurat.grid import Bounds, Grid, TileIndex
+from ziggurat.io._common import int_names, nodata_from_json
+from ziggurat.io.tiledir import METADATA_FILE
+
+#: File extension of a tile per output format (the tile directory writer's naming).
+TILE_EXTENSIONS = {"GTiff": "tif", "PNG": "png"}
+RASTER_FORMATS = tuple(TILE_EXTENSIONS)
+
+
+@dataclass
+class ZoomLimits:
+    """Min/max row and col of tiles per zoom; what tiled-assets `limits` and VRT extents need."""
+
+    _limits: dict[int, list[int]] = field(default_factory=dict)  # zoom -> [r0, r1, c0, c1]
+
+    def add(self, zoom: int, row: int, col: int) -> None:
+        lim = self._limits.get(zoom)
+        if lim is None:
+            self._limits[zoom] = [row, row, col, col]
+            return
+        if row < lim[0]:
+            lim[0] = row
+        elif row > lim[1]:
+            lim[1] = row
+        if col < lim[2]:
+            lim[2] = col
+        elif col > lim[3]:
+            lim[3] = col
+
+    def update(self, indices: Iterable[TileIndex]) -> None:
+        for zoom, row, col in indices:
+            self.add(zoom, row, col)
+
+    def merge(self, other: "ZoomLimits") -> None:
+        for zoom, (r0, r1, c0, c1) in other.items():
+            self.add(zoom, r0, c0)
+            self.add(zoom, r1, c1)
+
+    def items(self) -> Iterator[tuple[int, tuple[int, int, int, int]]]:
+        """(zoom, (min_row, max_row, min_col, max_col)), zooms ascending."""
+        for zoom in sorted(self._limits):
+            yield zoom, tuple(self._limits[zoom])  # type: ignore[misc]
+
+    def get(self, zoom: int) -> tuple[int, int, int, int] | None:
+        lim = self._limits.get(zoom)
+        return None if lim is None else tuple(lim)  # type: ignore[return-value]
+
+    def discard(self, zoom: int) -> None:
+        self._limits.pop(zoom, None)
+
+    @property
+    def zooms(self) -> list[int]:
+        return sorted(self._limits)
+
+    def __bool__(self) -> bool:
+        return bool(self._limits)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ZoomLimits) and dict(self.items()) == dict(other.items())
+
+    def bounds(self, grid: Grid, zoom: int) -> Bounds:
+        """Extent of the limits' rectangle at a zoom, in grid CRS."""
+        r0, r1, c0, c1 = self._limits[zoom]
+        a, b = grid.tile_bounds(zoom, r0, c0), grid.tile_bounds(zoom, r1, c1)
+        return Bounds(min(a.left, b.left), min(a.bottom, b.bottom), max(a.right, b.right),
+                      max(a.top, b.top))
+
+
+@dataclass(frozen=True)
+class TileSet:
+    """A tile directory as written: `grid` is the *output* grid (output metatiling, no buffer)."""
+
+    path: Path
+    grid: Grid
+    format: str = "GTiff"
+    dtype: str = "float32"
+    bands: int = 1
+    nodata: float | int | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "TileSet":
+        """Read `metadata.json`; the folder must have been written by ziggurat."""
+        root = Path(path).resolve()
+        meta_path = root / METADATA_FILE
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise OutputError(f"{root} is not a ziggurat tile directory (no {METADATA_FILE})") from None
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"cannot read {meta_path}: {exc}") from exc
+        try:
+            out = meta["output"]
+            fmt = str(out.get("format", "GTiff"))
+            if fmt not in TILE_EXTENSIONS:  # e.g. a vector tile directory: no bands to describe
+                return cls(root, Grid.from_dict(meta["grid"]), fmt)
+            return cls(root, Grid.from_dict(meta["grid"]), fmt, str(out["dtype"]), int(out["bands"]),
+                       nodata_from_json(out.get("nodata")))
+        except Exception as exc:
+            raise OutputError(f"invalid {meta_path}: {exc}") from exc
+
+    @classmethod
+    def from_output(cls, output: Any) -> "TileSet":
+        """From an open `TileDirectoryOutput` (what the engine has at hand)."""
+        return cls(Path(output.path), output.output_grid, output.format, output.dtype.name,
+                   output.bands, output.nodata)
+
+    @property
+    def is_raster(self) -> bool:
+        return self.format in TILE_EXTENSIONS
+
+    @property
+    def ext(self) -> str:
+        try:
+            return TILE_EXTENSIONS[self.format]
+        except KeyError:
+            raise OutputError(f"output {self.path}: format {self.format!r} does not write raster "
+                              f"tiles ({', '.join(RASTER_FORMATS)} do)") from None
+
+    def relative_path(self, index: TileIndex) -> str:
+        """`zoom/row/col.ext`, POSIX style: what hrefs, indexes and VRTs store."""
+        return f"{index[0]}/{index[1]}/{index[2]}.{self.ext}"
+
+    def tile_path(self, index: TileIndex) -> Path:
+        return self.path / str(index[0]) / str(index[1]) / f"{index[2]}.{self.ext}"
+
+    def zooms_on_disk(self) -> list[int]:
+        return [z for z in int_names(self.path) if self.grid.minzoom <= z <= self.grid.maxzoom]
+
+    def scan(self, zooms: Iterable[int] | None = None) -> Iterator[TileIndex]:
+        """Tiles on disk, zoom by zoom, row by row (sorted); one listdir per row folder."""
+        wanted = self.zooms_on_disk() if zooms is None else sorted(set(zooms))
+        suffix = f".{self.ext}"
+        for zoom in wanted:
+            zdir = self.path / str(zoom)
+            for row in int_names(zdir):
+                for col in int_names(zdir / str(row), suffix):
+                    yield TileIndex(zoom, row, col)
+
+    def limits(self, zooms: Iterable[int] | None = None) -> ZoomLimits:
+        out = ZoomLimits()
+        out.update(self.scan(zooms))
+        return out
+
+
+__all__ = ["RASTER_FORMATS", "TILE_EXTENSIONS", "TileSet", "ZoomLimits"]

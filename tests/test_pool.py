@@ -1,0 +1,278 @@
+"""The process pool: real worker processes, real shared memory, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from conftest import position_raster, read_tile
+from ziggurat import Grid, ProcessError
+from ziggurat.engine import execute
+from ziggurat.executors.shm import PREFIX, SlotPool, sweep_stale
+
+Z = 6
+RES = 180 / 2**Z / 256
+ZIGGURAT = str(Path(sys.executable).parent / "ziggurat")
+
+
+def _source(tmp_path: Path, size: int = 512) -> tuple[Path, np.ndarray]:
+    t = Grid.from_name("geodetic").tile(Z, 10, 20)
+    path = tmp_path / "src.tif"
+    data = position_raster(path, left=t.bounds.left, top=t.bounds.top, res=RES, width=size, height=size)
+    return path, data[0]
+
+
+def _recipe(write_recipe, tmp_path: Path, src: Path, out: Path, process: str, *, output_extra: str = "",
+            metatiling: int = 1, params: str = "{}") -> Path:
+    return write_recipe(f"""
+        process: proc.py
+        zoom_levels: {Z}
+        pyramid: {{grid: geodetic, metatiling: {metatiling}, pixelbuffer: 1}}
+        input: {{src: {src}}}
+        output: {{path: {out}, dtype: float32, nodata: -9999{output_extra}}}
+        process_parameters: {params}
+        """, process=process, name=f"{out.name}.yaml")
+
+
+IDENTITY = "def execute(src):\n    return src.read(1)\n"
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.tif"))}
+
+
+def test_all_executors_and_write_modes_give_identical_bytes(tmp_path, write_recipe):
+    src, _ = _source(tmp_path)
+    runs = {"sequential": dict(executor="sequential"), "threads": dict(executor="threads", workers=2),
+            "processes": dict(executor="processes", workers=2),
+            "parent": dict(executor="processes", workers=2, write_in="parent")}
+    trees = {}
+    for name, kwargs in runs.items():
+        out = tmp_path / name
+        summary = execute(_recipe(write_recipe, tmp_path, src, out, IDENTITY, metatiling=2), **kwargs)
+        assert summary.output_tiles == 4, name
+        trees[name] = _tree_bytes(out)
+    assert len(trees["sequential"]) == 4
+    for name, tree in trees.items():
+        assert tree == trees["sequential"], name
+
+
+def test_parent_writes_go_through_shared_memory_and_are_unlinked(tmp_path, write_recipe):
+    src, data = _source(tmp_path)
+    out = tmp_path / "out"
+    execute(_recipe(write_recipe, tmp_path, src, out, IDENTITY), executor="processes", workers=2,
+            write_in="parent")
+    arr, _ = read_tile(out / str(Z) / "11" / "21.tif")
+    np.testing.assert_array_equal(arr[0], data[256:, 256:])
+    assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith(f"{PREFIX}{os.getpid()}-")]
+
+
+def test_stale_segments_of_a_dead_run_are_swept(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(proc.stdout)
+    stale = Path("/dev/shm") / f"{PREFIX}{dead_pid}-deadbeef-0"
+    stale.write_bytes(b"x" * 10)
+    mine = SlotPool.allocate(1024, 1)
+    try:
+        assert sweep_stale() >= 1
+        assert not stale.exists()
+        assert all((Path("/dev/shm") / n).exists() for n in mine.spec.names)  # live run untouched
+    finally:
+        mine.close()
+    assert not any((Path("/dev/shm") / n).exists() for n in mine.spec.names)
+
+
+KILL_ONCE = """
+import os, signal
+from pathlib import Path
+
+def execute(src, tile, marker):
+    if (tile.row, tile.col) == (11, 20) and not Path(marker).exists():
+        Path(marker).write_text("died once")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return src.read(1)
+"""
+
+KILL_ALWAYS = """
+import os, signal
+
+def execute(src, tile):
+    if (tile.row, tile.col) == (11, 20):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return src.read(1)
+"""
+
+
+@pytest.mark.parametrize("write_in", ["workers", "parent"])
+def test_a_worker_killed_once_is_recovered(tmp_path, write_recipe, write_in):
+    src, data = _source(tmp_path)
+    out = tmp_path / f"out-{write_in}"
+    recipe = _recipe(write_recipe, tmp_path, src, out, KILL_ONCE,
+                     params=f"{{marker: {tmp_path / ('marker-' + write_in)}}}")
+    summary = execute(recipe, executor="processes", workers=2, write_in=write_in)
+    assert (tmp_path / f"marker-{write_in}").exists()  # the worker really died once
+    assert summary.ok and summary.output_tiles == 4
+    arr, _ = read_tile(out / str(Z) / "11" / "20.tif")
+    np.testing.assert_array_equal(arr[0], data[256:, :256])
+
+
+def test_a_tile_that_always_kills_its_worker_is_reported(tmp_path, write_recipe):
+    src, _ = _source(tmp_path)
+    out = tmp_path / "out"
+    recipe = _recipe(write_recipe, tmp_path, src, out, KILL_ALWAYS)
+    summary = execute(recipe, executor="processes", workers=2, retries=1, keep_going=True)
+    assert [tuple(o.index) for o in summary.failed] == [(Z, 11, 20)]
+    failed = summary.failed[0]
+    assert failed.exc_type == "WorkerDied" and "SIGKILL" in failed.error and "2 time(s)" in failed.error
+    assert summary.output_tiles == 3  # innocent tiles in flight at the crash still finished
+    with pytest.raises(ProcessError, match=r"zoom 6, row 11, col 20.*WorkerDied"):
+        execute(recipe, executor="processes", workers=2, retries=0, overwrite=True)
+
+
+def test_a_raising_process_names_the_tile_under_the_pool(tmp_path, write_recipe):
+    src, _ = _source(tmp_path)
+    boom = "def execute(src, tile):\n    if tile.col == 21:\n        raise KeyError('no such band')\n    return src.read(1)\n"
+    with pytest.raises(ProcessError) as info:
+        execute(_recipe(write_recipe, tmp_path, src, tmp_path / "out", boom), executor="processes", workers=2)
+    assert info.value.tile[2] == 21 and "KeyError" in str(info.value) and "proc.py" in info.value.traceback
+
+
+SLOW = """
+import time
+
+def execute(src, delay):
+    time.sleep(delay)
+    return src.read(1)
+"""
+
+
+def _session_processes(sid: int) -> list[str]:
+    """Live processes of a session; zombies have exited (PID 1 here may not reap them)."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid=,stat=,comm="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines()
+            if line.split()[1] == str(sid) and not line.split()[2].startswith("Z")]
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_cancel_exits_130_cleanly(tmp_path, write_recipe, how):
+    src, _ = _source(tmp_path, size=2048)  # 64 tiles
+    out = tmp_path / "out"
+    recipe = _recipe(write_recipe, tmp_path, src, out, SLOW, params="{delay: 0.4}")
+    proc = subprocess.Popen([ZIGGURAT, "execute", str(recipe), "-e", "processes", "-w", "2",
+                             "--write-in", "parent", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(out.rglob("*.tif")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(out.rglob("*.tif")), "no tile was written before the deadline"
+    sent = time.monotonic()
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=30)  # a hang guard; the latency is measured in bench/
+    latency = time.monotonic() - sent
+    assert proc.returncode == 130, err
+    assert "rerun" in err and "Traceback" not in err
+    time.sleep(0.5)
+    assert _session_processes(proc.pid) == []                          # no orphan workers
+    assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith(f"{PREFIX}{proc.pid}-")]
+    assert not list(out.rglob(".tmp-*"))                               # no partial tiles
+    for tile in out.rglob("*.tif"):
+        with rasterio.open(tile) as ds:
+            ds.read()                                                  # every tile is complete
+    print(f"cancel latency {latency:.2f} s")
+
+
+def _unshare_available() -> bool:
+    if os.geteuid() != 0:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=2m tmpfs /dev/shm"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_available(), reason="needs root and mount namespaces (unshare -m)")
+@pytest.mark.parametrize("dtype,metatiling", [("uint8", 1), ("float64", 2)])
+def test_a_tiny_shared_memory_filesystem_never_kills_the_run(tmp_path, write_recipe, dtype, metatiling):
+    """2 MiB /dev/shm: a few slots (uint8) or none at all (float64 metatiles of 2 MiB)."""
+    src, _ = _source(tmp_path)
+    out = tmp_path / "out"
+    recipe = _recipe(write_recipe, tmp_path, src, out, IDENTITY, metatiling=metatiling)
+    text = recipe.read_text().replace("dtype: float32", f"dtype: {dtype}")
+    if dtype == "uint8":
+        text = text.replace("nodata: -9999", "nodata: 0")
+    recipe.write_text(text)
+    cmd = (f"mount -t tmpfs -o size=2m tmpfs /dev/shm && exec {ZIGGURAT} execute {recipe} "
+           "-e processes -w 2 --write-in parent --no-progress")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert proc.returncode >= 0, f"killed by signal {-proc.returncode}"
+    assert proc.returncode == 0, proc.stderr
+    assert "4 tiles written" in proc.stdout
+    if dtype == "float64":
+        assert "pickled" in proc.stderr  # no slot fits: it said so and carried on
+    reference = tmp_path / "ref"
+    ref_recipe = tmp_path / "ref.yaml"
+    ref_recipe.write_text(text.replace(str(out), str(reference)))
+    execute(ref_recipe, executor="sequential")
+    assert _tree_bytes(out) == _tree_bytes(reference)
+
+
+@pytest.mark.skipif(not _unshare_available(), reason="needs root and mount namespaces (unshare -m)")
+def test_slot_allocation_on_a_full_filesystem_fails_cleanly():
+    code = ("from ziggurat.executors.shm import SlotPool\n"
+            "pool = SlotPool.allocate(512 * 1024, 10)\n"
+            "for k in range(len(pool)):\n"
+            "    pool.view(k, (512 * 1024,), 'uint8')[:] = 7\n"
+            "print(len(pool))\n"
+            "pool.close()\n")
+    cmd = f"mount -t tmpfs -o size=2m tmpfs /dev/shm && exec {sys.executable} -c \"{code}\""
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert 0 < int(proc.stdout) < 10 and "short" in proc.stderr
+
+
+def test_single_file_output_equals_the_tile_directory(tmp_path, write_recipe):
+    src, data = _source(tmp_path, size=1024)
+    tiles = tmp_path / "tiles"
+    execute(_recipe(write_recipe, tmp_path, src, tiles, IDENTITY), executor="sequential")
+    grid = Grid.from_name("geodetic")
+    first, last = grid.tile(Z, 10, 20).bounds, grid.tile(Z, 13, 23).bounds
+    bounds = (first.left + 0.3, last.bottom + 0.2, last.right - 0.1, first.top - 0.1)  # 16 tiles, partial
+    for executor in ("processes", "threads", "sequential"):
+        single = tmp_path / f"single-{executor}.tif"
+        summary = execute(_recipe(write_recipe, tmp_path, src, single, IDENTITY, metatiling=2,
+                                  output_extra=", cog: true"), executor=executor, workers=2, bounds=bounds)
+        assert summary.ok
+        with rasterio.open(single) as ds:
+            assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            assert ds.res == (RES, RES)
+            # exactly the requested bounds, snapped outward to whole pixels
+            assert ds.bounds.left <= bounds[0] < ds.bounds.left + RES
+            assert ds.bounds.top >= bounds[3] > ds.bounds.top - RES
+            assert ds.bounds.right >= bounds[2] > ds.bounds.right - RES
+            assert ds.bounds.bottom <= bounds[1] < ds.bounds.bottom + RES
+            arr = ds.read(1)
+            top_left = grid.tile(Z, 10, 20).bounds
+            r0 = round((top_left.top - ds.bounds.top) / RES)
+            c0 = round((ds.bounds.left - top_left.left) / RES)
+            np.testing.assert_array_equal(arr, data[r0:r0 + ds.height, c0:c0 + ds.width])
+            assert ds.overviews(1)  # 1024+ px: the COG has overviews
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_single_file_output_keeps_the_old_file_when_the_run_fails(tmp_path, write_recipe):
+    src, _ = _source(tmp_path)
+    single = tmp_path / "single.tif"
+    execute(_recipe(write_recipe, tmp_path, src, single, IDENTITY), executor="sequential")
+    before = single.read_bytes()
+    boom = "def execute(src, tile):\n    if tile.col == 21:\n        raise ValueError('x')\n    return src.read(1)\n"
+    with pytest.raises(ProcessError):
+        execute(_recipe(write_recipe, tmp_path, src, single, boom), executor="processes", overwrite=True)
+    assert single.read_bytes() == before and not list(tmp_path.glob(".tmp-*"))

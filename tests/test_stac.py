@@ -1,0 +1,290 @@
+"""The STAC item: real runs, opened by GDAL's STACTA driver and compared with the tiles on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from click.testing import CliRunner
+from rasterio.errors import RasterioIOError
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from pyramid_helpers import NODATA, extent, make_recipe, mosaic, run, tiles_on_disk
+from ziggurat import RecipeError
+from ziggurat.cli import main
+from ziggurat.engine import execute
+from ziggurat.grid import Grid
+from ziggurat.io._common import crs_equal
+from ziggurat.stac import TILED_ASSETS_SCHEMA, build_item, item_path, tile_matrix
+from ziggurat.tileset import ZoomLimits
+
+SKIP = {"SKIP_MISSING_METATILE": "YES"}
+
+
+def load_item(out: Path) -> dict:
+    return json.loads(item_path(out).read_text())
+
+
+def check_item_against_tiles(out: Path, grid: Grid) -> None:
+    """GDAL's view of the item equals the tiles: size, CRS, transform, every level, every seam."""
+    on_disk = tiles_on_disk(out)
+    top = max(on_disk)
+    box = extent(grid, top, on_disk[top])
+    xres, yres = grid.resolution(top)
+    with rasterio.open(item_path(out), **SKIP) as src:
+        assert src.driver == "STACTA"
+        assert crs_equal(src.crs, grid.crs)
+        assert src.transform.almost_equals(rasterio.Affine(xres, 0, box.left, 0, -yres, box.top),
+                                           precision=1e-9 * max(1.0, abs(box.left), abs(box.top)))
+        assert (src.height, src.width) == (round((box.top - box.bottom) / yres),
+                                           round((box.right - box.left) / xres))
+        assert src.dtypes == ("float32",) and src.nodata == NODATA
+        expected = mosaic(out, grid, top, box)
+        assert (expected != NODATA).any()
+        np.testing.assert_array_equal(src.read(), expected)
+        # a window across the corner where four (meta)tiles meet
+        th, tw = grid.tile_shape(top, *on_disk[top][0])
+        if src.width > tw and src.height > th:
+            win = Window(tw - 5, th - 7, 10, 14)
+            np.testing.assert_array_equal(src.read(window=win), expected[:, th - 7:th + 7, tw - 5:tw + 5])
+        assert len(src.overviews(1)) == len(on_disk) - 1
+    for level, zoom in enumerate(sorted(on_disk, reverse=True)[1:]):
+        with rasterio.open(item_path(out), overview_level=level, **SKIP) as ovr:
+            np.testing.assert_array_equal(ovr.read(), mosaic(out, grid, zoom, box))
+
+
+@pytest.mark.parametrize("grid_name,metatiling,output_metatiling", [
+    ("geodetic", 1, 1), ("geodetic", 2, 2), ("geodetic", 4, 2), ("mercator", 2, 1), ("utm", 2, 2),
+])
+def test_gdal_opens_the_item_as_one_mosaic(tmp_path, grid_name, metatiling, output_metatiling):
+    recipe, grid = make_recipe(tmp_path, grid_name, metatiling=metatiling,
+                               output_metatiling=output_metatiling, pixelbuffer=2)
+    summary = run(recipe)
+    out = tmp_path / "out"
+    assert summary.stac_item == out / "out.json" and summary.stac_item.exists()
+    assert f"STAC item: {summary.stac_item}" in summary.describe()
+    check_item_against_tiles(out, grid)
+
+    item = load_item(out)
+    assert TILED_ASSETS_SCHEMA in item["stac_extensions"]
+    assert json.dumps(item).index(TILED_ASSETS_SCHEMA) < 32768  # GDAL looks in the first 32 KiB
+    tms = item["properties"]["tiles:tile_matrix_sets"][grid.tms.id]
+    on_disk = tiles_on_disk(out)
+    assert [m["id"] for m in tms["tileMatrices"]] == [str(z) for z in on_disk]  # only zooms with data
+    scales = [m["scaleDenominator"] for m in tms["tileMatrices"]]
+    assert scales == sorted(scales, reverse=True) and len(set(scales)) == len(scales)
+    for m in tms["tileMatrices"]:
+        assert m["tileWidth"] == m["tileHeight"] == 256 * output_metatiling
+    limits = item["properties"]["tiles:tile_matrix_links"][grid.tms.id]["limits"]
+    for zoom, cells in on_disk.items():
+        rows, cols = [r for r, _ in cells], [c for _, c in cells]
+        assert limits[str(zoom)] == {"min_tile_row": min(rows), "max_tile_row": max(rows),
+                                     "min_tile_col": min(cols), "max_tile_col": max(cols)}
+    template = item["asset_templates"]["data"]
+    assert template["href"] == "{TileMatrix}/{TileRow}/{TileCol}.tif"
+    assert template["type"] == "image/tiff; application=geotiff"
+    assert template["raster:bands"] == [{"data_type": "float32", "nodata": -9999}]
+    assert item["properties"]["proj:code"] == {"geodetic": "OGC:CRS84", "mercator": "EPSG:3857",
+                                               "utm": "EPSG:32633"}[grid_name]
+    # bbox: the tiles written, in WGS84 (not the globe)
+    data_box = shapely.union_all([shapely.box(*extent(grid, z, c)) for z, c in on_disk.items()]).bounds
+    west, south, east, north = transform_bounds(grid.crs, "EPSG:4326", *data_box, densify_pts=64)
+    assert item["bbox"] == pytest.approx([west, south, east, north], abs=1e-5)  # ~1 m
+    assert shapely.geometry.shape(item["geometry"]).bounds == pytest.approx(item["bbox"], abs=1e-9)
+    assert east - west < 30 and north - south < 30
+
+
+def test_tile_size_and_clipped_edge_metatiles(tmp_path):
+    """tile_size 512 halves the cell size; at geodetic zoom 0-1 a metatile of 2 is clipped to the
+    2 x 1 matrix (512 x 256 pixels), which must still be described exactly."""
+    recipe, grid = make_recipe(tmp_path, "geodetic", zooms=(0, 1), metatiling=2, output_metatiling=2,
+                               tile_size=512)
+    run(recipe)
+    out = tmp_path / "out"
+    assert tiles_on_disk(out) == {0: [(0, 0)], 1: [(0, 0)]}
+    tms = load_item(out)["properties"]["tiles:tile_matrix_sets"]["WorldCRS84Quad"]
+    z0, z1 = tms["tileMatrices"]
+    assert (z0["tileWidth"], z0["tileHeight"], z0["matrixWidth"], z0["matrixHeight"]) == (1024, 512, 1, 1)
+    assert (z1["tileWidth"], z1["tileHeight"], z1["matrixWidth"], z1["matrixHeight"]) == (1024, 1024, 2, 1)
+    assert z1["cellSize"] == pytest.approx(90 / 512)
+    assert "uri" not in tms  # no longer the registered WorldCRS84Quad
+    check_item_against_tiles(out, grid)
+
+
+def test_matrix_that_gdal_cannot_read_is_left_out():
+    import morecantile
+    import pyproj
+
+    tms = morecantile.TileMatrixSet.custom([0, 0, 300_000, 100_000], pyproj.CRS.from_epsg(32633),
+                                           matrix_scale=[3, 1], id="Odd")
+    grid = Grid(tms, "odd", metatiling=2)
+    assert tms.matrix(0).matrixWidth == 3
+    assert tile_matrix(grid, 0, (0, 0, 0, 0))["matrixWidth"] == 2     # clipped column not in limits
+    assert tile_matrix(grid, 0, (0, 0, 0, 1)) is None                # GDAL would misread it
+
+
+def test_sparse_output_needs_skip_missing_metatile(tmp_path):
+    recipe, grid = make_recipe(tmp_path, "geodetic", zooms=(6, 6))
+    run(recipe, tile=(6, 10, 20))
+    run(recipe, tile=(6, 11, 21))          # diagonal: (10, 21) and (11, 20) are missing
+    out = tmp_path / "out"
+    limits = load_item(out)["properties"]["tiles:tile_matrix_links"]["WorldCRS84Quad"]["limits"]["6"]
+    assert limits == {"min_tile_row": 10, "max_tile_row": 11, "min_tile_col": 20, "max_tile_col": 21}
+    check_item_against_tiles(out, grid)
+    with rasterio.open(item_path(out), **SKIP) as src:
+        assert (src.read(1, window=Window(256, 0, 256, 256)) == NODATA).all()
+    with rasterio.open(item_path(out)) as src, pytest.raises(RasterioIOError):
+        src.read(1)                         # without the open option GDAL fails on the missing tile
+
+
+def test_later_runs_grow_the_item(tmp_path):
+    recipe, grid = make_recipe(tmp_path, "geodetic", zooms=(5, 6), size=(900, 700),
+                               stac={"id": "mosaic", "datetime": "2024-05-01T12:00:00Z"})
+    west = grid.tile_bounds(6, 10, 20)
+    run(recipe, zoom=6, bounds=(west.left + 0.1, west.bottom + 0.1, west.right - 0.1, west.top - 0.1))
+    first = load_item(tmp_path / "out")
+    assert first["id"] == "mosaic"
+    assert first["properties"]["datetime"] == "2024-05-01T12:00:00Z"
+    assert list(first["properties"]["tiles:tile_matrix_links"]["WorldCRS84Quad"]["limits"]) == ["6"]
+    east = grid.tile_bounds(6, 11, 22)
+    run(recipe, zoom="5,6", bounds=(east.left + 0.1, east.bottom + 0.1, east.right - 0.1, east.top - 0.1))
+    item = load_item(tmp_path / "out")
+    limits = item["properties"]["tiles:tile_matrix_links"]["WorldCRS84Quad"]["limits"]
+    assert limits["6"] == {"min_tile_row": 10, "max_tile_row": 11, "min_tile_col": 20, "max_tile_col": 22}
+    assert limits["5"] == {"min_tile_row": 5, "max_tile_row": 5, "min_tile_col": 11, "max_tile_col": 11}
+    assert item["properties"]["created"] == first["properties"]["created"]
+    assert item["id"] == "mosaic"
+    bbox = shapely.box(*item["bbox"])
+    assert bbox.contains(shapely.box(*west).buffer(-1e-9)) and bbox.contains(shapely.box(*east).buffer(-1e-9))
+    check_item_against_tiles(tmp_path / "out", grid)
+
+
+def test_resumed_run_heals_a_missing_item_and_unchanged_item_is_not_rewritten(tmp_path):
+    recipe, grid = make_recipe(tmp_path, "geodetic", zooms=(6, 6))
+    run(recipe)
+    out = tmp_path / "out"
+    before = load_item(out)
+    item_path(out).unlink()                 # e.g. an interrupted run never got to write it
+    again = run(recipe)
+    assert again.output_tiles == 0 and again.skipped > 0
+    healed = load_item(out)
+    assert healed["properties"]["tiles:tile_matrix_links"] == before["properties"]["tiles:tile_matrix_links"]
+    stamp = item_path(out).stat().st_mtime_ns
+    assert run(recipe).stac_item == item_path(out)
+    assert item_path(out).stat().st_mtime_ns == stamp  # nothing new: left as it was
+
+
+def test_recipe_stac_settings(tmp_path):
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6), stac={
+        "id": "hillshade-dallas", "datetime": "1999-01-01", "title": "Shaded relief",
+        "properties": {"license": "CC-BY-4.0", "providers": [{"name": "me", "roles": ["processor"]}]}},
+        output={"stac": {"description": "From SRTM", "datetime": "2024-05-01"}})
+    run(recipe)
+    item = load_item(tmp_path / "out")
+    props = item["properties"]
+    assert item["id"] == "hillshade-dallas"
+    assert props["datetime"] == "2024-05-01T00:00:00Z"
+    assert (props["title"], props["description"], props["license"]) == ("Shaded relief", "From SRTM", "CC-BY-4.0")
+    assert props["providers"] == [{"name": "me", "roles": ["processor"]}]
+    with rasterio.open(item_path(tmp_path / "out"), **SKIP) as src:
+        assert src.tags()["license"] == "CC-BY-4.0"   # GDAL exposes the properties as metadata
+
+
+@pytest.mark.parametrize("stac,message", [
+    ({"date": "2024"}, r"unknown key 'stac\.date' \(valid keys: id, datetime"),
+    ({"datetime": "yesterday"}, r"stac\.datetime: expected an ISO 8601 date"),
+    ({"properties": {"proj:code": "EPSG:4326"}}, r"proj:code cannot be set"),
+    ({"id": 5}, r"stac\.id: expected a string"),
+])
+def test_bad_stac_settings_stop_the_run_before_any_tile(tmp_path, stac, message):
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6), stac=stac)
+    with pytest.raises(RecipeError, match=message):
+        run(recipe)
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_item_from_disk_keeps_identity(tmp_path):
+    recipe, grid = make_recipe(tmp_path, "mercator", metatiling=2, stac={"id": "m", "datetime": "2020-01-01"})
+    run(recipe)
+    out = tmp_path / "out"
+    before = load_item(out)
+    before["properties"]["note"] = "added by hand"
+    item_path(out).write_text(json.dumps(before))
+    result = CliRunner().invoke(main, ["stac", str(out)])
+    assert result.exit_code == 0 and result.stdout.strip() == str(item_path(out))
+    after = load_item(out)
+    assert after["id"] == "m" and after["properties"]["datetime"] == "2020-01-01T00:00:00Z"
+    assert after["properties"]["note"] == "added by hand"
+    assert after["properties"]["tiles:tile_matrix_links"] == before["properties"]["tiles:tile_matrix_links"]
+    item_path(out).unlink()
+    assert build_item(out) == item_path(out)
+    check_item_against_tiles(out, grid)
+
+
+def test_stac_command_errors_are_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["stac", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {tmp_path} is not a ziggurat tile directory (no metadata.json)"
+
+
+def test_cli_execute_names_the_item(tmp_path):
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6))
+    result = CliRunner().invoke(main, ["execute", str(recipe), "-e", "sequential", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert f"STAC item: {tmp_path / 'out' / 'out.json'}" in result.stdout
+
+
+def test_zoom_limits_keep_only_extremes():
+    limits = ZoomLimits()
+    limits.update([(3, 5, 7), (3, 2, 9), (4, 1, 1)])
+    limits.add(3, 4, 1)
+    assert dict(limits.items()) == {3: (2, 5, 1, 9), 4: (1, 1, 1, 1)}
+
+
+def _widen_zoom6(out: Path, **changes: int) -> None:
+    item = load_item(out)
+    item["properties"]["tiles:tile_matrix_links"]["WorldCRS84Quad"]["limits"]["6"].update(changes)
+    item_path(out).write_text(json.dumps(item))
+
+
+def test_update_trusts_a_matching_item_and_rebuilds_one_that_does_not_match(tmp_path):
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6))
+    run(recipe, tile=(6, 10, 20))
+    out = tmp_path / "out"
+    _widen_zoom6(out, max_tile_col=30)      # the item is merged, not rescanned: this survives
+    run(recipe, tile=(6, 11, 21))
+    limits = load_item(out)["properties"]["tiles:tile_matrix_links"]["WorldCRS84Quad"]["limits"]["6"]
+    assert limits == {"min_tile_row": 10, "max_tile_row": 11, "min_tile_col": 20, "max_tile_col": 30}
+
+    item = load_item(out)                   # an item written for another tile layout ...
+    item["properties"]["tiles:tile_matrix_sets"]["WorldCRS84Quad"]["tileMatrices"][0]["tileWidth"] = 512
+    item_path(out).write_text(json.dumps(item))
+    run(recipe, tile=(6, 10, 21))           # ... is rebuilt from the tiles on disk
+    limits = load_item(out)["properties"]["tiles:tile_matrix_links"]["WorldCRS84Quad"]["limits"]["6"]
+    assert limits == {"min_tile_row": 10, "max_tile_row": 11, "min_tile_col": 20, "max_tile_col": 21}
+
+    item_path(out).write_text("{not json")  # unreadable: rebuilt from disk too
+    run(recipe, tile=(6, 11, 20))
+    limits = load_item(out)["properties"]["tiles:tile_matrix_links"]["WorldCRS84Quad"]["limits"]["6"]
+    assert limits == {"min_tile_row": 10, "max_tile_row": 11, "min_tile_col": 20, "max_tile_col": 21}
+
+
+@pytest.mark.parametrize("write_in", ["workers", "parent"])
+def test_item_from_a_process_pool_run(tmp_path, write_in):
+    recipe, grid = make_recipe(tmp_path, "geodetic", metatiling=2)
+    summary = execute(recipe, executor="processes", workers=2, write_in=write_in)
+    assert summary.stac_item == item_path(tmp_path / "out")
+    check_item_against_tiles(tmp_path / "out", grid)
+
+
+def test_no_item_for_a_single_file_output(tmp_path):
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6))
+    recipe.write_text(recipe.read_text().replace(str(tmp_path / "out"), str(tmp_path / "mosaic.tif")))
+    summary = run(recipe)
+    assert summary.stac_item is None and "STAC item" not in summary.describe()
+    assert (tmp_path / "mosaic.tif").exists() and not list(tmp_path.glob("*.json"))
