@@ -28,6 +28,7 @@ $(BENCH_VENV)/.installed: pyproject.toml
 
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py
+	$(BENCH_VENV)/bin/python bench/pyramid.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) output bench/.cache

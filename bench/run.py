@@ -36,6 +36,10 @@ CONFIGS = {
                                    "write_in": "parent"},
     "mapchete x2": {"kind": "mapchete", "workers": 2},
 }
+#: Parent memory as the tile count grows: the same run over a quarter, half and all of the DEM.
+SCALING = {f"processes x2, {f} of the area": {"kind": "ziggurat", "executor": "processes", "workers": 2,
+                                              "fraction": f} for f in ("1/4", "1/2", "1/1")}
+CONFIGS.update(SCALING)
 
 
 def make_dem(size: int, zoom: int) -> Path:
@@ -113,11 +117,19 @@ def run_bare(dem: Path, out: Path, zoom: int) -> int:
     return n
 
 
-def run_ziggurat(recipe: Path, config: dict) -> int:
+def run_ziggurat(recipe: Path, dem: Path, config: dict) -> int:
+    import rasterio
+
     from ziggurat.engine import execute
 
+    bounds = None
+    if "fraction" in config:  # the top rows of the DEM: a quarter, half or all of the tiles
+        num, den = map(int, config["fraction"].split("/"))
+        with rasterio.open(dem) as src:
+            b = src.bounds
+        bounds = (b.left, b.top - (b.top - b.bottom) * num / den, b.right, b.top)
     summary = execute(recipe, executor=config["executor"], workers=config["workers"],
-                      write_in=config.get("write_in"), overwrite=True)
+                      write_in=config.get("write_in"), overwrite=True, bounds=bounds)
     return summary.output_tiles
 
 
@@ -147,7 +159,7 @@ def child(name: str, dem: Path, workdir: Path, zoom: int) -> None:
     elif config["kind"] == "mapchete":
         tiles = run_mapchete(dem, out, zoom, config)
     else:
-        tiles = run_ziggurat(recipe, config)
+        tiles = run_ziggurat(recipe, dem, config)
     wall = time.perf_counter() - start
     _stop_forkserver()  # its CPU (and its reaped workers') then counts in RUSAGE_CHILDREN
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -207,6 +219,8 @@ def main() -> None:
           f"{'child MB':>10}{'wall/bare':>11}{'cpu/bare':>10}")
     base = None
     for name in args.only or CONFIGS:
+        if name in SCALING and name == next(iter(SCALING)):
+            print("parent memory as the tile count grows:")
         r = measure(name, dem, args.zoom)
         if r is None:
             continue

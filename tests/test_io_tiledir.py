@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import warnings
 from pathlib import Path
@@ -228,8 +229,9 @@ def test_failed_write_removes_temporary_file_and_keeps_old_tile(output, monkeypa
     monkeypatch.setattr(rasterio, "open", HalfWriter)
     with pytest.raises(OutputError, match=r"cannot write .*disk on fire"):
         output.write(ptile, np.zeros((516, 516), "int32"))
-    assert seen and seen[0].name.startswith(".tmp-") and seen[0].suffix == ".tif"
-    assert seen[0].parent == target.parent
+    assert seen and seen[0].name.startswith(f"{os.getpid()}-") and seen[0].suffix == ".tif"
+    assert seen[0].parent == output.path / ".ziggurat" / "tmp"  # same file system, swept by runs
+    assert list(seen[0].parent.iterdir()) == []
     assert tmp_files(output.path) == []
     assert target.read_bytes() == before
 

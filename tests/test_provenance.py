@@ -95,7 +95,7 @@ def test_runs_accumulate_and_overwrite_reruns_do_not_grow_the_checksum_file(tmp_
     assert [m["run"] for m in list_runs(out)] == [first, second]
 
     skipped = _run(recipe, zoom=6)  # continue mode: skipped tiles keep their records
-    assert skipped.skipped == 4
+    assert skipped.skipped == 9  # 4 written + 5 empty: the ledger records empty tiles too
     again = read_tile_records(out)
     assert {p: r.sha256 for p, r in again.items()} == {p: r.sha256 for p, r in records.items()}
     assert {r.run for r in again.values() if r.index.zoom == 6 and r.sha256} == {first}
@@ -103,9 +103,8 @@ def test_runs_accumulate_and_overwrite_reruns_do_not_grow_the_checksum_file(tmp_
     for _ in range(3):
         _run(recipe, zoom=6, overwrite=True)
     last = read_manifest(out)["run"]
-    lines = (provenance_dir(out) / "tiles.jsonl").read_text().splitlines()
     after = read_tile_records(out)
-    assert len(lines) == len(after) == len(records)
+    assert compact_tile_records(out) == len(after) == len(records)  # one ledger row per tile
     assert {r.run for r in after.values() if r.index.zoom == 6} == {last}
     assert {r.run for r in after.values() if r.index.zoom == 5} == {second}
     assert len(list_runs(out)) == 6
@@ -188,18 +187,20 @@ def test_fingerprint_of_a_tile_directory_lists_files_and_sizes(tmp_path):
     assert "sha256" in compare_fingerprints(fp, fingerprint_input(out))
 
 
-def test_tile_record_file_last_record_wins_and_compacts(tmp_path):
+def test_tile_records_last_record_wins_and_legacy_jsonl_is_imported(tmp_path):
     out = tmp_path / "out"
-    append_tile_records(out, [TileRecord("1/0/0.tif", "a" * 64, (1, 0, 0), "r1"),
-                              TileRecord("1/0/1.tif", "b" * 64, (1, 0, 1), "r1")])
-    append_tile_records(out, [TileRecord("1/0/0.tif", None, (1, 0, 0), "r2")])
-    with open(provenance_dir(out) / "tiles.jsonl", "a") as fh:
+    folder = provenance_dir(out)
+    folder.mkdir(parents=True)
+    with open(folder / "tiles.jsonl", "w") as fh:  # what an older ziggurat kept
+        fh.write('{"path":"1/0/0.tif","tile":[1,0,0],"sha256":"' + "a" * 64 + '","run":"r1"}\n')
+        fh.write('{"path":"1/0/1.tif","tile":[1,0,1],"sha256":"' + "b" * 64 + '","run":"r1"}\n')
         fh.write('{"path": "1/0/2.tif", "sha')  # a line cut short by a crash
+    append_tile_records(out, [TileRecord("1/0/0.tif", None, (1, 0, 0), "r2")])
+    assert not (folder / "tiles.jsonl").exists() and (folder / "ledger.sqlite").is_file()
     records = read_tile_records(out)
     assert records["1/0/0.tif"].sha256 is None and records["1/0/0.tif"].run == "r2"
     assert records["1/0/1.tif"].sha256 == "b" * 64 and set(records) == {"1/0/0.tif", "1/0/1.tif"}
     assert compact_tile_records(out) == 2
-    assert len((provenance_dir(out) / "tiles.jsonl").read_text().splitlines()) == 2
     assert read_tile_records(out) == records
 
 

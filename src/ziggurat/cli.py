@@ -89,6 +89,8 @@ def _dask_executor(executor: str | None, scheduler: str | None, workers: int | N
         return None
     from ziggurat.executors import get_executor
 
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # distributed logs at INFO otherwise
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read when dask is imported
     pool = get_executor("dask", workers, retries=retries, scheduler=scheduler)
     click.echo(f"Dask dashboard: {pool.dashboard_link or 'not available (pip install bokeh)'}", err=True)
     return pool
@@ -149,6 +151,24 @@ def execute_cmd(recipe: str, zoom: str | None, bounds: tuple[float, ...] | None,
         for outcome in summary.failed:
             click.echo(f"  tile {outcome.index}: {outcome.error}", err=True)
         sys.exit(EXIT_ERROR)
+
+
+@main.command("plan")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("-z", "--zoom", help="Zoom level or range: 5 or 3,8 (must be inside zoom_levels).")
+@click.option("-b", "--bounds", nargs=4, type=float, metavar="W S E N", help="Limit the area.")
+@click.option("--bounds-crs", help="CRS of --bounds (default: the grid CRS).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_debug_option
+def plan_cmd(recipe: str, zoom: str | None, bounds: tuple[float, ...] | None, bounds_crs: str | None,
+             as_json: bool) -> None:
+    """Dry run: tiles per zoom (process and output), how many the ledger has, estimated size."""
+    import json
+
+    from ziggurat.engine import dry_run
+
+    report = dry_run(recipe, zoom=zoom, bounds=bounds or None, bounds_crs=bounds_crs)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.describe())
 
 
 @main.command("processes")

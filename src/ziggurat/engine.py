@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ziggurat.errors import ProcessError
-from ziggurat.executors import Executor, get_executor
+from ziggurat.executors import WAIT, Executor, get_executor
 from ziggurat.grid import TileIndex
 from ziggurat.io import open_input, open_output
 from ziggurat.job import EMPTY, FAILED, SKIPPED, WRITTEN, RunSpec, TileOutcome
+from ziggurat.ledger import sweep_temporaries
+from ziggurat.overview import task_index
 from ziggurat.plan import Plan, make_plan
 from ziggurat.process import ProcessRef, check_signature, load_process
 from ziggurat.provenance import begin_run
 from ziggurat.recipe import Recipe, load_recipe
+from ziggurat.schedule import PlanReport, make_schedule, plan_report
 from ziggurat.stac import RunItem
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,12 @@ def plan(recipe: Recipe, **overrides: Any) -> Plan:
     return make_plan(recipe, input_bounds=input_bounds, **overrides)
 
 
+def dry_run(recipe: Recipe | str | os.PathLike[str], **overrides: Any) -> PlanReport:
+    """`ziggurat plan`: tiles per zoom, what the ledger has, estimated size; runs nothing."""
+    recipe = load(recipe)
+    return plan_report(recipe, plan(recipe, **overrides), open_output(recipe.output, recipe.grid))
+
+
 def execute(recipe: Recipe | str | os.PathLike[str], *, zoom: Any = None,
             bounds: Sequence[float] | None = None, bounds_crs: str | None = None,
             tile: Sequence[int] | None = None, point: Sequence[float] | None = None,
@@ -125,6 +134,7 @@ def execute(recipe: Recipe | str | os.PathLike[str], *, zoom: Any = None,
     output = open_output(recipe.output, recipe.grid)
     run_item = RunItem(recipe, output)  # checks the recipe's stac settings; tracks tile extents
     output.prepare(overwrite)
+    sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
     pool = get_executor(executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR, workers,
                         retries=retries, write_in=write_in)
     start_run = getattr(output, "start_run", None)
@@ -147,15 +157,36 @@ def execute(recipe: Recipe | str | os.PathLike[str], *, zoom: Any = None,
         if progress is not None:
             progress(ProgressEvent(done, summary.total, outcome))
 
-    def tasks() -> Iterator[TileIndex]:
+    def done_before(t: Any) -> bool:
+        """Continue mode: the ledger (or, for an output without one, the files) has the tile."""
+        if overwrite or not provenance.is_done(t):
+            return False
+        summary.skipped += 1
+        run_item.skipped(t)
+        report(TileOutcome(t.index, SKIPPED))
+        return True
+
+    schedule = make_schedule(recipe, run_plan, output, done_before)  # None without baselevels
+
+    def tasks() -> Iterator[Any]:
+        if schedule is not None:
+            for task in schedule:
+                if task is not WAIT:
+                    in_flight.add(task_index(task))
+                yield task
+            return
         for t in run_plan.tiles():
-            if not overwrite and output.exists(t):
-                summary.skipped += 1
-                run_item.skipped(t)
-                report(TileOutcome(t.index, SKIPPED))
+            if done_before(t):
                 continue
             in_flight.add(t.index)
             yield t.index
+
+    def blocked() -> None:
+        for index in schedule.take_blocked() if schedule is not None else ():
+            outcome = TileOutcome(index, FAILED, error="not built: a tile it is made from failed",
+                                  exc_type="SourceFailed")
+            _record(summary, outcome, output, overwrite)
+            report(outcome)
 
     try:
         with pool:
@@ -168,12 +199,13 @@ def execute(recipe: Recipe | str | os.PathLike[str], *, zoom: Any = None,
                     provenance.add(outcome)  # tile checksums
                     run_item.written(outcome.written)
                     report(outcome)
+                    if schedule is not None:  # before the executor pulls again: dependents are ready
+                        schedule.finished(outcome.index, outcome.status != FAILED)
+                        blocked()
                     if outcome.status == FAILED and not keep_going:
                         raise outcome.to_error(recipe)
             except KeyboardInterrupt:  # also SIGTERM, via the CLI: stop now, leave nothing partial
-                pool.terminate()
-                for index in in_flight:
-                    output.remove_partial(recipe.grid.tile(*index))
+                pool.terminate()  # their temporary files are swept below
                 raise
             finally:
                 outcomes.close()  # cancels what is pending, waits for what is in flight
@@ -182,11 +214,14 @@ def execute(recipe: Recipe | str | os.PathLike[str], *, zoom: Any = None,
         if vrt:
             summary.vrts = run_item.write_vrts()
     finally:
-        finish_run = getattr(output, "finish_run", None)
-        if finish_run is not None:
-            finish_run(finished and (keep_going or not summary.failed))
-        summary.seconds = time.perf_counter() - start
-        provenance.finish(summary, None if finished else sys.exc_info()[1], pending=in_flight)
+        try:
+            finish_run = getattr(output, "finish_run", None)
+            if finish_run is not None:  # single file: rename into place, or drop the temporary
+                finish_run(finished and (keep_going or not summary.failed))
+        finally:  # recorded even when finishing the output itself failed
+            summary.seconds = time.perf_counter() - start
+            provenance.finish(summary, None if finished else sys.exc_info()[1], pending=in_flight)
+            sweep_temporaries(output.path, keep_own=False)  # every writer of this run has stopped
     return summary
 
 
@@ -211,4 +246,4 @@ def _remove_stale(recipe: Recipe, output: Any, outcome: TileOutcome) -> None:
             output.tile_path(out_tile).unlink(missing_ok=True)
 
 
-__all__ = ["ProcessError", "ProgressEvent", "RunSummary", "execute", "load", "plan", "prepare"]
+__all__ = ["ProcessError", "ProgressEvent", "RunSummary", "dry_run", "execute", "load", "plan", "prepare"]

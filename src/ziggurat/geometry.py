@@ -1,4 +1,4 @@
-"""Geometry helpers for areas and vector data: repair, dimension filters and reprojection.
+"""Geometry helpers for areas and vector data: repair, dimensions, reprojection, schema types.
 
 Reprojection is vectorised (one `shapely.transform` call over all geometries) and only the
 few geometries that need it take the slow, careful paths:

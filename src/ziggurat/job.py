@@ -23,6 +23,7 @@ from ziggurat.errors import Empty, ProcessError
 from ziggurat.grid import TileIndex
 from ziggurat.io import open_input, open_output
 from ziggurat.io.vectordir import as_features
+from ziggurat.overview import OverviewTask, build_overview, task_index
 from ziggurat.process import LoadedProcess, ProcessRef, call_kwargs, load_process
 from ziggurat.recipe import Recipe
 
@@ -104,13 +105,13 @@ class TileJob:
             params = self._params[zoom] = self.spec.recipe.parameters_at(zoom)
         return params
 
-    def run(self, index: TileIndex) -> TileOutcome:
+    def run(self, task: TileIndex | OverviewTask) -> TileOutcome:
         """Run one tile; every exception becomes a FAILED outcome naming the tile."""
         start = time.perf_counter()
-        index = TileIndex(*index)
+        index = task_index(task)
         try:
             tile = self.spec.recipe.grid.tile(*index)
-            result = self._execute(tile)
+            result = self._result(task, tile)
             if result is None:
                 return TileOutcome(index, EMPTY, seconds=time.perf_counter() - start)
             written = tuple(self.output.write(tile, result))
@@ -123,17 +124,17 @@ class TileJob:
         return TileOutcome(index, status, written, seconds=time.perf_counter() - start,
                            checksums=checksums)
 
-    def compute(self, index: TileIndex) -> tuple[TileOutcome, np.ndarray | None]:
+    def compute(self, task: TileIndex | OverviewTask) -> tuple[TileOutcome, np.ndarray | None]:
         """Run the process and prepare its array for a parent-side writer; writes nothing.
 
         The outcome's status is provisional (WRITTEN means "has data"); the parent fills in
         the written output tiles once it has written them.
         """
         start = time.perf_counter()
-        index = TileIndex(*index)
+        index = task_index(task)
         try:
             tile = self.spec.recipe.grid.tile(*index)
-            result = self._execute(tile)
+            result = self._result(task, tile)
             array = None if result is None else self.output.prepare_array(tile, result)
         except Empty:
             array = None
@@ -142,6 +143,12 @@ class TileJob:
         status = EMPTY if array is None else WRITTEN
         return TileOutcome(index, status, seconds=time.perf_counter() - start), array
 
+    def _result(self, task: Any, tile: Any) -> Any:
+        """A process tile runs the process; an overview tile resamples output tiles."""
+        if isinstance(task, OverviewTask):
+            resampling = (self.spec.recipe.baselevels or {}).get(task.source, "nearest")
+            return build_overview(self.output, self.spec.recipe.grid, task, resampling)
+        return self._execute(tile)
 
     def _execute(self, tile: Any) -> Any:
         """Call the process; transient read errors (GDAL I/O) are retried with backoff."""

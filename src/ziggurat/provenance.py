@@ -10,12 +10,14 @@ single-file output ``OUT.tif``)::
     runs/<run id>.json     one manifest per run; the run id is its UTC start time, so they sort
     sources/               content-addressed copies the run manifests point to:
                            recipe-<sha12>.yaml, recipe-resolved-<sha12>.yaml, process_<sha12>.py
-    tiles.jsonl            tile checksums (see `ziggurat.tile_records`, re-exported here)
+    ledger.sqlite          the tile ledger: process tile outcomes and output tile checksums
+                           (see `ziggurat.ledger`; `ziggurat.tile_records` reads it)
 
 Workers hash each tile right after writing it (`TileOutcome.checksums`); the engine hands
-every outcome to a `RunRecorder`, which appends the records and, at the end of the run (also
-a failed or interrupted one), records the tiles in flight that reached the disk, compacts
-the checksum file and completes the manifest. Tiles a run skips keep their older records.
+every outcome to a `RunRecorder`, which writes the process tile's outcome and its output
+tiles' checksums to the ledger in one transaction (batched commits) and, at the end of the
+run (also a failed or interrupted one), records the tiles in flight that reached the disk,
+commits and completes the manifest. Tiles a run skips keep their older records.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import logging
 import os
 import platform
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -36,19 +39,20 @@ from ziggurat.checksum import fingerprint_input, sha256_or_none
 from ziggurat.errors import OutputError, ProvenanceError
 from ziggurat.grid import TileIndex
 from ziggurat.io._common import tmp_path
+from ziggurat.io._common import int_names
 from ziggurat.job import EMPTY, FAILED, WRITTEN, TileOutcome
+from ziggurat.ledger import Ledger, ledger_path
 from ziggurat.process import ProcessRef, load_process
 from ziggurat.recipe import Recipe
 from ziggurat.recipe_yaml import given_text, plain, resolved_text
 from ziggurat.tile_records import (FOLDER, TILES_FILE, TileRecord, append_tile_records, compact_tile_records,
-                                   has_tile_records, is_single_file, output_root, provenance_dir,
-                                   read_tile_records)
+                                   has_tile_records, import_legacy_records, is_single_file, output_root,
+                                   provenance_dir, read_tile_records)
 
 log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "ziggurat-provenance/1"
-_FLUSH_RECORDS, _FLUSH_SECONDS = 512, 1.0
 _SALVAGE_SLACK_NS = 2_000_000_000   # file system clocks may lag time.time_ns() a little
 LIBRARIES = ("numpy", "rasterio", "fiona", "shapely", "morecantile", "pyyaml", "pystac")
 
@@ -202,7 +206,12 @@ class RunRecorder:
         self.single = bool(getattr(output, "writes_in_parent", False)) or is_single_file(self.path)
         self.start_ns = time.time_ns()
         self._buffer: list[TileRecord] = []
-        self._last_flush = time.monotonic()
+        fresh = not ledger_path(self.path).is_file()
+        import_legacy_records(self.path)
+        #: no ledger but tiles on disk (written by an older ziggurat): continue mode falls back
+        #: to "the tile files exist" and adopts such tiles into the ledger (see `adopt`)
+        self.legacy = fresh and not self.single and bool(int_names(self.root))
+        self.ledger = Ledger(self.path)
         self._pending: set[TileIndex] = set()   # handed out, no outcome yet
         self._failed: set[TileIndex] = set()
         self.records = 0
@@ -225,6 +234,25 @@ class RunRecorder:
         return suffix
 
     # -- per tile ------------------------------------------------------------------------------
+    def is_done(self, process_tile: Any) -> bool:
+        """Continue mode: the ledger says written or empty (a legacy output: the files exist)."""
+        if self.single:
+            return False
+        if self.ledger.is_done(process_tile.index):
+            return True
+        if self.legacy and self.output.exists(process_tile):
+            self.adopt(process_tile)
+            return True
+        return False
+
+    def adopt(self, process_tile: Any) -> None:
+        """Record an existing tile of an output without a ledger as written (hashing its files)."""
+        for tile in self.output.output_tiles(process_tile):
+            self._buffer.append(TileRecord(self._rel(tile.index), sha256_or_none(self.output.tile_path(tile)),
+                                           tile.index, None))
+        self.ledger.record_process(process_tile.index, WRITTEN, None)
+        self.flush()
+
     def add(self, outcome: TileOutcome) -> None:
         index = TileIndex(*outcome.index)
         self._pending.discard(index)
@@ -232,6 +260,8 @@ class RunRecorder:
             return
         if outcome.status == FAILED:
             self._failed.add(index)
+            self.ledger.record_process(index, FAILED, self.run)
+            self.ledger.maybe_commit()
             return
         if outcome.status not in (WRITTEN, EMPTY):
             return
@@ -252,8 +282,8 @@ class RunRecorder:
             # without --overwrite an older tile that is still there keeps its record
             if self.overwrite or not os.path.exists(self._base + rel):
                 self._buffer.append(TileRecord(rel, None, i, self.run))
-        if len(self._buffer) >= _FLUSH_RECORDS or time.monotonic() - self._last_flush >= _FLUSH_SECONDS:
-            self.flush()
+        self.ledger.record_process(index, outcome.status, self.run)  # same transaction as its tiles
+        self.flush()
 
     def _rel(self, index: TileIndex) -> str:
         if self._suffix is not None:
@@ -261,9 +291,10 @@ class RunRecorder:
         return Path(self.output.tile_path(index)).relative_to(self.root).as_posix()
 
     def flush(self) -> None:
+        """Hand buffered records to the ledger; it commits in timed batches."""
         buffer, self._buffer = self._buffer, []
-        self.records += append_tile_records(self.path, buffer)
-        self._last_flush = time.monotonic()
+        self.records += self.ledger.record_outputs(buffer)
+        self.ledger.maybe_commit()
 
     def _salvage(self) -> None:
         """Tiles of failed or unfinished process tiles that reached the disk are real: record them."""
@@ -289,10 +320,12 @@ class RunRecorder:
         self._pending.update(TileIndex(*i) for i in pending)
         try:
             self._finish(summary, error)
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:
             if error is None:
                 raise OutputError(f"cannot record provenance in {self.folder}: {exc}") from exc
             log.warning("cannot record provenance in %s: %s", self.folder, exc)
+        finally:
+            self.ledger.close()
 
     def _finish(self, summary: Any, error: BaseException | None) -> None:
         if self.single:
@@ -301,8 +334,7 @@ class RunRecorder:
         else:
             self._salvage()
         self.flush()
-        if self.records:  # one line per tile again, so reruns do not grow the file
-            compact_tile_records(self.path)
+        self.ledger.commit()
         failed = [{"tile": list(o.index), "error": o.error} for o in summary.failed[:100]]
         status = ("interrupted" if isinstance(error, KeyboardInterrupt)
                   else "failed" if error is not None or summary.failed else "succeeded")

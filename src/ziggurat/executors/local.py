@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ziggurat.executors.base import WAIT, Executor
 from ziggurat.grid import TileIndex
 from ziggurat.job import WRITTEN, RunSpec, TileJob, TileOutcome, write_prepared
+from ziggurat.overview import task_index
 
 
 def _runner(job: TileJob, spec: RunSpec, sink: Any) -> Callable[[TileIndex], TileOutcome]:
@@ -27,7 +28,7 @@ def _runner(job: TileJob, spec: RunSpec, sink: Any) -> Callable[[TileIndex], Til
         if array is None or outcome.status != WRITTEN:
             return outcome
         with lock:
-            return write_prepared(sink, spec.recipe.grid.tile(*index), array, outcome)
+            return write_prepared(sink, spec.recipe.grid.tile(*task_index(index)), array, outcome)
 
     return run
 

@@ -30,6 +30,7 @@ from ziggurat.executors.base import WAIT, Executor
 from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, sweep_stale
 from ziggurat.grid import TileIndex
 from ziggurat.job import EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome, write_prepared
+from ziggurat.overview import task_index
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def _compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
 # -- parent side ---------------------------------------------------------------------------
 @dataclass
 class _Task:
-    index: TileIndex
+    index: Any                 # the task spec as given (a TileIndex or an OverviewTask), opaque here
     attempts: int = 0          # worker deaths while this tile ran alone
     slot: int | None = None
 
@@ -207,7 +208,7 @@ class ProcessExecutor(Executor):
                     break
                 if index is WAIT:
                     break
-                submit(_Task(TileIndex(*index)))
+                submit(_Task(index))
             if not computing and not writing:
                 if suspects:
                     continue
@@ -243,7 +244,7 @@ class ProcessExecutor(Executor):
                     yield replace(outcome, status=EMPTY) if outcome.status == WRITTEN else outcome
                     continue
                 array = payload if isinstance(payload, np.ndarray) else slots.view(task.slot, *payload)
-                tile = spec.recipe.grid.tile(*task.index)
+                tile = spec.recipe.grid.tile(*task_index(task.index))
                 writing[writer.submit(write_prepared, sink, tile, array, outcome)] = task
 
     def _recover(self, spec: RunSpec, task: _Task, computing: dict[Future[Any], _Task],
@@ -268,7 +269,7 @@ class ProcessExecutor(Executor):
         how = ", ".join(_describe_exit(c) for c in codes) or "died"
         msg = (f"WorkerDied: the worker process {how} while processing this tile, alone, "
                f"{task.attempts} time(s) (raise --retries to try more)")
-        return TileOutcome(task.index, FAILED, error=msg, exc_type="WorkerDied")
+        return TileOutcome(task_index(task.index), FAILED, error=msg, exc_type="WorkerDied")
 
     @staticmethod
     def _release(slots: SlotPool | None, task: _Task) -> None:

@@ -321,6 +321,61 @@ def tmp_path(final: Path, suffix: str) -> Path:
     return final.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
+#: Where tile writers put temporary files: ``<output>/.ziggurat/tmp`` (the same file system as
+#: the tiles, so ``os.replace`` stays atomic). Names start with the writer's PID so a new run
+#: can remove what a killed one left without touching a live process's files.
+TMP_FOLDER = (".ziggurat", "tmp")
+
+
+def tmp_folder(root: Path) -> Path:
+    return root.joinpath(*TMP_FOLDER)
+
+
+def tmp_in(folder: Path, suffix: str) -> Path:
+    """A temporary file name in `folder` (created if needed), unique per process and thread."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_tmp(folder: Path, *, prefix: str = "", keep_own: bool = True) -> int:
+    """Remove temporary files in `folder` whose writer PID is no longer alive; returns the count.
+
+    Names are ``<prefix><pid>-...``. With `keep_own` False this process's files go too (called
+    once its writers have stopped)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        head = name[len(prefix):].split("-", 1)[0]
+        if not head.isdigit():
+            continue
+        pid = int(head)
+        if (pid == os.getpid() and keep_own) or (pid != os.getpid() and _pid_alive(pid)):
+            continue
+        try:
+            os.unlink(folder / name)
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     tmp = tmp_path(path, ".json")
     try:

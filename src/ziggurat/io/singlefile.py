@@ -23,7 +23,7 @@ from affine import Affine
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
-from ziggurat.io._common import OutputConfigLike, tmp_path
+from ziggurat.io._common import OutputConfigLike, tmp_in
 from ziggurat.io.tiledir import TileDirectoryOutput
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,11 @@ class SingleFileOutput(TileDirectoryOutput):
     def exists(self, process_tile: Tile) -> bool:
         return False
 
+    @property
+    def _tmp_folder(self) -> Path:
+        """``OUT.tif.ziggurat/tmp``: same file system, swept at the start of the next run."""
+        return self.path.with_name(self.path.name + ".ziggurat") / "tmp"
+
     def start_run(self, plan: Any) -> None:
         """Create the temporary file covering the plan's area at its single zoom."""
         if len(plan.zooms) != 1:
@@ -90,7 +95,7 @@ class SingleFileOutput(TileDirectoryOutput):
         if self.compress != "none":
             profile["compress"] = self.compress
         profile.update(self.creation_options)
-        self._tmp = tmp_path(self.path, ".tif")
+        self._tmp = tmp_in(self._tmp_folder, ".tif")
         try:
             self._dst = rasterio.open(self._tmp, "w", **profile)
         except Exception as exc:
@@ -109,7 +114,7 @@ class SingleFileOutput(TileDirectoryOutput):
             if not success:
                 return
             if self.cog:
-                cog_tmp = tmp_path(self.path, ".cog.tif")
+                cog_tmp = tmp_in(self._tmp_folder, ".cog.tif")
                 try:
                     options = {"compress": self.compress.upper() if self.compress != "none" else "NONE",
                                "overview_resampling": self.overview_resampling, "bigtiff": "IF_SAFER"}

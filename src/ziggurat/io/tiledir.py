@@ -25,8 +25,8 @@ from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io._common import (
     InputConfigLike, OutputConfigLike, block_size, check_nodata, clip_geographic, crs_equal,
     empty_masked, int_names, intersect, nodata_from_json, nodata_to_json, normalize_indexes,
-    overlaps, paste, pixel_offset, resampling_from_name, same_nodata, tmp_path, to_dtype,
-    transform_bounds_safe, warp_to_tile, write_json_atomic,
+    overlaps, paste, pixel_offset, resampling_from_name, same_nodata, sweep_tmp, tmp_folder, tmp_in,
+    tmp_path, to_dtype, transform_bounds_safe, warp_to_tile, write_json_atomic,
 )
 from ziggurat.io.raster import RasterTileInput
 
@@ -215,10 +215,8 @@ class TileDirectoryOutput:
         return written
 
     def remove_partial(self, process_tile: Tile) -> None:
-        """Remove temporary files a killed worker may have left for this process tile."""
-        for folder in {self.tile_path(t).parent for t in self.output_tiles(process_tile)}:
-            for tmp in folder.glob(".tmp-*"):
-                tmp.unlink(missing_ok=True)
+        """Remove temporary files of writers that are gone (temporaries live in .ziggurat/tmp)."""
+        sweep_tmp(tmp_folder(self.path))
 
     def _write_tile(self, tile: Tile, array: np.ndarray) -> None:
         final = self.tile_path(tile)
@@ -226,7 +224,7 @@ class TileDirectoryOutput:
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"tile {tile}: cannot create {final.parent}: {exc}") from exc
-        tmp = tmp_path(final, ".tif")
+        tmp = tmp_in(tmp_folder(self.path), ".tif")
         try:
             with rasterio.open(tmp, "w", **self.profile(tile)) as dst:
                 dst.write(np.ascontiguousarray(array))

@@ -25,7 +25,8 @@ from ziggurat.geometry import (combine, conform, crs_equal, dimension, flatten, 
                                tidy_clipped_lines)
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io._common import (InputConfigLike, OutputConfigLike, int_names, intersect, overlaps,
-                                 tmp_path, transform_bounds_safe, write_json_atomic)
+                                 tmp_folder, tmp_in, tmp_path, transform_bounds_safe,
+                                 write_json_atomic)
 from ziggurat.io.vector import Feature, VectorTileInput, clip_to_box, prepare_geometries, read_records
 from ziggurat.vector_schema import parse_schema
 
@@ -220,7 +221,7 @@ class VectorTileDirectoryOutput:
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"tile {tile}: cannot create {final.parent}: {exc}") from exc
-        tmp = tmp_path(final, self.suffix)
+        tmp = tmp_in(tmp_folder(self.path), self.suffix)
         schema = {"geometry": self.schema["geometry"], "properties": dict(self.schema["properties"])}
         records = [fiona.Feature(geometry=fiona.Geometry.from_dict(shapely.geometry.mapping(g)),
                                  properties=fiona.Properties(**p)) for g, p in feats]

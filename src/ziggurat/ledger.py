@@ -1,0 +1,224 @@
+"""The tile ledger: a durable record of every tile's outcome, the single store of tile state.
+
+SQLite in WAL mode at ``<output>/.ziggurat/ledger.sqlite`` (``OUT.tif.ziggurat/ledger.sqlite``
+beside a single-file output). Only the parent process (the engine loop) writes it; rows are
+committed in batches as tiles finish (every `COMMIT_SECONDS` or `COMMIT_ROWS` rows, at the end
+and on interrupt). With ``synchronous=NORMAL`` a WAL commit survives a killed process (not a
+power cut), so after ``kill -9`` the ledger holds exactly the tiles committed before it.
+
+Two tables:
+
+- ``process_tiles(zoom, row, col, status, run, time)``: one row per process (or overview) tile,
+  status ``written`` | ``empty`` | ``failed``. Continue mode skips written and empty tiles.
+- ``output_tiles(path, zoom, row, col, sha256, run)``: one row per output tile file, the
+  checksum `ziggurat verify` compares (``sha256`` NULL: processed, nothing there).
+
+A process tile row is committed in the same transaction as its output tiles' rows, so a tile
+file without a process row (a crash between the rename and the commit) is simply processed
+again: tile bytes are deterministic, so the redo writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple
+
+from ziggurat.grid import TileIndex
+
+log = logging.getLogger(__name__)
+
+FOLDER = ".ziggurat"
+LEDGER_FILE = "ledger.sqlite"
+COMMIT_SECONDS = 0.2
+COMMIT_ROWS = 512
+DONE = ("written", "empty")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS process_tiles (
+    zoom INTEGER NOT NULL, row INTEGER NOT NULL, col INTEGER NOT NULL,
+    status TEXT NOT NULL, run TEXT, time REAL,
+    PRIMARY KEY (zoom, row, col)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS output_tiles (
+    path TEXT PRIMARY KEY, zoom INTEGER, row INTEGER, col INTEGER, sha256 TEXT, run TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS output_tiles_zoom ON output_tiles (zoom);
+"""
+
+
+class TileRecord(NamedTuple):
+    """One output tile's checksum; `sha256` None means the tile is known to be absent (empty)."""
+
+    path: str                    # relative to the output root, with "/" separators
+    sha256: str | None
+    index: TileIndex | None      # None for a single-file output
+    run: str | None = None
+
+
+def is_single_file(output_path: str | os.PathLike[str]) -> bool:
+    return Path(output_path).suffix.lower() in (".tif", ".tiff")
+
+
+def provenance_dir(output_path: str | os.PathLike[str]) -> Path:
+    """``OUT/.ziggurat`` for a tile directory, ``OUT.tif.ziggurat`` beside a single file."""
+    path = Path(output_path)
+    return path.with_name(path.name + FOLDER) if is_single_file(path) else path / FOLDER
+
+
+def ledger_path(output_path: str | os.PathLike[str]) -> Path:
+    return provenance_dir(output_path) / LEDGER_FILE
+
+
+def sweep_temporaries(output_path: str | os.PathLike[str], *, keep_own: bool = True) -> int:
+    """Remove temporary files left by dead writers: everything in ``.ziggurat/tmp`` and the
+    ``.tmp-<pid>-*`` files of atomic metadata writes (output root and provenance folders)."""
+    from ziggurat.io._common import sweep_tmp
+
+    folder = provenance_dir(output_path)
+    removed = sweep_tmp(folder / "tmp", keep_own=keep_own)
+    root = Path(output_path).parent if is_single_file(output_path) else Path(output_path)
+    for place in (root, folder, folder / "runs", folder / "sources"):
+        removed += sweep_tmp(place, prefix=".tmp-", keep_own=keep_own)
+    if removed:
+        log.info("removed %d temporary file(s) of interrupted writers under %s", removed, root)
+    return removed
+
+
+class Ledger:
+    """One connection to an output's ledger; batches writes into timed commits."""
+
+    def __init__(self, output_path: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.path = ledger_path(output_path)
+        self.existed = self.path.is_file()
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.existed:
+            raise FileNotFoundError(self.path)
+        # the engine may pull tasks from an executor thread: one lock guards the connection
+        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                     check_same_thread=False)
+        self._lock = threading.RLock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        if create:
+            self._conn.executescript(_SCHEMA)
+        self._pending = 0
+        self._in_tx = False
+        self._last_commit = time.monotonic()
+        self._row_cache: tuple[tuple[int, int], frozenset[int]] | None = None
+
+    # -- writing ----------------------------------------------------------------------------
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self._conn.execute("BEGIN")
+            self._in_tx = True
+
+    def record_process(self, index: TileIndex, status: str, run: str | None) -> None:
+        with self._lock:
+            self._begin()
+            self._conn.execute("INSERT OR REPLACE INTO process_tiles VALUES (?, ?, ?, ?, ?, ?)",
+                               (*map(int, index[:3]), status, run, time.time()))
+            self._pending += 1
+            self._row_cache = None
+
+    def record_outputs(self, records: Iterable[TileRecord]) -> int:
+        rows = [(r.path, *(tuple(map(int, r.index[:3])) if r.index is not None else (None, None, None)),
+                 r.sha256, r.run) for r in records]
+        if not rows:
+            return 0
+        with self._lock:
+            self._begin()
+            self._conn.executemany("INSERT OR REPLACE INTO output_tiles VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._pending += len(rows)
+        return len(rows)
+
+    def maybe_commit(self) -> None:
+        """Commit when the batch is big or old enough (durable against a killed process)."""
+        if self._pending >= COMMIT_ROWS or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
+            self.commit()
+
+    def commit(self) -> None:
+        with self._lock:
+            if self._in_tx:
+                self._conn.execute("COMMIT")
+                self._in_tx = False
+            self._pending = 0
+            self._last_commit = time.monotonic()
+
+    def close(self) -> None:
+        """Commit and close; the last connection checkpoints and removes the WAL file."""
+        with self._lock:
+            try:
+                self.commit()
+            finally:
+                self._conn.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------
+    def is_done(self, index: TileIndex) -> bool:
+        """Written or empty (failed tiles run again); cached per row, one query per row."""
+        zoom, row, col = map(int, index[:3])
+        cache = self._row_cache
+        if cache is None or cache[0] != (zoom, row):
+            with self._lock:
+                cols = frozenset(c for (c,) in self._conn.execute(
+                    "SELECT col FROM process_tiles WHERE zoom=? AND row=? AND status IN (?, ?)",
+                    (zoom, row, *DONE)))
+            cache = self._row_cache = ((zoom, row), cols)
+        return col in cache[1]
+
+    def status(self, index: TileIndex) -> str | None:
+        with self._lock:
+            got = self._conn.execute("SELECT status FROM process_tiles WHERE zoom=? AND row=? AND col=?",
+                                     tuple(map(int, index[:3]))).fetchone()
+        return None if got is None else got[0]
+
+    def process_counts(self) -> dict[int, dict[str, int]]:
+        """zoom -> status -> count."""
+        out: dict[int, dict[str, int]] = {}
+        with self._lock:
+            for zoom, status, n in self._conn.execute(
+                    "SELECT zoom, status, count(*) FROM process_tiles GROUP BY zoom, status"):
+                out.setdefault(zoom, {})[status] = n
+        return out
+
+    def count_done_in(self, zoom: int, rows: range, cols: range) -> int:
+        """Done process tiles of a zoom inside a row/col window (for `ziggurat plan`)."""
+        if not len(rows) or not len(cols):
+            return 0
+        with self._lock:
+            (n,) = self._conn.execute(
+                "SELECT count(*) FROM process_tiles WHERE zoom=? AND row BETWEEN ? AND ? "
+                "AND col BETWEEN ? AND ? AND status IN (?, ?)",
+                (zoom, rows[0], rows[-1], cols[0], cols[-1], *DONE)).fetchone()
+        return int(n)
+
+    def written_paths(self, zoom: int, limit: int) -> list[str]:
+        """Up to `limit` paths of written output tiles of a zoom (samples for size estimates)."""
+        with self._lock:
+            return [p for (p,) in self._conn.execute(
+                "SELECT path FROM output_tiles WHERE zoom=? AND sha256 IS NOT NULL LIMIT ?", (zoom, limit))]
+
+    def output_records(self) -> Iterator[TileRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT path, zoom, row, col, sha256, run FROM output_tiles "
+                                      "ORDER BY zoom, row, col, path").fetchall()
+        for path, zoom, row, col, sha, run in rows:
+            yield TileRecord(path, sha, None if zoom is None else TileIndex(zoom, row, col), run)
+
+    def output_count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM output_tiles").fetchone()[0])
+
+
+__all__ = ["COMMIT_ROWS", "COMMIT_SECONDS", "DONE", "LEDGER_FILE", "Ledger", "TileRecord",
+           "is_single_file", "ledger_path", "provenance_dir", "sweep_temporaries"]

@@ -1,0 +1,86 @@
+"""Overview tiles: zooms outside `baselevels` built from the output instead of the process.
+
+A ``lower`` tile (zoom below ``baselevels.min``) is a resampling of the output tiles of the
+zoom above it (its children); a ``higher`` tile (zoom above ``baselevels.max``) is a
+resampling of the output tiles of the zoom below it (its parent). Sources are read back from
+the output with `output.read(tile)`, mosaicked on their own pixel grid and resampled to the
+target tile with `rasterio.warp.reproject`; the result is written like a process result, so
+metatiling, empty tiles and checksums behave the same. Output nodata marks missing pixels
+(an output without nodata reads a missing source tile as 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from affine import Affine
+from rasterio.warp import reproject
+
+from ziggurat.grid import Grid, TileIndex
+from ziggurat.io._common import empty_masked, paste, resampling_from_name
+
+LOWER, HIGHER = "lower", "higher"
+
+
+class OverviewTask(NamedTuple):
+    """The task spec of an overview tile; `source` is "lower" (from children) or "higher"."""
+
+    zoom: int
+    row: int
+    col: int
+    source: str
+
+    def __str__(self) -> str:
+        return f"(zoom {self.zoom}, row {self.row}, col {self.col}, overview from {self.source} zoom)"
+
+
+def task_index(task: Any) -> TileIndex:
+    """The tile a task spec (a `TileIndex` or an `OverviewTask`) is about."""
+    return TileIndex(int(task[0]), int(task[1]), int(task[2]))
+
+
+def source_zoom(task: OverviewTask) -> int:
+    return task.zoom + 1 if task.source == LOWER else task.zoom - 1
+
+
+def build_overview(output: Any, grid: Grid, task: OverviewTask, resampling: str
+                   ) -> np.ma.MaskedArray | None:
+    """The overview tile's pixels (bands, h, w) unbuffered, or None when no source tile exists."""
+    tile = grid.tile(*task_index(task))
+    zoom = source_zoom(task)
+    out_grid = output.output_grid
+    sources = list(out_grid.tiles_in_bounds(tile.bounds, zoom))
+    if not sources:
+        return None
+    left = min(t.bounds.left for t in sources)
+    top = max(t.bounds.top for t in sources)
+    right = max(t.bounds.right for t in sources)
+    bottom = min(t.bounds.bottom for t in sources)
+    xres, yres = out_grid.resolution(zoom)
+    shape = (round((top - bottom) / yres), round((right - left) / xres))
+    src_affine = Affine(xres, 0.0, left, 0.0, -yres, top)
+    mosaic = empty_masked(output.bands, shape, output.dtype, output.nodata)
+    found = False
+    for t in sources:
+        data = output.read(t)
+        if data is None:
+            continue
+        found = True
+        paste(mosaic, data, round((top - t.bounds.top) / yres), round((t.bounds.left - left) / xres))
+    if not found:
+        return None
+    nodata = output.nodata
+    fill = mosaic.fill_value
+    h, w = tile.shape
+    dest = np.full((output.bands, h, w), fill, dtype=output.dtype)
+    reproject(mosaic.filled(fill), dest, src_transform=src_affine, src_crs=grid.crs,
+              dst_transform=tile.affine, dst_crs=grid.crs, src_nodata=nodata, dst_nodata=nodata,
+              resampling=resampling_from_name(resampling))
+    if nodata is None:
+        return np.ma.masked_array(dest, mask=np.zeros(dest.shape, dtype=bool))
+    invalid = np.isnan(dest) if isinstance(nodata, float) and np.isnan(nodata) else dest == nodata
+    return np.ma.masked_array(dest, mask=invalid)
+
+
+__all__ = ["HIGHER", "LOWER", "OverviewTask", "build_overview", "source_zoom", "task_index"]
