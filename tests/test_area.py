@@ -181,7 +181,6 @@ def test_area_mask_on_a_tile():
     grid = geodetic(pixelbuffer=1)
     tile = grid.tile(8, 60, 300)
     b = tile.bounds
-    res = tile.resolution[0]
     half = shapely.box(b.left, b.bottom, (b.left + b.right) / 2, b.top)  # the western half
     mask = AreaMask(half)
     data = np.ones((2, *tile.buffered_shape), dtype="uint8")

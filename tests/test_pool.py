@@ -276,3 +276,21 @@ def test_single_file_output_keeps_the_old_file_when_the_run_fails(tmp_path, writ
     with pytest.raises(ProcessError):
         execute(_recipe(write_recipe, tmp_path, src, single, boom), executor="processes", overwrite=True)
     assert single.read_bytes() == before and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path, write_recipe):
+    """Workers must not re-run the caller's script (forkserver re-imports __main__ by default)."""
+    src, _ = _source(tmp_path)
+    recipe = _recipe(write_recipe, tmp_path, src, tmp_path / "out", IDENTITY)
+    marker = tmp_path / "script-ran.txt"
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from ziggurat.engine import execute\n"
+        f"with open({str(marker)!r}, 'a') as f:\n"
+        "    f.write('ran\\n')\n"
+        f"summary = execute({str(recipe)!r}, executor='processes', workers=2)\n"
+        "print(summary.output_tiles)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "4"
+    assert marker.read_text() == "ran\n"

@@ -5,8 +5,8 @@
   the caller owns, the run uses that cluster and leaves it running.
 - The run's `RunSpec` reaches every worker once, through a worker plugin (workers that join
   later, e.g. restarted by their nanny or added by an autoscaler, get it too); each worker
-  builds its `TileJob` once, on its first tile. Tasks carry only a run id and a tile index
-  and return the small `TileOutcome` record: workers read inputs and write tiles themselves,
+  builds its `TileJob` once, on its first tile. Tasks carry only a run id and the tile's task
+  spec and return the small `TileOutcome` record: workers read inputs and write tiles themselves,
   so inputs and the output folder must be at the same paths on every worker.
 - The scheduler is fed a bounded stream (about 2 x the cluster's threads in flight), never
   one graph of all tiles. Keys are unique per run, tile and attempt (`pure=True` would merge
@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 import traceback as tb
@@ -35,7 +36,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ziggurat.errors import ExecutorError
 from ziggurat.executors.base import WAIT, Executor
 from ziggurat.grid import TileIndex
-from ziggurat.job import EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome
+from ziggurat.job import (EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome, failed_outcome,
+                          write_prepared)
+from ziggurat.overview import task_index
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,17 @@ class RunPlugin(WorkerPlugin):
             job.close()
 
 
+class IgnoreInterrupt(WorkerPlugin):
+    """Workers of our own LocalCluster share the terminal's process group: Ctrl-C is the
+    client's business (it cancels and shuts the cluster down), not a traceback per worker."""
+
+    name = f"{KEY_PREFIX}-ignore-sigint"
+
+    def setup(self, worker: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _job(run_id: str) -> TileJob:
     """This worker's `TileJob` for the run, built on first use (a worker may have many threads)."""
     job = _jobs.get(run_id)
@@ -82,24 +96,25 @@ def _job(run_id: str) -> TileJob:
     return job
 
 
-def run_tile(run_id: str, index: TileIndex) -> TileOutcome:
-    """Run and write one tile on a worker; never raises (errors come back as data)."""
+def run_tile(run_id: str, task: Any) -> TileOutcome:
+    """Run and write one tile (a `TileIndex` or an `OverviewTask`) on a worker; never raises:
+    errors come back as data, so exceptions that cannot be pickled are no problem."""
     start = time.perf_counter()
     try:
         job = _job(run_id)
     except Exception as exc:  # e.g. an input path this worker cannot see
-        return TileJob._failed(TileIndex(*index), exc, start)
-    return job.run(index)
+        return failed_outcome(task_index(task), exc, start)
+    return job.run(task)
 
 
-def compute_tile(run_id: str, index: TileIndex) -> tuple[TileOutcome, Any]:
+def compute_tile(run_id: str, task: Any) -> tuple[TileOutcome, Any]:
     """Run one tile without writing: the prepared array goes back to the client's sink."""
     start = time.perf_counter()
     try:
         job = _job(run_id)
     except Exception as exc:
-        return TileJob._failed(TileIndex(*index), exc, start), None
-    return job.compute(index)
+        return failed_outcome(task_index(task), exc, start), None
+    return job.compute(task)
 
 
 def executing_keys(keys: list[str], dask_worker: Any = None) -> list[str]:
@@ -111,8 +126,12 @@ def executing_keys(keys: list[str], dask_worker: Any = None) -> list[str]:
 # -- client side ---------------------------------------------------------------------------
 @dataclass
 class _Task:
-    index: TileIndex
+    spec: Any          # as the source gave it: a TileIndex or an OverviewTask, opaque here
     attempt: int = 0   # resubmissions after KilledWorker
+
+    @property
+    def index(self) -> TileIndex:
+        return task_index(self.spec)
 
 
 class DaskExecutor(Executor):
@@ -121,8 +140,10 @@ class DaskExecutor(Executor):
     `DaskExecutor(workers)` starts a LocalCluster of `workers` single-threaded processes;
     `DaskExecutor(scheduler="tcp://host:8786")` connects to a running cluster;
     `DaskExecutor(client=client)` uses a `distributed.Client` the caller owns (never closed
-    here). Connecting happens at construction, so `dashboard_link` and `workers` are known
-    before the run starts. Pass the object to `engine.execute(..., executor=...)`.
+    here, so the executor can serve several runs). Connecting happens at construction, so
+    `dashboard_link` and `workers` are known before the run starts. Pass the object to
+    `engine.execute(..., executor=...)`, which closes it at the end (a LocalCluster or client
+    it created goes away with it). `cluster_options` go to `distributed.LocalCluster`.
     """
 
     name = "dask"
@@ -152,6 +173,7 @@ class DaskExecutor(Executor):
                 n_workers=self.workers, threads_per_worker=1, processes=True,
                 dashboard_address=dashboard_address, **cluster_options)
             self.client = distributed.Client(self._cluster, set_as_default=False)
+            self.client.register_plugin(IgnoreInterrupt())
         if self._cluster is None:
             self.workers = self._cluster_threads() or self.workers
 
@@ -221,7 +243,8 @@ class DaskExecutor(Executor):
         try:
             yield from self._loop(run_id, spec, iter(tasks), sink)
         except GeneratorExit:
-            self._drain()  # a failure elsewhere: cancel what waits, let running tiles finish
+            if not self._terminated:
+                self._drain()  # a failure elsewhere: cancel what waits, let running tiles finish
             raise
         except BaseException:
             self.terminate()  # Ctrl-C or an error inside the loop: stop now
@@ -236,14 +259,16 @@ class DaskExecutor(Executor):
 
     def _loop(self, run_id: str, spec: RunSpec, it: Iterator[Any], sink: Any) -> Iterator[TileOutcome]:
         pending = self._pending
-        completed = distributed.as_completed(loop=self.client.loop)
+        # results are fetched by the client's event loop thread as tasks finish, not one blocking
+        # round trip per tile here; errors come back as values
+        completed = distributed.as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
         suspects: list[_Task] = []   # ended in KilledWorker: rerun alone
         exhausted = False
         func = run_tile if sink is None else compute_tile
 
         def submit(task: _Task) -> None:
             z, r, c = task.index
-            future = self.client.submit(func, run_id, task.index, pure=False,
+            future = self.client.submit(func, run_id, task.spec, pure=False,
                                         key=f"{KEY_PREFIX}-{run_id}-{z}-{r}-{c}-{task.attempt}")
             pending[future] = task
             completed.add(future)
@@ -265,36 +290,33 @@ class DaskExecutor(Executor):
                     return
                 if index is WAIT:
                     return
-                submit(_Task(TileIndex(*index)))
+                submit(_Task(index))
 
         fill()
         while pending:
-            future = next(completed)
-            task = pending.pop(future, None)
-            if task is None:
-                continue
-            outcome = self._outcome(future, task, spec, sink)
+            future, result = next(completed)
+            task = pending.pop(future)
+            outcome = self._outcome(future, result, task, spec, sink)
             future.release()
             if outcome is None:
-                suspects.append(_Task(task.index, task.attempt + 1))
+                suspects.append(_Task(task.spec, task.attempt + 1))
             else:
                 yield outcome
             fill()
-            if not pending and not exhausted:
-                raise RuntimeError("the task source is waiting for results but nothing is in flight")
+        if not exhausted:
+            raise RuntimeError("the task source is waiting for results but nothing is in flight")
 
-    def _outcome(self, future: distributed.Future, task: _Task, spec: RunSpec,
+    def _outcome(self, future: distributed.Future, result: Any, task: _Task, spec: RunSpec,
                  sink: Any) -> TileOutcome | None:
         """The tile's outcome from a finished future; None to resubmit it."""
         if future.status == "finished":
-            result = future.result()
             return result if sink is None else self._write(result, task, spec, sink)
         if future.status == "cancelled":
             return TileOutcome(task.index, FAILED, exc_type="CancelledError",
                                error="CancelledError: the task was cancelled on the Dask cluster "
                                      "(scheduler restarted, or lost connection)")
         try:
-            exc = future.exception()
+            exc = result if isinstance(result, BaseException) else future.exception()
             trace = "".join(tb.format_exception(type(exc), exc, future.traceback()))
         except Exception as err:  # the error itself did not survive the trip
             exc, trace = err, tb.format_exc()
@@ -316,12 +338,7 @@ class DaskExecutor(Executor):
         outcome, array = result
         if outcome.status != WRITTEN or array is None:
             return replace(outcome, status=EMPTY) if outcome.status == WRITTEN else outcome
-        start = time.perf_counter()
-        try:
-            written = tuple(sink.write_prepared(spec.recipe.grid.tile(*task.index), array))
-        except Exception as exc:
-            return TileJob._failed(task.index, exc, start)
-        return replace(outcome, status=WRITTEN if written else EMPTY, written=written)
+        return write_prepared(sink, spec.recipe.grid.tile(*task.index), array, outcome)
 
     def _drain(self) -> None:
         """Cancel queued tasks of this run; wait for the ones workers are running."""
@@ -337,5 +354,5 @@ class DaskExecutor(Executor):
         cancel = [f for k, f in futures.items() if k not in keep]
         if cancel:
             self.client.cancel(cancel)
-        if keep:
-            distributed.wait([futures[k] for k in keep])
+        for _ in distributed.as_completed([futures[k] for k in keep], loop=self.client.loop):
+            pass  # (distributed.wait would need a default client)

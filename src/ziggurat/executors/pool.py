@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import signal
+import sys
 import threading
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -74,6 +76,29 @@ class _Task:
     index: Any                 # the task spec as given (a TileIndex or an OverviewTask), opaque here
     attempts: int = 0          # worker deaths while this tile ran alone
     slot: int | None = None
+
+
+@contextmanager
+def _main_not_reimported() -> Iterator[None]:
+    """Start workers without re-importing the caller's `__main__`.
+
+    forkserver/spawn children normally re-run the main script so that functions defined
+    there can be unpickled; ours live in ziggurat modules, and re-running a user's script
+    that calls `execute()` at top level (no `if __name__ == "__main__"` guard) would make
+    every worker crash at start.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def _context() -> mp.context.BaseContext:
@@ -186,13 +211,14 @@ class ProcessExecutor(Executor):
 
         def submit(task: _Task) -> None:
             assert self._pool is not None
-            if sink is None:
-                future = self._pool.submit(_run_tile, task.index)
-            else:
-                if slots is not None and task.slot is None:
-                    task.slot = slots.acquire()
-                future = self._pool.submit(_compute_tile, task.index, task.slot,
-                                           slots.spec if slots is not None else None)
+            with _main_not_reimported():  # workers (and the forkserver) start inside submit()
+                if sink is None:
+                    future = self._pool.submit(_run_tile, task.index)
+                else:
+                    if slots is not None and task.slot is None:
+                        task.slot = slots.acquire()
+                    future = self._pool.submit(_compute_tile, task.index, task.slot,
+                                               slots.spec if slots is not None else None)
             computing[future] = task
 
         while True:
@@ -250,7 +276,7 @@ class ProcessExecutor(Executor):
     def _recover(self, spec: RunSpec, task: _Task, computing: dict[Future[Any], _Task],
                  suspects: list[_Task]) -> list[_Task]:
         """The pool broke: note the exit codes, build a new pool, return the tiles to rerun."""
-        codes = sorted({p.exitcode for p in self._processes() if p.exitcode not in (None, 0)})
+        codes = sorted({code for code in map(_exit_code, self._processes()) if code not in (None, 0)})
         lost = [task, *computing.values()]
         computing.clear()
         if len(lost) == 1:  # it ran alone: the crash is its own
@@ -276,6 +302,13 @@ class ProcessExecutor(Executor):
         if slots is not None and task.slot is not None:
             slots.release(task.slot)
             task.slot = None
+
+
+def _exit_code(process: Any) -> int | None:
+    """A dead worker's exit code; the pool may not have reaped it yet when we look."""
+    if process.exitcode is None and not process.is_alive():
+        process.join(timeout=0.5)
+    return process.exitcode
 
 
 def _describe_exit(code: int) -> str:

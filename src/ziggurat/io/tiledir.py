@@ -26,7 +26,7 @@ from ziggurat.io._common import (
     InputConfigLike, OutputConfigLike, block_size, check_nodata, clip_geographic, crs_equal,
     empty_masked, int_names, intersect, nodata_from_json, nodata_to_json, normalize_indexes,
     overlaps, paste, pixel_offset, resampling_from_name, same_nodata, sweep_tmp, tmp_folder, tmp_in,
-    tmp_path, to_dtype, transform_bounds_safe, warp_to_tile, write_json_atomic,
+    to_dtype, transform_bounds_safe, warp_to_tile, write_json_atomic,
 )
 from ziggurat.io.raster import RasterTileInput
 

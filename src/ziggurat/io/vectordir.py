@@ -25,7 +25,7 @@ from ziggurat.geometry import (combine, conform, crs_equal, dimension, flatten, 
                                tidy_clipped_lines)
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io._common import (InputConfigLike, OutputConfigLike, int_names, intersect, overlaps,
-                                 tmp_folder, tmp_in, tmp_path, transform_bounds_safe,
+                                 tmp_folder, tmp_in, transform_bounds_safe,
                                  write_json_atomic)
 from ziggurat.io.vector import Feature, VectorTileInput, clip_to_box, prepare_geometries, read_records
 from ziggurat.vector_schema import parse_schema
