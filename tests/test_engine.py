@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,17 @@ def test_hillshade_tiles_equal_a_whole_raster_hillshade(tmp_path):
             np.testing.assert_array_equal(arr[0][valid], expected.filled(0)[valid].astype("uint8"))
             compared += int(valid.sum())
     assert compared > 10_000
+
+
+def test_an_edited_process_file_is_reloaded_in_the_same_interpreter(tmp_path, write_recipe):
+    """Long-lived workers (Dask, notebooks) must not keep running an old version of a process."""
+    src, data, _ = _aligned_source(tmp_path)
+    out = tmp_path / "out"
+    recipe = _recipe(write_recipe, src, out)
+    execute(recipe, executor="sequential", tile=(Z, 10, 20))
+    proc = tmp_path / "proc.py"
+    proc.write_text(IDENTITY.replace("return data + offset", "return data + offset + 100"))
+    os.utime(proc, ns=(proc.stat().st_atime_ns, proc.stat().st_mtime_ns + 1_000_000_000))
+    execute(recipe, executor="sequential", tile=(Z, 10, 20), overwrite=True)
+    arr, _ = read_tile(out / str(Z) / "10" / "20.tif")
+    np.testing.assert_array_equal(arr[0], data[:256, :256] + 100)

@@ -140,89 +140,115 @@ def execute(recipe: Recipe | str | os.PathLike[str], *, zoom: Any = None,
     start_run = getattr(output, "start_run", None)
     if start_run is not None:
         start_run(run_plan)
-    provenance = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=dict(
+    recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=dict(
         zoom=zoom, bounds=bounds, bounds_crs=bounds_crs, tile=tile, point=point, point_crs=point_crs,
         area=area, area_crs=area_crs,
         overwrite=overwrite, keep_going=keep_going))  # recipe, process source, input fingerprints
-    finished = False
-    parent_writes = getattr(output, "writes_in_parent", False) or getattr(pool, "write_in", "") == "parent"
-    in_flight: set[TileIndex] = set()
-    summary = RunSummary(recipe, output.path, pool.name, pool.workers, total=run_plan.count())
-    start = time.perf_counter()
-    done = 0
+    run = _Run(recipe, run_plan, output, pool, recorder, run_item, overwrite, keep_going, progress)
+    return run.go(vrt)
 
-    def report(outcome: TileOutcome) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(ProgressEvent(done, summary.total, outcome))
 
-    def done_before(t: Any) -> bool:
+@dataclass
+class _Run:
+    """One run's moving parts, after setup: feeds the executor, records every outcome."""
+
+    recipe: Recipe
+    plan: Plan
+    output: Any
+    pool: Executor
+    recorder: Any                   # provenance.RunRecorder: ledger, checksums, manifest
+    item: RunItem
+    overwrite: bool
+    keep_going: bool
+    progress: ProgressCallback | None
+    summary: RunSummary = field(init=False)
+    in_flight: set[TileIndex] = field(default_factory=set)
+    done: int = 0
+
+    def __post_init__(self) -> None:
+        self.summary = RunSummary(self.recipe, self.output.path, self.pool.name, self.pool.workers,
+                                  total=self.plan.count())
+        self.schedule = make_schedule(self.recipe, self.plan, self.output, self.done_before)  # baselevels
+
+    def report(self, outcome: TileOutcome) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(ProgressEvent(self.done, self.summary.total, outcome))
+
+    def done_before(self, tile: Any) -> bool:
         """Continue mode: the ledger (or, for an output without one, the files) has the tile."""
-        if overwrite or not provenance.is_done(t):
+        if self.overwrite or not self.recorder.is_done(tile):
             return False
-        summary.skipped += 1
-        run_item.skipped(t)
-        report(TileOutcome(t.index, SKIPPED))
+        self.summary.skipped += 1
+        self.item.skipped(tile)
+        self.report(TileOutcome(tile.index, SKIPPED))
         return True
 
-    schedule = make_schedule(recipe, run_plan, output, done_before)  # None without baselevels
-
-    def tasks() -> Iterator[Any]:
-        if schedule is not None:
-            for task in schedule:
+    def tasks(self) -> Iterator[Any]:
+        """Task specs, lazily; with baselevels the schedule yields WAIT until sources finish."""
+        if self.schedule is not None:
+            for task in self.schedule:
                 if task is not WAIT:
-                    in_flight.add(task_index(task))
+                    self.in_flight.add(task_index(task))
                 yield task
             return
-        for t in run_plan.tiles():
-            if done_before(t):
-                continue
-            in_flight.add(t.index)
-            yield t.index
+        for tile in self.plan.tiles():
+            if not self.done_before(tile):
+                self.in_flight.add(tile.index)
+                yield tile.index
 
-    def blocked() -> None:
-        for index in schedule.take_blocked() if schedule is not None else ():
-            outcome = TileOutcome(index, FAILED, error="not built: a tile it is made from failed",
-                                  exc_type="SourceFailed")
-            _record(summary, outcome, output, overwrite)
-            report(outcome)
+    def record(self, outcome: TileOutcome) -> None:
+        """Everything an outcome updates, before the executor pulls the next task."""
+        self.in_flight.discard(outcome.index)
+        _record(self.summary, outcome, self.output, self.overwrite)
+        self.recorder.add(outcome)  # ledger and tile checksums
+        self.item.written(outcome.written)
+        self.report(outcome)
+        if self.schedule is not None:  # dependents of this tile may now be ready
+            self.schedule.finished(outcome.index, outcome.status != FAILED)
+            for index in self.schedule.take_blocked():
+                blocked = TileOutcome(index, FAILED, error="not built: a tile it is made from failed",
+                                      exc_type="SourceFailed")
+                _record(self.summary, blocked, self.output, self.overwrite)
+                self.report(blocked)
+        if outcome.status == FAILED and not self.keep_going:
+            raise outcome.to_error(self.recipe)
 
-    try:
-        with pool:
-            outcomes = pool.map_unordered(RunSpec(recipe, overwrite), tasks(),
-                                          sink=output if parent_writes else None)
-            try:
-                for outcome in outcomes:
-                    in_flight.discard(outcome.index)
-                    _record(summary, outcome, output, overwrite)
-                    provenance.add(outcome)  # tile checksums
-                    run_item.written(outcome.written)
-                    report(outcome)
-                    if schedule is not None:  # before the executor pulls again: dependents are ready
-                        schedule.finished(outcome.index, outcome.status != FAILED)
-                        blocked()
-                    if outcome.status == FAILED and not keep_going:
-                        raise outcome.to_error(recipe)
-            except KeyboardInterrupt:  # also SIGTERM, via the CLI: stop now, leave nothing partial
-                pool.terminate()  # their temporary files are swept below
-                raise
-            finally:
-                outcomes.close()  # cancels what is pending, waits for what is in flight
-        finished = True
-        summary.stac_item = run_item.finish()
-        if vrt:
-            summary.vrts = run_item.write_vrts()
-    finally:
+    def go(self, vrt: bool) -> RunSummary:
+        start = time.perf_counter()
+        finished = False
+        parent_writes = (getattr(self.output, "writes_in_parent", False)
+                         or getattr(self.pool, "write_in", "") == "parent")
         try:
-            finish_run = getattr(output, "finish_run", None)
+            with self.pool:
+                outcomes = self.pool.map_unordered(RunSpec(self.recipe, self.overwrite), self.tasks(),
+                                                   sink=self.output if parent_writes else None)
+                try:
+                    for outcome in outcomes:
+                        self.record(outcome)
+                except KeyboardInterrupt:  # also SIGTERM, via the CLI: stop now
+                    self.pool.terminate()  # their temporary files are swept below
+                    raise
+                finally:
+                    outcomes.close()  # cancels what is pending, waits for what is in flight
+            finished = True
+            self.summary.stac_item = self.item.finish()
+            if vrt:
+                self.summary.vrts = self.item.write_vrts()
+        finally:
+            self._finish(finished, start)
+        return self.summary
+
+    def _finish(self, finished: bool, start: float) -> None:
+        try:
+            finish_run = getattr(self.output, "finish_run", None)
             if finish_run is not None:  # single file: rename into place, or drop the temporary
-                finish_run(finished and (keep_going or not summary.failed))
+                finish_run(finished and (self.keep_going or not self.summary.failed))
         finally:  # recorded even when finishing the output itself failed
-            summary.seconds = time.perf_counter() - start
-            provenance.finish(summary, None if finished else sys.exc_info()[1], pending=in_flight)
-            sweep_temporaries(output.path, keep_own=False)  # every writer of this run has stopped
-    return summary
+            self.summary.seconds = time.perf_counter() - start
+            self.recorder.finish(self.summary, None if finished else sys.exc_info()[1],
+                                 pending=self.in_flight)
+            sweep_temporaries(self.output.path, keep_own=False)  # every writer of this run has stopped
 
 
 def _record(summary: RunSummary, outcome: TileOutcome, output: Any, overwrite: bool) -> None:

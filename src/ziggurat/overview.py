@@ -11,16 +11,21 @@ metatiling, empty tiles and checksums behave the same. Output nodata marks missi
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject
 
 from ziggurat.grid import Grid, TileIndex
 from ziggurat.io._common import empty_masked, paste, resampling_from_name
 
 LOWER, HIGHER = "lower", "higher"
+#: `reproject` on arrays builds in-memory datasets inside a (not thread-safe) catch_warnings
+#: block; under the threads executor its NotGeoreferencedWarning leaks. It is spurious.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.warp")
 
 
 class OverviewTask(NamedTuple):

@@ -61,17 +61,29 @@ class LoadedProcess:
         return inspect.getsource(self.module)
 
 
-_cache: dict[ProcessRef, LoadedProcess] = {}
+#: Keyed by the reference and, for .py files, their (mtime, size): a long-lived worker (Dask,
+#: a notebook) picks up an edited process file instead of running stale code.
+_cache: dict[tuple[ProcessRef, tuple[int, int] | None], LoadedProcess] = {}
 _lock = threading.Lock()
 
 
-def _module_name_for(path: Path) -> str:
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+def _module_name_for(path: Path, version: tuple[int, int] | None) -> str:
+    digest = hashlib.sha1(f"{path}:{version}".encode()).hexdigest()[:12]
     return f"ziggurat_process_{path.stem}_{digest}"
 
 
+def _file_version(ref: ProcessRef) -> tuple[int, int] | None:
+    if not ref.is_file:
+        return None
+    try:
+        st = (Path(ref.base_dir) / ref.spec).stat()
+    except OSError:
+        return None  # reported as missing when resolved
+    return st.st_mtime_ns, st.st_size
+
+
 def _import_file(path: Path, ref: ProcessRef) -> ModuleType:
-    name = _module_name_for(path)
+    name = _module_name_for(path, _file_version(ref))
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -122,7 +134,8 @@ def _resolve_module(ref: ProcessRef) -> tuple[ModuleType, Path | None]:
 def load_process(ref: ProcessRef) -> LoadedProcess:
     """Import a process once per interpreter and describe its `execute` signature."""
     with _lock:
-        cached = _cache.get(ref)
+        key = (ref, _file_version(ref))
+        cached = _cache.get(key)
         if cached is not None:
             return cached
         module, path = _resolve_module(ref)
@@ -150,7 +163,7 @@ def load_process(ref: ProcessRef) -> LoadedProcess:
                 if p.default is p.empty:
                     required.add(p.name)
         loaded = LoadedProcess(ref, module, func, tuple(names), frozenset(required), var_kwargs, path)
-        _cache[ref] = loaded
+        _cache[key] = loaded
         return loaded
 
 

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import METATILING_VALUES, Bounds, Grid
-from ziggurat.vector_schema import VECTOR_OUTPUT_FORMATS, SchemaError, parse_schema
-from ziggurat.yamlload import (Checker, FrozenDict, KeyPath, Locator, found, freeze, is_int, is_number,
+from ziggurat.recipe_output import OutputConfig, OutputSection, is_remote
+from ziggurat.yamlload import (FrozenDict, KeyPath, Locator, found, is_int, is_number,
                                load_mapping, load_yaml, thaw, value_at_zoom)
 
 __all__ = ["FrozenDict", "InputConfig", "OutputConfig", "Recipe", "load_recipe", "parse_zoom_levels"]
@@ -26,11 +25,6 @@ TOP_KEYS = ("process", "zoom_levels", "pyramid", "input", "output", "bounds", "b
             "process_parameters", "baselevels", "area", "area_crs", "stac", "description", "name")
 PYRAMID_KEYS = ("grid", "metatiling", "pixelbuffer", "tile_size")
 BASELEVEL_KEYS = ("min", "max", "lower", "higher")
-OUTPUT_FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff", "png": "PNG",
-                  "geojson": "GeoJSON", "flatgeobuf": "FlatGeobuf", "fgb": "FlatGeobuf"}
-COMPRESSIONS = ("deflate", "lzw", "zstd", "lzma", "packbits", "jpeg", "webp", "none")
-RASTER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
-                 "float32", "float64")
 INPUT_FORMATS = {"raster": "raster", "raster_file": "raster", "gtiff": "raster", "geotiff": "raster",
                  "tif": "raster", "vrt": "raster", "vector": "vector", "vector_file": "vector",
                  "geojson": "vector", "gpkg": "vector", "flatgeobuf": "vector", "esri shapefile": "vector",
@@ -47,20 +41,6 @@ class InputConfig:
     name: str
     path: Path | str  # str only for remote paths (/vsi..., scheme://) which must not be normalised
     format: str       # "raster" | "tiledir" | "vector"
-    options: Mapping[str, Any] = field(default_factory=FrozenDict)
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    """The validated `output:` section; unknown keys are driver options for io."""
-
-    path: Path | str  # str only for remote paths
-    format: str = "GTiff"
-    dtype: str = "float32"
-    bands: int = 1
-    nodata: float | int | None = 0
-    compress: str = "deflate"
-    metatiling: int = 1
     options: Mapping[str, Any] = field(default_factory=FrozenDict)
 
 
@@ -146,12 +126,7 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
     return _Builder(data, Locator(name, lines), Path(os.path.abspath(folder)), path, text).build()
 
 
-def _is_remote(path: str) -> bool:
-    """GDAL virtual paths and URLs: never checked locally, never normalised (``//`` matters)."""
-    return path.startswith("/vsi") or "://" in path
-
-
-class _Builder(Checker):
+class _Builder(OutputSection):
     """One validation pass over the parsed recipe; each method checks one section."""
 
     def __init__(self, data: Any, loc: Locator, base_dir: Path, path: Path | None, text: str) -> None:
@@ -287,7 +262,7 @@ class _Builder(Checker):
     def input_path(self, where: str, fmt: str | None, key: KeyPath) -> tuple[Path | str, str]:
         ext = os.path.splitext(where.split("?")[0].rstrip("/"))[1].lower()
         by_ext = "vector" if ext in VECTOR_EXTS else "raster"
-        if _is_remote(where):
+        if is_remote(where):
             return where, fmt or by_ext
         path = self.resolve(where)
         if not path.exists():
@@ -299,82 +274,6 @@ class _Builder(Checker):
             raise self.loc.error(key, f"{path} is a directory without metadata.json; expected a file or "
                                       "a tile directory (or give an explicit 'format')")
         return path, fmt or ("tiledir" if tiledir else by_ext)
-
-    def output(self, data: Mapping[str, Any], grid: Grid) -> OutputConfig:
-        section = self.mapping(data, ("output",), "a mapping with at least 'path'", required=True) or {}
-        key = ("output",)
-        where = self.string(section, key + ("path",), "a path string")
-        fmt = self.string(section, key + ("format",), "GTiff, PNG, GeoJSON or FlatGeobuf", "GTiff")
-        if fmt.lower() not in OUTPUT_FORMATS:
-            raise self.fail(key + ("format",), "GTiff, PNG, GeoJSON or FlatGeobuf", fmt)
-        fmt = OUTPUT_FORMATS[fmt.lower()]
-        dtype = self.dtype(self.string(section, key + ("dtype",), "a dtype name", "float32"), key + ("dtype",))
-        bands = self.integer(section, key + ("bands",), 1, minimum=1)
-        nodata = self.nodata(section.get("nodata", 0), dtype, key + ("nodata",))
-        choice, default = f"one of {', '.join(COMPRESSIONS)}", "none" if "compress" in section else "deflate"
-        compress = self.string(section, key + ("compress",), choice, default).lower()  # null: none
-        if compress not in COMPRESSIONS:
-            raise self.fail(key + ("compress",), choice, section["compress"])
-        if compress in ("jpeg", "webp") and dtype != "uint8":
-            raise self.loc.error(key + ("compress",), f"expected dtype uint8 with {compress} "
-                                                      f"compression, found dtype {dtype}")
-        if fmt == "PNG" and dtype not in ("uint8", "uint16"):
-            raise self.loc.error(key + ("dtype",), f"expected uint8 or uint16 for PNG, found {dtype}")
-        choices = tuple(m for m in METATILING_VALUES if m <= grid.metatiling)
-        metatiling = self.integer(section, key + ("metatiling",), 1, choices=choices)
-        if _is_remote(where):
-            path: Path | str = where
-        else:
-            path = self.resolve(where)
-            single = path.suffix.lower() in (".tif", ".tiff")  # one GeoTIFF instead of tiles
-            if single and fmt != "GTiff":
-                raise self.loc.error(key + ("format",), f"expected GTiff for a single-file output "
-                                                        f"({path.name}), found {fmt}")
-            if single and path.is_dir():
-                raise self.loc.error(key + ("path",), f"expected a GeoTIFF file path, found the folder {path}")
-            if not single and path.exists() and not path.is_dir():
-                raise self.loc.error(key + ("path",), f"expected a directory (or a new path), found the "
-                                                      f"file {path}")
-            if "cog" in section and not isinstance(section["cog"], bool):
-                raise self.fail(key + ("cog",), "true or false", section["cog"])
-        known = ("path", "format", "dtype", "bands", "nodata", "compress", "metatiling")
-        options = FrozenDict((k, v) for k, v in section.items() if k not in known)
-        if fmt in VECTOR_OUTPUT_FORMATS:  # GeoJSON/FlatGeobuf tile directories need a schema
-            try:
-                options = FrozenDict({**options, "schema": freeze(parse_schema(section.get("schema")))})
-            except SchemaError as exc:
-                raise self.loc.error(key + ("schema",) + exc.path, str(exc)) from None
-        return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options)
-
-    def dtype(self, value: str, key: KeyPath) -> str:
-        expected = f"a numeric dtype ({', '.join(RASTER_DTYPES)})"
-        try:
-            name = np.dtype(value.strip().lower()).name
-        except (TypeError, ValueError, SyntaxError):
-            raise self.fail(key, expected, value) from None
-        if name not in RASTER_DTYPES:
-            raise self.fail(key, expected, value)
-        return name
-
-    def nodata(self, value: Any, dtype: str, key: KeyPath) -> float | int | None:
-        if value is None:
-            return None
-        if not is_number(value):
-            raise self.fail(key, "a number, .nan or null", value)
-        dt = np.dtype(dtype)
-        if dt.kind in "ui":
-            if isinstance(value, float) and not value.is_integer():
-                raise self.loc.error(key, f"expected an integer nodata for dtype {dtype}, found {found(value)}")
-            info = np.iinfo(dt)
-            if not info.min <= int(value) <= info.max:
-                raise self.loc.error(key, f"expected a nodata value that fits dtype {dtype} "
-                                          f"({info.min}..{info.max}), found {found(value)}")
-            return int(value)
-        limit = float(np.finfo(dt).max)
-        if math.isfinite(value) and abs(value) > limit:
-            raise self.loc.error(key, f"expected a nodata value that fits dtype {dtype} "
-                                      f"(-{limit:g}..{limit:g}), found {found(value)}")
-        return float(value)
 
     def bounds(self, data: Mapping[str, Any], grid: Grid) -> tuple[Bounds | None, str | None]:
         from rasterio.crs import CRS

@@ -7,7 +7,8 @@ from ziggurat.grid import Grid
 from ziggurat.io._common import InputConfigLike, OutputConfigLike
 from ziggurat.io.raster import RasterInput, RasterTileInput
 from ziggurat.io.singlefile import SingleFileOutput
-from ziggurat.io.tiledir import TileDirectoryInput, TileDirectoryOutput, TileDirectoryTileInput
+from ziggurat.io.tiledir import TileDirectoryOutput
+from ziggurat.io.tiledir_input import TileDirectoryInput, TileDirectoryTileInput
 from ziggurat.io.vector import VectorInput, VectorTileInput
 from ziggurat.io.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput, is_vector_tiledir
 

@@ -1,0 +1,206 @@
+"""Reading a tile directory written by ziggurat back as an input, in any grid.
+
+Same grid and zoom: pixels are pasted exactly. Otherwise the covering tiles of the closest
+zoom are mosaicked and warped, so resampling has no seams.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.io import MemoryFile
+from rasterio.windows import Window
+
+from ziggurat.errors import InputError
+from ziggurat.grid import Bounds, Grid, Tile
+from ziggurat.io._common import (
+    InputConfigLike, clip_geographic, crs_equal,
+    empty_masked, int_names, intersect, nodata_from_json, normalize_indexes,
+    overlaps, paste, pixel_offset, resampling_from_name, transform_bounds_safe, warp_to_tile,
+)
+from ziggurat.io.raster import RasterTileInput
+
+from ziggurat.io.tiledir import METADATA_FILE
+
+logger = logging.getLogger(__name__)
+
+# -- reading a tile directory back --------------------------------------------------------------
+_MOSAIC_MARGIN = 4  # source pixels around the footprint, for resampling kernels
+
+
+class TileDirectoryInput:
+    """A tile directory written by `TileDirectoryOutput`, read as an input in any grid."""
+
+    def __init__(self, config: InputConfigLike, grid: Grid) -> None:
+        self.name: str = config.name
+        self.path = Path(config.path)
+        self.grid = grid
+        self.options: dict[str, Any] = dict(config.options or {})
+        self.default_resampling: Resampling = resampling_from_name(
+            self.options.get("resampling", "nearest"))
+        meta_path = self.path / METADATA_FILE
+        try:
+            meta = json.loads(meta_path.read_text())
+            self.dir_grid = Grid.from_dict(meta["grid"])
+            out = meta["output"]
+            self.dtype: str = np.dtype(out["dtype"]).name
+            self.count: int = int(out["bands"])
+            self.nodata: float | int | None = nodata_from_json(out.get("nodata"))
+        except FileNotFoundError:
+            raise InputError(f"input {self.name!r}: {self.path} is not a tile directory "
+                             f"(no {METADATA_FILE})") from None
+        except Exception as exc:
+            raise InputError(f"input {self.name!r}: invalid {meta_path}: {exc}") from exc
+        self.crs = self.dir_grid.crs
+        self._same_crs = crs_equal(self.crs, grid.crs)
+        self.zooms: list[int] = [z for z in int_names(self.path)
+                                 if self.dir_grid.minzoom <= z <= self.dir_grid.maxzoom]
+        self.dir_bounds: Bounds | None = self._scan_bounds()
+        self.bounds: Bounds | None = None
+        if self.dir_bounds is not None:
+            b = transform_bounds_safe(self.crs, grid.crs, self.dir_bounds)
+            self.bounds = grid.bounds() if b is None else intersect(b, grid.bounds())
+
+    def _scan_bounds(self, max_rows: int = 64) -> Bounds | None:
+        """Extent of the tiles at the finest zoom with few row folders (cheap listdirs)."""
+        rows_by_zoom = {z: int_names(self.path / str(z)) for z in self.zooms}
+        nonempty = [z for z in self.zooms if rows_by_zoom[z]]
+        if not nonempty:
+            return None
+        small = [z for z in nonempty if len(rows_by_zoom[z]) <= max_rows]
+        zoom = max(small) if small else min(nonempty)
+        rows, cols = [], []
+        for row in rows_by_zoom[zoom]:
+            found = int_names(self.path / str(zoom) / str(row), ".tif")
+            if found:
+                rows.append(row)
+                cols += (found[0], found[-1])
+        if not rows:
+            return None
+        tl = self.dir_grid.tile_bounds(zoom, min(rows), min(cols))
+        br = self.dir_grid.tile_bounds(zoom, max(rows), max(cols))
+        return Bounds(min(tl.left, br.left), min(tl.bottom, br.bottom),
+                      max(tl.right, br.right), max(tl.top, br.top))
+
+    def for_tile(self, tile: Tile) -> "TileDirectoryTileInput":
+        return TileDirectoryTileInput(self, tile)
+
+    def is_empty(self, tile: Tile) -> bool:
+        return not overlaps(self.bounds, tile.buffered_bounds)
+
+    def tile_path(self, zoom: int, row: int, col: int) -> Path:
+        return self.path / str(zoom) / str(row) / f"{col}.tif"
+
+    def read(self, tile: Tile, indexes: int | Sequence[int] | None = None,
+             resampling: str | Resampling | None = None) -> np.ma.MaskedArray:
+        idx, squeeze = normalize_indexes(indexes, self.count, self.name)
+        rs = self.default_resampling if resampling is None else resampling_from_name(resampling)
+        out = empty_masked(len(idx), tile.buffered_shape, self.dtype, self.nodata)
+        if not self.is_empty(tile):
+            try:
+                self._read_into(out, tile, idx, rs)
+            except InputError:
+                raise
+            except Exception as exc:
+                raise InputError(f"input {self.name!r}: cannot read {self.path} for tile "
+                                 f"{tile}: {exc}") from exc
+        return out[0] if squeeze else out
+
+    def _pick_zoom(self, tile: Tile, footprint: Bounds) -> int:
+        """Coarsest stored zoom that is not coarser than the tile (else the finest stored)."""
+        xres, yres = tile.resolution
+        if self._same_crs:
+            target = min(xres, yres)
+        else:
+            b = clip_geographic(tile.buffered_bounds, tile.crs) or tile.buffered_bounds
+            target = min((footprint.right - footprint.left) / ((b.right - b.left) / xres),
+                         (footprint.top - footprint.bottom) / ((b.top - b.bottom) / yres))
+        fine = [z for z in self.zooms if min(self.dir_grid.resolution(z)) <= target * (1 + 1e-9)]
+        if fine:
+            return max(fine, key=lambda z: min(self.dir_grid.resolution(z)))
+        return min(self.zooms, key=lambda z: min(self.dir_grid.resolution(z)))
+
+    def _paste_tiles(self, dest: np.ma.MaskedArray, dest_affine: Affine, idx: list[int],
+                     zoom: int, bounds: Bounds) -> None:
+        """Paste the stored tiles overlapping `bounds` into a pixel-aligned destination."""
+        _, dh, dw = dest.shape
+        for dtile in self.dir_grid.tiles_in_bounds(bounds, zoom):
+            path = self.tile_path(zoom, dtile.row, dtile.col)
+            if not path.exists():
+                continue
+            offset = pixel_offset(dest_affine, dtile.affine)
+            if offset is None:
+                raise InputError(f"input {self.name!r}: tile {dtile} is not aligned to the read")
+            row, col = offset
+            th, tw = dtile.shape
+            r0, c0 = max(0, -row), max(0, -col)
+            r1, c1 = min(th, dh - row), min(tw, dw - col)
+            if r0 >= r1 or c0 >= c1:
+                continue
+            with rasterio.open(path) as src:
+                part = src.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
+            paste(dest, part, row + r0, col + c0)
+
+    def _read_into(self, out: np.ma.MaskedArray, tile: Tile, idx: list[int],
+                   rs: Resampling) -> None:
+        footprint = transform_bounds_safe(tile.crs, self.crs, tile.buffered_bounds)
+        if footprint is None or not self.zooms:
+            return
+        wanted = intersect(footprint, self.dir_bounds)  # type: ignore[arg-type]
+        if wanted is None:
+            return
+        zoom = self._pick_zoom(tile, footprint)
+        if self._same_crs and pixel_offset(tile.buffered_affine,
+                                           self.dir_grid.tile(zoom, 0, 0).affine) is not None:
+            self._paste_tiles(out, tile.buffered_affine, idx, zoom, wanted)
+            return
+        xres, yres = self.dir_grid.resolution(zoom)
+        gb = self.dir_grid.bounds(zoom)
+        width, height = round((gb.right - gb.left) / xres), round((gb.top - gb.bottom) / yres)
+        m = _MOSAIC_MARGIN
+        c0 = max(math.floor((wanted.left - gb.left) / xres) - m, 0)
+        c1 = min(math.ceil((wanted.right - gb.left) / xres) + m, width)
+        r0 = max(math.floor((gb.top - wanted.top) / yres) - m, 0)
+        r1 = min(math.ceil((gb.top - wanted.bottom) / yres) + m, height)
+        if r0 >= r1 or c0 >= c1:
+            return
+        affine = Affine(xres, 0.0, gb.left + c0 * xres, 0.0, -yres, gb.top - r0 * yres)
+        mosaic = empty_masked(len(idx), (r1 - r0, c1 - c0), self.dtype, self.nodata)
+        self._paste_tiles(mosaic, affine, idx, zoom, wanted)
+        if mosaic.mask.all():
+            return
+        self._warp(mosaic, affine, out, tile, rs)
+
+    def _warp(self, mosaic: np.ma.MaskedArray, affine: Affine, out: np.ma.MaskedArray,
+              tile: Tile, rs: Resampling) -> None:
+        """Reproject the mosaic through an in-memory GeoTIFF (masks kept as nodata or mask band)."""
+        bands, h, w = mosaic.shape
+        with MemoryFile() as mem:
+            with mem.open(driver="GTiff", width=w, height=h, count=bands, dtype=self.dtype,
+                          crs=self.crs, transform=affine, nodata=self.nodata) as ds:
+                if self.nodata is None:
+                    ds.write(mosaic.filled(0))
+                    ds.write_mask(np.where(np.ma.getmaskarray(mosaic).all(axis=0), 0, 255
+                                           ).astype("uint8"))
+                else:
+                    ds.write(mosaic.filled(self.nodata))
+            with mem.open() as ds:
+                out[:] = warp_to_tile(ds, list(range(1, bands + 1)), tile, rs)
+
+    def close(self) -> None:
+        """Nothing stays open: tile files are opened per read."""
+
+    def __repr__(self) -> str:
+        return f"TileDirectoryInput(name={self.name!r}, path={str(self.path)!r})"
+
+
+class TileDirectoryTileInput(RasterTileInput):
+    """A tile directory input bound to one tile."""
