@@ -425,7 +425,7 @@ def test_bad_options_raise_grid_error(kwargs):
 
 def test_bad_zoom_tile_and_name_raise_grid_error():
     g = Grid.from_name("geodetic", metatiling=2)
-    for zoom in (-1, 24, 99):
+    for zoom in (-1, 31, 99):
         with pytest.raises(GridError):
             g.tile(zoom, 0, 0)
         with pytest.raises(GridError):
@@ -478,3 +478,18 @@ def test_zoom_must_be_an_integer():
     with pytest.raises(GridError, match="integer"):
         g.tile(3.0, 0, 0)
     assert g.tile(np.int64(3), 0, 0).zoom == 3
+
+
+def test_registry_grids_extend_past_their_defined_levels():
+    """WorldCRS84Quad defines zooms 0..23; deeper zooms halve the pixel like mapchete's grids."""
+    g = Grid.from_name("geodetic")
+    assert g.maxzoom == 30
+    assert g.resolution(24)[0] == pytest.approx(g.resolution(23)[0] / 2, rel=1e-12)
+    assert g.matrix_shape(24) == (2 ** 24, 2 ** 25)
+    t = g.tile(24, 2 ** 23, 2 ** 24)  # the tile just south-east of (0, 0)
+    assert t.bounds.left == pytest.approx(0.0, abs=1e-9) and t.bounds.top == pytest.approx(0.0, abs=1e-9)
+    assert t.parent().index == (23, 2 ** 22, 2 ** 23)
+    # a 0.5 degree box at zoom 24: 180 / 2**24 degrees per tile, counted without enumerating
+    span = 180 / 2 ** 24
+    expected = (math.ceil(45.5 / span) - math.floor(45.0 / span)) * (math.ceil(190.5 / span) - math.floor(190.0 / span))
+    assert g.count_tiles((10.0, 44.5, 10.5, 45.0), 24) == expected

@@ -20,6 +20,9 @@ from ziggurat.errors import GridError
 #: mapchete-compatible grid names.
 GRID_ALIASES = {"geodetic": "WorldCRS84Quad", "mercator": "WebMercatorQuad"}
 METATILING_VALUES = (1, 2, 4, 8, 16)
+#: Matrix sets whose last levels double (geodetic, mercator, ...) continue past their defined
+#: levels by halving the cell size, like mapchete's grids; WorldCRS84Quad defines only 0..23.
+EXTRAPOLATED_MAXZOOM = 30
 #: Fraction of a tile that bounds must overlap before the tile counts as intersecting;
 #: absorbs float noise so bounds on a tile edge do not pull in the neighbour.
 _EDGE_EPS = 1e-6
@@ -157,7 +160,31 @@ class Grid:
 
     @property
     def maxzoom(self) -> int:
-        return self.tms.maxzoom
+        """Registry quadtree grids extend to EXTRAPOLATED_MAXZOOM; a custom TMS keeps its own."""
+        registry = GRID_ALIASES.get(self.name, self.name) in morecantile.tms.list()
+        return EXTRAPOLATED_MAXZOOM if registry and self._doubles() else self.tms.maxzoom
+
+    def _doubles(self) -> bool:
+        """The last two defined levels double in size and halve the cell: a quadtree tail."""
+        key = self._levels.get("doubles")
+        if key is None:
+            mats = self.tms.tileMatrices
+            a, b = (mats[-2], mats[-1]) if len(mats) > 1 else (None, None)
+            key = bool(a and b and b.matrixWidth == 2 * a.matrixWidth and b.matrixHeight == 2 * a.matrixHeight
+                       and math.isclose(a.cellSize, 2 * b.cellSize, rel_tol=1e-9))
+            self._levels["doubles"] = key
+        return key
+
+    def matrix(self, zoom: int) -> Any:
+        """The morecantile TileMatrix of a zoom; past the defined levels, the last one halved
+        exactly (powers of two), not re-derived from scale denominators as morecantile does."""
+        if zoom <= self.tms.maxzoom:
+            return self.tms.matrix(zoom)
+        last = self.tms.matrix(self.tms.maxzoom)
+        k = 2 ** (zoom - self.tms.maxzoom)
+        return last.model_copy(update=dict(id=str(zoom), cellSize=last.cellSize / k,
+                                           scaleDenominator=last.scaleDenominator / k,
+                                           matrixWidth=last.matrixWidth * k, matrixHeight=last.matrixHeight * k))
 
     @property
     def is_geographic(self) -> bool:
@@ -172,7 +199,7 @@ class Grid:
         zoom = int(zoom)
         if zoom < self.minzoom or zoom > self.maxzoom:
             raise GridError(f"zoom {zoom!r} is outside grid {self.name!r} ({self.minzoom}..{self.maxzoom})")
-        m = self.tms.matrix(zoom)
+        m = self.matrix(zoom)
         ox, oy = self.tms._matrix_origin(m)
         scale = (self.tile_size / m.tileWidth) if self.tile_size else 1.0
         px_x = round(m.tileWidth * scale)

@@ -64,7 +64,7 @@ def tile_matrix(grid: Grid, zoom: int, limits: tuple[int, int, int, int] | None 
     so a clipped metatile at the matrix edge (matrix size not a multiple of the metatiling,
     and larger than it) must lie outside the limits.
     """
-    m = grid.tms.matrix(zoom)
+    m = grid.matrix(zoom)
     px_h, px_w = grid.with_options(metatiling=1).tile_shape(zoom, 0, 0)
     cell = m.cellSize * m.tileWidth / px_w
     mt = grid.metatiling
