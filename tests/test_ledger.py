@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
+import time
 
 from pyramid_helpers import make_recipe, tiles_on_disk
 from ziggurat.engine import execute
@@ -85,3 +89,24 @@ def test_an_output_without_a_ledger_adopts_its_tiles(tmp_path):
     third = execute(recipe, executor="sequential")
     assert _calls(calls) == [] and third.skipped == first.total
     assert verify(out).ok
+
+
+def test_sweeping_temporaries_respects_other_hosts(tmp_path):
+    """On a cluster, another host's PID means nothing here: its temporaries go only when old."""
+    from ziggurat.io._common import FOREIGN_TMP_AGE, HOST, sweep_tmp
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    mine_dead = folder / f"{dead}-{HOST}-1-aaaa.tif"        # this host, writer gone: swept
+    old_style = folder / f"{dead}-1-bbbb.tif"               # pre-host names count as local
+    live = folder / f"{os.getpid()}-{HOST}-1-cccc.tif"      # this process: kept while it runs
+    foreign = folder / f"{dead}-otherhost-1-dddd.tif"       # another host, recent: kept
+    foreign_old = folder / f"{dead}-otherhost-1-eeee.tif"   # another host, a day old: swept
+    for path in (mine_dead, old_style, live, foreign, foreign_old):
+        path.write_bytes(b"partial")
+    past = time.time() - FOREIGN_TMP_AGE - 60
+    os.utime(foreign_old, (past, past))
+    assert sweep_tmp(folder) == 3
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, foreign.name])

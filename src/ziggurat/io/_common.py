@@ -6,7 +6,10 @@ import json
 import logging
 import math
 import os
+import re
+import socket
 import threading
+import time
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -316,9 +319,20 @@ def block_size(n: int) -> int | None:
     return n if n <= 512 else 256
 
 
+#: Temporary names carry the writer's host as well as its PID: on a cluster (Dask) workers on
+#: other hosts write into the same folder, and a PID says nothing about another host.
+HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40] or "localhost"
+#: Another host's temporary files are only swept once they are this old (seconds).
+FOREIGN_TMP_AGE = 24 * 3600
+
+
+def _tmp_name(suffix: str) -> str:
+    return f"{os.getpid()}-{HOST}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
 def tmp_path(final: Path, suffix: str) -> Path:
-    """A temporary name beside `final`, unique per process and thread."""
-    return final.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}{suffix}")
+    """A temporary name beside `final`, unique per host, process and thread."""
+    return final.with_name(f".tmp-{_tmp_name(suffix)}")
 
 
 #: Where tile writers put temporary files: ``<output>/.ziggurat/tmp`` (the same file system as
@@ -332,9 +346,9 @@ def tmp_folder(root: Path) -> Path:
 
 
 def tmp_in(folder: Path, suffix: str) -> Path:
-    """A temporary file name in `folder` (created if needed), unique per process and thread."""
+    """A temporary file name in `folder` (created if needed), unique per host, process and thread."""
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}{suffix}"
+    return folder / _tmp_name(suffix)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -362,11 +376,18 @@ def sweep_tmp(folder: Path, *, prefix: str = "", keep_own: bool = True) -> int:
     for name in names:
         if not name.startswith(prefix):
             continue
-        head = name[len(prefix):].split("-", 1)[0]
-        if not head.isdigit():
+        parts = name[len(prefix):].split("-", 2)
+        if not parts[0].isdigit():
             continue
-        pid = int(head)
-        if (pid == os.getpid() and keep_own) or (pid != os.getpid() and _pid_alive(pid)):
+        pid = int(parts[0])
+        host = parts[1] if len(parts) > 2 and not parts[1].isdigit() else HOST  # older names: local
+        if host != HOST:  # another host's writer: only an old file is surely abandoned
+            try:
+                if time.time() - os.stat(folder / name).st_mtime < FOREIGN_TMP_AGE:
+                    continue
+            except OSError:
+                continue
+        elif (pid == os.getpid() and keep_own) or (pid != os.getpid() and _pid_alive(pid)):
             continue
         try:
             os.unlink(folder / name)
