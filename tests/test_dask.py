@@ -355,3 +355,13 @@ def test_ctrl_c_stops_the_local_cluster_cleanly(tmp_path, write_recipe):
     for tile in out.rglob("*.tif"):
         with rasterio.open(tile) as ds:
             ds.read()  # every tile is complete
+
+
+def test_a_bad_recipe_fails_before_any_cluster_is_started(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("process: hillshade\nzoom_level: 9\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ziggurat"), "execute", str(recipe), "-e", "dask"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "zoom_level" in proc.stderr and "did you mean 'zoom_levels'" in proc.stderr
+    assert "dashboard" not in proc.stderr.lower() and "Traceback" not in proc.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
 from typing import Any, Callable
@@ -81,7 +82,6 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[Any], None] | None, Callable
 
 def _dask_executor(executor: str | None, scheduler: str | None, workers: int | None, retries: int) -> Any:
     """Built here, not in the engine, so the dashboard link is printed before the run starts."""
-    import os
 
     if scheduler is not None and executor not in (None, "dask"):
         raise click.UsageError("--dask-scheduler needs --executor dask")
@@ -122,14 +122,17 @@ def _dask_executor(executor: str | None, scheduler: str | None, workers: int | N
 @click.option("--vrt", is_flag=True, help="Also write a GDAL VRT per zoom (<zoom>.vrt) into the output.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_debug_option
-def execute_cmd(recipe: str, zoom: str | None, bounds: tuple[float, ...] | None, bounds_crs: str | None,
+def execute_cmd(recipe: Any, zoom: str | None, bounds: tuple[float, ...] | None, bounds_crs: str | None,
                 tile: tuple[int, int, int] | None, point: tuple[float, float] | None,
                 point_crs: str | None, area: str | None, area_crs: str | None, overwrite: bool, executor: str | None, workers: int | None,
                 retries: int, write_in: str | None, dask_scheduler: str | None, keep_going: bool, vrt: bool,
                 no_progress: bool) -> None:
     """Run RECIPE: process every tile of its zoom levels and area."""
-    from ziggurat.engine import execute
+    from ziggurat.engine import execute, load, prepare
 
+    if dask_scheduler is not None or (executor or os.environ.get("ZIGGURAT_EXECUTOR")) == "dask":
+        recipe = load(recipe)  # a recipe error shows before a cluster is started or reached
+        prepare(recipe)
     pool = _dask_executor(executor, dask_scheduler, workers, retries)  # None unless dask
     update, close = _progress_bar(not no_progress)
     previous = signal.signal(signal.SIGTERM, _interrupt)
