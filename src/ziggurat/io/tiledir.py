@@ -6,10 +6,8 @@ leaves a truncated tile that continue mode would take for a finished one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,25 +15,23 @@ import rasterio
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
+from ziggurat.io._folder import METADATA_FILE, TileFolder
 from ziggurat.io._common import (
     OutputConfigLike, block_size, check_nodata, nodata_from_json, nodata_to_json, same_nodata, sweep_tmp, tmp_folder, tmp_in,
-    to_dtype, write_json_atomic,
+    to_dtype,
 )
 
 logger = logging.getLogger(__name__)
+__all__ = ["METADATA_FILE", "TileDirectoryOutput"]
 
-METADATA_FILE = "metadata.json"
 _PREDICTOR_CODECS = {"deflate", "lzw", "zstd"}
 
 
-class TileDirectoryOutput:
+class TileDirectoryOutput(TileFolder):
     """Writes process tiles as output-grid GeoTIFF tiles; `grid` is the process grid."""
 
     def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
-        self.config = config
-        self.grid = grid
-        self.path = Path(config.path)
-        self.format: str = config.format
+        super().__init__(config, grid)
         try:
             self.dtype = np.dtype(config.dtype)
         except TypeError as exc:
@@ -47,82 +43,25 @@ class TileDirectoryOutput:
             raise OutputError(f"output {self.path}: {problem}")
         if self.bands < 1:
             raise OutputError(f"output {self.path}: bands must be >= 1, got {self.bands}")
-        if grid.metatiling % config.metatiling:
-            raise OutputError(f"output {self.path}: output metatiling {config.metatiling} does not "
-                              f"divide the process metatiling {grid.metatiling}")
         self.compress = str(config.compress or "none").lower()
-        self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
         self.creation_options: dict[str, Any] = dict(
             (config.options or {}).get("creation_options") or {})
 
     # -- metadata -----------------------------------------------------------------------
-    def metadata(self) -> dict[str, Any]:
-        from ziggurat import __version__
+    def settings(self) -> dict[str, Any]:
+        return {"format": self.format, "dtype": self.dtype.name, "bands": self.bands,
+                "nodata": nodata_to_json(self.nodata), "compress": self.compress}
 
-        return {
-            "ziggurat": {"version": __version__},
-            "grid": self.output_grid.to_dict(),
-            "process_grid": self.grid.to_dict(),
-            "output": {"format": self.format, "dtype": self.dtype.name, "bands": self.bands,
-                       "nodata": nodata_to_json(self.nodata), "compress": self.compress},
-        }
+    def strict_settings(self) -> tuple[tuple[str, Any], ...]:
+        return (("format", self.format), ("dtype", self.dtype.name), ("bands", self.bands))
 
-    def _differences(self, existing: Any) -> list[str]:
-        if not isinstance(existing, dict) or not isinstance(existing.get("output"), dict):
-            return ["metadata.json is not a ziggurat tile directory description"]
-        diffs: list[str] = []
-        try:
-            same_grid = Grid.from_dict(existing["grid"]) == self.output_grid
-        except Exception:
-            same_grid = False
-        if not same_grid:
-            diffs.append(f"grid: {existing.get('grid')!r} on disk, {self.output_grid.to_dict()!r} now")
-        out = existing["output"]
-        for key, now in (("format", self.format), ("dtype", self.dtype.name), ("bands", self.bands)):
-            if out.get(key) != now:
-                diffs.append(f"{key}: {out.get(key)!r} on disk, {now!r} now")
-        old_nodata = nodata_from_json(out.get("nodata"))
+    def check_other_settings(self, on_disk: dict[str, Any]) -> None:
+        old_nodata = nodata_from_json(on_disk.get("nodata"))
         if not same_nodata(old_nodata, self.nodata):
             logger.warning("output %s: nodata was %r, is now %r; existing tiles keep the old value",
                            self.path, old_nodata, self.nodata)
-        return diffs
-
-    def prepare(self, overwrite: bool) -> None:
-        """Create the folder and write or validate metadata.json."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create output folder {self.path}: {exc}") from exc
-        meta_path = self.path / METADATA_FILE
-        if meta_path.exists():
-            try:
-                existing = json.loads(meta_path.read_text())
-            except (OSError, ValueError) as exc:
-                existing = None
-                logger.debug("cannot read %s: %s", meta_path, exc)
-            diffs = self._differences(existing)
-            if not diffs:
-                return
-            if not overwrite:
-                raise OutputError(f"output {self.path} was written with other settings "
-                                  f"({'; '.join(diffs)}); use overwrite to replace it")
-            logger.warning("output %s: replacing metadata.json (%s)", self.path, "; ".join(diffs))
-        try:
-            write_json_atomic(meta_path, self.metadata())
-        except OSError as exc:
-            raise OutputError(f"cannot write {meta_path}: {exc}") from exc
 
     # -- tiles --------------------------------------------------------------------------
-    def output_tiles(self, process_tile: Tile) -> list[Tile]:
-        rows, cols = self.output_grid.tile_range(process_tile.bounds, process_tile.zoom)
-        return [Tile(self.output_grid, process_tile.zoom, r, c) for r in rows for c in cols]
-
-    def tile_path(self, tile: Tile | TileIndex) -> Path:
-        return self.path / str(tile.zoom) / str(tile.row) / f"{tile.col}.tif"
-
-    def exists(self, process_tile: Tile) -> bool:
-        return all(self.tile_path(t).exists() for t in self.output_tiles(process_tile))
-
     def _as_metatile(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray
                      ) -> np.ma.MaskedArray:
         """(bands, h, w) without the pixel buffer, or OutputError naming what is wrong."""

@@ -24,9 +24,9 @@ from ziggurat.errors import InputError, OutputError
 from ziggurat.geometry import (combine, conform, crs_equal, dimension, flatten, keep_dimension, repair,
                                tidy_clipped_lines)
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.io._folder import TileFolder
 from ziggurat.io._common import (InputConfigLike, OutputConfigLike, int_names, intersect, overlaps,
-                                 tmp_folder, tmp_in, transform_bounds_safe,
-                                 write_json_atomic)
+                                 tmp_folder, tmp_in, transform_bounds_safe)
 from ziggurat.io.vector import Feature, VectorTileInput, clip_to_box, prepare_geometries, read_records
 from ziggurat.vector_schema import parse_schema
 
@@ -60,16 +60,13 @@ def as_features(result: Any, output_format: str) -> list[Any]:
                         "expects a list of features {'geometry': ..., 'properties': {...}}") from None
 
 
-class VectorTileDirectoryOutput:
+class VectorTileDirectoryOutput(TileFolder):
     """Writes process features as GeoJSON/FlatGeobuf output tiles; `grid` is the process grid."""
 
     is_vector = True
 
     def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
-        self.config = config
-        self.grid = grid
-        self.path = Path(config.path)
-        self.format: str = config.format
+        super().__init__(config, grid)
         if self.format not in DRIVERS:
             raise OutputError(f"output {self.path}: {self.format!r} is not a vector format "
                               f"({', '.join(DRIVERS)})")
@@ -78,72 +75,17 @@ class VectorTileDirectoryOutput:
             self.schema: dict[str, Any] = parse_schema(_thaw((config.options or {}).get("schema")))
         except ValueError as exc:
             raise OutputError(f"output {self.path}: schema: {exc}") from exc
-        if grid.metatiling % config.metatiling:
-            raise OutputError(f"output {self.path}: output metatiling {config.metatiling} does not "
-                              f"divide the process metatiling {grid.metatiling}")
-        self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
         self._crs_wkt = grid.crs.to_wkt()
         self._dropped_properties: set[str] = set()
 
     # -- metadata -----------------------------------------------------------------------
-    def metadata(self) -> dict[str, Any]:
-        from ziggurat import __version__
+    def settings(self) -> dict[str, Any]:
+        return {"format": self.format, "schema": self.schema}
 
-        return {"ziggurat": {"version": __version__}, "grid": self.output_grid.to_dict(),
-                "process_grid": self.grid.to_dict(),
-                "output": {"format": self.format, "schema": self.schema}}
-
-    def _differences(self, existing: Any) -> list[str]:
-        if not isinstance(existing, dict) or not isinstance(existing.get("output"), dict):
-            return ["metadata.json is not a ziggurat tile directory description"]
-        diffs = []
-        try:
-            same_grid = Grid.from_dict(existing["grid"]) == self.output_grid
-        except Exception:
-            same_grid = False
-        if not same_grid:
-            diffs.append(f"grid: {existing.get('grid')!r} on disk, {self.output_grid.to_dict()!r} now")
-        out = existing["output"]
-        for key, now in (("format", self.format), ("schema", self.schema)):
-            if out.get(key) != now:
-                diffs.append(f"{key}: {out.get(key)!r} on disk, {now!r} now")
-        return diffs
-
-    def prepare(self, overwrite: bool) -> None:
-        """Create the folder and write or validate metadata.json."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create output folder {self.path}: {exc}") from exc
-        meta_path = self.path / METADATA_FILE
-        if meta_path.exists():
-            try:
-                existing = json.loads(meta_path.read_text())
-            except (OSError, ValueError):
-                existing = None
-            diffs = self._differences(existing)
-            if not diffs:
-                return
-            if not overwrite:
-                raise OutputError(f"output {self.path} was written with other settings "
-                                  f"({'; '.join(diffs)}); use overwrite to replace it")
-            logger.warning("output %s: replacing metadata.json (%s)", self.path, "; ".join(diffs))
-        try:
-            write_json_atomic(meta_path, self.metadata())
-        except OSError as exc:
-            raise OutputError(f"cannot write {meta_path}: {exc}") from exc
+    def strict_settings(self) -> tuple[tuple[str, Any], ...]:
+        return (("format", self.format), ("schema", self.schema))
 
     # -- tiles --------------------------------------------------------------------------
-    def output_tiles(self, process_tile: Tile) -> list[Tile]:
-        rows, cols = self.output_grid.tile_range(process_tile.bounds, process_tile.zoom)
-        return [Tile(self.output_grid, process_tile.zoom, r, c) for r in rows for c in cols]
-
-    def tile_path(self, tile: Tile | TileIndex) -> Path:
-        return self.path / str(tile.zoom) / str(tile.row) / f"{tile.col}{self.suffix}"
-
-    def exists(self, process_tile: Tile) -> bool:
-        return all(self.tile_path(t).exists() for t in self.output_tiles(process_tile))
-
     def _normalise(self, process_tile: Tile, features: Iterable[Any]) -> list[tuple[BaseGeometry, dict]]:
         """(valid shapely geometry, properties) pairs; OutputError for what is not a feature."""
         out = []

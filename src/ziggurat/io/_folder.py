@@ -1,0 +1,108 @@
+"""What raster and vector tile-directory outputs share: `metadata.json`, tile paths, existence.
+
+`metadata.json` records the output grid and settings, so a folder can be read back as an
+input and a later run with other settings is refused instead of mixing tiles.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ziggurat.errors import OutputError
+from ziggurat.grid import Grid, Tile, TileIndex
+from ziggurat.io._common import OutputConfigLike, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "metadata.json"
+
+
+class TileFolder:
+    """Base of tile-directory outputs; `grid` is the process grid, tiles use the output grid."""
+
+    suffix = ".tif"
+
+    def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
+        self.config = config
+        self.grid = grid
+        self.path = Path(config.path)
+        self.format: str = config.format
+        if grid.metatiling % config.metatiling:
+            raise OutputError(f"output {self.path}: output metatiling {config.metatiling} does not "
+                              f"divide the process metatiling {grid.metatiling}")
+        self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
+
+    # -- what subclasses describe ----------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """The `output` part of metadata.json."""
+        raise NotImplementedError
+
+    def strict_settings(self) -> tuple[tuple[str, Any], ...]:
+        """Settings a later run must share with the tiles on disk (name, value now)."""
+        raise NotImplementedError
+
+    def check_other_settings(self, on_disk: dict[str, Any]) -> None:
+        """Settings that may change between runs (warn, don't refuse)."""
+
+    # -- metadata ---------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        from ziggurat import __version__
+
+        return {"ziggurat": {"version": __version__}, "grid": self.output_grid.to_dict(),
+                "process_grid": self.grid.to_dict(), "output": self.settings()}
+
+    def _differences(self, existing: Any) -> list[str]:
+        if not isinstance(existing, dict) or not isinstance(existing.get("output"), dict):
+            return ["metadata.json is not a ziggurat tile directory description"]
+        diffs: list[str] = []
+        try:
+            same_grid = Grid.from_dict(existing["grid"]) == self.output_grid
+        except Exception:
+            same_grid = False
+        if not same_grid:
+            diffs.append(f"grid: {existing.get('grid')!r} on disk, {self.output_grid.to_dict()!r} now")
+        out = existing["output"]
+        for key, now in self.strict_settings():
+            if out.get(key) != now:
+                diffs.append(f"{key}: {out.get(key)!r} on disk, {now!r} now")
+        self.check_other_settings(out)
+        return diffs
+
+    def prepare(self, overwrite: bool) -> None:
+        """Create the folder and write or validate metadata.json."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {self.path}: {exc}") from exc
+        meta_path = self.path / METADATA_FILE
+        if meta_path.exists():
+            try:
+                existing = json.loads(meta_path.read_text())
+            except (OSError, ValueError) as exc:
+                existing = None
+                logger.debug("cannot read %s: %s", meta_path, exc)
+            diffs = self._differences(existing)
+            if not diffs:
+                return
+            if not overwrite:
+                raise OutputError(f"output {self.path} was written with other settings "
+                                  f"({'; '.join(diffs)}); use overwrite to replace it")
+            logger.warning("output %s: replacing metadata.json (%s)", self.path, "; ".join(diffs))
+        try:
+            write_json_atomic(meta_path, self.metadata())
+        except OSError as exc:
+            raise OutputError(f"cannot write {meta_path}: {exc}") from exc
+
+    # -- tiles ------------------------------------------------------------------------------------
+    def output_tiles(self, process_tile: Tile) -> list[Tile]:
+        rows, cols = self.output_grid.tile_range(process_tile.bounds, process_tile.zoom)
+        return [Tile(self.output_grid, process_tile.zoom, r, c) for r in rows for c in cols]
+
+    def tile_path(self, tile: Tile | TileIndex) -> Path:
+        return self.path / str(tile.zoom) / str(tile.row) / f"{tile.col}{self.suffix}"
+
+    def exists(self, process_tile: Tile) -> bool:
+        return all(self.tile_path(t).exists() for t in self.output_tiles(process_tile))
