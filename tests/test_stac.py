@@ -75,10 +75,11 @@ def test_gdal_opens_the_item_as_one_mosaic(tmp_path, grid_name, metatiling, outp
     assert json.dumps(item).index(TILED_ASSETS_SCHEMA) < 32768  # GDAL looks in the first 32 KiB
     tms = item["properties"]["tiles:tile_matrix_sets"][grid.tms.id]
     on_disk = tiles_on_disk(out)
-    assert [m["id"] for m in tms["tileMatrices"]] == [str(z) for z in on_disk]  # only zooms with data
-    scales = [m["scaleDenominator"] for m in tms["tileMatrices"]]
+    assert tms["type"] == "TileMatrixSetType"  # TMS 1.0 (OGC 17-083r2), as tiled-assets v1.0.0 says
+    assert [m["identifier"] for m in tms["tileMatrix"]] == [str(z) for z in on_disk]  # only zooms with data
+    scales = [m["scaleDenominator"] for m in tms["tileMatrix"]]
     assert scales == sorted(scales, reverse=True) and len(set(scales)) == len(scales)
-    for m in tms["tileMatrices"]:
+    for m in tms["tileMatrix"]:
         assert m["tileWidth"] == m["tileHeight"] == 256 * output_metatiling
     limits = item["properties"]["tiles:tile_matrix_links"][grid.tms.id]["limits"]
     for zoom, cells in on_disk.items():
@@ -108,11 +109,12 @@ def test_tile_size_and_clipped_edge_metatiles(tmp_path):
     out = tmp_path / "out"
     assert tiles_on_disk(out) == {0: [(0, 0)], 1: [(0, 0)]}
     tms = load_item(out)["properties"]["tiles:tile_matrix_sets"]["WorldCRS84Quad"]
-    z0, z1 = tms["tileMatrices"]
+    z0, z1 = tms["tileMatrix"]
     assert (z0["tileWidth"], z0["tileHeight"], z0["matrixWidth"], z0["matrixHeight"]) == (1024, 512, 1, 1)
     assert (z1["tileWidth"], z1["tileHeight"], z1["matrixWidth"], z1["matrixHeight"]) == (1024, 1024, 2, 1)
-    assert z1["cellSize"] == pytest.approx(90 / 512)
-    assert "uri" not in tms  # no longer the registered WorldCRS84Quad
+    # tile_size 512 halves the pixel: 90 / 512 degrees instead of 90 / 256
+    assert z1["scaleDenominator"] == pytest.approx(grid.tms.matrix(1).scaleDenominator / 2)
+    assert "wellKnownScaleSet" not in tms  # no longer the registered WorldCRS84Quad
     check_item_against_tiles(out, grid)
 
 
@@ -262,7 +264,7 @@ def test_update_trusts_a_matching_item_and_rebuilds_one_that_does_not_match(tmp_
     assert limits == {"min_tile_row": 10, "max_tile_row": 11, "min_tile_col": 20, "max_tile_col": 30}
 
     item = load_item(out)                   # an item written for another tile layout ...
-    item["properties"]["tiles:tile_matrix_sets"]["WorldCRS84Quad"]["tileMatrices"][0]["tileWidth"] = 512
+    item["properties"]["tiles:tile_matrix_sets"]["WorldCRS84Quad"]["tileMatrix"][0]["tileWidth"] = 512
     item_path(out).write_text(json.dumps(item))
     run(recipe, tile=(6, 10, 21))           # ... is rebuilt from the tiles on disk
     limits = load_item(out)["properties"]["tiles:tile_matrix_links"]["WorldCRS84Quad"]["limits"]["6"]
@@ -288,3 +290,42 @@ def test_no_item_for_a_single_file_output(tmp_path):
     summary = run(recipe)
     assert summary.stac_item is None and "STAC item" not in summary.describe()
     assert (tmp_path / "mosaic.tif").exists() and not list(tmp_path.glob("*.json"))
+
+
+def test_item_is_readable_by_gdal_before_3_8(tmp_path):
+    """QGIS on Debian 12 / Ubuntu 22.04 ships GDAL 3.4-3.6: they read TMS 1.0 only and detect
+    the driver from a literal "tiled-assets" in the first 32 KiB."""
+    recipe, grid = make_recipe(tmp_path, "geodetic", zooms=(5, 6))
+    run(recipe)
+    text = item_path(tmp_path / "out").read_text()
+    assert text.index('"tiled-assets"') < 32768
+    tms = json.loads(text)["properties"]["tiles:tile_matrix_sets"]["WorldCRS84Quad"]
+    assert tms["supportedCRS"].endswith("CRS84") and "tileMatrices" not in tms
+    assert all(m["topLeftCorner"] == [-180, 90] for m in tms["tileMatrix"])
+
+
+def _system_gdal() -> tuple[int, int] | None:
+    import re
+    import shutil
+    import subprocess
+
+    exe = shutil.which("gdalinfo")
+    if exe is None:
+        return None
+    found = re.search(r"GDAL (\d+)\.(\d+)", subprocess.run([exe, "--version"], capture_output=True,
+                                                         text=True).stdout)
+    return (int(found[1]), int(found[2])) if found else None
+
+
+@pytest.mark.skipif(not _system_gdal() or _system_gdal() >= (3, 8),
+                    reason="needs a system gdalinfo older than 3.8 (e.g. Debian 12's gdal-bin)")
+def test_an_older_system_gdal_opens_the_item(tmp_path):
+    import subprocess
+
+    recipe, grid = make_recipe(tmp_path, "geodetic", zooms=(5, 6))
+    run(recipe)
+    info = subprocess.run(["gdalinfo", str(item_path(tmp_path / "out"))], capture_output=True, text=True)
+    assert info.returncode == 0, info.stderr
+    with rasterio.open(item_path(tmp_path / "out")) as ds:  # the bundled GDAL agrees on the size
+        assert f"Size is {ds.width}, {ds.height}" in info.stdout
+    assert "STACTA" in info.stdout and "Overviews:" in info.stdout

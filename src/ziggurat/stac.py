@@ -83,6 +83,39 @@ def tile_matrix(grid: Grid, zoom: int, limits: tuple[int, int, int, int] | None 
     return out
 
 
+def _uses_tms_v1(grid: Grid) -> bool:
+    """OGC 17-083r2 (TMS 1.0) is what tiled-assets v1.0.0 specifies and what GDAL < 3.8 (QGIS on
+    Debian 12, Ubuntu 22.04) reads; GDAL 3.8+ reads both. TMS 1.0 cannot say "bottomLeft"."""
+    return grid.matrix(grid.minzoom).cornerOfOrigin != "bottomLeft"
+
+
+def _v1_matrix(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "TileMatrixType", "identifier": m["id"], "scaleDenominator": m["scaleDenominator"],
+            "topLeftCorner": list(m["pointOfOrigin"]), "tileWidth": m["tileWidth"],
+            "tileHeight": m["tileHeight"], "matrixWidth": m["matrixWidth"], "matrixHeight": m["matrixHeight"]}
+
+
+def _tms_v1(tms: Mapping[str, Any], grid: Grid) -> dict[str, Any]:
+    crs = tms.get("crs")
+    if isinstance(crs, Mapping):
+        crs = crs.get("uri")
+    out: dict[str, Any] = {"type": "TileMatrixSetType", "identifier": tms.get("id") or tms_key(grid)}
+    if tms.get("title"):
+        out["title"] = tms["title"]
+    out["supportedCRS"] = crs if isinstance(crs, str) else grid.crs.to_wkt()
+    if tms.get("wellKnownScaleSet"):
+        out["wellKnownScaleSet"] = tms["wellKnownScaleSet"]
+    out["tileMatrix"] = [_v1_matrix(m) for m in tms["tileMatrices"]]
+    return out
+
+
+def encoded_matrix(grid: Grid, zoom: int, limits: tuple[int, int, int, int] | None = None
+                   ) -> dict[str, Any] | None:
+    """A tile matrix as the item stores it (TMS 1.0 or 2.0, see `_uses_tms_v1`)."""
+    matrix = tile_matrix(grid, zoom, limits)
+    return _v1_matrix(matrix) if matrix is not None and _uses_tms_v1(grid) else matrix
+
+
 def tile_matrix_set(grid: Grid, limits: ZoomLimits) -> tuple[dict[str, Any], list[int]]:
     """The TMS JSON with only the zooms in `limits`; also the zooms it had to leave out."""
     tms = grid.tms.model_dump(mode="json", exclude_none=True)
@@ -99,7 +132,7 @@ def tile_matrix_set(grid: Grid, limits: ZoomLimits) -> tuple[dict[str, Any], lis
     if not native:  # no longer the registered matrix set: do not claim its URI
         tms.pop("uri", None)
         tms.pop("wellKnownScaleSet", None)
-    return tms, dropped
+    return (_tms_v1(tms, grid) if _uses_tms_v1(grid) else tms), dropped
 
 
 def _limits_json(limits: ZoomLimits, zooms: Iterable[int]) -> dict[str, dict[str, int]]:
@@ -174,7 +207,7 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
         log.warning("output %s: zoom(s) %s left out of the STAC item: their edge metatiles are clipped "
                     "(matrix size not a multiple of metatiling %d), which GDAL cannot read",
                     tiles.path, ", ".join(map(str, dropped)), grid.metatiling)
-    if not tms["tileMatrices"]:
+    if not (tms.get("tileMatrix") or tms.get("tileMatrices")):
         raise OutputError(f"output {tiles.path}: no zoom level can be described for GDAL")
     kept = [z for z in limits.zooms if z not in dropped]
     geom = footprint(grid, limits)
@@ -211,11 +244,14 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
     links = [link for link in existing.get("links") or []
              if not str(link.get("rel", "")).startswith("ziggurat:")]
     links += provenance_links(tiles.path)  # saved recipe, process source and run manifest
-    # GDAL finds the tiled-assets schema in the first 32 KiB and opens the first template
+    # GDAL finds the tiled-assets schema in the first 32 KiB and opens the first template;
+    # GDAL < 3.8 looks for a literal "tiled-assets" there instead: properties go before the
+    # (possibly long) geometry and start with one
+    properties = {"ziggurat:layout": "tiled-assets", **out["properties"]}
     return {"type": "Feature", "stac_version": out["stac_version"], "stac_extensions": extensions,
-            "id": out["id"], "bbox": out["bbox"], "geometry": out["geometry"],
+            "id": out["id"], "bbox": out["bbox"], "properties": properties,
             "asset_templates": {ASSET_KEY: template, **templates},
-            "properties": out["properties"], "links": links,
+            "geometry": out["geometry"], "links": links,
             "assets": dict(existing.get("assets") or {})}
 
 
@@ -238,8 +274,8 @@ def _consistent(item: Mapping[str, Any], tiles: TileSet) -> bool:
     template = (item.get("asset_templates") or {}).get(ASSET_KEY) or {}
     if not isinstance(tms, dict) or not template.get("href", "").endswith(f".{tiles.ext}"):
         return False
-    stored = {m.get("id"): m for m in tms.get("tileMatrices") or []}
-    return all(stored.get(str(zoom)) == tile_matrix(tiles.grid, zoom, lim)
+    stored = {m.get("identifier", m.get("id")): m for m in tms.get("tileMatrix") or tms.get("tileMatrices") or []}
+    return all(stored.get(str(zoom)) == encoded_matrix(tiles.grid, zoom, lim)
                for zoom, lim in limits_from_item(item, key).items())
 
 
