@@ -294,3 +294,67 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path, write_recipe):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "4"
     assert marker.read_text() == "ran\n"
+
+
+FLAKY_READ = """
+from pathlib import Path
+from rasterio.errors import RasterioIOError
+
+def execute(src, tile, counter, failures):
+    path = Path(counter) / f"{tile.row}-{tile.col}"
+    seen = int(path.read_text()) if path.exists() else 0
+    path.write_text(str(seen + 1))
+    if seen < failures:
+        raise RasterioIOError("simulated: connection reset while reading a block")
+    return src.read(1)
+"""
+
+
+@pytest.mark.parametrize("failures,ok", [(2, True), (9, False)])
+def test_transient_read_errors_are_retried(tmp_path, write_recipe, failures, ok):
+    src, data = _source(tmp_path)
+    counter = tmp_path / "attempts"
+    counter.mkdir()
+    recipe = _recipe(write_recipe, tmp_path, src, tmp_path / "out", FLAKY_READ,
+                     params=f"{{counter: {counter}, failures: {failures}}}")
+    summary = execute(recipe, executor="processes", workers=2, tile=(Z, 10, 20), keep_going=True)
+    attempts = int((counter / "10-20").read_text())
+    if ok:
+        assert summary.ok and summary.output_tiles == 1 and attempts == 3
+        arr, _ = read_tile(tmp_path / "out" / str(Z) / "10" / "20.tif")
+        np.testing.assert_array_equal(arr[0], data[:256, :256])
+    else:  # gives up after the retries, naming the error
+        assert attempts == 4 and "RasterioIOError" in summary.failed[0].error
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path, write_recipe):
+    import pty
+
+    src, _ = _source(tmp_path)
+    recipe = _recipe(write_recipe, tmp_path, src, tmp_path / "out", IDENTITY)
+    import fcntl
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a real terminal's size
+    proc = subprocess.Popen([ZIGGURAT, "execute", str(recipe), "-e", "sequential"], stdout=subprocess.PIPE,
+                            stderr=secondary, text=True)
+    os.close(secondary)
+    out, _ = proc.communicate(timeout=120)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    bar = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0 and "4 tiles written" in out
+    assert "4/4" in bar and "tile/s" in bar  # done/total and rate, drawn on the terminal
+    plain = subprocess.run([ZIGGURAT, "execute", str(recipe), "-e", "sequential", "--overwrite"],
+                           capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0 and "tile/s" not in plain.stderr  # stderr not a TTY: no bar
