@@ -348,7 +348,7 @@ def test_output_metatiling_and_config_errors(tmp_path):
 def test_open_output_dispatch(tmp_path):
     assert isinstance(open_output(out_config(tmp_path), process_grid()), TileDirectoryOutput)
     with pytest.raises(OutputError, match="supported formats: GTiff"):
-        open_output(SimpleNamespace(**{**vars(out_config(tmp_path)), "format": "PNG"}),
+        open_output(SimpleNamespace(**{**vars(out_config(tmp_path)), "format": "JPEG"}),
                     process_grid())
 
 

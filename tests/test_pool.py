@@ -131,7 +131,9 @@ def test_a_tile_that_always_kills_its_worker_is_reported(tmp_path, write_recipe)
     summary = execute(recipe, executor="processes", workers=2, retries=1, keep_going=True)
     assert [tuple(o.index) for o in summary.failed] == [(Z, 11, 20)]
     failed = summary.failed[0]
-    assert failed.exc_type == "WorkerDied" and "SIGKILL" in failed.error and "2 time(s)" in failed.error
+    assert failed.exc_type == "WorkerDied" and "2 time(s)" in failed.error
+    # the signal when the forkserver reports it; at times it has no status to give (CPython's 255)
+    assert "killed by SIGKILL" in failed.error or "died without an exit status" in failed.error
     assert summary.output_tiles == 3  # innocent tiles in flight at the crash still finished
     with pytest.raises(ProcessError, match=r"zoom 6, row 11, col 20.*WorkerDied"):
         execute(recipe, executor="processes", workers=2, retries=0, overwrite=True)

@@ -312,6 +312,8 @@ def _exit_code(process: Any) -> int | None:
 
 
 def _describe_exit(code: int) -> str:
+    if code == 255:  # what multiprocessing's forkserver reports when it has no status to give
+        return "died without an exit status"
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"

@@ -6,6 +6,7 @@ from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Grid
 from ziggurat.io._common import InputConfigLike, OutputConfigLike
 from ziggurat.io.raster import RasterInput, RasterTileInput
+from ziggurat.io.pngdir import PNGTileDirectoryOutput
 from ziggurat.io.singlefile import SingleFileOutput
 from ziggurat.io.tiledir import TileDirectoryOutput
 from ziggurat.io.tiledir_input import TileDirectoryInput, TileDirectoryTileInput
@@ -13,14 +14,14 @@ from ziggurat.io.vector import VectorInput, VectorTileInput
 from ziggurat.io.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput, is_vector_tiledir
 
 __all__ = [
-    "INPUT_FORMATS", "OUTPUT_FORMATS", "RasterInput", "SingleFileOutput", "RasterTileInput", "TileDirectoryInput",
+    "INPUT_FORMATS", "OUTPUT_FORMATS", "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput", "RasterTileInput", "TileDirectoryInput",
     "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
     "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput",
 ]
 
 INPUT_FORMATS = {"raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput}
-OUTPUT_FORMATS = {"GTiff": TileDirectoryOutput, "GeoJSON": VectorTileDirectoryOutput,
-                  "FlatGeobuf": VectorTileDirectoryOutput}
+OUTPUT_FORMATS = {"GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput,
+                  "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput}
 #: Formats a recipe may name that have no driver yet: a clear message beats "unsupported".
 _PLANNED_INPUTS: set[str] = set()
 

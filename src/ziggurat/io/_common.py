@@ -11,9 +11,11 @@ import socket
 import threading
 import time
 import uuid
+import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import pyproj
@@ -21,6 +23,7 @@ from affine import Affine
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject, transform_bounds
@@ -395,6 +398,21 @@ def sweep_tmp(folder: Path, *, prefix: str = "", keep_own: bool = True) -> int:
         except OSError:
             pass
     return removed
+
+
+@contextmanager
+def open_tile(path: Path) -> Iterator[DatasetReader]:
+    """Open a stored tile. PNG tiles carry no georeferencing (the grid places them), so
+    rasterio's NotGeoreferencedWarning is expected there and silenced."""
+    if path.suffix.lower() != ".png":
+        with rasterio.open(path) as src:
+            yield src
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        src = rasterio.open(path)
+    with src:
+        yield src
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
 from ziggurat.io._folder import METADATA_FILE, TileFolder
 from ziggurat.io._common import (
+    open_tile,
     OutputConfigLike, block_size, check_nodata, nodata_from_json, nodata_to_json, same_nodata, sweep_tmp, tmp_folder, tmp_in,
     to_dtype,
 )
@@ -155,15 +156,22 @@ class TileDirectoryOutput(TileFolder):
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"tile {tile}: cannot create {final.parent}: {exc}") from exc
-        tmp = tmp_in(tmp_folder(self.path), ".tif")
+        tmp = tmp_in(tmp_folder(self.path), self.suffix)
         try:
-            with rasterio.open(tmp, "w", **self.profile(tile)) as dst:
-                dst.write(np.ascontiguousarray(array))
+            with rasterio.Env(**self.gdal_env), rasterio.open(tmp, "w", **self.profile(tile)) as dst:
+                dst.write(np.ascontiguousarray(self.encode(array)))
             os.replace(tmp, final)
         except Exception as exc:
             raise OutputError(f"tile {tile}: cannot write {final}: {exc}") from exc
         finally:  # also on KeyboardInterrupt; a no-op after os.replace
             tmp.unlink(missing_ok=True)
+
+    #: GDAL configuration while writing a tile (PNG turns off .aux.xml sidecars).
+    gdal_env: dict[str, str] = {}
+
+    def encode(self, array: np.ndarray) -> np.ndarray:
+        """The bands as stored in the file (PNG adds an alpha band)."""
+        return array
 
     def read(self, tile: Tile | TileIndex) -> np.ma.MaskedArray | None:
         """One written output tile, (bands, h, w), or None if it was never written (empty)."""
@@ -171,8 +179,8 @@ class TileDirectoryOutput(TileFolder):
         if not path.exists():
             return None
         try:
-            with rasterio.open(path) as src:
-                return src.read(masked=True)
+            with open_tile(path) as src:
+                return src.read(list(range(1, self.bands + 1)), masked=True)
         except Exception as exc:
             raise OutputError(f"tile {tile}: cannot read {path}: {exc}") from exc
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
@@ -22,6 +21,7 @@ from rasterio.windows import Window
 from ziggurat.errors import InputError
 from ziggurat.grid import Bounds, Grid, Tile
 from ziggurat.io._common import (
+    open_tile,
     InputConfigLike, clip_geographic, crs_equal,
     empty_masked, int_names, intersect, nodata_from_json, normalize_indexes,
     overlaps, paste, pixel_offset, resampling_from_name, transform_bounds_safe, warp_to_tile,
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 # -- reading a tile directory back --------------------------------------------------------------
 _MOSAIC_MARGIN = 4  # source pixels around the footprint, for resampling kernels
+_SUFFIXES = {"GTiff": ".tif", "PNG": ".png"}
 
 
 class TileDirectoryInput:
@@ -54,6 +55,7 @@ class TileDirectoryInput:
             self.dtype: str = np.dtype(out["dtype"]).name
             self.count: int = int(out["bands"])
             self.nodata: float | int | None = nodata_from_json(out.get("nodata"))
+            self.suffix = _SUFFIXES.get(out.get("format", "GTiff"), ".tif")
         except FileNotFoundError:
             raise InputError(f"input {self.name!r}: {self.path} is not a tile directory "
                              f"(no {METADATA_FILE})") from None
@@ -79,7 +81,7 @@ class TileDirectoryInput:
         zoom = max(small) if small else min(nonempty)
         rows, cols = [], []
         for row in rows_by_zoom[zoom]:
-            found = int_names(self.path / str(zoom) / str(row), ".tif")
+            found = int_names(self.path / str(zoom) / str(row), self.suffix)
             if found:
                 rows.append(row)
                 cols += (found[0], found[-1])
@@ -97,7 +99,7 @@ class TileDirectoryInput:
         return not overlaps(self.bounds, tile.buffered_bounds)
 
     def tile_path(self, zoom: int, row: int, col: int) -> Path:
-        return self.path / str(zoom) / str(row) / f"{col}.tif"
+        return self.path / str(zoom) / str(row) / f"{col}{self.suffix}"
 
     def read(self, tile: Tile, indexes: int | Sequence[int] | None = None,
              resampling: str | Resampling | None = None) -> np.ma.MaskedArray:
@@ -145,7 +147,7 @@ class TileDirectoryInput:
             r1, c1 = min(th, dh - row), min(tw, dw - col)
             if r0 >= r1 or c0 >= c1:
                 continue
-            with rasterio.open(path) as src:
+            with open_tile(path) as src:
                 part = src.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
             paste(dest, part, row + r0, col + c0)
 
