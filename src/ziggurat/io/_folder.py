@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
-from ziggurat.io._common import OutputConfigLike, write_json_atomic
+from ziggurat.io._common import OutputConfigLike, tmp_folder, tmp_in, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +108,21 @@ class TileFolder:
 
     def exists(self, process_tile: Tile) -> bool:
         return all(self.tile_path(t).exists() for t in self.output_tiles(process_tile))
+
+    @contextmanager
+    def staged(self, tile: Tile) -> Iterator[Path]:
+        """Yield a temporary path to write a tile to; it replaces the tile only if the write
+        succeeds, so a crash never leaves a half-written tile (temporaries: .ziggurat/tmp)."""
+        final = self.tile_path(tile)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"tile {tile}: cannot create {final.parent}: {exc}") from exc
+        tmp = tmp_in(tmp_folder(self.path), self.suffix)
+        try:
+            yield tmp
+            os.replace(tmp, final)
+        except Exception as exc:
+            raise OutputError(f"tile {tile}: cannot write {final}: {exc}") from exc
+        finally:  # also on KeyboardInterrupt; a no-op after os.replace
+            tmp.unlink(missing_ok=True)

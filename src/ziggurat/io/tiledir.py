@@ -7,7 +7,6 @@ leaves a truncated tile that continue mode would take for a finished one.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,7 @@ from ziggurat.grid import Grid, Tile, TileIndex
 from ziggurat.io._folder import METADATA_FILE, TileFolder
 from ziggurat.io._common import (
     open_tile,
-    OutputConfigLike, block_size, check_nodata, nodata_from_json, nodata_to_json, same_nodata, sweep_tmp, tmp_folder, tmp_in,
-    to_dtype,
+    OutputConfigLike, block_size, check_nodata, nodata_from_json, nodata_to_json, same_nodata, sweep_tmp, tmp_folder, to_dtype,
 )
 
 logger = logging.getLogger(__name__)
@@ -151,20 +149,9 @@ class TileDirectoryOutput(TileFolder):
         sweep_tmp(tmp_folder(self.path))
 
     def _write_tile(self, tile: Tile, array: np.ndarray) -> None:
-        final = self.tile_path(tile)
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"tile {tile}: cannot create {final.parent}: {exc}") from exc
-        tmp = tmp_in(tmp_folder(self.path), self.suffix)
-        try:
+        with self.staged(tile) as tmp:
             with rasterio.Env(**self.gdal_env), rasterio.open(tmp, "w", **self.profile(tile)) as dst:
                 dst.write(np.ascontiguousarray(self.encode(array)))
-            os.replace(tmp, final)
-        except Exception as exc:
-            raise OutputError(f"tile {tile}: cannot write {final}: {exc}") from exc
-        finally:  # also on KeyboardInterrupt; a no-op after os.replace
-            tmp.unlink(missing_ok=True)
 
     #: GDAL configuration while writing a tile (PNG turns off .aux.xml sidecars).
     gdal_env: dict[str, str] = {}

@@ -26,7 +26,7 @@ from ziggurat.geometry import (combine, conform, crs_equal, dimension, flatten, 
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io._folder import TileFolder
 from ziggurat.io._common import (InputConfigLike, OutputConfigLike, int_names, intersect, overlaps,
-                                 tmp_folder, tmp_in, transform_bounds_safe)
+                                 transform_bounds_safe)
 from ziggurat.io.vector import Feature, VectorTileInput, clip_to_box, prepare_geometries, read_records
 from ziggurat.vector_schema import parse_schema
 
@@ -158,23 +158,12 @@ class VectorTileDirectoryOutput(TileFolder):
     def _write_tile(self, tile: Tile, feats: list[tuple[BaseGeometry, dict]]) -> None:
         import fiona
 
-        final = self.tile_path(tile)
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"tile {tile}: cannot create {final.parent}: {exc}") from exc
-        tmp = tmp_in(tmp_folder(self.path), self.suffix)
         schema = {"geometry": self.schema["geometry"], "properties": dict(self.schema["properties"])}
         records = [fiona.Feature(geometry=fiona.Geometry.from_dict(shapely.geometry.mapping(g)),
                                  properties=fiona.Properties(**p)) for g, p in feats]
-        try:
+        with self.staged(tile) as tmp:
             with fiona.open(tmp, "w", driver=self.driver, schema=schema, crs_wkt=self._crs_wkt) as dst:
                 dst.writerecords(records)
-            os.replace(tmp, final)
-        except Exception as exc:
-            raise OutputError(f"tile {tile}: cannot write {final}: {exc}") from exc
-        finally:  # also on KeyboardInterrupt; a no-op after os.replace
-            tmp.unlink(missing_ok=True)
 
     def result_bytes(self, zoom: int) -> int:
         """Parent-side writing moves arrays through shared memory; features do not fit that."""
