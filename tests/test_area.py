@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from conftest import REPO, SAMPLE_DEM
 from test_io_vector import write_layer
-from ziggurat.area import AreaMask, count_tiles_in_geometry, parse_area, tiles_in_geometry
+from ziggurat.recipe.area import AreaMask, count_tiles_in_geometry, parse_area, tiles_in_geometry
 from ziggurat.cli import main
 from ziggurat.engine import execute, plan
 from ziggurat.errors import RecipeError

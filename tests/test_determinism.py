@@ -15,7 +15,7 @@ import rasterio
 from provenance_helpers import make_recipe, tile_bytes
 from ziggurat.engine import execute
 from ziggurat.executors import EXECUTORS
-from ziggurat.provenance import read_tile_records
+from ziggurat.records.provenance import read_tile_records
 from ziggurat.recipe import Recipe, load_recipe
 
 

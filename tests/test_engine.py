@@ -14,7 +14,7 @@ from rasterio.warp import reproject
 from conftest import SAMPLE_DEM, position_raster, read_tile
 from ziggurat import Grid, ProcessError, RecipeError
 from ziggurat.engine import execute
-from ziggurat.io._common import crs_equal
+from ziggurat.io.common import crs_equal
 
 # geodetic zoom 6: 180 / 2**6 / 256 degrees per pixel; a 2x2-tile source aligned to the grid
 Z = 6

@@ -10,8 +10,8 @@ import time
 
 from pyramid_helpers import make_recipe, tiles_on_disk
 from ziggurat.engine import execute
-from ziggurat.ledger import Ledger, ledger_path
-from ziggurat.provenance import read_manifest
+from ziggurat.records.ledger import Ledger, ledger_path
+from ziggurat.records.provenance import read_manifest
 from ziggurat.reproduce import verify
 
 
@@ -93,7 +93,7 @@ def test_an_output_without_a_ledger_adopts_its_tiles(tmp_path):
 
 def test_sweeping_temporaries_respects_other_hosts(tmp_path):
     """On a cluster, another host's PID means nothing here: its temporaries go only when old."""
-    from ziggurat.io._common import FOREIGN_TMP_AGE, HOST, sweep_tmp
+    from ziggurat.io.common import FOREIGN_TMP_AGE, HOST, sweep_tmp
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()

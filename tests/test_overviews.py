@@ -12,7 +12,7 @@ from rasterio.warp import reproject
 from pyramid_helpers import NODATA, make_recipe, mosaic, tiles_on_disk
 from ziggurat.engine import execute
 from ziggurat.grid import Bounds
-from ziggurat.provenance import read_manifest, read_tile_records
+from ziggurat.records.provenance import read_manifest, read_tile_records
 
 BASE = 6   # the source is aligned to geodetic zoom 6
 LEVELS = {"min": BASE, "max": BASE, "lower": "average", "higher": "bilinear"}

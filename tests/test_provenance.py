@@ -14,9 +14,9 @@ import yaml
 from conftest import REPO, SAMPLE_DEM
 from provenance_helpers import make_recipe, sha256, tile_bytes
 from ziggurat import ProcessError
-from ziggurat.checksum import compare_fingerprints, fingerprint_input
+from ziggurat.io.checksum import compare_fingerprints, fingerprint_input
 from ziggurat.engine import execute
-from ziggurat.provenance import (TileRecord, append_tile_records, compact_tile_records, list_runs,
+from ziggurat.records.provenance import (TileRecord, append_tile_records, compact_tile_records, list_runs,
                                  provenance_dir, provenance_links, read_manifest, read_tile_records)
 from ziggurat.recipe import load_recipe
 from ziggurat.reproduce import verify
@@ -220,7 +220,7 @@ def test_provenance_links_for_a_stac_item(tmp_path):
 
 
 def test_the_stac_item_links_to_the_saved_recipe_and_manifest(tmp_path):
-    from ziggurat.stac import item_path
+    from ziggurat.records.stac import item_path
 
     _run(make_recipe(tmp_path), zoom=6)
     out = tmp_path / "out"

@@ -13,7 +13,7 @@ from provenance_helpers import make_recipe, make_source, sha256, tile_bytes
 from ziggurat.cli import main
 from ziggurat.engine import execute
 from ziggurat.errors import ProvenanceError
-from ziggurat.provenance import list_runs, provenance_dir, read_manifest, read_tile_records
+from ziggurat.records.provenance import list_runs, provenance_dir, read_manifest, read_tile_records
 from ziggurat.reproduce import reproduce, verify
 
 

@@ -14,7 +14,7 @@ from contextlib import closing
 from pathlib import Path
 
 from pyramid_helpers import make_recipe
-from ziggurat.ledger import ledger_path
+from ziggurat.records.ledger import ledger_path
 
 ZIGGURAT = Path(sys.executable).with_name("ziggurat")
 SLOW = "import time\n\ndef execute(src):\n    time.sleep(0.01)\n"

@@ -19,9 +19,9 @@ from ziggurat import RecipeError
 from ziggurat.cli import main
 from ziggurat.engine import execute
 from ziggurat.grid import Grid
-from ziggurat.io._common import crs_equal
-from ziggurat.stac import TILED_ASSETS_SCHEMA, build_item, item_path, tile_matrix
-from ziggurat.tileset import ZoomLimits
+from ziggurat.io.common import crs_equal
+from ziggurat.records.stac import TILED_ASSETS_SCHEMA, build_item, item_path, tile_matrix
+from ziggurat.records.tileset import ZoomLimits
 
 SKIP = {"SKIP_MISSING_METATILE": "YES"}
 

@@ -22,7 +22,7 @@ from ziggurat_processes.contours import contour_levels, contour_lines
 
 RECIPES = REPO / "recipes"
 # rasterio.features toggles warning filters in a way that is not thread-safe, so under the
-# threads executor its spurious NotGeoreferencedWarning can leak (ziggurat.area filters it for
+# threads executor its spurious NotGeoreferencedWarning can leak (ziggurat.recipe.area filters it for
 # real runs; pytest resets filters per test)
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 DEM_BOUNDS = (-97.485, 32.5225, -97.17917, 32.82167)  # srtm_dallas.tif, pixel 1/1200 degree

@@ -18,15 +18,15 @@ from ziggurat.errors import ProcessError
 from ziggurat.executors import WAIT, Executor, get_executor
 from ziggurat.grid import TileIndex
 from ziggurat.io import open_input, open_output
-from ziggurat.job import EMPTY, FAILED, SKIPPED, WRITTEN, RunSpec, TileOutcome
-from ziggurat.ledger import sweep_temporaries
-from ziggurat.overview import task_index
+from ziggurat.executors.job import EMPTY, FAILED, SKIPPED, WRITTEN, RunSpec, TileOutcome
+from ziggurat.records.ledger import sweep_temporaries
+from ziggurat.executors.overview import task_index
 from ziggurat.plan import Plan, make_plan
 from ziggurat.process import ProcessRef, check_signature, load_process
-from ziggurat.provenance import begin_run
+from ziggurat.records.provenance import begin_run
 from ziggurat.recipe import Recipe, load_recipe
-from ziggurat.schedule import PlanReport, make_schedule, plan_report
-from ziggurat.stac import RunItem
+from ziggurat.plan.schedule import PlanReport, make_schedule, plan_report
+from ziggurat.records.stac import RunItem
 
 log = logging.getLogger(__name__)
 DEFAULT_EXECUTOR = "processes"

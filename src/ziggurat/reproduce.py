@@ -25,11 +25,11 @@ from typing import Any, Sequence
 
 import yaml
 
-from ziggurat.checksum import compare_fingerprints, fingerprint_input, hash_many, sha256_and_size
+from ziggurat.io.checksum import compare_fingerprints, fingerprint_input, hash_many, sha256_and_size
 from ziggurat.engine import ProgressCallback, execute
 from ziggurat.errors import ProvenanceError, ZigguratError
 from ziggurat.grid import TileIndex
-from ziggurat.provenance import (TileRecord, has_tile_records, is_single_file, library_versions, list_runs,
+from ziggurat.records.provenance import (TileRecord, has_tile_records, is_single_file, library_versions, list_runs,
                                  output_root, provenance_dir, read_manifest, read_tile_records)
 from ziggurat.recipe import Recipe, load_recipe
 

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Iterable, Iterator
 
 from ziggurat.grid import TileIndex
-from ziggurat.job import RunSpec, TileOutcome
+from ziggurat.executors.job import RunSpec, TileOutcome
 
 
 class _Wait:

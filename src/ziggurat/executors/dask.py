@@ -36,9 +36,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ziggurat.errors import ExecutorError
 from ziggurat.executors.base import WAIT, Executor
 from ziggurat.grid import TileIndex
-from ziggurat.job import (EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome, failed_outcome,
+from ziggurat.executors.job import (EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome, failed_outcome,
                           write_prepared)
-from ziggurat.overview import task_index
+from ziggurat.executors.overview import task_index
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import numpy as np
 from ziggurat.executors.base import WAIT, Executor
 from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, sweep_stale
 from ziggurat.grid import TileIndex
-from ziggurat.job import EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome, write_prepared
-from ziggurat.overview import task_index
+from ziggurat.executors.job import EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome, write_prepared
+from ziggurat.executors.overview import task_index
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _main_not_reimported() -> Iterator[None]:
 
 def _context() -> mp.context.BaseContext:
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["ziggurat.job"])
+    ctx.set_forkserver_preload(["ziggurat.executors.job"])
     return ctx
 
 

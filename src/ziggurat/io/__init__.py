@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Grid
-from ziggurat.io._common import InputConfigLike, OutputConfigLike
+from ziggurat.io.common import InputConfigLike, OutputConfigLike
 from ziggurat.io.raster import RasterInput, RasterTileInput
 from ziggurat.io.pngdir import PNGTileDirectoryOutput
 from ziggurat.io.singlefile import SingleFileOutput

@@ -13,7 +13,7 @@ import numpy as np
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile
-from ziggurat.io._common import OutputConfigLike
+from ziggurat.io.common import OutputConfigLike
 from ziggurat.io.tiledir import TileDirectoryOutput
 
 PNG_DTYPES = ("uint8", "uint16")

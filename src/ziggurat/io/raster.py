@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from ziggurat.errors import InputError
 from ziggurat.grid import Bounds, Grid, Tile
-from ziggurat.io._common import (
+from ziggurat.io.common import (
     InputConfigLike,
     crs_equal,
     empty_masked,

@@ -23,7 +23,7 @@ from affine import Affine
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
-from ziggurat.io._common import OutputConfigLike, tmp_in
+from ziggurat.io.common import OutputConfigLike, tmp_in
 from ziggurat.io.tiledir import TileDirectoryOutput
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import rasterio
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
-from ziggurat.io._folder import METADATA_FILE, TileFolder
-from ziggurat.io._common import (
+from ziggurat.io.folder import METADATA_FILE, TileFolder
+from ziggurat.io.common import (
     open_tile,
     OutputConfigLike, block_size, check_nodata, nodata_from_json, nodata_to_json, same_nodata, sweep_tmp, tmp_folder, to_dtype,
 )

@@ -20,7 +20,7 @@ from rasterio.windows import Window
 
 from ziggurat.errors import InputError
 from ziggurat.grid import Bounds, Grid, Tile
-from ziggurat.io._common import (
+from ziggurat.io.common import (
     open_tile,
     InputConfigLike, clip_geographic, crs_equal,
     empty_masked, int_names, intersect, nodata_from_json, normalize_indexes,

@@ -29,7 +29,7 @@ from shapely.geometry.base import BaseGeometry
 from ziggurat.errors import InputError
 from ziggurat.geometry import dimension, keep_dimension, repair, reproject, to_pyproj
 from ziggurat.grid import Bounds, Grid, Tile
-from ziggurat.io._common import InputConfigLike, intersect, overlaps, transform_bounds_safe
+from ziggurat.io.common import InputConfigLike, intersect, overlaps, transform_bounds_safe
 
 logger = logging.getLogger(__name__)
 #: rasterio.features builds an in-memory dataset inside a (not thread-safe) catch_warnings

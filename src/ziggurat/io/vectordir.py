@@ -24,11 +24,11 @@ from ziggurat.errors import InputError, OutputError
 from ziggurat.geometry import (combine, conform, crs_equal, dimension, flatten, keep_dimension, repair,
                                tidy_clipped_lines)
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
-from ziggurat.io._folder import TileFolder
-from ziggurat.io._common import (InputConfigLike, OutputConfigLike, int_names, intersect, overlaps,
+from ziggurat.io.folder import TileFolder
+from ziggurat.io.common import (InputConfigLike, OutputConfigLike, int_names, intersect, overlaps,
                                  transform_bounds_safe)
 from ziggurat.io.vector import Feature, VectorTileInput, clip_to_box, prepare_geometries, read_records
-from ziggurat.vector_schema import parse_schema
+from ziggurat.recipe.vector_schema import parse_schema
 
 logger = logging.getLogger(__name__)
 

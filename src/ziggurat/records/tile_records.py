@@ -1,4 +1,4 @@
-"""Tile checksums of an output, kept in the tile ledger (`ziggurat.ledger`), the last record
+"""Tile checksums of an output, kept in the tile ledger (`ziggurat.records.ledger`), the last record
 per tile winning.
 
 One record per output tile: path (relative to the output root), tile index, SHA-256 and run
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ziggurat.grid import TileIndex
-from ziggurat.ledger import (FOLDER, LEDGER_FILE, Ledger, TileRecord, is_single_file, ledger_path,
+from ziggurat.records.ledger import (FOLDER, LEDGER_FILE, Ledger, TileRecord, is_single_file, ledger_path,
                              provenance_dir)
 
 log = logging.getLogger(__name__)

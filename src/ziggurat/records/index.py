@@ -19,8 +19,8 @@ import rasterio
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import TileIndex
-from ziggurat.io._common import tmp_path
-from ziggurat.tileset import TileSet
+from ziggurat.io.common import tmp_path
+from ziggurat.records.tileset import TileSet
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from shapely.geometry.base import BaseGeometry
 from ziggurat.errors import RecipeError
 from ziggurat.geometry import combine, dimension, flatten, keep_dimension, repair, reproject_one, to_pyproj
 from ziggurat.grid import Grid, Tile
-from ziggurat.yamlload import thaw
+from ziggurat.recipe.yamlload import thaw
 
 logger = logging.getLogger(__name__)
 #: rasterio.features builds an in-memory dataset inside a (not thread-safe) catch_warnings

@@ -189,7 +189,7 @@ def processes_cmd() -> None:
 @_debug_option
 def stac_cmd(output_dir: str) -> None:
     """(Re)build OUTPUT_DIR's STAC item (<folder>/<folder>.json) from the tiles on disk."""
-    from ziggurat.stac import build_item
+    from ziggurat.records.stac import build_item
 
     click.echo(build_item(output_dir))
 
@@ -208,7 +208,7 @@ def stac_cmd(output_dir: str) -> None:
 @_debug_option
 def index_cmd(output_dir: str, zoom: str | None, formats: tuple[str, ...], absolute_paths: bool) -> None:
     """Write indexes of the tiles in OUTPUT_DIR; prints the files written."""
-    from ziggurat.index import write_index
+    from ziggurat.records.index import write_index
     from ziggurat.recipe import parse_zoom_levels
 
     zooms = None

@@ -33,12 +33,12 @@ from rasterio.warp import transform_geom
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, TileIndex
-from ziggurat.io._common import write_json_atomic
+from ziggurat.io.common import write_json_atomic
 from ziggurat.io.tiledir import METADATA_FILE
-from ziggurat.provenance import provenance_links
+from ziggurat.records.provenance import provenance_links
 from ziggurat.recipe import Recipe
-from ziggurat.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime, settings_from_recipe
-from ziggurat.tileset import TILE_EXTENSIONS, TileSet, ZoomLimits
+from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime, settings_from_recipe
+from ziggurat.records.tileset import TILE_EXTENSIONS, TileSet, ZoomLimits
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +405,7 @@ class RunItem:
 
     def write_vrts(self) -> list[Path]:
         """`<zoom>.vrt` for the zooms this run touched (all tiles on disk at those zooms)."""
-        from ziggurat.index import write_vrts
+        from ziggurat.records.index import write_vrts
 
         tiles = self._tiles()
         return [] if tiles is None or not self.limits else write_vrts(tiles, self.zooms)

@@ -1,6 +1,6 @@
 """What a written tile directory holds: its grid and band layout, and which tiles exist.
 
-Shared by the STAC item (`ziggurat.stac`) and the indexes/VRTs (`ziggurat.index`). Extents are
+Shared by the STAC item (`ziggurat.records.stac`) and the indexes/VRTs (`ziggurat.records.index`). Extents are
 kept as min/max row/col per zoom (`ZoomLimits`), so tracking a run costs O(zooms) memory no
 matter how many tiles it writes.
 """
@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, TileIndex
-from ziggurat.io._common import int_names, nodata_from_json
+from ziggurat.io.common import int_names, nodata_from_json
 from ziggurat.io.tiledir import METADATA_FILE
 
 #: File extension of a tile per output format (the tile directory writer's naming).

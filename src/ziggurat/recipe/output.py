@@ -11,8 +11,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from ziggurat.grid import METATILING_VALUES, Grid
-from ziggurat.vector_schema import VECTOR_OUTPUT_FORMATS, SchemaError, parse_schema
-from ziggurat.yamlload import Checker, FrozenDict, KeyPath, found, freeze, is_number
+from ziggurat.recipe.vector_schema import VECTOR_OUTPUT_FORMATS, SchemaError, parse_schema
+from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, found, freeze, is_number
 
 OUTPUT_FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff", "png": "PNG",
                   "geojson": "GeoJSON", "flatgeobuf": "FlatGeobuf", "fgb": "FlatGeobuf"}

@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 import pystac
 
-from ziggurat.recipe import Recipe
-from ziggurat.yamlload import Locator, found, thaw
+from ziggurat.recipe.model import Recipe
+from ziggurat.recipe.yamlload import Locator, found, thaw
 
 SETTING_KEYS = ("id", "datetime", "title", "description", "properties")
 #: Properties ziggurat computes; recipe `properties` cannot override them.

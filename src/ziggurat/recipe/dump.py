@@ -19,7 +19,7 @@ import morecantile
 import yaml
 
 from ziggurat.grid import GRID_ALIASES, Grid
-from ziggurat.recipe import Recipe
+from ziggurat.recipe.model import Recipe
 
 log = logging.getLogger(__name__)
 

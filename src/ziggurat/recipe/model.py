@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import METATILING_VALUES, Bounds, Grid
-from ziggurat.recipe_output import OutputConfig, OutputSection, is_remote
-from ziggurat.yamlload import (FrozenDict, KeyPath, Locator, found, is_int, is_number,
+from ziggurat.recipe.output import OutputConfig, OutputSection, is_remote
+from ziggurat.recipe.yamlload import (FrozenDict, KeyPath, Locator, found, is_int, is_number,
                                load_mapping, load_yaml, thaw, value_at_zoom)
 
 __all__ = ["FrozenDict", "InputConfig", "OutputConfig", "Recipe", "load_recipe", "parse_zoom_levels"]
@@ -64,7 +64,7 @@ class Recipe:
     #: key path -> 1-based line, and the file name as given; only for error messages.
     key_lines: Mapping[KeyPath, int] = field(default_factory=FrozenDict, compare=False, repr=False)
     source_name: str = field(default="<recipe>", compare=False, repr=False)
-    #: `area` as a valid shapely (Multi)Polygon in the grid CRS (see ziggurat.area), or None.
+    #: `area` as a valid shapely (Multi)Polygon in the grid CRS (see ziggurat.recipe.area), or None.
     area: Any = field(default=None, compare=False, repr=False)
 
     @property
@@ -160,8 +160,8 @@ class _Builder(OutputSection):
                       FrozenDict(self.loc.lines), self.loc.source, area=area)
 
     def area(self, data: Mapping[str, Any], grid: Grid) -> Any:
-        """`area` + `area_crs` -> a grid-CRS polygon (parsed and reprojected in ziggurat.area)."""
-        from ziggurat.area import parse_area
+        """`area` + `area_crs` -> a grid-CRS polygon (parsed and reprojected in ziggurat.recipe.area)."""
+        from ziggurat.recipe.area import parse_area
 
         crs = data.get("area_crs")
         if crs is not None:

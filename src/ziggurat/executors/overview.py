@@ -20,7 +20,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject
 
 from ziggurat.grid import Grid, TileIndex
-from ziggurat.io._common import empty_masked, paste, resampling_from_name
+from ziggurat.io.common import empty_masked, paste, resampling_from_name
 
 LOWER, HIGHER = "lower", "higher"
 #: `reproject` on arrays builds in-memory datasets inside a (not thread-safe) catch_warnings

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 from rasterio.errors import RasterioIOError
 
-from ziggurat.checksum import tile_checksums
-from ziggurat.area import AreaMask
+from ziggurat.io.checksum import tile_checksums
+from ziggurat.recipe.area import AreaMask
 from ziggurat.errors import Empty, ProcessError
 from ziggurat.grid import TileIndex
 from ziggurat.io import open_input, open_output
 from ziggurat.io.vectordir import as_features
-from ziggurat.overview import OverviewTask, build_overview, task_index
+from ziggurat.executors.overview import OverviewTask, build_overview, task_index
 from ziggurat.process import LoadedProcess, ProcessRef, call_kwargs, load_process
 from ziggurat.recipe import Recipe
 

@@ -11,7 +11,7 @@ single-file output ``OUT.tif``)::
     sources/               content-addressed copies the run manifests point to:
                            recipe-<sha12>.yaml, recipe-resolved-<sha12>.yaml, process_<sha12>.py
     ledger.sqlite          the tile ledger: process tile outcomes and output tile checksums
-                           (see `ziggurat.ledger`; `ziggurat.tile_records` reads it)
+                           (see `ziggurat.records.ledger`; `ziggurat.records.tile_records` reads it)
 
 Workers hash each tile right after writing it (`TileOutcome.checksums`); the engine hands
 every outcome to a `RunRecorder`, which writes the process tile's outcome and its output
@@ -35,17 +35,17 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from ziggurat.checksum import fingerprint_input, sha256_or_none
+from ziggurat.io.checksum import fingerprint_input, sha256_or_none
 from ziggurat.errors import OutputError, ProvenanceError
 from ziggurat.grid import TileIndex
-from ziggurat.io._common import tmp_path
-from ziggurat.io._common import int_names
-from ziggurat.job import EMPTY, FAILED, WRITTEN, TileOutcome
-from ziggurat.ledger import Ledger, ledger_path
+from ziggurat.io.common import tmp_path
+from ziggurat.io.common import int_names
+from ziggurat.executors.job import EMPTY, FAILED, WRITTEN, TileOutcome
+from ziggurat.records.ledger import Ledger, ledger_path
 from ziggurat.process import ProcessRef, load_process
 from ziggurat.recipe import Recipe
-from ziggurat.recipe_yaml import given_text, plain, resolved_text
-from ziggurat.tile_records import (FOLDER, TILES_FILE, TileRecord, append_tile_records, compact_tile_records,
+from ziggurat.recipe.dump import given_text, plain, resolved_text
+from ziggurat.records.tile_records import (FOLDER, TILES_FILE, TileRecord, append_tile_records, compact_tile_records,
                                    has_tile_records, import_legacy_records, is_single_file, output_root,
                                    provenance_dir, read_tile_records)
 

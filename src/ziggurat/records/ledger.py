@@ -76,7 +76,7 @@ def ledger_path(output_path: str | os.PathLike[str]) -> Path:
 def sweep_temporaries(output_path: str | os.PathLike[str], *, keep_own: bool = True) -> int:
     """Remove temporary files left by dead writers: everything in ``.ziggurat/tmp`` and the
     ``.tmp-<pid>-*`` files of atomic metadata writes (output root and provenance folders)."""
-    from ziggurat.io._common import sweep_tmp
+    from ziggurat.io.common import sweep_tmp
 
     folder = provenance_dir(output_path)
     removed = sweep_tmp(folder / "tmp", keep_own=keep_own)

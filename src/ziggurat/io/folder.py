@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
-from ziggurat.io._common import OutputConfigLike, tmp_folder, tmp_in, write_json_atomic
+from ziggurat.io.common import OutputConfigLike, tmp_folder, tmp_in, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterator
 from ziggurat.errors import RecipeError
 from ziggurat.executors.base import WAIT
 from ziggurat.grid import Bounds, Tile, TileIndex
-from ziggurat.overview import HIGHER, LOWER, OverviewTask
-from ziggurat.plan import Plan
+from ziggurat.executors.overview import HIGHER, LOWER, OverviewTask
+from ziggurat.plan.tiles import Plan
 
 PROCESS = "process"
 
@@ -272,8 +272,8 @@ _SIZE_SAMPLE = 64
 
 def plan_report(recipe: Any, plan: Plan, output: Any) -> PlanReport:
     """Tile counts per zoom (never enumerating tiles), what the ledger has, estimated size."""
-    from ziggurat.ledger import Ledger, ledger_path
-    from ziggurat.tile_records import output_root
+    from ziggurat.records.ledger import Ledger, ledger_path
+    from ziggurat.records.tile_records import output_root
 
     levels = baselevel_range(recipe) or (min(plan.zooms), max(plan.zooms))
     kinds = Schedule(plan, levels) if plan.zooms else None
