@@ -17,7 +17,8 @@ from conftest import position_raster, read_tile
 from ziggurat import Grid, ProcessError, TileIndex
 from ziggurat.engine import execute
 from ziggurat.executors import WAIT, ExecutorError, get_executor
-from ziggurat.executors.job import FAILED, WRITTEN, RunSpec
+from ziggurat.executors.job import RunSpec
+from ziggurat.tasks import FAILED, WRITTEN
 from ziggurat.recipe import load_recipe
 
 distributed = pytest.importorskip("distributed")

@@ -18,9 +18,9 @@ from ziggurat.errors import ProcessError
 from ziggurat.executors import WAIT, Executor, get_executor
 from ziggurat.grid import TileIndex
 from ziggurat.io import open_input, open_output
-from ziggurat.executors.job import EMPTY, FAILED, SKIPPED, WRITTEN, RunSpec, TileOutcome
+from ziggurat.executors.job import RunSpec
+from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WRITTEN, TileOutcome, task_index
 from ziggurat.records.ledger import sweep_temporaries
-from ziggurat.executors.overview import task_index
 from ziggurat.plan import Plan, make_plan
 from ziggurat.process import ProcessRef, check_signature, load_process
 from ziggurat.records.provenance import begin_run
@@ -73,6 +73,13 @@ class RunSummary:
         if self.vrts:
             text += f"\nVRTs: {', '.join(str(p) for p in self.vrts)}"
         return text
+
+
+def process_error(recipe: Recipe, outcome: TileOutcome) -> ProcessError:
+    """The error a failed tile stops a run with: names the recipe, the process and the tile."""
+    where = recipe.path or "<recipe>"
+    return ProcessError(f"{where}: process {recipe.process!r} failed on tile {outcome.index}: {outcome.error}",
+                        tile=tuple(outcome.index), traceback=outcome.traceback, exc_type=outcome.exc_type)
 
 
 def load(recipe: Recipe | str | os.PathLike[str]) -> Recipe:
@@ -212,7 +219,7 @@ class _Run:
                 _record(self.summary, blocked, self.output, self.overwrite)
                 self.report(blocked)
         if outcome.status == FAILED and not self.keep_going:
-            raise outcome.to_error(self.recipe)
+            raise process_error(self.recipe, outcome)
 
     def go(self, vrt: bool) -> RunSummary:
         start = time.perf_counter()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ziggurat.errors import ExecutorError
-from ziggurat.executors.base import WAIT, Executor, default_workers
+from ziggurat.executors.base import Executor, default_workers
+from ziggurat.tasks import WAIT
 from ziggurat.executors.local import SequentialExecutor, ThreadExecutor
 from ziggurat.executors.pool import ProcessExecutor
 

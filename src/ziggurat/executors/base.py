@@ -11,18 +11,8 @@ from abc import ABC, abstractmethod
 from typing import Any, Iterable, Iterator
 
 from ziggurat.grid import TileIndex
-from ziggurat.executors.job import RunSpec, TileOutcome
-
-
-class _Wait:
-    """Yielded by a task source that has nothing ready until running tasks finish
-    (overview tiles wait for their children): the executor stops pulling and waits."""
-
-    def __repr__(self) -> str:
-        return "WAIT"
-
-
-WAIT = _Wait()
+from ziggurat.executors.job import RunSpec
+from ziggurat.tasks import WAIT, TileOutcome, _Wait
 
 
 def default_workers() -> int:

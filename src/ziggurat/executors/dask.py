@@ -36,9 +36,8 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ziggurat.errors import ExecutorError
 from ziggurat.executors.base import WAIT, Executor
 from ziggurat.grid import TileIndex
-from ziggurat.executors.job import (EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome, failed_outcome,
-                          write_prepared)
-from ziggurat.executors.overview import task_index
+from ziggurat.executors.job import RunSpec, TileJob, write_prepared
+from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome, failed_outcome, task_index
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,15 +18,15 @@ from rasterio.errors import RasterioIOError
 
 from ziggurat.io.checksum import tile_checksums
 from ziggurat.recipe.area import AreaMask
-from ziggurat.errors import Empty, ProcessError
+from ziggurat.errors import Empty
 from ziggurat.grid import TileIndex
+from ziggurat.tasks import EMPTY, WRITTEN, OverviewTask, TileOutcome, failed_outcome, task_index
 from ziggurat.io import open_input, open_output
 from ziggurat.io.vectordir import as_features
-from ziggurat.executors.overview import OverviewTask, build_overview, task_index
+from ziggurat.executors.overview import build_overview
 from ziggurat.process import LoadedProcess, ProcessRef, call_kwargs, load_process
 from ziggurat.recipe import Recipe
 
-WRITTEN, EMPTY, SKIPPED, FAILED = "written", "empty", "skipped", "failed"
 READ_RETRIES = 3        # transient read errors (network storage, busy NFS) are retried ...
 READ_BACKOFF = 0.2      # ... after 0.2, 0.4, 0.8 s
 log = logging.getLogger(__name__)
@@ -43,31 +42,6 @@ class RunSpec:
     @property
     def process_ref(self) -> ProcessRef:
         return ProcessRef(self.recipe.process, str(self.recipe.base_dir))
-
-
-@dataclass(frozen=True)
-class TileOutcome:
-    index: TileIndex
-    status: str
-    written: tuple[TileIndex, ...] = ()
-    seconds: float = 0.0
-    error: str | None = None          # "ExcType: message"
-    exc_type: str | None = None
-    traceback: str | None = None
-    checksums: tuple[str, ...] = ()   # SHA-256 of each `written` tile file, same order (provenance)
-
-    def to_error(self, recipe: Recipe) -> ProcessError:
-        where = recipe.path or "<recipe>"
-        return ProcessError(f"{where}: process {recipe.process!r} failed on tile {self.index}: {self.error}",
-                            tile=tuple(self.index), traceback=self.traceback, exc_type=self.exc_type)
-
-
-def failed_outcome(index: TileIndex, exc: BaseException, start: float | None = None) -> TileOutcome:
-    """A FAILED outcome carrying the exception as text, so it survives any process boundary."""
-    seconds = time.perf_counter() - start if start is not None else 0.0
-    return TileOutcome(TileIndex(*index), FAILED, seconds=seconds, error=f"{type(exc).__name__}: {exc}",
-                       exc_type=type(exc).__name__,
-                       traceback="".join(traceback.format_exception(exc)))
 
 
 def write_prepared(sink: Any, tile: Any, array: np.ndarray, outcome: TileOutcome) -> TileOutcome:

@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ziggurat.executors.base import WAIT, Executor
 from ziggurat.grid import TileIndex
-from ziggurat.executors.job import WRITTEN, RunSpec, TileJob, TileOutcome, write_prepared
-from ziggurat.executors.overview import task_index
+from ziggurat.executors.job import RunSpec, TileJob, write_prepared
+from ziggurat.tasks import WRITTEN, TileOutcome, task_index
 
 
 def _runner(job: TileJob, spec: RunSpec, sink: Any) -> Callable[[TileIndex], TileOutcome]:

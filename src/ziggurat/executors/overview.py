@@ -12,37 +12,20 @@ metatiling, empty tiles and checksums behave the same. Output nodata marks missi
 from __future__ import annotations
 
 import warnings
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject
 
-from ziggurat.grid import Grid, TileIndex
+from ziggurat.grid import Grid
+from ziggurat.tasks import LOWER, OverviewTask, task_index
 from ziggurat.io.common import empty_masked, paste, resampling_from_name
 
-LOWER, HIGHER = "lower", "higher"
 #: `reproject` on arrays builds in-memory datasets inside a (not thread-safe) catch_warnings
 #: block; under the threads executor its NotGeoreferencedWarning leaks. It is spurious.
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.warp")
-
-
-class OverviewTask(NamedTuple):
-    """The task spec of an overview tile; `source` is "lower" (from children) or "higher"."""
-
-    zoom: int
-    row: int
-    col: int
-    source: str
-
-    def __str__(self) -> str:
-        return f"(zoom {self.zoom}, row {self.row}, col {self.col}, overview from {self.source} zoom)"
-
-
-def task_index(task: Any) -> TileIndex:
-    """The tile a task spec (a `TileIndex` or an `OverviewTask`) is about."""
-    return TileIndex(int(task[0]), int(task[1]), int(task[2]))
 
 
 def source_zoom(task: OverviewTask) -> int:

@@ -31,8 +31,8 @@ import numpy as np
 from ziggurat.executors.base import WAIT, Executor
 from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, sweep_stale
 from ziggurat.grid import TileIndex
-from ziggurat.executors.job import EMPTY, FAILED, WRITTEN, RunSpec, TileJob, TileOutcome, write_prepared
-from ziggurat.executors.overview import task_index
+from ziggurat.executors.job import RunSpec, TileJob, write_prepared
+from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome, task_index
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from ziggurat.errors import RecipeError
-from ziggurat.executors.base import WAIT
+from ziggurat.tasks import HIGHER, LOWER, WAIT, OverviewTask
 from ziggurat.grid import Bounds, Tile, TileIndex
-from ziggurat.executors.overview import HIGHER, LOWER, OverviewTask
 from ziggurat.plan.tiles import Plan
 
 PROCESS = "process"

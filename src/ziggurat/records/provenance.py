@@ -40,7 +40,7 @@ from ziggurat.errors import OutputError, ProvenanceError
 from ziggurat.grid import TileIndex
 from ziggurat.io.common import tmp_path
 from ziggurat.io.common import int_names
-from ziggurat.executors.job import EMPTY, FAILED, WRITTEN, TileOutcome
+from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome
 from ziggurat.records.ledger import Ledger, ledger_path
 from ziggurat.process import ProcessRef, load_process
 from ziggurat.recipe import Recipe
