@@ -93,7 +93,7 @@ def test_an_output_without_a_ledger_adopts_its_tiles(tmp_path):
 
 def test_sweeping_temporaries_respects_other_hosts(tmp_path):
     """On a cluster, another host's PID means nothing here: its temporaries go only when old."""
-    from ziggurat.io.common import FOREIGN_TMP_AGE, HOST, sweep_tmp
+    from ziggurat.io.atomic import FOREIGN_TMP_AGE, HOST, sweep_tmp
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()

@@ -36,9 +36,6 @@ class ProcessRef:
     def is_file(self) -> bool:
         return self.spec.endswith(".py") or "/" in self.spec or "\\" in self.spec
 
-    def describe(self) -> str:
-        return self.spec
-
 
 @dataclass(frozen=True)
 class LoadedProcess:

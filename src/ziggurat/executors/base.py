@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator
 
 from ziggurat.grid import TileIndex
 from ziggurat.executors.job import RunSpec
-from ziggurat.tasks import WAIT, TileOutcome, _Wait
+from ziggurat.tasks import TileOutcome, _Wait
 
 
 def default_workers() -> int:

@@ -34,10 +34,10 @@ import distributed
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ziggurat.errors import ExecutorError
-from ziggurat.executors.base import WAIT, Executor
+from ziggurat.executors.base import Executor
 from ziggurat.grid import TileIndex
 from ziggurat.executors.job import RunSpec, TileJob, write_prepared
-from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome, failed_outcome, task_index
+from ziggurat.tasks import EMPTY, FAILED, WAIT, WRITTEN, TileOutcome, failed_outcome, task_index
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from typing import Any, Callable, Iterable, Iterator
 
-from ziggurat.executors.base import WAIT, Executor
+from ziggurat.executors.base import Executor
 from ziggurat.grid import TileIndex
 from ziggurat.executors.job import RunSpec, TileJob, write_prepared
-from ziggurat.tasks import WRITTEN, TileOutcome, task_index
+from ziggurat.tasks import WAIT, WRITTEN, TileOutcome, task_index
 
 
 def _runner(job: TileJob, spec: RunSpec, sink: Any) -> Callable[[TileIndex], TileOutcome]:

@@ -71,4 +71,4 @@ def build_overview(output: Any, grid: Grid, task: OverviewTask, resampling: str
     return np.ma.masked_array(dest, mask=invalid)
 
 
-__all__ = ["HIGHER", "LOWER", "OverviewTask", "build_overview", "source_zoom", "task_index"]
+__all__ = ["build_overview", "source_zoom"]

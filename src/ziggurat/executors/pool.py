@@ -28,11 +28,11 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from ziggurat.executors.base import WAIT, Executor
+from ziggurat.executors.base import Executor
 from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, sweep_stale
 from ziggurat.grid import TileIndex
 from ziggurat.executors.job import RunSpec, TileJob, write_prepared
-from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome, task_index
+from ziggurat.tasks import EMPTY, FAILED, WAIT, WRITTEN, TileOutcome, task_index
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,6 @@ __all__ = [
 INPUT_FORMATS = {"raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput}
 OUTPUT_FORMATS = {"GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput,
                   "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput}
-#: Formats a recipe may name that have no driver yet: a clear message beats "unsupported".
-_PLANNED_INPUTS: set[str] = set()
 
 
 def open_input(config: InputConfigLike, grid: Grid) -> RasterInput | TileDirectoryInput:
@@ -31,9 +29,6 @@ def open_input(config: InputConfigLike, grid: Grid) -> RasterInput | TileDirecto
     if config.format in ("tiledir", "vector") and is_vector_tiledir(config.path):
         cls = VectorTileDirectoryInput  # a GeoJSON/FlatGeobuf tile directory written by ziggurat
     if cls is None:
-        if config.format in _PLANNED_INPUTS:
-            raise InputError(f"input {config.name!r}: format {config.format!r} is not implemented "
-                             f"yet; supported formats: {', '.join(INPUT_FORMATS)}")
         raise InputError(f"input {config.name!r}: unsupported format {config.format!r}; "
                          f"supported formats: {', '.join(INPUT_FORMATS)}")
     return cls(config, grid)

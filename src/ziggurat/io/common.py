@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import re
-import socket
-import threading
-import time
-import uuid
 import warnings
 from contextlib import contextmanager
 from functools import lru_cache
@@ -77,25 +71,11 @@ def crs_equal(a: CRS | None, b: CRS | None) -> bool:
     return _crs_equal_wkt(a.to_wkt(), b.to_wkt())
 
 
-def bounds_valid(b: Bounds) -> bool:
-    return all(math.isfinite(v) for v in b) and b.left < b.right and b.bottom < b.top
-
-
-def intersect(a: Bounds, b: Bounds) -> Bounds | None:
-    out = Bounds(max(a.left, b.left), max(a.bottom, b.bottom), min(a.right, b.right), min(a.top, b.top))
-    return out if bounds_valid(out) else None
-
-
-def overlaps(a: Bounds | None, b: Bounds) -> bool:
-    """Interiors intersect (touching edges do not count)."""
-    return a is not None and intersect(a, b) is not None
-
-
 def clip_geographic(bounds: Bounds, crs: CRS) -> Bounds | None:
     """Buffered geodetic tiles reach past +-180/+-90, which PROJ would wrap or reject."""
     if not crs.is_geographic:
         return bounds
-    return intersect(Bounds(*bounds), _WORLD)
+    return Bounds(*bounds).intersection(_WORLD)
 
 
 @lru_cache(maxsize=64)
@@ -127,7 +107,7 @@ def transform_bounds_safe(src_crs: CRS, dst_crs: CRS, bounds: Bounds) -> Bounds 
     """Bounds in another CRS, or None; retries inside the target CRS's area of use (poles)."""
     bounds = Bounds(*bounds)
     if crs_equal(src_crs, dst_crs):
-        return bounds if bounds_valid(bounds) else None
+        return bounds if bounds.is_valid else None
     src_b = clip_geographic(bounds, src_crs)
     if src_b is None:
         return None
@@ -138,7 +118,7 @@ def transform_bounds_safe(src_crs: CRS, dst_crs: CRS, bounds: Bounds) -> Bounds 
     if aou is None:
         return None
     aou_src = _transform(CRS.from_epsg(4326), src_crs, aou)
-    clipped = intersect(src_b, aou_src) if aou_src is not None else None
+    clipped = src_b.intersection(aou_src) if aou_src is not None else None
     return None if clipped is None else _transform(src_crs, dst_crs, clipped)
 
 
@@ -322,84 +302,6 @@ def block_size(n: int) -> int | None:
     return n if n <= 512 else 256
 
 
-#: Temporary names carry the writer's host as well as its PID: on a cluster (Dask) workers on
-#: other hosts write into the same folder, and a PID says nothing about another host.
-HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40] or "localhost"
-#: Another host's temporary files are only swept once they are this old (seconds).
-FOREIGN_TMP_AGE = 24 * 3600
-
-
-def _tmp_name(suffix: str) -> str:
-    return f"{os.getpid()}-{HOST}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}{suffix}"
-
-
-def tmp_path(final: Path, suffix: str) -> Path:
-    """A temporary name beside `final`, unique per host, process and thread."""
-    return final.with_name(f".tmp-{_tmp_name(suffix)}")
-
-
-#: Where tile writers put temporary files: ``<output>/.ziggurat/tmp`` (the same file system as
-#: the tiles, so ``os.replace`` stays atomic). Names start with the writer's PID so a new run
-#: can remove what a killed one left without touching a live process's files.
-TMP_FOLDER = (".ziggurat", "tmp")
-
-
-def tmp_folder(root: Path) -> Path:
-    return root.joinpath(*TMP_FOLDER)
-
-
-def tmp_in(folder: Path, suffix: str) -> Path:
-    """A temporary file name in `folder` (created if needed), unique per host, process and thread."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / _tmp_name(suffix)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def sweep_tmp(folder: Path, *, prefix: str = "", keep_own: bool = True) -> int:
-    """Remove temporary files in `folder` whose writer PID is no longer alive; returns the count.
-
-    Names are ``<prefix><pid>-...``. With `keep_own` False this process's files go too (called
-    once its writers have stopped)."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return 0
-    removed = 0
-    for name in names:
-        if not name.startswith(prefix):
-            continue
-        parts = name[len(prefix):].split("-", 2)
-        if not parts[0].isdigit():
-            continue
-        pid = int(parts[0])
-        host = parts[1] if len(parts) > 2 and not parts[1].isdigit() else HOST  # older names: local
-        if host != HOST:  # another host's writer: only an old file is surely abandoned
-            try:
-                if time.time() - os.stat(folder / name).st_mtime < FOREIGN_TMP_AGE:
-                    continue
-            except OSError:
-                continue
-        elif (pid == os.getpid() and keep_own) or (pid != os.getpid() and _pid_alive(pid)):
-            continue
-        try:
-            os.unlink(folder / name)
-            removed += 1
-        except OSError:
-            pass
-    return removed
-
-
 @contextmanager
 def open_tile(path: Path) -> Iterator[DatasetReader]:
     """Open a stored tile. PNG tiles carry no georeferencing (the grid places them), so
@@ -413,15 +315,6 @@ def open_tile(path: Path) -> Iterator[DatasetReader]:
         src = rasterio.open(path)
     with src:
         yield src
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = tmp_path(path, ".json")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def int_names(folder: Path, suffix: str = "") -> list[int]:

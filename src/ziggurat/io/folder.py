@@ -7,19 +7,32 @@ input and a later run with other settings is refused instead of mixing tiles.
 from __future__ import annotations
 
 import json
-import logging
 import os
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
-from ziggurat.io.common import OutputConfigLike, tmp_folder, tmp_in, write_json_atomic
+from ziggurat.io.atomic import staged, tmp_folder, tmp_in, write_json_atomic
+from ziggurat.io.common import OutputConfigLike
 
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
+#: File suffix of the tiles of each tile-directory format (the one table of them).
+TILE_SUFFIXES = {"GTiff": ".tif", "PNG": ".png", "GeoJSON": ".geojson", "FlatGeobuf": ".fgb"}
+RASTER_TILE_FORMATS = ("GTiff", "PNG")
+
+
+def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """A tile directory's `metadata.json`; FileNotFoundError without one, ValueError if it is
+    not a JSON object."""
+    meta = json.loads((Path(folder) / METADATA_FILE).read_text())
+    if not isinstance(meta, dict):
+        raise ValueError(f"{METADATA_FILE} holds a {type(meta).__name__}, not an object")
+    return meta
 
 
 class TileFolder:
@@ -82,7 +95,7 @@ class TileFolder:
         meta_path = self.path / METADATA_FILE
         if meta_path.exists():
             try:
-                existing = json.loads(meta_path.read_text())
+                existing: Any = read_metadata(self.path)
             except (OSError, ValueError) as exc:
                 existing = None
                 logger.debug("cannot read %s: %s", meta_path, exc)
@@ -118,11 +131,8 @@ class TileFolder:
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"tile {tile}: cannot create {final.parent}: {exc}") from exc
-        tmp = tmp_in(tmp_folder(self.path), self.suffix)
         try:
-            yield tmp
-            os.replace(tmp, final)
+            with staged(final, tmp_in(tmp_folder(self.path), self.suffix)) as tmp:
+                yield tmp
         except Exception as exc:
             raise OutputError(f"tile {tile}: cannot write {final}: {exc}") from exc
-        finally:  # also on KeyboardInterrupt; a no-op after os.replace
-            tmp.unlink(missing_ok=True)

@@ -27,9 +27,7 @@ from ziggurat.io.common import (
     InputConfigLike,
     crs_equal,
     empty_masked,
-    intersect,
     normalize_indexes,
-    overlaps,
     paste,
     pixel_offset,
     resampling_from_name,
@@ -121,14 +119,14 @@ class RasterInput:
             logger.warning("input %r: cannot transform the bounds of %s into the grid CRS; "
                            "assuming the whole grid", self.name, self.path)
             return grid_bounds
-        return intersect(out, grid_bounds)
+        return out.intersection(grid_bounds)
 
     # -- tiles ---------------------------------------------------------------------------
     def for_tile(self, tile: Tile) -> "RasterTileInput":
         return RasterTileInput(self, tile)
 
     def is_empty(self, tile: Tile) -> bool:
-        return not overlaps(self.bounds, tile.buffered_bounds)
+        return self.bounds is None or not self.bounds.intersects(tile.buffered_bounds)
 
     def read(self, tile: Tile, indexes: int | Sequence[int] | None = None,
              resampling: str | Resampling | None = None, *, method: str = "auto"

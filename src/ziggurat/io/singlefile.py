@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,8 @@ from affine import Affine
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
-from ziggurat.io.common import OutputConfigLike, tmp_in
+from ziggurat.io.atomic import staged, tmp_in
+from ziggurat.io.common import OutputConfigLike
 from ziggurat.io.tiledir import TileDirectoryOutput
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,7 @@ class SingleFileOutput(TileDirectoryOutput):
         zoom = plan.zooms[0]
         area = plan.bounds
         if area is None:  # explicit tiles: their union
-            boxes = [self.grid.tile(*i).bounds for i in plan.only]
-            area = Bounds(min(b.left for b in boxes), min(b.bottom for b in boxes),
-                          max(b.right for b in boxes), max(b.top for b in boxes)) if boxes else None
+            area = Bounds.union_all(self.grid.tile(*i).bounds for i in plan.only)
         if area is None:
             raise OutputError(f"single-file output {self.path}: the run covers no area")
         xres, yres = self.grid.resolution(zoom)
@@ -114,16 +112,13 @@ class SingleFileOutput(TileDirectoryOutput):
             if not success:
                 return
             if self.cog:
-                cog_tmp = tmp_in(self._tmp_folder, ".cog.tif")
-                try:
-                    options = {"compress": self.compress.upper() if self.compress != "none" else "NONE",
-                               "overview_resampling": self.overview_resampling, "bigtiff": "IF_SAFER"}
+                options = {"compress": self.compress.upper() if self.compress != "none" else "NONE",
+                           "overview_resampling": self.overview_resampling, "bigtiff": "IF_SAFER"}
+                with staged(self.path, tmp_in(self._tmp_folder, ".cog.tif")) as cog_tmp:
                     rasterio.shutil.copy(tmp, cog_tmp, driver="COG", **options)
-                    os.replace(cog_tmp, self.path)
-                finally:
-                    cog_tmp.unlink(missing_ok=True)
             else:
-                os.replace(tmp, self.path)
+                with staged(self.path, tmp):
+                    pass
         except OutputError:
             raise
         except Exception as exc:
@@ -137,9 +132,6 @@ class SingleFileOutput(TileDirectoryOutput):
 
     def tile_path(self, tile: Tile | TileIndex) -> Path:
         return self.path
-
-    def remove_partial(self, process_tile: Tile) -> None:
-        """Nothing per tile: the temporary file goes away in `finish_run`."""
 
     def write(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray) -> list[TileIndex]:
         out = self.prepare_array(process_tile, data)

@@ -17,7 +17,7 @@ from ziggurat.grid import Grid, Tile, TileIndex
 from ziggurat.io.folder import METADATA_FILE, TileFolder
 from ziggurat.io.common import (
     open_tile,
-    OutputConfigLike, block_size, check_nodata, nodata_from_json, nodata_to_json, same_nodata, sweep_tmp, tmp_folder, to_dtype,
+    OutputConfigLike, block_size, check_nodata, nodata_from_json, nodata_to_json, same_nodata, to_dtype,
 )
 
 logger = logging.getLogger(__name__)
@@ -143,10 +143,6 @@ class TileDirectoryOutput(TileFolder):
             self._write_tile(tile, out[:, r0:r0 + h, c0:c0 + w])
             written.append(tile.index)
         return written
-
-    def remove_partial(self, process_tile: Tile) -> None:
-        """Remove temporary files of writers that are gone (temporaries live in .ziggurat/tmp)."""
-        sweep_tmp(tmp_folder(self.path))
 
     def _write_tile(self, tile: Tile, array: np.ndarray) -> None:
         with self.staged(tile) as tmp:

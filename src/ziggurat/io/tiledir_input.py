@@ -6,7 +6,6 @@ zoom are mosaicked and warped, so resampling has no seams.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -23,18 +22,17 @@ from ziggurat.grid import Bounds, Grid, Tile
 from ziggurat.io.common import (
     open_tile,
     InputConfigLike, clip_geographic, crs_equal,
-    empty_masked, int_names, intersect, nodata_from_json, normalize_indexes,
-    overlaps, paste, pixel_offset, resampling_from_name, transform_bounds_safe, warp_to_tile,
+    empty_masked, int_names, nodata_from_json, normalize_indexes,
+    paste, pixel_offset, resampling_from_name, transform_bounds_safe, warp_to_tile,
 )
 from ziggurat.io.raster import RasterTileInput
 
-from ziggurat.io.tiledir import METADATA_FILE
+from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, read_metadata
 
 logger = logging.getLogger(__name__)
 
 # -- reading a tile directory back --------------------------------------------------------------
 _MOSAIC_MARGIN = 4  # source pixels around the footprint, for resampling kernels
-_SUFFIXES = {"GTiff": ".tif", "PNG": ".png"}
 
 
 class TileDirectoryInput:
@@ -49,13 +47,13 @@ class TileDirectoryInput:
             self.options.get("resampling", "nearest"))
         meta_path = self.path / METADATA_FILE
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = read_metadata(self.path)
             self.dir_grid = Grid.from_dict(meta["grid"])
             out = meta["output"]
             self.dtype: str = np.dtype(out["dtype"]).name
             self.count: int = int(out["bands"])
             self.nodata: float | int | None = nodata_from_json(out.get("nodata"))
-            self.suffix = _SUFFIXES.get(out.get("format", "GTiff"), ".tif")
+            self.suffix = TILE_SUFFIXES[out.get("format", "GTiff")]
         except FileNotFoundError:
             raise InputError(f"input {self.name!r}: {self.path} is not a tile directory "
                              f"(no {METADATA_FILE})") from None
@@ -69,7 +67,7 @@ class TileDirectoryInput:
         self.bounds: Bounds | None = None
         if self.dir_bounds is not None:
             b = transform_bounds_safe(self.crs, grid.crs, self.dir_bounds)
-            self.bounds = grid.bounds() if b is None else intersect(b, grid.bounds())
+            self.bounds = grid.bounds() if b is None else b.intersection(grid.bounds())
 
     def _scan_bounds(self, max_rows: int = 64) -> Bounds | None:
         """Extent of the tiles at the finest zoom with few row folders (cheap listdirs)."""
@@ -89,14 +87,13 @@ class TileDirectoryInput:
             return None
         tl = self.dir_grid.tile_bounds(zoom, min(rows), min(cols))
         br = self.dir_grid.tile_bounds(zoom, max(rows), max(cols))
-        return Bounds(min(tl.left, br.left), min(tl.bottom, br.bottom),
-                      max(tl.right, br.right), max(tl.top, br.top))
+        return tl.union(br)
 
     def for_tile(self, tile: Tile) -> "TileDirectoryTileInput":
         return TileDirectoryTileInput(self, tile)
 
     def is_empty(self, tile: Tile) -> bool:
-        return not overlaps(self.bounds, tile.buffered_bounds)
+        return self.bounds is None or not self.bounds.intersects(tile.buffered_bounds)
 
     def tile_path(self, zoom: int, row: int, col: int) -> Path:
         return self.path / str(zoom) / str(row) / f"{col}{self.suffix}"
@@ -156,7 +153,7 @@ class TileDirectoryInput:
         footprint = transform_bounds_safe(tile.crs, self.crs, tile.buffered_bounds)
         if footprint is None or not self.zooms:
             return
-        wanted = intersect(footprint, self.dir_bounds)  # type: ignore[arg-type]
+        wanted = footprint.intersection(self.dir_bounds)  # type: ignore[arg-type]
         if wanted is None:
             return
         zoom = self._pick_zoom(tile, footprint)

@@ -29,7 +29,7 @@ from shapely.geometry.base import BaseGeometry
 from ziggurat.errors import InputError
 from ziggurat.geometry import dimension, keep_dimension, repair, reproject, to_pyproj
 from ziggurat.grid import Bounds, Grid, Tile
-from ziggurat.io.common import InputConfigLike, intersect, overlaps, transform_bounds_safe
+from ziggurat.io.common import InputConfigLike, transform_bounds_safe
 
 logger = logging.getLogger(__name__)
 #: rasterio.features builds an in-memory dataset inside a (not thread-safe) catch_warnings
@@ -169,7 +169,7 @@ class VectorInput:
         self.bounds: Bounds | None = None
         if src_bounds is not None and all(np.isfinite(src_bounds)):
             b = transform_bounds_safe(CRS.from_wkt(wkt), grid.crs, Bounds(*src_bounds))
-            self.bounds = grid.bounds() if b is None else intersect(b, grid.bounds())
+            self.bounds = grid.bounds() if b is None else b.intersection(grid.bounds())
         self._label = f"input {self.name!r} ({self.path.name})"
         self._lock = threading.Lock()
         self._loaded: tuple[np.ndarray, np.ndarray, list[Any], list[dict], shapely.STRtree] | None = None
@@ -228,7 +228,7 @@ class VectorInput:
 
     def is_empty(self, tile: Tile) -> bool:
         """Cheap test: the layer's extent misses the buffered tile."""
-        return not overlaps(self.bounds, tile.buffered_bounds)
+        return self.bounds is None or not self.bounds.intersects(tile.buffered_bounds)
 
     def features(self, tile: Tile) -> list[Feature]:
         """Features meeting the buffered tile, clipped to it, in the grid CRS."""

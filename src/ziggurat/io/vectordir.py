@@ -10,7 +10,6 @@ features are not written. Files are written to a temporary name and renamed into
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -24,23 +23,21 @@ from ziggurat.errors import InputError, OutputError
 from ziggurat.geometry import (combine, conform, crs_equal, dimension, flatten, keep_dimension, repair,
                                tidy_clipped_lines)
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
-from ziggurat.io.folder import TileFolder
-from ziggurat.io.common import (InputConfigLike, OutputConfigLike, int_names, intersect, overlaps,
+from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, TileFolder, read_metadata
+from ziggurat.io.common import (InputConfigLike, OutputConfigLike, int_names,
                                  transform_bounds_safe)
 from ziggurat.io.vector import Feature, VectorTileInput, clip_to_box, prepare_geometries, read_records
 from ziggurat.recipe.vector_schema import parse_schema
 
 logger = logging.getLogger(__name__)
 
-METADATA_FILE = "metadata.json"
-DRIVERS = {"GeoJSON": ("GeoJSON", ".geojson"), "FlatGeobuf": ("FlatGeobuf", ".fgb")}
+DRIVERS = {"GeoJSON": "GeoJSON", "FlatGeobuf": "FlatGeobuf"}   # format -> fiona driver
 
 
 def is_vector_tiledir(path: str | os.PathLike[str]) -> bool:
     """A folder whose metadata.json describes a GeoJSON/FlatGeobuf tile directory."""
-    meta = Path(path) / METADATA_FILE
     try:
-        fmt = json.loads(meta.read_text())["output"]["format"]
+        fmt = read_metadata(path)["output"]["format"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
     return fmt in DRIVERS
@@ -70,7 +67,7 @@ class VectorTileDirectoryOutput(TileFolder):
         if self.format not in DRIVERS:
             raise OutputError(f"output {self.path}: {self.format!r} is not a vector format "
                               f"({', '.join(DRIVERS)})")
-        self.driver, self.suffix = DRIVERS[self.format]
+        self.driver, self.suffix = DRIVERS[self.format], TILE_SUFFIXES[self.format]
         try:
             self.schema: dict[str, Any] = parse_schema(_thaw((config.options or {}).get("schema")))
         except ValueError as exc:
@@ -232,10 +229,10 @@ class VectorTileDirectoryInput:
         self.grid = grid
         meta_path = self.path / METADATA_FILE
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = read_metadata(self.path)
             self.dir_grid = Grid.from_dict(meta["grid"])
             self.format: str = meta["output"]["format"]
-            self.suffix = DRIVERS[self.format][1]
+            self.suffix = TILE_SUFFIXES[self.format]
             self.schema = meta["output"].get("schema")
         except FileNotFoundError:
             raise InputError(f"input {self.name!r}: {self.path} is not a tile directory "
@@ -250,7 +247,7 @@ class VectorTileDirectoryInput:
         self.bounds: Bounds | None = None
         if self.dir_bounds is not None:
             b = transform_bounds_safe(self.crs, grid.crs, self.dir_bounds)
-            self.bounds = grid.bounds() if b is None else intersect(b, grid.bounds())
+            self.bounds = grid.bounds() if b is None else b.intersection(grid.bounds())
         self._label = f"input {self.name!r} ({self.path.name})"
         self._warned: set[Any] = set()
 
@@ -265,16 +262,13 @@ class VectorTileDirectoryInput:
             if cols:
                 boxes += [self.dir_grid.tile_bounds(zoom, row, cols[0]),
                           self.dir_grid.tile_bounds(zoom, row, cols[-1])]
-        if not boxes:
-            return None
-        return Bounds(min(b.left for b in boxes), min(b.bottom for b in boxes),
-                      max(b.right for b in boxes), max(b.top for b in boxes))
+        return Bounds.union_all(boxes)
 
     def for_tile(self, tile: Tile) -> VectorTileInput:
         return VectorTileInput(self, tile)
 
     def is_empty(self, tile: Tile) -> bool:
-        return not overlaps(self.bounds, tile.buffered_bounds)
+        return self.bounds is None or not self.bounds.intersects(tile.buffered_bounds)
 
     def _pick_zoom(self, tile: Tile, footprint: Bounds) -> int:
         """The stored zoom whose tile size is closest to the footprint's (log scale)."""
@@ -291,7 +285,7 @@ class VectorTileDirectoryInput:
 
         bounds = tile.buffered_bounds
         footprint = transform_bounds_safe(tile.crs, self.crs, bounds)
-        wanted = intersect(footprint, self.dir_bounds) if footprint and self.dir_bounds else None
+        wanted = footprint.intersection(self.dir_bounds) if footprint and self.dir_bounds else None
         if wanted is None:
             return []
         zoom = self._pick_zoom(tile, footprint)

@@ -186,9 +186,8 @@ class Schedule:
         zoom = tile.zoom + 1
         if zoom > self.hi or self.plan.bounds is None:
             return []
-        b, a = tile.bounds, self.plan.bounds
-        box = Bounds(max(b.left, a.left), max(b.bottom, a.bottom), min(b.right, a.right), min(b.top, a.top))
-        if box.left >= box.right or box.bottom >= box.top:
+        box = tile.bounds.intersection(self.plan.bounds)
+        if box is None:
             return []
         out = []
         for child in self.grid.tiles_in_bounds(box, zoom):

@@ -55,19 +55,6 @@ class Plan:
                 yield from self.grid.tiles_in_bounds(self.bounds, zoom)
 
 
-def _intersect(a: Bounds, b: Bounds) -> Bounds | None:
-    out = Bounds(max(a.left, b.left), max(a.bottom, b.bottom), min(a.right, b.right), min(a.top, b.top))
-    return out if out.left < out.right and out.bottom < out.top else None
-
-
-def _union(boxes: Iterable[Bounds]) -> Bounds | None:
-    boxes = list(boxes)
-    if not boxes:
-        return None
-    return Bounds(min(b.left for b in boxes), min(b.bottom for b in boxes),
-                  max(b.right for b in boxes), max(b.top for b in boxes))
-
-
 def _to_grid_crs(bounds: Sequence[float], crs: str | None, grid: Grid) -> Bounds:
     if len(bounds) != 4:
         raise RecipeError(f"bounds must be 4 numbers (west south east north), got {list(bounds)}")
@@ -126,15 +113,15 @@ def make_plan(recipe: Recipe, *, zoom: Any = None, bounds: Sequence[float] | Non
     if area is None and the_area is not None:
         area = Bounds(*the_area.bounds)
     if area is None:
-        area = _union(input_bounds)
+        area = Bounds.union_all(input_bounds)
     if area is None:
         area = grid.bounds()
     if bounds is not None:
-        area = _intersect(area, _to_grid_crs(bounds, bounds_crs, grid))
+        area = area.intersection(_to_grid_crs(bounds, bounds_crs, grid))
     if area is not None:
-        area = _intersect(area, grid.bounds())
+        area = area.intersection(grid.bounds())
     geometry = None
     if the_area is not None and area is not None:
         geometry = clip_to_bounds(the_area, area)
-        area = None if geometry is None else _intersect(area, Bounds(*geometry.bounds))
+        area = None if geometry is None else area.intersection(geometry.bounds)
     return Plan(grid, zooms, area, geometry=geometry, area=the_area)

@@ -136,8 +136,7 @@ def parse_area(value: Any, *, crs: str | None, grid: Grid, base_dir: Path | str)
 def _block_box(grid: Grid, zoom: int, r0: int, r1: int, c0: int, c1: int) -> BaseGeometry:
     a = grid.tile_bounds(zoom, r0, c0)
     b = grid.tile_bounds(zoom, r1 - 1, c1 - 1)
-    return shapely.box(min(a.left, b.left), min(a.bottom, b.bottom), max(a.right, b.right),
-                       max(a.top, b.top))
+    return shapely.box(*a.union(b))
 
 
 def _blocks(grid: Grid, geometry: BaseGeometry, zoom: int

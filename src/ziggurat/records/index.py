@@ -19,7 +19,7 @@ import rasterio
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import TileIndex
-from ziggurat.io.common import tmp_path
+from ziggurat.io.atomic import staged
 from ziggurat.records.tileset import TileSet
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,13 @@ def write_vector_index(tiles: TileSet, fmt: str = "gpkg", zooms: Iterable[int] |
 
     driver, ext = VECTOR_FORMATS[fmt]
     final = tiles.path / f"{INDEX_NAME}.{ext}"
-    tmp = tmp_path(final, f".{ext}")
     schema = {"geometry": "Polygon",
               "properties": {"zoom": "int", "row": "int", "col": "int", "path": "str"}}
     options: dict[str, Any] = {"layer": LAYER} if driver == "GPKG" else {}
     grid = tiles.grid
     count = 0
     try:
-        with fiona.open(tmp, "w", driver=driver, schema=schema, crs_wkt=grid.crs.to_wkt(), **options) as dst:
+        with staged(final) as tmp, fiona.open(tmp, "w", driver=driver, schema=schema, crs_wkt=grid.crs.to_wkt(), **options) as dst:
             scan = tiles.scan(zooms)
             while batch := list(itertools.islice(scan, _BATCH)):
                 records = []
@@ -95,11 +94,8 @@ def write_vector_index(tiles: TileSet, fmt: str = "gpkg", zooms: Iterable[int] |
                                                     path=_path(tiles, index, absolute))))
                 dst.writerecords(records)
                 count += len(records)
-        os.replace(tmp, final)
     except Exception as exc:
         raise OutputError(f"cannot write tile index {final}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("tile index %s: %d tiles", final, count)
     return final
 
@@ -107,16 +103,12 @@ def write_vector_index(tiles: TileSet, fmt: str = "gpkg", zooms: Iterable[int] |
 def write_path_list(tiles: TileSet, zooms: Iterable[int] | None = None, absolute: bool = False) -> Path:
     """`index.txt`: one tile path per line, zoom by zoom, row by row."""
     final = tiles.path / f"{INDEX_NAME}.txt"
-    tmp = tmp_path(final, ".txt")
     try:
-        with open(tmp, "w") as fh:
+        with staged(final) as tmp, open(tmp, "w") as fh:
             for index in tiles.scan(zooms):
                 fh.write(_path(tiles, index, absolute) + "\n")
-        os.replace(tmp, final)
     except OSError as exc:
         raise OutputError(f"cannot write {final}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return final
 
 
@@ -190,12 +182,10 @@ def vrt_lines(tiles: TileSet, zoom: int) -> Iterator[str]:
 
 def write_vrt(tiles: TileSet, zoom: int) -> Path:
     final = vrt_path(tiles, zoom)
-    tmp = tmp_path(final, ".vrt")
     try:
-        with open(tmp, "w") as fh:
+        with staged(final) as tmp, open(tmp, "w") as fh:
             for line in vrt_lines(tiles, zoom):
                 fh.write(line + "\n")
-        os.replace(tmp, final)
     except OSError as exc:
         raise OutputError(f"cannot write {final}: {exc}") from exc
     finally:

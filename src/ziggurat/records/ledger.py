@@ -76,7 +76,7 @@ def ledger_path(output_path: str | os.PathLike[str]) -> Path:
 def sweep_temporaries(output_path: str | os.PathLike[str], *, keep_own: bool = True) -> int:
     """Remove temporary files left by dead writers: everything in ``.ziggurat/tmp`` and the
     ``.tmp-<pid>-*`` files of atomic metadata writes (output root and provenance folders)."""
-    from ziggurat.io.common import sweep_tmp
+    from ziggurat.io.atomic import sweep_tmp
 
     folder = provenance_dir(output_path)
     removed = sweep_tmp(folder / "tmp", keep_own=keep_own)
@@ -175,12 +175,6 @@ class Ledger:
                     (zoom, row, *DONE)))
             cache = self._row_cache = ((zoom, row), cols)
         return col in cache[1]
-
-    def status(self, index: TileIndex) -> str | None:
-        with self._lock:
-            got = self._conn.execute("SELECT status FROM process_tiles WHERE zoom=? AND row=? AND col=?",
-                                     tuple(map(int, index[:3]))).fetchone()
-        return None if got is None else got[0]
 
     def process_counts(self) -> dict[int, dict[str, int]]:
         """zoom -> status -> count."""

@@ -38,7 +38,7 @@ from typing import Any, Iterable
 from ziggurat.io.checksum import fingerprint_input, sha256_or_none
 from ziggurat.errors import OutputError, ProvenanceError
 from ziggurat.grid import TileIndex
-from ziggurat.io.common import tmp_path
+from ziggurat.io.atomic import write_bytes_atomic
 from ziggurat.io.common import int_names
 from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome
 from ziggurat.records.ledger import Ledger, ledger_path
@@ -131,21 +131,12 @@ def provenance_links(output_path: str | os.PathLike[str],
     return links
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = tmp_path(path, path.suffix or ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_source(folder: Path, stem: str, ext: str, data: bytes) -> tuple[str, str]:
     """Store content-addressed; returns (path relative to the provenance folder, sha256)."""
     sha = hashlib.sha256(data).hexdigest()
     rel = f"sources/{stem}{sha[:12]}{ext}"
     if not (folder / rel).exists():
-        _write_atomic(folder / rel, data)
+        write_bytes_atomic(folder / rel, data)
     return rel, sha
 
 
@@ -350,8 +341,8 @@ class RunRecorder:
 
     def _write_manifest(self) -> None:
         data = (json.dumps(self.manifest, indent=2, allow_nan=False) + "\n").encode()
-        _write_atomic(self.folder / "runs" / f"{self.run}.json", data)
-        _write_atomic(self.folder / MANIFEST_FILE, data)
+        write_bytes_atomic(self.folder / "runs" / f"{self.run}.json", data)
+        write_bytes_atomic(self.folder / MANIFEST_FILE, data)
 
 
 def begin_run(recipe: Recipe, output: Any, *, executor: str, workers: int,
@@ -373,14 +364,14 @@ def begin_run(recipe: Recipe, output: Any, *, executor: str, workers: int,
             source = None
         given_rel, given_sha = _save_source(folder, "recipe-", ".yaml", given)
         resolved_rel, resolved_sha = _save_source(folder, "recipe-resolved-", ".yaml", resolved)
-        _write_atomic(folder / "recipe.yaml", given)
-        _write_atomic(folder / "recipe.resolved.yaml", resolved)
+        write_bytes_atomic(folder / "recipe.yaml", given)
+        write_bytes_atomic(folder / "recipe.resolved.yaml", resolved)
         process: dict[str, Any] = {"spec": recipe.process, "module": loaded.module.__name__,
                                    "origin": str(loaded.source_path) if loaded.source_path else None,
                                    "source": None, "sha256": None}
         if source is not None:
             process["source"], process["sha256"] = _save_source(folder, "process_", ".py", source)
-            _write_atomic(folder / "process.py", source)
+            write_bytes_atomic(folder / "process.py", source)
         inputs = {}
         for name, cfg in recipe.inputs.items():
             inputs[name] = {"path": str(cfg.path), "format": cfg.format,

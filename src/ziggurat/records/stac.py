@@ -33,7 +33,7 @@ from rasterio.warp import transform_geom
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, TileIndex
-from ziggurat.io.common import write_json_atomic
+from ziggurat.io.atomic import write_json_atomic
 from ziggurat.io.tiledir import METADATA_FILE
 from ziggurat.records.provenance import provenance_links
 from ziggurat.recipe import Recipe

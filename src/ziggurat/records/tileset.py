@@ -7,7 +7,6 @@ matter how many tiles it writes.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +15,12 @@ from typing import Any, Iterable, Iterator
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, TileIndex
 from ziggurat.io.common import int_names, nodata_from_json
-from ziggurat.io.tiledir import METADATA_FILE
+from ziggurat.io.folder import METADATA_FILE, RASTER_TILE_FORMATS, TILE_SUFFIXES, read_metadata
 
 #: File extension of a tile per output format (the tile directory writer's naming).
-TILE_EXTENSIONS = {"GTiff": "tif", "PNG": "png"}
-RASTER_FORMATS = tuple(TILE_EXTENSIONS)
+#: Raster tile formats and their file extensions (no dot), from io.folder's table.
+TILE_EXTENSIONS = {fmt: TILE_SUFFIXES[fmt][1:] for fmt in RASTER_TILE_FORMATS}
+RASTER_FORMATS = RASTER_TILE_FORMATS
 
 
 @dataclass
@@ -78,8 +78,7 @@ class ZoomLimits:
         """Extent of the limits' rectangle at a zoom, in grid CRS."""
         r0, r1, c0, c1 = self._limits[zoom]
         a, b = grid.tile_bounds(zoom, r0, c0), grid.tile_bounds(zoom, r1, c1)
-        return Bounds(min(a.left, b.left), min(a.bottom, b.bottom), max(a.right, b.right),
-                      max(a.top, b.top))
+        return a.union(b)
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class TileSet:
         root = Path(path).resolve()
         meta_path = root / METADATA_FILE
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = read_metadata(root)
         except FileNotFoundError:
             raise OutputError(f"{root} is not a ziggurat tile directory (no {METADATA_FILE})") from None
         except (OSError, ValueError) as exc:
