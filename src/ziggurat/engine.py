@@ -12,21 +12,22 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
-from ziggurat.errors import ProcessError
-from ziggurat.executors import WAIT, Executor, get_executor
-from ziggurat.grid import TileIndex
-from ziggurat.io import open_input, open_output
+from ziggurat.errors import OutputError, ProcessError
+from ziggurat.executors import Executor, get_executor
 from ziggurat.executors.job import RunSpec
-from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WRITTEN, TileOutcome, task_index
-from ziggurat.records.ledger import sweep_temporaries
-from ziggurat.plan import Plan, make_plan
+from ziggurat.grid import Tile, TileIndex
+from ziggurat.io import Output, open_input, open_output
+from ziggurat.plan import Plan, Selection, make_plan
+from ziggurat.plan.report import PlanReport, plan_report
+from ziggurat.plan.schedule import make_source
 from ziggurat.process import ProcessRef, check_signature, load_process
-from ziggurat.records.provenance import begin_run
 from ziggurat.recipe import Recipe, load_recipe
-from ziggurat.plan.schedule import PlanReport, make_schedule, plan_report
+from ziggurat.records.ledger import sweep_temporaries
+from ziggurat.records.provenance import RunRecorder, begin_run
 from ziggurat.records.stac import RunItem
+from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
 
 log = logging.getLogger(__name__)
 DEFAULT_EXECUTOR = "processes"
@@ -92,67 +93,76 @@ def prepare(recipe: Recipe) -> None:
     check_signature(load_process(ProcessRef(recipe.process, str(recipe.base_dir))), recipe)
 
 
-def plan(recipe: Recipe, **overrides: Any) -> Plan:
+def plan(recipe: Recipe, selection: Selection | None = None, **narrowing: Any) -> Plan:
     """Tiles a run would process, with inputs bounding a recipe that has no `bounds`."""
+    sel = Selection.of(selection, **narrowing)
     input_bounds = []
-    if recipe.bounds is None and overrides.get("tile") is None and overrides.get("point") is None \
-            and recipe.area is None and overrides.get("area") is None:  # an area bounds the run too
+    if recipe.bounds is None and sel.tile is None and sel.point is None \
+            and recipe.area is None and sel.area is None:  # an area bounds the run too
         for cfg in recipe.inputs.values():
             inp = open_input(cfg, recipe.grid)
             try:
-                input_bounds.append(inp.bounds)
+                if inp.bounds is not None:
+                    input_bounds.append(inp.bounds)
             finally:
-                close = getattr(inp, "close", None)
-                if close:
-                    close()
-    return make_plan(recipe, input_bounds=input_bounds, **overrides)
+                inp.close()
+    return make_plan(recipe, sel, input_bounds=input_bounds)
 
 
-def dry_run(recipe: Recipe | str | os.PathLike[str], **overrides: Any) -> PlanReport:
+def dry_run(recipe: Recipe | str | os.PathLike[str], selection: Selection | None = None,
+            **narrowing: Any) -> PlanReport:
     """`ziggurat plan`: tiles per zoom, what the ledger has, estimated size; runs nothing."""
     recipe = load(recipe)
-    return plan_report(recipe, plan(recipe, **overrides), open_output(recipe.output, recipe.grid))
+    return plan_report(recipe, plan(recipe, selection, **narrowing), open_output(recipe.output, recipe.grid))
 
 
-def execute(recipe: Recipe | str | os.PathLike[str], *, zoom: Any = None,
-            bounds: Sequence[float] | None = None, bounds_crs: str | None = None,
-            tile: Sequence[int] | None = None, point: Sequence[float] | None = None,
-            point_crs: str | None = None, area: Any = None, area_crs: str | None = None,
+def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None = None, *,
             overwrite: bool = False, executor: str | Executor | None = None, workers: int | None = None,
             retries: int = 2, write_in: str | None = None, keep_going: bool = False,
-            progress: ProgressCallback | None = None, vrt: bool = False) -> RunSummary:
-    """Run a recipe over its zoom levels and area (optionally narrowed), writing tiles.
+            progress: ProgressCallback | None = None, vrt: bool = False, **narrowing: Any) -> RunSummary:
+    """Run a recipe over its zoom levels and area, narrowed by a `Selection` (or its keyword
+    arguments: zoom, bounds, bounds_crs, tile, point, point_crs, area, area_crs), writing tiles.
 
-    Default mode continues: process tiles whose output tiles all exist are skipped.
+    Default mode continues: tiles the ledger records as written or empty are skipped.
     A failing tile stops the run (tiles already in flight finish first) with a
     `ProcessError` naming the tile; with `keep_going` all other tiles still run and the
     failures are listed in the summary. `executor` defaults to $ZIGGURAT_EXECUTOR or
     "processes"; `retries` is how often a tile whose worker died is tried again; `write_in`
-    ("workers" or "parent") chooses who encodes tiles with the process pool. `area` (WKT,
-    GeoJSON or a vector file path, in `area_crs`) narrows the recipe's area: only tiles
-    meeting the polygon run, and raster results are masked to it.
+    ("workers" or "parent") chooses who encodes tiles with the process pool. An `area`
+    narrows the recipe's area: only tiles meeting the polygon run, and raster results are
+    masked to it.
     """
+    sel = Selection.of(selection, **narrowing)
     recipe = load(recipe)
     prepare(recipe)
-    run_plan = plan(recipe, zoom=zoom, bounds=bounds, bounds_crs=bounds_crs, tile=tile,
-                    point=point, point_crs=point_crs, area=area, area_crs=area_crs)
+    run_plan = plan(recipe, sel)
     if run_plan.area is not recipe.area:  # workers mask raster results to the run's area
         recipe = replace(recipe, area=run_plan.area)
     output = open_output(recipe.output, recipe.grid)
-    run_item = RunItem(recipe, output)  # checks the recipe's stac settings; tracks tile extents
-    output.prepare(overwrite)
-    sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
     pool = get_executor(executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR, workers,
                         retries=retries, write_in=write_in)
-    start_run = getattr(output, "start_run", None)
-    if start_run is not None:
-        start_run(run_plan)
-    recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=dict(
-        zoom=zoom, bounds=bounds, bounds_crs=bounds_crs, tile=tile, point=point, point_crs=point_crs,
-        area=area, area_crs=area_crs,
-        overwrite=overwrite, keep_going=keep_going))  # recipe, process source, input fingerprints
-    run = _Run(recipe, run_plan, output, pool, recorder, run_item, overwrite, keep_going, progress)
+    try:
+        _preflight(output, pool)  # the last checks, before anything touches the disk
+        output.prepare(overwrite)
+        sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
+        output.start_run(run_plan.zooms, run_plan.extent)
+        options = {**sel.options(), "overwrite": overwrite, "keep_going": keep_going}
+        recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers,
+                             options=options)  # recipe, process source, input fingerprints
+    except BaseException:
+        pool.close()
+        output.finish_run(False)
+        raise
+    run = _Run(recipe, run_plan, output, pool, recorder, RunItem(recipe, output), overwrite, keep_going,
+               progress)
     return run.go(vrt)
+
+
+def _preflight(output: Output, pool: Executor) -> None:
+    """Checks that need both the output and the executor."""
+    if pool.writes_in_parent and not output.capabilities.parent_writes:
+        raise OutputError(f"output {output.path}: {output.format} tiles are written by the workers; "
+                          "parent-side writing (--write-in parent) is for raster outputs")
 
 
 @dataclass
@@ -161,9 +171,9 @@ class _Run:
 
     recipe: Recipe
     plan: Plan
-    output: Any
+    output: Output
     pool: Executor
-    recorder: Any                   # provenance.RunRecorder: ledger, checksums, manifest
+    recorder: RunRecorder           # ledger, checksums, manifest
     item: RunItem
     overwrite: bool
     keep_going: bool
@@ -175,57 +185,60 @@ class _Run:
     def __post_init__(self) -> None:
         self.summary = RunSummary(self.recipe, self.output.path, self.pool.name, self.pool.workers,
                                   total=self.plan.count())
-        self.schedule = make_schedule(self.recipe, self.plan, self.output, self.done_before)  # baselevels
+        is_done = (lambda tile: False) if self.overwrite else self.recorder.is_done
+        self.source = make_source(self.recipe, self.plan, is_done, self.skipped)
 
     def report(self, outcome: TileOutcome) -> None:
         self.done += 1
         if self.progress is not None:
             self.progress(ProgressEvent(self.done, self.summary.total, outcome))
 
-    def done_before(self, tile: Any) -> bool:
-        """Continue mode: the ledger (or, for an output without one, the files) has the tile."""
-        if self.overwrite or not self.recorder.is_done(tile):
-            return False
+    def skipped(self, tile: Tile) -> None:
+        """Continue mode skipped a tile the ledger (or, for an output without one, the files) has."""
         self.summary.skipped += 1
+        self.recorder.skipped(tile)
         self.item.skipped(tile)
         self.report(TileOutcome(tile.index, SKIPPED))
-        return True
 
     def tasks(self) -> Iterator[Any]:
-        """Task specs, lazily; with baselevels the schedule yields WAIT until sources finish."""
-        if self.schedule is not None:
-            for task in self.schedule:
-                if task is not WAIT:
-                    self.in_flight.add(task_index(task))
-                yield task
-            return
-        for tile in self.plan.tiles():
-            if not self.done_before(tile):
-                self.in_flight.add(tile.index)
-                yield tile.index
+        """Task specs, lazily, from the run's one source (WAIT while overview sources run)."""
+        for task in self.source:
+            if task is not WAIT:
+                self.in_flight.add(task_index(task))
+            yield task
 
     def record(self, outcome: TileOutcome) -> None:
         """Everything an outcome updates, before the executor pulls the next task."""
         self.in_flight.discard(outcome.index)
-        _record(self.summary, outcome, self.output, self.overwrite)
+        self.count(outcome)
+        if self.overwrite and outcome.status != FAILED:  # no earlier data under tiles left empty
+            self.output.remove_stale(self.recipe.grid.tile(*outcome.index), outcome.written)
         self.recorder.add(outcome)  # ledger and tile checksums
         self.item.written(outcome.written)
         self.report(outcome)
-        if self.schedule is not None:  # dependents of this tile may now be ready
-            self.schedule.finished(outcome.index, outcome.status != FAILED)
-            for index in self.schedule.take_blocked():
-                blocked = TileOutcome(index, FAILED, error="not built: a tile it is made from failed",
-                                      exc_type="SourceFailed")
-                _record(self.summary, blocked, self.output, self.overwrite)
-                self.report(blocked)
+        self.source.finished(outcome.index, outcome.status != FAILED)  # dependents may be ready
+        for index in self.source.take_blocked():
+            blocked = TileOutcome(index, FAILED, error="not built: a tile it is made from failed",
+                                  exc_type="SourceFailed")
+            self.count(blocked)
+            self.report(blocked)
         if outcome.status == FAILED and not self.keep_going:
             raise process_error(self.recipe, outcome)
+
+    def count(self, outcome: TileOutcome) -> None:
+        summary = self.summary
+        if outcome.status == WRITTEN:
+            summary.written += 1
+            summary.output_tiles += len(outcome.written)
+        elif outcome.status == EMPTY:
+            summary.empty += 1
+        elif outcome.status == FAILED:
+            summary.failed.append(outcome)
 
     def go(self, vrt: bool) -> RunSummary:
         start = time.perf_counter()
         finished = False
-        parent_writes = (getattr(self.output, "writes_in_parent", False)
-                         or getattr(self.pool, "write_in", "") == "parent")
+        parent_writes = self.output.capabilities.writes_in_parent or self.pool.writes_in_parent
         try:
             with self.pool:
                 outcomes = self.pool.map_unordered(RunSpec(self.recipe, self.overwrite), self.tasks(),
@@ -247,10 +260,8 @@ class _Run:
         return self.summary
 
     def _finish(self, finished: bool, start: float) -> None:
-        try:
-            finish_run = getattr(self.output, "finish_run", None)
-            if finish_run is not None:  # single file: rename into place, or drop the temporary
-                finish_run(finished and (self.keep_going or not self.summary.failed))
+        try:  # a single file is renamed into place, or its temporary dropped
+            self.output.finish_run(finished and (self.keep_going or not self.summary.failed))
         finally:  # recorded even when finishing the output itself failed
             self.summary.seconds = time.perf_counter() - start
             self.recorder.finish(self.summary, None if finished else sys.exc_info()[1],
@@ -258,25 +269,5 @@ class _Run:
             sweep_temporaries(self.output.path, keep_own=False)  # every writer of this run has stopped
 
 
-def _record(summary: RunSummary, outcome: TileOutcome, output: Any, overwrite: bool) -> None:
-    if outcome.status == WRITTEN:
-        summary.written += 1
-        summary.output_tiles += len(outcome.written)
-    elif outcome.status == EMPTY:
-        summary.empty += 1
-    elif outcome.status == FAILED:
-        summary.failed.append(outcome)
-        return
-    if overwrite and not getattr(output, "writes_in_parent", False):  # a single file is replaced whole
-        _remove_stale(summary.recipe, output, outcome)
-
-
-def _remove_stale(recipe: Recipe, output: Any, outcome: TileOutcome) -> None:
-    """With --overwrite, output tiles this run left empty must not keep an earlier run's data."""
-    written = set(outcome.written)
-    for out_tile in output.output_tiles(recipe.grid.tile(*outcome.index)):
-        if out_tile.index not in written:
-            output.tile_path(out_tile).unlink(missing_ok=True)
-
-
-__all__ = ["ProcessError", "ProgressEvent", "RunSummary", "dry_run", "execute", "load", "plan", "prepare"]
+__all__ = ["ProcessError", "ProgressEvent", "RunSummary", "Selection", "dry_run", "execute", "load", "plan",
+           "prepare", "process_error"]

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
-from ziggurat.grid import TileIndex
 from ziggurat.executors.job import RunSpec
-from ziggurat.tasks import TileOutcome, _Wait
+from ziggurat.io import Output
+from ziggurat.tasks import Task, TileOutcome, _Wait
 
 
 def default_workers() -> int:
@@ -26,6 +26,8 @@ class Executor(ABC):
     """Runs tiles of one run; `map_unordered` may be called once per run."""
 
     name: str = "executor"
+    #: workers only compute and the parent writes every tile (`sink` is the output)
+    writes_in_parent: bool = False
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers or default_workers())
@@ -36,8 +38,8 @@ class Executor(ABC):
         return 2 * self.workers
 
     @abstractmethod
-    def map_unordered(self, spec: RunSpec, tasks: Iterable[TileIndex | _Wait],
-                      sink: Any = None) -> Iterator[TileOutcome]:
+    def map_unordered(self, spec: RunSpec, tasks: Iterable[Task | _Wait],
+                      sink: Output | None = None) -> Iterator[TileOutcome]:
         """Yield one outcome per task, in completion order.
 
         `tasks` is pulled lazily and may yield `WAIT`. Without a `sink` workers write their

@@ -27,7 +27,7 @@ import threading
 import time
 import traceback as tb
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import distributed
@@ -36,8 +36,10 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ziggurat.errors import ExecutorError
 from ziggurat.executors.base import Executor
 from ziggurat.grid import TileIndex
-from ziggurat.executors.job import RunSpec, TileJob, write_prepared
-from ziggurat.tasks import EMPTY, FAILED, WAIT, WRITTEN, TileOutcome, failed_outcome, task_index
+from ziggurat.executors.feeder import Feeder, ParentWriter
+from ziggurat.executors.job import RunSpec, TileJob
+from ziggurat.io import Output
+from ziggurat.tasks import FAILED, TileOutcome, failed_outcome, task_index
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +228,7 @@ class DaskExecutor(Executor):
 
     # -- running -----------------------------------------------------------------------------
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Any],
-                      sink: Any = None) -> Iterator[TileOutcome]:
+                      sink: Output | None = None) -> Iterator[TileOutcome]:
         if self._closed:
             raise ExecutorError("this Dask executor is closed")
         run_id = uuid.uuid4().hex[:12]
@@ -240,7 +242,8 @@ class DaskExecutor(Executor):
         self._terminated = False
         self._pending = {}
         try:
-            yield from self._loop(run_id, spec, iter(tasks), sink)
+            parent = None if sink is None else ParentWriter(sink, spec.recipe.grid)
+            yield from self._loop(run_id, Feeder(tasks), parent)
         except GeneratorExit:
             if not self._terminated:
                 self._drain()  # a failure elsewhere: cancel what waits, let running tiles finish
@@ -256,14 +259,13 @@ class DaskExecutor(Executor):
                 except Exception as exc:
                     log.debug("removing the worker plugin failed: %s", exc)
 
-    def _loop(self, run_id: str, spec: RunSpec, it: Iterator[Any], sink: Any) -> Iterator[TileOutcome]:
+    def _loop(self, run_id: str, feeder: Feeder, parent: ParentWriter | None) -> Iterator[TileOutcome]:
         pending = self._pending
         # results are fetched by the client's event loop thread as tasks finish, not one blocking
         # round trip per tile here; errors come back as values
         completed = distributed.as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
         suspects: list[_Task] = []   # ended in KilledWorker: rerun alone
-        exhausted = False
-        func = run_tile if sink is None else compute_tile
+        func = run_tile if parent is None else compute_tile
 
         def submit(task: _Task) -> None:
             z, r, c = task.index
@@ -273,43 +275,31 @@ class DaskExecutor(Executor):
             completed.add(future)
 
         def fill() -> None:
-            nonlocal exhausted
-            while True:
-                alone = suspects or any(t.attempt for t in pending.values())
-                if len(pending) >= (1 if alone else self.window):
-                    return
-                if suspects:
+            if suspects or any(t.attempt for t in pending.values()):  # a suspect runs alone
+                if suspects and not pending:
                     submit(suspects.pop(0))
-                    continue
-                if exhausted:
-                    return
-                index = next(it, None)
-                if index is None:
-                    exhausted = True
-                    return
-                if index is WAIT:
-                    return
-                submit(_Task(index))
+                return
+            for spec in feeder.take(self.window - len(pending)):
+                submit(_Task(spec))
 
         fill()
         while pending:
             future, result = next(completed)
             task = pending.pop(future)
-            outcome = self._outcome(future, result, task, spec, sink)
+            outcome = self._outcome(future, result, task, parent)
             future.release()
             if outcome is None:
                 suspects.append(_Task(task.spec, task.attempt + 1))
             else:
                 yield outcome
             fill()
-        if not exhausted:
-            raise RuntimeError("the task source is waiting for results but nothing is in flight")
+        feeder.idle()
 
-    def _outcome(self, future: distributed.Future, result: Any, task: _Task, spec: RunSpec,
-                 sink: Any) -> TileOutcome | None:
+    def _outcome(self, future: distributed.Future, result: Any, task: _Task,
+                 parent: ParentWriter | None) -> TileOutcome | None:
         """The tile's outcome from a finished future; None to resubmit it."""
         if future.status == "finished":
-            return result if sink is None else self._write(result, task, spec, sink)
+            return result if parent is None else parent.write(*result)  # single file: the client writes
         if future.status == "cancelled":
             return TileOutcome(task.index, FAILED, exc_type="CancelledError",
                                error="CancelledError: the task was cancelled on the Dask cluster "
@@ -330,14 +320,6 @@ class DaskExecutor(Executor):
                                      "(see distributed.scheduler.allowed-failures and --retries)")
         return TileOutcome(task.index, FAILED, error=f"{type(exc).__name__}: {exc}",
                            exc_type=type(exc).__name__, traceback=trace)
-
-    @staticmethod
-    def _write(result: tuple[TileOutcome, Any], task: _Task, spec: RunSpec, sink: Any) -> TileOutcome:
-        """Single-file output: the worker computed, the client writes."""
-        outcome, array = result
-        if outcome.status != WRITTEN or array is None:
-            return replace(outcome, status=EMPTY) if outcome.status == WRITTEN else outcome
-        return write_prepared(sink, spec.recipe.grid.tile(*task.index), array, outcome)
 
     def _drain(self) -> None:
         """Cancel queued tasks of this run; wait for the ones workers are running."""

@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 from rasterio.errors import RasterioIOError
 
-from ziggurat.io.checksum import tile_checksums
 from ziggurat.recipe.area import AreaMask
 from ziggurat.errors import Empty
-from ziggurat.grid import TileIndex
+from ziggurat.grid import Tile, TileIndex
 from ziggurat.tasks import EMPTY, WRITTEN, OverviewTask, TileOutcome, failed_outcome, task_index
-from ziggurat.io import open_input, open_output
+from ziggurat.io import Input, Output, open_input, open_output
 from ziggurat.io.vectordir import as_features
 from ziggurat.executors.overview import build_overview
 from ziggurat.process import LoadedProcess, ProcessRef, call_kwargs, load_process
@@ -44,11 +43,11 @@ class RunSpec:
         return ProcessRef(self.recipe.process, str(self.recipe.base_dir))
 
 
-def write_prepared(sink: Any, tile: Any, array: np.ndarray, outcome: TileOutcome) -> TileOutcome:
+def write_prepared(sink: Output, tile: Tile, array: np.ndarray, outcome: TileOutcome) -> TileOutcome:
     """The parent-side half of a tile: write an array from `TileJob.compute`, hash what was written."""
     try:
         written = tuple(sink.write_prepared(tile, array))
-        checksums = tile_checksums(sink, written)
+        checksums = sink.checksums(written)
     except Exception as exc:
         return failed_outcome(outcome.index, exc)
     return replace(outcome, status=WRITTEN if written else EMPTY, written=written, checksums=checksums)
@@ -60,8 +59,8 @@ class TileJob:
 
     spec: RunSpec
     process: LoadedProcess = field(init=False)
-    inputs: dict[str, Any] = field(init=False)
-    output: Any = field(init=False)
+    inputs: dict[str, Input] = field(init=False)
+    output: Output = field(init=False)
     _params: dict[int, dict[str, Any]] = field(init=False, default_factory=dict)
     area_mask: AreaMask | None = field(init=False, default=None)  # results are cut to `area`
 
@@ -89,7 +88,7 @@ class TileJob:
             if result is None:
                 return TileOutcome(index, EMPTY, seconds=time.perf_counter() - start)
             written = tuple(self.output.write(tile, result))
-            checksums = tile_checksums(self.output, written)
+            checksums = self.output.checksums(written)
         except Empty:
             return TileOutcome(index, EMPTY, seconds=time.perf_counter() - start)
         except Exception as exc:  # reported with the tile; the engine decides whether to stop
@@ -142,7 +141,7 @@ class TileJob:
         result = self.process.func(**kwargs)
         if result is None:
             return None
-        if getattr(self.output, "is_vector", False):  # GeoJSON/FlatGeobuf: a list of features
+        if self.output.capabilities.kind == "vector":  # GeoJSON/FlatGeobuf: a list of features
             feats = as_features(result, self.output.format)
             return feats if self.area_mask is None else self.area_mask.clip_features(tile, feats)
         if isinstance(result, np.ndarray):
@@ -157,6 +156,4 @@ class TileJob:
 
     def close(self) -> None:
         for inp in self.inputs.values():
-            close = getattr(inp, "close", None)
-            if close is not None:
-                close()
+            inp.close()

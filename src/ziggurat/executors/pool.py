@@ -22,7 +22,7 @@ import threading
 from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -31,8 +31,10 @@ import numpy as np
 from ziggurat.executors.base import Executor
 from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, sweep_stale
 from ziggurat.grid import TileIndex
-from ziggurat.executors.job import RunSpec, TileJob, write_prepared
-from ziggurat.tasks import EMPTY, FAILED, WAIT, WRITTEN, TileOutcome, task_index
+from ziggurat.executors.feeder import Feeder, ParentWriter
+from ziggurat.executors.job import RunSpec, TileJob
+from ziggurat.io import Output
+from ziggurat.tasks import FAILED, WRITTEN, TileOutcome, task_index
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,8 @@ class ProcessExecutor(Executor):
             raise ValueError(f"write_in must be one of {WRITE_IN}, got {write_in!r}")
         self.retries = retries
         self.write_in = write_in
+        self.writes_in_parent = write_in == "parent"
+        self._last_exit: list[int] = []    # exit codes of the workers that died last
         self.shm_dir = Path(shm_dir) if shm_dir else SHM_DIR
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -128,9 +132,7 @@ class ProcessExecutor(Executor):
                                    initargs=(spec,))
 
     def _processes(self) -> list[Any]:
-        pool = self._pool
-        procs = getattr(pool, "_processes", None) or {}
-        return list(procs.values())
+        return _worker_processes(self._pool)
 
     def terminate(self) -> None:
         """Stop now: cancel pending work and kill the workers (Ctrl-C, SIGTERM)."""
@@ -139,7 +141,7 @@ class ProcessExecutor(Executor):
             pool, self._pool = self._pool, None
         if pool is None:
             return
-        procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() drops it
+        procs = _worker_processes(pool)  # before shutdown(), which drops them
         pool.shutdown(wait=False, cancel_futures=True)
         for p in procs:
             if p.is_alive():
@@ -158,19 +160,20 @@ class ProcessExecutor(Executor):
 
     # -- running -----------------------------------------------------------------------------
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Any],
-                      sink: Any = None) -> Iterator[TileOutcome]:
+                      sink: Output | None = None) -> Iterator[TileOutcome]:
         sweep_stale(self.shm_dir)
         workers = self.workers
         self._terminated = False
         self._pool = self._new_pool(spec, workers)  # before the slots: its locks live in /dev/shm too
         slots: SlotPool | None = None
         writer: ThreadPoolExecutor | None = None
+        parent = None
         if sink is not None:
             slots = self._allocate_slots(spec, sink)
-            threadsafe = getattr(sink, "threadsafe_writes", True)
-            writer = ThreadPoolExecutor(workers if threadsafe else 1, thread_name_prefix="ziggurat-writer")
+            parent = ParentWriter(sink, spec.recipe.grid)
+            writer = ThreadPoolExecutor(parent.threads(workers), thread_name_prefix="ziggurat-writer")
         try:
-            yield from self._loop(spec, iter(tasks), sink, slots, writer)
+            yield from self._loop(spec, Feeder(tasks), parent, slots, writer)
         except GeneratorExit:
             raise
         except BaseException:
@@ -184,7 +187,7 @@ class ProcessExecutor(Executor):
             if slots is not None:
                 slots.close()
 
-    def _allocate_slots(self, spec: RunSpec, sink: Any) -> SlotPool | None:
+    def _allocate_slots(self, spec: RunSpec, sink: Output) -> SlotPool | None:
         lo, hi = spec.recipe.zoom_levels
         size = max(sink.result_bytes(z) for z in range(lo, hi + 1))
         pool = SlotPool.allocate(size, self.window, self.shm_dir)
@@ -194,12 +197,11 @@ class ProcessExecutor(Executor):
             return None
         return pool
 
-    def _loop(self, spec: RunSpec, it: Iterator[Any], sink: Any, slots: SlotPool | None,
+    def _loop(self, spec: RunSpec, feeder: Feeder, parent: ParentWriter | None, slots: SlotPool | None,
               writer: ThreadPoolExecutor | None) -> Iterator[TileOutcome]:
         computing: dict[Future[Any], _Task] = {}
         writing: dict[Future[TileOutcome], _Task] = {}
         suspects: list[_Task] = []     # in flight when a worker died: rerun one at a time
-        exhausted = False
 
         def capacity() -> int:
             if suspects:
@@ -212,7 +214,7 @@ class ProcessExecutor(Executor):
         def submit(task: _Task) -> None:
             assert self._pool is not None
             with _main_not_reimported():  # workers (and the forkserver) start inside submit()
-                if sink is None:
+                if parent is None:
                     future = self._pool.submit(_run_tile, task.index)
                 else:
                     if slots is not None and task.slot is None:
@@ -222,25 +224,16 @@ class ProcessExecutor(Executor):
             computing[future] = task
 
         while True:
-            while capacity() > 0:
-                if suspects:
-                    submit(suspects.pop(0))
-                    continue
-                if exhausted:
-                    break
-                index = next(it, None)
-                if index is None:
-                    exhausted = True
-                    break
-                if index is WAIT:
-                    break
-                submit(_Task(index))
+            while suspects and capacity() > 0:
+                submit(suspects.pop(0))
+            if not suspects:
+                for task in feeder.take(capacity()):
+                    submit(_Task(task))
             if not computing and not writing:
                 if suspects:
                     continue
-                if exhausted:
-                    return
-                raise RuntimeError("the task source is waiting for results but nothing is in flight")
+                feeder.idle()
+                return
             done, _ = wait([*computing, *writing], return_when=FIRST_COMPLETED)
             for future in done:
                 if future in writing:
@@ -261,17 +254,20 @@ class ProcessExecutor(Executor):
                             self._release(slots, t)
                             yield self._gave_up(t)
                     continue
-                if sink is None:
+                if parent is None or writer is None:
                     yield result
                     continue
                 outcome, payload = result
                 if outcome.status != WRITTEN or payload is None:
                     self._release(slots, task)
-                    yield replace(outcome, status=EMPTY) if outcome.status == WRITTEN else outcome
+                    yield parent.write(outcome, None)
                     continue
-                array = payload if isinstance(payload, np.ndarray) else slots.view(task.slot, *payload)
-                tile = spec.recipe.grid.tile(*task_index(task.index))
-                writing[writer.submit(write_prepared, sink, tile, array, outcome)] = task
+                if isinstance(payload, np.ndarray):
+                    array = payload
+                else:
+                    assert slots is not None and task.slot is not None
+                    array = slots.view(task.slot, *payload)
+                writing[writer.submit(parent.write, outcome, array)] = task
 
     def _recover(self, spec: RunSpec, task: _Task, computing: dict[Future[Any], _Task],
                  suspects: list[_Task]) -> list[_Task]:
@@ -291,7 +287,7 @@ class ProcessExecutor(Executor):
         return lost
 
     def _gave_up(self, task: _Task) -> TileOutcome:
-        codes = getattr(self, "_last_exit", [])
+        codes = self._last_exit
         how = ", ".join(_describe_exit(c) for c in codes) or "died"
         msg = (f"WorkerDied: the worker process {how} while processing this tile, alone, "
                f"{task.attempts} time(s) (raise --retries to try more)")
@@ -302,6 +298,14 @@ class ProcessExecutor(Executor):
         if slots is not None and task.slot is not None:
             slots.release(task.slot)
             task.slot = None
+
+
+def _worker_processes(pool: ProcessPoolExecutor | None) -> list[Any]:
+    """The pool's worker processes: concurrent.futures keeps them (privately) in `_processes`,
+    set to None once the pool shuts down; exit codes and a hard stop need them."""
+    if pool is None:
+        return []
+    return list((pool._processes or {}).values())
 
 
 def _exit_code(process: Any) -> int | None:

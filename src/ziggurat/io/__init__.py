@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Grid
 from ziggurat.io.common import InputConfigLike, OutputConfigLike
+from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
+from ziggurat.io.protocols import Input, Output, OutputCapabilities, TileInput
 from ziggurat.io.raster import RasterInput, RasterTileInput
 from ziggurat.io.pngdir import PNGTileDirectoryOutput
 from ziggurat.io.singlefile import SingleFileOutput
@@ -14,17 +18,21 @@ from ziggurat.io.vector import VectorInput, VectorTileInput
 from ziggurat.io.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput, is_vector_tiledir
 
 __all__ = [
+    "Input", "Output", "OutputCapabilities", "SINGLE_FILE_SUFFIXES", "TileInput",
     "INPUT_FORMATS", "OUTPUT_FORMATS", "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput", "RasterTileInput", "TileDirectoryInput",
     "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
     "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput",
 ]
 
-INPUT_FORMATS = {"raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput}
-OUTPUT_FORMATS = {"GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput,
-                  "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput}
+INPUT_FORMATS: dict[str, Callable[[InputConfigLike, Grid], Input]] = {
+    "raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput}
+OUTPUT_FORMATS: dict[str, Callable[[OutputConfigLike, Grid], Output]] = {
+    "GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput,
+    "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput}
 
 
-def open_input(config: InputConfigLike, grid: Grid) -> RasterInput | TileDirectoryInput:
+
+def open_input(config: InputConfigLike, grid: Grid) -> Input:
     cls = INPUT_FORMATS.get(config.format)
     if config.format in ("tiledir", "vector") and is_vector_tiledir(config.path):
         cls = VectorTileDirectoryInput  # a GeoJSON/FlatGeobuf tile directory written by ziggurat
@@ -34,9 +42,9 @@ def open_input(config: InputConfigLike, grid: Grid) -> RasterInput | TileDirecto
     return cls(config, grid)
 
 
-def open_output(config: OutputConfigLike, grid: Grid) -> TileDirectoryOutput:
+def open_output(config: OutputConfigLike, grid: Grid) -> Output:
     cls = OUTPUT_FORMATS.get(config.format)
-    if cls is TileDirectoryOutput and str(config.path).lower().endswith((".tif", ".tiff")):
+    if config.format == "GTiff" and str(config.path).lower().endswith(SINGLE_FILE_SUFFIXES):  # one GeoTIFF
         cls = SingleFileOutput
     if cls is None:
         raise OutputError(f"output {config.path}: unsupported format {config.format!r}; "

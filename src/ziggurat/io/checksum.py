@@ -64,14 +64,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return sha256_and_size(path)[0]
 
 
-def tile_checksums(output: Any, written: Sequence[Any]) -> tuple[str, ...]:
-    """SHA-256 of each tile just written (still in the page cache, so cheap); none for an
-    output written whole by the parent (a single file), whose bytes are final only at the end."""
-    if getattr(output, "writes_in_parent", False):
-        return ()
-    return tuple(sha256_file(output.tile_path(index)) for index in written)
-
-
 def sha256_or_none(path: str | os.PathLike[str]) -> str | None:
     """The file's SHA-256, or None when it does not exist."""
     try:
@@ -175,5 +167,4 @@ def compare_fingerprints(recorded: dict[str, Any], current: dict[str, Any]) -> s
 
 
 __all__ = ["FULL_HASH_LIMIT", "PARTIAL_HASH_BYTES", "compare_fingerprints", "fingerprint_input",
-           "hash_many", "sha256_and_size", "sha256_file", "sha256_or_none",
-           "tile_checksums"]
+           "hash_many", "sha256_and_size", "sha256_file", "sha256_or_none"]

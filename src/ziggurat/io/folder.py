@@ -11,19 +11,20 @@ import os
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from ziggurat.errors import OutputError
-from ziggurat.grid import Grid, Tile, TileIndex
+from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io.atomic import staged, tmp_folder, tmp_in, write_json_atomic
+from ziggurat.io.checksum import sha256_file
 from ziggurat.io.common import OutputConfigLike
+from ziggurat.io.protocols import OutputCapabilities
 
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
 #: File suffix of the tiles of each tile-directory format (the one table of them).
 TILE_SUFFIXES = {"GTiff": ".tif", "PNG": ".png", "GeoJSON": ".geojson", "FlatGeobuf": ".fgb"}
-RASTER_TILE_FORMATS = ("GTiff", "PNG")
 
 
 def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -36,9 +37,11 @@ def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 class TileFolder:
-    """Base of tile-directory outputs; `grid` is the process grid, tiles use the output grid."""
+    """Base of tile-directory outputs (one file per output tile); `grid` is the process grid,
+    tiles use the output grid. Implements the tile-file half of the `Output` protocol."""
 
     suffix = ".tif"
+    capabilities: OutputCapabilities
 
     def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
         self.config = config
@@ -121,6 +124,22 @@ class TileFolder:
 
     def exists(self, process_tile: Tile) -> bool:
         return all(self.tile_path(t).exists() for t in self.output_tiles(process_tile))
+
+    def start_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """Nothing to set up: every tile is its own file."""
+
+    def finish_run(self, success: bool) -> None:
+        """Nothing to finish: every tile was renamed into place when it was written."""
+
+    def checksums(self, written: Sequence[TileIndex]) -> tuple[str, ...]:
+        """Hashed right after writing, while the bytes are still in the page cache (cheap)."""
+        return tuple(sha256_file(self.tile_path(index)) for index in written)
+
+    def remove_stale(self, process_tile: Tile, written: Sequence[TileIndex]) -> None:
+        keep = set(written)
+        for tile in self.output_tiles(process_tile):
+            if tile.index not in keep:
+                self.tile_path(tile).unlink(missing_ok=True)
 
     @contextmanager
     def staged(self, tile: Tile) -> Iterator[Path]:

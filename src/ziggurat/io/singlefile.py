@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import rasterio
@@ -24,20 +24,32 @@ from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io.atomic import staged, tmp_in
 from ziggurat.io.common import OutputConfigLike
-from ziggurat.io.tiledir import TileDirectoryOutput
+from ziggurat.io.protocols import OutputCapabilities
+from ziggurat.io.rasterarrays import RasterArrays
 
 log = logging.getLogger(__name__)
 _BLOCK = 512
 
 
-class SingleFileOutput(TileDirectoryOutput):
-    """`output.path` ending in .tif: one GeoTIFF, written by a single writer in the parent."""
+class SingleFileOutput(RasterArrays):
+    """`output.path` ending in .tif: one GeoTIFF, written by a single writer in the parent.
 
-    writes_in_parent = True
-    threadsafe_writes = False
+    Its "tiles" are windows of one file: the process tile is the unit, there are no per-tile
+    files to hash, skip or remove, and the file is final only when the run ends."""
+
+    capabilities = OutputCapabilities(kind="raster", tile_files=False, overviews=False, writes_in_parent=True,
+                                      parent_writes=True, threadsafe_writes=False, stac=False)
 
     def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
-        super().__init__(config, grid)
+        self.config = config
+        self.grid = grid
+        self.path = Path(config.path)
+        self.format: str = config.format
+        if grid.metatiling % config.metatiling:
+            raise OutputError(f"output {self.path}: output metatiling {config.metatiling} does not "
+                              f"divide the process metatiling {grid.metatiling}")
+        self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
+        self._init_arrays(config)
         options = dict(config.options)
         self.cog = bool(options.pop("cog", False))
         self.overview_resampling = str(options.pop("overview_resampling", "nearest"))
@@ -64,15 +76,13 @@ class SingleFileOutput(TileDirectoryOutput):
         """``OUT.tif.ziggurat/tmp``: same file system, swept at the start of the next run."""
         return self.path.with_name(self.path.name + ".ziggurat") / "tmp"
 
-    def start_run(self, plan: Any) -> None:
-        """Create the temporary file covering the plan's area at its single zoom."""
-        if len(plan.zooms) != 1:
+    def start_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """Create the temporary file covering the run's area at its single zoom."""
+        if len(zooms) != 1:
             raise OutputError(f"single-file output {self.path} holds one zoom level, the run covers "
-                              f"zooms {min(plan.zooms)}..{max(plan.zooms)}: choose one with -z")
-        zoom = plan.zooms[0]
-        area = plan.bounds
-        if area is None:  # explicit tiles: their union
-            area = Bounds.union_all(self.grid.tile(*i).bounds for i in plan.only)
+                              f"zooms {min(zooms)}..{max(zooms)}: choose one with -z")
+        zoom = zooms[0]
+        area = bounds
         if area is None:
             raise OutputError(f"single-file output {self.path}: the run covers no area")
         xres, yres = self.grid.resolution(zoom)
@@ -132,6 +142,17 @@ class SingleFileOutput(TileDirectoryOutput):
 
     def tile_path(self, tile: Tile | TileIndex) -> Path:
         return self.path
+
+    def checksums(self, written: Sequence[TileIndex]) -> tuple[str, ...]:
+        """None per tile: the file's bytes are final only when the run ends."""
+        return ()
+
+    def remove_stale(self, process_tile: Tile, written: Sequence[TileIndex]) -> None:
+        """Nothing: a single file is always written whole."""
+
+    def read(self, tile: Tile | TileIndex) -> None:
+        raise OutputError(f"single-file output {self.path}: tiles are not read back (overview zooms "
+                          "need a tile directory output)")
 
     def write(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray) -> list[TileIndex]:
         out = self.prepare_array(process_tile, data)

@@ -14,11 +14,10 @@ import rasterio
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
+from ziggurat.io.common import OutputConfigLike, block_size, nodata_from_json, nodata_to_json, open_tile, same_nodata
 from ziggurat.io.folder import METADATA_FILE, TileFolder
-from ziggurat.io.common import (
-    open_tile,
-    OutputConfigLike, block_size, check_nodata, nodata_from_json, nodata_to_json, same_nodata, to_dtype,
-)
+from ziggurat.io.protocols import OutputCapabilities
+from ziggurat.io.rasterarrays import RasterArrays
 
 logger = logging.getLogger(__name__)
 __all__ = ["METADATA_FILE", "TileDirectoryOutput"]
@@ -26,25 +25,15 @@ __all__ = ["METADATA_FILE", "TileDirectoryOutput"]
 _PREDICTOR_CODECS = {"deflate", "lzw", "zstd"}
 
 
-class TileDirectoryOutput(TileFolder):
+class TileDirectoryOutput(TileFolder, RasterArrays):
     """Writes process tiles as output-grid GeoTIFF tiles; `grid` is the process grid."""
+
+    capabilities = OutputCapabilities(kind="raster", tile_files=True, overviews=True, writes_in_parent=False,
+                                      parent_writes=True, threadsafe_writes=True, stac=True)
 
     def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
         super().__init__(config, grid)
-        try:
-            self.dtype = np.dtype(config.dtype)
-        except TypeError as exc:
-            raise OutputError(f"output {self.path}: unknown dtype {config.dtype!r}") from exc
-        self.bands = int(config.bands)
-        self.nodata = config.nodata
-        problem = check_nodata(self.dtype, self.nodata)
-        if problem:
-            raise OutputError(f"output {self.path}: {problem}")
-        if self.bands < 1:
-            raise OutputError(f"output {self.path}: bands must be >= 1, got {self.bands}")
-        self.compress = str(config.compress or "none").lower()
-        self.creation_options: dict[str, Any] = dict(
-            (config.options or {}).get("creation_options") or {})
+        self._init_arrays(config)
 
     # -- metadata -----------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -61,27 +50,6 @@ class TileDirectoryOutput(TileFolder):
                            self.path, old_nodata, self.nodata)
 
     # -- tiles --------------------------------------------------------------------------
-    def _as_metatile(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray
-                     ) -> np.ma.MaskedArray:
-        """(bands, h, w) without the pixel buffer, or OutputError naming what is wrong."""
-        arr = data if isinstance(data, np.ma.MaskedArray) else np.ma.masked_array(np.asarray(data))
-        if arr.ndim == 2:
-            arr = arr[np.newaxis]
-        if arr.ndim != 3:
-            raise OutputError(f"tile {process_tile}: expected a 2D or 3D array, got {arr.ndim}D "
-                              f"with shape {arr.shape}")
-        if arr.shape[0] != self.bands:
-            raise OutputError(f"tile {process_tile}: output has {self.bands} band(s), "
-                              f"data has {arr.shape[0]} (shape {arr.shape})")
-        shape, buffered = process_tile.shape, process_tile.buffered_shape
-        if arr.shape[1:] == buffered:
-            pb = process_tile.pixelbuffer
-            return arr[:, pb:pb + shape[0], pb:pb + shape[1]] if pb else arr
-        if arr.shape[1:] == shape:
-            return arr
-        raise OutputError(f"tile {process_tile}: data shape {arr.shape[1:]} is neither the buffered "
-                          f"tile shape {buffered} nor the unbuffered {shape}")
-
     def profile(self, tile: Tile) -> dict[str, Any]:
         h, w = tile.shape
         prof: dict[str, Any] = {
@@ -103,31 +71,12 @@ class TileDirectoryOutput(TileFolder):
 
     def write(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray) -> list[TileIndex]:
         """Write every non-empty output tile of a process tile; returns what was written."""
-        meta = self._as_metatile(process_tile, data)
-        out, valid = to_dtype(meta, self.dtype, self.nodata)
+        out, valid = self.cast(process_tile, data)
         return self._write_cut(process_tile, out, valid)
 
-    def result_bytes(self, zoom: int) -> int:
-        """Largest prepared array for one process tile at a zoom (sizes shared-memory slots)."""
-        h, w = self.grid.max_tile_shape(zoom)
-        return self.bands * h * w * self.dtype.itemsize
-
-    def prepare_array(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray) -> np.ndarray | None:
-        """Crop, cast and fill with nodata: the compact form a worker hands to a parent-side
-        writer. None when no pixel is valid (nothing to write)."""
-        meta = self._as_metatile(process_tile, data)
-        out, valid = to_dtype(meta, self.dtype, self.nodata)
-        return out if valid.any() else None
-
-    def write_prepared(self, process_tile: Tile, out: np.ndarray) -> list[TileIndex]:
+    def write_prepared(self, process_tile: Tile, array: np.ndarray) -> list[TileIndex]:
         """Write an array from `prepare_array`; validity is read back from the nodata value."""
-        if self.nodata is None:
-            valid = np.ones(out.shape, dtype=bool)
-        elif isinstance(self.nodata, float) and np.isnan(self.nodata):
-            valid = ~np.isnan(out)
-        else:
-            valid = out != self.nodata
-        return self._write_cut(process_tile, out, valid)
+        return self._write_cut(process_tile, array, self.valid_pixels(array))
 
     def _write_cut(self, process_tile: Tile, out: np.ndarray, valid: np.ndarray) -> list[TileIndex]:
         top, left = process_tile.bounds.top, process_tile.bounds.left

@@ -23,6 +23,7 @@ from ziggurat.errors import InputError, OutputError
 from ziggurat.geometry import (combine, conform, crs_equal, dimension, flatten, keep_dimension, repair,
                                tidy_clipped_lines)
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, TileFolder, read_metadata
 from ziggurat.io.common import (InputConfigLike, OutputConfigLike, int_names,
                                  transform_bounds_safe)
@@ -60,7 +61,8 @@ def as_features(result: Any, output_format: str) -> list[Any]:
 class VectorTileDirectoryOutput(TileFolder):
     """Writes process features as GeoJSON/FlatGeobuf output tiles; `grid` is the process grid."""
 
-    is_vector = True
+    capabilities = OutputCapabilities(kind="vector", tile_files=True, overviews=False, writes_in_parent=False,
+                                      parent_writes=False, threadsafe_writes=True, stac=False)
 
     def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
         super().__init__(config, grid)
@@ -162,10 +164,24 @@ class VectorTileDirectoryOutput(TileFolder):
             with fiona.open(tmp, "w", driver=self.driver, schema=schema, crs_wkt=self._crs_wkt) as dst:
                 dst.writerecords(records)
 
-    def result_bytes(self, zoom: int) -> int:
+    def _no_parent_writes(self) -> OutputError:
         """Parent-side writing moves arrays through shared memory; features do not fit that."""
-        raise OutputError(f"output {self.path}: {self.format} tiles are written by the workers; "
-                          "parent-side writing (--write-in parent) is for raster outputs")
+        return OutputError(f"output {self.path}: {self.format} tiles are written by the workers; "
+                           "parent-side writing (--write-in parent) is for raster outputs")
+
+    def prepare_array(self, process_tile: Tile, data: Any) -> np.ndarray | None:
+        raise self._no_parent_writes()
+
+    def write_prepared(self, process_tile: Tile, array: np.ndarray) -> list[TileIndex]:
+        raise self._no_parent_writes()
+
+    def result_bytes(self, zoom: int) -> int:
+        raise self._no_parent_writes()
+
+    def tile_bytes(self, zoom: int) -> int:
+        """A rough size for `plan`: 4 bytes per pixel of the tile's footprint."""
+        h, w = self.output_grid.max_tile_shape(zoom)
+        return 4 * h * w
 
     def read(self, tile: Tile | TileIndex) -> list[Feature] | None:
         """One written output tile's features (shapely geometries), or None if never written."""

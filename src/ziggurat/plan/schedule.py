@@ -18,18 +18,18 @@ are not built: they come back from `take_blocked()`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Iterator
+from dataclasses import replace
+from typing import Any, Callable, Iterator, Union
 
-from ziggurat.errors import RecipeError
 from ziggurat.tasks import HIGHER, LOWER, WAIT, OverviewTask
 from ziggurat.grid import Bounds, Tile, TileIndex
 from ziggurat.plan.tiles import Plan
+from ziggurat.recipe import Recipe
 
 PROCESS = "process"
 
 
-def baselevel_range(recipe: Any) -> tuple[int, int] | None:
+def baselevel_range(recipe: Recipe) -> tuple[int, int] | None:
     """(min, max) zooms that run the process, or None without `baselevels`."""
     levels = recipe.baselevels
     if not levels:
@@ -42,12 +42,14 @@ class Schedule:
     """Task source of one run; iterate it once, call `finished()` for every outcome."""
 
     def __init__(self, plan: Plan, baselevels: tuple[int, int],
-                 is_done: Callable[[Tile], bool] = lambda tile: False) -> None:
+                 is_done: Callable[[Tile], bool] = lambda tile: False,
+                 on_skip: Callable[[Tile], None] = lambda tile: None) -> None:
         self.plan = plan
         self.grid = plan.grid
         self.bmin, self.bmax = baselevels
         self.lo, self.hi = min(plan.zooms), max(plan.zooms)
         self.is_done = is_done
+        self.on_skip = on_skip
         self._ready: list[Any] = []                      # a stack: depth first, bounded
         self._waiting: dict[TileIndex, int] = {}         # open lower tile -> unfinished children
         self._poisoned: set[TileIndex] = set()           # lower tiles with a failed child
@@ -59,6 +61,13 @@ class Schedule:
             import shapely
 
             shapely.prepare(self._geometry)
+
+    def _skip(self, tile: Tile) -> bool:
+        """True for a tile done before (continue mode), which is reported as skipped."""
+        if not self.is_done(tile):
+            return False
+        self.on_skip(tile)
+        return True
 
     def kind(self, zoom: int) -> str:
         if zoom < self.bmin:
@@ -95,7 +104,7 @@ class Schedule:
         if self.plan.only:  # explicit tiles: no dependencies, sources taken from the output
             for index in self.plan.only:
                 tile = self.grid.tile(*index)
-                if not self.is_done(tile):
+                if not self._skip(tile):
                     yield self.task(tile)
             return
         for root in replace(self.plan, zooms=(self.lo,)).tiles():
@@ -107,7 +116,7 @@ class Schedule:
             self._start_higher(tile)
             return
         index = tile.index
-        done = self.is_done(tile)
+        done = self._skip(tile)
         if not done and waiting_parent is not None:
             self._dep_parent[index] = waiting_parent
             self._waiting[waiting_parent] += 1
@@ -168,7 +177,7 @@ class Schedule:
             self._start_higher(child)
 
     def _start_higher(self, tile: Tile) -> None:
-        if self.is_done(tile):
+        if self._skip(tile):
             if tile.zoom < self.hi:
                 self._after_done(tile)
         else:
@@ -207,116 +216,37 @@ class Schedule:
         return bool(shapely.intersects(self._geometry, box) and not shapely.touches(self._geometry, box))
 
 
-def make_schedule(recipe: Any, plan: Plan, output: Any, is_done: Callable[[Tile], bool]) -> Schedule | None:
-    """A `Schedule` for a recipe with baselevels (None without); refuses outputs that cannot
-    be read back (vector tiles, a single file)."""
+class PlanSource:
+    """Task source of a run without baselevels: the plan's tiles minus those done before."""
+
+    def __init__(self, plan: Plan, is_done: Callable[[Tile], bool], on_skip: Callable[[Tile], None]) -> None:
+        self.plan, self.is_done, self.on_skip = plan, is_done, on_skip
+
+    def __iter__(self) -> Iterator[Any]:
+        for tile in self.plan.tiles():
+            if self.is_done(tile):
+                self.on_skip(tile)
+            else:
+                yield tile.index
+
+    def finished(self, index: Any, ok: bool) -> None:
+        """Nothing depends on another tile."""
+
+    def take_blocked(self) -> list[TileIndex]:
+        return []
+
+
+TaskSource = Union[Schedule, PlanSource]
+
+
+def make_source(recipe: Recipe, plan: Plan, is_done: Callable[[Tile], bool],
+                on_skip: Callable[[Tile], None]) -> TaskSource:
+    """The one task source of a run: dependency-aware with `baselevels`, else the plan's tiles.
+    `is_done` (no side effects) says which tiles continue mode skips; each is handed to `on_skip`."""
     levels = baselevel_range(recipe)
     if levels is None:
-        return None
-    if any(z < levels[0] or z > levels[1] for z in plan.zooms) and (
-            getattr(output, "is_vector", False) or getattr(output, "writes_in_parent", False)):
-        raise RecipeError(f"{recipe.describe_key('baselevels')}: overview zooms need a raster tile "
-                          f"directory output, not {output!r}")
-    return Schedule(plan, levels, is_done)
+        return PlanSource(plan, is_done, on_skip)
+    return Schedule(plan, levels, is_done, on_skip)
 
 
-
-
-# -- `ziggurat plan`: what a run would do, by index arithmetic only ----------------------------
-@dataclass
-class ZoomPlan:
-    zoom: int
-    kind: str                 # "process", "lower" or "higher" (an overview zoom)
-    process_tiles: int
-    output_tiles: int
-    recorded: int             # process tiles the ledger already has (written or empty)
-    estimated_bytes: int
-    estimate_basis: str       # "mean of N written tiles" or "uncompressed"
-
-
-@dataclass
-class PlanReport:
-    output: str
-    zooms: list[ZoomPlan] = field(default_factory=list)
-
-    @property
-    def process_tiles(self) -> int:
-        return sum(z.process_tiles for z in self.zooms)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"output": self.output, "process_tiles": self.process_tiles,
-                "zooms": [asdict(z) for z in self.zooms]}
-
-    def describe(self) -> str:
-        lines = [f"{'zoom':>4} {'kind':<8} {'process':>12} {'output':>12} {'recorded':>10} "
-                 f"{'est. size':>10}  basis"]
-        for z in self.zooms:
-            lines.append(f"{z.zoom:>4} {z.kind:<8} {z.process_tiles:>12,} {z.output_tiles:>12,} "
-                         f"{z.recorded:>10,} {_human(z.estimated_bytes):>10}  {z.estimate_basis} (estimate)")
-        lines.append(f"{self.process_tiles:,} process tiles -> {self.output}")
-        return "\n".join(lines)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if n < 1024 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-_SIZE_SAMPLE = 64
-
-
-def plan_report(recipe: Any, plan: Plan, output: Any) -> PlanReport:
-    """Tile counts per zoom (never enumerating tiles), what the ledger has, estimated size."""
-    from ziggurat.records.ledger import Ledger, ledger_path
-    from ziggurat.records.tile_records import output_root
-
-    levels = baselevel_range(recipe) or (min(plan.zooms), max(plan.zooms))
-    kinds = Schedule(plan, levels) if plan.zooms else None
-    ledger = Ledger(output.path, create=False) if ledger_path(output.path).is_file() else None
-    report = PlanReport(str(output.path))
-    try:
-        for zoom in sorted(plan.zooms):
-            count = plan.count(zoom)
-            ratio = (plan.grid.metatiling // recipe.output.metatiling) ** 2
-            if plan.only or plan.bounds is None:
-                out_count = count * ratio
-            elif plan.geometry is None:
-                out_count = recipe.output_grid.count_tiles(plan.bounds, zoom)
-            else:
-                out_count = count * ratio  # an upper bound: edge metatiles may be clipped
-            recorded = 0
-            if ledger is not None and plan.bounds is not None and not plan.only:
-                rows, cols = plan.grid.tile_range(plan.bounds, zoom)
-                recorded = min(count, ledger.count_done_in(zoom, rows, cols))
-            size, basis = _estimate(ledger, output, recipe, zoom, output_root(output.path))
-            report.zooms.append(ZoomPlan(zoom, kinds.kind(zoom) if kinds else PROCESS, count, out_count,
-                                         recorded, int(size * out_count), basis))
-    finally:
-        if ledger is not None:
-            ledger.close()
-    return report
-
-
-def _estimate(ledger: Any, output: Any, recipe: Any, zoom: int, root: Any) -> tuple[float, str]:
-    """Bytes per output tile: the mean of written tiles of the zoom, else uncompressed."""
-    import os
-
-    if ledger is not None:
-        sizes = []
-        for p in ledger.written_paths(zoom, _SIZE_SAMPLE):
-            try:
-                sizes.append(os.path.getsize(os.path.join(root, p)))
-            except OSError:
-                pass
-        if sizes:
-            return sum(sizes) / len(sizes), f"mean of {len(sizes)} written tiles"
-    h, w = recipe.output_grid.max_tile_shape(zoom)
-    itemsize = getattr(getattr(output, "dtype", None), "itemsize", 4)
-    return float(getattr(output, "bands", 1) * h * w * itemsize), "uncompressed"
-
-
-__all__ = ["PROCESS", "PlanReport", "Schedule", "ZoomPlan", "baselevel_range", "make_schedule",
-           "plan_report"]
+__all__ = ["PROCESS", "PlanSource", "Schedule", "TaskSource", "baselevel_range", "make_source"]

@@ -17,6 +17,7 @@ from rasterio.warp import transform, transform_bounds
 from ziggurat.recipe.area import clip_to_bounds, count_tiles_in_geometry, run_area, tiles_in_geometry
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.plan.selection import Selection
 from ziggurat.recipe import Recipe, parse_zoom_levels
 
 
@@ -30,6 +31,13 @@ class Plan:
     only: tuple[TileIndex, ...] = ()        # explicit tiles (from --tile / --point)
     geometry: Any = None                    # area polygon clipped to `bounds`: only tiles meeting it
     area: Any = None                        # the run's area polygon (grid CRS) rasters are masked to
+
+    @property
+    def extent(self) -> Bounds | None:
+        """The run's area in the grid CRS: its bounds, or the union of its explicit tiles."""
+        if self.bounds is not None or not self.only:
+            return self.bounds
+        return Bounds.union_all(self.grid.tile(*index).bounds for index in self.only)
 
     def count(self, zoom: int | None = None) -> int:
         if self.only:
@@ -70,17 +78,16 @@ def _to_grid_crs(bounds: Sequence[float], crs: str | None, grid: Grid) -> Bounds
     return Bounds(left, bottom, right, top)
 
 
-def make_plan(recipe: Recipe, *, zoom: Any = None, bounds: Sequence[float] | None = None,
-              bounds_crs: str | None = None, tile: Sequence[int] | None = None,
-              point: Sequence[float] | None = None, point_crs: str | None = None,
-              input_bounds: Iterable[Bounds] = (), area: Any = None,
-              area_crs: str | None = None) -> Plan:
-    """Resolve run-time overrides against the recipe into a `Plan`.
+def make_plan(recipe: Recipe, selection: Selection | None = None, *, input_bounds: Iterable[Bounds] = (),
+              **narrowing: Any) -> Plan:
+    """Resolve a run's `Selection` (or its keyword arguments) against the recipe into a `Plan`.
 
     `input_bounds` are the footprints of the opened inputs (grid CRS); they bound a recipe
-    without `bounds` so a run never spans the whole globe by accident. `area` (WKT, GeoJSON
-    or a vector file path, in `area_crs`) narrows the recipe's area.
+    without `bounds` so a run never spans the whole globe by accident.
     """
+    sel = Selection.of(selection, **narrowing)
+    zoom, bounds, bounds_crs, tile = sel.zoom, sel.bounds, sel.bounds_crs, sel.tile
+    point, point_crs, area, area_crs = sel.point, sel.point_crs, sel.area, sel.area_crs
     grid = recipe.grid
     the_area = run_area(recipe.area, area, area_crs, grid)
     if tile is not None:

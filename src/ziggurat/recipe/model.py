@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -66,6 +66,8 @@ class Recipe:
     source_name: str = field(default="<recipe>", compare=False, repr=False)
     #: `area` as a valid shapely (Multi)Polygon in the grid CRS (see ziggurat.recipe.area), or None.
     area: Any = field(default=None, compare=False, repr=False)
+    #: the validated `stac:` / `output.stac:` settings (a `stac_settings.StacSettings`)
+    stac: Any = field(default=None, compare=False, repr=False)
 
     @property
     def zooms(self) -> range:
@@ -155,9 +157,18 @@ class _Builder(OutputSection):
             if data.get(key) is not None and not isinstance(data[key], (str, Mapping)):
                 raise self.fail((key,), "a string or a mapping", data[key])
         area = self.area(data, grid)
-        return Recipe(self.path, self.base_dir, self.text, process, zoom_levels, grid, inputs, output,
-                      bounds, bounds_crs, parameters, baselevels, data,
-                      FrozenDict(self.loc.lines), self.loc.source, area=area)
+        if baselevels and not output.holds_overviews and (
+                baselevels.get("min", zoom_levels[0]) > zoom_levels[0]
+                or baselevels.get("max", zoom_levels[1]) < zoom_levels[1]):
+            raise self.loc.error(("baselevels",), "overview zooms (zoom_levels outside baselevels) need a "
+                                                  f"raster tile directory output, not {output.format} "
+                                                  f"{'file' if output.is_single_file else 'tiles'} at {output.path}")
+        recipe = Recipe(self.path, self.base_dir, self.text, process, zoom_levels, grid, inputs, output,
+                        bounds, bounds_crs, parameters, baselevels, data,
+                        FrozenDict(self.loc.lines), self.loc.source, area=area)
+        from ziggurat.recipe.stac_settings import settings_from_recipe  # it builds on a Recipe
+
+        return replace(recipe, stac=settings_from_recipe(recipe))
 
     def area(self, data: Mapping[str, Any], grid: Grid) -> Any:
         """`area` + `area_crs` -> a grid-CRS polygon (parsed and reprojected in ziggurat.recipe.area)."""

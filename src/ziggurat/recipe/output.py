@@ -21,6 +21,10 @@ RASTER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64"
                  "float32", "float64")
 
 
+#: An output path ending in one of these is one GeoTIFF, not a tile directory.
+SINGLE_FILE_SUFFIXES = (".tif", ".tiff")
+RASTER_TILE_FORMATS = ("GTiff", "PNG")
+
 @dataclass(frozen=True)
 class OutputConfig:
     """The validated `output:` section; unknown keys are driver options for io."""
@@ -33,6 +37,16 @@ class OutputConfig:
     compress: str = "deflate"
     metatiling: int = 1
     options: Mapping[str, Any] = field(default_factory=FrozenDict)
+
+    @property
+    def is_single_file(self) -> bool:
+        """One GeoTIFF (a path ending in .tif) instead of a tile directory."""
+        return str(self.path).lower().endswith(SINGLE_FILE_SUFFIXES)
+
+    @property
+    def holds_overviews(self) -> bool:
+        """Overview zooms are resampled from stored tiles: a raster tile directory."""
+        return self.format in RASTER_TILE_FORMATS and not self.is_single_file
 
 
 def is_remote(path: str) -> bool:
@@ -72,7 +86,7 @@ class OutputSection(Checker):
             path: Path | str = where
         else:
             path = self.resolve(where)
-            single = path.suffix.lower() in (".tif", ".tiff")  # one GeoTIFF instead of tiles
+            single = path.suffix.lower() in SINGLE_FILE_SUFFIXES  # one GeoTIFF instead of tiles
             if single and fmt != "GTiff":
                 raise self.loc.error(key + ("format",), f"expected GTiff for a single-file output "
                                                         f"({path.name}), found {fmt}")

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
+from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 from ziggurat.grid import TileIndex
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ class TileRecord(NamedTuple):
 
 
 def is_single_file(output_path: str | os.PathLike[str]) -> bool:
-    return Path(output_path).suffix.lower() in (".tif", ".tiff")
+    """A records path of a single-file output (the folder sits beside it, not inside)."""
+    return Path(output_path).suffix.lower() in SINGLE_FILE_SUFFIXES
 
 
 def provenance_dir(output_path: str | os.PathLike[str]) -> Path:

@@ -37,7 +37,8 @@ from typing import Any, Iterable
 
 from ziggurat.io.checksum import fingerprint_input, sha256_or_none
 from ziggurat.errors import OutputError, ProvenanceError
-from ziggurat.grid import TileIndex
+from ziggurat.grid import Tile, TileIndex
+from ziggurat.io import Output
 from ziggurat.io.atomic import write_bytes_atomic
 from ziggurat.io.common import int_names
 from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome
@@ -188,13 +189,13 @@ def _jsonable_option(value: Any) -> Any:
 class RunRecorder:
     """The engine's hook: `begin_run` at the start, `add` per outcome, `finish` at the end."""
 
-    def __init__(self, recipe: Recipe, output: Any, manifest: dict[str, Any], overwrite: bool) -> None:
+    def __init__(self, recipe: Recipe, output: Output, manifest: dict[str, Any], overwrite: bool) -> None:
         self.recipe, self.output, self.manifest, self.overwrite = recipe, output, manifest, overwrite
         self.run: str = manifest["run"]
         self.path = Path(output.path)
         self.folder = provenance_dir(self.path)
         self.root = output_root(self.path)
-        self.single = bool(getattr(output, "writes_in_parent", False)) or is_single_file(self.path)
+        self.single = not output.capabilities.tile_files  # one file: one record at the end
         self.start_ns = time.time_ns()
         self._buffer: list[TileRecord] = []
         fresh = not ledger_path(self.path).is_file()
@@ -225,18 +226,18 @@ class RunRecorder:
         return suffix
 
     # -- per tile ------------------------------------------------------------------------------
-    def is_done(self, process_tile: Any) -> bool:
+    def is_done(self, process_tile: Tile) -> bool:
         """Continue mode: the ledger says written or empty (a legacy output: the files exist)."""
         if self.single:
             return False
-        if self.ledger.is_done(process_tile.index):
-            return True
-        if self.legacy and self.output.exists(process_tile):
-            self.adopt(process_tile)
-            return True
-        return False
+        return self.ledger.is_done(process_tile.index) or (self.legacy and self.output.exists(process_tile))
 
-    def adopt(self, process_tile: Any) -> None:
+    def skipped(self, process_tile: Tile) -> None:
+        """A tile continue mode skipped: one of a legacy output enters the ledger."""
+        if self.legacy and not self.ledger.is_done(process_tile.index):
+            self.adopt(process_tile)
+
+    def adopt(self, process_tile: Tile) -> None:
         """Record an existing tile of an output without a ledger as written (hashing its files)."""
         for tile in self.output.output_tiles(process_tile):
             self._buffer.append(TileRecord(self._rel(tile.index), sha256_or_none(self.output.tile_path(tile)),
@@ -345,7 +346,7 @@ class RunRecorder:
         write_bytes_atomic(self.folder / MANIFEST_FILE, data)
 
 
-def begin_run(recipe: Recipe, output: Any, *, executor: str, workers: int,
+def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
               options: dict[str, Any] | None = None) -> RunRecorder:
     """Save recipe, process source and a manifest (status "running") before any tile runs."""
     started = _now()

@@ -32,13 +32,14 @@ from shapely.geometry import shape
 from rasterio.warp import transform_geom
 
 from ziggurat.errors import OutputError
-from ziggurat.grid import Grid, TileIndex
+from ziggurat.grid import Grid, Tile, TileIndex
+from ziggurat.io import Output
 from ziggurat.io.atomic import write_json_atomic
-from ziggurat.io.tiledir import METADATA_FILE
+from ziggurat.io.folder import METADATA_FILE
 from ziggurat.records.provenance import provenance_links
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime, settings_from_recipe
-from ziggurat.records.tileset import TILE_EXTENSIONS, TileSet, ZoomLimits
+from ziggurat.records.tileset import TileSet, ZoomLimits
 
 log = logging.getLogger(__name__)
 
@@ -361,15 +362,13 @@ def _existing_datetime(props: Mapping[str, Any]) -> dt.datetime | None:
 class RunItem:
     """The engine's hook: tracks the extent of what a run writes (O(zooms)), then updates the item.
 
-    Created before the output folder is prepared, so bad `stac` settings stop the run early.
+    The recipe's `stac` settings were validated when it loaded.
     """
 
-    def __init__(self, recipe: Recipe, output: Any) -> None:
-        # raster tile directories only: not vector outputs, not single-file GeoTIFFs
+    def __init__(self, recipe: Recipe, output: Output) -> None:
         self.output = output
-        self.enabled = (recipe.output.format in TILE_EXTENSIONS and isinstance(output.path, Path)
-                        and not getattr(output, "writes_in_parent", False))
-        self.settings = settings_from_recipe(recipe) if self.enabled else None
+        self.enabled = output.capabilities.stac and isinstance(output.path, Path)
+        self.settings: StacSettings | None = recipe.stac if self.enabled else None
         self.limits = ZoomLimits()        # written by this run, and skipped because they exist
         self.wrote = False
 
@@ -378,7 +377,7 @@ class RunItem:
             self.limits.add(zoom, row, col)
             self.wrote = True
 
-    def skipped(self, process_tile: Any) -> None:
+    def skipped(self, process_tile: Tile) -> None:
         """A process tile skipped because all its output tiles exist: they belong in the item
         (heals an item that an interrupted run never got to write)."""
         if self.enabled:
@@ -391,7 +390,7 @@ class RunItem:
     def _tiles(self) -> TileSet | None:
         if not self.enabled or not (Path(self.output.path) / METADATA_FILE).is_file():
             return None
-        return TileSet.from_output(self.output)
+        return TileSet.open(self.output.path)
 
     def finish(self) -> Path | None:
         """Write/update the item; returns its path (None if nothing describes the output yet)."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, TileIndex
 from ziggurat.io.common import int_names, nodata_from_json
-from ziggurat.io.folder import METADATA_FILE, RASTER_TILE_FORMATS, TILE_SUFFIXES, read_metadata
+from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, read_metadata
+from ziggurat.recipe.output import RASTER_TILE_FORMATS
 
 #: File extension of a tile per output format (the tile directory writer's naming).
 #: Raster tile formats and their file extensions (no dot), from io.folder's table.
@@ -112,12 +113,6 @@ class TileSet:
                        nodata_from_json(out.get("nodata")))
         except Exception as exc:
             raise OutputError(f"invalid {meta_path}: {exc}") from exc
-
-    @classmethod
-    def from_output(cls, output: Any) -> "TileSet":
-        """From an open `TileDirectoryOutput` (what the engine has at hand)."""
-        return cls(Path(output.path), output.output_grid, output.format, output.dtype.name,
-                   output.bands, output.nodata)
 
     @property
     def is_raster(self) -> bool:

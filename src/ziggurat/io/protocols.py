@@ -1,0 +1,133 @@
+"""The seams between the engine and the drivers: `Input`, `TileInput` and `Output`.
+
+Drivers implement these protocols; the engine, the executors and the records only ever call
+what is declared here and decide by an output's declared `OutputCapabilities`, never by
+probing attributes or testing a driver's class. A new format is a new driver plus one line in
+`ziggurat.io`'s format tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+
+
+@runtime_checkable
+class TileInput(Protocol):
+    """One input bound to one tile: what a process receives under the input's name."""
+
+    def is_empty(self) -> bool:
+        """Cheap: True when the input has nothing in the tile (a bounds test, no pixels read)."""
+        ...
+
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        """The tile's data plus its pixel buffer, on the tile's grid (raster: a masked array;
+        vector: a list of features)."""
+        ...
+
+
+@runtime_checkable
+class Input(Protocol):
+    """An opened input, built once per worker and shared by the tiles it runs."""
+
+    name: str
+    #: footprint in the grid CRS (None: nothing inside the grid); bounds a recipe without `bounds`
+    bounds: Bounds | None
+
+    def for_tile(self, tile: Tile) -> TileInput: ...
+
+    def close(self) -> None:
+        """Release dataset handles; safe to call twice."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutputCapabilities:
+    """What an output can do; every decision about an output is made from these."""
+
+    #: what a process returns for it: arrays ("raster") or lists of features ("vector")
+    kind: Literal["raster", "vector"]
+    #: every output tile is its own file: checksums per tile, continue mode, stale tiles removed
+    #: with --overwrite, a tile index and a STAC item describe it
+    tile_files: bool
+    #: stored tiles read back as rasters (`read`): overview zooms can be built from them
+    overviews: bool
+    #: only the parent process may write (one file): workers compute, the parent writes
+    writes_in_parent: bool
+    #: results can be handed to the parent as prepared arrays (`prepare_array`/`write_prepared`)
+    parent_writes: bool
+    #: several parent threads may call `write_prepared` at once
+    threadsafe_writes: bool
+    #: described by a tiled-assets STAC item
+    stac: bool
+
+
+@runtime_checkable
+class Output(Protocol):
+    """An output store. Its life in a run: `prepare` (before any tile; creates or checks the
+    store), `start_run`, one `write` (workers) or `write_prepared` (parent) per process tile,
+    `finish_run`. `grid` is the process grid, `output_grid` the grid of the stored tiles."""
+
+    path: Path
+    format: str
+    grid: Grid
+    output_grid: Grid
+    capabilities: OutputCapabilities
+
+    def prepare(self, overwrite: bool) -> None: ...
+
+    def start_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """The run's zooms and area (grid CRS) before its first tile."""
+        ...
+
+    def finish_run(self, success: bool) -> None:
+        """After the last tile (also after a failure): make the result final, or drop it."""
+        ...
+
+    def output_tiles(self, process_tile: Tile) -> list[Tile]:
+        """The stored tiles a process tile writes."""
+        ...
+
+    def tile_path(self, tile: Tile | TileIndex) -> Path: ...
+
+    def exists(self, process_tile: Tile) -> bool:
+        """All stored tiles of a process tile are there (continue mode without a ledger)."""
+        ...
+
+    def write(self, process_tile: Tile, data: Any) -> list[TileIndex]:
+        """Write a process result; returns the stored tiles written (none: nothing valid)."""
+        ...
+
+    def prepare_array(self, process_tile: Tile, data: Any) -> np.ndarray | None:
+        """The compact array a worker hands to a parent-side writer (None: nothing to write)."""
+        ...
+
+    def write_prepared(self, process_tile: Tile, array: np.ndarray) -> list[TileIndex]: ...
+
+    def result_bytes(self, zoom: int) -> int:
+        """Largest prepared array of one process tile at a zoom (sizes shared-memory slots)."""
+        ...
+
+    def tile_bytes(self, zoom: int) -> int:
+        """Uncompressed size of one stored tile at a zoom (what `plan` estimates with)."""
+        ...
+
+    def checksums(self, written: Sequence[TileIndex]) -> tuple[str, ...]:
+        """SHA-256 of tiles just written (empty when the bytes are final only at the end)."""
+        ...
+
+    def remove_stale(self, process_tile: Tile, written: Sequence[TileIndex]) -> None:
+        """--overwrite: stored tiles of `process_tile` this run left empty lose earlier data."""
+        ...
+
+    def read(self, tile: Tile | TileIndex) -> Any:
+        """One stored tile's data, or None if it was never written (raster arrays with `capabilities.overviews`)."""
+        ...
+
+
+__all__ = ["Input", "Output", "OutputCapabilities", "TileInput"]

@@ -1,0 +1,85 @@
+"""What every raster output shares, tile directory or single file: checked dtype, bands and
+nodata, and the array a process returns cropped to the tile and cast for writing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ziggurat.errors import OutputError
+from ziggurat.grid import Grid, Tile
+from ziggurat.io.common import OutputConfigLike, check_nodata, to_dtype
+
+
+class RasterArrays:
+    """Base of raster outputs; `grid` is the process grid, `output_grid` that of stored tiles."""
+
+    path: Path
+    grid: Grid
+    output_grid: Grid
+
+    def _init_arrays(self, config: OutputConfigLike) -> None:
+        try:
+            self.dtype = np.dtype(config.dtype)
+        except TypeError as exc:
+            raise OutputError(f"output {self.path}: unknown dtype {config.dtype!r}") from exc
+        self.bands = int(config.bands)
+        self.nodata = config.nodata
+        problem = check_nodata(self.dtype, self.nodata)
+        if problem:
+            raise OutputError(f"output {self.path}: {problem}")
+        if self.bands < 1:
+            raise OutputError(f"output {self.path}: bands must be >= 1, got {self.bands}")
+        self.compress = str(config.compress or "none").lower()
+        self.creation_options: dict[str, Any] = dict(
+            (config.options or {}).get("creation_options") or {})
+
+    def _as_metatile(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray
+                     ) -> np.ma.MaskedArray:
+        """(bands, h, w) without the pixel buffer, or OutputError naming what is wrong."""
+        arr = data if isinstance(data, np.ma.MaskedArray) else np.ma.masked_array(np.asarray(data))
+        if arr.ndim == 2:
+            arr = arr[np.newaxis]
+        if arr.ndim != 3:
+            raise OutputError(f"tile {process_tile}: expected a 2D or 3D array, got {arr.ndim}D "
+                              f"with shape {arr.shape}")
+        if arr.shape[0] != self.bands:
+            raise OutputError(f"tile {process_tile}: output has {self.bands} band(s), "
+                              f"data has {arr.shape[0]} (shape {arr.shape})")
+        shape, buffered = process_tile.shape, process_tile.buffered_shape
+        if arr.shape[1:] == buffered:
+            pb = process_tile.pixelbuffer
+            return arr[:, pb:pb + shape[0], pb:pb + shape[1]] if pb else arr
+        if arr.shape[1:] == shape:
+            return arr
+        raise OutputError(f"tile {process_tile}: data shape {arr.shape[1:]} is neither the buffered "
+                          f"tile shape {buffered} nor the unbuffered {shape}")
+
+    def cast(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(array cropped and cast, with nodata filled in; valid pixels)."""
+        return to_dtype(self._as_metatile(process_tile, data), self.dtype, self.nodata)
+
+    def prepare_array(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray) -> np.ndarray | None:
+        """Crop, cast and fill with nodata: the compact form a worker hands to a parent-side
+        writer. None when no pixel is valid (nothing to write)."""
+        out, valid = self.cast(process_tile, data)
+        return out if valid.any() else None
+
+    def valid_pixels(self, out: np.ndarray) -> np.ndarray:
+        """Validity of a prepared array, read back from the nodata value."""
+        if self.nodata is None:
+            return np.ones(out.shape, dtype=bool)
+        if isinstance(self.nodata, float) and np.isnan(self.nodata):
+            return ~np.isnan(out)
+        return out != self.nodata
+
+    def result_bytes(self, zoom: int) -> int:
+        h, w = self.grid.max_tile_shape(zoom)
+        return self.bands * h * w * self.dtype.itemsize
+
+    def tile_bytes(self, zoom: int) -> int:
+        h, w = self.output_grid.max_tile_shape(zoom)
+        return self.bands * h * w * self.dtype.itemsize
