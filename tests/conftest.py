@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any, Callable
@@ -47,3 +48,38 @@ def write_recipe(tmp_path: Path) -> Callable[..., Path]:
 def read_tile(path: Path) -> tuple[np.ndarray, Any]:
     with rasterio.open(path) as src:
         return src.read(), src.profile
+
+
+# -- tests never write into the checkout ------------------------------------------------------------
+_OURS = (".venv", ".venv-bench", "src/ziggurat.egg-info/")   # made by `make`, not by tests
+
+
+def _checkout_files() -> set[str] | None:
+    """Untracked and ignored paths of the checkout (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--ignored", "--untracked-files=all"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    paths = {line[3:] for line in out.stdout.splitlines()}
+    return {p for p in paths if "__pycache__" not in p and not p.startswith(_OURS)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_BEFORE] = _checkout_files()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_BEFORE, None)
+    after = _checkout_files()
+    if before is None or after is None:
+        return
+    new = sorted(after - before)
+    if new:
+        print(f"\nERROR: the tests wrote into the checkout: {', '.join(new[:20])}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[set[str] | None]()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,7 @@ def test_console_script_runs_the_demo_recipe(tmp_path):
     exe = Path(sys.executable).parent / "ziggurat"
     proc = subprocess.run([str(exe), "execute", str(REPO / "recipes" / "hillshade.yaml"), "-z", "9",
                            "-b", "-97.4", "32.6", "-97.2", "32.8", "--overwrite"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "ZIGGURAT_OUTPUT": str(tmp_path)})  # not into the checkout
     assert proc.returncode == 0, proc.stderr
     assert "tiles written" in proc.stdout

@@ -14,6 +14,7 @@ import pytest
 import rasterio
 
 from conftest import position_raster, read_tile
+from polling import session_processes, wait_until
 from ziggurat import Grid, ProcessError, TileIndex
 from ziggurat.engine import execute
 from ziggurat.executors import WAIT, ExecutorError, get_executor
@@ -25,6 +26,8 @@ distributed = pytest.importorskip("distributed")
 dask_config = pytest.importorskip("dask.config")
 
 from ziggurat.executors.dask import KEY_PREFIX, DaskExecutor  # noqa: E402
+
+pytestmark = pytest.mark.slow  # a Dask cluster per test
 
 Z = 6
 RES = 180 / 2**Z / 256
@@ -327,13 +330,6 @@ def test_a_tile_that_always_kills_its_worker_is_reported_and_bystanders_rerun(tm
             execute(recipe, executor=DaskExecutor(client=client, retries=1), overwrite=True)
 
 
-def _session_processes(sid: int) -> list[str]:
-    """Live processes of a session; zombies have exited (PID 1 here may not reap them)."""
-    out = subprocess.run(["ps", "-eo", "pid=,sid=,stat=,comm="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines()
-            if line.split()[1] == str(sid) and not line.split()[2].startswith("Z")]
-
-
 def test_ctrl_c_stops_the_local_cluster_cleanly(tmp_path, write_recipe):
     src, _ = _source(tmp_path, size=2048)  # 64 tiles
     out = tmp_path / "out"
@@ -349,8 +345,7 @@ def test_ctrl_c_stops_the_local_cluster_cleanly(tmp_path, write_recipe):
     _, err = proc.communicate(timeout=60)  # a hang guard
     assert proc.returncode == 130, err
     assert "rerun" in err and "Traceback" not in err
-    time.sleep(0.5)
-    assert _session_processes(proc.pid) == []  # no orphan workers
+    assert wait_until(lambda: session_processes(proc.pid) == [])  # no orphan workers
     assert not list(out.rglob(".tmp-*"))
     assert len(list(out.rglob("*.tif"))) < 64
     for tile in out.rglob("*.tif"):

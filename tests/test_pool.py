@@ -14,6 +14,7 @@ import pytest
 import rasterio
 
 from conftest import position_raster, read_tile
+from polling import session_processes, wait_until
 from ziggurat import Grid, ProcessError
 from ziggurat.engine import execute
 from ziggurat.executors.shm import PREFIX, SlotPool, sweep_stale
@@ -156,13 +157,7 @@ def execute(src, delay):
 """
 
 
-def _session_processes(sid: int) -> list[str]:
-    """Live processes of a session; zombies have exited (PID 1 here may not reap them)."""
-    out = subprocess.run(["ps", "-eo", "pid=,sid=,stat=,comm="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines()
-            if line.split()[1] == str(sid) and not line.split()[2].startswith("Z")]
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_cancel_exits_130_cleanly(tmp_path, write_recipe, how):
     src, _ = _source(tmp_path, size=2048)  # 64 tiles
@@ -182,8 +177,7 @@ def test_cancel_exits_130_cleanly(tmp_path, write_recipe, how):
     latency = time.monotonic() - sent
     assert proc.returncode == 130, err
     assert "rerun" in err and "Traceback" not in err
-    time.sleep(0.5)
-    assert _session_processes(proc.pid) == []                          # no orphan workers
+    assert wait_until(lambda: session_processes(proc.pid) == [])                          # no orphan workers
     assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith(f"{PREFIX}{proc.pid}-")]
     assert not list(out.rglob(".tmp-*"))                               # no partial tiles
     for tile in out.rglob("*.tif"):
@@ -200,6 +194,7 @@ def _unshare_available() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _unshare_available(), reason="needs root and mount namespaces (unshare -m)")
 @pytest.mark.parametrize("dtype,metatiling", [("uint8", 1), ("float64", 2)])
 def test_a_tiny_shared_memory_filesystem_never_kills_the_run(tmp_path, write_recipe, dtype, metatiling):
@@ -280,6 +275,7 @@ def test_single_file_output_keeps_the_old_file_when_the_run_fails(tmp_path, writ
     assert single.read_bytes() == before and not list(tmp_path.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_runs_once(tmp_path, write_recipe):
     """Workers must not re-run the caller's script (forkserver re-imports __main__ by default)."""
     src, _ = _source(tmp_path)
@@ -329,6 +325,7 @@ def test_transient_read_errors_are_retried(tmp_path, write_recipe, failures, ok)
         assert attempts == 4 and "RasterioIOError" in summary.failed[0].error
 
 
+@pytest.mark.slow
 def test_progress_bar_on_a_terminal_only(tmp_path, write_recipe):
     import pty
 

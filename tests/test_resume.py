@@ -10,6 +10,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+
+import pytest
 from contextlib import closing
 from pathlib import Path
 
@@ -43,6 +45,7 @@ def _counts(stdout: str) -> tuple[int, int, int]:
     return int(m[1]), int(m[2]), int(m[3])
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_uninterrupted_output(tmp_path):
     recipe, _ = make_recipe(tmp_path, zooms=(5, 7), tile_size=64)
     reference, _ = make_recipe(tmp_path, zooms=(5, 7), tile_size=64, out="ref")

@@ -27,6 +27,7 @@ import yaml
 
 from ziggurat.io.checksum import compare_fingerprints, fingerprint_input, hash_many, sha256_and_size
 from ziggurat.engine import ProgressCallback, execute
+from ziggurat.plan.selection import Selection
 from ziggurat.errors import ProvenanceError, ZigguratError
 from ziggurat.grid import TileIndex
 from ziggurat.records.provenance import (TileRecord, has_tile_records, is_single_file, library_versions, list_runs,
@@ -332,18 +333,22 @@ def _compare(result: ReproduceResult, old: dict[str, TileRecord], new: dict[str,
         result.not_reproduced = [r for p, r in sorted(old.items()) if p not in new and r.sha256]
 
 
-def reproduce(output: str | os.PathLike[str], to: str | os.PathLike[str] | None = None, *,
-              zoom: Any = None, bounds: Sequence[float] | None = None, bounds_crs: str | None = None,
-              executor: str | None = None, workers: int | None = None,
-              progress: ProgressCallback | None = None) -> ReproduceResult:
-    """Rerun OUTPUT from its saved recipe and process source into `to` and compare the tiles."""
+def reproduce(output: str | os.PathLike[str], to: str | os.PathLike[str] | None = None,
+              selection: Selection | None = None, *, executor: str | None = None, workers: int | None = None,
+              progress: ProgressCallback | None = None, **narrowing: Any) -> ReproduceResult:
+    """Rerun OUTPUT from its saved recipe and process source into `to` and compare the tiles.
+
+    Without a selection every recorded run is replayed with its own options; with one (zoom
+    and bounds), the latest run's recipe runs once over it and only what it covers is compared.
+    """
+    sel = Selection.of(selection, **narrowing)
     start = time.perf_counter()
     source = Path(os.path.abspath(output))
     latest = read_manifest(source)
     target = Path(os.path.abspath(to)) if to is not None else default_target(source)
     _check_target(source, target)
     records = read_tile_records(source)
-    narrowed = zoom is not None or bounds is not None
+    narrowed = sel != Selection()
     result = ReproduceResult(source, target, narrowed=narrowed)
     manifests = [latest] if narrowed else _runs_to_replay(source, records, result.warnings)
     recipes = [saved_recipe(source, m, target) for m in manifests]  # fail before any tile runs
@@ -351,14 +356,12 @@ def reproduce(output: str | os.PathLike[str], to: str | os.PathLike[str] | None 
     for message in result.warnings:
         log.info("reproduce: %s", message)
     for manifest, recipe in zip(manifests, recipes):
-        opts = dict(zoom=zoom, bounds=bounds, bounds_crs=bounds_crs) if narrowed else {
-            key: (manifest.get("options") or {}).get(key)
-            for key in ("zoom", "bounds", "bounds_crs", "tile", "point", "point_crs", "area", "area_crs",
-                        "overwrite")}
-        opts["overwrite"] = bool(opts.get("overwrite"))
+        options = manifest.get("options") or {}
+        run_sel = sel if narrowed else Selection.from_options(options)
+        overwrite = False if narrowed else bool(options.get("overwrite"))
         log.info("reproduce: run %s into %s", manifest.get("run"), target)
-        summary = execute(recipe, executor=executor, workers=workers, keep_going=True,
-                          progress=progress, **opts)
+        summary = execute(recipe, run_sel, overwrite=overwrite, executor=executor, workers=workers,
+                          keep_going=True, progress=progress)
         result.runs.append(str(manifest.get("run")))
         result.failed += [f"tile {' '.join(map(str, o.index))}: {o.error}" for o in summary.failed]
     _compare(result, records, read_tile_records(target))

@@ -33,6 +33,11 @@ class Executor(ABC):
         self.workers = max(1, workers or default_workers())
 
     @property
+    def dashboard_link(self) -> str | None:
+        """Where to watch the run (a cluster's dashboard), if the executor has such a page."""
+        return None
+
+    @property
     def window(self) -> int:
         """How many tasks may be in flight at once."""
         return 2 * self.workers

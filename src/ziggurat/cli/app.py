@@ -1,0 +1,128 @@
+"""The CLI's shared parts: the command group, error handling and the shared options.
+
+The only place (with the commands) that prints or configures logging. User errors (any
+`ZigguratError`) print one clear message and exit 1; `--debug` shows the full traceback,
+with the whole chain of causes, instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+import click
+
+from ziggurat import __version__
+from ziggurat.errors import ProcessError, ZigguratError
+from ziggurat.executors import Executor
+from ziggurat.plan.selection import Selection
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM cancels like Ctrl-C: workers stop, nothing half-written stays, exit 130."""
+    raise KeyboardInterrupt
+
+
+def _setup_logging(verbose: int, debug: bool) -> None:
+    level = logging.DEBUG if debug or verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def debug_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds -v/--debug and turns user errors into one line on stderr and exit code 1."""
+
+    @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug logs).")
+    @click.option("--debug", is_flag=True, help="Show full tracebacks (with their causes) for errors.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, verbose: int, debug: bool, **kwargs: Any) -> Any:
+        _setup_logging(verbose, debug)
+        try:
+            return func(*args, **kwargs)
+        except ZigguratError as exc:
+            if debug:
+                if isinstance(exc, ProcessError) and exc.traceback:
+                    click.echo(exc.traceback, err=True)
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            if isinstance(exc, ProcessError):
+                click.echo("(run with --debug for the process traceback)", err=True)
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("Interrupted. Tiles written so far are complete; rerun the same command "
+                       "without --overwrite to resume.", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper
+
+
+_ZOOM = click.option("-z", "--zoom", help="Zoom level or range: 5 or 3,8 (must be inside zoom_levels).")
+_BOUNDS = (click.option("-b", "--bounds", nargs=4, type=float, metavar="W S E N", help="Limit the area."),
+           click.option("--bounds-crs", help="CRS of --bounds (default: the grid CRS)."))
+_MORE = (click.option("-t", "--tile", nargs=3, type=int, metavar="Z R C", help="Process one tile only."),
+         click.option("-p", "--point", nargs=2, type=float, metavar="X Y", help="Process the tiles at a point."),
+         click.option("--point-crs", help="CRS of --point (default: the grid CRS)."),
+         click.option("-a", "--area", metavar="WKT|GEOJSON|PATH",
+                      help="Process only tiles meeting this polygon (narrows the recipe's area); "
+                           "raster outputs are masked to it."),
+         click.option("--area-crs", help="CRS of a WKT/GeoJSON --area (default: the grid CRS)."))
+
+
+def selection_options(full: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The run-narrowing options (-z, -b, --bounds-crs; with `full` also -t, -p, --point-crs,
+    -a, --area-crs), handed to the command as one `selection` argument."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            narrowing = {name: kwargs.pop(name, None) for name in
+                         ("zoom", "bounds", "bounds_crs", "tile", "point", "point_crs", "area", "area_crs")}
+            return func(*args, selection=Selection(**narrowing), **kwargs)
+
+        for option in reversed((_ZOOM, *_BOUNDS, *(_MORE if full else ()))):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="ziggurat")
+def main() -> None:
+    """ziggurat: tile-pyramid processing for geospatial rasters and vectors."""
+
+
+def progress_bar(enabled: bool) -> tuple[Callable[[Any], None] | None, Callable[[], None]]:
+    if not enabled or not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(unit="tile", dynamic_ncols=True, file=sys.stderr)
+
+    def update(event: Any) -> None:
+        if bar.total != event.total:
+            bar.total = event.total
+        bar.update(event.done - bar.n)
+
+    return update, bar.close
+
+
+def dask_executor(executor: str | None, scheduler: str | None, workers: int | None,
+                  retries: int) -> Executor | None:
+    """Built here, not in the engine, so the dashboard link is printed before the run starts."""
+    if scheduler is not None and executor not in (None, "dask"):
+        raise click.UsageError("--dask-scheduler needs --executor dask")
+    if scheduler is None and (executor or os.environ.get("ZIGGURAT_EXECUTOR")) != "dask":
+        return None
+    from ziggurat.executors import get_executor
+
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # distributed logs at INFO otherwise
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read when dask is imported
+    pool = get_executor("dask", workers, retries=retries, scheduler=scheduler)
+    click.echo(f"Dask dashboard: {pool.dashboard_link or 'not available (pip install bokeh)'}", err=True)
+    return pool

@@ -1,0 +1,167 @@
+"""The commands: each parses its options and calls one library function."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+
+from ziggurat.cli.app import (EXIT_ERROR, debug_option, dask_executor, interrupt, main, progress_bar,
+                              selection_options)
+from ziggurat.plan.selection import Selection
+
+
+@main.command("execute")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@selection_options()
+@click.option("-o", "--overwrite", is_flag=True, help="Reprocess tiles that already exist.")
+@click.option("-e", "--executor", type=click.Choice(["processes", "threads", "sequential", "dask"]),
+              help="How tiles run (default: $ZIGGURAT_EXECUTOR or processes).")
+@click.option("-w", "--workers", type=click.IntRange(min=1), help="Parallel workers (default: CPU count).")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Reruns of a tile whose worker process died (segfault, OOM kill).")
+@click.option("--write-in", type=click.Choice(["workers", "parent"]),
+              help="processes executor: who encodes tiles (default: workers, see bench/).")
+@click.option("--dask-scheduler", metavar="tcp://HOST:PORT",
+              help="dask executor: use this running cluster (default: a local cluster of --workers).")
+@click.option("--keep-going", is_flag=True, help="Process all other tiles when one fails; exit 1 at the end.")
+@click.option("--vrt", is_flag=True, help="Also write a GDAL VRT per zoom (<zoom>.vrt) into the output.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@debug_option
+def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: str | None, workers: int | None,
+                retries: int, write_in: str | None, dask_scheduler: str | None, keep_going: bool, vrt: bool,
+                no_progress: bool) -> None:
+    """Run RECIPE: process every tile of its zoom levels and area."""
+    from ziggurat.engine import execute, load, prepare
+
+    if dask_scheduler is not None or (executor or os.environ.get("ZIGGURAT_EXECUTOR")) == "dask":
+        recipe = load(recipe)  # a recipe error shows before a cluster is started or reached
+        prepare(recipe)
+    pool = dask_executor(executor, dask_scheduler, workers, retries)  # None unless dask
+    update, close = progress_bar(not no_progress)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        summary = execute(recipe, selection, overwrite=overwrite, executor=pool or executor, workers=workers,
+                          retries=retries, write_in=write_in, keep_going=keep_going,
+                          progress=update, vrt=vrt)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        close()
+        if pool is not None:
+            pool.close()
+    click.echo(summary.describe())
+    if summary.failed:
+        click.echo(f"{len(summary.failed)} tile(s) failed:", err=True)
+        for outcome in summary.failed:
+            click.echo(f"  tile {outcome.index}: {outcome.error}", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+@main.command("plan")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@selection_options()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@debug_option
+def plan_cmd(recipe: str, selection: Selection, as_json: bool) -> None:
+    """Dry run: tiles per zoom (process and output), how many the ledger has, estimated size."""
+    import json
+
+    from ziggurat.engine import dry_run
+
+    report = dry_run(recipe, selection)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.describe())
+
+
+@main.command("processes")
+@debug_option
+def processes_cmd() -> None:
+    """List the ready-made processes."""
+    from ziggurat.process import list_processes
+
+    for name, summary in list_processes():
+        click.echo(f"{name:<16} {summary}")
+
+
+@main.command("stac")
+@click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
+@debug_option
+def stac_cmd(output_dir: str) -> None:
+    """(Re)build OUTPUT_DIR's STAC item (<folder>/<folder>.json) from the tiles on disk."""
+    from ziggurat.records.stac import build_item
+
+    click.echo(build_item(output_dir))
+
+
+@main.command("index")
+@click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-z", "--zoom", help="Zoom level or range to index: 5 or 3,8 (default: all).")
+@click.option("--gpkg", "formats", flag_value="gpkg", multiple=True,
+              help="Tile footprints as index.gpkg (the default).")
+@click.option("--fgb", "formats", flag_value="fgb", multiple=True, help="Tile footprints as index.fgb.")
+@click.option("--geojson", "formats", flag_value="geojson", multiple=True,
+              help="Tile footprints as index.geojson.")
+@click.option("--vrt", "formats", flag_value="vrt", multiple=True, help="A GDAL VRT per zoom: <zoom>.vrt.")
+@click.option("--txt", "formats", flag_value="txt", multiple=True, help="Tile paths, one a line: index.txt.")
+@click.option("--absolute-paths", is_flag=True, help="Absolute tile paths (default: relative to OUTPUT_DIR).")
+@debug_option
+def index_cmd(output_dir: str, zoom: str | None, formats: tuple[str, ...], absolute_paths: bool) -> None:
+    """Write indexes of the tiles in OUTPUT_DIR; prints the files written."""
+    from ziggurat.records.index import write_index
+    from ziggurat.recipe import parse_zoom_levels
+
+    zooms = None
+    if zoom is not None:
+        lo, hi = parse_zoom_levels(zoom)
+        zooms = range(lo, hi + 1)
+    for path in write_index(output_dir, zooms=zooms, formats=formats or ("gpkg",), absolute=absolute_paths):
+        click.echo(path)
+
+
+@main.command("verify")
+@click.argument("output", type=click.Path(exists=True))
+@click.option("-w", "--workers", type=click.IntRange(min=1), help="Hashing threads (default: 2 x CPUs).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Tiles listed per problem kind (0: all).")
+@debug_option
+def verify_cmd(output: str, workers: int | None, limit: int) -> None:
+    """Check OUTPUT's tiles against its recorded checksums: missing, changed, extra (exit 1)."""
+    from ziggurat.reproduce import verify
+
+    result = verify(output, workers=workers)
+    click.echo(result.describe(limit))
+    if not result.ok:
+        sys.exit(EXIT_ERROR)
+
+
+@main.command("reproduce")
+@click.argument("output", type=click.Path(exists=True))
+@click.option("--to", "to", type=click.Path(), help="New folder (default: OUTPUT.reproduced-<time>).")
+@selection_options(full=False)
+@click.option("-e", "--executor", type=click.Choice(["processes", "threads", "sequential"]),
+              help="How tiles run (default: $ZIGGURAT_EXECUTOR or processes).")
+@click.option("-w", "--workers", type=click.IntRange(min=1), help="Parallel workers (default: CPU count).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Tiles listed per difference kind (0: all).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@debug_option
+def reproduce_cmd(output: str, to: str | None, selection: Selection, executor: str | None,
+                  workers: int | None, limit: int, no_progress: bool) -> None:
+    """Rerun OUTPUT from its saved recipe and process source into a new folder and compare tiles.
+
+    With -z/-b only that zoom/area is rerun from the latest run's recipe; without, every
+    recorded run is replayed."""
+    from ziggurat.reproduce import reproduce
+
+    update, close = progress_bar(not no_progress)
+    try:
+        result = reproduce(output, to, selection, executor=executor, workers=workers, progress=update)
+    finally:
+        close()
+    for message in result.warnings:
+        click.echo(f"Warning: {message}", err=True)
+    click.echo(result.describe(limit))
+    if not result.ok:
+        sys.exit(EXIT_ERROR)
