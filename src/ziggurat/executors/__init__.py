@@ -39,9 +39,9 @@ def get_executor(name: str | Executor = "sequential", workers: int | None = None
         return name
     try:
         cls = EXECUTORS[name] if name in EXECUTORS else LAZY_EXECUTORS[name]()
-    except KeyError:
+    except KeyError as exc:
         raise ExecutorError(f"unknown executor {name!r}; choose one of: "
-                            f"{', '.join([*EXECUTORS, *LAZY_EXECUTORS])}") from None
+                            f"{', '.join([*EXECUTORS, *LAZY_EXECUTORS])}") from exc
     if workers is not None and workers < 1:
         raise ExecutorError(f"workers must be >= 1, got {workers}")
     if retries < 0:

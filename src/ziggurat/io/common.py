@@ -128,9 +128,9 @@ def resampling_from_name(name: str | Resampling) -> Resampling:
         return name
     try:
         return Resampling[str(name)]
-    except KeyError:
+    except KeyError as exc:
         known = ", ".join(r.name for r in Resampling)
-        raise InputError(f"unknown resampling {name!r}; known: {known}") from None
+        raise InputError(f"unknown resampling {name!r}; known: {known}") from exc
 
 
 def normalize_indexes(indexes: int | Sequence[int] | None, count: int, name: str

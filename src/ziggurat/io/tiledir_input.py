@@ -54,9 +54,9 @@ class TileDirectoryInput:
             self.count: int = int(out["bands"])
             self.nodata: float | int | None = nodata_from_json(out.get("nodata"))
             self.suffix = TILE_SUFFIXES[out.get("format", "GTiff")]
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
             raise InputError(f"input {self.name!r}: {self.path} is not a tile directory "
-                             f"(no {METADATA_FILE})") from None
+                             f"(no {METADATA_FILE})") from exc
         except Exception as exc:
             raise InputError(f"input {self.name!r}: invalid {meta_path}: {exc}") from exc
         self.crs = self.dir_grid.crs

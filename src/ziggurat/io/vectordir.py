@@ -53,9 +53,9 @@ def as_features(result: Any, output_format: str) -> list[Any]:
         return [result]
     try:
         return list(result)
-    except TypeError:
+    except TypeError as exc:
         raise TypeError(f"execute() returned {type(result).__name__}; a vector output ({output_format}) "
-                        "expects a list of features {'geometry': ..., 'properties': {...}}") from None
+                        "expects a list of features {'geometry': ..., 'properties': {...}}") from exc
 
 
 class VectorTileDirectoryOutput(TileFolder):
@@ -221,7 +221,7 @@ def _cast(value: Any, kind: str, name: str) -> Any:
         if base == "bool":
             return bool(value)
     except (TypeError, ValueError) as exc:
-        raise OutputError(f"property {name!r}: cannot write {value!r} as {kind} ({exc})") from None
+        raise OutputError(f"property {name!r}: cannot write {value!r} as {kind} ({exc})") from exc
     return value  # date, time, datetime: fiona takes strings and datetime objects
 
 
@@ -250,9 +250,9 @@ class VectorTileDirectoryInput:
             self.format: str = meta["output"]["format"]
             self.suffix = TILE_SUFFIXES[self.format]
             self.schema = meta["output"].get("schema")
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
             raise InputError(f"input {self.name!r}: {self.path} is not a tile directory "
-                             f"(no {METADATA_FILE})") from None
+                             f"(no {METADATA_FILE})") from exc
         except Exception as exc:
             raise InputError(f"input {self.name!r}: invalid {meta_path}: {exc}") from exc
         self.crs = self.dir_grid.crs

@@ -67,7 +67,7 @@ def _from_file(path: Path, crs: str | None) -> tuple[BaseGeometry, Any]:
                 if geom is not None:
                     geoms.append(geom)
     except Exception as exc:  # fiona raises DriverError and friends
-        raise RecipeError(f"cannot read the area file {path}: {exc}") from None
+        raise RecipeError(f"cannot read the area file {path}: {exc}") from exc
     if crs is not None and file_crs is not None:
         from ziggurat.geometry import crs_equal
 
@@ -106,7 +106,7 @@ def parse_area(value: Any, *, crs: str | None, grid: Grid, base_dir: Path | str)
         raise
     except Exception as exc:  # shapely GEOSException, KeyError, json errors ...
         raise RecipeError(f"expected WKT, GeoJSON or the path of a vector file, found "
-                          f"{str(value)[:80]!r} ({type(exc).__name__}: {exc})") from None
+                          f"{str(value)[:80]!r} ({type(exc).__name__}: {exc})") from exc
     polygons = []
     for part in flatten(geom):
         if part.geom_type != "Polygon":
@@ -123,7 +123,7 @@ def parse_area(value: Any, *, crs: str | None, grid: Grid, base_dir: Path | str)
         try:
             area = reproject_one(area, to_pyproj(src_crs), grid.crs)
         except Exception as exc:  # pyproj CRSError for an unknown area_crs
-            raise RecipeError(f"cannot use area CRS {src_crs!r}: {exc}") from None
+            raise RecipeError(f"cannot use area CRS {src_crs!r}: {exc}") from exc
     area = shapely.intersection(area, shapely.box(*grid.bounds()))
     area = combine([p for p in flatten(area) if p.geom_type == "Polygon"], 2)
     if area is None or area.is_empty:
@@ -271,7 +271,7 @@ def run_area(recipe_area: BaseGeometry | None, value: Any, crs: str | None, grid
     try:
         extra = parse_area(value, crs=crs, grid=grid, base_dir=Path.cwd())
     except RecipeError as exc:
-        raise RecipeError(f"--area: {exc}") from None
+        raise RecipeError(f"--area: {exc}") from exc
     if recipe_area is None:
         return extra
     both = combine([p for p in flatten(shapely.intersection(recipe_area, extra))

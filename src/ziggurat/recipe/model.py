@@ -122,7 +122,7 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
         except (OSError, UnicodeDecodeError) as exc:
             why = (f"recipe file not found (looked for {path})" if isinstance(exc, FileNotFoundError)
                    else f"cannot read recipe: {exc}")
-            raise RecipeError(f"{name}: {why}") from None
+            raise RecipeError(f"{name}: {why}") from exc
         folder = Path(base_dir) if base_dir is not None else path.parent
         data, lines = load_yaml(text, name)
     return _Builder(data, Locator(name, lines), Path(os.path.abspath(folder)), path, text).build()
@@ -182,13 +182,13 @@ class _Builder(OutputSection):
             try:
                 CRS.from_user_input(crs)
             except CRSError as exc:
-                raise self.loc.error(("area_crs",), f"expected a valid CRS, found {crs!r} ({exc})") from None
+                raise self.loc.error(("area_crs",), f"expected a valid CRS, found {crs!r} ({exc})") from exc
         if data.get("area") is None:
             return None
         try:
             return parse_area(data["area"], crs=crs, grid=grid, base_dir=self.base_dir)
         except RecipeError as exc:
-            raise self.loc.error(("area",), str(exc)) from None
+            raise self.loc.error(("area",), str(exc)) from exc
 
     def process(self, data: Mapping[str, Any]) -> str:
         expected = "a .py file, a dotted module name or a ready-made process name"
@@ -225,20 +225,20 @@ class _Builder(OutputSection):
             text = resolved.read_text(encoding="utf-8")
         except OSError as exc:
             raise self.loc.error(("pyramid", "grid"), f"cannot read TileMatrixSet file {name!r} "
-                                                      f"({resolved}): {exc.strerror or exc}") from None
+                                                      f"({resolved}): {exc.strerror or exc}") from exc
         try:
             return morecantile.TileMatrixSet.model_validate_json(text)
         except Exception as exc:  # pydantic ValidationError and friends
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise self.loc.error(("pyramid", "grid"), f"expected a TileMatrixSet JSON file, {name!r} "
-                                                      f"is not one: {first}") from None
+                                                      f"is not one: {first}") from exc
 
     def zoom_levels(self, data: Mapping[str, Any], grid: Grid) -> tuple[int, int]:
         value = self.required(data, ("zoom_levels",), _ZOOM_FORMS)
         try:
             lo, hi = parse_zoom_levels(value)
         except RecipeError as exc:
-            raise self.loc.error(("zoom_levels",), str(exc)) from None
+            raise self.loc.error(("zoom_levels",), str(exc)) from exc
         if lo < grid.minzoom or hi > grid.maxzoom:
             raise self.loc.error(("zoom_levels",), f"expected zoom levels within grid {grid.name!r} "
                                                    f"({grid.minzoom}..{grid.maxzoom}), found {lo}..{hi}")
@@ -299,15 +299,15 @@ class _Builder(OutputSection):
             try:
                 crs = CRS.from_user_input(crs_name)
             except CRSError as exc:
-                raise self.loc.error(("bounds_crs",), f"expected a valid CRS, found {crs_name!r} ({exc})") from None
+                raise self.loc.error(("bounds_crs",), f"expected a valid CRS, found {crs_name!r} ({exc})") from exc
         value = data.get("bounds")
         if value is None:
             return None, crs_name
         expected = "[west, south, east, north] (4 numbers)"
         try:  # a "W,S,E,N" string too, e.g. from ${BOUNDS}
             nums = [float(v) for v in value.split(",")] if isinstance(value, str) else list(value)
-        except (TypeError, ValueError):
-            raise self.fail(("bounds",), expected, value) from None
+        except (TypeError, ValueError) as exc:
+            raise self.fail(("bounds",), expected, value) from exc
         if len(nums) != 4 or not all(is_number(v) and math.isfinite(v) for v in nums):
             raise self.fail(("bounds",), expected, value)
         west, south, east, north = (float(v) for v in nums)

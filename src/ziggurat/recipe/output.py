@@ -103,15 +103,15 @@ class OutputSection(Checker):
             try:
                 options = FrozenDict({**options, "schema": freeze(parse_schema(section.get("schema")))})
             except SchemaError as exc:
-                raise self.loc.error(key + ("schema",) + exc.path, str(exc)) from None
+                raise self.loc.error(key + ("schema",) + exc.path, str(exc)) from exc
         return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options)
 
     def dtype(self, value: str, key: KeyPath) -> str:
         expected = f"a numeric dtype ({', '.join(RASTER_DTYPES)})"
         try:
             name = np.dtype(value.strip().lower()).name
-        except (TypeError, ValueError, SyntaxError):
-            raise self.fail(key, expected, value) from None
+        except (TypeError, ValueError, SyntaxError) as exc:
+            raise self.fail(key, expected, value) from exc
         if name not in RASTER_DTYPES:
             raise self.fail(key, expected, value)
         return name

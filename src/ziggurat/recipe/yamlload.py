@@ -155,9 +155,9 @@ def load_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, int]]:
             lines = text.splitlines()
             if mark is not None and mark.line < len(lines) and "${" in lines[mark.line]:
                 error = RecipeError(f"{error} (inside [...] or {{...}}, write ${{...}} in quotes)")
-            raise error from None
+            raise error from exc
         except yaml.YAMLError as exc:
-            raise RecipeError(f"{source}: invalid YAML: {exc}") from None
+            raise RecipeError(f"{source}: invalid YAML: {exc}") from exc
         if node is None:
             return None, {}
         walker = _Walker(loader, source)
@@ -235,7 +235,7 @@ class _Walker:
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
-            raise _syntax_error(exc, self.loc.source) from None
+            raise _syntax_error(exc, self.loc.source) from exc
 
     def node(self, node: yaml.Node, path: KeyPath) -> Any:
         if isinstance(node, yaml.ScalarNode):

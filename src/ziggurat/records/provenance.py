@@ -90,9 +90,9 @@ def read_manifest(output_path: str | os.PathLike[str], run: str | None = None) -
     path = folder / MANIFEST_FILE if run is None else folder / "runs" / f"{run}.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise ProvenanceError(f"{output_path}: no provenance found ({path} is missing); was it "
-                              "written by ziggurat >= 0.1?") from None
+                              "written by ziggurat >= 0.1?") from exc
     except (OSError, ValueError) as exc:
         raise ProvenanceError(f"cannot read {path}: {exc}") from exc
 

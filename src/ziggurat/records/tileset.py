@@ -100,8 +100,8 @@ class TileSet:
         meta_path = root / METADATA_FILE
         try:
             meta = read_metadata(root)
-        except FileNotFoundError:
-            raise OutputError(f"{root} is not a ziggurat tile directory (no {METADATA_FILE})") from None
+        except FileNotFoundError as exc:
+            raise OutputError(f"{root} is not a ziggurat tile directory (no {METADATA_FILE})") from exc
         except (OSError, ValueError) as exc:
             raise OutputError(f"cannot read {meta_path}: {exc}") from exc
         try:
@@ -122,9 +122,9 @@ class TileSet:
     def ext(self) -> str:
         try:
             return TILE_EXTENSIONS[self.format]
-        except KeyError:
+        except KeyError as exc:
             raise OutputError(f"output {self.path}: format {self.format!r} does not write raster "
-                              f"tiles ({', '.join(RASTER_FORMATS)} do)") from None
+                              f"tiles ({', '.join(RASTER_FORMATS)} do)") from exc
 
     def relative_path(self, index: TileIndex) -> str:
         """`zoom/row/col.ext`, POSIX style: what hrefs, indexes and VRTs store."""
