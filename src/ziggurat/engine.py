@@ -142,7 +142,7 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     pool = get_executor(executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR, workers,
                         retries=retries, write_in=write_in)
     try:
-        _preflight(output, pool)  # the last checks, before anything touches the disk
+        _preflight(output, pool, run_plan)  # the last checks, before anything touches the disk
         output.prepare(overwrite)
         sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
         output.start_run(run_plan.zooms, run_plan.extent)
@@ -158,8 +158,9 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     return run.go(vrt)
 
 
-def _preflight(output: Output, pool: Executor) -> None:
-    """Checks that need both the output and the executor."""
+def _preflight(output: Output, pool: Executor, run_plan: Plan) -> None:
+    """Checks that need the output with the executor or the run's plan."""
+    output.check_run(run_plan.zooms, run_plan.extent)
     if pool.writes_in_parent and not output.capabilities.parent_writes:
         raise OutputError(f"output {output.path}: {output.format} tiles are written by the workers; "
                           "parent-side writing (--write-in parent) is for raster outputs")

@@ -125,6 +125,9 @@ class TileFolder:
     def exists(self, process_tile: Tile) -> bool:
         return all(self.tile_path(t).exists() for t in self.output_tiles(process_tile))
 
+    def check_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """Any zooms and area: every tile is its own file."""
+
     def start_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
         """Nothing to set up: every tile is its own file."""
 

@@ -79,6 +79,10 @@ class Output(Protocol):
     output_grid: Grid
     capabilities: OutputCapabilities
 
+    def check_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """Refuse a run this output cannot hold (OutputError), before anything is written."""
+        ...
+
     def prepare(self, overwrite: bool) -> None: ...
 
     def start_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:

@@ -76,15 +76,18 @@ class SingleFileOutput(RasterArrays):
         """``OUT.tif.ziggurat/tmp``: same file system, swept at the start of the next run."""
         return self.path.with_name(self.path.name + ".ziggurat") / "tmp"
 
-    def start_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
-        """Create the temporary file covering the run's area at its single zoom."""
+    def check_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
         if len(zooms) != 1:
             raise OutputError(f"single-file output {self.path} holds one zoom level, the run covers "
                               f"zooms {min(zooms)}..{max(zooms)}: choose one with -z")
-        zoom = zooms[0]
-        area = bounds
-        if area is None:
+        if bounds is None:
             raise OutputError(f"single-file output {self.path}: the run covers no area")
+
+    def start_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """Create the temporary file covering the run's area at its single zoom."""
+        self.check_run(zooms, bounds)
+        assert bounds is not None
+        zoom, area = zooms[0], bounds
         xres, yres = self.grid.resolution(zoom)
         gb = self.grid.bounds(zoom)
         c0 = math.floor((area.left - gb.left) / xres + 1e-6)

@@ -1,0 +1,69 @@
+"""Everything that can be checked before the first tile is checked before anything touches the
+disk, and errors keep their causes (`--debug` shows the whole chain)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provenance_helpers import make_recipe
+from ziggurat.engine import execute
+from ziggurat.errors import OutputError, RecipeError
+from ziggurat.recipe import load_recipe
+
+ZIGGURAT = str(Path(sys.executable).parent / "ziggurat")
+
+
+def _outputs(folder: Path) -> list[str]:
+    """What a run left in `folder` besides the recipe, process and source it was given."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in ("recipe.yaml", "proc.py", "src.tif"))
+
+
+@pytest.mark.parametrize("out,extra,message", [
+    ("out", "stac: {id: 5}\n", "expected a string"),
+    ("out", "stac: {colour: red}\n", "unknown key 'stac.colour'"),
+    ("one.tif", "baselevels: {min: 6}\n", "overview zooms .* need a raster tile directory output"),
+    ("out_fgb", "baselevels: {max: 5}\n", "overview zooms .* need a raster tile directory output"),
+])
+def test_bad_recipes_fail_at_load_naming_the_key(tmp_path, out, extra, message):
+    if out == "out_fgb":
+        recipe = make_recipe(tmp_path, out="out_fgb", extra=extra)
+        text = recipe.read_text().replace("dtype: float32, nodata: -9999",
+                                          "format: FlatGeobuf, schema: {geometry: Polygon}")
+        recipe.write_text(text)
+    else:
+        recipe = make_recipe(tmp_path, out=out, extra=extra)
+    with pytest.raises(RecipeError, match=message) as info:
+        load_recipe(recipe)
+    assert "recipe.yaml:" in str(info.value)  # the file and the line
+    with pytest.raises(RecipeError):
+        execute(recipe, executor="sequential")
+    assert _outputs(tmp_path) == []
+
+
+def test_run_time_checks_run_before_anything_is_written(tmp_path):
+    recipe = make_recipe(tmp_path, out="one.tif")
+    with pytest.raises(OutputError, match="holds one zoom level"):  # zooms 5..6 into one file
+        execute(recipe, executor="sequential")
+    assert _outputs(tmp_path) == []
+    vector = make_recipe(tmp_path, out="out_fgb")
+    vector.write_text(vector.read_text().replace("dtype: float32, nodata: -9999",
+                                                 "format: FlatGeobuf, schema: {geometry: Polygon}"))
+    with pytest.raises(OutputError, match="written by the workers"):
+        execute(vector, executor="processes", workers=1, write_in="parent")
+    assert _outputs(tmp_path) == []
+
+
+def test_debug_shows_the_whole_cause_chain(tmp_path):
+    recipe = make_recipe(tmp_path, extra="area: missing.geojson\n")
+    plain = subprocess.run([ZIGGURAT, "execute", str(recipe)], capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    assert "missing.geojson" in plain.stderr
+    debug = subprocess.run([ZIGGURAT, "execute", str(recipe), "--debug"], capture_output=True, text=True,
+                           timeout=120)
+    assert debug.returncode != 0
+    assert "The above exception was the direct cause of the following exception" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1].startswith("ziggurat.errors.RecipeError")
