@@ -1,6 +1,7 @@
 """The benchmark's hillshade as a mapchete process, so both engines do the same per-tile work."""
 
 import numpy as np
+
 from ziggurat_processes.hillshade import hillshade
 
 

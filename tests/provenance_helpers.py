@@ -11,8 +11,9 @@ import hashlib
 import textwrap
 from pathlib import Path
 
-from conftest import position_raster
 from ziggurat import Grid
+
+from conftest import position_raster
 
 Z = 6
 RES = 180 / 2**Z / 256

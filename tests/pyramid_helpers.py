@@ -13,9 +13,10 @@ import pyproj
 import rasterio
 import yaml
 
-from conftest import position_raster
 from ziggurat.engine import RunSummary, execute
 from ziggurat.grid import Bounds, Grid
+
+from conftest import position_raster
 
 NODATA = -9999.0
 IDENTITY = """

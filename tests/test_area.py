@@ -13,15 +13,16 @@ import rasterio
 import shapely
 from click.testing import CliRunner
 
-from conftest import REPO, SAMPLE_DEM
 from test_io_vector import write_layer
-from ziggurat.recipe.area import AreaMask, count_tiles_in_geometry, parse_area, tiles_in_geometry
 from ziggurat.cli import main
 from ziggurat.engine import execute, plan
 from ziggurat.errors import RecipeError
 from ziggurat.grid import Grid
 from ziggurat.plan import make_plan
 from ziggurat.recipe import load_recipe
+from ziggurat.recipe.area import AreaMask, count_tiles_in_geometry, parse_area, tiles_in_geometry
+
+from conftest import REPO, SAMPLE_DEM
 
 LANDPOLY = REPO / "recipes" / "data" / "landpoly.geojson"
 R = 6378137.0

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, SAMPLE_DEM, read_tile
 from ziggurat import __version__
 from ziggurat.cli import main
+
+from conftest import REPO, SAMPLE_DEM, read_tile
 
 
 def run(*args: str) -> tuple[int, str, str]:

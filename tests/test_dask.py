@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import position_raster, read_tile
-from polling import session_processes, wait_until
 from ziggurat import Grid, ProcessError, TileIndex
 from ziggurat.engine import execute
 from ziggurat.executors import WAIT, ExecutorError, get_executor
 from ziggurat.executors.job import RunSpec
-from ziggurat.tasks import FAILED, WRITTEN
 from ziggurat.recipe import load_recipe
+from ziggurat.tasks import FAILED, WRITTEN
+
+from conftest import position_raster, read_tile
+from polling import session_processes, wait_until
 
 distributed = pytest.importorskip("distributed")
 dask_config = pytest.importorskip("dask.config")

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import rasterio
 
-from provenance_helpers import make_recipe, tile_bytes
 from ziggurat.engine import execute
 from ziggurat.executors import EXECUTORS
-from ziggurat.records.provenance import read_tile_records
 from ziggurat.recipe import Recipe, load_recipe
+from ziggurat.records.provenance import read_tile_records
+
+from provenance_helpers import make_recipe, tile_bytes
 
 
 def _into(recipe: Recipe, out: Path) -> Recipe:

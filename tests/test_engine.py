@@ -11,10 +11,11 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from conftest import SAMPLE_DEM, position_raster, read_tile
 from ziggurat import Grid, ProcessError, RecipeError
 from ziggurat.engine import execute
 from ziggurat.io.common import crs_equal
+
+from conftest import SAMPLE_DEM, position_raster, read_tile
 
 # geodetic zoom 6: 180 / 2**6 / 256 degrees per pixel; a 2x2-tile source aligned to the grid
 Z = 6
@@ -95,7 +96,8 @@ def test_bounds_limit_the_tiles(tmp_path, write_recipe):
     src, _, grid = _aligned_source(tmp_path)
     out = tmp_path / "out"
     b = grid.tile(Z, 11, 21).bounds
-    summary = execute(_recipe(write_recipe, src, out), bounds=(b.left + 0.01, b.bottom + 0.01, b.right - 0.01, b.top - 0.01))
+    summary = execute(_recipe(write_recipe, src, out),
+                      bounds=(b.left + 0.01, b.bottom + 0.01, b.right - 0.01, b.top - 0.01))
     assert summary.output_tiles == 1
     assert (out / str(Z) / "11" / "21.tif").exists() and not (out / str(Z) / "10" / "20.tif").exists()
 

@@ -6,12 +6,11 @@ import json
 import math
 import pickle
 import random
-
-import numpy as np
 import time
 import tracemalloc
 
 import morecantile
+import numpy as np
 import pyproj
 import pytest
 import shapely

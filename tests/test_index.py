@@ -9,11 +9,12 @@ import rasterio
 from click.testing import CliRunner
 from rasterio.windows import Window
 
-from pyramid_helpers import NODATA, extent, make_recipe, mosaic, run, tiles_on_disk
 from ziggurat.cli import main
 from ziggurat.errors import OutputError
-from ziggurat.records.index import write_index, write_vrts
 from ziggurat.io.common import crs_equal
+from ziggurat.records.index import write_index, write_vrts
+
+from pyramid_helpers import NODATA, extent, make_recipe, mosaic, run, tiles_on_disk
 
 
 @pytest.mark.parametrize("grid_name,metatiling,output_metatiling", [

@@ -16,12 +16,13 @@ import pytest
 import shapely
 from shapely.geometry import mapping
 
-from conftest import REPO
 from ziggurat.errors import InputError
 from ziggurat.geometry import reproject_one, wrap_longitudes
 from ziggurat.grid import Grid
 from ziggurat.io import VectorInput, VectorTileInput, open_input
 from ziggurat.recipe import load_recipe
+
+from conftest import REPO
 
 LANDPOLY = REPO / "recipes" / "data" / "landpoly.geojson"
 R = 6378137.0  # Web Mercator sphere
@@ -172,7 +173,8 @@ def test_real_land_polygons_memory_and_file_index_agree(caplog):
         mem = VectorInput(config(LANDPOLY, index="memory"), grid)
         tile = grid.tile_at(-100.0, 70.0, 4)  # Canadian Arctic: touches the invalid polygons
         a = mem.for_tile(tile).read()
-    repaired = {r.getMessage().split("feature ")[1].split(" ")[0] for r in caplog.records if "repaired" in r.getMessage()}
+    repaired = {r.getMessage().split("feature ")[1].split(" ")[0] for r in caplog.records
+                if "repaired" in r.getMessage()}
     assert repaired == {"37", "49", "105"}  # the three self-intersecting rings of landpoly
     fil = VectorInput(config(LANDPOLY, index="file"), grid)
     b = fil.for_tile(tile).read()

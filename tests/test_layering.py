@@ -9,11 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
 from ziggurat.grid import Grid
-from ziggurat.io import (INPUT_FORMATS, OUTPUT_FORMATS, Input, Output, OutputCapabilities, SingleFileOutput,
-                         TileInput, open_input, open_output)
+from ziggurat.io import (
+    INPUT_FORMATS,
+    OUTPUT_FORMATS,
+    Input,
+    Output,
+    OutputCapabilities,
+    SingleFileOutput,
+    TileInput,
+    open_input,
+    open_output,
+)
 from ziggurat.recipe import InputConfig, OutputConfig
+
+from conftest import REPO
 
 SRC = REPO / "src" / "ziggurat"
 

@@ -8,11 +8,12 @@ import subprocess
 import sys
 import time
 
-from pyramid_helpers import make_recipe, tiles_on_disk
 from ziggurat.engine import execute
 from ziggurat.records.ledger import Ledger, ledger_path
 from ziggurat.records.provenance import read_manifest
 from ziggurat.reproduce import verify
+
+from pyramid_helpers import make_recipe, tiles_on_disk
 
 
 def _counting_recipe(tmp_path):
@@ -21,7 +22,8 @@ def _counting_recipe(tmp_path):
     calls = tmp_path / "calls.txt"
     proc = tmp_path / "proc.py"
     proc.write_text(proc.read_text().replace(
-        "def execute(src):", f"def execute(src, tile):\n    open({str(calls)!r}, 'a').write(f'{{tile.zoom}}/{{tile.row}}/{{tile.col}}\\n')"))
+        "def execute(src):",
+        f"def execute(src, tile):\n    open({str(calls)!r}, 'a').write(f'{{tile.zoom}}/{{tile.row}}/{{tile.col}}\\n')"))
     return recipe, calls
 
 

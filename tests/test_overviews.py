@@ -9,10 +9,11 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from pyramid_helpers import NODATA, make_recipe, mosaic, tiles_on_disk
 from ziggurat.engine import execute
 from ziggurat.grid import Bounds
 from ziggurat.records.provenance import read_manifest, read_tile_records
+
+from pyramid_helpers import NODATA, make_recipe, mosaic, tiles_on_disk
 
 BASE = 6   # the source is aligned to geodetic zoom 6
 LEVELS = {"min": BASE, "max": BASE, "lower": "average", "higher": "bilinear"}

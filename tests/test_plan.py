@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pyramid_helpers import make_recipe
 from ziggurat.engine import dry_run, execute
+
+from pyramid_helpers import make_recipe
 
 BOX = (10.1, 45.1, 10.6, 45.6)   # west south east north, degrees
 

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import SAMPLE_DEM
 from ziggurat import OutputError
 from ziggurat.engine import execute
 from ziggurat.io import open_input
 from ziggurat.recipe import load_recipe
+
+from conftest import SAMPLE_DEM
 
 # the tests open PNG tiles with plain rasterio: they have no georeferencing, by design
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning:rasterio")
@@ -31,7 +32,8 @@ def test_png_tiles_hold_the_geotiff_pixels_with_transparent_nodata(tmp_path):
     assert not list((tmp_path / "png").rglob("*.aux.xml"))  # one file per tile
     partial = 0
     for rel in pngs:
-        with rasterio.open(tmp_path / "png" / rel) as png, rasterio.open(tmp_path / "tif" / rel.with_suffix(".tif")) as tif:
+        with rasterio.open(tmp_path / "png" / rel) as png, \
+                rasterio.open(tmp_path / "tif" / rel.with_suffix(".tif")) as tif:
             assert png.driver == "PNG" and png.count == 2  # gray + alpha
             values, alpha = png.read(1), png.read(2)
             expected = tif.read(1)

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import position_raster, read_tile
-from polling import session_processes, wait_until
 from ziggurat import Grid, ProcessError
 from ziggurat.engine import execute
 from ziggurat.executors.shm import PREFIX, SlotPool, sweep_stale
+
+from conftest import position_raster, read_tile
+from polling import session_processes, wait_until
 
 Z = 6
 RES = 180 / 2**Z / 256
@@ -142,7 +143,8 @@ def test_a_tile_that_always_kills_its_worker_is_reported(tmp_path, write_recipe)
 
 def test_a_raising_process_names_the_tile_under_the_pool(tmp_path, write_recipe):
     src, _ = _source(tmp_path)
-    boom = "def execute(src, tile):\n    if tile.col == 21:\n        raise KeyError('no such band')\n    return src.read(1)\n"
+    boom = ("def execute(src, tile):\n    if tile.col == 21:\n        raise KeyError('no such band')\n"
+            "    return src.read(1)\n")
     with pytest.raises(ProcessError) as info:
         execute(_recipe(write_recipe, tmp_path, src, tmp_path / "out", boom), executor="processes", workers=2)
     assert info.value.tile[2] == 21 and "KeyError" in str(info.value) and "proc.py" in info.value.traceback

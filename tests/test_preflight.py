@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from provenance_helpers import make_recipe
 from ziggurat.engine import execute
 from ziggurat.errors import OutputError, RecipeError
 from ziggurat.recipe import load_recipe
+
+from provenance_helpers import make_recipe
 
 ZIGGURAT = str(Path(sys.executable).parent / "ziggurat")
 

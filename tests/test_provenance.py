@@ -11,15 +11,24 @@ import pytest
 import rasterio
 import yaml
 
+from ziggurat import ProcessError
+from ziggurat.engine import execute
+from ziggurat.io.checksum import compare_fingerprints, fingerprint_input
+from ziggurat.recipe import load_recipe
+from ziggurat.records.provenance import (
+    TileRecord,
+    append_tile_records,
+    compact_tile_records,
+    list_runs,
+    provenance_dir,
+    provenance_links,
+    read_manifest,
+    read_tile_records,
+)
+from ziggurat.reproduce import verify
+
 from conftest import REPO, SAMPLE_DEM
 from provenance_helpers import make_recipe, sha256, tile_bytes
-from ziggurat import ProcessError
-from ziggurat.io.checksum import compare_fingerprints, fingerprint_input
-from ziggurat.engine import execute
-from ziggurat.records.provenance import (TileRecord, append_tile_records, compact_tile_records, list_runs,
-                                 provenance_dir, provenance_links, read_manifest, read_tile_records)
-from ziggurat.recipe import load_recipe
-from ziggurat.reproduce import verify
 
 
 def _run(recipe: Path, **kwargs):

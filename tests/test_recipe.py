@@ -7,8 +7,8 @@ import math
 import pickle
 import re
 import textwrap
-from textwrap import dedent
 from pathlib import Path
+from textwrap import dedent
 from typing import Any, Callable
 
 import morecantile
@@ -439,7 +439,8 @@ def test_error_messages(recipe_error: Callable[[str], tuple[str, str]], text: st
 
 def test_empty_and_missing_files(tmp_path: Path) -> None:
     empty = write(tmp_path, "# nothing\n")
-    with pytest.raises(RecipeError, match=rf"^{re.escape(str(empty))}: expected the recipe to be a mapping.*found null"):
+    with pytest.raises(RecipeError,
+                       match=rf"^{re.escape(str(empty))}: expected the recipe to be a mapping.*found null"):
         load_recipe(empty)
     with pytest.raises(RecipeError, match=r"^nope/recipe\.yaml: recipe file not found"):
         load_recipe("nope/recipe.yaml")

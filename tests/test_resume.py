@@ -10,13 +10,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-
-import pytest
 from contextlib import closing
 from pathlib import Path
 
-from pyramid_helpers import make_recipe
+import pytest
+
 from ziggurat.records.ledger import ledger_path
+
+from pyramid_helpers import make_recipe
 
 ZIGGURAT = Path(sys.executable).with_name("ziggurat")
 SLOW = "import time\n\ndef execute(src):\n    time.sleep(0.01)\n"

@@ -14,7 +14,6 @@ from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from pyramid_helpers import NODATA, extent, make_recipe, mosaic, run, tiles_on_disk
 from ziggurat import RecipeError
 from ziggurat.cli import main
 from ziggurat.engine import execute
@@ -22,6 +21,8 @@ from ziggurat.grid import Grid
 from ziggurat.io.common import crs_equal
 from ziggurat.records.stac import TILED_ASSETS_SCHEMA, build_item, item_path, tile_matrix
 from ziggurat.records.tileset import ZoomLimits
+
+from pyramid_helpers import NODATA, extent, make_recipe, mosaic, run, tiles_on_disk
 
 SKIP = {"SKIP_MISSING_METATILE": "YES"}
 

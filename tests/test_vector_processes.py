@@ -12,13 +12,14 @@ import rasterio
 import shapely
 from click.testing import CliRunner
 
-from conftest import REPO, SAMPLE_DEM
 from test_io_vector import write_layer
 from ziggurat.cli import main
 from ziggurat.engine import execute
 from ziggurat.grid import Grid
 from ziggurat.recipe import load_recipe
 from ziggurat_processes.contours import contour_levels, contour_lines
+
+from conftest import REPO, SAMPLE_DEM
 
 RECIPES = REPO / "recipes"
 # rasterio.features toggles warning filters in a way that is not thread-safe, so under the
@@ -96,7 +97,7 @@ def test_contour_lines_of_neighbouring_tiles_meet_end_to_end(write_recipe, tmp_p
             edge = b.right if shared == "x" else b.bottom
             axis = 0 if shared == "x" else 1
 
-            def on_edge(points):
+            def on_edge(points, axis=axis, edge=edge):
                 # lines that really end on the seam (at the DEM's edge, where data stops) are
                 # not seam crossings: only look a few DEM pixels inside its footprint
                 lo, hi = (DEM_BOUNDS[1], DEM_BOUNDS[3]) if axis == 0 else (DEM_BOUNDS[0], DEM_BOUNDS[2])

@@ -25,14 +25,23 @@ from typing import Any, Sequence
 
 import yaml
 
-from ziggurat.io.checksum import compare_fingerprints, fingerprint_input, hash_many, sha256_and_size
 from ziggurat.engine import ProgressCallback, execute
-from ziggurat.plan.selection import Selection
 from ziggurat.errors import ProvenanceError, ZigguratError
 from ziggurat.grid import TileIndex
-from ziggurat.records.provenance import (TileRecord, has_tile_records, is_single_file, library_versions, list_runs,
-                                 output_root, provenance_dir, read_manifest, read_tile_records)
+from ziggurat.io.checksum import compare_fingerprints, fingerprint_input, hash_many, sha256_and_size
+from ziggurat.plan.selection import Selection
 from ziggurat.recipe import Recipe, load_recipe
+from ziggurat.records.provenance import (
+    TileRecord,
+    has_tile_records,
+    is_single_file,
+    library_versions,
+    list_runs,
+    output_root,
+    provenance_dir,
+    read_manifest,
+    read_tile_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -315,8 +324,8 @@ def saved_recipe(source: str | os.PathLike[str], manifest: dict[str, Any], targe
 
 def _compare(result: ReproduceResult, old: dict[str, TileRecord], new: dict[str, TileRecord]) -> None:
     if is_single_file(result.source):  # one record each, named after each file
-        old = {"file": r for r in old.values()}
-        new = {"file": r for r in new.values()}
+        old = {"file": list(old.values())[-1]} if old else {}
+        new = {"file": list(new.values())[-1]} if new else {}
     for path, rec in sorted(new.items()):
         was = old.get(path)
         if was is None:

@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from ziggurat.cli.app import (EXIT_ERROR, debug_option, dask_executor, interrupt, main, progress_bar,
-                              selection_options)
+from ziggurat.cli.app import EXIT_ERROR, dask_executor, debug_option, interrupt, main, progress_bar, selection_options
 from ziggurat.plan.selection import Selection
 
 
@@ -109,8 +108,8 @@ def stac_cmd(output_dir: str) -> None:
 @debug_option
 def index_cmd(output_dir: str, zoom: str | None, formats: tuple[str, ...], absolute_paths: bool) -> None:
     """Write indexes of the tiles in OUTPUT_DIR; prints the files written."""
-    from ziggurat.records.index import write_index
     from ziggurat.recipe import parse_zoom_levels
+    from ziggurat.records.index import write_index
 
     zooms = None
     if zoom is not None:

@@ -6,9 +6,9 @@ from typing import Any, Callable
 
 from ziggurat.errors import ExecutorError
 from ziggurat.executors.base import Executor, default_workers
-from ziggurat.tasks import WAIT
 from ziggurat.executors.local import SequentialExecutor, ThreadExecutor
 from ziggurat.executors.pool import ProcessExecutor
+from ziggurat.tasks import WAIT
 
 EXECUTORS: dict[str, type[Executor]] = {
     SequentialExecutor.name: SequentialExecutor,

@@ -53,10 +53,10 @@ class Executor(ABC):
         a failure) cancels pending tasks and lets in-flight ones finish.
         """
 
-    def terminate(self) -> None:
+    def terminate(self) -> None:  # noqa: B027  (optional: most executors have nothing to stop)
         """Stop at once (Ctrl-C): in-process executors can only stop handing out work."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional: most executors hold nothing)
         """Release workers; safe to call twice."""
 
     def __enter__(self) -> "Executor":

@@ -35,9 +35,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from ziggurat.errors import ExecutorError
 from ziggurat.executors.base import Executor
-from ziggurat.grid import TileIndex
 from ziggurat.executors.feeder import Feeder, ParentWriter
 from ziggurat.executors.job import RunSpec, TileJob
+from ziggurat.grid import TileIndex
 from ziggurat.io import Output
 from ziggurat.tasks import FAILED, TileOutcome, failed_outcome, task_index
 

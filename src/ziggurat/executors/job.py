@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 from rasterio.errors import RasterioIOError
 
-from ziggurat.recipe.area import AreaMask
 from ziggurat.errors import Empty
+from ziggurat.executors.overview import build_overview
 from ziggurat.grid import Tile, TileIndex
-from ziggurat.tasks import EMPTY, WRITTEN, OverviewTask, TileOutcome, failed_outcome, task_index
 from ziggurat.io import Input, Output, open_input, open_output
 from ziggurat.io.vectordir import as_features
-from ziggurat.executors.overview import build_overview
 from ziggurat.process import LoadedProcess, ProcessRef, call_kwargs, load_process
 from ziggurat.recipe import Recipe
+from ziggurat.recipe.area import AreaMask
+from ziggurat.tasks import EMPTY, WRITTEN, OverviewTask, TileOutcome, failed_outcome, task_index
 
 READ_RETRIES = 3        # transient read errors (network storage, busy NFS) are retried ...
 READ_BACKOFF = 0.2      # ... after 0.2, 0.4, 0.8 s

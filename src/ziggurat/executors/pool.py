@@ -19,9 +19,9 @@ import multiprocessing as mp
 import signal
 import sys
 import threading
-from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -29,10 +29,10 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ziggurat.executors.base import Executor
-from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, sweep_stale
-from ziggurat.grid import TileIndex
 from ziggurat.executors.feeder import Feeder, ParentWriter
 from ziggurat.executors.job import RunSpec, TileJob
+from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, sweep_stale
+from ziggurat.grid import TileIndex
 from ziggurat.io import Output
 from ziggurat.tasks import FAILED, WRITTEN, TileOutcome, task_index
 

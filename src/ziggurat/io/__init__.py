@@ -7,19 +7,20 @@ from typing import Callable
 from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Grid
 from ziggurat.io.common import InputConfigLike, OutputConfigLike
-from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
+from ziggurat.io.pngdir import PNGTileDirectoryOutput
 from ziggurat.io.protocols import Input, Output, OutputCapabilities, TileInput
 from ziggurat.io.raster import RasterInput, RasterTileInput
-from ziggurat.io.pngdir import PNGTileDirectoryOutput
 from ziggurat.io.singlefile import SingleFileOutput
 from ziggurat.io.tiledir import TileDirectoryOutput
 from ziggurat.io.tiledir_input import TileDirectoryInput, TileDirectoryTileInput
 from ziggurat.io.vector import VectorInput, VectorTileInput
 from ziggurat.io.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput, is_vector_tiledir
+from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 
 __all__ = [
     "Input", "Output", "OutputCapabilities", "SINGLE_FILE_SUFFIXES", "TileInput",
-    "INPUT_FORMATS", "OUTPUT_FORMATS", "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput", "RasterTileInput", "TileDirectoryInput",
+    "INPUT_FORMATS", "OUTPUT_FORMATS", "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput",
+    "RasterTileInput", "TileDirectoryInput",
     "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
     "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput",
 ]

@@ -13,8 +13,8 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import pyproj
-from affine import Affine
 import rasterio
+from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning

@@ -7,8 +7,8 @@ input and a later run with other settings is refused instead of mixing tiles.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence

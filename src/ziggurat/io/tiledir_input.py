@@ -20,14 +20,22 @@ from rasterio.windows import Window
 from ziggurat.errors import InputError
 from ziggurat.grid import Bounds, Grid, Tile
 from ziggurat.io.common import (
+    InputConfigLike,
+    clip_geographic,
+    crs_equal,
+    empty_masked,
+    int_names,
+    nodata_from_json,
+    normalize_indexes,
     open_tile,
-    InputConfigLike, clip_geographic, crs_equal,
-    empty_masked, int_names, nodata_from_json, normalize_indexes,
-    paste, pixel_offset, resampling_from_name, transform_bounds_safe, warp_to_tile,
+    paste,
+    pixel_offset,
+    resampling_from_name,
+    transform_bounds_safe,
+    warp_to_tile,
 )
-from ziggurat.io.raster import RasterTileInput
-
 from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, read_metadata
+from ziggurat.io.raster import RasterTileInput
 
 logger = logging.getLogger(__name__)
 

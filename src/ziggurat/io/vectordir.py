@@ -20,13 +20,20 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from ziggurat.errors import InputError, OutputError
-from ziggurat.geometry import (combine, conform, crs_equal, dimension, flatten, keep_dimension, repair,
-                               tidy_clipped_lines)
+from ziggurat.geometry import (
+    combine,
+    conform,
+    crs_equal,
+    dimension,
+    flatten,
+    keep_dimension,
+    repair,
+    tidy_clipped_lines,
+)
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
-from ziggurat.io.protocols import OutputCapabilities
+from ziggurat.io.common import InputConfigLike, OutputConfigLike, int_names, transform_bounds_safe
 from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, TileFolder, read_metadata
-from ziggurat.io.common import (InputConfigLike, OutputConfigLike, int_names,
-                                 transform_bounds_safe)
+from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.vector import Feature, VectorTileInput, clip_to_box, prepare_geometries, read_records
 from ziggurat.recipe.vector_schema import parse_schema
 

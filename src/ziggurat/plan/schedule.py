@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Union
 
-from ziggurat.tasks import HIGHER, LOWER, WAIT, OverviewTask
 from ziggurat.grid import Bounds, Tile, TileIndex
 from ziggurat.plan.tiles import Plan
 from ziggurat.recipe import Recipe
+from ziggurat.tasks import HIGHER, LOWER, WAIT, OverviewTask
 
 PROCESS = "process"
 

@@ -14,11 +14,11 @@ from typing import Any, Iterable, Iterator, Sequence
 from rasterio.crs import CRS
 from rasterio.warp import transform, transform_bounds
 
-from ziggurat.recipe.area import clip_to_bounds, count_tiles_in_geometry, run_area, tiles_in_geometry
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.plan.selection import Selection
 from ziggurat.recipe import Recipe, parse_zoom_levels
+from ziggurat.recipe.area import clip_to_bounds, count_tiles_in_geometry, run_area, tiles_in_geometry
 
 
 @dataclass(frozen=True)

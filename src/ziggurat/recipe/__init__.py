@@ -4,7 +4,6 @@ Everything a run needs to know about the user's intent is checked here, before a
 touched: keys, types, zooms, the output section, STAC settings, vector schemas and areas.
 """
 
-from ziggurat.recipe.model import (FrozenDict, InputConfig, OutputConfig, Recipe, load_recipe,
-                                   parse_zoom_levels)
+from ziggurat.recipe.model import FrozenDict, InputConfig, OutputConfig, Recipe, load_recipe, parse_zoom_levels
 
 __all__ = ["FrozenDict", "InputConfig", "OutputConfig", "Recipe", "load_recipe", "parse_zoom_levels"]

@@ -12,12 +12,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import METATILING_VALUES, Bounds, Grid
 from ziggurat.recipe.output import OutputConfig, OutputSection, is_remote
-from ziggurat.recipe.yamlload import (FrozenDict, KeyPath, Locator, found, is_int, is_number,
-                               load_mapping, load_yaml, thaw, value_at_zoom)
+from ziggurat.recipe.yamlload import (
+    FrozenDict,
+    KeyPath,
+    Locator,
+    found,
+    is_int,
+    is_number,
+    load_mapping,
+    load_yaml,
+    thaw,
+    value_at_zoom,
+)
 
 __all__ = ["FrozenDict", "InputConfig", "OutputConfig", "Recipe", "load_recipe", "parse_zoom_levels"]
 

@@ -76,9 +76,9 @@ def settings_from_recipe(recipe: Recipe) -> StacSettings:
     if "datetime" in merged:
         try:
             when = parse_datetime(merged["datetime"])
-        except ValueError:
+        except ValueError as exc:
             raise loc.error(where["datetime"], "expected an ISO 8601 date or date-time "
-                                               f"(2024-05-01T10:00:00Z), found {found(merged['datetime'])}")
+                                               f"(2024-05-01T10:00:00Z), found {found(merged['datetime'])}") from exc
         if when is None:
             if not ("start_datetime" in props and "end_datetime" in props):
                 raise loc.error(where["datetime"], "datetime can be null only with start_datetime and "

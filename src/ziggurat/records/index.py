@@ -80,7 +80,8 @@ def write_vector_index(tiles: TileSet, fmt: str = "gpkg", zooms: Iterable[int] |
     grid = tiles.grid
     count = 0
     try:
-        with staged(final) as tmp, fiona.open(tmp, "w", driver=driver, schema=schema, crs_wkt=grid.crs.to_wkt(), **options) as dst:
+        with staged(final) as tmp, fiona.open(tmp, "w", driver=driver, schema=schema, crs_wkt=grid.crs.to_wkt(),
+                                              **options) as dst:
             scan = tiles.scan(zooms)
             while batch := list(itertools.islice(scan, _BATCH)):
                 records = []

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
-from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 from ziggurat.grid import TileIndex
+from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 
 log = logging.getLogger(__name__)
 

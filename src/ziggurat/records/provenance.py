@@ -35,20 +35,30 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from ziggurat.io.checksum import fingerprint_input, sha256_or_none
 from ziggurat.errors import OutputError, ProvenanceError
 from ziggurat.grid import Tile, TileIndex
 from ziggurat.io import Output
 from ziggurat.io.atomic import write_bytes_atomic
+from ziggurat.io.checksum import fingerprint_input, sha256_or_none
 from ziggurat.io.common import int_names
-from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome
-from ziggurat.records.ledger import Ledger, ledger_path
 from ziggurat.process import ProcessRef, load_process
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.dump import given_text, plain, resolved_text
-from ziggurat.records.tile_records import (FOLDER, TILES_FILE, TileRecord, append_tile_records, compact_tile_records,
-                                   has_tile_records, import_legacy_records, is_single_file, output_root,
-                                   provenance_dir, read_tile_records)
+from ziggurat.records.ledger import Ledger, ledger_path
+from ziggurat.records.tile_records import (
+    FOLDER,
+    TILES_FILE,
+    TileRecord,
+    append_tile_records,
+    compact_tile_records,
+    has_tile_records,
+    import_legacy_records,
+    is_single_file,
+    output_root,
+    provenance_dir,
+    read_tile_records,
+)
+from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome
 
 log = logging.getLogger(__name__)
 

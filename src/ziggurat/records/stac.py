@@ -28,17 +28,17 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import pystac
 import shapely
-from shapely.geometry import shape
 from rasterio.warp import transform_geom
+from shapely.geometry import shape
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
 from ziggurat.io import Output
 from ziggurat.io.atomic import write_json_atomic
 from ziggurat.io.folder import METADATA_FILE
-from ziggurat.records.provenance import provenance_links
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime, settings_from_recipe
+from ziggurat.records.provenance import provenance_links
 from ziggurat.records.tileset import TileSet, ZoomLimits
 
 log = logging.getLogger(__name__)

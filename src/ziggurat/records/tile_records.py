@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ziggurat.grid import TileIndex
-from ziggurat.records.ledger import (FOLDER, LEDGER_FILE, Ledger, TileRecord, is_single_file, ledger_path,
-                             provenance_dir)
+from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, TileRecord, is_single_file, ledger_path, provenance_dir
 
 log = logging.getLogger(__name__)
 
