@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_VENV ?= .venv-bench
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint test-quick bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/ziggurat execute recipes/hillshade.yaml --overwrite
 
-test: $(STAMP)
+# lint and type checks first (seconds), then the whole suite; CI runs exactly this
+test: lint
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src processes tests bench
+	$(VENV)/bin/mypy
+
+# the quick loop while developing: no clusters, no kill -9 runs
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # A separate environment, so mapchete (the comparison) never leaks into runtime or tests.
 $(BENCH_VENV)/.installed: pyproject.toml
@@ -31,4 +40,4 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/pyramid.py
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) output bench/.cache
+	rm -rf $(VENV) $(BENCH_VENV) output bench/.cache .mypy_cache .ruff_cache

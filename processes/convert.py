@@ -25,7 +25,7 @@ def execute(inp: Any, resampling: str = "nearest", bands: list[int] | None = Non
         bands = [int(b) for b in bands]
         if not bands:
             raise ValueError("bands must name at least one band (1-based) or be left out")
-    data = np.ma.asarray(inp.read(bands, resampling=resampling))
+    data: Any = np.ma.asarray(inp.read(bands, resampling=resampling))
     if np.ma.getmaskarray(data).all():
         raise Empty
     if scale != 1.0 or offset != 0.0:

@@ -80,7 +80,8 @@ def process_error(recipe: Recipe, outcome: TileOutcome) -> ProcessError:
     """The error a failed tile stops a run with: names the recipe, the process and the tile."""
     where = recipe.path or "<recipe>"
     return ProcessError(f"{where}: process {recipe.process!r} failed on tile {outcome.index}: {outcome.error}",
-                        tile=tuple(outcome.index), traceback=outcome.traceback, exc_type=outcome.exc_type)
+                        tile=(outcome.index.zoom, outcome.index.row, outcome.index.col), traceback=outcome.traceback,
+                        exc_type=outcome.exc_type)
 
 
 def load(recipe: Recipe | str | os.PathLike[str]) -> Recipe:

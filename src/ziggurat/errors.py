@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ZigguratError(Exception):
     """Root of every error ziggurat raises on purpose."""
@@ -49,7 +51,7 @@ class ProcessError(ZigguratError, RuntimeError):
         self.traceback = traceback
         self.exc_type = exc_type
 
-    def __reduce__(self):  # keep attributes across process boundaries
+    def __reduce__(self) -> tuple[Any, ...]:  # keep attributes across process boundaries
         return (type(self), (str(self), self.tile, self.traceback, self.exc_type))
 
 

@@ -257,8 +257,8 @@ def reproject(geoms: Iterable[BaseGeometry | None], src_crs: Any, dst_crs: Any) 
     for i in bad:  # retry inside the target's area of use, else give up on this geometry
         clipped = shapely.intersection(work[i], shapely.box(*region)) if region is not None else None
         again = _apply(np.array([clipped], dtype=object), t)[0] if clipped is not None else None
-        ok = again is not None and all(math.isfinite(v) for v in again.bounds)
-        out[i] = again if ok and not again.is_empty else shapely.GeometryCollection()
+        ok = again is not None and all(math.isfinite(v) for v in again.bounds) and not again.is_empty
+        out[i] = again if ok else shapely.GeometryCollection()
     if dst.is_geographic:
         b = shapely.bounds(out)
         cand = np.nonzero((b[:, 0] < -180.0) | (b[:, 2] > 180.0) | (b[:, 2] - b[:, 0] > 180.0))[0]

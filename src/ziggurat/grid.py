@@ -133,11 +133,12 @@ class Grid:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Grid":
-        opts = dict(metatiling=int(data.get("metatiling", 1)), pixelbuffer=int(data.get("pixelbuffer", 0)),
-                    tile_size=data.get("tile_size"))
+        metatiling, pixelbuffer = int(data.get("metatiling", 1)), int(data.get("pixelbuffer", 0))
+        tile_size = data.get("tile_size")
         if "tms" in data:
-            return cls(morecantile.TileMatrixSet.model_validate(data["tms"]), data["grid"], **opts)
-        return cls.from_name(data["grid"], **opts)
+            return cls(morecantile.TileMatrixSet.model_validate(data["tms"]), data["grid"], metatiling=metatiling,
+                       pixelbuffer=pixelbuffer, tile_size=tile_size)
+        return cls.from_name(data["grid"], metatiling=metatiling, pixelbuffer=pixelbuffer, tile_size=tile_size)
 
     # -- properties ---------------------------------------------------------------------
     @property

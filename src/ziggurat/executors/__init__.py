@@ -17,7 +17,7 @@ EXECUTORS: dict[str, type[Executor]] = {
 }
 
 
-def _load_dask() -> type[Executor]:
+def _load_dask() -> Callable[..., Executor]:
     """`distributed` is an optional extra, imported only when the dask executor is asked for."""
     try:
         from ziggurat.executors.dask import DaskExecutor
@@ -27,8 +27,9 @@ def _load_dask() -> type[Executor]:
     return DaskExecutor
 
 
-#: Executors whose module is imported on first use (optional dependencies); name -> loader.
-LAZY_EXECUTORS: dict[str, Callable[[], type[Executor]]] = {"dask": _load_dask}
+#: Executors whose module is imported on first use (optional dependencies); name -> loader of
+#: a class taking (workers, *, retries, **options).
+LAZY_EXECUTORS: dict[str, Callable[[], Callable[..., Executor]]] = {"dask": _load_dask}
 
 
 def get_executor(name: str | Executor = "sequential", workers: int | None = None, *,
@@ -38,7 +39,8 @@ def get_executor(name: str | Executor = "sequential", workers: int | None = None
     if isinstance(name, Executor):
         return name
     try:
-        cls = EXECUTORS[name] if name in EXECUTORS else LAZY_EXECUTORS[name]()
+        lazy = LAZY_EXECUTORS[name] if name not in EXECUTORS else None
+        cls = EXECUTORS[name] if lazy is None else None
     except KeyError as exc:
         raise ExecutorError(f"unknown executor {name!r}; choose one of: "
                             f"{', '.join([*EXECUTORS, *LAZY_EXECUTORS])}") from exc
@@ -46,12 +48,13 @@ def get_executor(name: str | Executor = "sequential", workers: int | None = None
         raise ExecutorError(f"workers must be >= 1, got {workers}")
     if retries < 0:
         raise ExecutorError(f"retries must be >= 0, got {retries}")
+    if lazy is not None:
+        return lazy()(workers, retries=retries, **options)
+    assert cls is not None
     if issubclass(cls, ProcessExecutor):
         if write_in not in (None, "workers", "parent"):
             raise ExecutorError(f"write_in must be 'workers' or 'parent', got {write_in!r}")
         return cls(workers, retries=retries, write_in=write_in or "workers")
-    if name in LAZY_EXECUTORS:
-        return cls(workers, retries=retries, **options)
     return cls(workers)
 
 

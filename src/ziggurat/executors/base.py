@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Iterable, Iterator
+from typing import Generator, Iterable
 
 from ziggurat.executors.job import RunSpec
 from ziggurat.io import Output
@@ -44,7 +44,7 @@ class Executor(ABC):
 
     @abstractmethod
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Task | _Wait],
-                      sink: Output | None = None) -> Iterator[TileOutcome]:
+                      sink: Output | None = None) -> Generator[TileOutcome, None, None]:
         """Yield one outcome per task, in completion order.
 
         `tasks` is pulled lazily and may yield `WAIT`. Without a `sink` workers write their

@@ -28,7 +28,7 @@ import time
 import traceback as tb
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Generator, Iterable, Iterator
 
 import distributed
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -228,7 +228,7 @@ class DaskExecutor(Executor):
 
     # -- running -----------------------------------------------------------------------------
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Any],
-                      sink: Output | None = None) -> Iterator[TileOutcome]:
+                      sink: Output | None = None) -> Generator[TileOutcome, None, None]:
         if self._closed:
             raise ExecutorError("this Dask executor is closed")
         run_id = uuid.uuid4().hex[:12]

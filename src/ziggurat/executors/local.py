@@ -7,7 +7,7 @@ distinct files, and GDAL releases the GIL while reading, warping and encoding.
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable
 
 from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
@@ -35,7 +35,7 @@ class SequentialExecutor(Executor):
         super().__init__(1)
 
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Any], sink: Output | None = None
-                      ) -> Iterator[TileOutcome]:
+                      ) -> Generator[TileOutcome, None, None]:
         job = TileJob(spec)
         run = _runner(job, spec, sink)
         feeder = Feeder(tasks)
@@ -54,7 +54,7 @@ class ThreadExecutor(Executor):
     name = "threads"
 
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Any], sink: Output | None = None
-                      ) -> Iterator[TileOutcome]:
+                      ) -> Generator[TileOutcome, None, None]:
         job = TileJob(spec)
         run = _runner(job, spec, sink)
         feeder = Feeder(tasks)

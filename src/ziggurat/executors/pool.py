@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Generator, Iterable, Iterator
 
 import numpy as np
 
@@ -93,7 +93,7 @@ def _main_not_reimported() -> Iterator[None]:
     if main is None:
         yield
         return
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
     main.__dict__.pop("__file__", None)
     main.__dict__["__spec__"] = None
     try:
@@ -160,7 +160,7 @@ class ProcessExecutor(Executor):
 
     # -- running -----------------------------------------------------------------------------
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Any],
-                      sink: Output | None = None) -> Iterator[TileOutcome]:
+                      sink: Output | None = None) -> Generator[TileOutcome, None, None]:
         sweep_stale(self.shm_dir)
         workers = self.workers
         self._terminated = False
@@ -213,6 +213,7 @@ class ProcessExecutor(Executor):
 
         def submit(task: _Task) -> None:
             assert self._pool is not None
+            future: Future[Any]
             with _main_not_reimported():  # workers (and the forkserver) start inside submit()
                 if parent is None:
                     future = self._pool.submit(_run_tile, task.index)

@@ -6,7 +6,6 @@ from typing import Callable
 
 from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Grid
-from ziggurat.io.common import InputConfigLike, OutputConfigLike
 from ziggurat.io.pngdir import PNGTileDirectoryOutput
 from ziggurat.io.protocols import Input, Output, OutputCapabilities, TileInput
 from ziggurat.io.raster import RasterInput, RasterTileInput
@@ -15,6 +14,7 @@ from ziggurat.io.tiledir import TileDirectoryOutput
 from ziggurat.io.tiledir_input import TileDirectoryInput, TileDirectoryTileInput
 from ziggurat.io.vector import VectorInput, VectorTileInput
 from ziggurat.io.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput, is_vector_tiledir
+from ziggurat.recipe import InputConfig, OutputConfig
 from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 
 __all__ = [
@@ -25,15 +25,15 @@ __all__ = [
     "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput",
 ]
 
-INPUT_FORMATS: dict[str, Callable[[InputConfigLike, Grid], Input]] = {
+INPUT_FORMATS: dict[str, Callable[[InputConfig, Grid], Input]] = {
     "raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput}
-OUTPUT_FORMATS: dict[str, Callable[[OutputConfigLike, Grid], Output]] = {
+OUTPUT_FORMATS: dict[str, Callable[[OutputConfig, Grid], Output]] = {
     "GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput,
     "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput}
 
 
 
-def open_input(config: InputConfigLike, grid: Grid) -> Input:
+def open_input(config: InputConfig, grid: Grid) -> Input:
     cls = INPUT_FORMATS.get(config.format)
     if config.format in ("tiledir", "vector") and is_vector_tiledir(config.path):
         cls = VectorTileDirectoryInput  # a GeoJSON/FlatGeobuf tile directory written by ziggurat
@@ -43,7 +43,7 @@ def open_input(config: InputConfigLike, grid: Grid) -> Input:
     return cls(config, grid)
 
 
-def open_output(config: OutputConfigLike, grid: Grid) -> Output:
+def open_output(config: OutputConfig, grid: Grid) -> Output:
     cls = OUTPUT_FORMATS.get(config.format)
     if config.format == "GTiff" and str(config.path).lower().endswith(SINGLE_FILE_SUFFIXES):  # one GeoTIFF
         cls = SingleFileOutput

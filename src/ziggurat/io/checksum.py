@@ -72,9 +72,9 @@ def sha256_or_none(path: str | os.PathLike[str]) -> str | None:
         return None
 
 
-def hash_many(paths: Iterable[str | os.PathLike[str]], workers: int | None = None,
-              batch: int = 64, hasher: Callable[[Any], str | None] = sha256_or_none
-              ) -> Iterator[tuple[Any, str | None]]:
+def hash_many(paths: Iterable[Any], workers: int | None = None,
+              batch: int = 64, hasher: Callable[[Any], Any] = sha256_or_none
+              ) -> Iterator[tuple[Any, Any]]:
     """(path, sha256 or None if missing) for every path, in order, hashed by a thread pool.
 
     hashlib and file reads release the GIL, so threads scale; paths go out in batches with
@@ -82,7 +82,7 @@ def hash_many(paths: Iterable[str | os.PathLike[str]], workers: int | None = Non
     """
     workers = workers or min(32, 2 * (os.cpu_count() or 1))
 
-    def run(chunk: Sequence[Any]) -> list[tuple[Any, str | None]]:
+    def run(chunk: Sequence[Any]) -> list[tuple[Any, Any]]:
         return [(p, hasher(p)) for p in chunk]
 
     it = iter(paths)

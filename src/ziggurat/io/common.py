@@ -9,7 +9,7 @@ import warnings
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyproj
@@ -31,26 +31,6 @@ logger = logging.getLogger(__name__)
 RES_RTOL = 1e-9
 OFFSET_TOL = 1e-6
 _WORLD = Bounds(-180.0, -90.0, 180.0, 90.0)
-
-
-class InputConfigLike(Protocol):
-    """What `recipe.InputConfig` offers; duck-typed so io does not depend on recipe."""
-
-    name: str
-    path: Path
-    format: str
-    options: Mapping[str, Any]
-
-
-class OutputConfigLike(Protocol):
-    path: Path
-    format: str
-    dtype: str
-    bands: int
-    nodata: float | int | None
-    compress: str
-    metatiling: int
-    options: Mapping[str, Any]
 
 
 # -- CRS and bounds -------------------------------------------------------------------------
@@ -139,7 +119,7 @@ def normalize_indexes(indexes: int | Sequence[int] | None, count: int, name: str
     if indexes is None:
         return list(range(1, count + 1)), False
     squeeze = isinstance(indexes, (int, np.integer))
-    idx = [int(indexes)] if squeeze else [int(i) for i in indexes]  # type: ignore[union-attr]
+    idx = [int(indexes)] if isinstance(indexes, (int, np.integer)) else [int(i) for i in indexes]
     bad = [i for i in idx if not 1 <= i <= count]
     if bad or not idx:
         raise InputError(f"input {name!r}: band indexes {bad or idx} out of range 1..{count}")

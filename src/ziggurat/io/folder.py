@@ -17,8 +17,8 @@ from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io.atomic import staged, tmp_folder, tmp_in, write_json_atomic
 from ziggurat.io.checksum import sha256_file
-from ziggurat.io.common import OutputConfigLike
 from ziggurat.io.protocols import OutputCapabilities
+from ziggurat.recipe import OutputConfig
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class TileFolder:
     suffix = ".tif"
     capabilities: OutputCapabilities
 
-    def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
+    def __init__(self, config: OutputConfig, grid: Grid) -> None:
         self.config = config
         self.grid = grid
         self.path = Path(config.path)

@@ -13,8 +13,8 @@ import numpy as np
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile
-from ziggurat.io.common import OutputConfigLike
 from ziggurat.io.tiledir import TileDirectoryOutput
+from ziggurat.recipe import OutputConfig
 
 PNG_DTYPES = ("uint8", "uint16")
 
@@ -25,7 +25,7 @@ class PNGTileDirectoryOutput(TileDirectoryOutput):
     suffix = ".png"
     gdal_env = {"GDAL_PAM_ENABLED": "NO"}
 
-    def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
+    def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)
         if self.dtype.name not in PNG_DTYPES:
             raise OutputError(f"output {self.path}: PNG holds uint8 or uint16, not {self.dtype.name}")

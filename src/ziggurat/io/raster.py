@@ -24,7 +24,6 @@ from rasterio.windows import Window
 from ziggurat.errors import InputError
 from ziggurat.grid import Bounds, Grid, Tile
 from ziggurat.io.common import (
-    InputConfigLike,
     crs_equal,
     empty_masked,
     normalize_indexes,
@@ -34,6 +33,7 @@ from ziggurat.io.common import (
     transform_bounds_safe,
     warp_to_tile,
 )
+from ziggurat.recipe import InputConfig
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _dataset_bounds(transform: Affine, height: int, width: int) -> Bounds:
 class RasterInput:
     """A raster file as a recipe input; `bounds` are in the grid CRS, clipped to the grid."""
 
-    def __init__(self, config: InputConfigLike, grid: Grid) -> None:
+    def __init__(self, config: InputConfig, grid: Grid) -> None:
         self.name: str = config.name
         self.path = Path(config.path)
         self.grid = grid

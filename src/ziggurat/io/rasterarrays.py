@@ -10,7 +10,8 @@ import numpy as np
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile
-from ziggurat.io.common import OutputConfigLike, check_nodata, to_dtype
+from ziggurat.io.common import check_nodata, to_dtype
+from ziggurat.recipe import OutputConfig
 
 
 class RasterArrays:
@@ -20,7 +21,7 @@ class RasterArrays:
     grid: Grid
     output_grid: Grid
 
-    def _init_arrays(self, config: OutputConfigLike) -> None:
+    def _init_arrays(self, config: OutputConfig) -> None:
         try:
             self.dtype = np.dtype(config.dtype)
         except TypeError as exc:

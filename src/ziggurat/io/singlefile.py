@@ -23,9 +23,9 @@ from affine import Affine
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io.atomic import staged, tmp_in
-from ziggurat.io.common import OutputConfigLike
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.rasterarrays import RasterArrays
+from ziggurat.recipe import OutputConfig
 
 log = logging.getLogger(__name__)
 _BLOCK = 512
@@ -40,7 +40,7 @@ class SingleFileOutput(RasterArrays):
     capabilities = OutputCapabilities(kind="raster", tile_files=False, overviews=False, writes_in_parent=True,
                                       parent_writes=True, threadsafe_writes=False, stac=False)
 
-    def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
+    def __init__(self, config: OutputConfig, grid: Grid) -> None:
         self.config = config
         self.grid = grid
         self.path = Path(config.path)

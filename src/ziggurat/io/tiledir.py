@@ -14,10 +14,11 @@ import rasterio
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
-from ziggurat.io.common import OutputConfigLike, block_size, nodata_from_json, nodata_to_json, open_tile, same_nodata
+from ziggurat.io.common import block_size, nodata_from_json, nodata_to_json, open_tile, same_nodata
 from ziggurat.io.folder import METADATA_FILE, TileFolder
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.rasterarrays import RasterArrays
+from ziggurat.recipe import OutputConfig
 
 logger = logging.getLogger(__name__)
 __all__ = ["METADATA_FILE", "TileDirectoryOutput"]
@@ -31,7 +32,7 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
     capabilities = OutputCapabilities(kind="raster", tile_files=True, overviews=True, writes_in_parent=False,
                                       parent_writes=True, threadsafe_writes=True, stac=True)
 
-    def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
+    def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)
         self._init_arrays(config)
 

@@ -20,7 +20,6 @@ from rasterio.windows import Window
 from ziggurat.errors import InputError
 from ziggurat.grid import Bounds, Grid, Tile
 from ziggurat.io.common import (
-    InputConfigLike,
     clip_geographic,
     crs_equal,
     empty_masked,
@@ -36,6 +35,7 @@ from ziggurat.io.common import (
 )
 from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, read_metadata
 from ziggurat.io.raster import RasterTileInput
+from ziggurat.recipe import InputConfig
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _MOSAIC_MARGIN = 4  # source pixels around the footprint, for resampling kernels
 class TileDirectoryInput:
     """A tile directory written by `TileDirectoryOutput`, read as an input in any grid."""
 
-    def __init__(self, config: InputConfigLike, grid: Grid) -> None:
+    def __init__(self, config: InputConfig, grid: Grid) -> None:
         self.name: str = config.name
         self.path = Path(config.path)
         self.grid = grid
@@ -85,7 +85,8 @@ class TileDirectoryInput:
             return None
         small = [z for z in nonempty if len(rows_by_zoom[z]) <= max_rows]
         zoom = max(small) if small else min(nonempty)
-        rows, cols = [], []
+        rows: list[int] = []
+        cols: list[int] = []
         for row in rows_by_zoom[zoom]:
             found = int_names(self.path / str(zoom) / str(row), self.suffix)
             if found:

@@ -29,7 +29,8 @@ from shapely.geometry.base import BaseGeometry
 from ziggurat.errors import InputError
 from ziggurat.geometry import dimension, keep_dimension, repair, reproject, to_pyproj
 from ziggurat.grid import Bounds, Grid, Tile
-from ziggurat.io.common import InputConfigLike, transform_bounds_safe
+from ziggurat.io.common import transform_bounds_safe
+from ziggurat.recipe import InputConfig
 
 logger = logging.getLogger(__name__)
 #: rasterio.features builds an in-memory dataset inside a (not thread-safe) catch_warnings
@@ -101,11 +102,11 @@ def prepare_geometries(geoms: Sequence[BaseGeometry | None], ids: Sequence[Any],
     if src_crs is not None:
         arr = reproject(arr, src_crs, grid_crs)
         invalid = np.nonzero(~shapely.is_valid(arr))[0]  # projection can fold rings
-        for i in invalid:
-            arr[i] = keep_dimension(shapely.make_valid(arr[i]), int(dims[i]))
+        for k in invalid:
+            arr[k] = keep_dimension(shapely.make_valid(arr[k]), int(dims[k]))
     ok = np.array([g is not None and not g.is_empty for g in arr], dtype=bool)
-    for i in np.nonzero(~ok)[0]:
-        fid = ids[keep[i]]
+    for k in np.nonzero(~ok)[0]:
+        fid = ids[keep[k]]
         if warned is None or fid not in warned:
             if warned is not None:
                 warned.add(fid)
@@ -135,7 +136,7 @@ def read_records(src: Any, bbox: tuple[float, float, float, float] | None = None
 class VectorInput:
     """A fiona-readable layer as a recipe input; opened once per worker."""
 
-    def __init__(self, config: InputConfigLike, grid: Grid) -> None:
+    def __init__(self, config: InputConfig, grid: Grid) -> None:
         import fiona
 
         self.name: str = config.name
@@ -244,8 +245,8 @@ class VectorInput:
         footprint = transform_bounds_safe(self.grid.crs, self._src_rio_crs, bounds)
         if footprint is None:
             return []
-        geoms, ids, props = self._records(tuple(footprint))
-        arr, dims, keep = prepare_geometries(geoms, ids, self.src_crs, self.grid.crs, self._label,
+        records, ids, props = self._records(footprint)
+        arr, dims, keep = prepare_geometries(records, ids, self.src_crs, self.grid.crs, self._label,
                                              self._warned)
         hit = shapely.intersects(arr, shapely.box(*bounds)) if len(arr) else np.zeros(0, bool)
         clipped = clip_to_box(arr[hit], dims[hit], bounds)

@@ -31,10 +31,11 @@ from ziggurat.geometry import (
     tidy_clipped_lines,
 )
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
-from ziggurat.io.common import InputConfigLike, OutputConfigLike, int_names, transform_bounds_safe
+from ziggurat.io.common import int_names, transform_bounds_safe
 from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, TileFolder, read_metadata
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.vector import Feature, VectorTileInput, clip_to_box, prepare_geometries, read_records
+from ziggurat.recipe import InputConfig, OutputConfig
 from ziggurat.recipe.vector_schema import parse_schema
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class VectorTileDirectoryOutput(TileFolder):
     capabilities = OutputCapabilities(kind="vector", tile_files=True, overviews=False, writes_in_parent=False,
                                       parent_writes=False, threadsafe_writes=True, stac=False)
 
-    def __init__(self, config: OutputConfigLike, grid: Grid) -> None:
+    def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)
         if self.format not in DRIVERS:
             raise OutputError(f"output {self.path}: {self.format!r} is not a vector format "
@@ -96,6 +97,7 @@ class VectorTileDirectoryOutput(TileFolder):
         """(valid shapely geometry, properties) pairs; OutputError for what is not a feature."""
         out = []
         for n, feat in enumerate(features):
+            props: Mapping[str, Any]
             if isinstance(feat, BaseGeometry):
                 geom, props = feat, {}
             elif isinstance(feat, Mapping) and "geometry" in feat:
@@ -246,7 +248,7 @@ class VectorTileDirectoryInput:
     comes back as several pieces (one per stored tile); unions and rasterising are unaffected.
     """
 
-    def __init__(self, config: InputConfigLike, grid: Grid) -> None:
+    def __init__(self, config: InputConfig, grid: Grid) -> None:
         self.name: str = config.name
         self.path = Path(config.path)
         self.grid = grid
@@ -311,7 +313,7 @@ class VectorTileDirectoryInput:
         wanted = footprint.intersection(self.dir_bounds) if footprint and self.dir_bounds else None
         if wanted is None:
             return []
-        zoom = self._pick_zoom(tile, footprint)
+        zoom = self._pick_zoom(tile, footprint)  # type: ignore[arg-type]  # not None: `wanted` is
         geoms, ids, props = [], [], []
         for stored in self.dir_grid.tiles_in_bounds(wanted, zoom):
             path = self.path / str(zoom) / str(stored.row) / f"{stored.col}{self.suffix}"
@@ -319,7 +321,7 @@ class VectorTileDirectoryInput:
                 continue
             try:
                 with fiona.open(path) as src:
-                    g, i, p = read_records(src, tuple(wanted))
+                    g, i, p = read_records(src, (wanted.left, wanted.bottom, wanted.right, wanted.top))
             except Exception as exc:
                 raise InputError(f"{self._label}: cannot read {path}: {exc}") from exc
             geoms += g

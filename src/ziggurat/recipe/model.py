@@ -121,7 +121,8 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
                 base_dir: str | os.PathLike[str] | None = None) -> Recipe:
     """Read and validate a recipe file (or an already parsed mapping) completely."""
     if isinstance(source, Mapping):
-        data, lines, name, path, text = load_mapping(source), {}, None, None, ""
+        lines: dict[KeyPath, int] = {}
+        data, name, path, text = load_mapping(source), None, None, ""
         folder = Path(base_dir) if base_dir is not None else Path.cwd()
     else:
         name = os.fspath(source)

@@ -40,6 +40,7 @@ class FrozenDict(Mapping[Any, Any]):
     """A read-only dict; unlike MappingProxyType it pickles, and recipes travel to workers."""
 
     __slots__ = ("_data",)
+    _data: dict[Any, Any]
     __hash__ = None  # type: ignore[assignment]  # values may be unhashable; equality is by content
 
     def __init__(self, data: Mapping[Any, Any] | Iterable[tuple[Any, Any]] = ()) -> None:
@@ -258,6 +259,7 @@ class _Walker:
                     self.lines[path + (i,)] = child.start_mark.line + 1
                     items.append(self.node(child, path + (i,)))
                 return tuple(items)
+            assert isinstance(node, yaml.MappingNode)
             return self.mapping(node, path)
         finally:
             self.active.discard(id(node))

@@ -56,7 +56,7 @@ class TileRecord(NamedTuple):
 
     path: str                    # relative to the output root, with "/" separators
     sha256: str | None
-    index: TileIndex | None      # None for a single-file output
+    index: TileIndex | None      # type: ignore[assignment]  # None for a single file (shadows tuple.index)
     run: str | None = None
 
 

@@ -54,7 +54,7 @@ _COORD_DIGITS = 9  # ~0.1 mm in degrees
 
 # -- tile matrices ----------------------------------------------------------------------------
 def tms_key(grid: Grid) -> str:
-    return grid.tms.id
+    return str(grid.tms.id)
 
 
 def tile_matrix(grid: Grid, zoom: int, limits: tuple[int, int, int, int] | None = None
@@ -233,7 +233,7 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
                        list(geom.bounds), when, props, stac_extensions=[])
     out = item.to_dict(include_self_link=False, transform_hrefs=False)
     extensions = list(EXTENSIONS) + [e for e in existing.get("stac_extensions") or [] if e not in EXTENSIONS]
-    band = {"data_type": tiles.dtype}
+    band: dict[str, Any] = {"data_type": tiles.dtype}
     nodata = _nodata_json(tiles.nodata)
     if nodata is not None:
         band["nodata"] = nodata
