@@ -17,8 +17,7 @@ from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io.atomic import staged, tmp_folder, tmp_in, write_json_atomic
 from ziggurat.io.checksum import sha256_file
-from ziggurat.io.protocols import OutputCapabilities
-from ziggurat.recipe import OutputConfig
+from ziggurat.io.outputbase import OutputBase
 
 logger = logging.getLogger(__name__)
 
@@ -36,22 +35,11 @@ def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
-class TileFolder:
+class TileFolder(OutputBase):
     """Base of tile-directory outputs (one file per output tile); `grid` is the process grid,
     tiles use the output grid. Implements the tile-file half of the `Output` protocol."""
 
     suffix = ".tif"
-    capabilities: OutputCapabilities
-
-    def __init__(self, config: OutputConfig, grid: Grid) -> None:
-        self.config = config
-        self.grid = grid
-        self.path = Path(config.path)
-        self.format: str = config.format
-        if grid.metatiling % config.metatiling:
-            raise OutputError(f"output {self.path}: output metatiling {config.metatiling} does not "
-                              f"divide the process metatiling {grid.metatiling}")
-        self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
 
     # -- what subclasses describe ----------------------------------------------------------------
     def settings(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from affine import Affine
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io.atomic import staged, tmp_in
+from ziggurat.io.outputbase import OutputBase
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.rasterarrays import RasterArrays
 from ziggurat.recipe import OutputConfig
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 _BLOCK = 512
 
 
-class SingleFileOutput(RasterArrays):
+class SingleFileOutput(OutputBase, RasterArrays):
     """`output.path` ending in .tif: one GeoTIFF, written by a single writer in the parent.
 
     Its "tiles" are windows of one file: the process tile is the unit, there are no per-tile
@@ -41,14 +42,7 @@ class SingleFileOutput(RasterArrays):
                                       parent_writes=True, threadsafe_writes=False, stac=False)
 
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
-        self.config = config
-        self.grid = grid
-        self.path = Path(config.path)
-        self.format: str = config.format
-        if grid.metatiling % config.metatiling:
-            raise OutputError(f"output {self.path}: output metatiling {config.metatiling} does not "
-                              f"divide the process metatiling {grid.metatiling}")
-        self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
+        super().__init__(config, grid)
         self._init_arrays(config)
         options = dict(config.options)
         self.cog = bool(options.pop("cog", False))

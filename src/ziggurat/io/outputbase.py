@@ -1,0 +1,26 @@
+"""What every output driver sets up the same way: its config, path, and process and output grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ziggurat.errors import OutputError
+from ziggurat.grid import Grid
+from ziggurat.io.protocols import OutputCapabilities
+from ziggurat.recipe import OutputConfig
+
+
+class OutputBase:
+    """`grid` is the process grid; stored tiles use `output_grid` (output metatiling, no buffer)."""
+
+    capabilities: OutputCapabilities
+
+    def __init__(self, config: OutputConfig, grid: Grid) -> None:
+        self.config = config
+        self.grid = grid
+        self.path = Path(config.path)
+        self.format: str = config.format
+        if grid.metatiling % config.metatiling:
+            raise OutputError(f"output {self.path}: output metatiling {config.metatiling} does not "
+                              f"divide the process metatiling {grid.metatiling}")
+        self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
