@@ -317,11 +317,15 @@ def test_metadata_json_is_written_and_validated(tmp_path):
     with pytest.raises(OutputError, match="grid"):
         TileDirectoryOutput(out_config(tmp_path / "o"),
                             Grid.from_name("mercator", metatiling=2)).prepare(False)
-    # overwrite replaces metadata.json and keeps the tiles
-    TileDirectoryOutput(out_config(tmp_path / "o", dtype="uint8", nodata=0), grid).prepare(True)
+    # tiles of two settings never mix: a narrowed --overwrite is refused, nothing is touched ...
+    with pytest.raises(OutputError, match="whole recipe"):
+        TileDirectoryOutput(out_config(tmp_path / "o", dtype="uint8", nodata=0), grid).prepare(True, narrowed=True)
+    assert len(list((tmp_path / "o").rglob("*.tif"))) == 4
+    # ... one over the whole recipe replaces metadata.json and removes the earlier tiles
+    assert TileDirectoryOutput(out_config(tmp_path / "o", dtype="uint8", nodata=0), grid).prepare(True)
     meta = json.loads((tmp_path / "o" / "metadata.json").read_text())
     assert meta["output"]["dtype"] == "uint8"
-    assert len(list((tmp_path / "o").rglob("*.tif"))) == 4
+    assert len(list((tmp_path / "o").rglob("*.tif"))) == 0
     (tmp_path / "o" / "metadata.json").write_text("{not json")
     with pytest.raises(OutputError, match="other settings"):
         out.prepare(False)

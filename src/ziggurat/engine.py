@@ -24,8 +24,9 @@ from ziggurat.plan.report import PlanReport, plan_report
 from ziggurat.plan.schedule import make_source
 from ziggurat.process import ProcessRef, check_signature, load_process
 from ziggurat.recipe import Recipe, load_recipe
+from ziggurat.records.index import remove_indexes
 from ziggurat.records.ledger import sweep_temporaries
-from ziggurat.records.provenance import RunRecorder, begin_run
+from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run
 from ziggurat.records.stac import RunItem
 from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
 
@@ -54,6 +55,7 @@ class RunSummary:
     output_tiles: int = 0            # output tiles written (a metatile writes several)
     empty: int = 0
     skipped: int = 0
+    stale: dict[str, int] = field(default_factory=dict)   # tiles rebuilt because what made them changed
     failed: list[TileOutcome] = field(default_factory=list)
     seconds: float = 0.0
     stac_item: Path | None = None    # the STAC item describing the output, if any
@@ -69,6 +71,9 @@ class RunSummary:
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
         text = f"{', '.join(parts)} in {self.seconds:.2f} s -> {self.output_path}"
+        if self.stale:
+            why = "; ".join(f"{n} {r}" for r, n in sorted(self.stale.items(), key=lambda kv: -kv[1]))
+            text += f"\n{sum(self.stale.values())} rebuilt: {why}"
         if self.stac_item is not None:
             text += f"\nSTAC item: {self.stac_item}"
         if self.vrts:
@@ -144,18 +149,21 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
                         retries=retries, write_in=write_in)
     try:
         _preflight(output, pool, run_plan)  # the last checks, before anything touches the disk
-        output.prepare(overwrite)
+        replaced = output.prepare(overwrite, narrowed=sel != Selection())
         sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
         output.start_run(run_plan.zooms, run_plan.extent)
         options = {**sel.options(), "overwrite": overwrite, "keep_going": keep_going}
-        recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers,
-                             options=options)  # recipe, process source, input fingerprints
+        recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=options,
+                             extent=RunExtent.of(run_plan.zooms, run_plan.extent),
+                             replaced=replaced)  # recipe, process source, input fingerprints
     except BaseException:
         pool.close()
         output.finish_run(False)
         raise
-    run = _Run(recipe, run_plan, output, pool, recorder, RunItem(recipe, output), overwrite, keep_going,
-               progress)
+    if replaced:  # the earlier pyramid is gone, so are the indexes describing it
+        remove_indexes(output.path)
+    run = _Run(recipe, run_plan, output, pool, recorder, RunItem(recipe, output, replaced), overwrite,
+               keep_going, progress)
     return run.go(vrt)
 
 
@@ -266,6 +274,7 @@ class _Run:
             self.output.finish_run(finished and (self.keep_going or not self.summary.failed))
         finally:  # recorded even when finishing the output itself failed
             self.summary.seconds = time.perf_counter() - start
+            self.summary.stale = dict(self.recorder.stale)
             self.recorder.finish(self.summary, None if finished else sys.exc_info()[1],
                                  pending=self.in_flight)
             sweep_temporaries(self.output.path, keep_own=False)  # every writer of this run has stopped

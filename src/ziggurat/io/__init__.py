@@ -7,7 +7,7 @@ from typing import Callable
 from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Grid
 from ziggurat.io.pngdir import PNGTileDirectoryOutput
-from ziggurat.io.protocols import Input, Output, OutputCapabilities, TileInput
+from ziggurat.io.protocols import Input, InputDriver, Output, OutputCapabilities, TileInput
 from ziggurat.io.raster import RasterInput, RasterTileInput
 from ziggurat.io.singlefile import SingleFileOutput
 from ziggurat.io.tiledir import TileDirectoryOutput
@@ -19,13 +19,13 @@ from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 
 __all__ = [
     "Input", "Output", "OutputCapabilities", "SINGLE_FILE_SUFFIXES", "TileInput",
-    "INPUT_FORMATS", "OUTPUT_FORMATS", "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput",
+    "INPUT_FORMATS", "OUTPUT_FORMATS", "input_driver", "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput",
     "RasterTileInput", "TileDirectoryInput",
     "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
     "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput",
 ]
 
-INPUT_FORMATS: dict[str, Callable[[InputConfig, Grid], Input]] = {
+INPUT_FORMATS: dict[str, InputDriver] = {
     "raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput}
 OUTPUT_FORMATS: dict[str, Callable[[OutputConfig, Grid], Output]] = {
     "GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput,
@@ -34,13 +34,19 @@ OUTPUT_FORMATS: dict[str, Callable[[OutputConfig, Grid], Output]] = {
 
 
 def open_input(config: InputConfig, grid: Grid) -> Input:
+    return input_driver(config)(config, grid)
+
+
+def input_driver(config: InputConfig) -> InputDriver:
+    """The driver class an input config opens with (its declared attributes, e.g. `tile_sources`,
+    can be read without opening it)."""
     cls = INPUT_FORMATS.get(config.format)
     if config.format in ("tiledir", "vector") and is_vector_tiledir(config.path):
         cls = VectorTileDirectoryInput  # a GeoJSON/FlatGeobuf tile directory written by ziggurat
     if cls is None:
         raise InputError(f"input {config.name!r}: unsupported format {config.format!r}; "
                          f"supported formats: {', '.join(INPUT_FORMATS)}")
-    return cls(config, grid)
+    return cls
 
 
 def open_output(config: OutputConfig, grid: Grid) -> Output:

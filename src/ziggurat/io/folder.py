@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -17,6 +18,7 @@ from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io.atomic import staged, tmp_folder, tmp_in, write_json_atomic
 from ziggurat.io.checksum import sha256_file
+from ziggurat.io.common import int_names
 from ziggurat.io.outputbase import OutputBase
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,9 @@ class TileFolder(OutputBase):
         """Settings a later run must share with the tiles on disk (name, value now)."""
         raise NotImplementedError
 
-    def check_other_settings(self, on_disk: dict[str, Any]) -> None:
-        """Settings that may change between runs (warn, don't refuse)."""
+    def same_setting(self, key: str, on_disk: Any, now: Any) -> bool:
+        """Whether a strict setting on disk equals the one now (JSON on disk)."""
+        return bool(on_disk == now)
 
     # -- metadata ---------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -72,18 +75,19 @@ class TileFolder(OutputBase):
             diffs.append(f"grid: {existing.get('grid')!r} on disk, {self.output_grid.to_dict()!r} now")
         out = existing["output"]
         for key, now in self.strict_settings():
-            if out.get(key) != now:
+            if key not in out or not self.same_setting(key, out.get(key), now):
                 diffs.append(f"{key}: {out.get(key)!r} on disk, {now!r} now")
-        self.check_other_settings(out)
         return diffs
 
-    def prepare(self, overwrite: bool) -> None:
-        """Create the folder and write or validate metadata.json."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create output folder {self.path}: {exc}") from exc
+    def prepare(self, overwrite: bool, narrowed: bool = False) -> bool:
+        """Create the folder and write or check metadata.json.
+
+        Tiles of two settings never mix in one output: other settings than those of the tiles on
+        disk are refused, unless `overwrite` covers the whole recipe (not `narrowed`), which
+        removes the earlier tiles first. True when it did (the tile records must go too).
+        """
         meta_path = self.path / METADATA_FILE
+        replaced = False
         if meta_path.exists():
             try:
                 existing: Any = read_metadata(self.path)
@@ -92,15 +96,34 @@ class TileFolder(OutputBase):
                 logger.debug("cannot read %s: %s", meta_path, exc)
             diffs = self._differences(existing)
             if not diffs:
-                return
-            if not overwrite:
-                raise OutputError(f"output {self.path} was written with other settings "
-                                  f"({'; '.join(diffs)}); use overwrite to replace it")
-            logger.warning("output %s: replacing metadata.json (%s)", self.path, "; ".join(diffs))
+                return False
+            if not overwrite or narrowed:
+                how = ("an --overwrite run over the whole recipe (no -z, -b, -t, -p or -a) replaces them"
+                       if overwrite else "use a new output path, or --overwrite over the whole recipe to "
+                                         "replace all its tiles")
+                raise OutputError(f"output {self.path} was written with other settings ({'; '.join(diffs)}); "
+                                  f"tiles of both would mix: {how}")
+            logger.warning("output %s: removing the tiles written with other settings (%s)", self.path,
+                           "; ".join(diffs))
+            self._remove_tiles()
+            replaced = True
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {self.path}: {exc}") from exc
         try:
             write_json_atomic(meta_path, self.metadata())
         except OSError as exc:
             raise OutputError(f"cannot write {meta_path}: {exc}") from exc
+        return replaced
+
+    def _remove_tiles(self) -> None:
+        """Every zoom folder of the earlier pyramid."""
+        for zoom in int_names(self.path):
+            try:
+                shutil.rmtree(self.path / str(zoom))
+            except OSError as exc:
+                raise OutputError(f"cannot remove the earlier tiles in {self.path / str(zoom)}: {exc}") from exc
 
     # -- tiles ------------------------------------------------------------------------------------
     def output_tiles(self, process_tile: Tile) -> list[Tile]:

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.recipe import InputConfig
 
 
 @runtime_checkable
@@ -38,12 +39,28 @@ class Input(Protocol):
     name: str
     #: footprint in the grid CRS (None: nothing inside the grid); bounds a recipe without `bounds`
     bounds: Bounds | None
+    #: `sources(tile)` names the files a tile reads (tile directories): a tile's key then covers
+    #: just those, so changing one upstream tile makes only its dependants stale
+    tile_sources: bool
 
     def for_tile(self, tile: Tile) -> TileInput: ...
+
+    def sources(self, tile: Tile) -> list[Path]:
+        """The files a read of `tile` uses ([] without `tile_sources`: the input is one whole)."""
+        ...
 
     def close(self) -> None:
         """Release dataset handles; safe to call twice."""
         ...
+
+
+class InputDriver(Protocol):
+    """An input driver class: opens a config on a grid; its declared attributes are readable
+    without opening anything."""
+
+    tile_sources: bool
+
+    def __call__(self, config: InputConfig, grid: Grid) -> Input: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +100,11 @@ class Output(Protocol):
         """Refuse a run this output cannot hold (OutputError), before anything is written."""
         ...
 
-    def prepare(self, overwrite: bool) -> None: ...
+    def prepare(self, overwrite: bool, narrowed: bool = False) -> bool:
+        """Create or check the store before the first tile. Settings that differ from what the
+        store holds are refused unless `overwrite` covers the whole recipe (not `narrowed`),
+        which replaces the earlier content: True then (its tile records are void)."""
+        ...
 
     def start_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
         """The run's zooms and area (grid CRS) before its first tile."""
@@ -134,4 +155,4 @@ class Output(Protocol):
         ...
 
 
-__all__ = ["Input", "Output", "OutputCapabilities", "TileInput"]
+__all__ = ["Input", "InputDriver", "Output", "OutputCapabilities", "TileInput"]

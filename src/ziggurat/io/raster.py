@@ -88,6 +88,11 @@ def _dataset_bounds(transform: Affine, height: int, width: int) -> Bounds:
 class RasterInput:
     """A raster file as a recipe input; `bounds` are in the grid CRS, clipped to the grid."""
 
+    tile_sources = False  # one whole: its fingerprint covers every tile
+
+    def sources(self, tile: Tile) -> list[Path]:
+        return []
+
     def __init__(self, config: InputConfig, grid: Grid) -> None:
         self.name: str = config.name
         self.path = Path(config.path)

@@ -53,7 +53,7 @@ class SingleFileOutput(OutputBase, RasterArrays):
         self._res: tuple[float, float] = (0.0, 0.0)
 
     # -- run lifecycle ---------------------------------------------------------------------
-    def prepare(self, overwrite: bool) -> None:
+    def prepare(self, overwrite: bool, narrowed: bool = False) -> bool:
         if self.path.exists() and not overwrite:
             raise OutputError(f"output file {self.path} exists; use --overwrite to replace it "
                               "(a single-file output is always written whole)")
@@ -61,6 +61,7 @@ class SingleFileOutput(OutputBase, RasterArrays):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create folder {self.path.parent}: {exc}") from exc
+        return False  # the file is replaced whole when the run ends
 
     def exists(self, process_tile: Tile) -> bool:
         return False

@@ -42,13 +42,13 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
                 "nodata": nodata_to_json(self.nodata), "compress": self.compress}
 
     def strict_settings(self) -> tuple[tuple[str, Any], ...]:
-        return (("format", self.format), ("dtype", self.dtype.name), ("bands", self.bands))
+        return (("format", self.format), ("dtype", self.dtype.name), ("bands", self.bands),
+                ("nodata", nodata_to_json(self.nodata)))
 
-    def check_other_settings(self, on_disk: dict[str, Any]) -> None:
-        old_nodata = nodata_from_json(on_disk.get("nodata"))
-        if not same_nodata(old_nodata, self.nodata):
-            logger.warning("output %s: nodata was %r, is now %r; existing tiles keep the old value",
-                           self.path, old_nodata, self.nodata)
+    def same_setting(self, key: str, on_disk: Any, now: Any) -> bool:
+        if key == "nodata":
+            return same_nodata(nodata_from_json(on_disk), self.nodata)
+        return bool(on_disk == now)
 
     # -- tiles --------------------------------------------------------------------------
     def profile(self, tile: Tile) -> dict[str, Any]:

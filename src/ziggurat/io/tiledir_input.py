@@ -46,6 +46,8 @@ _MOSAIC_MARGIN = 4  # source pixels around the footprint, for resampling kernels
 class TileDirectoryInput:
     """A tile directory written by `TileDirectoryOutput`, read as an input in any grid."""
 
+    tile_sources = True  # a tile reads a few stored tiles: its key covers just those
+
     def __init__(self, config: InputConfig, grid: Grid) -> None:
         self.name: str = config.name
         self.path = Path(config.path)
@@ -121,6 +123,17 @@ class TileDirectoryInput:
                 raise InputError(f"input {self.name!r}: cannot read {self.path} for tile "
                                  f"{tile}: {exc}") from exc
         return out[0] if squeeze else out
+
+    def sources(self, tile: Tile) -> list[Path]:
+        """The stored tiles a read of `tile` would paste (whether they exist or not)."""
+        footprint = transform_bounds_safe(tile.crs, self.crs, tile.buffered_bounds)
+        if footprint is None or not self.zooms or self.dir_bounds is None or self.is_empty(tile):
+            return []
+        wanted = footprint.intersection(self.dir_bounds)
+        if wanted is None:
+            return []
+        zoom = self._pick_zoom(tile, footprint)
+        return [self.tile_path(zoom, t.row, t.col) for t in self.dir_grid.tiles_in_bounds(wanted, zoom)]
 
     def _pick_zoom(self, tile: Tile, footprint: Bounds) -> int:
         """Coarsest stored zoom that is not coarser than the tile (else the finest stored)."""

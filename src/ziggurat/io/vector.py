@@ -136,6 +136,11 @@ def read_records(src: Any, bbox: tuple[float, float, float, float] | None = None
 class VectorInput:
     """A fiona-readable layer as a recipe input; opened once per worker."""
 
+    tile_sources = False  # one whole: its fingerprint covers every tile
+
+    def sources(self, tile: Tile) -> list[Path]:
+        return []
+
     def __init__(self, config: InputConfig, grid: Grid) -> None:
         import fiona
 

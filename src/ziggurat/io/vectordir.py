@@ -248,6 +248,11 @@ class VectorTileDirectoryInput:
     comes back as several pieces (one per stored tile); unions and rasterising are unaffected.
     """
 
+    tile_sources = False  # one whole: its fingerprint covers every tile
+
+    def sources(self, tile: Tile) -> list[Path]:
+        return []
+
     def __init__(self, config: InputConfig, grid: Grid) -> None:
         self.name: str = config.name
         self.path = Path(config.path)

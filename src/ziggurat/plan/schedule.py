@@ -31,11 +31,7 @@ PROCESS = "process"
 
 def baselevel_range(recipe: Recipe) -> tuple[int, int] | None:
     """(min, max) zooms that run the process, or None without `baselevels`."""
-    levels = recipe.baselevels
-    if not levels:
-        return None
-    lo, hi = recipe.zoom_levels
-    return int(levels.get("min", lo)), int(levels.get("max", hi))
+    return recipe.baselevel_range
 
 
 class Schedule:
@@ -53,6 +49,9 @@ class Schedule:
         self._ready: list[Any] = []                      # a stack: depth first, bounded
         self._waiting: dict[TileIndex, int] = {}         # open lower tile -> unfinished children
         self._poisoned: set[TileIndex] = set()           # lower tiles with a failed child
+        self._held_done: set[TileIndex] = set()          # open lower tiles done before: skipped
+                                                         # unless a child of theirs is (re)built
+        self._built: set[TileIndex] = set()              # open lower tiles with a (re)built child
         self._dep_parent: dict[TileIndex, TileIndex] = {}  # scheduled child -> waiting lower tile
         self._blocked: list[TileIndex] = []
         self.outstanding = 0                             # handed out, not finished
@@ -116,22 +115,25 @@ class Schedule:
             self._start_higher(tile)
             return
         index = tile.index
+        if kind == LOWER:  # decided once its children are: a (re)built child rebuilds it
+            if self.is_done(tile):
+                self._held_done.add(index)
+            if waiting_parent is not None:
+                self._dep_parent[index] = waiting_parent
+                self._waiting[waiting_parent] += 1
+            self._waiting[index] = 1  # held open while its children are walked
+            for child in self.children(tile):
+                yield from self._walk(child, index)
+            self._child_finished(index, True, built=False)  # release the hold
+            return
         done = self._skip(tile)
         if not done and waiting_parent is not None:
             self._dep_parent[index] = waiting_parent
             self._waiting[waiting_parent] += 1
-        if kind == LOWER:
-            if not done:
-                self._waiting[index] = 1  # held open while its children are walked
-            for child in self.children(tile):
-                yield from self._walk(child, None if done else index)
-            if not done:
-                self._child_finished(index, True)  # release the hold
-            return
         if not done:
             yield index
         elif tile.zoom < self.hi and self.kind(tile.zoom + 1) == HIGHER:
-            self._after_done(tile)
+            self._after_done(tile, rebuilt=False)
         if tile.zoom < self.hi and self.kind(tile.zoom + 1) == PROCESS:
             for child in self.children(tile):
                 yield from self._walk(child, None)
@@ -143,11 +145,11 @@ class Schedule:
         self.outstanding -= 1
         parent = self._dep_parent.pop(index, None)
         if parent is not None:
-            self._child_finished(parent, ok)
+            self._child_finished(parent, ok, built=True)
         if index.zoom < self.hi and self.kind(index.zoom + 1) == HIGHER:
             tile = self.grid.tile(*index)
             if ok:
-                self._after_done(tile)
+                self._after_done(tile, rebuilt=True)
             else:
                 self._block_descendants(tile)
 
@@ -156,30 +158,43 @@ class Schedule:
         out, self._blocked = self._blocked, []
         return out
 
-    def _child_finished(self, index: TileIndex, ok: bool) -> None:
+    def _child_finished(self, index: TileIndex, ok: bool, built: bool) -> None:
+        """A source of open lower tile `index` finished; `built`: it was (re)made, not skipped."""
         if not ok:
             self._poisoned.add(index)
+        if built:
+            self._built.add(index)
         self._waiting[index] -= 1
         if self._waiting[index]:
             return
         del self._waiting[index]
+        was_done, rebuilt = index in self._held_done, index in self._built
+        self._held_done.discard(index)
+        self._built.discard(index)
         if index in self._poisoned:
             self._poisoned.discard(index)
             self._blocked.append(index)
             parent = self._dep_parent.pop(index, None)
             if parent is not None:
-                self._child_finished(parent, False)
+                self._child_finished(parent, False, built=False)
+            return
+        if was_done and not rebuilt:  # nothing under it changed: keep it
+            self.on_skip(self.grid.tile(*index))
+            parent = self._dep_parent.pop(index, None)
+            if parent is not None:
+                self._child_finished(parent, True, built=False)
             return
         self._ready.append(OverviewTask(*index, LOWER))
 
-    def _after_done(self, tile: Tile) -> None:
+    def _after_done(self, tile: Tile, rebuilt: bool) -> None:
         for child in self.children(tile):
-            self._start_higher(child)
+            self._start_higher(child, rebuilt)
 
-    def _start_higher(self, tile: Tile) -> None:
-        if self._skip(tile):
+    def _start_higher(self, tile: Tile, parent_rebuilt: bool = False) -> None:
+        """A higher tile whose parent is done: kept if it is done and its parent was not rebuilt."""
+        if not parent_rebuilt and self._skip(tile):
             if tile.zoom < self.hi:
-                self._after_done(tile)
+                self._after_done(tile, rebuilt=False)
         else:
             self._ready.append(OverviewTask(*tile.index, HIGHER))
 

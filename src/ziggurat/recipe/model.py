@@ -83,6 +83,21 @@ class Recipe:
         return range(self.zoom_levels[0], self.zoom_levels[1] + 1)
 
     @property
+    def baselevel_range(self) -> tuple[int, int] | None:
+        """(min, max) zooms that run the process, or None without `baselevels`."""
+        if not self.baselevels:
+            return None
+        lo, hi = self.zoom_levels
+        return int(self.baselevels.get("min", lo)), int(self.baselevels.get("max", hi))
+
+    def overview_source(self, zoom: int) -> str | None:
+        """"lower" or "higher" for an overview zoom (built from output tiles), None for a process zoom."""
+        levels = self.baselevel_range
+        if levels is None or levels[0] <= zoom <= levels[1]:
+            return None
+        return "lower" if zoom < levels[0] else "higher"
+
+    @property
     def output_grid(self) -> Grid:
         return self.grid.with_options(metatiling=self.output.metatiling, pixelbuffer=0)
 

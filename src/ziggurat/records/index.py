@@ -114,6 +114,16 @@ def write_path_list(tiles: TileSet, zooms: Iterable[int] | None = None, absolute
 
 
 # -- VRTs -------------------------------------------------------------------------------------
+def remove_indexes(folder: Path) -> list[Path]:
+    """Indexes and VRTs describing tiles that were removed (an output's earlier pyramid)."""
+    gone = []
+    for path in sorted(folder.glob(f"{INDEX_NAME}.*")) + sorted(folder.glob("[0-9]*.vrt")):
+        if path.is_file() and (path.name.startswith(f"{INDEX_NAME}.") or path.stem.isdigit()):
+            path.unlink()
+            gone.append(path)
+    return gone
+
+
 def vrt_path(tiles: TileSet, zoom: int) -> Path:
     return tiles.path / f"{zoom}.vrt"
 

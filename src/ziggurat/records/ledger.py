@@ -8,8 +8,14 @@ power cut), so after ``kill -9`` the ledger holds exactly the tiles committed be
 
 Two tables:
 
-- ``process_tiles(zoom, row, col, status, run, time)``: one row per process (or overview) tile,
-  status ``written`` | ``empty`` | ``failed``. Continue mode skips written and empty tiles.
+- ``process_tiles(zoom, row, col, status, run, time, key, deps)``: one row per process (or
+  overview) tile, status ``written`` | ``empty`` | ``failed``, and what made it: `key` (process
+  source, the recipe at the tile's zoom, input fingerprints; see `records.keys`) and `deps` (the
+  checksums of the upstream tiles it read, for tile-directory inputs). Continue mode skips
+  written and empty tiles whose key and deps are unchanged.
+- ``keys(key, parts)``: what each key was made of (JSON), so a stale tile can say why.
+- ``state(name, value)``: e.g. an ``--overwrite`` run in progress (``overwrite``), so an
+  interrupted one is finished exactly by the next run.
 - ``output_tiles(path, zoom, row, col, sha256, run)``: one row per output tile file, the
   checksum `ziggurat verify` compares (``sha256`` NULL: processed, nothing there).
 
@@ -42,13 +48,24 @@ DONE = ("written", "empty")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS process_tiles (
     zoom INTEGER NOT NULL, row INTEGER NOT NULL, col INTEGER NOT NULL,
-    status TEXT NOT NULL, run TEXT, time REAL,
+    status TEXT NOT NULL, run TEXT, time REAL, key TEXT, deps TEXT,
     PRIMARY KEY (zoom, row, col)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, parts TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS output_tiles (
     path TEXT PRIMARY KEY, zoom INTEGER, row INTEGER, col INTEGER, sha256 TEXT, run TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS output_tiles_zoom ON output_tiles (zoom);
 """
+
+
+class ProcessRow(NamedTuple):
+    """A process tile's latest outcome and what made it."""
+
+    status: str
+    run: str | None
+    key: str | None
+    deps: str | None
 
 
 class TileRecord(NamedTuple):
@@ -108,10 +125,14 @@ class Ledger:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         if create:
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(process_tiles)")}
+            for column in ("key", "deps"):  # a ledger written before tile keys existed
+                if column not in columns:
+                    self._conn.execute(f"ALTER TABLE process_tiles ADD COLUMN {column} TEXT")
         self._pending = 0
         self._in_tx = False
         self._last_commit = time.monotonic()
-        self._row_cache: tuple[tuple[int, int], frozenset[int]] | None = None
+        self._row_cache: tuple[tuple[int, int], dict[int, ProcessRow]] | None = None
 
     # -- writing ----------------------------------------------------------------------------
     def _begin(self) -> None:
@@ -119,13 +140,49 @@ class Ledger:
             self._conn.execute("BEGIN")
             self._in_tx = True
 
-    def record_process(self, index: TileIndex, status: str, run: str | None) -> None:
+    def record_process(self, index: TileIndex, status: str, run: str | None, key: str | None = None,
+                       deps: str | None = None) -> None:
         with self._lock:
             self._begin()
-            self._conn.execute("INSERT OR REPLACE INTO process_tiles VALUES (?, ?, ?, ?, ?, ?)",
-                               (*map(int, index[:3]), status, run, time.time()))
+            self._conn.execute("INSERT OR REPLACE INTO process_tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               (*map(int, index[:3]), status, run, time.time(), key, deps))
             self._pending += 1
             self._row_cache = None
+
+    def record_key(self, key: str, parts: str) -> None:
+        with self._lock:
+            self._begin()
+            self._conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?)", (key, parts))
+            self._pending += 1
+
+    def key_parts(self, key: str) -> str | None:
+        with self._lock:
+            got = self._conn.execute("SELECT parts FROM keys WHERE key=?", (key,)).fetchone()
+        return None if got is None else str(got[0])
+
+    def set_state(self, name: str, value: str | None) -> None:
+        """Committed at once: the state must survive a killed run."""
+        with self._lock:
+            self._begin()
+            if value is None:
+                self._conn.execute("DELETE FROM state WHERE name=?", (name,))
+            else:
+                self._conn.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, value))
+        self.commit()
+
+    def get_state(self, name: str) -> str | None:
+        with self._lock:
+            got = self._conn.execute("SELECT value FROM state WHERE name=?", (name,)).fetchone()
+        return None if got is None else str(got[0])
+
+    def clear(self) -> None:
+        """Forget every tile (the pyramid they describe was removed)."""
+        with self._lock:
+            self._begin()
+            self._conn.execute("DELETE FROM process_tiles")
+            self._conn.execute("DELETE FROM output_tiles")
+            self._row_cache = None
+        self.commit()
 
     def record_outputs(self, records: Iterable[TileRecord]) -> int:
         rows = [(r.path, *(tuple(map(int, r.index[:3])) if r.index is not None else (None, None, None)),
@@ -166,17 +223,56 @@ class Ledger:
         self.close()
 
     # -- reading ----------------------------------------------------------------------------
-    def is_done(self, index: TileIndex) -> bool:
-        """Written or empty (failed tiles run again); cached per row, one query per row."""
+    def row(self, index: TileIndex) -> ProcessRow | None:
+        """The process tile's row; cached per grid row, so one query per row of tiles."""
         zoom, row, col = map(int, index[:3])
         cache = self._row_cache
         if cache is None or cache[0] != (zoom, row):
             with self._lock:
-                cols = frozenset(c for (c,) in self._conn.execute(
-                    "SELECT col FROM process_tiles WHERE zoom=? AND row=? AND status IN (?, ?)",
-                    (zoom, row, *DONE)))
+                cols = {c: ProcessRow(status, run, key, deps) for c, status, run, key, deps in self._conn.execute(
+                    "SELECT col, status, run, key, deps FROM process_tiles WHERE zoom=? AND row=?", (zoom, row))}
             cache = self._row_cache = ((zoom, row), cols)
-        return col in cache[1]
+        return cache[1].get(col)
+
+    def is_done(self, index: TileIndex) -> bool:
+        """Written or empty (failed tiles run again), whatever made it."""
+        got = self.row(index)
+        return got is not None and got.status in DONE
+
+    def failed_tiles(self) -> list[tuple[TileIndex, str | None]]:
+        """Process tiles whose latest outcome failed, with the run that saw it."""
+        with self._lock:
+            rows = self._conn.execute("SELECT zoom, row, col, run FROM process_tiles WHERE status='failed' "
+                                      "ORDER BY zoom, row, col").fetchall()
+        return [(TileIndex(z, r, c), run) for z, r, c, run in rows]
+
+    def count_keys_in(self, zoom: int, rows: range, cols: range) -> dict[tuple[str, str | None], int]:
+        """(status, key) -> count of the process tiles of a zoom inside a row/col window."""
+        if not len(rows) or not len(cols):
+            return {}
+        with self._lock:
+            return {(status, key): int(n) for status, key, n in self._conn.execute(
+                "SELECT status, key, count(*) FROM process_tiles WHERE zoom=? AND row BETWEEN ? AND ? "
+                "AND col BETWEEN ? AND ? GROUP BY status, key",
+                (zoom, rows[0], rows[-1], cols[0], cols[-1]))}
+
+    def tiles_by_run(self) -> dict[str, int]:
+        """Run id -> output tiles on disk it wrote (what the manifest lists)."""
+        with self._lock:
+            return {str(run): int(n) for run, n in self._conn.execute(
+                "SELECT run, count(*) FROM output_tiles WHERE sha256 IS NOT NULL GROUP BY run")}
+
+    def checksums(self, paths: Iterable[str]) -> dict[str, str | None]:
+        """Recorded SHA-256 of output tiles by relative path (absent paths are left out)."""
+        wanted = list(paths)
+        out: dict[str, str | None] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                out.update(self._conn.execute(
+                    f"SELECT path, sha256 FROM output_tiles WHERE path IN ({marks})", chunk).fetchall())
+        return out
 
     def process_counts(self) -> dict[int, dict[str, int]]:
         """zoom -> status -> count."""
@@ -216,5 +312,5 @@ class Ledger:
             return int(self._conn.execute("SELECT count(*) FROM output_tiles").fetchone()[0])
 
 
-__all__ = ["COMMIT_ROWS", "COMMIT_SECONDS", "DONE", "LEDGER_FILE", "Ledger", "TileRecord",
+__all__ = ["COMMIT_ROWS", "COMMIT_SECONDS", "DONE", "LEDGER_FILE", "Ledger", "ProcessRow", "TileRecord",
            "is_single_file", "ledger_path", "provenance_dir", "sweep_temporaries"]

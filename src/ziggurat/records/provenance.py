@@ -29,22 +29,19 @@ import json
 import logging
 import os
 import platform
-import sqlite3
 import sys
-import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ziggurat.errors import OutputError, ProvenanceError
-from ziggurat.grid import Tile, TileIndex
-from ziggurat.io import Output
+from ziggurat.io import Output, input_driver, open_input
 from ziggurat.io.atomic import write_bytes_atomic
-from ziggurat.io.checksum import fingerprint_input, sha256_or_none
-from ziggurat.io.common import int_names
+from ziggurat.io.checksum import fingerprint_input
 from ziggurat.process import ProcessRef, load_process
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.dump import given_text, plain, resolved_text
-from ziggurat.records.ledger import Ledger, ledger_path
+from ziggurat.records.keys import RunKeys
+from ziggurat.records.recorder import MANIFEST_FILE, RunExtent, RunRecorder, write_manifest
 from ziggurat.records.tile_records import (
     FOLDER,
     TILES_FILE,
@@ -52,19 +49,15 @@ from ziggurat.records.tile_records import (
     append_tile_records,
     compact_tile_records,
     has_tile_records,
-    import_legacy_records,
     is_single_file,
     output_root,
     provenance_dir,
     read_tile_records,
 )
-from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = "manifest.json"
 FORMAT = "ziggurat-provenance/1"
-_SALVAGE_SLACK_NS = 2_000_000_000   # file system clocks may lag time.time_ns() a little
 LIBRARIES = ("numpy", "rasterio", "fiona", "shapely", "morecantile", "pyyaml", "pystac")
 
 
@@ -195,170 +188,11 @@ def _jsonable_option(value: Any) -> Any:
         return str(value)
 
 
-# -- recording a run ------------------------------------------------------------------------------
-class RunRecorder:
-    """The engine's hook: `begin_run` at the start, `add` per outcome, `finish` at the end."""
-
-    def __init__(self, recipe: Recipe, output: Output, manifest: dict[str, Any], overwrite: bool) -> None:
-        self.recipe, self.output, self.manifest, self.overwrite = recipe, output, manifest, overwrite
-        self.run: str = manifest["run"]
-        self.path = Path(output.path)
-        self.folder = provenance_dir(self.path)
-        self.root = output_root(self.path)
-        self.single = not output.capabilities.tile_files  # one file: one record at the end
-        self.start_ns = time.time_ns()
-        self._buffer: list[TileRecord] = []
-        fresh = not ledger_path(self.path).is_file()
-        import_legacy_records(self.path)
-        #: no ledger but tiles on disk (written by an older ziggurat): continue mode falls back
-        #: to "the tile files exist" and adopts such tiles into the ledger (see `adopt`)
-        self.legacy = fresh and not self.single and bool(int_names(self.root))
-        self.ledger = Ledger(self.path)
-        self._pending: set[TileIndex] = set()   # handed out, no outcome yet
-        self._failed: set[TileIndex] = set()
-        self.records = 0
-        self._base = str(self.root) + os.sep
-        self._suffix = self._tile_suffix()
-        # process tiles that are single output tiles need no output_tiles() per outcome
-        self._one_to_one = recipe.grid.metatiling == recipe.output.metatiling
-
-    def _tile_suffix(self) -> str | None:
-        """The file suffix when tile paths are root/zoom/row/col<suffix> (checked on samples),
-        so paths are built with string formatting instead of pathlib (~30 us per tile)."""
-        if self.single:
-            return None
-        samples = [TileIndex(0, 0, 0), TileIndex(3, 5, 7)]
-        suffix = Path(self.output.tile_path(samples[0])).suffix
-        for index in samples:
-            expected = os.path.join(self.root, *map(str, index[:2]), f"{index[2]}{suffix}")
-            if str(self.output.tile_path(index)) != expected:
-                return None
-        return suffix
-
-    # -- per tile ------------------------------------------------------------------------------
-    def is_done(self, process_tile: Tile) -> bool:
-        """Continue mode: the ledger says written or empty (a legacy output: the files exist)."""
-        if self.single:
-            return False
-        return self.ledger.is_done(process_tile.index) or (self.legacy and self.output.exists(process_tile))
-
-    def skipped(self, process_tile: Tile) -> None:
-        """A tile continue mode skipped: one of a legacy output enters the ledger."""
-        if self.legacy and not self.ledger.is_done(process_tile.index):
-            self.adopt(process_tile)
-
-    def adopt(self, process_tile: Tile) -> None:
-        """Record an existing tile of an output without a ledger as written (hashing its files)."""
-        for tile in self.output.output_tiles(process_tile):
-            self._buffer.append(TileRecord(self._rel(tile.index), sha256_or_none(self.output.tile_path(tile)),
-                                           tile.index, None))
-        self.ledger.record_process(process_tile.index, WRITTEN, None)
-        self.flush()
-
-    def add(self, outcome: TileOutcome) -> None:
-        index = TileIndex(*outcome.index)
-        self._pending.discard(index)
-        if self.single:
-            return
-        if outcome.status == FAILED:
-            self._failed.add(index)
-            self.ledger.record_process(index, FAILED, self.run)
-            self.ledger.maybe_commit()
-            return
-        if outcome.status not in (WRITTEN, EMPTY):
-            return
-        written = tuple(TileIndex(*i) for i in outcome.written)
-        sums: tuple[str | None, ...] = tuple(outcome.checksums)
-        if len(sums) != len(written):  # written by the parent (a sink): hash here
-            sums = tuple(sha256_or_none(self.output.tile_path(i)) for i in written)
-        for i, sha in zip(written, sums):
-            self._buffer.append(TileRecord(self._rel(i), sha, i, self.run))
-        if self._one_to_one:
-            unwritten = [] if written else [index]
-        else:
-            wrote = set(written)
-            unwritten = [t.index for t in self.output.output_tiles(self.recipe.grid.tile(*index))
-                         if t.index not in wrote]
-        for i in unwritten:
-            rel = self._rel(i)
-            # without --overwrite an older tile that is still there keeps its record
-            if self.overwrite or not os.path.exists(self._base + rel):
-                self._buffer.append(TileRecord(rel, None, i, self.run))
-        self.ledger.record_process(index, outcome.status, self.run)  # same transaction as its tiles
-        self.flush()
-
-    def _rel(self, index: TileIndex) -> str:
-        if self._suffix is not None:
-            return f"{index[0]}/{index[1]}/{index[2]}{self._suffix}"
-        return Path(self.output.tile_path(index)).relative_to(self.root).as_posix()
-
-    def flush(self) -> None:
-        """Hand buffered records to the ledger; it commits in timed batches."""
-        buffer, self._buffer = self._buffer, []
-        self.records += self.ledger.record_outputs(buffer)
-        self.ledger.maybe_commit()
-
-    def _salvage(self) -> None:
-        """Tiles of failed or unfinished process tiles that reached the disk are real: record them."""
-        for index in sorted(self._pending | self._failed):
-            for tile in self.output.output_tiles(self.recipe.grid.tile(*index)):
-                path = self.output.tile_path(tile)
-                try:
-                    st = os.stat(path)
-                except FileNotFoundError:
-                    continue
-                if st.st_mtime_ns >= self.start_ns - _SALVAGE_SLACK_NS:
-                    self._buffer.append(TileRecord(self._rel(tile.index), sha256_or_none(path),
-                                                   tile.index, self.run))
-
-    # -- end of run ----------------------------------------------------------------------------
-    def finish(self, summary: Any, error: BaseException | None = None,
-               pending: Iterable[TileIndex] = ()) -> None:
-        """Record checksums and the end of the run; never hides the run's own error.
-
-        `pending`: process tiles handed to the executor without an outcome (in flight when
-        the run stopped); tiles of theirs that reached the disk are recorded too.
-        """
-        self._pending.update(TileIndex(*i) for i in pending)
-        try:
-            self._finish(summary, error)
-        except (OSError, sqlite3.Error) as exc:
-            if error is None:
-                raise OutputError(f"cannot record provenance in {self.folder}: {exc}") from exc
-            log.warning("cannot record provenance in %s: %s", self.folder, exc)
-        finally:
-            self.ledger.close()
-
-    def _finish(self, summary: Any, error: BaseException | None) -> None:
-        if self.single:
-            if error is None and not summary.failed and self.path.is_file():
-                self._buffer.append(TileRecord(self.path.name, sha256_or_none(self.path), None, self.run))
-        else:
-            self._salvage()
-        self.flush()
-        self.ledger.commit()
-        failed = [{"tile": list(o.index), "error": o.error} for o in summary.failed[:100]]
-        status = ("interrupted" if isinstance(error, KeyboardInterrupt)
-                  else "failed" if error is not None or summary.failed else "succeeded")
-        ended = _now()
-        self.manifest.update({
-            "status": status, "ended": ended.isoformat(), "seconds": round(summary.seconds, 3),
-            "error": None if error is None else f"{type(error).__name__}: {error}",
-            "summary": {"total": summary.total, "process_tiles_written": summary.written,
-                        "output_tiles_written": summary.output_tiles, "empty": summary.empty,
-                        "skipped": summary.skipped, "failed": len(summary.failed)},
-            "failed_tiles": failed, "tile_records": self.records})
-        self._write_manifest()
-
-    def _write_manifest(self) -> None:
-        data = (json.dumps(self.manifest, indent=2, allow_nan=False) + "\n").encode()
-        write_bytes_atomic(self.folder / "runs" / f"{self.run}.json", data)
-        write_bytes_atomic(self.folder / MANIFEST_FILE, data)
-
-
 def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
-              options: dict[str, Any] | None = None) -> RunRecorder:
-    """Save recipe, process source and a manifest (status "running") before any tile runs."""
+              options: dict[str, Any] | None = None, extent: RunExtent | None = None,
+              replaced: bool = False) -> RunRecorder:
+    """Save recipe, process source and a manifest (status "running") before any tile runs.
+    `replaced`: the output's earlier pyramid was removed (its tile records go too)."""
     started = _now()
     path = Path(output.path)
     folder = provenance_dir(path)
@@ -404,14 +238,19 @@ def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
             "process": process, "inputs": inputs, "files": files,
             "versions": library_versions(), "platform": platform_info(),
         }
-        recorder = RunRecorder(recipe, output, manifest, bool(options.get("overwrite")))
-        recorder._write_manifest()
+        per_tile = {name: open_input(cfg, recipe.grid) for name, cfg in recipe.inputs.items()
+                    if input_driver(cfg).tile_sources}  # their tiles' keys cover just what they read
+        keys = RunKeys(recipe, process["sha256"], {name: i["fingerprint"] for name, i in inputs.items()}, per_tile)
+        recorder = RunRecorder(recipe, output, manifest, bool(options.get("overwrite")), keys, extent)
+        if replaced:
+            recorder.ledger.clear()
+        write_manifest(folder, manifest)
     except OSError as exc:
         raise OutputError(f"cannot record provenance in {folder}: {exc}") from exc
     return recorder
 
 
-__all__ = ["FOLDER", "MANIFEST_FILE", "TILES_FILE", "RunRecorder", "TileRecord", "append_tile_records",
+__all__ = ["FOLDER", "MANIFEST_FILE", "TILES_FILE", "RunExtent", "RunRecorder", "TileRecord", "append_tile_records",
            "begin_run", "compact_tile_records", "has_tile_records", "is_single_file", "library_versions",
            "list_runs", "output_root", "recipe_files", "platform_info", "provenance_dir", "provenance_links",
            "read_manifest", "read_tile_records"]

@@ -365,8 +365,9 @@ class RunItem:
     The recipe's `stac` settings were validated when it loaded.
     """
 
-    def __init__(self, recipe: Recipe, output: Output) -> None:
+    def __init__(self, recipe: Recipe, output: Output, replaced: bool = False) -> None:
         self.output = output
+        self.replaced = replaced  # the earlier pyramid was removed: the item describes only this run
         self.enabled = output.capabilities.stac and isinstance(output.path, Path)
         self.settings: StacSettings | None = recipe.stac if self.enabled else None
         self.limits = ZoomLimits()        # written by this run, and skipped because they exist
@@ -400,7 +401,8 @@ class RunItem:
         if not self.limits:
             path = item_path(tiles.path)
             return path if path.exists() else None
-        return write_item(tiles, self.limits, self.settings, force=self.wrote)
+        return write_item(tiles, self.limits, self.settings, force=self.wrote or self.replaced,
+                          merge=not self.replaced)
 
     def write_vrts(self) -> list[Path]:
         """`<zoom>.vrt` for the zooms this run touched (all tiles on disk at those zooms)."""
