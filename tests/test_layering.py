@@ -38,7 +38,7 @@ STAGES: list[tuple[str, ...]] = [
     ("ziggurat.plan",),
     ("ziggurat.executors",),
     ("ziggurat.engine",),
-    ("ziggurat.reproduce",),
+    ("ziggurat.reproduce", "ziggurat.status"),
     ("ziggurat.cli",),
 ]
 

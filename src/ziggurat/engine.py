@@ -25,8 +25,8 @@ from ziggurat.plan.schedule import make_source
 from ziggurat.process import ProcessRef, check_signature, load_process
 from ziggurat.recipe import Recipe, load_recipe
 from ziggurat.records.index import remove_indexes
-from ziggurat.records.ledger import sweep_temporaries
-from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run
+from ziggurat.records.ledger import Ledger, ledger_path, sweep_temporaries
+from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, run_keys
 from ziggurat.records.stac import RunItem
 from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
 
@@ -119,13 +119,19 @@ def dry_run(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
             **narrowing: Any) -> PlanReport:
     """`ziggurat plan`: tiles per zoom, what the ledger has, estimated size; runs nothing."""
     recipe = load(recipe)
-    return plan_report(recipe, plan(recipe, selection, **narrowing), open_output(recipe.output, recipe.grid))
+    run_plan = plan(recipe, selection, **narrowing)
+    keys = run_keys(recipe)
+    try:
+        return plan_report(recipe, run_plan, open_output(recipe.output, recipe.grid), keys)
+    finally:
+        keys.close()
 
 
 def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None = None, *,
             overwrite: bool = False, executor: str | Executor | None = None, workers: int | None = None,
             retries: int = 2, write_in: str | None = None, keep_going: bool = False,
-            progress: ProgressCallback | None = None, vrt: bool = False, **narrowing: Any) -> RunSummary:
+            retry_failed: bool = False, progress: ProgressCallback | None = None, vrt: bool = False,
+            **narrowing: Any) -> RunSummary:
     """Run a recipe over its zoom levels and area, narrowed by a `Selection` (or its keyword
     arguments: zoom, bounds, bounds_crs, tile, point, point_crs, area, area_crs), writing tiles.
 
@@ -136,12 +142,15 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     "processes"; `retries` is how often a tile whose worker died is tried again; `write_in`
     ("workers" or "parent") chooses who encodes tiles with the process pool. An `area`
     narrows the recipe's area: only tiles meeting the polygon run, and raster results are
-    masked to it.
+    masked to it. `retry_failed` runs exactly the tiles the ledger records as failed (a dead-letter
+    list), of the selected zooms.
     """
     sel = Selection.of(selection, **narrowing)
     recipe = load(recipe)
     prepare(recipe)
     run_plan = plan(recipe, sel)
+    if retry_failed:
+        run_plan = _failed_only(recipe, run_plan)
     if run_plan.area is not recipe.area:  # workers mask raster results to the run's area
         recipe = replace(recipe, area=run_plan.area)
     output = open_output(recipe.output, recipe.grid)
@@ -165,6 +174,15 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     run = _Run(recipe, run_plan, output, pool, recorder, RunItem(recipe, output, replaced), overwrite,
                keep_going, progress)
     return run.go(vrt)
+
+
+def _failed_only(recipe: Recipe, run_plan: Plan) -> Plan:
+    """The plan's zooms, narrowed to the tiles the output's ledger records as failed."""
+    failed: list[TileIndex] = []
+    if ledger_path(recipe.output.path).is_file():
+        with Ledger(recipe.output.path, create=False) as ledger:
+            failed = [index for index, _ in ledger.failed_tiles() if index.zoom in run_plan.zooms]
+    return replace(run_plan, bounds=None, geometry=None, only=tuple(failed))
 
 
 def _preflight(output: Output, pool: Executor, run_plan: Plan) -> None:

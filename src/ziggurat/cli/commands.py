@@ -27,12 +27,14 @@ from ziggurat.plan.selection import Selection
 @click.option("--dask-scheduler", metavar="tcp://HOST:PORT",
               help="dask executor: use this running cluster (default: a local cluster of --workers).")
 @click.option("--keep-going", is_flag=True, help="Process all other tiles when one fails; exit 1 at the end.")
+@click.option("--retry-failed", is_flag=True,
+              help="Run exactly the tiles the ledger records as failed (of the selected zooms).")
 @click.option("--vrt", is_flag=True, help="Also write a GDAL VRT per zoom (<zoom>.vrt) into the output.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @debug_option
 def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: str | None, workers: int | None,
-                retries: int, write_in: str | None, dask_scheduler: str | None, keep_going: bool, vrt: bool,
-                no_progress: bool) -> None:
+                retries: int, write_in: str | None, dask_scheduler: str | None, keep_going: bool,
+                retry_failed: bool, vrt: bool, no_progress: bool) -> None:
     """Run RECIPE: process every tile of its zoom levels and area."""
     from ziggurat.engine import execute, load, prepare
 
@@ -45,7 +47,7 @@ def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: st
     try:
         summary = execute(recipe, selection, overwrite=overwrite, executor=pool or executor, workers=workers,
                           retries=retries, write_in=write_in, keep_going=keep_going,
-                          progress=update, vrt=vrt)
+                          retry_failed=retry_failed, progress=update, vrt=vrt)
     finally:
         signal.signal(signal.SIGTERM, previous)
         close()
@@ -117,6 +119,23 @@ def index_cmd(output_dir: str, zoom: str | None, formats: tuple[str, ...], absol
         zooms = range(lo, hi + 1)
     for path in write_index(output_dir, zooms=zooms, formats=formats or ("gpkg",), absolute=absolute_paths):
         click.echo(path)
+
+
+@main.command("status")
+@click.argument("output", type=click.Path(exists=True))
+@click.option("--failed", "list_failed", is_flag=True, help="List the failed tiles with their errors.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Failed tiles listed (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@debug_option
+def status_cmd(output: str, list_failed: bool, limit: int, as_json: bool) -> None:
+    """Per zoom: written, empty, failed and stale tiles of OUTPUT (stale: against its saved recipe)."""
+    import json
+
+    from ziggurat.status import status
+
+    report = status(output)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.describe(list_failed, limit))
 
 
 @main.command("verify")

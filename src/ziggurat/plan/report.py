@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -10,8 +11,10 @@ from ziggurat.io import Output
 from ziggurat.plan.schedule import PROCESS, Schedule, baselevel_range
 from ziggurat.plan.tiles import Plan
 from ziggurat.recipe import Recipe
-from ziggurat.records.ledger import Ledger, ledger_path
+from ziggurat.records.keys import RunKeys, reason
+from ziggurat.records.ledger import DONE, Ledger, ledger_path
 from ziggurat.records.tile_records import output_root
+from ziggurat.tasks import EMPTY, FAILED
 
 
 @dataclass
@@ -20,9 +23,14 @@ class ZoomPlan:
     kind: str                 # "process", "lower" or "higher" (an overview zoom)
     process_tiles: int
     output_tiles: int
-    recorded: int             # process tiles the ledger already has (written or empty)
+    recorded: int             # process tiles continue mode skips: written or empty, made as now
     estimated_bytes: int
     estimate_basis: str       # "mean of N written tiles" or "uncompressed"
+    done: int = 0             # written, made by the recipe as it is now
+    empty: int = 0            # processed, nothing there, made as now
+    stale: dict[str, int] = field(default_factory=dict)   # written/empty by another recipe: reason -> n
+    failed: int = 0           # failed last time: run again
+    todo: int = 0             # what a continue-mode run processes: new, stale and failed tiles
 
 
 @dataclass
@@ -39,11 +47,18 @@ class PlanReport:
                 "zooms": [asdict(z) for z in self.zooms]}
 
     def describe(self) -> str:
-        lines = [f"{'zoom':>4} {'kind':<8} {'process':>12} {'output':>12} {'recorded':>10} "
-                 f"{'est. size':>10}  basis"]
+        lines = [f"{'zoom':>4} {'kind':<8} {'process':>12} {'output':>12} {'to do':>10} {'done':>10} "
+                 f"{'empty':>8} {'stale':>8} {'failed':>7} {'est. size':>10}  basis"]
         for z in self.zooms:
-            lines.append(f"{z.zoom:>4} {z.kind:<8} {z.process_tiles:>12,} {z.output_tiles:>12,} "
-                         f"{z.recorded:>10,} {_human(z.estimated_bytes):>10}  {z.estimate_basis} (estimate)")
+            lines.append(f"{z.zoom:>4} {z.kind:<8} {z.process_tiles:>12,} {z.output_tiles:>12,} {z.todo:>10,} "
+                         f"{z.done:>10,} {z.empty:>8,} {sum(z.stale.values()):>8,} {z.failed:>7,} "
+                         f"{_human(z.estimated_bytes):>10}  {z.estimate_basis} (estimate)")
+        reasons: dict[str, int] = {}
+        for z in self.zooms:
+            for why, n in z.stale.items():
+                reasons[why] = reasons.get(why, 0) + n
+        for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            lines.append(f"stale: {n:,} {why}")
         lines.append(f"{self.process_tiles:,} process tiles -> {self.output}")
         return "\n".join(lines)
 
@@ -59,8 +74,12 @@ def _human(n: float) -> str:
 _SIZE_SAMPLE = 64
 
 
-def plan_report(recipe: Recipe, plan: Plan, output: Output) -> PlanReport:
-    """Tile counts per zoom (never enumerating tiles), what the ledger has, estimated size."""
+def plan_report(recipe: Recipe, plan: Plan, output: Output, keys: RunKeys | None = None) -> PlanReport:
+    """Tile counts per zoom (never enumerating tiles), what the ledger has, estimated size.
+
+    With `keys` (what a run would make now), recorded tiles made otherwise count as stale, with
+    the reason; tiles whose upstream tile-directory tiles changed are found only when a run
+    looks at them (that needs the tiles themselves, not counts)."""
     levels = baselevel_range(recipe) or (min(plan.zooms), max(plan.zooms))
     kinds = Schedule(plan, levels) if plan.zooms else None
     ledger = Ledger(output.path, create=False) if ledger_path(output.path).is_file() else None
@@ -75,17 +94,37 @@ def plan_report(recipe: Recipe, plan: Plan, output: Output) -> PlanReport:
                 out_count = recipe.output_grid.count_tiles(plan.bounds, zoom)
             else:
                 out_count = count * ratio  # an upper bound: edge metatiles may be clipped
-            recorded = 0
+            size, basis = _estimate(ledger, output, zoom, output_root(output.path))
+            zp = ZoomPlan(zoom, kinds.kind(zoom) if kinds else PROCESS, count, out_count, 0,
+                          int(size * out_count), basis)
             if ledger is not None and plan.bounds is not None and not plan.only:
                 rows, cols = plan.grid.tile_range(plan.bounds, zoom)
-                recorded = min(count, ledger.count_done_in(zoom, rows, cols))
-            size, basis = _estimate(ledger, output, zoom, output_root(output.path))
-            report.zooms.append(ZoomPlan(zoom, kinds.kind(zoom) if kinds else PROCESS, count, out_count,
-                                         recorded, int(size * out_count), basis))
+                _ledger_counts(zp, ledger, ledger.count_keys_in(zoom, rows, cols),
+                               None if keys is None else keys.key(zoom), keys)
+            zp.todo = max(count - zp.recorded, 0)
+            report.zooms.append(zp)
     finally:
         if ledger is not None:
             ledger.close()
     return report
+
+
+def _ledger_counts(zp: ZoomPlan, ledger: Ledger, counts: dict[tuple[str, str | None], int], now: str | None,
+                   keys: RunKeys | None) -> None:
+    """Fill in done/empty/stale/failed from (status, key) counts of the zoom's window."""
+    for (status, key), n in counts.items():
+        if status == FAILED:
+            zp.failed += n
+        elif status in DONE and (now is None or key == now):
+            if status == EMPTY:
+                zp.empty += n
+            else:
+                zp.done += n
+        elif status in DONE and keys is not None:
+            text = None if key is None else ledger.key_parts(key)
+            why = reason(None if text is None else json.loads(text), keys.parts(zp.zoom))
+            zp.stale[why] = zp.stale.get(why, 0) + n
+    zp.recorded = min(zp.process_tiles, zp.done + zp.empty)
 
 
 def _estimate(ledger: Ledger | None, output: Output, zoom: int, root: Any) -> tuple[float, str]:

@@ -256,6 +256,12 @@ class Ledger:
                 "AND col BETWEEN ? AND ? GROUP BY status, key",
                 (zoom, rows[0], rows[-1], cols[0], cols[-1]))}
 
+    def count_by_key(self) -> list[tuple[int, str, str | None, int]]:
+        """(zoom, status, key, count) over every process tile (`ziggurat status`)."""
+        with self._lock:
+            return [(int(z), str(s), k, int(n)) for z, s, k, n in self._conn.execute(
+                "SELECT zoom, status, key, count(*) FROM process_tiles GROUP BY zoom, status, key")]
+
     def tiles_by_run(self) -> dict[str, int]:
         """Run id -> output tiles on disk it wrote (what the manifest lists)."""
         with self._lock:

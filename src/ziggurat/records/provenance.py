@@ -188,6 +188,33 @@ def _jsonable_option(value: Any) -> Any:
         return str(value)
 
 
+def process_source(recipe: Recipe) -> tuple[Any, bytes | None]:
+    """The loaded process and its source bytes (None for a compiled module: nothing to keep)."""
+    loaded = load_process(ProcessRef(recipe.process, str(recipe.base_dir)))
+    try:
+        return loaded, loaded.source().encode("utf-8")
+    except (OSError, TypeError) as exc:
+        log.warning("process %r: no source to save (%s); it cannot be reproduced", recipe.process, exc)
+        return loaded, None
+
+
+def input_fingerprints(recipe: Recipe) -> dict[str, Any]:
+    return {name: fingerprint_input(cfg.path) for name, cfg in recipe.inputs.items()}
+
+
+def run_keys(recipe: Recipe, process_sha: str | None = None, fingerprints: dict[str, Any] | None = None
+             ) -> RunKeys:
+    """The tile keys a run of `recipe` gives its tiles now (hashes the process source and inputs)."""
+    if process_sha is None:
+        source = process_source(recipe)[1]
+        process_sha = None if source is None else hashlib.sha256(source).hexdigest()
+    if fingerprints is None:
+        fingerprints = input_fingerprints(recipe)
+    per_tile = {name: open_input(cfg, recipe.grid) for name, cfg in recipe.inputs.items()
+                if input_driver(cfg).tile_sources}  # their tiles' keys cover just what they read
+    return RunKeys(recipe, process_sha, fingerprints, per_tile)
+
+
 def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
               options: dict[str, Any] | None = None, extent: RunExtent | None = None,
               replaced: bool = False) -> RunRecorder:
@@ -201,12 +228,7 @@ def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
         (folder / "sources").mkdir(exist_ok=True)
         given = given_text(recipe).encode("utf-8")
         resolved = resolved_text(recipe).encode("utf-8")
-        loaded = load_process(ProcessRef(recipe.process, str(recipe.base_dir)))
-        try:
-            source: bytes | None = loaded.source().encode("utf-8")
-        except (OSError, TypeError) as exc:  # compiled module: no source to keep
-            log.warning("process %r: no source to save (%s); it cannot be reproduced", recipe.process, exc)
-            source = None
+        loaded, source = process_source(recipe)
         given_rel, given_sha = _save_source(folder, "recipe-", ".yaml", given)
         resolved_rel, resolved_sha = _save_source(folder, "recipe-resolved-", ".yaml", resolved)
         write_bytes_atomic(folder / "recipe.yaml", given)
@@ -217,10 +239,9 @@ def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
         if source is not None:
             process["source"], process["sha256"] = _save_source(folder, "process_", ".py", source)
             write_bytes_atomic(folder / "process.py", source)
-        inputs = {}
-        for name, cfg in recipe.inputs.items():
-            inputs[name] = {"path": str(cfg.path), "format": cfg.format,
-                            "fingerprint": fingerprint_input(cfg.path)}
+        fingerprints = input_fingerprints(recipe)
+        inputs = {name: {"path": str(cfg.path), "format": cfg.format, "fingerprint": fingerprints[name]}
+                  for name, cfg in recipe.inputs.items()}
         options = dict(options or {})
         found = recipe_files(recipe, options)
         if "run area" in found:  # replayed from another working directory
@@ -238,9 +259,7 @@ def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
             "process": process, "inputs": inputs, "files": files,
             "versions": library_versions(), "platform": platform_info(),
         }
-        per_tile = {name: open_input(cfg, recipe.grid) for name, cfg in recipe.inputs.items()
-                    if input_driver(cfg).tile_sources}  # their tiles' keys cover just what they read
-        keys = RunKeys(recipe, process["sha256"], {name: i["fingerprint"] for name, i in inputs.items()}, per_tile)
+        keys = run_keys(recipe, process["sha256"], fingerprints)
         recorder = RunRecorder(recipe, output, manifest, bool(options.get("overwrite")), keys, extent)
         if replaced:
             recorder.ledger.clear()

@@ -1,0 +1,251 @@
+"""Exact incremental reruns: a changed recipe, process or input rebuilds exactly what it affects."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ziggurat.engine import dry_run, execute
+from ziggurat.errors import OutputError
+from ziggurat.grid import TileIndex
+from ziggurat.records.ledger import Ledger
+from ziggurat.records.provenance import read_manifest
+from ziggurat.reproduce import verify
+from ziggurat.status import status
+
+from polling import wait_until
+from provenance_helpers import PROCESS, bounds_text, make_recipe, make_source, tile_bytes
+
+ZIGGURAT = str(Path(sys.executable).parent / "ziggurat")
+
+
+def _runs(out: Path) -> dict[TileIndex, str | None]:
+    """Process tile -> the run that last made it."""
+    with Ledger(out, create=False) as ledger:
+        rows = ledger._conn.execute("SELECT zoom, row, col, run FROM process_tiles").fetchall()
+    return {TileIndex(z, r, c): run for z, r, c, run in rows}
+
+
+def _rebuilt(out: Path) -> set[TileIndex]:
+    """Process tiles the latest run made."""
+    latest = read_manifest(out)["run"]
+    return {index for index, run in _runs(out).items() if run == latest}
+
+
+def test_a_changed_parameter_rebuilds_every_tile_and_says_why(tmp_path):
+    recipe = make_recipe(tmp_path)
+    first = execute(recipe, executor="sequential")
+    before = tile_bytes(tmp_path / "out")
+    again = execute(recipe, executor="sequential")
+    assert again.skipped == first.total and again.stale == {} and "rebuilt" not in again.describe()
+    recipe.write_text(recipe.read_text().replace("{gain: 2.0}", "{gain: 3.0}"))
+    changed = execute(recipe, executor="sequential")
+    assert changed.skipped == 0
+    assert changed.stale == {"process_parameters changed (gain)": first.total}
+    assert f"{first.total} rebuilt: {first.total} process_parameters changed (gain)" in changed.describe()
+    after = tile_bytes(tmp_path / "out")
+    assert after.keys() == before.keys() and all(after[k] != before[k] for k in after)
+    assert execute(recipe, executor="sequential").skipped == first.total  # and now it is current
+    assert verify(tmp_path / "out").ok
+
+
+def test_a_zoom_dependent_parameter_rebuilds_only_its_zoom(tmp_path):
+    recipe = make_recipe(tmp_path, params="{gain: {zoom<=5: 2.0, zoom>5: 2.0}}")
+    execute(recipe, executor="sequential")
+    runs = _runs(tmp_path / "out")
+    recipe.write_text(recipe.read_text().replace("zoom>5: 2.0", "zoom>5: 4.0"))
+    summary = execute(recipe, executor="sequential")
+    rebuilt = _rebuilt(tmp_path / "out")
+    assert rebuilt == {i for i in runs if i.zoom == 6}
+    assert summary.skipped == sum(1 for i in runs if i.zoom == 5)
+    assert summary.stale == {"process_parameters changed (gain)": len(rebuilt)}
+
+
+def test_a_changed_process_source_rebuilds_everything(tmp_path):
+    recipe = make_recipe(tmp_path)
+    first = execute(recipe, executor="sequential")
+    (tmp_path / "proc.py").write_text(textwrap.dedent(PROCESS).replace("* gain", "* gain * 2"))
+    summary = execute(recipe, executor="sequential")
+    assert summary.stale == {"process source changed": first.total}
+    assert summary.skipped == 0
+
+
+def test_a_changed_input_rebuilds_everything_that_reads_it(tmp_path):
+    recipe = make_recipe(tmp_path)
+    first = execute(recipe, executor="sequential")
+    make_source(tmp_path, offset=5.0)  # same size, other content: the SHA-256 sees it
+    summary = execute(recipe, executor="sequential")
+    assert summary.stale == {"input src changed": first.total}
+
+
+def test_a_chained_recipe_rebuilds_only_the_tiles_reading_a_changed_upstream_tile(tmp_path):
+    upstream = make_recipe(tmp_path, out="up", pixelbuffer=0)
+    execute(upstream, executor="sequential")
+    chained = tmp_path / "chained.yaml"
+    chained.write_text(textwrap.dedent(f"""\
+        process: copy.py
+        zoom_levels: [5, 6]
+        pyramid: {{grid: geodetic, pixelbuffer: 0}}
+        input:
+          up: {{path: up, format: tiledir}}
+        output: {{path: down, dtype: float32, nodata: -9999}}
+        bounds: {bounds_text()}
+        """))
+    (tmp_path / "copy.py").write_text("def execute(up):\n    return up.read(1)\n")
+    first = execute(chained, executor="sequential")
+    assert first.written > 0
+    with Ledger(tmp_path / "up", create=False) as ledger:
+        sums_before = {r.path: r.sha256 for r in ledger.output_records()}
+    make_source(tmp_path, offset=5.0)           # changes upstream tile 6/10/20 (and its zoom-5 parent)
+    execute(upstream, executor="sequential")    # every upstream tile is rebuilt, few change
+    with Ledger(tmp_path / "up", create=False) as ledger:
+        sums_after = {r.path: r.sha256 for r in ledger.output_records()}
+    changed = {p for p in sums_after if sums_after[p] != sums_before.get(p)}
+    assert changed == {"6/10/20.tif", "5/5/10.tif"}
+    summary = execute(chained, executor="sequential")
+    rebuilt = _rebuilt(tmp_path / "down")
+    assert rebuilt == {TileIndex(6, 10, 20), TileIndex(5, 5, 10)}
+    assert summary.stale == {"tiles it reads from an input tile directory changed": 2}
+    assert summary.skipped == first.total - 2
+
+
+def test_other_output_settings_are_refused_before_anything_is_written(tmp_path):
+    recipe = make_recipe(tmp_path)
+    execute(recipe, executor="sequential")
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    recipe.write_text(recipe.read_text().replace("dtype: float32", "dtype: float64"))
+    for kwargs in ({}, {"overwrite": True, "zoom": 6}):
+        with pytest.raises(OutputError, match="dtype: 'float32' on disk, 'float64' now") as info:
+            execute(recipe, executor="sequential", **kwargs)
+        assert "tiles of both would mix" in str(info.value)
+        after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+        assert after == before  # nothing written, nothing removed: not even a manifest
+    summary = execute(recipe, executor="sequential", overwrite=True)  # the whole recipe: replaced
+    assert summary.ok and verify(tmp_path / "out").ok
+    import rasterio
+
+    dtypes = set()
+    for path in (tmp_path / "out").glob("[0-9]*/*/*.tif"):
+        with rasterio.open(path) as src:
+            dtypes.add(src.dtypes[0])
+    assert dtypes == {"float64"}  # never a mix
+
+
+def test_an_interrupted_overwrite_is_finished_exactly_by_the_next_run(tmp_path):
+    recipe = make_recipe(tmp_path)
+    first = execute(recipe, executor="sequential")
+    reference = tile_bytes(tmp_path / "out")
+    seen = []
+
+    def stop_after_three(event):
+        seen.append(event)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(recipe, executor="sequential", overwrite=True, progress=stop_after_three)
+    overwrite_run = read_manifest(tmp_path / "out")["run"]
+    resumed = execute(recipe, executor="sequential")   # without --overwrite, as the message says
+    assert resumed.stale == {"an interrupted --overwrite run had not redone it": first.total - 3}
+    assert all(run is not None and run >= overwrite_run for run in _runs(tmp_path / "out").values())
+    assert tile_bytes(tmp_path / "out") == reference
+    assert execute(recipe, executor="sequential").skipped == first.total  # done: the mark is gone
+
+
+SLOW_PROCESS = (PROCESS.replace("    data = src.read(1)",
+                                "    import time\n    time.sleep(delay)\n    data = src.read(1)")
+                .replace("fail_col: int = -1):", "fail_col: int = -1, delay: float = 0.0):"))
+
+
+@pytest.mark.slow
+def test_kill_9_during_overwrite_then_rerun_gives_the_uninterrupted_bytes_and_recipe(tmp_path):
+    recipe = make_recipe(tmp_path, process=SLOW_PROCESS)
+    execute(recipe, executor="sequential")  # gain 2.0
+    recipe.write_text(recipe.read_text().replace("{gain: 2.0}", "{gain: 3.0, delay: 0.3}"))
+    (tmp_path / "clean").mkdir()
+    clean = make_recipe(tmp_path / "clean", process=SLOW_PROCESS, params="{gain: 3.0}")
+    execute(clean, executor="sequential", overwrite=True)
+    reference = tile_bytes(tmp_path / "clean" / "out")
+    run = subprocess.Popen([ZIGGURAT, "execute", str(recipe), "--overwrite", "-e", "sequential", "--no-progress"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        started = wait_until(lambda: read_manifest(tmp_path / "out").get("status") == "running", 60)
+        assert started
+        overwrite_run = read_manifest(tmp_path / "out")["run"]
+        assert wait_until(lambda: sum(r == overwrite_run for r in _runs(tmp_path / "out").values()) >= 2, 60)
+        os.killpg(run.pid, signal.SIGKILL)
+    finally:
+        run.wait()
+        run.stdout.close()
+        run.stderr.close()
+    recipe.write_text(recipe.read_text().replace("delay: 0.3", "delay: 0.0"))
+    resumed = execute(recipe, executor="sequential")
+    assert sum(resumed.stale.values()) > 0 and resumed.ok
+    assert tile_bytes(tmp_path / "out") == reference
+    manifest = read_manifest(tmp_path / "out")
+    saved = (tmp_path / "out" / ".ziggurat" / manifest["recipe"]["given"]).read_text()
+    assert "gain: 3.0" in saved                           # the provenance names the recipe on disk
+    assert sum(manifest["tiles_by_run"].values()) == len(reference)
+    assert verify(tmp_path / "out").ok
+
+
+FLAKY = """
+from pathlib import Path
+from ziggurat import Empty
+
+def execute(src, tile):
+    if tile.col == 21 and Path(__file__).with_name("fail").exists():
+        raise RuntimeError("kaputt")
+    data = src.read(1)
+    if data.mask.all():
+        raise Empty
+    return data
+"""
+
+
+def test_status_plan_and_retry_failed_agree_with_the_ledger(tmp_path):
+    recipe = make_recipe(tmp_path, process=FLAKY, params="{}")
+    (tmp_path / "fail").write_text("")
+    first = execute(recipe, executor="sequential", keep_going=True)
+    failed = {o.index for o in first.failed}
+    assert failed and all(i.col == 21 for i in failed)
+    report = status(tmp_path / "out")
+    with Ledger(tmp_path / "out", create=False) as ledger:
+        counts = ledger.process_counts()
+    for z in report.zooms:
+        assert (z.written, z.empty, z.failed) == (counts[z.zoom].get("written", 0), counts[z.zoom].get("empty", 0),
+                                                  counts[z.zoom].get("failed", 0))
+        assert z.stale == {}
+    assert {f.tile for f in report.failed} == failed
+    assert all("kaputt" in (f.error or "") for f in report.failed)
+    plan = {z.zoom: z for z in dry_run(recipe).zooms}
+    for z in report.zooms:
+        assert plan[z.zoom].failed == z.failed and plan[z.zoom].done == z.written
+        assert plan[z.zoom].todo == z.failed  # only the failed tiles are left to do
+    cli = subprocess.run([ZIGGURAT, "status", str(tmp_path / "out"), "--failed"], capture_output=True, text=True)
+    assert cli.returncode == 0 and "kaputt" in cli.stdout and "failed tiles" in cli.stdout
+    (tmp_path / "fail").unlink()
+    before = _runs(tmp_path / "out")
+    retried = execute(recipe, executor="sequential", retry_failed=True)
+    assert retried.total == len(failed) and not retried.failed
+    assert _rebuilt(tmp_path / "out") == failed
+    assert {i: r for i, r in _runs(tmp_path / "out").items() if i not in failed} == \
+        {i: r for i, r in before.items() if i not in failed}
+    # `plan` compares with the recipe and process on disk now, `status` with the saved ones: a changed
+    # process makes every tile stale for `plan` only; a changed input for both
+    (tmp_path / "proc.py").write_text(textwrap.dedent(FLAKY).replace("return data", "return data * 2"))
+    recorded = sum(z.written + z.empty for z in status(tmp_path / "out").zooms)
+    planned = dry_run(recipe).zooms
+    assert {why for z in planned for why in z.stale} == {"process source changed"}
+    assert sum(sum(z.stale.values()) for z in planned) == recorded
+    assert status(tmp_path / "out").stale == 0
+    make_source(tmp_path, offset=5.0)
+    stale = status(tmp_path / "out")
+    assert stale.stale == recorded and {why for z in stale.zooms for why in z.stale} == {"input src changed"}
+    assert "stale: " in stale.describe()
