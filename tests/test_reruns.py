@@ -249,3 +249,28 @@ def test_status_plan_and_retry_failed_agree_with_the_ledger(tmp_path):
     stale = status(tmp_path / "out")
     assert stale.stale == recorded and {why for z in stale.zooms for why in z.stale} == {"input src changed"}
     assert "stale: " in stale.describe()
+
+
+def test_a_rebuilt_baselevel_tile_rebuilds_exactly_its_overview_ancestors(tmp_path):
+    upstream = make_recipe(tmp_path, out="up", pixelbuffer=0)
+    execute(upstream, executor="sequential", zoom=6)
+    chained = tmp_path / "chained.yaml"
+    chained.write_text(textwrap.dedent(f"""\
+        process: copy.py
+        zoom_levels: [4, 6]
+        baselevels: {{min: 6, lower: average}}
+        pyramid: {{grid: geodetic, pixelbuffer: 0}}
+        input:
+          up: {{path: up, format: tiledir}}
+        output: {{path: down, dtype: float32, nodata: -9999}}
+        bounds: {bounds_text()}
+        """))
+    (tmp_path / "copy.py").write_text("def execute(up):\n    return up.read(1)\n")
+    first = execute(chained, executor="sequential")
+    assert execute(chained, executor="sequential").skipped == first.total  # nothing changed
+    make_source(tmp_path, offset=5.0)
+    execute(upstream, executor="sequential", zoom=6)   # upstream 6/10/20 changes
+    summary = execute(chained, executor="sequential")
+    assert _rebuilt(tmp_path / "down") == {TileIndex(6, 10, 20), TileIndex(5, 5, 10), TileIndex(4, 2, 5)}
+    assert summary.skipped == first.total - 3
+    assert verify(tmp_path / "down").ok

@@ -29,7 +29,7 @@ from ziggurat.io.checksum import sha256_or_none
 from ziggurat.io.common import int_names
 from ziggurat.recipe import Recipe
 from ziggurat.records.keys import RunKeys, reason
-from ziggurat.records.ledger import DONE, Ledger, ledger_path
+from ziggurat.records.ledger import DONE, Ledger, ProcessRow, ledger_path
 from ziggurat.records.tile_records import TileRecord, import_legacy_records, output_root, provenance_dir
 from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome
 
@@ -101,6 +101,7 @@ class RunRecorder:
         self.stale: Counter[str] = Counter()
         self._stale_reasons: dict[TileIndex, str] = {}
         self._old_parts: dict[str, Any] = {}
+        self._reasons: dict[tuple[str | None, int], str] = {}   # (old key, zoom) -> why it is stale
         self.run: str = manifest["run"]
         self.path = Path(output.path)
         self.folder = provenance_dir(self.path)
@@ -144,29 +145,36 @@ class RunRecorder:
     def is_done(self, process_tile: Tile) -> bool:
         """Continue mode: the ledger has the tile (written or empty) as this run would make it (same
         key and deps); a legacy output without a ledger: the files exist. Stale tiles are not."""
-        return self.stale_reason(process_tile) is None and self._recorded(process_tile)
-
-    def _recorded(self, tile: Tile) -> bool:
         if self.single:
             return False
-        return self.ledger.is_done(tile.index) or (self.legacy and self.output.exists(tile))
+        index = process_tile.index
+        row = self.ledger.row(index)
+        if row is None or row.status not in DONE:
+            return self.legacy and self.output.exists(process_tile)
+        return self._stale(process_tile, index, row) is None
 
     def stale_reason(self, tile: Tile) -> str | None:
         """Why a recorded tile must be made again, or None (also for tiles never made)."""
         if self.single:
             return None
         index = tile.index
-        known = self._stale_reasons.get(index)
-        if known is not None:
-            return known
         row = self.ledger.row(index)
         if row is None or row.status not in DONE:
             return None
+        return self._stale(tile, index, row)
+
+    def _stale(self, tile: Tile, index: TileIndex, row: ProcessRow) -> str | None:
+        known = self._stale_reasons.get(index)
+        if known is not None:
+            return known
         why = None
         if self.interrupted is not None and self.interrupted.covers(tile) and (row.run or "") < self.interrupted.run:
             why = "an interrupted --overwrite run had not redone it"
         elif row.key != self.keys.key(tile.zoom):
-            why = reason(self._parts_of(row.key), self.keys.parts(tile.zoom))
+            why = self._reasons.get((row.key, tile.zoom))
+            if why is None:
+                why = self._reasons[(row.key, tile.zoom)] = reason(self._parts_of(row.key),
+                                                                    self.keys.parts(tile.zoom))
         elif row.deps != self.keys.deps(tile):
             why = "tiles it reads from an input tile directory changed"
         if why is not None:  # remembered until its outcome arrives (see `add`)
