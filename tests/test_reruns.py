@@ -274,3 +274,18 @@ def test_a_rebuilt_baselevel_tile_rebuilds_exactly_its_overview_ancestors(tmp_pa
     assert _rebuilt(tmp_path / "down") == {TileIndex(6, 10, 20), TileIndex(5, 5, 10), TileIndex(4, 2, 5)}
     assert summary.skipped == first.total - 3
     assert verify(tmp_path / "down").ok
+
+
+def test_verify_and_the_manifest_say_which_run_made_which_tiles(tmp_path):
+    recipe = make_recipe(tmp_path)
+    execute(recipe, executor="sequential", zoom=6)
+    first = read_manifest(tmp_path / "out")["run"]
+    recipe.write_text(recipe.read_text().replace("{gain: 2.0}", "{gain: 3.0}"))
+    execute(recipe, executor="sequential", zoom=5)       # another recipe adds zoom 5
+    manifest = read_manifest(tmp_path / "out")
+    by_run = manifest["tiles_by_run"]
+    assert set(by_run) == {first, manifest["run"]}
+    assert by_run == verify(tmp_path / "out").by_run
+    assert "tiles by run" in verify(tmp_path / "out").describe()
+    stale = status(tmp_path / "out")                      # zoom 6 was made with gain 2.0
+    assert {z.zoom: set(z.stale) for z in stale.zooms} == {5: set(), 6: {"process_parameters changed (gain)"}}

@@ -73,6 +73,7 @@ class VerifyResult:
     problems: list[str] = field(default_factory=list)    # saved recipe/process copies that changed
     bytes_hashed: int = 0
     seconds: float = 0.0
+    by_run: dict[str, int] = field(default_factory=dict)   # run id -> tiles on disk it made
 
     @property
     def ok(self) -> bool:
@@ -90,6 +91,9 @@ class VerifyResult:
         _listing(lines, "missing", [f"{r.path} (tile {_tile(r)})" for r in self.missing], limit)
         _listing(lines, "extra (no checksum recorded)", self.extra, limit)
         _listing(lines, "provenance", self.problems, limit)
+        if len(self.by_run) > 1:  # tiles of several runs (and recipes) side by side
+            _listing(lines, "tiles by run (ziggurat status shows which are stale)",
+                     [f"{run}: {n}" for run, n in sorted(self.by_run.items())], limit)
         return "\n".join(lines)
 
 
@@ -143,6 +147,8 @@ def verify(output: str | os.PathLike[str], *, workers: int | None = None) -> Ver
     root = output_root(out)
     result = VerifyResult(out, problems=_check_sources(out))
     expected = {path: rec for path, rec in records.items() if rec.sha256 is not None}
+    for rec in expected.values():
+        result.by_run[str(rec.run)] = result.by_run.get(str(rec.run), 0) + 1
     base = str(root)
     items = ((os.path.join(base, path), rec) for path, rec in expected.items())
     for (_, record), found in hash_many(items, workers, hasher=_sha_and_size):
