@@ -165,11 +165,13 @@ def test_every_input_driver_implements_the_input_protocol(tmp_path):
                       '"geometry": {"type": "Point", "coordinates": [1, 1]}}]}')
     grid = Grid.from_name("geodetic")
     tested = set()
-    for fmt, source in (("raster", path), ("vector", vector)):
-        inp = open_input(InputConfig("x", source, fmt, {}), grid)
+    for fmt, source, options in (("raster", path, {}), ("vector", vector, {}),
+                                 ("mosaic", tmp_path, {"mosaic": ({"path": str(path)},), "priority": "first"})):
+        inp = open_input(InputConfig("x", source, fmt, options), grid)
         assert isinstance(inp, Input)
         assert isinstance(inp.for_tile(grid.tile(5, 2, 32)), TileInput)
         inp.close()
         inp.close()  # twice is fine
         tested.add(fmt)
+        assert isinstance(INPUT_FORMATS[fmt].fingerprint(InputConfig("x", source, fmt, options)), dict)
     assert tested | {"tiledir"} == set(INPUT_FORMATS)  # tile directories: see test_io_tiledir

@@ -111,7 +111,7 @@ def test_a_chained_recipe_rebuilds_only_the_tiles_reading_a_changed_upstream_til
     summary = execute(chained, executor="sequential")
     rebuilt = _rebuilt(tmp_path / "down")
     assert rebuilt == {TileIndex(6, 10, 20), TileIndex(5, 5, 10)}
-    assert summary.stale == {"tiles it reads from an input tile directory changed": 2}
+    assert summary.stale == {"input files it reads changed": 2}
     assert summary.skipped == first.total - 2
 
 

@@ -23,10 +23,10 @@ from ziggurat.plan import Plan, Selection, make_plan
 from ziggurat.plan.report import PlanReport, plan_report
 from ziggurat.plan.schedule import make_source
 from ziggurat.process import ProcessRef, check_signature, load_process
-from ziggurat.recipe import Recipe, load_recipe
+from ziggurat.recipe import FrozenDict, Recipe, load_recipe
 from ziggurat.records.index import remove_indexes
-from ziggurat.records.ledger import Ledger, ledger_path, sweep_temporaries
-from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, run_keys
+from ziggurat.records.ledger import Ledger, ledger_path, provenance_dir, sweep_temporaries
+from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, input_fingerprints, run_keys
 from ziggurat.records.stac import RunItem
 from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
 
@@ -158,6 +158,9 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
                         retries=retries, write_in=write_in)
     try:
         _preflight(output, pool, run_plan)  # the last checks, before anything touches the disk
+        recipe = _with_input_cache(recipe)
+        input_fingerprints(recipe)  # every input opened and hashed before the output is touched (a
+                                    # mosaic may fill its index cache); memoised for begin_run
         replaced = output.prepare(overwrite, narrowed=sel != Selection())
         sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
         output.start_run(run_plan.zooms, run_plan.extent)
@@ -183,6 +186,14 @@ def _failed_only(recipe: Recipe, run_plan: Plan) -> Plan:
         with Ledger(recipe.output.path, create=False) as ledger:
             failed = [index for index, _ in ledger.failed_tiles() if index.zoom in run_plan.zooms]
     return replace(run_plan, bounds=None, geometry=None, only=tuple(failed))
+
+
+def _with_input_cache(recipe: Recipe) -> Recipe:
+    """Inputs may keep what they learn about their files (a mosaic's index) in the output's
+    provenance folder, so the next run and every worker reuse it."""
+    cache = str(provenance_dir(recipe.output.path) / "cache")
+    return replace(recipe, inputs=FrozenDict({name: replace(cfg, cache_dir=cache)
+                                              for name, cfg in recipe.inputs.items()}))
 
 
 def _preflight(output: Output, pool: Executor, run_plan: Plan) -> None:

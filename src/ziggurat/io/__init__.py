@@ -6,6 +6,7 @@ from typing import Callable
 
 from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Grid
+from ziggurat.io.mosaic import MosaicInput, MosaicTileInput
 from ziggurat.io.pngdir import PNGTileDirectoryOutput
 from ziggurat.io.protocols import Input, InputDriver, Output, OutputCapabilities, TileInput
 from ziggurat.io.raster import RasterInput, RasterTileInput
@@ -19,14 +20,15 @@ from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 
 __all__ = [
     "Input", "Output", "OutputCapabilities", "SINGLE_FILE_SUFFIXES", "TileInput",
-    "INPUT_FORMATS", "OUTPUT_FORMATS", "input_driver", "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput",
+    "INPUT_FORMATS", "OUTPUT_FORMATS", "MosaicInput", "MosaicTileInput", "input_driver",
+    "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput",
     "RasterTileInput", "TileDirectoryInput",
     "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
     "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput",
 ]
 
 INPUT_FORMATS: dict[str, InputDriver] = {
-    "raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput}
+    "raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput, "mosaic": MosaicInput}
 OUTPUT_FORMATS: dict[str, Callable[[OutputConfig, Grid], Output]] = {
     "GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput,
     "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput}

@@ -151,6 +151,11 @@ def fingerprint_input(path: str | os.PathLike[str], *, full_limit: int = FULL_HA
     return out
 
 
+def fingerprint_config(config: Any) -> dict[str, Any]:
+    """An input's fingerprint from its config: that of its path (most drivers)."""
+    return fingerprint_input(config.path)
+
+
 def compare_fingerprints(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
     """Why two fingerprints of the same input differ, or None when they match."""
     if recorded.get("kind") == "remote" or current.get("kind") == "remote":

@@ -45,8 +45,9 @@ class Input(Protocol):
 
     def for_tile(self, tile: Tile) -> TileInput: ...
 
-    def sources(self, tile: Tile) -> list[Path]:
-        """The files a read of `tile` uses ([] without `tile_sources`: the input is one whole)."""
+    def sources(self, tile: Tile) -> list[tuple[Path, str | None]]:
+        """The files a read of `tile` uses, each with what identifies its content (None: look it
+        up: the upstream ledger's checksum, or size and time); [] without `tile_sources`."""
         ...
 
     def close(self) -> None:
@@ -61,6 +62,10 @@ class InputDriver(Protocol):
     tile_sources: bool
 
     def __call__(self, config: InputConfig, grid: Grid) -> Input: ...
+
+    def fingerprint(self, config: InputConfig) -> dict[str, Any]:
+        """What identifies the input's content now (kept in the run manifest, part of tile keys)."""
+        ...
 
 
 @dataclass(frozen=True)

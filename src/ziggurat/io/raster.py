@@ -23,6 +23,7 @@ from rasterio.windows import Window
 
 from ziggurat.errors import InputError
 from ziggurat.grid import Bounds, Grid, Tile
+from ziggurat.io.checksum import fingerprint_config
 from ziggurat.io.common import (
     crs_equal,
     empty_masked,
@@ -89,8 +90,9 @@ class RasterInput:
     """A raster file as a recipe input; `bounds` are in the grid CRS, clipped to the grid."""
 
     tile_sources = False  # one whole: its fingerprint covers every tile
+    fingerprint = staticmethod(fingerprint_config)
 
-    def sources(self, tile: Tile) -> list[Path]:
+    def sources(self, tile: Tile) -> list[tuple[Path, str | None]]:
         return []
 
     def __init__(self, config: InputConfig, grid: Grid) -> None:

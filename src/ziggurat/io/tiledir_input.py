@@ -19,6 +19,7 @@ from rasterio.windows import Window
 
 from ziggurat.errors import InputError
 from ziggurat.grid import Bounds, Grid, Tile
+from ziggurat.io.checksum import fingerprint_config
 from ziggurat.io.common import (
     clip_geographic,
     crs_equal,
@@ -47,6 +48,7 @@ class TileDirectoryInput:
     """A tile directory written by `TileDirectoryOutput`, read as an input in any grid."""
 
     tile_sources = True  # a tile reads a few stored tiles: its key covers just those
+    fingerprint = staticmethod(fingerprint_config)
 
     def __init__(self, config: InputConfig, grid: Grid) -> None:
         self.name: str = config.name
@@ -124,8 +126,9 @@ class TileDirectoryInput:
                                  f"{tile}: {exc}") from exc
         return out[0] if squeeze else out
 
-    def sources(self, tile: Tile) -> list[Path]:
-        """The stored tiles a read of `tile` would paste (whether they exist or not)."""
+    def sources(self, tile: Tile) -> list[tuple[Path, str | None]]:
+        """The stored tiles a read of `tile` would paste (whether they exist or not); their
+        checksums are looked up in this tile directory's ledger."""
         footprint = transform_bounds_safe(tile.crs, self.crs, tile.buffered_bounds)
         if footprint is None or not self.zooms or self.dir_bounds is None or self.is_empty(tile):
             return []
@@ -133,7 +136,7 @@ class TileDirectoryInput:
         if wanted is None:
             return []
         zoom = self._pick_zoom(tile, footprint)
-        return [self.tile_path(zoom, t.row, t.col) for t in self.dir_grid.tiles_in_bounds(wanted, zoom)]
+        return [(self.tile_path(zoom, t.row, t.col), None) for t in self.dir_grid.tiles_in_bounds(wanted, zoom)]
 
     def _pick_zoom(self, tile: Tile, footprint: Bounds) -> int:
         """Coarsest stored zoom that is not coarser than the tile (else the finest stored)."""

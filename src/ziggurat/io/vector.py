@@ -29,6 +29,7 @@ from shapely.geometry.base import BaseGeometry
 from ziggurat.errors import InputError
 from ziggurat.geometry import dimension, keep_dimension, repair, reproject, to_pyproj
 from ziggurat.grid import Bounds, Grid, Tile
+from ziggurat.io.checksum import fingerprint_config
 from ziggurat.io.common import transform_bounds_safe
 from ziggurat.recipe import InputConfig
 
@@ -137,8 +138,9 @@ class VectorInput:
     """A fiona-readable layer as a recipe input; opened once per worker."""
 
     tile_sources = False  # one whole: its fingerprint covers every tile
+    fingerprint = staticmethod(fingerprint_config)
 
-    def sources(self, tile: Tile) -> list[Path]:
+    def sources(self, tile: Tile) -> list[tuple[Path, str | None]]:
         return []
 
     def __init__(self, config: InputConfig, grid: Grid) -> None:

@@ -31,6 +31,7 @@ from ziggurat.geometry import (
     tidy_clipped_lines,
 )
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.io.checksum import fingerprint_config
 from ziggurat.io.common import int_names, transform_bounds_safe
 from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, TileFolder, read_metadata
 from ziggurat.io.protocols import OutputCapabilities
@@ -249,8 +250,9 @@ class VectorTileDirectoryInput:
     """
 
     tile_sources = False  # one whole: its fingerprint covers every tile
+    fingerprint = staticmethod(fingerprint_config)
 
-    def sources(self, tile: Tile) -> list[Path]:
+    def sources(self, tile: Tile) -> list[tuple[Path, str | None]]:
         return []
 
     def __init__(self, config: InputConfig, grid: Grid) -> None:

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import METATILING_VALUES, Bounds, Grid
+from ziggurat.recipe.mosaic import MosaicSection, is_mosaic
+from ziggurat.recipe.native_grid import NativeGridSection
 from ziggurat.recipe.output import OutputConfig, OutputSection, is_remote
 from ziggurat.recipe.yamlload import (
     FrozenDict,
@@ -49,8 +51,11 @@ class InputConfig:
 
     name: str
     path: Path | str  # str only for remote paths (/vsi..., scheme://) which must not be normalised
-    format: str       # "raster" | "tiledir" | "vector"
+    format: str       # "raster" | "tiledir" | "vector" | "mosaic" (path: the recipe folder)
     options: Mapping[str, Any] = field(default_factory=FrozenDict)
+    #: where a driver may keep what it learned about its files (the output's .ziggurat/cache), set
+    #: by the engine; not part of what the input is
+    cache_dir: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,7 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
     return _Builder(data, Locator(name, lines), Path(os.path.abspath(folder)), path, text).build()
 
 
-class _Builder(OutputSection):
+class _Builder(OutputSection, MosaicSection, NativeGridSection):
     """One validation pass over the parsed recipe; each method checks one section."""
 
     def __init__(self, data: Any, loc: Locator, base_dir: Path, path: Path | None, text: str) -> None:
@@ -230,11 +235,14 @@ class _Builder(OutputSection):
         pyramid = self.mapping(data, ("pyramid",), "a mapping with at least 'grid'", required=True) or {}
         self.check_keys(pyramid, ("pyramid",), PYRAMID_KEYS)
         key = ("pyramid", "grid")
-        name = self.string(pyramid, key, "a grid name (geodetic, mercator, a morecantile id) or the "
-                                         "path of a TileMatrixSet JSON file")
         metatiling = self.integer(pyramid, ("pyramid", "metatiling"), 1, choices=METATILING_VALUES)
         pixelbuffer = self.integer(pyramid, ("pyramid", "pixelbuffer"), 0, minimum=0)
         tile_size = self.integer(pyramid, ("pyramid", "tile_size"), None, minimum=1)
+        if isinstance(pyramid.get("grid"), Mapping) and "like" in pyramid["grid"]:  # a raster's own pixel grid
+            return Grid(self.native_grid(pyramid["grid"], data, tile_size), f"like:{pyramid['grid'].get('like')}",
+                        metatiling, pixelbuffer, tile_size)
+        name = self.string(pyramid, key, "a grid name (geodetic, mercator, a morecantile id), the path "
+                                         "of a TileMatrixSet JSON file or {like: <input or raster>}")
         try:
             if name.lower().endswith(".json") or "/" in name or os.sep in name:
                 return Grid(self.custom_tms(name), name, metatiling, pixelbuffer, tile_size)
@@ -277,6 +285,13 @@ class _Builder(OutputSection):
             key: KeyPath = ("input", name)
             if not isinstance(name, str) or not name:
                 raise self.fail(key, "input names to be non-empty strings", name)
+            if is_mosaic(value):  # several rasters read as one (see ziggurat.recipe.mosaic)
+                out[name] = InputConfig(name, self.base_dir, "mosaic", self.mosaic_options(value, key))
+                continue
+            if isinstance(value, Mapping) and "path" not in value:
+                raise self.loc.error(key, "expected 'path' (one file) or 'mosaic: [...]' (several files, "
+                                          "globs or an index read as one), found the keys "
+                                          f"{', '.join(map(str, value)) or 'none'}")
             if isinstance(value, str) and value.strip():
                 spec: Mapping[str, Any] = FrozenDict()
                 path_key, where = key, value

@@ -100,15 +100,20 @@ class RunKeys:
             return None
         seen = []
         for name, inp in sorted(self.per_tile.items()):
-            paths = inp.sources(tile)
-            if not paths:
-                continue
-            root = Path(paths[0]).parents[2]           # <root>/<zoom>/<row>/<col>.<ext>
-            rels = [Path(p).relative_to(root).as_posix() for p in paths]
-            recorded = self._checksums(root, rels)
-            for rel, path in zip(rels, paths):
-                seen.append((name, rel, recorded.get(rel) or _stat(path)))
+            for path, version in inp.sources(tile):
+                seen.append((name, str(path), version or self._version(Path(path))))
         return digest(seen) if seen else None
+
+    def _version(self, path: Path) -> str:
+        """A file of a ziggurat output (<root>/<zoom>/<row>/<col>): its recorded checksum; any other
+        file (or one without a record): its size and modification time."""
+        if len(path.parents) > 3:
+            root = path.parents[2]
+            recorded = self._checksums(root, [path.relative_to(root).as_posix()])
+            sha = recorded.get(path.relative_to(root).as_posix())
+            if sha:
+                return sha
+        return _stat(path)
 
     def _checksums(self, root: Path, rels: list[str]) -> dict[str, str | None]:
         if root not in self._upstream:

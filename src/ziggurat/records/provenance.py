@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ziggurat.errors import OutputError, ProvenanceError
+from ziggurat.errors import OutputError, ProvenanceError, ZigguratError
 from ziggurat.io import Output, input_driver, open_input
 from ziggurat.io.atomic import write_bytes_atomic
 from ziggurat.io.checksum import fingerprint_input
@@ -199,7 +199,7 @@ def process_source(recipe: Recipe) -> tuple[Any, bytes | None]:
 
 
 def input_fingerprints(recipe: Recipe) -> dict[str, Any]:
-    return {name: fingerprint_input(cfg.path) for name, cfg in recipe.inputs.items()}
+    return {name: input_driver(cfg).fingerprint(cfg) for name, cfg in recipe.inputs.items()}
 
 
 def run_keys(recipe: Recipe, process_sha: str | None = None, fingerprints: dict[str, Any] | None = None
@@ -264,6 +264,8 @@ def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
         if replaced:
             recorder.ledger.clear()
         write_manifest(folder, manifest)
+    except ZigguratError:  # an input's own error (InputError is an OSError too)
+        raise
     except OSError as exc:
         raise OutputError(f"cannot record provenance in {folder}: {exc}") from exc
     return recorder

@@ -176,7 +176,7 @@ class RunRecorder:
                 why = self._reasons[(row.key, tile.zoom)] = reason(self._parts_of(row.key),
                                                                     self.keys.parts(tile.zoom))
         elif row.deps != self.keys.deps(tile):
-            why = "tiles it reads from an input tile directory changed"
+            why = "input files it reads changed"
         if why is not None:  # remembered until its outcome arrives (see `add`)
             self._stale_reasons[index] = why
         return why

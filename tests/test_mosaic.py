@@ -1,0 +1,236 @@
+"""Mosaic inputs: many files read as one, priority fall-through, mixed grids, index, provenance."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+
+import fiona
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from affine import Affine
+from click.testing import CliRunner
+
+from ziggurat.cli import main
+from ziggurat.engine import execute
+from ziggurat.errors import InputError, RecipeError
+from ziggurat.grid import Grid
+from ziggurat.io import MosaicInput, open_input
+from ziggurat.recipe import load_recipe
+from ziggurat.records.provenance import read_manifest
+
+from conftest import position_raster
+
+Z = 8
+RES = 180 / 2**Z / 256                      # geodetic zoom-8 pixel
+GRID = Grid.from_name("geodetic")
+ANCHOR = GRID.tile(Z, 50, 300).bounds       # the DEMs start at this tile's corner: pixel-aligned
+ND = -9999.0
+
+
+def _write(path: Path, left: float, top: float, res: float, data: np.ndarray, crs: str = "EPSG:4326",
+           nodata: float | None = ND) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
+                       dtype=data.dtype, crs=crs, transform=Affine(res, 0, left, 0, -res, top), nodata=nodata) as dst:
+        dst.write(data[np.newaxis])
+    return path
+
+
+def make_dems(folder: Path) -> dict[str, np.ndarray]:
+    """fixes: a 64 x 64 patch (value 7); fabdem: 512 x 512, values encode row/col, a nodata hole;
+    glo30: 2x coarser, covering everything (50000 + 10 * its row)."""
+    folder.mkdir(exist_ok=True)
+    rows, cols = np.mgrid[0:512, 0:512]
+    fabdem = (rows * 1000 + cols).astype("float32")
+    fabdem[100:150, 300:400] = ND
+    fixes = np.full((64, 64), 7.0, "float32")
+    glo = (50000 + np.mgrid[0:260, 0:260][0] * 10).astype("float32")
+    _write(folder / "fabdem.tif", ANCHOR.left, ANCHOR.top, RES, fabdem)
+    _write(folder / "fixes.tif", ANCHOR.left + 320 * RES, ANCHOR.top - 110 * RES, RES, fixes)
+    _write(folder / "glo30.tif", ANCHOR.left - 4 * RES, ANCHOR.top + 4 * RES, 2 * RES, glo)
+    return {"fabdem": fabdem, "fixes": fixes, "glo30": glo}
+
+
+def expected(dems: dict[str, np.ndarray], priority: str) -> np.ndarray:
+    """The composite on fabdem's 512 x 512 pixels, computed by hand."""
+    glo = np.repeat(np.repeat(dems["glo30"], 2, axis=0), 2, axis=1)[4:516, 4:516]   # nearest, aligned
+    fixes = np.full((512, 512), np.nan, "float32")
+    fixes[110:174, 320:384] = dems["fixes"]
+    fab = np.where(dems["fabdem"] == ND, np.nan, dems["fabdem"])
+    layers = [fixes, fab, glo] if priority == "first" else [glo, fab, fixes]
+    out = np.full((512, 512), np.nan, "float32")
+    for layer in layers:
+        out = np.where(np.isnan(out), layer, out)
+    return out
+
+
+def _recipe(folder: Path, mosaic: str, priority: str = "first", out: str = "out.tif", extra: str = "") -> Path:
+    b = (ANCHOR.left, ANCHOR.top - 512 * RES, ANCHOR.left + 512 * RES, ANCHOR.top)
+    path = folder / "recipe.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        process: convert
+        zoom_levels: {Z}
+        pyramid: {{grid: geodetic}}
+        input:
+          inp:
+            mosaic: {mosaic}
+            priority: {priority}
+        output: {{path: {out}, dtype: float32, nodata: {ND}}}
+        bounds: [{b[0]}, {b[1]}, {b[2]}, {b[3]}]
+        """) + extra)
+    return path
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        data = src.read(1)
+    return np.where(data == ND, np.nan, data)
+
+
+@pytest.mark.parametrize("priority", ["first", "last"])
+def test_priority_falls_through_nodata_across_resolutions(tmp_path, priority):
+    dems = make_dems(tmp_path / "dem")
+    recipe = _recipe(tmp_path, "[dem/fixes.tif, dem/fabdem.tif, dem/glo30.tif]", priority)
+    summary = execute(recipe, executor="processes", workers=2)
+    assert summary.ok
+    np.testing.assert_array_equal(_read(tmp_path / "out.tif"), expected(dems, priority))
+
+
+def test_globs_and_the_shorthand_list_agree_and_workers_do_not_matter(tmp_path):
+    make_dems(tmp_path / "dem")
+    (tmp_path / "dem" / "a").mkdir()
+    for name in ("fixes", "fabdem"):
+        (tmp_path / "dem" / f"{name}.tif").rename(tmp_path / "dem" / "a" / f"{name}.tif")
+    recipe = _recipe(tmp_path, "[dem/a/fixes.tif, dem/a/fab*.tif, dem/glo*.tif]", out="one.tif")
+    execute(recipe, executor="sequential")
+    short = tmp_path / "short.yaml"
+    short.write_text(recipe.read_text().replace("    mosaic: [dem/a/fixes.tif, dem/a/fab*.tif, dem/glo*.tif]\n"
+                                                "    priority: first\n", "").replace(
+        "  inp:\n", "  inp: [dem/a/fixes.tif, dem/a/fab*.tif, dem/glo*.tif]\n").replace("one.tif", "two.tif"))
+    execute(short, executor="threads", workers=2)
+    assert (tmp_path / "one.tif").read_bytes() == (tmp_path / "two.tif").read_bytes()
+
+
+def test_members_in_other_crss_are_reprojected(tmp_path):
+    dems = make_dems(tmp_path / "dem")
+    from rasterio.warp import transform_bounds
+
+    # glo30 again, in Web Mercator, covering the whole area: the hole is filled with its values
+    merc = transform_bounds("EPSG:4326", "EPSG:3857", ANCHOR.left - 0.1, ANCHOR.top - 2.0, ANCHOR.left + 2.0,
+                            ANCHOR.top + 0.1)
+    res = (merc[2] - merc[0]) / 400
+    _write(tmp_path / "dem" / "merc.tif", merc[0], merc[3], res, np.full((400, 400), 123.0, "float32"),
+           crs="EPSG:3857")
+    recipe = _recipe(tmp_path, "[dem/fabdem.tif, dem/merc.tif]")
+    execute(recipe, executor="sequential")
+    got = _read(tmp_path / "out.tif")
+    fab = dems["fabdem"]
+    assert np.array_equal(got[fab != ND], fab[fab != ND])
+    assert np.all(got[fab == ND] == 123.0)
+
+
+def test_read_sources_says_which_member_won_each_pixel(tmp_path):
+    make_dems(tmp_path / "dem")
+    recipe = load_recipe(_recipe(tmp_path, "[dem/fixes.tif, dem/fabdem.tif, dem/glo30.tif]"))
+    mosaic = open_input(recipe.inputs["inp"], recipe.grid)
+    assert isinstance(mosaic, MosaicInput) and mosaic.tile_sources
+    tile = recipe.grid.tile(Z, 50, 301)                      # holds the patch, the hole and plain fabdem
+    data, winner = mosaic.for_tile(tile).read_sources(1)
+    names = [Path(m.path).stem for m in mosaic.members]
+    assert {names[i] for i in np.unique(winner) if i >= 0} == {"fixes", "fabdem", "glo30"}
+    assert np.all(data[winner == names.index("fixes")] == 7.0)
+    assert np.all(data[winner == names.index("glo30")] >= 50000)
+    assert [Path(p).stem for p in mosaic.for_tile(tile).members] == ["fixes", "fabdem", "glo30"]
+    far = recipe.grid.tile(Z, 40, 200)
+    assert mosaic.for_tile(far).is_empty() and mosaic.sources(far) == []
+    mosaic.close()
+
+
+def test_a_glob_that_matches_nothing_names_the_pattern_and_the_line(tmp_path):
+    make_dems(tmp_path / "dem")
+    recipe = _recipe(tmp_path, "[dem/fabdem.tif, dem/nothing/*.tif]")
+    with pytest.raises(RecipeError, match=r"recipe.yaml:6: input.inp.mosaic\[1\].path: "
+                                          r"the pattern 'dem/nothing/\*.tif' matches no file"):
+        load_recipe(recipe)
+
+
+def test_a_mapping_without_path_or_mosaic_says_what_is_expected(tmp_path, write_recipe):
+    make_dems(tmp_path / "dem")
+    recipe = _recipe(tmp_path, "[dem/fabdem.tif]")
+    recipe.write_text(recipe.read_text().replace("    mosaic: [dem/fabdem.tif]\n", "    group: [a, b]\n"))
+    with pytest.raises(RecipeError, match="expected 'path' .* or 'mosaic: \\[...\\]'"):
+        load_recipe(recipe)
+
+
+def test_an_unreadable_member_is_named_and_keep_going_fails_only_its_tiles(tmp_path):
+    make_dems(tmp_path / "dem")
+    (tmp_path / "dem" / "broken.tif").write_bytes(b"not a tiff at all")
+    with pytest.raises(InputError, match="broken.tif"):   # its footprint is unknown: the run cannot start
+        execute(_recipe(tmp_path, "[dem/broken.tif, dem/fabdem.tif]"), executor="sequential")
+    # a vector index gives footprints without opening the files: the tiles it meets fail
+    schema = {"geometry": "Polygon", "properties": {"location": "str"}}
+    t = GRID.tile(Z, 50, 300).bounds
+    with fiona.open(tmp_path / "dem" / "index.gpkg", "w", driver="GPKG", schema=schema, crs="EPSG:4326") as dst:
+        dst.write({"geometry": shapely.geometry.mapping(shapely.box(*t)), "properties": {"location": "broken.tif"}})
+        full = (ANCHOR.left, ANCHOR.top - 512 * RES, ANCHOR.left + 512 * RES, ANCHOR.top)
+        dst.write({"geometry": shapely.geometry.mapping(shapely.box(*full)), "properties": {"location": "fabdem.tif"}})
+    recipe = _recipe(tmp_path, "[dem/index.gpkg]", out="tiles")
+    summary = execute(recipe, executor="sequential", keep_going=True)
+    assert [tuple(o.index) for o in summary.failed] == [(Z, 50, 300)]
+    assert "broken.tif" in summary.failed[0].error
+    assert summary.written == 3
+
+
+def test_members_are_fingerprinted_and_a_changed_member_stales_only_its_tiles(tmp_path):
+    make_dems(tmp_path / "dem")
+    recipe = _recipe(tmp_path, "[dem/fixes.tif, dem/fabdem.tif, dem/glo30.tif]", out="tiles")
+    first = execute(recipe, executor="sequential")
+    fp = read_manifest(tmp_path / "tiles")["inputs"]["inp"]["fingerprint"]
+    assert fp["kind"] == "mosaic" and fp["members"] == 3 and len(fp["sha256"]) == 64
+    assert execute(recipe, executor="sequential").skipped == first.total
+    _write(tmp_path / "dem" / "fixes.tif", ANCHOR.left + 320 * RES, ANCHOR.top - 110 * RES, RES,
+           np.full((64, 64), 8.0, "float32"))
+    summary = execute(recipe, executor="sequential")
+    assert summary.stale == {"input files it reads changed": 1} and summary.skipped == first.total - 1
+    assert read_manifest(tmp_path / "tiles")["inputs"]["inp"]["fingerprint"]["sha256"] != fp["sha256"]
+
+
+def test_the_index_is_cached_so_reruns_do_not_reopen_headers(tmp_path, caplog):
+    make_dems(tmp_path / "dem")
+    recipe = _recipe(tmp_path, "[dem/*.tif]", out="tiles")
+    import ziggurat.io.mosaic_index as mi
+
+    mi._SEEN.clear()
+    with caplog.at_level(logging.INFO, logger="ziggurat.io.mosaic_index"):
+        execute(recipe, executor="sequential")
+    assert "read 3 of 3 member headers" in caplog.text
+    assert list((tmp_path / "tiles" / ".ziggurat" / "cache").glob("mosaic-inp-*.json"))
+    mi._SEEN.clear()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ziggurat.io.mosaic_index"):
+        execute(recipe, executor="sequential", overwrite=True)
+    assert "member headers" not in caplog.text
+
+
+def test_a_native_grid_reproduces_the_source_pixels_exactly(tmp_path):
+    src = tmp_path / "dem.tif"
+    data = position_raster(src, left=7.123, top=46.001, res=1 / 1200, width=700, height=500)
+    recipe = tmp_path / "native.yaml"
+    recipe.write_text(textwrap.dedent("""\
+        process: convert
+        zoom_levels: [0, 1]
+        pyramid: {grid: {like: inp}}
+        input: {inp: dem.tif}
+        output: {path: out.tif, dtype: float32, nodata: -9999}
+        """))
+    grid = load_recipe(recipe).grid
+    assert grid.tms.maxzoom == 1 and grid.resolution(1) == pytest.approx((1 / 1200, 1 / 1200))
+    result = CliRunner().invoke(main, ["execute", str(recipe), "-z", "1", "--no-progress", "-e", "sequential"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(src) as a, rasterio.open(tmp_path / "out.tif") as b:
+        assert b.transform == a.transform and b.shape == a.shape and b.crs == a.crs
+        np.testing.assert_array_equal(b.read(), a.read())
+    assert np.array_equal(data[0], rasterio.open(tmp_path / "out.tif").read(1))
