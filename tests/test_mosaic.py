@@ -234,3 +234,22 @@ def test_a_native_grid_reproduces_the_source_pixels_exactly(tmp_path):
         assert b.transform == a.transform and b.shape == a.shape and b.crs == a.crs
         np.testing.assert_array_equal(b.read(), a.read())
     assert np.array_equal(data[0], rasterio.open(tmp_path / "out.tif").read(1))
+
+
+def test_a_cog_keeps_the_predictor_and_the_creation_options(tmp_path):
+    make_dems(tmp_path / "dem")
+    sizes = {}
+    for name, extra in (("plain", ""), ("zlevel", "    creation_options: {zlevel: 9}\n")):
+        recipe = _recipe(tmp_path, "[dem/fixes.tif, dem/fabdem.tif, dem/glo30.tif]", out=f"{name}.tif")
+        text = recipe.read_text().replace(f"output: {{path: {name}.tif, dtype: float32, nodata: {ND}}}",
+                                          f"output:\n    path: {name}.tif\n    dtype: float32\n    nodata: {ND}\n"
+                                          f"    cog: true\n{extra}")
+        recipe.write_text(text)
+        assert execute(recipe, executor="sequential").ok
+        with rasterio.open(tmp_path / f"{name}.tif") as src:
+            assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            assert src.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "3"   # floating point
+            np.testing.assert_array_equal(np.where(src.read(1) == ND, np.nan, src.read(1)),
+                                          expected(make_dems(tmp_path / "check"), "first"))
+        sizes[name] = (tmp_path / f"{name}.tif").stat().st_size
+    assert sizes["zlevel"] <= sizes["plain"]

@@ -13,6 +13,8 @@ from ziggurat.grid import Grid, Tile
 from ziggurat.io.common import check_nodata, to_dtype
 from ziggurat.recipe import OutputConfig
 
+PREDICTOR_CODECS = {"deflate", "lzw", "zstd"}
+
 
 class RasterArrays:
     """Base of raster outputs; `grid` is the process grid, `output_grid` that of stored tiles."""
@@ -36,6 +38,15 @@ class RasterArrays:
         self.compress = str(config.compress or "none").lower()
         self.creation_options: dict[str, Any] = dict(
             (config.options or {}).get("creation_options") or {})
+
+    def codec_options(self) -> dict[str, Any]:
+        """compress and, for deflate/lzw/zstd, the predictor that suits the dtype (3: floats)."""
+        if self.compress == "none":
+            return {}
+        out: dict[str, Any] = {"compress": self.compress}
+        if self.compress in PREDICTOR_CODECS:
+            out["predictor"] = 3 if self.dtype.kind == "f" else 2
+        return out
 
     def _as_metatile(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray
                      ) -> np.ma.MaskedArray:

@@ -30,6 +30,9 @@ from ziggurat.recipe import OutputConfig
 
 log = logging.getLogger(__name__)
 _BLOCK = 512
+#: GTiff creation options and what the COG driver calls them; the ones it has no use for.
+_COG_NAMES = {"zlevel": "level", "zstd_level": "level", "jpeg_quality": "quality", "blockxsize": "blocksize"}
+_NOT_FOR_COG = {"tiled", "blockysize", "sparse_ok", "interleave", "photometric"}
 
 
 class SingleFileOutput(OutputBase, RasterArrays):
@@ -98,8 +101,8 @@ class SingleFileOutput(OutputBase, RasterArrays):
             "transform": Affine(xres, 0.0, left, 0.0, -yres, top), "tiled": True,
             "blockxsize": _BLOCK, "blockysize": _BLOCK, "sparse_ok": True, "bigtiff": "IF_SAFER",
         }
-        if self.compress != "none":
-            profile["compress"] = self.compress
+        profile.update(self.codec_options())
+        profile["num_threads"] = "ALL_CPUS"  # one writer: GDAL compresses blocks on every core
         profile.update(self.creation_options)
         self._tmp = tmp_in(self._tmp_folder, ".tif")
         try:
@@ -120,10 +123,8 @@ class SingleFileOutput(OutputBase, RasterArrays):
             if not success:
                 return
             if self.cog:
-                options = {"compress": self.compress.upper() if self.compress != "none" else "NONE",
-                           "overview_resampling": self.overview_resampling, "bigtiff": "IF_SAFER"}
                 with staged(self.path, tmp_in(self._tmp_folder, ".cog.tif")) as cog_tmp:
-                    rasterio.shutil.copy(tmp, cog_tmp, driver="COG", **options)
+                    rasterio.shutil.copy(tmp, cog_tmp, driver="COG", **self.cog_options())
             else:
                 with staged(self.path, tmp):
                     pass
@@ -133,6 +134,22 @@ class SingleFileOutput(OutputBase, RasterArrays):
             raise OutputError(f"cannot finish {self.path}: {exc}") from exc
         finally:
             tmp.unlink(missing_ok=True)
+
+    def cog_options(self) -> dict[str, Any]:
+        """The COG driver's options: the codec and predictor of the tiles, the recipe's
+        creation options under the COG driver's names (ZLEVEL is LEVEL, BLOCKXSIZE BLOCKSIZE)."""
+        codec = self.codec_options()
+        options: dict[str, Any] = {"compress": str(codec.get("compress", "none")).upper(),
+                                   "overview_resampling": self.overview_resampling, "bigtiff": "IF_SAFER",
+                                   "num_threads": "ALL_CPUS"}
+        if "predictor" in codec:
+            options["predictor"] = "FLOATING_POINT" if codec["predictor"] == 3 else "STANDARD"
+        for key, value in self.creation_options.items():
+            name = _COG_NAMES.get(str(key).lower(), str(key).lower())
+            if name in _NOT_FOR_COG:
+                continue
+            options[name] = value
+        return options
 
     # -- tiles ---------------------------------------------------------------------------------
     def output_tiles(self, process_tile: Tile) -> list[Tile]:

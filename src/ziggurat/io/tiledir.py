@@ -23,7 +23,6 @@ from ziggurat.recipe import OutputConfig
 logger = logging.getLogger(__name__)
 __all__ = ["METADATA_FILE", "TileDirectoryOutput"]
 
-_PREDICTOR_CODECS = {"deflate", "lzw", "zstd"}
 
 
 class TileDirectoryOutput(TileFolder, RasterArrays):
@@ -63,10 +62,7 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
             prof.update(tiled=True, blockxsize=bx, blockysize=by)
         else:
             prof["tiled"] = False
-        if self.compress != "none":
-            prof["compress"] = self.compress
-            if self.compress in _PREDICTOR_CODECS:
-                prof["predictor"] = 3 if self.dtype.kind == "f" else 2
+        prof.update(self.codec_options())
         prof.update(self.creation_options)
         return prof
 
