@@ -253,3 +253,24 @@ def test_a_cog_keeps_the_predictor_and_the_creation_options(tmp_path):
                                           expected(make_dems(tmp_path / "check"), "first"))
         sizes[name] = (tmp_path / f"{name}.tif").stat().st_size
     assert sizes["zlevel"] <= sizes["plain"]
+
+
+def test_the_merge_dem_recipe_keeps_the_main_pixels_and_fills_its_gap(tmp_path):
+    from conftest import REPO
+
+    recipe = REPO / "recipes" / "merge_dem.yaml"
+    result = CliRunner().invoke(main, ["execute", str(recipe), "--no-progress", "-e", "sequential"],
+                                env={"ZIGGURAT_OUTPUT": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    data = REPO / "recipes" / "data" / "merge"
+    with rasterio.open(tmp_path / "merge_dem.tif") as out, rasterio.open(data / "dem_main.tif") as dem, \
+            rasterio.open(data / "dem_patch.tif") as patch:
+        assert out.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and out.res == dem.res
+        assert (out.transform.c, out.transform.f) == (dem.transform.c, dem.transform.f)  # its pixel grid
+        merged = out.read(1)[:dem.height, :dem.width]
+        main_px, patch_px = dem.read(1), patch.read(1)
+    won = main_px != ND
+    won[100:148, 100:148] = False
+    np.testing.assert_array_equal(merged[won], main_px[won])              # no resampling of the main DEM
+    np.testing.assert_array_equal(merged[100:148, 100:148], patch_px)     # the corrections win
+    assert (merged[150:210, 200:280] != ND).all()                         # the gap is filled
