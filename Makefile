@@ -39,6 +39,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/pyramid.py
 	$(BENCH_VENV)/bin/python bench/ledger_keys.py
+	$(BENCH_VENV)/bin/python bench/merge.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) output bench/.cache .mypy_cache .ruff_cache

@@ -16,7 +16,6 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +27,7 @@ from ziggurat.bounds import Bounds
 from ziggurat.errors import InputError
 from ziggurat.grid import Grid, Tile
 from ziggurat.io.checksum import fingerprint_input, hash_many
-from ziggurat.io.common import empty_masked, normalize_indexes, transform_bounds_safe
+from ziggurat.io.common import crs_equal, empty_masked, normalize_indexes, transform_bounds_safe
 from ziggurat.io.mosaic_index import Member, MosaicIndex, member_bounds
 from ziggurat.io.raster import RasterInput
 from ziggurat.recipe import InputConfig
@@ -49,8 +48,10 @@ class MosaicInput:
         todo = [m for m in index.members if m.sha256 is None]
         if todo:
             sums = dict(hash_many([m.path for m in todo], hasher=lambda p: fingerprint_input(p)["sha256"]))
-            index.members = [m if m.sha256 else replace(m, sha256=sums[m.path]) for m in index.members]
-        index.save()  # also fills the cache the workers read
+            index.members = [m if m.sha256 else m._replace(sha256=sums[m.path]) for m in index.members]
+            index.save()
+        elif not index.saved:
+            index.save()  # the cache the workers read
         listing = [(m.path, m.size, m.sha256) for m in index.members]
         return {"kind": "mosaic", "members": len(listing),
                 "sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
@@ -64,6 +65,8 @@ class MosaicInput:
         self._local = threading.local()
         self.index = MosaicIndex.build(config.name, self.specs, config.cache_dir)
         self.members: list[Member] = self.index.members
+        self._grid_bounds = grid.bounds()
+        self._crss: dict[str, tuple[CRS, bool]] = {}   # member WKT -> (CRS, same as the grid's)
         self._footprints: list[Bounds | None] = [self._footprint(m) for m in self.members]
         present = [i for i, b in enumerate(self._footprints) if b is not None]
         self._tree_members = np.array(present, dtype=np.int64)
@@ -79,8 +82,8 @@ class MosaicInput:
         """(member, bands, dtype, nodata) of the first member that can be read: members of a
         vector index are opened only now, and an unreadable one fails only the tiles it meets."""
         for i, m in enumerate(self.members):
-            if m.count is not None and m.dtype is not None:
-                return i, m.count, m.dtype, m.nodata
+            if m.bands is not None and m.dtype is not None:
+                return i, m.bands, m.dtype, m.nodata
         error: Exception | None = None
         for i in range(len(self.members)):
             try:
@@ -95,8 +98,12 @@ class MosaicInput:
         b = member_bounds(member)
         if b is None or member.crs is None:
             return None
-        out = transform_bounds_safe(CRS.from_wkt(member.crs), self.grid.crs, b)
-        return None if out is None else out.intersection(self.grid.bounds())
+        known = self._crss.get(member.crs)
+        if known is None:  # members mostly share a CRS: parse and compare it once
+            crs = CRS.from_wkt(member.crs)
+            known = self._crss[member.crs] = (crs, crs_equal(crs, self.grid.crs))
+        out = b if known[1] else transform_bounds_safe(known[0], self.grid.crs, b)
+        return None if out is None else out.intersection(self._grid_bounds)
 
     # -- members -------------------------------------------------------------------------------
     def _member_input(self, i: int) -> RasterInput:

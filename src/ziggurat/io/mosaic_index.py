@@ -16,9 +16,8 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from ziggurat.bounds import Bounds
 from ziggurat.errors import InputError
@@ -26,13 +25,12 @@ from ziggurat.io.atomic import write_json_atomic
 from ziggurat.recipe.mosaic import is_glob
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _HEADER_THREADS = 16
 
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):
     """One file of a mosaic: `source` is the recipe entry it came from (its priority group)."""
 
     path: str
@@ -41,7 +39,7 @@ class Member:
     mtime: int
     bounds: tuple[float, float, float, float] | None   # in `crs`
     crs: str | None                                     # WKT
-    count: int | None = None                            # None: not opened yet (vector index)
+    bands: int | None = None                            # None: not opened yet (vector index)
     dtype: str | None = None
     nodata: float | None = None
     sha256: str | None = None                           # filled in when fingerprinted
@@ -66,8 +64,8 @@ def _header(path: str, source: int) -> Member:
     import rasterio
 
     size, mtime = _stat(path)
-    try:
-        with rasterio.open(path) as src:
+    try:  # no directory listing per open: with 25,000 files in a folder it costs 2/3 of the time
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(path) as src:
             if src.crs is None:
                 raise InputError(f"mosaic member {path} has no CRS")
             b = src.bounds
@@ -144,8 +142,8 @@ class MosaicIndex:
             except OSError as exc:
                 raise InputError(f"mosaic member {path} cannot be read: {exc}") from exc
             hit = known.get(path) or _SEEN.get(path)
-            if hit is not None and hit.size == size and hit.mtime == mtime and hit.count is not None:
-                members.append(Member(**{**asdict(hit), "source": number}))
+            if hit is not None and hit.size == size and hit.mtime == mtime and hit.bands is not None:
+                members.append(hit if hit.source == number else hit._replace(source=number))
             else:
                 todo.append((len(members), number, path))
                 members.append(Member(path, number, size, mtime, None, None))
@@ -155,22 +153,27 @@ class MosaicIndex:
                     members[slot] = member
             log.info("mosaic %r: read %d of %d member headers", name, len(todo), len(members))
         index = cls(members)
-        _SEEN.update((m.path, m) for m in members if m.count is not None)
+        index.cache = cache
+        _SEEN.update((m.path, m) for m in members if m.bands is not None)
         if cache is not None and (todo or not cache.is_file()):
             index.save(cache)
-        index.cache = cache
+        else:
+            index.saved = True  # the cache file holds these members already
         return index
+
+    saved = False
 
     cache: Path | None = None
 
     def save(self, path: Path | None = None) -> None:
-        _SEEN.update((m.path, m) for m in self.members if m.count is not None)
+        _SEEN.update((m.path, m) for m in self.members if m.bands is not None)
         path = path or self.cache
         if path is None:
             return
+        self.saved = True
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(path, {"version": CACHE_VERSION, "members": [asdict(m) for m in self.members]})
+            write_json_atomic(path, {"version": CACHE_VERSION, "members": [m._asdict() for m in self.members]})
         except OSError as exc:  # a cache: a run without it is only slower
             log.warning("cannot write the mosaic index cache %s: %s", path, exc)
 
