@@ -274,3 +274,39 @@ def test_the_merge_dem_recipe_keeps_the_main_pixels_and_fills_its_gap(tmp_path):
     np.testing.assert_array_equal(merged[won], main_px[won])              # no resampling of the main DEM
     np.testing.assert_array_equal(merged[100:148, 100:148], patch_px)     # the corrections win
     assert (merged[150:210, 200:280] != ND).all()                         # the gap is filled
+
+
+def test_a_native_grid_tile_directory_opens_through_its_stac_item(tmp_path):
+    from ziggurat.records.stac import item_path
+
+    src = tmp_path / "dem.tif"
+    data = position_raster(src, left=7.123, top=46.001, res=1 / 1200, width=700, height=500)
+    recipe = tmp_path / "native.yaml"
+    recipe.write_text(textwrap.dedent("""\
+        process: convert
+        zoom_levels: [0, 1]
+        pyramid: {grid: {like: inp}}
+        input: {inp: dem.tif}
+        output: {path: tiles, dtype: float32, nodata: -9999}
+        """))
+    assert execute(recipe, executor="sequential").ok
+    with rasterio.open(item_path(tmp_path / "tiles"), SKIP_MISSING_METATILE="YES") as item, \
+            rasterio.open(src) as dem:
+        assert item.driver == "STACTA" and item.res == pytest.approx(dem.res)
+        assert (item.transform.c, item.transform.f) == pytest.approx((dem.transform.c, dem.transform.f))
+        np.testing.assert_array_equal(item.read(1)[:500, :700], data[0])
+
+
+def test_masks_fall_through_like_nodata(tmp_path):
+    dems = make_dems(tmp_path / "dem")
+    # fabdem again without a nodata value: its gap is an internal mask instead
+    with rasterio.open(tmp_path / "dem" / "fabdem.tif") as src:
+        profile, band = src.profile, src.read(1)
+    profile.update(nodata=None)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), \
+            rasterio.open(tmp_path / "dem" / "masked.tif", "w", **profile) as dst:
+        dst.write(np.where(band == ND, 0, band)[np.newaxis])
+        dst.write_mask(np.where(band == ND, 0, 255).astype("uint8"))
+    recipe = _recipe(tmp_path, "[dem/fixes.tif, dem/masked.tif, dem/glo30.tif]")
+    execute(recipe, executor="sequential")
+    np.testing.assert_array_equal(_read(tmp_path / "out.tif"), expected(dems, "first"))

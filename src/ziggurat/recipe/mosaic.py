@@ -85,6 +85,10 @@ class MosaicSection(Checker):
                 raise self.loc.error(key + ("path",), f"the pattern {where!r} matches no file ({path})")
         elif not os.path.exists(path):
             raise self.loc.error(key + ("path",), f"input not found: {path} (from {where!r})")
+        if Path(path).suffix.lower() in (".parquet", ".geoparquet"):
+            raise self.loc.error(key + ("path",), "expected a GeoPackage, FlatGeobuf, GeoJSON or Shapefile index: "
+                                                  "the GDAL in the rasterio/fiona wheels has no Parquet driver "
+                                                  f"(convert {where!r} with ogr2ogr -f GPKG)")
         out: dict[str, Any] = {"path": path}
         if entry.get("resampling") is not None:
             out["resampling"] = self._resampling(entry["resampling"], key + ("resampling",))

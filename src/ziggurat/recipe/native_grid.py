@@ -4,7 +4,8 @@ The finest zoom has exactly the raster's CRS, pixel size and pixel alignment (it
 pixel corner of the raster), and each coarser zoom doubles the pixel size, so converting or
 merging onto it involves no resampling at the finest zoom. The matrix covers the raster's
 extent (`bounds` in the mapping to cover more, e.g. the whole collection a file belongs to),
-snapped outward to whole pixels and to whole tiles at zoom 0.
+snapped outward to whole pixels and to whole tiles at zoom 0. EPSG:4326 rasters get OGC:CRS84
+(the same CRS in lon/lat order, as WorldCRS84Quad), which GDAL reads from a STAC item's TMS.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def native_tms(path: str, *, tile_size: int = 256, bounds: Sequence[float] | Non
         if not math.isclose(xres, yres, rel_tol=SQUARE_RTOL):
             raise ValueError(f"{path} has non-square pixels ({xres} x {yres}); a TileMatrixSet has one cell size")
         crs = ProjCRS.from_wkt(src.crs.to_wkt())
+        if crs.to_epsg() == 4326:  # lon/lat order, as WorldCRS84Quad: GDAL reads the STAC item's TMS so
+            crs = ProjCRS.from_user_input("OGC:CRS84")
         left, bottom, right, top = src.bounds if bounds is None else bounds
         ox, oy = t.c, t.f            # the raster's origin: every edge below is on its pixel grid
     res = xres
