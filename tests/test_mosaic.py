@@ -215,17 +215,23 @@ def test_the_index_is_cached_so_reruns_do_not_reopen_headers(tmp_path, caplog):
     assert "member headers" not in caplog.text
 
 
-def test_a_native_grid_reproduces_the_source_pixels_exactly(tmp_path):
-    src = tmp_path / "dem.tif"
+def _native(folder: Path, out: str) -> tuple[Path, np.ndarray, Path]:
+    """A 700 x 500 DEM at 1/1200 degree and a convert recipe onto its own grid into `out`."""
+    src = folder / "dem.tif"
     data = position_raster(src, left=7.123, top=46.001, res=1 / 1200, width=700, height=500)
-    recipe = tmp_path / "native.yaml"
-    recipe.write_text(textwrap.dedent("""\
+    recipe = folder / "native.yaml"
+    recipe.write_text(textwrap.dedent(f"""\
         process: convert
         zoom_levels: [0, 1]
-        pyramid: {grid: {like: inp}}
-        input: {inp: dem.tif}
-        output: {path: out.tif, dtype: float32, nodata: -9999}
+        pyramid: {{grid: {{like: inp}}}}
+        input: {{inp: dem.tif}}
+        output: {{path: {out}, dtype: float32, nodata: -9999}}
         """))
+    return src, data, recipe
+
+
+def test_a_native_grid_reproduces_the_source_pixels_exactly(tmp_path):
+    src, data, recipe = _native(tmp_path, "out.tif")
     grid = load_recipe(recipe).grid
     assert grid.tms.maxzoom == 1 and grid.resolution(1) == pytest.approx((1 / 1200, 1 / 1200))
     result = CliRunner().invoke(main, ["execute", str(recipe), "-z", "1", "--no-progress", "-e", "sequential"])
@@ -279,16 +285,7 @@ def test_the_merge_dem_recipe_keeps_the_main_pixels_and_fills_its_gap(tmp_path):
 def test_a_native_grid_tile_directory_opens_through_its_stac_item(tmp_path):
     from ziggurat.records.stac import item_path
 
-    src = tmp_path / "dem.tif"
-    data = position_raster(src, left=7.123, top=46.001, res=1 / 1200, width=700, height=500)
-    recipe = tmp_path / "native.yaml"
-    recipe.write_text(textwrap.dedent("""\
-        process: convert
-        zoom_levels: [0, 1]
-        pyramid: {grid: {like: inp}}
-        input: {inp: dem.tif}
-        output: {path: tiles, dtype: float32, nodata: -9999}
-        """))
+    src, data, recipe = _native(tmp_path, "tiles")
     assert execute(recipe, executor="sequential").ok
     with rasterio.open(item_path(tmp_path / "tiles"), SKIP_MISSING_METATILE="YES") as item, \
             rasterio.open(src) as dem:

@@ -38,6 +38,22 @@ def _rebuilt(out: Path) -> set[TileIndex]:
     return {index for index, run in _runs(out).items() if run == latest}
 
 
+def _chained(folder: Path, zooms: str, extra: str = "") -> Path:
+    """A recipe reading the tile directory `up` (pixel for pixel) into `down`."""
+    recipe = folder / "chained.yaml"
+    recipe.write_text(textwrap.dedent(f"""\
+        process: copy.py
+        zoom_levels: {zooms}
+        pyramid: {{grid: geodetic, pixelbuffer: 0}}
+        input:
+          up: {{path: up, format: tiledir}}
+        output: {{path: down, dtype: float32, nodata: -9999}}
+        bounds: {bounds_text()}
+        """) + extra)
+    (folder / "copy.py").write_text("def execute(up):\n    return up.read(1)\n")
+    return recipe
+
+
 def test_a_changed_parameter_rebuilds_every_tile_and_says_why(tmp_path):
     recipe = make_recipe(tmp_path)
     first = execute(recipe, executor="sequential")
@@ -87,17 +103,7 @@ def test_a_changed_input_rebuilds_everything_that_reads_it(tmp_path):
 def test_a_chained_recipe_rebuilds_only_the_tiles_reading_a_changed_upstream_tile(tmp_path):
     upstream = make_recipe(tmp_path, out="up", pixelbuffer=0)
     execute(upstream, executor="sequential")
-    chained = tmp_path / "chained.yaml"
-    chained.write_text(textwrap.dedent(f"""\
-        process: copy.py
-        zoom_levels: [5, 6]
-        pyramid: {{grid: geodetic, pixelbuffer: 0}}
-        input:
-          up: {{path: up, format: tiledir}}
-        output: {{path: down, dtype: float32, nodata: -9999}}
-        bounds: {bounds_text()}
-        """))
-    (tmp_path / "copy.py").write_text("def execute(up):\n    return up.read(1)\n")
+    chained = _chained(tmp_path, "[5, 6]")
     first = execute(chained, executor="sequential")
     assert first.written > 0
     with Ledger(tmp_path / "up", create=False) as ledger:
@@ -254,18 +260,7 @@ def test_status_plan_and_retry_failed_agree_with_the_ledger(tmp_path):
 def test_a_rebuilt_baselevel_tile_rebuilds_exactly_its_overview_ancestors(tmp_path):
     upstream = make_recipe(tmp_path, out="up", pixelbuffer=0)
     execute(upstream, executor="sequential", zoom=6)
-    chained = tmp_path / "chained.yaml"
-    chained.write_text(textwrap.dedent(f"""\
-        process: copy.py
-        zoom_levels: [4, 6]
-        baselevels: {{min: 6, lower: average}}
-        pyramid: {{grid: geodetic, pixelbuffer: 0}}
-        input:
-          up: {{path: up, format: tiledir}}
-        output: {{path: down, dtype: float32, nodata: -9999}}
-        bounds: {bounds_text()}
-        """))
-    (tmp_path / "copy.py").write_text("def execute(up):\n    return up.read(1)\n")
+    chained = _chained(tmp_path, "[4, 6]", "baselevels: {min: 6, lower: average}\n")
     first = execute(chained, executor="sequential")
     assert execute(chained, executor="sequential").skipped == first.total  # nothing changed
     make_source(tmp_path, offset=5.0)

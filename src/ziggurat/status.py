@@ -8,7 +8,6 @@ again), with the reason. Failed tiles are listed with the run that saw them and 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from ziggurat.grid import TileIndex
 from ziggurat.recipe.area import run_area
-from ziggurat.records.keys import reason
+from ziggurat.records.keys import reason_for_key, stale_lines
 from ziggurat.records.ledger import DONE, Ledger, ledger_path
 from ziggurat.records.provenance import list_runs, read_manifest, run_keys
 from ziggurat.reproduce import saved_recipe
@@ -58,12 +57,7 @@ class StatusReport:
         lines = [f"{'zoom':>4} {'written':>10} {'empty':>10} {'failed':>8} {'stale':>8}"]
         for z in self.zooms:
             lines.append(f"{z.zoom:>4} {z.written:>10,} {z.empty:>10,} {z.failed:>8,} {sum(z.stale.values()):>8,}")
-        reasons: dict[str, int] = {}
-        for z in self.zooms:
-            for why, n in z.stale.items():
-                reasons[why] = reasons.get(why, 0) + n
-        for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            lines.append(f"stale: {n:,} {why}")
+        lines += stale_lines(z.stale for z in self.zooms)
         if list_failed and self.failed:
             lines.append(f"failed tiles ({len(self.failed)}):")
             shown = self.failed if not limit else self.failed[:limit]
@@ -102,8 +96,7 @@ def status(output: str | os.PathLike[str]) -> StatusReport:
                 elif status_ == EMPTY:
                     z.empty += n
                 if status_ in DONE and key != keys.key(zoom):
-                    text = None if key is None else ledger.key_parts(key)
-                    why = reason(None if text is None else json.loads(text), keys.parts(zoom))
+                    why = reason_for_key(ledger, key, keys.parts(zoom))
                     z.stale[why] = z.stale.get(why, 0) + n
             report.zooms = [by_zoom[z] for z in sorted(by_zoom)]
             report.failed = [FailedTile(tile, run, errors.get((run, tuple(tile))))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,7 +10,7 @@ from ziggurat.io import Output
 from ziggurat.plan.schedule import PROCESS, Schedule, baselevel_range
 from ziggurat.plan.tiles import Plan
 from ziggurat.recipe import Recipe
-from ziggurat.records.keys import RunKeys, reason
+from ziggurat.records.keys import RunKeys, reason_for_key, stale_lines
 from ziggurat.records.ledger import DONE, Ledger, ledger_path
 from ziggurat.records.tile_records import output_root
 from ziggurat.tasks import EMPTY, FAILED
@@ -53,12 +52,7 @@ class PlanReport:
             lines.append(f"{z.zoom:>4} {z.kind:<8} {z.process_tiles:>12,} {z.output_tiles:>12,} {z.todo:>10,} "
                          f"{z.done:>10,} {z.empty:>8,} {sum(z.stale.values()):>8,} {z.failed:>7,} "
                          f"{_human(z.estimated_bytes):>10}  {z.estimate_basis} (estimate)")
-        reasons: dict[str, int] = {}
-        for z in self.zooms:
-            for why, n in z.stale.items():
-                reasons[why] = reasons.get(why, 0) + n
-        for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            lines.append(f"stale: {n:,} {why}")
+        lines += stale_lines(z.stale for z in self.zooms)
         lines.append(f"{self.process_tiles:,} process tiles -> {self.output}")
         return "\n".join(lines)
 
@@ -121,8 +115,7 @@ def _ledger_counts(zp: ZoomPlan, ledger: Ledger, counts: dict[tuple[str, str | N
             else:
                 zp.done += n
         elif status in DONE and keys is not None:
-            text = None if key is None else ledger.key_parts(key)
-            why = reason(None if text is None else json.loads(text), keys.parts(zp.zoom))
+            why = reason_for_key(ledger, key, keys.parts(zp.zoom))
             zp.stale[why] = zp.stale.get(why, 0) + n
     zp.recorded = min(zp.process_tiles, zp.done + zp.empty)
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ziggurat.grid import Tile
 from ziggurat.io import Input
@@ -164,4 +164,19 @@ def reason(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str:
     return "recipe changed"
 
 
-__all__ = ["KEY_VERSION", "RunKeys", "digest", "reason"]
+def reason_for_key(ledger: Ledger, key: str | None, now: Mapping[str, Any]) -> str:
+    """Why tiles recorded with `key` are stale under the parts `now` (their parts from the ledger)."""
+    text = None if key is None else ledger.key_parts(key)
+    return reason(None if text is None else json.loads(text), now)
+
+
+def stale_lines(per_zoom: Iterable[Mapping[str, int]]) -> list[str]:
+    """`stale: <n> <reason>` lines over all zooms, the most frequent reason first."""
+    totals: dict[str, int] = {}
+    for stale in per_zoom:
+        for why, n in stale.items():
+            totals[why] = totals.get(why, 0) + n
+    return [f"stale: {n:,} {why}" for why, n in sorted(totals.items(), key=lambda kv: -kv[1])]
+
+
+__all__ = ["KEY_VERSION", "RunKeys", "digest", "reason", "reason_for_key", "stale_lines"]
