@@ -118,21 +118,38 @@ class Ledger:
         elif not self.existed:
             raise FileNotFoundError(self.path)
         # the engine may pull tasks from an executor thread: one lock guards the connection
-        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                     check_same_thread=False)
         self._lock = threading.RLock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn = self._connect() if create else self._connect_readonly()
         if create:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(process_tiles)")}
-            for column in ("key", "deps"):  # a ledger written before tile keys existed
-                if column not in columns:
-                    self._conn.execute(f"ALTER TABLE process_tiles ADD COLUMN {column} TEXT")
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(process_tiles)")}
+        for column in ("key", "deps"):  # a ledger written before tile keys existed
+            if column not in columns and create:
+                self._conn.execute(f"ALTER TABLE process_tiles ADD COLUMN {column} TEXT")
+        #: read-only, an older ledger has no keys: read them as NULL (stale: "unknown recipe")
+        self._key, self._deps = ("key", "deps") if create or {"key", "deps"} <= columns else ("NULL", "NULL")
         self._pending = 0
         self._in_tx = False
         self._last_commit = time.monotonic()
         self._row_cache: tuple[tuple[int, int], dict[int, ProcessRow]] | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """Readers (verify, plan, status, reproduce) never need write access: read-only, and on
+        a read-only file system (an archive, a published output) immutable, which needs no -shm."""
+        uri = self.path.resolve().as_uri()
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None,
+                                   check_same_thread=False)
 
     # -- writing ----------------------------------------------------------------------------
     def _begin(self) -> None:
@@ -156,8 +173,11 @@ class Ledger:
             self._pending += 1
 
     def key_parts(self, key: str) -> str | None:
-        with self._lock:
-            got = self._conn.execute("SELECT parts FROM keys WHERE key=?", (key,)).fetchone()
+        try:
+            with self._lock:
+                got = self._conn.execute("SELECT parts FROM keys WHERE key=?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # read-only, an older ledger without the table
+            return None
         return None if got is None else str(got[0])
 
     def set_state(self, name: str, value: str | None) -> None:
@@ -171,8 +191,11 @@ class Ledger:
         self.commit()
 
     def get_state(self, name: str) -> str | None:
-        with self._lock:
-            got = self._conn.execute("SELECT value FROM state WHERE name=?", (name,)).fetchone()
+        try:
+            with self._lock:
+                got = self._conn.execute("SELECT value FROM state WHERE name=?", (name,)).fetchone()
+        except sqlite3.OperationalError:  # read-only, an older ledger without the table
+            return None
         return None if got is None else str(got[0])
 
     def clear(self) -> None:
@@ -229,8 +252,10 @@ class Ledger:
         cache = self._row_cache
         if cache is None or cache[0] != (zoom, row):
             with self._lock:
-                cols = {c: ProcessRow(status, run, key, deps) for c, status, run, key, deps in self._conn.execute(
-                    "SELECT col, status, run, key, deps FROM process_tiles WHERE zoom=? AND row=?", (zoom, row))}
+                query = (f"SELECT col, status, run, {self._key}, {self._deps} FROM process_tiles "
+                         "WHERE zoom=? AND row=?")
+                cols = {c: ProcessRow(status, run, key, deps)
+                        for c, status, run, key, deps in self._conn.execute(query, (zoom, row))}
             cache = self._row_cache = ((zoom, row), cols)
         return cache[1].get(col)
 
@@ -252,15 +277,16 @@ class Ledger:
             return {}
         with self._lock:
             return {(status, key): int(n) for status, key, n in self._conn.execute(
-                "SELECT status, key, count(*) FROM process_tiles WHERE zoom=? AND row BETWEEN ? AND ? "
-                "AND col BETWEEN ? AND ? GROUP BY status, key",
+                f"SELECT status, {self._key}, count(*) FROM process_tiles WHERE zoom=? AND row BETWEEN ? AND ? "
+                f"AND col BETWEEN ? AND ? GROUP BY status, {self._key}",
                 (zoom, rows[0], rows[-1], cols[0], cols[-1]))}
 
     def count_by_key(self) -> list[tuple[int, str, str | None, int]]:
         """(zoom, status, key, count) over every process tile (`ziggurat status`)."""
         with self._lock:
             return [(int(z), str(s), k, int(n)) for z, s, k, n in self._conn.execute(
-                "SELECT zoom, status, key, count(*) FROM process_tiles GROUP BY zoom, status, key")]
+                f"SELECT zoom, status, {self._key}, count(*) FROM process_tiles "
+                f"GROUP BY zoom, status, {self._key}")]
 
     def tiles_by_run(self) -> dict[str, int]:
         """Run id -> output tiles on disk it wrote (what the manifest lists)."""
