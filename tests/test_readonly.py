@@ -38,3 +38,41 @@ def test_verify_plan_and_status_work_on_a_read_only_output(tmp_path):
     assert "WRITABLE" not in done.stdout, "the bind mount is not read-only"
     assert done.returncode == 0 and "ALL-OK" in done.stdout, done.stdout + done.stderr
     assert "OK:" in done.stdout and "Traceback" not in done.stderr
+
+
+SLOW = """
+import time
+import numpy as np
+
+def execute(src):
+    time.sleep(0.3)
+    data = src.read(1)
+    return None if data.mask.all() else data
+"""
+
+
+def test_a_second_run_into_one_output_is_refused_naming_the_holder(tmp_path):
+    import signal
+
+    from ziggurat.errors import OutputError
+    from ziggurat.records.provenance import read_manifest
+
+    from polling import wait_until
+
+    recipe = make_recipe(tmp_path, process=SLOW, params="{}")
+    lock = tmp_path / "out" / ".ziggurat" / "lock"
+    first = subprocess.Popen([str(BIN / "ziggurat"), "execute", str(recipe), "-e", "sequential", "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert wait_until(lock.exists, 60)
+        with pytest.raises(OutputError, match=rf"being written by another run \(pid {first.pid} on"):
+            execute(recipe, executor="sequential", overwrite=True)
+        os.killpg(first.pid, signal.SIGKILL)       # the holder is gone: its lock is stale
+    finally:
+        first.wait()
+        first.stdout.close()
+        first.stderr.close()
+    assert lock.exists()
+    summary = execute(recipe, executor="sequential")
+    assert summary.ok and not lock.exists()        # taken over, and released at the end
+    assert read_manifest(tmp_path / "out")["status"] == "succeeded"

@@ -26,6 +26,7 @@ from ziggurat.process import ProcessRef, check_signature, load_process
 from ziggurat.recipe import FrozenDict, Recipe, load_recipe
 from ziggurat.records.index import remove_indexes
 from ziggurat.records.ledger import Ledger, ledger_path, provenance_dir, sweep_temporaries
+from ziggurat.records.lock import RunLock
 from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, input_fingerprints, run_keys
 from ziggurat.records.stac import RunItem
 from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
@@ -156,11 +157,13 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     output = open_output(recipe.output, recipe.grid)
     pool = get_executor(executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR, workers,
                         retries=retries, write_in=write_in)
+    lock = RunLock(recipe.output.path)
     try:
         _preflight(output, pool, run_plan)  # the last checks, before anything touches the disk
         recipe = _with_input_cache(recipe)
         input_fingerprints(recipe)  # every input opened and hashed before the output is touched (a
                                     # mosaic may fill its index cache); memoised for begin_run
+        lock.acquire()  # one run at a time per output
         replaced = output.prepare(overwrite, narrowed=sel != Selection())
         sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
         output.start_run(run_plan.zooms, run_plan.extent)
@@ -171,11 +174,12 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     except BaseException:
         pool.close()
         output.finish_run(False)
+        lock.release()
         raise
     if replaced:  # the earlier pyramid is gone, so are the indexes describing it
         remove_indexes(output.path)
     run = _Run(recipe, run_plan, output, pool, recorder, RunItem(recipe, output, replaced), overwrite,
-               keep_going, progress)
+               keep_going, progress, lock)
     return run.go(vrt)
 
 
@@ -217,6 +221,7 @@ class _Run:
     overwrite: bool
     keep_going: bool
     progress: ProgressCallback | None
+    lock: RunLock
     summary: RunSummary = field(init=False)
     in_flight: set[TileIndex] = field(default_factory=set)
     done: int = 0
@@ -302,11 +307,14 @@ class _Run:
         try:  # a single file is renamed into place, or its temporary dropped
             self.output.finish_run(finished and (self.keep_going or not self.summary.failed))
         finally:  # recorded even when finishing the output itself failed
-            self.summary.seconds = time.perf_counter() - start
-            self.summary.stale = dict(self.recorder.stale)
-            self.recorder.finish(self.summary, None if finished else sys.exc_info()[1],
-                                 pending=self.in_flight)
-            sweep_temporaries(self.output.path, keep_own=False)  # every writer of this run has stopped
+            try:
+                self.summary.seconds = time.perf_counter() - start
+                self.summary.stale = dict(self.recorder.stale)
+                self.recorder.finish(self.summary, None if finished else sys.exc_info()[1],
+                                     pending=self.in_flight)
+                sweep_temporaries(self.output.path, keep_own=False)  # every writer of this run has stopped
+            finally:
+                self.lock.release()
 
 
 __all__ = ["ProcessError", "ProgressEvent", "RunSummary", "Selection", "dry_run", "execute", "load", "plan",

@@ -1,0 +1,103 @@
+"""One run at a time per output: a lock file naming its holder, taken over when the holder is gone.
+
+``<output>/.ziggurat/lock`` (``OUT.tif.ziggurat/lock`` beside a single file) is created with
+O_EXCL and holds the holder's PID, host and start time. A second run into the same output is
+refused with a message naming the holder; a lock whose holder process is gone (this host) or
+that is older than a day (another host) is stale and taken over. Two runs writing one output
+would otherwise leave ledger checksums that do not match the files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from ziggurat.errors import OutputError
+from ziggurat.io.atomic import FOREIGN_TMP_AGE, HOST
+from ziggurat.records.ledger import provenance_dir
+
+log = logging.getLogger(__name__)
+LOCK_FILE = "lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """Held for the length of one run (a context manager); `release` is safe to call twice."""
+
+    def __init__(self, output_path: str | os.PathLike[str]) -> None:
+        self.path = provenance_dir(output_path) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        holder = {"pid": os.getpid(), "host": HOST, "started": dt.datetime.now(dt.timezone.utc).isoformat()}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {self.path.parent}: {exc}") from exc
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError as exc:
+                other = self._holder()
+                if other is not None and not self._stale(other):
+                    raise OutputError(
+                        f"output {self.path.parent.parent} is being written by another run (pid {other.get('pid')} "
+                        f"on {other.get('host')}, since {other.get('started')}); wait for it to end, or remove "
+                        f"{self.path} if that run is gone") from exc
+                log.warning("taking over the lock %s of a run that is gone (%s)", self.path, other)
+                self.path.unlink(missing_ok=True)
+                continue
+            except OSError as exc:
+                raise OutputError(f"cannot create the run lock {self.path}: {exc}") from exc
+            with os.fdopen(fd, "w") as fh:
+                json.dump(holder, fh)
+            self.held = True
+            return self
+        raise OutputError(f"cannot take the run lock {self.path}: other runs keep taking it")
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # half-written by a killed run: stale
+
+    def _stale(self, holder: dict[str, Any]) -> bool:
+        pid, host = holder.get("pid"), holder.get("host")
+        if not isinstance(pid, int):
+            return True
+        if host == HOST:
+            return pid != os.getpid() and not _alive(pid)
+        try:
+            return time.time() - self.path.stat().st_mtime > FOREIGN_TMP_AGE
+        except OSError:
+            return True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+__all__ = ["LOCK_FILE", "RunLock"]
