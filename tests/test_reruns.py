@@ -284,3 +284,29 @@ def test_verify_and_the_manifest_say_which_run_made_which_tiles(tmp_path):
     assert "tiles by run" in verify(tmp_path / "out").describe()
     stale = status(tmp_path / "out")                      # zoom 6 was made with gain 2.0
     assert {z.zoom: set(z.stale) for z in stale.zooms} == {5: set(), 6: {"process_parameters changed (gain)"}}
+
+
+CHANGES_ITS_INPUT = """
+from pathlib import Path
+
+def execute(src, tile):
+    if tile.zoom == 6 and tile.col == 20 and tile.row == 10:   # the input is rewritten mid-run
+        path = Path(__file__).with_name("src.tif")
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([(data[-1] + 1) % 256]))
+    data = src.read(1)
+    return None if data.mask.all() else data
+"""
+
+
+def test_an_input_changed_during_the_run_is_an_error_and_its_tiles_are_rebuilt(tmp_path):
+    from ziggurat.errors import InputError
+
+    recipe = make_recipe(tmp_path, process=CHANGES_ITS_INPUT, params="{}")
+    with pytest.raises(InputError, match="input changed during the run: src .*rerun to rebuild"):
+        execute(recipe, executor="sequential")
+    assert read_manifest(tmp_path / "out")["status"] == "failed"
+    plain = "def execute(src):\n    d = src.read(1)\n    return None if d.mask.all() else d\n"
+    (tmp_path / "proc.py").write_text(plain)
+    summary = execute(recipe, executor="sequential")
+    assert summary.ok and summary.skipped == 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ziggurat.errors import OutputError, ProcessError
+from ziggurat.errors import InputError, OutputError, ProcessError
 from ziggurat.executors import Executor, get_executor
 from ziggurat.executors.job import RunSpec
 from ziggurat.grid import Tile, TileIndex
@@ -27,7 +27,7 @@ from ziggurat.recipe import FrozenDict, Recipe, load_recipe
 from ziggurat.records.index import remove_indexes
 from ziggurat.records.ledger import Ledger, ledger_path, provenance_dir, sweep_temporaries
 from ziggurat.records.lock import RunLock
-from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, input_fingerprints, run_keys
+from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, changed_inputs, input_fingerprints, run_keys
 from ziggurat.records.stac import RunItem
 from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
 
@@ -295,6 +295,10 @@ class _Run:
                     raise
                 finally:
                     outcomes.close()  # cancels what is pending, waits for what is in flight
+            changed = changed_inputs(self.recipe, self.recorder.manifest)
+            if changed:  # tiles may mix old and new data: not a result (the next run rebuilds them)
+                raise InputError(f"{'inputs' if len(changed) > 1 else 'input'} changed during the run: "
+                                 f"{'; '.join(changed)}; rerun to rebuild the tiles made from them")
             finished = True
             self.summary.stac_item = self.item.finish()
             if vrt:

@@ -36,7 +36,7 @@ from typing import Any
 from ziggurat.errors import OutputError, ProvenanceError, ZigguratError
 from ziggurat.io import Output, input_driver, open_input
 from ziggurat.io.atomic import write_bytes_atomic
-from ziggurat.io.checksum import fingerprint_input
+from ziggurat.io.checksum import compare_fingerprints, fingerprint_input
 from ziggurat.process import ProcessRef, load_process
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.dump import given_text, plain, resolved_text
@@ -200,6 +200,18 @@ def process_source(recipe: Recipe) -> tuple[Any, bytes | None]:
 
 def input_fingerprints(recipe: Recipe) -> dict[str, Any]:
     return {name: input_driver(cfg).fingerprint(cfg) for name, cfg in recipe.inputs.items()}
+
+
+def changed_inputs(recipe: Recipe, manifest: dict[str, Any]) -> list[str]:
+    """Inputs whose fingerprint differs from the one the run started with (cheap when nothing
+    changed: fingerprints are cached by size, time and inode)."""
+    now = input_fingerprints(recipe)
+    out = []
+    for name, recorded in (manifest.get("inputs") or {}).items():
+        why = compare_fingerprints(recorded.get("fingerprint") or {}, now.get(name) or {})
+        if why is not None:
+            out.append(f"{name} ({why})")
+    return out
 
 
 def run_keys(recipe: Recipe, process_sha: str | None = None, fingerprints: dict[str, Any] | None = None
