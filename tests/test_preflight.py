@@ -68,3 +68,16 @@ def test_debug_shows_the_whole_cause_chain(tmp_path):
     assert debug.returncode != 0
     assert "The above exception was the direct cause of the following exception" in debug.stderr
     assert debug.stderr.rstrip().splitlines()[-1].startswith("ziggurat.errors.RecipeError")
+
+
+def test_an_input_error_in_the_pool_workers_is_reported_as_itself(tmp_path):
+    from ziggurat.errors import ProcessError
+
+    recipe = make_recipe(tmp_path)
+    (tmp_path / "src.tif").write_bytes(b"this is not a GeoTIFF")   # it exists, but no worker can open it
+    with pytest.raises(ProcessError) as info:
+        execute(recipe, executor="processes", workers=2)
+    assert "cannot open" in str(info.value) and "src.tif" in str(info.value)
+    assert "WorkerDied" not in str(info.value)
+    summary = execute(recipe, executor="processes", workers=2, keep_going=True)
+    assert summary.failed and all(o.exc_type == "InputError" for o in summary.failed)

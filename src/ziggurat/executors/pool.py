@@ -34,7 +34,7 @@ from ziggurat.executors.job import RunSpec, TileJob
 from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, sweep_stale
 from ziggurat.grid import TileIndex
 from ziggurat.io import Output
-from ziggurat.tasks import FAILED, WRITTEN, TileOutcome, task_index
+from ziggurat.tasks import FAILED, WRITTEN, TileOutcome, failed_outcome, task_index
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +42,32 @@ WRITE_IN = ("workers", "parent")
 
 # -- worker side ---------------------------------------------------------------------------
 _job: TileJob | None = None
+_init_error: BaseException | None = None
 _slot_writers: dict[tuple[str, ...], SlotWriter] = {}
 
 
 def _init_worker(spec: RunSpec) -> None:
+    """Build the worker's job; an error (an input it cannot open) is kept and reported as every
+    tile's outcome: raising here would break the pool and look like a dying worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    global _job
-    _job = TileJob(spec)
+    global _job, _init_error
+    try:
+        _job = TileJob(spec)
+    except Exception as exc:
+        _init_error = exc
 
 
 def _run_tile(index: TileIndex) -> TileOutcome:
-    assert _job is not None
+    if _job is None:
+        return failed_outcome(task_index(index), _init_error or RuntimeError("the worker has no job"))
     return _job.run(index)
 
 
 def _compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
                   ) -> tuple[TileOutcome, Any]:
     """Compute without writing; the array goes into a slot (or, without one, back pickled)."""
-    assert _job is not None
+    if _job is None:
+        return failed_outcome(task_index(index), _init_error or RuntimeError("the worker has no job")), None
     outcome, array = _job.compute(index)
     if array is None:
         return outcome, None
@@ -214,14 +222,18 @@ class ProcessExecutor(Executor):
         def submit(task: _Task) -> None:
             assert self._pool is not None
             future: Future[Any]
-            with _main_not_reimported():  # workers (and the forkserver) start inside submit()
-                if parent is None:
-                    future = self._pool.submit(_run_tile, task.index)
-                else:
-                    if slots is not None and task.slot is None:
-                        task.slot = slots.acquire()
-                    future = self._pool.submit(_compute_tile, task.index, task.slot,
-                                               slots.spec if slots is not None else None)
+            try:
+                with _main_not_reimported():  # workers (and the forkserver) start inside submit()
+                    if parent is None:
+                        future = self._pool.submit(_run_tile, task.index)
+                    else:
+                        if slots is not None and task.slot is None:
+                            task.slot = slots.acquire()
+                        future = self._pool.submit(_compute_tile, task.index, task.slot,
+                                                   slots.spec if slots is not None else None)
+            except BrokenProcessPool as exc:  # a worker died since the last look: recover as for a result
+                future = Future()
+                future.set_exception(exc)
             computing[future] = task
 
         while True:
