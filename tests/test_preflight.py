@@ -81,3 +81,31 @@ def test_an_input_error_in_the_pool_workers_is_reported_as_itself(tmp_path):
     assert "WorkerDied" not in str(info.value)
     summary = execute(recipe, executor="processes", workers=2, keep_going=True)
     assert summary.failed and all(o.exc_type == "InputError" for o in summary.failed)
+
+
+HANGS = """
+import time
+from ziggurat import Empty
+
+def execute(src, tile):
+    if tile.zoom == 6 and tile.row == 10 and tile.col == 21:
+        time.sleep(600)                     # hangs
+    data = src.read(1)
+    if data.mask.all():
+        raise Empty
+    return data
+"""
+
+
+@pytest.mark.slow
+def test_a_hanging_tile_times_out_and_is_named_while_the_others_are_written(tmp_path):
+    recipe = make_recipe(tmp_path, process=HANGS, params="{}")
+    done = subprocess.run([ZIGGURAT, "execute", str(recipe), "-e", "processes", "-w", "2", "--tile-timeout", "2",
+                           "--retries", "1", "--keep-going", "--no-progress"],
+                          capture_output=True, text=True, timeout=180)   # a hang guard
+    assert done.returncode == 1, done.stderr
+    assert "zoom 6, row 10, col 21" in done.stderr and "TimedOut" in done.stderr and "Traceback" not in done.stderr
+    written = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").glob("6/*/*.tif")}
+    assert written == {"6/10/20.tif", "6/11/20.tif", "6/11/21.tif"}
+    with pytest.raises(Exception, match="needs the processes executor"):
+        execute(recipe, executor="threads", tile_timeout=2)

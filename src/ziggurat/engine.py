@@ -131,8 +131,8 @@ def dry_run(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
 def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None = None, *,
             overwrite: bool = False, executor: str | Executor | None = None, workers: int | None = None,
             retries: int = 2, write_in: str | None = None, keep_going: bool = False,
-            retry_failed: bool = False, progress: ProgressCallback | None = None, vrt: bool = False,
-            **narrowing: Any) -> RunSummary:
+            retry_failed: bool = False, tile_timeout: float | None = None,
+            progress: ProgressCallback | None = None, vrt: bool = False, **narrowing: Any) -> RunSummary:
     """Run a recipe over its zoom levels and area, narrowed by a `Selection` (or its keyword
     arguments: zoom, bounds, bounds_crs, tile, point, point_crs, area, area_crs), writing tiles.
 
@@ -144,7 +144,9 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     ("workers" or "parent") chooses who encodes tiles with the process pool. An `area`
     narrows the recipe's area: only tiles meeting the polygon run, and raster results are
     masked to it. `retry_failed` runs exactly the tiles the ledger records as failed (a dead-letter
-    list), of the selected zooms.
+    list), of the selected zooms. `tile_timeout` (seconds, processes executor) stops a tile that
+    runs longer: its worker is replaced and the tile retried like a dying worker, then reported as
+    failed ("TimedOut").
     """
     sel = Selection.of(selection, **narrowing)
     recipe = load(recipe)
@@ -156,7 +158,7 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
         recipe = replace(recipe, area=run_plan.area)
     output = open_output(recipe.output, recipe.grid)
     pool = get_executor(executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR, workers,
-                        retries=retries, write_in=write_in)
+                        retries=retries, write_in=write_in, tile_timeout=tile_timeout)
     lock = RunLock(recipe.output.path)
     try:
         _preflight(output, pool, run_plan)  # the last checks, before anything touches the disk

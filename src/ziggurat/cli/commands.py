@@ -20,6 +20,8 @@ from ziggurat.plan.selection import Selection
 @click.option("-e", "--executor", type=click.Choice(["processes", "threads", "sequential", "dask"]),
               help="How tiles run (default: $ZIGGURAT_EXECUTOR or processes).")
 @click.option("-w", "--workers", type=click.IntRange(min=1), help="Parallel workers (default: CPU count).")
+@click.option("--tile-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="processes executor: stop a tile running longer, retry it like a dying worker, then fail it.")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="Reruns of a tile whose worker process died (segfault, OOM kill).")
 @click.option("--write-in", type=click.Choice(["workers", "parent"]),
@@ -33,7 +35,8 @@ from ziggurat.plan.selection import Selection
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @debug_option
 def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: str | None, workers: int | None,
-                retries: int, write_in: str | None, dask_scheduler: str | None, keep_going: bool,
+                tile_timeout: float | None, retries: int, write_in: str | None, dask_scheduler: str | None,
+                keep_going: bool,
                 retry_failed: bool, vrt: bool, no_progress: bool) -> None:
     """Run RECIPE: process every tile of its zoom levels and area."""
     from ziggurat.engine import execute, load, prepare
@@ -47,7 +50,7 @@ def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: st
     try:
         summary = execute(recipe, selection, overwrite=overwrite, executor=pool or executor, workers=workers,
                           retries=retries, write_in=write_in, keep_going=keep_going,
-                          retry_failed=retry_failed, progress=update, vrt=vrt)
+                          retry_failed=retry_failed, tile_timeout=tile_timeout, progress=update, vrt=vrt)
     finally:
         signal.signal(signal.SIGTERM, previous)
         close()

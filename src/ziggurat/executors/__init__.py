@@ -33,7 +33,8 @@ LAZY_EXECUTORS: dict[str, Callable[[], Callable[..., Executor]]] = {"dask": _loa
 
 
 def get_executor(name: str | Executor = "sequential", workers: int | None = None, *,
-                 retries: int = 2, write_in: str | None = None, **options: Any) -> Executor:
+                 retries: int = 2, write_in: str | None = None, tile_timeout: float | None = None,
+                 **options: Any) -> Executor:
     """An executor by name; pool options only apply to the process pool, `options` (e.g.
     `scheduler=` for dask) to the lazily loaded executors."""
     if isinstance(name, Executor):
@@ -48,13 +49,16 @@ def get_executor(name: str | Executor = "sequential", workers: int | None = None
         raise ExecutorError(f"workers must be >= 1, got {workers}")
     if retries < 0:
         raise ExecutorError(f"retries must be >= 0, got {retries}")
+    if tile_timeout is not None and (tile_timeout <= 0 or name != ProcessExecutor.name):
+        raise ExecutorError("a tile timeout must be > 0 s and needs the processes executor (a thread cannot be "
+                            f"stopped; Dask tasks not yet), got {tile_timeout} s with {name!r}")
     if lazy is not None:
         return lazy()(workers, retries=retries, **options)
     assert cls is not None
     if issubclass(cls, ProcessExecutor):
         if write_in not in (None, "workers", "parent"):
             raise ExecutorError(f"write_in must be 'workers' or 'parent', got {write_in!r}")
-        return cls(workers, retries=retries, write_in=write_in or "workers")
+        return cls(workers, retries=retries, write_in=write_in or "workers", tile_timeout=tile_timeout)
     return cls(workers)
 
 

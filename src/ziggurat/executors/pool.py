@@ -19,6 +19,7 @@ import multiprocessing as mp
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -84,8 +85,10 @@ def _compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
 @dataclass
 class _Task:
     index: Any                 # the task spec as given (a TileIndex or an OverviewTask), opaque here
-    attempts: int = 0          # worker deaths while this tile ran alone
+    attempts: int = 0          # worker deaths (or timeouts) while this tile ran alone
     slot: int | None = None
+    started: float = 0.0       # when it was handed to the pool (monotonic)
+    timed_out: bool = False    # it ran longer than the tile timeout
 
 
 @contextmanager
@@ -121,8 +124,10 @@ class ProcessExecutor(Executor):
     name = "processes"
 
     def __init__(self, workers: int | None = None, *, retries: int = 2, write_in: str = "workers",
-                 shm_dir: str | None = None) -> None:
+                 shm_dir: str | None = None, tile_timeout: float | None = None) -> None:
         super().__init__(workers)
+        #: seconds a tile may run; a longer one has its worker killed and is retried like a worker death
+        self.tile_timeout = tile_timeout
         if write_in not in WRITE_IN:
             raise ValueError(f"write_in must be one of {WRITE_IN}, got {write_in!r}")
         self.retries = retries
@@ -234,6 +239,7 @@ class ProcessExecutor(Executor):
             except BrokenProcessPool as exc:  # a worker died since the last look: recover as for a result
                 future = Future()
                 future.set_exception(exc)
+            task.started = time.monotonic()
             computing[future] = task
 
         while True:
@@ -247,7 +253,16 @@ class ProcessExecutor(Executor):
                     continue
                 feeder.idle()
                 return
-            done, _ = wait([*computing, *writing], return_when=FIRST_COMPLETED)
+            done, _ = wait([*computing, *writing], timeout=self._next_deadline(computing),
+                           return_when=FIRST_COMPLETED)
+            if not done:  # a tile ran past the timeout: its worker (with the pool) goes, as if it had died
+                suspects.extend(self._timed_out(spec, computing))
+                for t in list(suspects):
+                    if t.attempts > self.retries:
+                        suspects.remove(t)
+                        self._release(slots, t)
+                        yield self._gave_up(t)
+                continue
             for future in done:
                 if future in writing:
                     task = writing.pop(future)
@@ -299,7 +314,42 @@ class ProcessExecutor(Executor):
         self._pool = self._new_pool(spec, self.workers)
         return lost
 
+    def _next_deadline(self, computing: dict[Future[Any], _Task]) -> float | None:
+        """Seconds until the first tile in flight passes the timeout (None: no timeout)."""
+        if self.tile_timeout is None or not computing:
+            return None
+        first = min(t.started for t in computing.values())
+        return max(0.0, first + self.tile_timeout - time.monotonic()) + 0.05
+
+    def _timed_out(self, spec: RunSpec, computing: dict[Future[Any], _Task]) -> list[_Task]:
+        """Kill the pool (a running task cannot be cancelled otherwise), count the overdue tiles'
+        attempts, and hand back everything in flight to rerun one at a time."""
+        assert self.tile_timeout is not None
+        now = time.monotonic()
+        lost = list(computing.values())
+        computing.clear()
+        late = [t for t in lost if now - t.started >= self.tile_timeout]
+        for t in late:
+            t.timed_out = True
+            if len(lost) == 1:
+                t.attempts += 1
+        log.warning("tile(s) %s ran longer than %s s; stopping their worker and rerunning the %d tile(s) in "
+                    "flight one at a time", ", ".join(str(task_index(t.index)) for t in late), self.tile_timeout,
+                    len(lost))
+        old, self._pool = self._pool, None
+        if old is not None:
+            procs = _worker_processes(old)
+            old.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                p.kill()
+        self._pool = self._new_pool(spec, self.workers)
+        return lost
+
     def _gave_up(self, task: _Task) -> TileOutcome:
+        if task.timed_out:
+            msg = (f"TimedOut: the tile ran longer than the tile timeout ({self.tile_timeout} s), alone, "
+                   f"{task.attempts} time(s) (raise --tile-timeout or --retries to try more)")
+            return TileOutcome(task_index(task.index), FAILED, error=msg, exc_type="TimedOut")
         codes = self._last_exit
         how = ", ".join(_describe_exit(c) for c in codes) or "died"
         msg = (f"WorkerDied: the worker process {how} while processing this tile, alone, "
