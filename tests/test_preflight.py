@@ -109,3 +109,39 @@ def test_a_hanging_tile_times_out_and_is_named_while_the_others_are_written(tmp_
     assert written == {"6/10/20.tif", "6/11/20.tif", "6/11/21.tif"}
     with pytest.raises(Exception, match="needs the processes executor"):
         execute(recipe, executor="threads", tile_timeout=2)
+
+
+SLOW_TILES = """
+import time
+from ziggurat import Empty
+
+def execute(src):
+    time.sleep(0.5)
+    data = src.read(1)
+    if data.mask.all():
+        raise Empty
+    return data
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_parent_leaves_no_pool_process(tmp_path):
+    import os
+    import signal
+
+    from polling import session_processes, wait_until
+
+    recipe = make_recipe(tmp_path, process=SLOW_TILES, params="{}")
+    run = subprocess.Popen([ZIGGURAT, "execute", str(recipe), "-e", "processes", "-w", "2", "--no-progress"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        # mid-run: workers are writing tiles (a kill while the forkserver starts is not covered)
+        assert wait_until(lambda: list((tmp_path / "out").glob("6/*/*.tif")), 60)
+        os.kill(run.pid, signal.SIGKILL)                                       # the parent only
+        run.wait()
+        assert wait_until(lambda: session_processes(run.pid) == [], 30), session_processes(run.pid)
+    finally:
+        run.stdout.close()
+        run.stderr.close()
+        for line in session_processes(run.pid):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
