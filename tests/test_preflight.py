@@ -145,3 +145,34 @@ def test_kill_9_of_the_parent_leaves_no_pool_process(tmp_path):
         run.stderr.close()
         for line in session_processes(run.pid):
             os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path):
+    import os
+    import signal
+    import time
+
+    from polling import session_processes, wait_until
+
+    recipe = make_recipe(tmp_path, process=SLOW_TILES, params="{}")
+    run = subprocess.Popen([ZIGGURAT, "execute", str(recipe), "-e", "processes", "-w", "2", "--write-in", "parent",
+                            "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        assert wait_until(lambda: list((tmp_path / "out").glob("6/*/*.tif")), 60)
+        os.kill(run.pid, signal.SIGINT)
+        time.sleep(0.01)                     # the second one arrives while the first is handled
+        os.kill(run.pid, signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+    finally:
+        for line in session_processes(run.pid):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+    assert run.returncode == 130 and "Traceback" not in err, err
+    assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith(f"ziggurat-{run.pid}-")]
+    assert wait_until(lambda: session_processes(run.pid) == [], 30)
+    for tile in (tmp_path / "out").glob("6/*/*.tif"):     # what is there is whole
+        import rasterio
+
+        with rasterio.open(tile) as src:
+            src.read()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 from typing import Any, Callable
 
@@ -25,8 +26,21 @@ EXIT_INTERRUPTED = 130
 
 
 def interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM cancels like Ctrl-C: workers stop, nothing half-written stays, exit 130."""
+    """The first Ctrl-C or SIGTERM cancels: workers stop, nothing half-written stays, exit 130.
+    A second one while that runs stops at once (`interrupt_again`)."""
+    signal.signal(signal.SIGINT, interrupt_again)
+    signal.signal(signal.SIGTERM, interrupt_again)
     raise KeyboardInterrupt
+
+
+def interrupt_again(signum: int, frame: Any) -> None:
+    """Stop now, without a traceback: this run's shared memory is unlinked; pool processes die
+    with this one; committed ledger rows are kept and the next run sweeps temporary files."""
+    from ziggurat.executors.shm import remove_own
+
+    remove_own()
+    os.write(2, b"Interrupted again: stopped at once. Rerun the same command to resume.\n")
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _setup_logging(verbose: int, debug: bool) -> None:

@@ -47,12 +47,16 @@ def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: st
     pool = dask_executor(executor, dask_scheduler, workers, retries)  # None unless dask
     update, close = progress_bar(not no_progress)
     previous = signal.signal(signal.SIGTERM, interrupt)
+    previous_int = signal.signal(signal.SIGINT, interrupt)
     try:
         summary = execute(recipe, selection, overwrite=overwrite, executor=pool or executor, workers=workers,
                           retries=retries, write_in=write_in, keep_going=keep_going,
                           retry_failed=retry_failed, tile_timeout=tile_timeout, progress=update, vrt=vrt)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGINT) is interrupt:  # not interrupted: as before the run
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
+        # interrupted: a late second Ctrl-C still exits quietly (interrupt_again) until the exit
         close()
         if pool is not None:
             pool.close()

@@ -64,6 +64,23 @@ def sweep_stale(shm_dir: Path | str = SHM_DIR) -> int:
     return removed
 
 
+def remove_own(shm_dir: Path | str = SHM_DIR) -> int:
+    """Unlink this process's slots at once (a run stopped by a second Ctrl-C); count them."""
+    own = f"{PREFIX}{os.getpid()}-"
+    removed = 0
+    try:
+        entries = [e for e in Path(shm_dir).iterdir() if e.name.startswith(own)]
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            entry.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def free_bytes(shm_dir: Path = SHM_DIR) -> tuple[int, int]:
     """(available, total) bytes of the shared-memory filesystem."""
     st = os.statvfs(shm_dir)
