@@ -4,6 +4,8 @@ verify, plan and status never need write access."""
 from __future__ import annotations
 
 import os
+import shlex
+import textwrap
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +78,35 @@ def test_a_second_run_into_one_output_is_refused_naming_the_holder(tmp_path):
     summary = execute(recipe, executor="sequential")
     assert summary.ok and not lock.exists()        # taken over, and released at the end
     assert read_manifest(tmp_path / "out")["status"] == "succeeded"
+
+
+@pytest.mark.skipif(not _ro_bind_possible(), reason="needs root and unshare -m for a tiny tmpfs")
+def test_a_full_disk_under_the_ledger_is_one_clear_error(tmp_path):
+    folder = tmp_path / "full"
+    folder.mkdir()
+    code = textwrap.dedent(f"""
+        import os, sys
+        from ziggurat.errors import OutputError
+        from ziggurat.grid import TileIndex
+        from ziggurat.records.ledger import Ledger, TileRecord
+        ledger = Ledger({str(folder)!r})
+        with open({str(folder / "filler")!r}, "wb") as fh:      # fill the file system
+            try:
+                while True:
+                    fh.write(b"x" * 65536)
+            except OSError:
+                pass
+        try:
+            for n in range(20000):
+                ledger.record_outputs([TileRecord(f"9/{{n}}/0.tif", "0" * 64, TileIndex(9, n, 0), "r")])
+            ledger.commit()
+        except OutputError as exc:
+            print("CLEAR:", exc)
+            sys.exit(0)
+        print("no error")
+    """)
+    script = f"mount -t tmpfs -o size=256k tmpfs {folder} && {sys.executable} -c {shlex.quote(code)}"
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "CLEAR: cannot write the tile ledger" in done.stdout and "ledger.sqlite" in done.stdout
+    assert "Traceback" not in done.stderr

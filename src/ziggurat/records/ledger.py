@@ -31,9 +31,11 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
+from ziggurat.errors import OutputError
 from ziggurat.grid import TileIndex
 from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 
@@ -157,18 +159,32 @@ class Ledger:
             self._conn.execute("BEGIN")
             self._in_tx = True
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Ledger writes under the lock; a full disk or a read-only file system becomes one clear
+        error naming the ledger (the open batch is rolled back: its tiles simply run again)."""
+        with self._lock:
+            try:
+                self._begin()
+                yield
+            except sqlite3.Error as exc:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                self._in_tx = False
+                raise OutputError(f"cannot write the tile ledger {self.path}: {exc}") from exc
+
     def record_process(self, index: TileIndex, status: str, run: str | None, key: str | None = None,
                        deps: str | None = None) -> None:
-        with self._lock:
-            self._begin()
+        with self._writing():
             self._conn.execute("INSERT OR REPLACE INTO process_tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                (*map(int, index[:3]), status, run, time.time(), key, deps))
             self._pending += 1
             self._row_cache = None
 
     def record_key(self, key: str, parts: str) -> None:
-        with self._lock:
-            self._begin()
+        with self._writing():
             self._conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?)", (key, parts))
             self._pending += 1
 
@@ -182,8 +198,7 @@ class Ledger:
 
     def set_state(self, name: str, value: str | None) -> None:
         """Committed at once: the state must survive a killed run."""
-        with self._lock:
-            self._begin()
+        with self._writing():
             if value is None:
                 self._conn.execute("DELETE FROM state WHERE name=?", (name,))
             else:
@@ -200,8 +215,7 @@ class Ledger:
 
     def clear(self) -> None:
         """Forget every tile (the pyramid they describe was removed)."""
-        with self._lock:
-            self._begin()
+        with self._writing():
             self._conn.execute("DELETE FROM process_tiles")
             self._conn.execute("DELETE FROM output_tiles")
             self._row_cache = None
@@ -212,8 +226,7 @@ class Ledger:
                  r.sha256, r.run) for r in records]
         if not rows:
             return 0
-        with self._lock:
-            self._begin()
+        with self._writing():
             self._conn.executemany("INSERT OR REPLACE INTO output_tiles VALUES (?, ?, ?, ?, ?, ?)", rows)
             self._pending += len(rows)
         return len(rows)
@@ -224,12 +237,22 @@ class Ledger:
             self.commit()
 
     def commit(self) -> None:
+        """Make the batch durable; a full disk or a read-only file system is one clear error
+        (the batch is lost, earlier commits stay: the tiles of the lost rows run again)."""
         with self._lock:
-            if self._in_tx:
-                self._conn.execute("COMMIT")
+            try:
+                if self._in_tx:
+                    self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite rolled back already
+                raise OutputError(f"cannot write the tile ledger {self.path}: {exc}") from exc
+            finally:
                 self._in_tx = False
-            self._pending = 0
-            self._last_commit = time.monotonic()
+                self._pending = 0
+                self._last_commit = time.monotonic()
 
     def close(self) -> None:
         """Commit and close; the last connection checkpoints and removes the WAL file."""
