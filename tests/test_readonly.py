@@ -110,3 +110,19 @@ def test_a_full_disk_under_the_ledger_is_one_clear_error(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "CLEAR: cannot write the tile ledger" in done.stdout and "ledger.sqlite" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not _ro_bind_possible(), reason="needs root and unshare -m for a tiny tmpfs")
+def test_a_full_output_disk_names_the_tile_and_keeps_no_broken_tile(tmp_path):
+    recipe = make_recipe(tmp_path, zooms="[4, 7]")
+    out = tmp_path / "out"
+    out.mkdir()
+    check = ("import rasterio, sys\nfor p in sys.argv[1:]:\n    with rasterio.open(p) as src:\n        src.read()\n"
+             "print('ALL-TILES-READ')")
+    script = (f"mount -t tmpfs -o size=120k tmpfs {out} && {BIN / 'ziggurat'} execute {recipe} -e sequential "
+              f"--no-progress; echo rc=$?; {sys.executable} -c {shlex.quote(check)} $(find {out} -name '*.tif')")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert "rc=1" in done.stdout, done.stdout + done.stderr
+    assert "cannot write" in done.stderr and str(out) in done.stderr
+    assert "cannot read" not in done.stderr and "Traceback" not in done.stderr   # not blamed on the input
+    assert "ALL-TILES-READ" in done.stdout, done.stderr                           # no broken tile in place

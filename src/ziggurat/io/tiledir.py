@@ -14,6 +14,7 @@ import rasterio
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
+from ziggurat.io import gdal_errors
 from ziggurat.io.common import block_size, nodata_from_json, nodata_to_json, open_tile, same_nodata
 from ziggurat.io.folder import METADATA_FILE, TileFolder
 from ziggurat.io.protocols import OutputCapabilities
@@ -92,8 +93,12 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
 
     def _write_tile(self, tile: Tile, array: np.ndarray) -> None:
         with self.staged(tile) as tmp:
+            gdal_errors.reset()
             with rasterio.Env(**self.gdal_env), rasterio.open(tmp, "w", **self.profile(tile)) as dst:
                 dst.write(np.ascontiguousarray(self.encode(array)))
+            failed = gdal_errors.failure()  # e.g. a full disk: GDAL says so, rasterio does not
+            if failed is not None:
+                raise OutputError(failed)
 
     #: GDAL configuration while writing a tile (PNG turns off .aux.xml sidecars).
     gdal_env: dict[str, str] = {}
