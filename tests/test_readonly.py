@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import shlex
-import textwrap
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
