@@ -260,11 +260,7 @@ class ProcessExecutor(Executor):
                            return_when=FIRST_COMPLETED)
             if not done:  # a tile ran past the timeout: its worker (with the pool) goes, as if it had died
                 suspects.extend(self._timed_out(spec, computing))
-                for t in list(suspects):
-                    if t.attempts > self.retries:
-                        suspects.remove(t)
-                        self._release(slots, t)
-                        yield self._gave_up(t)
+                yield from self._exhausted(suspects, slots)
                 continue
             for future in done:
                 if future in writing:
@@ -279,11 +275,7 @@ class ProcessExecutor(Executor):
                     result = future.result()
                 except BrokenProcessPool:
                     suspects.extend(self._recover(spec, task, computing, suspects))
-                    for t in list(suspects):
-                        if t.attempts > self.retries:
-                            suspects.remove(t)
-                            self._release(slots, t)
-                            yield self._gave_up(t)
+                    yield from self._exhausted(suspects, slots)
                     continue
                 if parent is None or writer is None:
                     yield result
@@ -316,6 +308,14 @@ class ProcessExecutor(Executor):
             old.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool(spec, self.workers)
         return lost
+
+    def _exhausted(self, suspects: list[_Task], slots: SlotPool | None) -> Iterator[TileOutcome]:
+        """The failed outcomes of tiles that used up their retries (taken out of `suspects`)."""
+        for t in list(suspects):
+            if t.attempts > self.retries:
+                suspects.remove(t)
+                self._release(slots, t)
+                yield self._gave_up(t)
 
     def _next_deadline(self, computing: dict[Future[Any], _Task]) -> float | None:
         """Seconds until the first tile in flight passes the timeout (None: no timeout)."""

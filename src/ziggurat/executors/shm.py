@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ziggurat.io.atomic import pid_alive
+
 log = logging.getLogger(__name__)
 
 SHM_DIR = Path("/dev/shm")
@@ -27,16 +29,6 @@ PREFIX = "ziggurat-"
 #: locks and queues live there too.
 MIN_HEADROOM = 1024 * 1024
 HEADROOM_FRACTION = 0.10
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_stale(shm_dir: Path | str = SHM_DIR) -> int:
@@ -53,7 +45,7 @@ def sweep_stale(shm_dir: Path | str = SHM_DIR) -> int:
             pid = int(entry.name[len(PREFIX):].split("-", 1)[0])
         except ValueError:
             continue
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             try:
                 entry.unlink()
                 removed += 1

@@ -51,7 +51,8 @@ def tmp_in(folder: Path, suffix: str) -> Path:
     return folder / _tmp_name(suffix)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A process of this host with that PID exists (this process counts)."""
     if pid == os.getpid():
         return True
     try:
@@ -87,7 +88,7 @@ def sweep_tmp(folder: Path, *, prefix: str = "", keep_own: bool = True) -> int:
                     continue
             except OSError:
                 continue
-        elif (pid == os.getpid() and keep_own) or (pid != os.getpid() and _pid_alive(pid)):
+        elif (pid == os.getpid() and keep_own) or (pid != os.getpid() and pid_alive(pid)):
             continue
         try:
             os.unlink(folder / name)

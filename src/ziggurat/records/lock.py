@@ -17,21 +17,11 @@ import time
 from typing import Any
 
 from ziggurat.errors import OutputError
-from ziggurat.io.atomic import FOREIGN_TMP_AGE, HOST
+from ziggurat.io.atomic import FOREIGN_TMP_AGE, HOST, pid_alive
 from ziggurat.records.ledger import provenance_dir
 
 log = logging.getLogger(__name__)
 LOCK_FILE = "lock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunLock:
@@ -82,7 +72,7 @@ class RunLock:
         if not isinstance(pid, int):
             return True
         if host == HOST:
-            return pid != os.getpid() and not _alive(pid)
+            return pid != os.getpid() and not pid_alive(pid)
         try:
             return time.time() - self.path.stat().st_mtime > FOREIGN_TMP_AGE
         except OSError:
