@@ -176,3 +176,13 @@ def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path):
 
         with rasterio.open(tile) as src:
             src.read()
+
+
+@pytest.mark.slow
+def test_the_recipe_can_set_the_tile_timeout(tmp_path):
+    recipe = make_recipe(tmp_path, process=HANGS, params="{}", extra="tile_timeout: 2\n")
+    summary = execute(recipe, executor="processes", workers=2, retries=0, keep_going=True)
+    assert [(tuple(o.index), o.exc_type) for o in summary.failed] == [((6, 10, 21), "TimedOut")]
+    bad = make_recipe(tmp_path, name="bad.yaml", extra="tile_timeout: -1\n")
+    with pytest.raises(RecipeError, match="bad.yaml:.*tile_timeout: expected a number of seconds > 0"):
+        execute(bad, executor="sequential")

@@ -157,8 +157,14 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     if run_plan.area is not recipe.area:  # workers mask raster results to the run's area
         recipe = replace(recipe, area=run_plan.area)
     output = open_output(recipe.output, recipe.grid)
-    pool = get_executor(executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR, workers,
-                        retries=retries, write_in=write_in, tile_timeout=tile_timeout)
+    name = executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR
+    if tile_timeout is None and recipe.tile_timeout is not None:  # the recipe's, where tiles can be stopped
+        if name == "processes":
+            tile_timeout = recipe.tile_timeout
+        else:
+            log.warning("%s: tile_timeout applies to the processes executor only; %s cannot stop a tile",
+                        recipe.describe_key("tile_timeout"), name if isinstance(name, str) else name.name)
+    pool = get_executor(name, workers, retries=retries, write_in=write_in, tile_timeout=tile_timeout)
     lock = RunLock(recipe.output.path)
     try:
         _preflight(output, pool, run_plan)  # the last checks, before anything touches the disk

@@ -22,6 +22,7 @@ from affine import Affine
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.io import gdal_errors
 from ziggurat.io.atomic import staged, tmp_in
 from ziggurat.io.outputbase import OutputBase
 from ziggurat.io.protocols import OutputCapabilities
@@ -119,12 +120,19 @@ class SingleFileOutput(OutputBase, RasterArrays):
         if dst is None or tmp is None:
             return
         try:
-            dst.close()
+            gdal_errors.reset()
+            dst.close()  # the last blocks are flushed here: a full disk shows now, or never
             if not success:
                 return
+            failed = gdal_errors.failure()
+            if failed is not None:
+                raise OutputError(f"cannot finish {self.path}: {failed}")
             if self.cog:
                 with staged(self.path, tmp_in(self._tmp_folder, ".cog.tif")) as cog_tmp:
                     rasterio.shutil.copy(tmp, cog_tmp, driver="COG", **self.cog_options())
+                    failed = gdal_errors.failure()
+                    if failed is not None:
+                        raise OutputError(f"cannot write the COG {self.path}: {failed}")
             else:
                 with staged(self.path, tmp):
                     pass

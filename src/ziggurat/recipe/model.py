@@ -33,7 +33,8 @@ from ziggurat.recipe.yamlload import (
 __all__ = ["FrozenDict", "InputConfig", "OutputConfig", "Recipe", "load_recipe", "parse_zoom_levels"]
 
 TOP_KEYS = ("process", "zoom_levels", "pyramid", "input", "output", "bounds", "bounds_crs",
-            "process_parameters", "baselevels", "area", "area_crs", "stac", "description", "name")
+            "process_parameters", "baselevels", "area", "area_crs", "stac", "description", "name",
+            "tile_timeout")
 PYRAMID_KEYS = ("grid", "metatiling", "pixelbuffer", "tile_size")
 BASELEVEL_KEYS = ("min", "max", "lower", "higher")
 INPUT_FORMATS = {"raster": "raster", "raster_file": "raster", "gtiff": "raster", "geotiff": "raster",
@@ -82,6 +83,8 @@ class Recipe:
     area: Any = field(default=None, compare=False, repr=False)
     #: the validated `stac:` / `output.stac:` settings (a `stac_settings.StacSettings`)
     stac: Any = field(default=None, compare=False, repr=False)
+    #: seconds a tile may run (`tile_timeout:`; the processes executor stops longer ones)
+    tile_timeout: float | None = field(default=None, compare=False)
 
     @property
     def zooms(self) -> range:
@@ -193,9 +196,13 @@ class _Builder(OutputSection, MosaicSection, NativeGridSection):
             raise self.loc.error(("baselevels",), "overview zooms (zoom_levels outside baselevels) need a "
                                                   f"raster tile directory output, not {output.format} "
                                                   f"{'file' if output.is_single_file else 'tiles'} at {output.path}")
+        timeout = data.get("tile_timeout")
+        if timeout is not None and not (is_number(timeout) and timeout > 0):
+            raise self.fail(("tile_timeout",), "a number of seconds > 0", timeout)
         recipe = Recipe(self.path, self.base_dir, self.text, process, zoom_levels, grid, inputs, output,
                         bounds, bounds_crs, parameters, baselevels, data,
-                        FrozenDict(self.loc.lines), self.loc.source, area=area)
+                        FrozenDict(self.loc.lines), self.loc.source, area=area,
+                        tile_timeout=None if timeout is None else float(timeout))
         from ziggurat.recipe.stac_settings import settings_from_recipe  # it builds on a Recipe
 
         return replace(recipe, stac=settings_from_recipe(recipe))
