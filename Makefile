@@ -40,6 +40,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/pyramid.py
 	$(BENCH_VENV)/bin/python bench/ledger_keys.py
 	$(BENCH_VENV)/bin/python bench/merge.py
+	$(BENCH_VENV)/bin/python bench/faults.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) output bench/.cache .mypy_cache .ruff_cache
