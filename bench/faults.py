@@ -86,9 +86,14 @@ def _cleanup(sid: int) -> None:
 
 def segfault(folder: Path) -> bool:
     recipe = _setup(folder, "{crash: true}")
-    done = subprocess.run([EXE, "execute", str(recipe), "-e", "processes", "-w", "2", "--retries", "1",
-                           "--keep-going", "--no-progress", "--overwrite"], capture_output=True, text=True, timeout=300)
-    return done.returncode == 1 and "WorkerDied" in done.stderr and "Traceback" not in done.stderr
+    run = subprocess.Popen([EXE, "execute", str(recipe), "-e", "processes", "-w", "2", "--retries", "1",
+                            "--keep-going", "--no-progress", "--overwrite"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = run.communicate(timeout=120)
+    finally:
+        _cleanup(run.pid)
+    return run.returncode == 1 and "WorkerDied" in err and "Traceback" not in err
 
 
 def interrupt(folder: Path, how: str) -> bool:
@@ -136,13 +141,17 @@ def main() -> None:
     cases = [("segfault", args.segfaults, segfault), ("sigint", args.repeat, lambda f: interrupt(f, "sigint")),
              ("sigterm", args.repeat, lambda f: interrupt(f, "sigterm")), ("kill9", args.repeat, kill9)]
     for name, count, case in cases:
-        clean = 0
+        clean = hangs = 0
         t0 = time.perf_counter()
         for _ in range(count):
             with tempfile.TemporaryDirectory() as tmp:
-                clean += bool(case(Path(tmp)))
-        print(f"{name:<9} {clean:>3} of {count:<3} clean ({100 * clean / max(count, 1):.0f} %) "
-              f"in {time.perf_counter() - t0:.0f} s (target 100 %)")
+                try:
+                    clean += bool(case(Path(tmp)))
+                except subprocess.TimeoutExpired as exc:  # a hang: not clean (and stopped here)
+                    hangs += 1
+                    print(f"{name}: hung ({exc.cmd[1:3]}): stopped after {exc.timeout} s")
+        print(f"{name:<9} {clean:>3} of {count:<3} clean ({100 * clean / max(count, 1):.0f} %), {hangs} hung, "
+              f"in {time.perf_counter() - t0:.0f} s (target 100 %)", flush=True)
 
 
 if __name__ == "__main__":
