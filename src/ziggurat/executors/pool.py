@@ -303,11 +303,20 @@ class ProcessExecutor(Executor):
         self._last_exit = codes
         log.warning("a worker process died (exit codes %s) with %d tile(s) in flight; restarting the "
                     "pool and rerunning them one at a time", codes or "unknown", len(lost))
-        old = self._pool
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool(spec, self.workers)
+        self._replace_pool(spec)
         return lost
+
+    def _replace_pool(self, spec: RunSpec) -> None:
+        """A new pool; the old one's surviving workers are killed, or its manager thread would
+        wait for them at exit (and the run would hang there)."""
+        old, self._pool = self._pool, None
+        if old is not None:
+            procs = _worker_processes(old)
+            old.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+        self._pool = self._new_pool(spec, self.workers)
 
     def _exhausted(self, suspects: list[_Task], slots: SlotPool | None) -> Iterator[TileOutcome]:
         """The failed outcomes of tiles that used up their retries (taken out of `suspects`)."""
@@ -339,13 +348,7 @@ class ProcessExecutor(Executor):
         log.warning("tile(s) %s ran longer than %s s; stopping their worker and rerunning the %d tile(s) in "
                     "flight one at a time", ", ".join(str(task_index(t.index)) for t in late), self.tile_timeout,
                     len(lost))
-        old, self._pool = self._pool, None
-        if old is not None:
-            procs = _worker_processes(old)
-            old.shutdown(wait=False, cancel_futures=True)
-            for p in procs:
-                p.kill()
-        self._pool = self._new_pool(spec, self.workers)
+        self._replace_pool(spec)
         return lost
 
     def _gave_up(self, task: _Task) -> TileOutcome:
