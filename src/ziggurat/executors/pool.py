@@ -119,7 +119,7 @@ def _main_not_reimported() -> Iterator[None]:
 def _context() -> mp.context.BaseContext:
     lifeline.mark_run()  # the forkserver (started from here) dies with this process
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["ziggurat.executors.lifeline", "ziggurat.executors.job"])
+    ctx.set_forkserver_preload(["ziggurat_boot", "ziggurat.executors.job"])
     return ctx
 
 
@@ -158,15 +158,12 @@ class ProcessExecutor(Executor):
         if pool is None:
             return
         procs = _worker_processes(pool)  # before shutdown(), which drops them
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=0.5)
+        for p in procs:  # first: a worker still starting must not find the pool's locks gone
             if p.is_alive():
                 p.kill()
-                p.join(timeout=0.5)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.join(timeout=0.5)
 
     def close(self) -> None:
         with self._lock:
