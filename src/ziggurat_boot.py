@@ -66,10 +66,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     try:
         from ziggurat.cli import main as cli
-    except KeyboardInterrupt:
+
+        cli()
+    except KeyboardInterrupt:  # while importing, or after the run handed back (it handles its own)
         sys.stderr.write("Interrupted.\n")
         sys.exit(EXIT_INTERRUPTED)
-    cli()
 
 
 _run = os.environ.get(ENV)

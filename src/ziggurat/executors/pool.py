@@ -116,6 +116,19 @@ def _main_not_reimported() -> Iterator[None]:
         main.__dict__.update(saved)
 
 
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Block SIGINT in this thread for the block; a Ctrl-C that came meanwhile arrives after it."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _context() -> mp.context.BaseContext:
     lifeline.mark_run()  # the forkserver (started from here) dies with this process
     ctx = mp.get_context("forkserver")
@@ -228,7 +241,10 @@ class ProcessExecutor(Executor):
             assert self._pool is not None
             future: Future[Any]
             try:
-                with _main_not_reimported():  # workers (and the forkserver) start inside submit()
+                # workers (and the forkserver) start inside submit(); Ctrl-C is held back meanwhile, so
+                # the forkserver starts with it blocked (it ignores it once running) and never
+                # prints a traceback from its imports
+                with _main_not_reimported(), _sigint_held():
                     if parent is None:
                         future = self._pool.submit(_run_tile, task.index)
                     else:
