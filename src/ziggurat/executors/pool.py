@@ -29,7 +29,7 @@ from typing import Any, Generator, Iterable, Iterator
 
 import numpy as np
 
-from ziggurat.executors import lifeline
+import ziggurat_boot  # stdlib only: also the forkserver's first import
 from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
 from ziggurat.executors.job import RunSpec, TileJob
@@ -52,7 +52,7 @@ def _init_worker(spec: RunSpec) -> None:
     """Build the worker's job; an error (an input it cannot open) is kept and reported as every
     tile's outcome: raising here would break the pool and look like a dying worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    lifeline.die_with_parent()  # the forkserver: it dies with the run, and so do its workers
+    ziggurat_boot.die_with_parent()  # the forkserver: it dies with the run, and so do its workers
     global _job, _init_error
     try:
         _job = TileJob(spec)
@@ -130,7 +130,7 @@ def _sigint_held() -> Iterator[None]:
 
 
 def _context() -> mp.context.BaseContext:
-    lifeline.mark_run()  # the forkserver (started from here) dies with this process
+    ziggurat_boot.mark_run()  # the forkserver (started from here) dies with this process
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["ziggurat_boot", "ziggurat.executors.job"])
     return ctx

@@ -108,12 +108,9 @@ class MosaicInput:
     # -- members -------------------------------------------------------------------------------
     def _member_input(self, i: int) -> RasterInput:
         """Member `i` opened (per thread, least recently used closed beyond OPEN_MEMBERS)."""
-        local = getattr(self, "_local", None)
-        cache: OrderedDict[int, RasterInput] | None = None if local is None else getattr(local, "open", None)
+        cache: OrderedDict[int, RasterInput] | None = getattr(self._local, "open", None)
         if cache is None:
-            cache = OrderedDict()
-            if local is not None:
-                local.open = cache
+            cache = self._local.open = OrderedDict()
         got = cache.get(i)
         if got is not None:
             cache.move_to_end(i)
@@ -176,20 +173,11 @@ class MosaicInput:
         return self.read_sources(tile, indexes, resampling)[0]
 
     def close(self) -> None:
-        cache = getattr(getattr(self, "_local", None), "open", None)
+        cache = getattr(self._local, "open", None)
         if cache:
             for inp in cache.values():
                 inp.close()
             cache.clear()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_local", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
 
 
 class MosaicTileInput:

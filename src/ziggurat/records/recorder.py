@@ -10,6 +10,7 @@ tiles are done: recorded, and made as this run would make them (otherwise stale,
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -41,8 +42,6 @@ _SALVAGE_SLACK_NS = 2_000_000_000   # file system clocks may lag time.time_ns() 
 
 
 def _now_iso() -> str:
-    import datetime as dt
-
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
