@@ -6,7 +6,6 @@ import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ import ziggurat.io.raster as raster_mod
 from ziggurat.errors import InputError
 from ziggurat.grid import Bounds, Grid, Tile
 from ziggurat.io import RasterInput, RasterTileInput, open_input
+from ziggurat.recipe import InputConfig
 
 DATA = Path(__file__).parent / "data"
 ZOOM = 8
@@ -38,8 +38,8 @@ def make_raster(path: Path, transform: Affine, crs: str, shape: tuple[int, int],
     return data
 
 
-def config(path: Path, name: str = "dem", **options: Any) -> SimpleNamespace:
-    return SimpleNamespace(name=name, path=Path(path), format="raster", options=options)
+def config(path: Path, name: str = "dem", **options: Any) -> InputConfig:
+    return InputConfig(name=name, path=Path(path), format="raster", options=options)
 
 
 def geodetic(pixelbuffer: int = 2, metatiling: int = 1) -> Grid:
@@ -270,11 +270,11 @@ def test_open_input_dispatch(aligned, tmp_path):
     path, _, _ = aligned
     assert isinstance(open_input(config(path), geodetic()), RasterInput)
     with pytest.raises(InputError, match="cannot open .* as a vector file"):  # a GeoTIFF
-        open_input(SimpleNamespace(name="v", path=path, format="vector", options={}), geodetic())
+        open_input(InputConfig(name="v", path=path, format="vector", options={}), geodetic())
     with pytest.raises(InputError, match="supported formats: raster, tiledir"):
-        open_input(SimpleNamespace(name="v", path=path, format="netcdf", options={}), geodetic())
+        open_input(InputConfig(name="v", path=path, format="netcdf", options={}), geodetic())
     with pytest.raises(InputError, match="no metadata.json"):
-        open_input(SimpleNamespace(name="t", path=tmp_path, format="tiledir", options={}),
+        open_input(InputConfig(name="t", path=tmp_path, format="tiledir", options={}),
                    geodetic())
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import pickle
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -22,19 +22,20 @@ import ziggurat
 from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io import TileDirectoryInput, TileDirectoryOutput, open_input, open_output
+from ziggurat.recipe import InputConfig, OutputConfig
 
 ZOOM = 5
 NODATA = -999_999
 
 
 def out_config(path: Path, *, dtype: str = "int32", bands: int = 1, nodata: Any = NODATA,
-               compress: str = "deflate", metatiling: int = 1, **options: Any) -> SimpleNamespace:
-    return SimpleNamespace(path=Path(path), format="GTiff", dtype=dtype, bands=bands, nodata=nodata,
-                           compress=compress, metatiling=metatiling, options=options)
+               compress: str = "deflate", metatiling: int = 1, **options: Any) -> OutputConfig:
+    return OutputConfig(path=Path(path), format="GTiff", dtype=dtype, bands=bands, nodata=nodata,
+                        compress=compress, metatiling=metatiling, options=options)
 
 
-def in_config(path: Path, **options: Any) -> SimpleNamespace:
-    return SimpleNamespace(name="pyramid", path=Path(path), format="tiledir", options=options)
+def in_config(path: Path, **options: Any) -> InputConfig:
+    return InputConfig(name="pyramid", path=Path(path), format="tiledir", options=options)
 
 
 def process_grid(metatiling: int = 2, pixelbuffer: int = 2) -> Grid:
@@ -352,7 +353,7 @@ def test_output_metatiling_and_config_errors(tmp_path):
 def test_open_output_dispatch(tmp_path):
     assert isinstance(open_output(out_config(tmp_path), process_grid()), TileDirectoryOutput)
     with pytest.raises(OutputError, match="supported formats: GTiff"):
-        open_output(SimpleNamespace(**{**vars(out_config(tmp_path)), "format": "JPEG"}),
+        open_output(dataclasses.replace(out_config(tmp_path), format="JPEG"),
                     process_grid())
 
 

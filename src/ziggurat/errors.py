@@ -29,6 +29,10 @@ class OutputError(ZigguratError, OSError):
     """An output cannot be written or conflicts with what is already on disk."""
 
 
+class StorageError(OutputError):
+    """Object storage refused or failed a request; the message names the object (and the tile)."""
+
+
 class ProvenanceError(OutputError):
     """An output's provenance (`.ziggurat/`) is missing, unreadable or cannot be reproduced."""
 

@@ -6,10 +6,12 @@ input and a later run with other settings is refused instead of mixing tiles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -88,9 +90,10 @@ class TileFolder(OutputBase):
         """
         meta_path = self.path / METADATA_FILE
         replaced = False
-        if meta_path.exists():
+        on_store = self.store.get(METADATA_FILE) if self.store is not None else None
+        if meta_path.exists() or on_store is not None:
             try:
-                existing: Any = read_metadata(self.path)
+                existing: Any = read_metadata(self.path) if on_store is None else json.loads(on_store)
             except (OSError, ValueError) as exc:
                 existing = None
                 logger.debug("cannot read %s: %s", meta_path, exc)
@@ -101,9 +104,9 @@ class TileFolder(OutputBase):
                 how = ("an --overwrite run over the whole recipe (no -z, -b, -t, -p or -a) replaces them"
                        if overwrite else "use a new output path, or --overwrite over the whole recipe to "
                                          "replace all its tiles")
-                raise OutputError(f"output {self.path} was written with other settings ({'; '.join(diffs)}); "
+                raise OutputError(f"output {self.where} was written with other settings ({'; '.join(diffs)}); "
                                   f"tiles of both would mix: {how}")
-            logger.warning("output %s: removing the tiles written with other settings (%s)", self.path,
+            logger.warning("output %s: removing the tiles written with other settings (%s)", self.where,
                            "; ".join(diffs))
             self._remove_tiles()
             replaced = True
@@ -115,10 +118,16 @@ class TileFolder(OutputBase):
             write_json_atomic(meta_path, self.metadata())
         except OSError as exc:
             raise OutputError(f"cannot write {meta_path}: {exc}") from exc
+        if self.store is not None:
+            self.store.put(METADATA_FILE, meta_path.read_bytes())
         return replaced
 
     def _remove_tiles(self) -> None:
         """Every zoom folder of the earlier pyramid."""
+        if self.store is not None:
+            for rel, _ in list(self.store.list("")):
+                if rel.split("/", 1)[0].isdigit():
+                    self.store.delete(rel)
         for zoom in int_names(self.path):
             try:
                 shutil.rmtree(self.path / str(zoom))
@@ -131,10 +140,26 @@ class TileFolder(OutputBase):
         return [Tile(self.output_grid, process_tile.zoom, r, c) for r in rows for c in cols]
 
     def tile_path(self, tile: Tile | TileIndex) -> Path:
+        """Where the tile is (a remote output: where it would be in the state folder; see `tile_key`)."""
         return self.path / str(tile.zoom) / str(tile.row) / f"{tile.col}{self.suffix}"
 
+    def tile_key(self, tile: Tile | TileIndex) -> str:
+        """The tile's path relative to the output (its object key below a remote output)."""
+        return f"{tile.zoom}/{tile.row}/{tile.col}{self.suffix}"
+
     def exists(self, process_tile: Tile) -> bool:
+        if self.store is not None:
+            return all(self.store.head(self.tile_key(t)) is not None for t in self.output_tiles(process_tile))
         return all(self.tile_path(t).exists() for t in self.output_tiles(process_tile))
+
+    def tile_bytes_of(self, tile: Tile | TileIndex) -> bytes | None:
+        """A stored tile's bytes (one GET on a remote output), or None when it is not there."""
+        if self.store is not None:
+            return self.store.get(self.tile_key(tile))
+        try:
+            return self.tile_path(tile).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def check_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
         """Any zooms and area: every tile is its own file."""
@@ -146,20 +171,41 @@ class TileFolder(OutputBase):
         """Nothing to finish: every tile was renamed into place when it was written."""
 
     def checksums(self, written: Sequence[TileIndex]) -> tuple[str, ...]:
-        """Hashed right after writing, while the bytes are still in the page cache (cheap)."""
+        """Hashed right after writing, while the bytes are still in the page cache (cheap); a
+        remote tile's hash was taken from the bytes it was sent with (no GET)."""
+        if self.store is not None:
+            with self._sums_lock:
+                return tuple(self._sums.pop(TileIndex(*index[:3])) for index in written)
         return tuple(sha256_file(self.tile_path(index)) for index in written)
 
     def remove_stale(self, process_tile: Tile, written: Sequence[TileIndex]) -> None:
         keep = set(written)
         for tile in self.output_tiles(process_tile):
             if tile.index not in keep:
-                self.tile_path(tile).unlink(missing_ok=True)
+                if self.store is not None:
+                    self.store.delete(self.tile_key(tile))
+                else:
+                    self.tile_path(tile).unlink(missing_ok=True)
+
+    @property
+    def _sums_lock(self) -> threading.Lock:
+        lock = self.__dict__.get("_sums_lock_obj")
+        if lock is None:
+            lock = self.__dict__.setdefault("_sums_lock_obj", threading.Lock())
+        return lock
+
+    @property
+    def _sums(self) -> dict[TileIndex, str]:
+        return self.__dict__.setdefault("_sums_obj", {})
 
     @contextmanager
     def staged(self, tile: Tile) -> Iterator[Path]:
         """Yield a temporary path to write a tile to; it replaces the tile only if the write
         succeeds, so a crash never leaves a half-written tile (temporaries: .ziggurat/tmp)."""
         final = self.tile_path(tile)
+        if self.store is not None:
+            yield from self._staged_remote(tile)
+            return
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -169,3 +215,27 @@ class TileFolder(OutputBase):
                 yield tmp
         except Exception as exc:
             raise OutputError(f"tile {tile}: cannot write {final}: {exc}") from exc
+
+    def _staged_remote(self, tile: Tile) -> Iterator[Path]:
+        """Encode locally, then one PUT: the object appears whole or not at all (no rename, no
+        HEAD); its checksum is taken from the bytes sent."""
+        assert self.store is not None
+        key = self.tile_key(tile)
+        try:
+            tmp = tmp_in(tmp_folder(self.path), self.suffix)
+        except OSError as exc:
+            raise OutputError(f"tile {tile}: cannot create a temporary file under {self.path}: {exc}") from exc
+        try:
+            try:
+                yield tmp
+                data = tmp.read_bytes()
+            except Exception as exc:
+                raise OutputError(f"tile {tile}: cannot write {self.store.url(key)}: {exc}") from exc
+            try:
+                self.store.put(key, data)
+            except OutputError as exc:
+                raise type(exc)(f"tile {tile}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        with self._sums_lock:
+            self._sums[tile.index] = hashlib.sha256(data).hexdigest()

@@ -7,6 +7,7 @@ from pathlib import Path
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid
 from ziggurat.io.protocols import OutputCapabilities
+from ziggurat.io.store import ObjectStore, open_store
 from ziggurat.recipe import OutputConfig
 
 
@@ -18,9 +19,14 @@ class OutputBase:
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         self.config = config
         self.grid = grid
-        self.path = Path(config.path)
+        self.path = Path(config.path)   # a remote output's local state folder
+        #: the bucket of a remote output (tiles and the published records live there)
+        self.store: ObjectStore | None = None
+        if config.location is not None:
+            self.store = open_store(config.location, config.storage_options)
+        self.where = config.url
         self.format: str = config.format
         if grid.metatiling % config.metatiling:
-            raise OutputError(f"output {self.path}: output metatiling {config.metatiling} does not "
+            raise OutputError(f"output {self.where}: output metatiling {config.metatiling} does not "
                               f"divide the process metatiling {grid.metatiling}")
         self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)

@@ -34,6 +34,8 @@ from ziggurat.io.common import (
     transform_bounds_safe,
     warp_to_tile,
 )
+from ziggurat.io.storage_options import apply_gdal_options
+from ziggurat.location import Location, gdal_path, is_url
 from ziggurat.recipe import InputConfig
 
 logger = logging.getLogger(__name__)
@@ -97,7 +99,9 @@ class RasterInput:
 
     def __init__(self, config: InputConfig, grid: Grid) -> None:
         self.name: str = config.name
-        self.path = Path(config.path)
+        self.path = gdal_path(config.path)  # URLs as GDAL paths: never through pathlib
+        if is_url(str(config.path)):
+            apply_gdal_options(Location.parse(str(config.path)), config.storage_options)
         self.grid = grid
         self.options: dict[str, Any] = dict(config.options or {})
         self.default_resampling: Resampling = resampling_from_name(

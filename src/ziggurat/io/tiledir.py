@@ -7,10 +7,12 @@ leaves a truncated tile that continue mode would take for a finished one.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
@@ -110,6 +112,16 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
     def read(self, tile: Tile | TileIndex) -> np.ma.MaskedArray | None:
         """One written output tile, (bands, h, w), or None if it was never written (empty)."""
         path = self.tile_path(tile)
+        if self.store is not None:  # one GET, read from memory
+            data = self.tile_bytes_of(tile)
+            if data is None:
+                return None
+            try:
+                with warnings.catch_warnings(), rasterio.MemoryFile(data) as mem, mem.open() as src:
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG tiles
+                    return src.read(list(range(1, self.bands + 1)), masked=True)
+            except Exception as exc:
+                raise OutputError(f"tile {tile}: cannot read {self.store.url(self.tile_key(tile))}: {exc}") from exc
         if not path.exists():
             return None
         try:

@@ -15,6 +15,7 @@ Two spatial filters keep reads proportional to the tile, not the layer:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -31,6 +32,8 @@ from ziggurat.geometry import dimension, keep_dimension, repair, reproject, to_p
 from ziggurat.grid import Bounds, Grid, Tile
 from ziggurat.io.checksum import fingerprint_config
 from ziggurat.io.common import transform_bounds_safe
+from ziggurat.io.storage_options import apply_gdal_options
+from ziggurat.location import Location, gdal_path, is_url
 from ziggurat.recipe import InputConfig
 
 logger = logging.getLogger(__name__)
@@ -147,7 +150,9 @@ class VectorInput:
         import fiona
 
         self.name: str = config.name
-        self.path = Path(config.path)
+        self.path = gdal_path(config.path)  # URLs as GDAL paths: never through pathlib
+        if is_url(str(config.path)):
+            apply_gdal_options(Location.parse(str(config.path)), config.storage_options)
         self.grid = grid
         self.options: dict[str, Any] = dict(config.options or {})
         self.layer: str | int = self.options.get("layer", 0)
@@ -178,7 +183,7 @@ class VectorInput:
         if src_bounds is not None and all(np.isfinite(src_bounds)):
             b = transform_bounds_safe(CRS.from_wkt(wkt), grid.crs, Bounds(*src_bounds))
             self.bounds = grid.bounds() if b is None else b.intersection(grid.bounds())
-        self._label = f"input {self.name!r} ({self.path.name})"
+        self._label = f"input {self.name!r} ({os.path.basename(self.path)})"
         self._lock = threading.Lock()
         self._loaded: tuple[np.ndarray, np.ndarray, list[Any], list[dict], shapely.STRtree] | None = None
         self._local = threading.local()

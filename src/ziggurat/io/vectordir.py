@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -198,10 +199,15 @@ class VectorTileDirectoryOutput(TileFolder):
         import fiona
 
         path = self.tile_path(tile)
-        if not path.exists():
+        data = self.tile_bytes_of(tile) if self.store is not None else None
+        if (data is None) if self.store is not None else not path.exists():
             return None
         try:
-            with fiona.open(path) as src:
+            with ExitStack() as stack:
+                if data is not None:  # a remote tile: one GET, read from memory
+                    src = stack.enter_context(stack.enter_context(fiona.io.MemoryFile(data)).open())
+                else:
+                    src = stack.enter_context(fiona.open(path))
                 geoms, ids, props = read_records(src)
         except Exception as exc:
             raise OutputError(f"tile {tile}: cannot read {path}: {exc}") from exc

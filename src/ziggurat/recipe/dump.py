@@ -50,8 +50,35 @@ def dump_yaml(data: Mapping[str, Any], header: str = "") -> str:
                                    default_flow_style=None, width=100)
 
 
+#: What provenance records instead of each `storage_options` value (secrets).
+REDACTED = "<redacted>"
+REDACTED_HEADER = ("# Recipe as given, with the values of storage_options redacted (credentials are never\n"
+                   "# saved; a rerun takes them from the environment or a recipe of your own).\n")
+
+
+def redact(value: Any) -> Any:
+    """`value` with every `storage_options` mapping's values replaced by a marker."""
+    if isinstance(value, Mapping):
+        return {k: ({n: REDACTED for n in v} if k == "storage_options" and isinstance(v, Mapping)
+                    else REDACTED if k == "storage_options" else redact(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    return value
+
+
+def has_secrets(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(k == "storage_options" or has_secrets(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_secrets(v) for v in value)
+    return False
+
+
 def given_text(recipe: Recipe) -> str:
-    """The recipe exactly as given; a YAML dump of the mapping for a mapping-source recipe."""
+    """The recipe exactly as given (a YAML dump for a mapping-source recipe, or when it carries
+    storage_options, whose values are redacted)."""
+    if has_secrets(recipe.raw):
+        return dump_yaml(redact(plain(recipe.raw)), REDACTED_HEADER)
     return recipe.text if recipe.text else dump_yaml(recipe.raw)
 
 
@@ -80,10 +107,12 @@ def resolved(recipe: Recipe) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     for name, cfg in recipe.inputs.items():
         inputs[name] = {"path": str(cfg.path), "format": cfg.format, **plain(cfg.options)}
+        if cfg.storage_options:
+            inputs[name]["storage_options"] = {n: REDACTED for n in cfg.storage_options}
     if inputs:
         out["input"] = inputs
     o = recipe.output
-    out["output"] = {**(raw.get("output") or {}), "path": str(o.path), "format": o.format,
+    out["output"] = {**redact(raw.get("output") or {}), "path": o.url, "format": o.format,
                      "dtype": o.dtype, "bands": o.bands, "nodata": o.nodata,
                      "compress": o.compress, "metatiling": o.metatiling, **plain(o.options)}
     if recipe.bounds is not None:
@@ -94,7 +123,7 @@ def resolved(recipe: Recipe) -> dict[str, Any]:
         out["baselevels"] = plain(recipe.baselevels)
     for key, value in raw.items():  # keys not modelled above (area, stac, name, ...) as given
         if key not in out and key not in ("bounds_crs", "input", "process_parameters", "baselevels"):
-            out[key] = value
+            out[key] = redact(value)
     return out
 
 

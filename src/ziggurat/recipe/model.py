@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import METATILING_VALUES, Bounds, Grid
+from ziggurat.location import Location
 from ziggurat.recipe.mosaic import MosaicSection, is_mosaic
 from ziggurat.recipe.native_grid import NativeGridSection
 from ziggurat.recipe.output import OutputConfig, OutputSection, is_remote
@@ -57,6 +58,8 @@ class InputConfig:
     #: where a driver may keep what it learned about its files (the output's .ziggurat/cache), set
     #: by the engine; not part of what the input is
     cache_dir: str | None = field(default=None, compare=False)
+    #: credentials and endpoints (secrets: never in provenance, fingerprints or keys)
+    storage_options: Mapping[str, Any] = field(default_factory=FrozenDict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -312,16 +315,23 @@ class _Builder(OutputSection, MosaicSection, NativeGridSection):
             fmt = spec.get("format")
             if fmt is not None and (not isinstance(fmt, str) or fmt.lower() not in INPUT_FORMATS):
                 raise self.fail(key + ("format",), "one of raster, vector, tiledir", fmt)
-            options = FrozenDict((k, v) for k, v in spec.items() if k not in ("path", "format"))
+            options = FrozenDict((k, v) for k, v in spec.items() if k not in ("path", "format", "storage_options"))
+            storage = self.storage_options(spec, key)
             path, detected = self.input_path(where, INPUT_FORMATS.get(fmt.lower()) if fmt else None, path_key)
-            out[name] = InputConfig(name, path, detected, options)
+            out[name] = InputConfig(name, path, detected, options, storage_options=storage)
         return FrozenDict(out)
 
     def input_path(self, where: str, fmt: str | None, key: KeyPath) -> tuple[Path | str, str]:
         ext = os.path.splitext(where.split("?")[0].rstrip("/"))[1].lower()
         by_ext = "vector" if ext in VECTOR_EXTS else "raster"
         if is_remote(where):
-            return where, fmt or by_ext
+            try:
+                Location.parse(where)
+            except ValueError as exc:
+                raise self.loc.error(key, str(exc)) from exc
+            # a URL without a file extension names a tile directory (its metadata.json is read on open)
+            guessed = by_ext if ext in RASTER_EXTS + VECTOR_EXTS else "tiledir"
+            return where, fmt or guessed
         path = self.resolve(where)
         if not path.exists():
             raise self.loc.error(key, f"input not found: {path} (from {where!r})")

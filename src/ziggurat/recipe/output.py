@@ -3,7 +3,10 @@ options, validated at load like the rest of the recipe (see `recipe.py`)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -11,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ziggurat.grid import METATILING_VALUES, Grid
+from ziggurat.location import Location, is_url
 from ziggurat.recipe.vector_schema import VECTOR_OUTPUT_FORMATS, SchemaError, parse_schema
 from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, found, freeze, is_number
 
@@ -29,7 +33,9 @@ RASTER_TILE_FORMATS = ("GTiff", "PNG")
 class OutputConfig:
     """The validated `output:` section; unknown keys are driver options for io."""
 
-    path: Path | str  # str only for remote paths
+    #: a local output's path; for an output on object storage its local state folder (the
+    #: ledger and provenance while a run works; the bucket holds the published copy)
+    path: Path
     format: str = "GTiff"
     dtype: str = "float32"
     bands: int = 1
@@ -37,6 +43,19 @@ class OutputConfig:
     compress: str = "deflate"
     metatiling: int = 1
     options: Mapping[str, Any] = field(default_factory=FrozenDict)
+    #: where the output lives when that is not `path`: an object store (s3://, gs://, az://)
+    location: Location | None = None
+    #: credentials and endpoints (secrets: never in provenance, fingerprints or keys)
+    storage_options: Mapping[str, Any] = field(default_factory=FrozenDict, compare=False, repr=False)
+
+    @property
+    def remote(self) -> bool:
+        return self.location is not None
+
+    @property
+    def url(self) -> str:
+        """How messages and provenance name the output (the bucket URL for a remote one)."""
+        return self.location.url if self.location is not None else str(self.path)
 
     @property
     def is_single_file(self) -> bool:
@@ -51,7 +70,23 @@ class OutputConfig:
 
 def is_remote(path: str) -> bool:
     """GDAL virtual paths and URLs: never checked locally, never normalised (``//`` matters)."""
-    return path.startswith("/vsi") or "://" in path
+    return is_url(path)
+
+
+def state_root() -> Path:
+    """Where remote outputs keep local state: $ZIGGURAT_STATE_DIR, else the user's cache folder."""
+    given = os.environ.get("ZIGGURAT_STATE_DIR")
+    if given:
+        return Path(os.path.abspath(os.path.expanduser(given)))
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "ziggurat"
+
+
+def state_folder(location: Location) -> Path:
+    """The local state folder of a remote output: one per URL, named so a person can tell which."""
+    digest = hashlib.sha256(location.url.encode()).hexdigest()[:12]
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{location.bucket}_{location.key}")[-80:]
+    return state_root() / "remote" / f"{location.scheme}-{label}-{digest}"
 
 
 class OutputSection(Checker):
@@ -82,8 +117,24 @@ class OutputSection(Checker):
             raise self.loc.error(key + ("dtype",), f"expected uint8 or uint16 for PNG, found {dtype}")
         choices = tuple(m for m in METATILING_VALUES if m <= grid.metatiling)
         metatiling = self.integer(section, key + ("metatiling",), 1, choices=choices)
+        location: Location | None = None
         if is_remote(where):
-            path: Path | str = where
+            try:
+                location = Location.parse(where)
+            except ValueError as exc:
+                raise self.loc.error(key + ("path",), str(exc)) from exc
+            if not location.is_object_store:
+                raise self.loc.error(key + ("path",), "expected a local path or an object store URL (s3://, "
+                                                      f"gs://, az://) for an output, found {where!r}"
+                                                      + (" (HTTP is read-only)" if location.is_http else ""))
+            if location.suffix.lower() in SINGLE_FILE_SUFFIXES:
+                raise self.loc.error(key + ("path",), "expected a tile directory on object storage; a single "
+                                                      f"GeoTIFF ({location.name}) is written to a local path "
+                                                      "(then copied), found " + repr(where))
+            if not location.key:
+                raise self.loc.error(key + ("path",), f"expected a folder inside the bucket ({where}/NAME), "
+                                                      "found the bucket itself")
+            path = state_folder(location)
         else:
             path = self.resolve(where)
             single = path.suffix.lower() in SINGLE_FILE_SUFFIXES  # one GeoTIFF instead of tiles
@@ -97,14 +148,26 @@ class OutputSection(Checker):
                                                       f"file {path}")
             if "cog" in section and not isinstance(section["cog"], bool):
                 raise self.fail(key + ("cog",), "true or false", section["cog"])
-        known = ("path", "format", "dtype", "bands", "nodata", "compress", "metatiling")
+        known = ("path", "format", "dtype", "bands", "nodata", "compress", "metatiling", "storage_options")
         options = FrozenDict((k, v) for k, v in section.items() if k not in known)
         if fmt in VECTOR_OUTPUT_FORMATS:  # GeoJSON/FlatGeobuf tile directories need a schema
             try:
                 options = FrozenDict({**options, "schema": freeze(parse_schema(section.get("schema")))})
             except SchemaError as exc:
                 raise self.loc.error(key + ("schema",) + exc.path, str(exc)) from exc
-        return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options)
+        storage = self.storage_options(section, key)
+        return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options, location, storage)
+
+    def storage_options(self, section: Mapping[str, Any], key: KeyPath) -> FrozenDict:
+        """`storage_options:` (mapchete's key): a mapping of option names to scalars or mappings."""
+        value = section.get("storage_options")
+        if value is None:
+            return FrozenDict()
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise self.fail(key + ("storage_options",), "a mapping of option names (key, secret, "
+                                                        "endpoint_url, region, anon, ...) to values", value)
+        # a saved recipe's redacted values mean "from the environment" (see recipe.dump.redact)
+        return freeze({k: v for k, v in value.items() if v != "<redacted>"})
 
     def dtype(self, value: str, key: KeyPath) -> str:
         expected = f"a numeric dtype ({', '.join(RASTER_DTYPES)})"
