@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -83,3 +84,46 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _BEFORE = pytest.StashKey[set[str] | None]()
+
+
+# -- a real S3 server (moto's standalone server on 127.0.0.1), started by the tests ------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+#: The environment points every S3 client at the test server from the start (GDAL and obstore read
+#: it; pool workers inherit it), so a test never reaches a real AWS endpoint.
+S3_PORT = _free_port()
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret", "AWS_DEFAULT_REGION": "us-east-1",
+          "AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "AWS_S3_ENDPOINT": f"127.0.0.1:{S3_PORT}",
+          "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_EC2_METADATA_DISABLED": "true"}
+os.environ.update(S3_ENV)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Any:
+    """The server (its URL is `S3_ENV["AWS_ENDPOINT_URL"]`); buckets come from `bucket`."""
+    pytest.importorskip("moto.server")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=S3_PORT, verbose=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: Any, request: pytest.FixtureRequest) -> str:
+    """A new, empty bucket for this test; its name."""
+    import re
+    import uuid
+
+    import boto3
+
+    name = (re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8])
+    boto3.client("s3", endpoint_url=S3_ENV["AWS_ENDPOINT_URL"]).create_bucket(Bucket=name)
+    return name

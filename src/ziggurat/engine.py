@@ -19,6 +19,7 @@ from ziggurat.executors import Executor, get_executor
 from ziggurat.executors.job import RunSpec
 from ziggurat.grid import Tile, TileIndex
 from ziggurat.io import Output, open_input, open_output
+from ziggurat.io.store import STATS
 from ziggurat.plan import Plan, Selection, make_plan
 from ziggurat.plan.report import PlanReport, plan_report
 from ziggurat.plan.schedule import make_source
@@ -28,6 +29,7 @@ from ziggurat.records.index import remove_indexes
 from ziggurat.records.ledger import Ledger, ledger_path, provenance_dir, sweep_temporaries
 from ziggurat.records.lock import RunLock
 from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, changed_inputs, input_fingerprints, run_keys
+from ziggurat.records.remote import RemoteLock, RemoteRecords
 from ziggurat.records.stac import RunItem
 from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
 
@@ -61,6 +63,8 @@ class RunSummary:
     seconds: float = 0.0
     stac_item: Path | None = None    # the STAC item describing the output, if any
     vrts: list[Path] = field(default_factory=list)
+    #: object-store requests by store: GET/PUT/HEAD/LIST/DELETE, bytes_in, bytes_out, retries
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -71,7 +75,11 @@ class RunSummary:
         parts = [f"{self.output_tiles} tiles written", f"{self.empty} empty", f"{self.skipped} skipped"]
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
-        text = f"{', '.join(parts)} in {self.seconds:.2f} s -> {self.output_path}"
+        text = f"{', '.join(parts)} in {self.seconds:.2f} s -> {self.recipe.output.url}"
+        for store, counts in sorted(self.requests.items()):
+            kinds = ", ".join(f"{counts[k]} {k}" for k in ("GET", "PUT", "HEAD", "LIST", "DELETE") if counts.get(k))
+            text += (f"\n{store}: {kinds or 'no requests'}; {counts.get('bytes_in', 0):,} bytes in, "
+                     f"{counts.get('bytes_out', 0):,} out, {counts.get('retries', 0)} retries")
         if self.stale:
             why = "; ".join(f"{n} {r}" for r, n in sorted(self.stale.items(), key=lambda kv: -kv[1]))
             text += f"\n{sum(self.stale.values())} rebuilt: {why}"
@@ -165,13 +173,18 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
             log.warning("%s: tile_timeout applies to the processes executor only; %s cannot stop a tile",
                         recipe.describe_key("tile_timeout"), name if isinstance(name, str) else name.name)
     pool = get_executor(name, workers, retries=retries, write_in=write_in, tile_timeout=tile_timeout)
-    lock = RunLock(recipe.output.path)
+    remote = RemoteRecords(recipe.output) if recipe.output.remote else None
+    lock: RunLock | RemoteLock = RemoteLock(recipe.output) if recipe.output.remote else RunLock(recipe.output.path)
     try:
         _preflight(output, pool, run_plan)  # the last checks, before anything touches the disk
+        if remote is not None:
+            remote.check(write=True)  # no bucket, no access: one clear error before any tile
         recipe = _with_input_cache(recipe)
         input_fingerprints(recipe)  # every input opened and hashed before the output is touched (a
                                     # mosaic may fill its index cache); memoised for begin_run
         lock.acquire()  # one run at a time per output
+        if remote is not None:
+            remote.pull()  # the bucket's records: a rerun from any machine resumes exactly
         replaced = output.prepare(overwrite, narrowed=sel != Selection())
         sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
         output.start_run(run_plan.zooms, run_plan.extent)
@@ -179,6 +192,9 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
         recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=options,
                              extent=RunExtent.of(run_plan.zooms, run_plan.extent),
                              replaced=replaced)  # recipe, process source, input fingerprints
+        if remote is not None:
+            remote.attach(recorder.ledger, resync=replaced or overwrite)
+            remote.push()
     except BaseException:
         pool.close()
         output.finish_run(False)
@@ -187,7 +203,7 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     if replaced:  # the earlier pyramid is gone, so are the indexes describing it
         remove_indexes(output.path)
     run = _Run(recipe, run_plan, output, pool, recorder, RunItem(recipe, output, replaced), overwrite,
-               keep_going, progress, lock)
+               keep_going, progress, lock, remote)
     return run.go(vrt)
 
 
@@ -229,7 +245,8 @@ class _Run:
     overwrite: bool
     keep_going: bool
     progress: ProgressCallback | None
-    lock: RunLock
+    lock: RunLock | RemoteLock
+    remote: RemoteRecords | None = None   # publishes the records of an output on object storage
     summary: RunSummary = field(init=False)
     in_flight: set[TileIndex] = field(default_factory=set)
     done: int = 0
@@ -262,6 +279,8 @@ class _Run:
     def record(self, outcome: TileOutcome) -> None:
         """Everything an outcome updates, before the executor pulls the next task."""
         self.in_flight.discard(outcome.index)
+        if outcome.requests:
+            STATS.merge(dict(outcome.requests))
         self.count(outcome)
         if self.overwrite and outcome.status != FAILED:  # no earlier data under tiles left empty
             self.output.remove_stale(self.recipe.grid.tile(*outcome.index), outcome.written)
@@ -322,9 +341,12 @@ class _Run:
             try:
                 self.summary.seconds = time.perf_counter() - start
                 self.summary.stale = dict(self.recorder.stale)
+                self.summary.requests = STATS.by_store()
                 self.recorder.finish(self.summary, None if finished else sys.exc_info()[1],
                                      pending=self.in_flight)
                 sweep_temporaries(self.output.path, keep_own=False)  # every writer of this run has stopped
+                if self.remote is not None:  # the ledger's last segment, the manifest, the STAC item
+                    self.remote.finish()
             finally:
                 self.lock.release()
 

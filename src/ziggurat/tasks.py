@@ -74,6 +74,7 @@ class TileOutcome:
     exc_type: str | None = None
     traceback: str | None = None
     checksums: tuple[str, ...] = ()   # SHA-256 of each `written` tile file, same order (provenance)
+    requests: tuple[tuple[str, int], ...] = ()  # object-store requests the worker made since its last outcome
 
 
 def failed_outcome(index: TileIndex, exc: BaseException, start: float | None = None) -> TileOutcome:

@@ -20,6 +20,7 @@ from ziggurat.errors import Empty
 from ziggurat.executors.overview import build_overview
 from ziggurat.grid import Tile, TileIndex
 from ziggurat.io import Input, Output, open_input, open_output
+from ziggurat.io.store import STATS
 from ziggurat.io.vectordir import as_features
 from ziggurat.process import LoadedProcess, ProcessRef, call_kwargs, load_process
 from ziggurat.recipe import Recipe
@@ -79,7 +80,13 @@ class TileJob:
         return params
 
     def run(self, task: TileIndex | OverviewTask) -> TileOutcome:
-        """Run one tile; every exception becomes a FAILED outcome naming the tile."""
+        """Run one tile; every exception becomes a FAILED outcome naming the tile. The object-store
+        requests it made travel with it (counted where the tile ran, summed by the engine)."""
+        outcome = self._run(task)
+        counted = STATS.take()
+        return replace(outcome, requests=tuple(counted.items())) if counted else outcome
+
+    def _run(self, task: TileIndex | OverviewTask) -> TileOutcome:
         start = time.perf_counter()
         index = task_index(task)
         try:

@@ -125,7 +125,7 @@ class TileFolder(OutputBase):
     def _remove_tiles(self) -> None:
         """Every zoom folder of the earlier pyramid."""
         if self.store is not None:
-            for rel, _ in list(self.store.list("")):
+            for rel, _ in list(self.store.list_all("")):
                 if rel.split("/", 1)[0].isdigit():
                     self.store.delete(rel)
         for zoom in int_names(self.path):

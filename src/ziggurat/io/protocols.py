@@ -125,6 +125,10 @@ class Output(Protocol):
 
     def tile_path(self, tile: Tile | TileIndex) -> Path: ...
 
+    def tile_bytes_of(self, tile: Tile | TileIndex) -> bytes | None:
+        """A stored tile file's bytes (one GET on object storage), None when it is not there."""
+        ...
+
     def exists(self, process_tile: Tile) -> bool:
         """All stored tiles of a process tile are there (continue mode without a ledger)."""
         ...

@@ -166,6 +166,10 @@ class SingleFileOutput(OutputBase, RasterArrays):
     def tile_path(self, tile: Tile | TileIndex) -> Path:
         return self.path
 
+    def tile_bytes_of(self, tile: Tile | TileIndex) -> bytes | None:
+        """No tile files: the one file is final only when the run ends."""
+        return None
+
     def checksums(self, written: Sequence[TileIndex]) -> tuple[str, ...]:
         """None per tile: the file's bytes are final only when the run ends."""
         return ()

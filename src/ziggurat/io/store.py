@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any, Callable, Iterator, Literal, Mapping, TypeVar
 
 from ziggurat.errors import StorageError
@@ -129,7 +130,7 @@ class ObjectStore:
         config, client = obstore_config(self.location, self.storage_options)
         try:
             return cls(self.location.bucket, config=config, client_options=client,
-                       retry_config={"max_retries": 0, "retry_timeout": 60.0})  # ours: counted
+                       retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=60)})  # ours: counted
         except Exception as exc:
             raise StorageError(f"cannot configure access to {self.location.url}: {exc}") from exc
 
@@ -209,7 +210,7 @@ class ObjectStore:
             raise StorageError(f"cannot read {self.url(rel)}: {_reason(exc)}") from exc
         return int(meta["size"])
 
-    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+    def list_all(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         """(path relative to this location, size) of every object under `prefix` (1 LIST per 1,000)."""
         import obstore
 
@@ -226,10 +227,23 @@ class ObjectStore:
             for meta in chunk:
                 yield str(meta["path"])[strip:], int(meta["size"])
 
+    def list_dir(self, prefix: str = "") -> list[tuple[str, int]]:
+        """The objects directly under `prefix` (relative paths, sizes): one LIST, no recursion."""
+        import obstore
+
+        base = self.key(prefix)
+        strip = len(self.location.key) + 1 if self.location.key else 0
+        try:
+            got = self._call("LIST", prefix, lambda: obstore.list_with_delimiter(
+                self.client, prefix=(base + "/") if base else None))
+        except Exception as exc:
+            raise StorageError(f"cannot list {self.url(prefix)}: {_reason(exc)}") from exc
+        return [(str(m["path"])[strip:], int(m["size"])) for m in got["objects"]]
+
     def check(self, *, write: bool) -> None:
         """Fail early, naming the location: no bucket, no access, bad credentials (1 LIST)."""
         try:
-            next(iter(self.list("")), None)
+            next(iter(self.list_all("")), None)
         except StorageError as exc:
             what = "write to" if write else "read"
             raise StorageError(f"cannot {what} {self.location.url}: {str(exc).rpartition(': ')[2]}") from exc

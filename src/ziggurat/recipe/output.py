@@ -86,7 +86,8 @@ def state_folder(location: Location) -> Path:
     """The local state folder of a remote output: one per URL, named so a person can tell which."""
     digest = hashlib.sha256(location.url.encode()).hexdigest()[:12]
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{location.bucket}_{location.key}")[-80:]
-    return state_root() / "remote" / f"{location.scheme}-{label}-{digest}"
+    # the last part keeps the output's name: files named after it (the STAC item) match the bucket's
+    return state_root() / "remote" / f"{location.scheme}-{label}-{digest}" / location.name
 
 
 class OutputSection(Checker):

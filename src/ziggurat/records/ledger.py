@@ -33,7 +33,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import TileIndex
@@ -136,6 +136,9 @@ class Ledger:
         self._in_tx = False
         self._last_commit = time.monotonic()
         self._row_cache: tuple[tuple[int, int], dict[int, ProcessRow]] | None = None
+        #: called with the operations of each commit (a remote output publishes them as a segment)
+        self.on_commit: Callable[[list[list[Any]]], None] | None = None
+        self._journal: list[list[Any]] = []
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -173,19 +176,22 @@ class Ledger:
                 except sqlite3.Error:
                     pass
                 self._in_tx = False
+                self._journal = []
                 raise OutputError(f"cannot write the tile ledger {self.path}: {exc}") from exc
 
     def record_process(self, index: TileIndex, status: str, run: str | None, key: str | None = None,
                        deps: str | None = None) -> None:
         with self._writing():
-            self._conn.execute("INSERT OR REPLACE INTO process_tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               (*map(int, index[:3]), status, run, time.time(), key, deps))
+            row = (*map(int, index[:3]), status, run, time.time(), key, deps)
+            self._conn.execute("INSERT OR REPLACE INTO process_tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+            self._log("p", *row)
             self._pending += 1
             self._row_cache = None
 
     def record_key(self, key: str, parts: str) -> None:
         with self._writing():
             self._conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?)", (key, parts))
+            self._log("k", key, parts)
             self._pending += 1
 
     def key_parts(self, key: str) -> str | None:
@@ -203,6 +209,7 @@ class Ledger:
                 self._conn.execute("DELETE FROM state WHERE name=?", (name,))
             else:
                 self._conn.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, value))
+            self._log("s", name, value)
         self.commit()
 
     def get_state(self, name: str) -> str | None:
@@ -218,6 +225,7 @@ class Ledger:
         with self._writing():
             self._conn.execute("DELETE FROM process_tiles")
             self._conn.execute("DELETE FROM output_tiles")
+            self._log("c")
             self._row_cache = None
         self.commit()
 
@@ -228,6 +236,8 @@ class Ledger:
             return 0
         with self._writing():
             self._conn.executemany("INSERT OR REPLACE INTO output_tiles VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if self.on_commit is not None:
+                self._journal.extend(["o", *r] for r in rows)
             self._pending += len(rows)
         return len(rows)
 
@@ -248,11 +258,66 @@ class Ledger:
                     self._conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass  # SQLite rolled back already
+                self._journal = []
                 raise OutputError(f"cannot write the tile ledger {self.path}: {exc}") from exc
             finally:
                 self._in_tx = False
                 self._pending = 0
                 self._last_commit = time.monotonic()
+            ops, self._journal = self._journal, []
+        if ops and self.on_commit is not None:
+            self.on_commit(ops)
+
+    # -- operations (what a remote output publishes and replays) -------------------------------
+    def _log(self, op: str, *args: Any) -> None:
+        if self.on_commit is not None:
+            self._journal.append([op, *args])
+
+    def apply(self, ops: Iterable[Sequence[Any]]) -> int:
+        """Replay published operations (`on_commit`'s, or `snapshot_ops`); returns how many."""
+        n = 0
+        with self._writing():
+            for op in ops:
+                kind, args = op[0], tuple(op[1:])
+                if kind == "p":
+                    self._conn.execute("INSERT OR REPLACE INTO process_tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)", args)
+                elif kind == "o":
+                    self._conn.execute("INSERT OR REPLACE INTO output_tiles VALUES (?, ?, ?, ?, ?, ?)", args)
+                elif kind == "k":
+                    self._conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?)", args)
+                elif kind == "s":
+                    if args[1] is None:
+                        self._conn.execute("DELETE FROM state WHERE name=?", args[:1])
+                    else:
+                        self._conn.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", args)
+                elif kind in ("c", "reset"):
+                    self._conn.execute("DELETE FROM process_tiles")
+                    self._conn.execute("DELETE FROM output_tiles")
+                    if kind == "reset":
+                        self._conn.execute("DELETE FROM keys")
+                        self._conn.execute("DELETE FROM state")
+                else:
+                    raise OutputError(f"the tile ledger {self.path}: unknown published operation {kind!r}")
+                n += 1
+            self._row_cache = None
+        journal = self.on_commit
+        self.on_commit = None  # replayed rows are published already
+        try:
+            self.commit()
+        finally:
+            self.on_commit = journal
+        return n
+
+    def snapshot_ops(self) -> Iterator[list[Any]]:
+        """The whole ledger as operations, starting with a reset (a compacted segment)."""
+        yield ["reset"]
+        with self._lock:
+            tables = [("k", "SELECT key, parts FROM keys"), ("s", "SELECT name, value FROM state"),
+                      ("p", "SELECT zoom, row, col, status, run, time, key, deps FROM process_tiles"),
+                      ("o", "SELECT path, zoom, row, col, sha256, run FROM output_tiles")]
+            for kind, query in tables:
+                for row in self._conn.execute(query).fetchall():
+                    yield [kind, *row]
 
     def close(self) -> None:
         """Commit and close; the last connection checkpoints and removes the WAL file."""

@@ -11,6 +11,7 @@ tiles are done: recorded, and made as this run would make them (otherwise stale,
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -106,6 +107,7 @@ class RunRecorder:
         self.folder = provenance_dir(self.path)
         self.root = output_root(self.path)
         self.single = not output.capabilities.tile_files  # one file: one record at the end
+        self.remote = recipe.output.remote  # tiles in a bucket: no file-system checks
         self.start_ns = time.time_ns()
         self._buffer: list[TileRecord] = []
         fresh = not ledger_path(self.path).is_file()
@@ -241,10 +243,16 @@ class RunRecorder:
         for i in unwritten:
             rel = self._rel(i)
             # without --overwrite an older tile that is still there keeps its record
-            if self.overwrite or not os.path.exists(self._base + rel):
+            if self.overwrite or not self._still_there(rel):
                 self._buffer.append(TileRecord(rel, None, i, self.run))
         self.ledger.record_process(index, outcome.status, self.run, key, deps)  # one transaction with its tiles
         self.flush()
+
+    def _still_there(self, rel: str) -> bool:
+        """An older tile file is there: on disk, or (remote: no HEAD per tile) in the ledger."""
+        if self.remote:
+            return self.ledger.checksums([rel]).get(rel) is not None
+        return os.path.exists(self._base + rel)
 
     def _rel(self, index: TileIndex) -> str:
         if self._suffix is not None:
@@ -261,6 +269,12 @@ class RunRecorder:
         """Tiles of failed or unfinished process tiles that reached the disk are real: record them."""
         for index in sorted(self._pending | self._failed):
             for tile in self.output.output_tiles(self.recipe.grid.tile(*index)):
+                if self.remote:  # a few tiles in flight: one GET each tells (and hashes) what arrived
+                    data = self.output.tile_bytes_of(tile)
+                    if data is not None:
+                        self._buffer.append(TileRecord(self._rel(tile.index), hashlib.sha256(data).hexdigest(),
+                                                       tile.index, self.run))
+                    continue
                 path = self.output.tile_path(tile)
                 try:
                     st = os.stat(path)
@@ -311,6 +325,7 @@ class RunRecorder:
                         "output_tiles_written": summary.output_tiles, "empty": summary.empty,
                         "skipped": summary.skipped, "failed": len(summary.failed),
                         "rebuilt_stale": dict(self.stale)},
+            "requests": dict(getattr(summary, "requests", {}) or {}),
             "failed_tiles": failed, "tile_records": self.records,
             "tiles_by_run": {} if self.single else self.ledger.tiles_by_run()})
         self._write_manifest()

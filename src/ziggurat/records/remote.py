@@ -1,0 +1,259 @@
+"""The records of an output on object storage: a local state folder, published to the bucket.
+
+Tiles go straight to the bucket (one PUT each, see `io.folder`). Everything else a run keeps
+(`metadata.json`, `.ziggurat/` provenance, the STAC item, indexes) is written into the output's
+local state folder as for a local output, and published:
+
+- the **ledger** stays SQLite locally, for speed; each of its commits hands its operations to
+  `RemoteRecords`, which PUTs them as one segment under ``.ziggurat/ledger/`` every
+  `PUBLISH_SECONDS` (and at the end), then compacts: one segment holding the whole ledger replaces
+  the others. A run on another machine rebuilds the ledger from the segments (`pull`), so it
+  resumes exactly: a constant few requests, not one per tile.
+- the other files are uploaded when they change (`push`): after the run starts and when it ends.
+- the **run lock** is a conditional PUT (``If-None-Match: *``) of ``.ziggurat/lock`` with an
+  expiry, renewed while the run lives; a lock whose holder is gone (its PID on this host, or an
+  expired lock) is taken over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ziggurat.errors import OutputError
+from ziggurat.io.atomic import HOST, pid_alive, write_bytes_atomic
+from ziggurat.io.store import AlreadyExists, ObjectStore, open_store
+from ziggurat.recipe import OutputConfig
+from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, ledger_path, provenance_dir
+
+log = logging.getLogger(__name__)
+
+SEGMENTS = f"{FOLDER}/ledger"
+LOCK_KEY = f"{FOLDER}/lock"
+#: A ledger segment is published at most this often (the end of a run always publishes).
+PUBLISH_SECONDS = 5.0
+#: A remote run lock expires unless renewed (every third of it, by a thread of the run).
+LOCK_SECONDS = 90.0
+#: Not published: local-only state (the ledger travels as segments, caches and temporaries stay).
+_LOCAL_ONLY = (LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm", "lock", "tmp", "cache", "ledger")
+
+
+class RemoteRecords:
+    """Publishes and restores the records of one remote output (`config.location`)."""
+
+    def __init__(self, config: OutputConfig) -> None:
+        if config.location is None:
+            raise ValueError("not a remote output")
+        self.config = config
+        self.store: ObjectStore = open_store(config.location, config.storage_options)
+        self.root = Path(config.path)            # the local state folder
+        self.folder = provenance_dir(self.root)
+        self._ops: list[list[Any]] = []
+        self._last = time.monotonic()
+        self._seq = 0
+        self._published: list[str] = []          # segment keys this run wrote
+        self._pushed: dict[str, tuple[int, int]] = {}
+        self._existing: list[str] = []           # segment keys found by `pull`
+        self._lock = threading.Lock()
+
+    # -- before a run (and for readers: verify, status, reproduce) -----------------------------
+    def check(self, *, write: bool) -> None:
+        """One LIST: the bucket exists and the credentials may use it, before any tile runs."""
+        self.store.check(write=write)
+
+    def pull(self) -> int:
+        """Make the state folder a copy of the bucket's records (the bucket is the truth);
+        returns the number of ledger operations replayed."""
+        for name in ("runs", "sources"):
+            shutil.rmtree(self.folder / name, ignore_errors=True)
+        for path in (ledger_path(self.root), *(Path(f"{ledger_path(self.root)}-{x}") for x in ("wal", "shm"))):
+            path.unlink(missing_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        segments: list[str] = []
+        files = [(rel, size) for rel, size in self.store.list_dir("")]
+        for rel, size in self.store.list_all(FOLDER):
+            if rel.startswith(SEGMENTS + "/"):
+                segments.append(rel)
+            elif rel.split("/")[1] not in _LOCAL_ONLY:
+                files.append((rel, size))
+        for rel, _ in files:
+            data = self.store.get(rel)
+            if data is not None:
+                target = self.root / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_bytes_atomic(target, data)
+                st = target.stat()
+                self._pushed[rel] = (st.st_size, st.st_mtime_ns)
+        replayed = 0
+        with Ledger(self.root) as ledger:
+            for rel in sorted(segments):
+                data = self.store.get(rel)
+                if data is None:  # compacted away meanwhile
+                    continue
+                try:
+                    ops = json.loads(gzip.decompress(data))
+                except (OSError, ValueError) as exc:
+                    raise OutputError(f"the ledger segment {self.store.url(rel)} is unreadable: {exc}") from exc
+                replayed += ledger.apply(ops)
+        self._existing = sorted(segments)
+        return replayed
+
+    # -- during a run ----------------------------------------------------------------------------
+    def attach(self, ledger: Ledger, *, resync: bool = False) -> None:
+        """Publish `ledger`'s commits from now on; `resync`: it changed since `pull` (a replaced
+        pyramid, an --overwrite begun), so the first segment carries all of it."""
+        ledger.on_commit = self._on_commit
+        if resync:
+            with self._lock:
+                self._ops.extend(ledger.snapshot_ops())
+            self.publish()
+
+    def _on_commit(self, ops: list[list[Any]]) -> None:
+        with self._lock:
+            self._ops.extend(ops)
+            due = time.monotonic() - self._last >= PUBLISH_SECONDS
+        if due:
+            self.publish()
+
+    def publish(self) -> None:
+        """One PUT of the operations committed since the last one."""
+        with self._lock:
+            ops, self._ops = self._ops, []
+            self._last = time.monotonic()
+            if not ops:
+                return
+            self._seq += 1
+            key = f"{SEGMENTS}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}.json.gz"
+        self.store.put(key, gzip.compress(json.dumps(ops, separators=(",", ":")).encode(), mtime=0))
+        self._published.append(key)
+
+    def push(self) -> int:
+        """Upload the records that changed in the state folder; returns how many."""
+        sent = 0
+        for path in sorted(self._files()):
+            rel = path.relative_to(self.root).as_posix()
+            st = path.stat()
+            if self._pushed.get(rel) == (st.st_size, st.st_mtime_ns):
+                continue
+            self.store.put(rel, path.read_bytes())
+            self._pushed[rel] = (st.st_size, st.st_mtime_ns)
+            sent += 1
+        return sent
+
+    def _files(self) -> list[Path]:
+        out = [p for p in self.root.iterdir() if p.is_file() and not p.name.startswith(".tmp-")]
+        if self.folder.is_dir():
+            for dirpath, dirnames, filenames in os.walk(self.folder):
+                rel = Path(dirpath).relative_to(self.folder).parts
+                if rel and rel[0] in _LOCAL_ONLY:
+                    dirnames[:] = []
+                    continue
+                if not rel:
+                    dirnames[:] = [d for d in dirnames if d not in _LOCAL_ONLY]
+                out += [Path(dirpath) / f for f in filenames
+                        if not f.startswith(".tmp-") and not (not rel and f in _LOCAL_ONLY)]
+        return out
+
+    def finish(self) -> None:
+        """Publish the last operations, compact the ledger into one segment, push the records."""
+        self.publish()
+        if len(self._existing) + len(self._published) > 1:
+            self.compact()
+        self.push()
+
+    def compact(self) -> None:
+        """One segment with the whole ledger replaces the others (written first, so a crash in
+        between leaves a ledger that replays to the same state)."""
+        with Ledger(self.root, create=False) as ledger:
+            ops = list(ledger.snapshot_ops())
+        key = f"{SEGMENTS}/{time.time_ns():020d}-{HOST}-{os.getpid()}-compacted.json.gz"
+        self.store.put(key, gzip.compress(json.dumps(ops, separators=(",", ":")).encode(), mtime=0))
+        for old in self._existing + self._published:
+            self.store.delete(old)
+        self._existing, self._published = [key], []
+
+
+class RemoteLock:
+    """One run per remote output: a conditional PUT of ``.ziggurat/lock``, renewed while held."""
+
+    def __init__(self, config: OutputConfig) -> None:
+        assert config.location is not None
+        self.store = open_store(config.location, config.storage_options)
+        self.url = self.store.url(LOCK_KEY)
+        self.held = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = dt.datetime.now(dt.timezone.utc).isoformat()
+
+    def _body(self) -> bytes:
+        return json.dumps({"pid": os.getpid(), "host": HOST, "started": self._started,
+                           "expires": time.time() + LOCK_SECONDS}).encode()
+
+    def acquire(self) -> "RemoteLock":
+        for _ in range(3):
+            try:
+                self.store.put(LOCK_KEY, self._body(), create=True)
+            except AlreadyExists as exc:
+                other = self._holder()
+                if other is not None and not self._stale(other):
+                    until = dt.datetime.fromtimestamp(float(other.get("expires", 0)), dt.timezone.utc)
+                    raise OutputError(
+                        f"output {self.store.location.url} is being written by another run (pid {other.get('pid')} "
+                        f"on {other.get('host')}, since {other.get('started')}); wait for it to end (its lock "
+                        f"{self.url} expires at {until:%Y-%m-%d %H:%M:%S} UTC unless renewed)") from exc
+                log.warning("taking over the lock %s of a run that is gone (%s)", self.url, other)
+                self.store.delete(LOCK_KEY)
+                continue
+            self.held = True
+            self._thread = threading.Thread(target=self._renew, name="ziggurat-lock", daemon=True)
+            self._thread.start()
+            return self
+        raise OutputError(f"cannot take the run lock {self.url}: other runs keep taking it")
+
+    def _holder(self) -> dict[str, Any] | None:
+        data = self.store.get(LOCK_KEY)
+        if data is None:
+            return None
+        try:
+            got = json.loads(data)
+            return got if isinstance(got, dict) else {}
+        except ValueError:
+            return {}
+
+    @staticmethod
+    def _stale(holder: dict[str, Any]) -> bool:
+        pid, host, expires = holder.get("pid"), holder.get("host"), holder.get("expires")
+        if not isinstance(pid, int) or not isinstance(expires, (int, float)):
+            return True
+        if host == HOST and pid != os.getpid() and not pid_alive(pid):
+            return True
+        return time.time() > expires
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LOCK_SECONDS / 3):
+            try:
+                self.store.put(LOCK_KEY, self._body())
+            except OutputError as exc:  # the next renewal may work; the run goes on
+                log.warning("cannot renew the run lock %s: %s", self.url, exc)
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            try:
+                self.store.delete(LOCK_KEY)
+            except OutputError as exc:
+                log.warning("cannot remove the run lock %s (it expires by itself): %s", self.url, exc)
+
+
+__all__ = ["LOCK_SECONDS", "PUBLISH_SECONDS", "RemoteLock", "RemoteRecords"]
