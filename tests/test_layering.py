@@ -30,7 +30,8 @@ SRC = REPO / "src" / "ziggurat"
 #: The stages in the order a run passes them (ARCHITECTURE.md); a module may import its own
 #: stage and earlier ones, never a later one.
 STAGES: list[tuple[str, ...]] = [
-    ("ziggurat", "ziggurat.errors", "ziggurat.bounds", "ziggurat.grid", "ziggurat.geometry", "ziggurat.tasks"),
+    ("ziggurat", "ziggurat.errors", "ziggurat.bounds", "ziggurat.grid", "ziggurat.geometry", "ziggurat.tasks",
+     "ziggurat.location"),
     ("ziggurat.recipe",),
     ("ziggurat.io",),
     ("ziggurat.process",),
@@ -38,7 +39,7 @@ STAGES: list[tuple[str, ...]] = [
     ("ziggurat.plan",),
     ("ziggurat.executors",),
     ("ziggurat.engine",),
-    ("ziggurat.reproduce", "ziggurat.status"),
+    ("ziggurat.reproduce", "ziggurat.status", "ziggurat.remote_checks"),
     ("ziggurat.cli",),
 ]
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import boto3
-import numpy as np
 import pytest
 import rasterio
 
-from conftest import S3_ENV, position_raster
 from ziggurat.engine import execute
 from ziggurat.errors import OutputError
+
+from conftest import S3_ENV, position_raster
 
 pytestmark = pytest.mark.usefixtures("s3_server")
 
@@ -80,3 +80,98 @@ def test_tiles_to_a_bucket_match_a_local_run(tmp_path: Path, bucket: str, write_
     assert "out/.ziggurat/lock" not in got
     counts = remote.requests[f"s3://{bucket}"]
     assert counts["PUT"] >= len(tiles) and counts.get("HEAD", 0) == 0
+
+
+def remote_recipe(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path], zooms: str = "[0, 3]",
+                  extra: str = "") -> Path:
+    return write_recipe(recipe_text(str(dem(tmp_path)), f"s3://{bucket}/out", zooms, extra), "remote.yaml", PROC)
+
+
+def test_resume_from_a_fresh_machine_is_a_constant_few_requests(tmp_path: Path, bucket: str,
+                                                                 write_recipe: Callable[..., Path],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = remote_recipe(tmp_path, bucket, write_recipe)
+    first = execute(recipe, executor="sequential")
+    before = objects(bucket, "out/")
+    monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "elsewhere"))  # no local state at all
+    again = execute(recipe, executor="sequential")
+    assert again.skipped == first.written + first.empty and again.written == 0
+    counts = again.requests[f"s3://{bucket}"]
+    assert counts.get("HEAD", 0) == 0
+    assert counts["PUT"] + counts["GET"] + counts["LIST"] < 25  # not proportional to the tiles
+    after = objects(bucket, "out/")
+    tiles = [k for k in before if k[4].isdigit()]
+    assert {k: after[k] for k in tiles} == {k: before[k] for k in tiles}
+
+
+def test_verify_and_status_read_the_bucket(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path]) -> None:
+    from ziggurat.reproduce import verify
+    from ziggurat.status import status
+
+    execute(remote_recipe(tmp_path, bucket, write_recipe), executor="sequential")
+    result = verify(f"s3://{bucket}/out")
+    assert result.ok and result.identical > 0, result.describe()
+    key = sorted(k for k in objects(bucket, "out/") if k[4].isdigit())[0]
+    s3().put_object(Bucket=bucket, Key=key, Body=b"not a tile")
+    s3().put_object(Bucket=bucket, Key="out/9/9/9.tif", Body=b"stray")
+    bad = verify(f"s3://{bucket}/out")
+    assert not bad.ok and [r.path for r, _ in bad.changed] == [key[4:]] and bad.extra == ["9/9/9.tif"]
+    report = status(f"s3://{bucket}/out")
+    assert sum(z.written for z in report.zooms) > 0
+
+
+def test_a_second_run_into_the_same_bucket_output_is_refused(tmp_path: Path, bucket: str,
+                                                              write_recipe: Callable[..., Path]) -> None:
+    from ziggurat.io.atomic import HOST
+
+    recipe = remote_recipe(tmp_path, bucket, write_recipe)
+    holder = {"pid": 1, "host": HOST + "-other", "started": "2026-12-01T00:00:00+00:00",
+              "expires": time.time() + 60}
+    s3().put_object(Bucket=bucket, Key="out/.ziggurat/lock", Body=json.dumps(holder).encode())
+    with pytest.raises(OutputError, match=r"being written by another run \(pid 1 on .*-other"):
+        execute(recipe, executor="sequential")
+    assert [k for k in objects(bucket, "out/") if k[4].isdigit()] == []  # refused before any tile
+    holder["expires"] = 1.0  # expired: a run that is gone
+    s3().put_object(Bucket=bucket, Key="out/.ziggurat/lock", Body=json.dumps(holder).encode())
+    assert execute(recipe, executor="sequential").written > 0
+
+
+def test_a_missing_bucket_is_one_clear_error_before_any_tile(tmp_path: Path, s3_server: Any,
+                                                             write_recipe: Callable[..., Path]) -> None:
+    recipe = remote_recipe(tmp_path, "no-such-bucket-here", write_recipe)
+    with pytest.raises(OutputError, match=r"cannot write to s3://no-such-bucket-here/out: the bucket does not exist"):
+        execute(recipe, executor="sequential")
+    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").rglob("*.tif"))
+
+
+def test_gdal_opens_the_stac_item_in_the_bucket(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path]) -> None:
+    execute(remote_recipe(tmp_path, bucket, write_recipe, zooms="[2, 3]"), executor="sequential")
+    # GDAL reaches the server through the environment (AWS_S3_ENDPOINT, AWS_HTTPS, AWS_VIRTUAL_HOSTING)
+    with rasterio.open(f"STACTA:/vsis3/{bucket}/out/out.json:data") as src:
+        assert src.count == 1 and src.width > 0
+        window = src.read(1, masked=True)
+    assert window.count() > 100 and 1 <= float(window.min()) <= float(window.max()) <= 511 * 1000 + 511 + 1
+
+
+def test_ledger_segments_are_compacted(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path]) -> None:
+    recipe = remote_recipe(tmp_path, bucket, write_recipe)
+    execute(recipe, executor="sequential")
+    execute(recipe, executor="sequential", overwrite=True)
+    segments = [k for k in objects(bucket, "out/.ziggurat/ledger/")]
+    assert len(segments) == 1
+    ops = json.loads(gzip.decompress(objects(bucket, "out/.ziggurat/ledger/")[segments[0]]))
+    assert ops[0] == ["reset"] and any(op[0] == "o" for op in ops)
+
+
+def test_storage_options_never_reach_provenance(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    extra = (", storage_options: {key: test-key, secret: sup3r-s3cret-value, "
+             f"client_kwargs: {{endpoint_url: '{S3_ENV['AWS_ENDPOINT_URL']}'}}}}")
+    execute(remote_recipe(tmp_path, bucket, write_recipe, extra=extra), executor="sequential")
+    published = objects(bucket, "out/")
+    assert any(k.endswith("recipe.yaml") for k in published)
+    for key, data in published.items():
+        assert b"sup3r-s3cret-value" not in (gzip.decompress(data) if key.endswith(".gz") else data), key
+    local = b"".join(p.read_bytes() for p in (tmp_path / "state").rglob("*") if p.is_file())
+    assert b"sup3r-s3cret-value" not in local

@@ -173,7 +173,10 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
             log.warning("%s: tile_timeout applies to the processes executor only; %s cannot stop a tile",
                         recipe.describe_key("tile_timeout"), name if isinstance(name, str) else name.name)
     pool = get_executor(name, workers, retries=retries, write_in=write_in, tile_timeout=tile_timeout)
-    remote = RemoteRecords(recipe.output) if recipe.output.remote else None
+    out_cfg = recipe.output
+    STATS.take()  # this run's requests from here (the summary and the manifest report them)
+    remote = (RemoteRecords(out_cfg.location, out_cfg.storage_options, out_cfg.path)
+              if out_cfg.location is not None else None)
     lock: RunLock | RemoteLock = RemoteLock(recipe.output) if recipe.output.remote else RunLock(recipe.output.path)
     try:
         _preflight(output, pool, run_plan)  # the last checks, before anything touches the disk

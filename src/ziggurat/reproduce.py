@@ -29,6 +29,7 @@ from ziggurat.engine import ProgressCallback, execute
 from ziggurat.errors import ProvenanceError, ZigguratError
 from ziggurat.grid import TileIndex
 from ziggurat.io.checksum import compare_fingerprints, fingerprint_input, hash_many, sha256_and_size
+from ziggurat.location import is_url
 from ziggurat.plan.selection import Selection
 from ziggurat.recipe import Recipe, load_recipe
 from ziggurat.records.provenance import (
@@ -138,6 +139,10 @@ def _sha_and_size(item: tuple[str, TileRecord]) -> tuple[str, int] | None:
 
 def verify(output: str | os.PathLike[str], *, workers: int | None = None) -> VerifyResult:
     """Check every tile against the recorded checksums (hashing with `workers` threads)."""
+    if is_url(os.fspath(output)):  # a bucket: its records pulled, its objects fetched
+        from ziggurat.remote_checks import verify_remote
+
+        return verify_remote(os.fspath(output), workers=workers)
     start = time.perf_counter()
     out = Path(os.path.abspath(output))
     if not has_tile_records(out):
@@ -357,6 +362,10 @@ def reproduce(output: str | os.PathLike[str], to: str | os.PathLike[str] | None 
     and bounds), the latest run's recipe runs once over it and only what it covers is compared.
     """
     sel = Selection.of(selection, **narrowing)
+    if is_url(os.fspath(output)):
+        from ziggurat.remote_checks import reproduce_remote
+
+        return reproduce_remote(os.fspath(output), to, sel, executor=executor, workers=workers, progress=progress)
     start = time.perf_counter()
     source = Path(os.path.abspath(output))
     latest = read_manifest(source)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ziggurat.grid import TileIndex
+from ziggurat.location import is_url
 from ziggurat.recipe.area import run_area
 from ziggurat.records.keys import reason_for_key, stale_lines
 from ziggurat.records.ledger import DONE, Ledger, ledger_path
@@ -71,6 +72,10 @@ class StatusReport:
 
 def status(output: str | os.PathLike[str]) -> StatusReport:
     """The ledger's counts per zoom; stale against the latest run's saved recipe."""
+    if is_url(os.fspath(output)):
+        from ziggurat.remote_checks import status_remote
+
+        return status_remote(os.fspath(output))
     source = Path(os.path.abspath(output))
     manifest = read_manifest(source)  # a clear error for an output without provenance
     report = StatusReport(source, manifest.get("run"))

@@ -19,6 +19,7 @@ import click
 from ziggurat import __version__
 from ziggurat.errors import ProcessError, ZigguratError
 from ziggurat.executors import Executor
+from ziggurat.location import is_url
 from ziggurat.plan.selection import Selection
 
 EXIT_ERROR = 1
@@ -140,3 +141,15 @@ def dask_executor(executor: str | None, scheduler: str | None, workers: int | No
     pool = get_executor("dask", workers, retries=retries, scheduler=scheduler)
     click.echo(f"Dask dashboard: {pool.dashboard_link or 'not available (pip install bokeh)'}", err=True)
     return pool
+
+
+class LocationType(click.ParamType):
+    """A local path that must exist, or an object-store URL (checked when it is used)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = os.fspath(value)
+        if is_url(text):
+            return text
+        return str(click.Path(exists=True).convert(text, param, ctx))

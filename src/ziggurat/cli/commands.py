@@ -9,8 +9,20 @@ from typing import Any
 
 import click
 
-from ziggurat.cli.app import EXIT_ERROR, dask_executor, debug_option, interrupt, main, progress_bar, selection_options
+from ziggurat.cli.app import (
+    EXIT_ERROR,
+    LocationType,
+    dask_executor,
+    debug_option,
+    interrupt,
+    main,
+    progress_bar,
+    selection_options,
+)
 from ziggurat.plan.selection import Selection
+
+#: a local output (must exist) or an object-store URL (s3://bucket/out)
+OUTPUT_ARG = LocationType()
 
 
 @main.command("execute")
@@ -129,7 +141,7 @@ def index_cmd(output_dir: str, zoom: str | None, formats: tuple[str, ...], absol
 
 
 @main.command("status")
-@click.argument("output", type=click.Path(exists=True))
+@click.argument("output", type=OUTPUT_ARG)
 @click.option("--failed", "list_failed", is_flag=True, help="List the failed tiles with their errors.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Failed tiles listed (0: all).")
@@ -146,7 +158,7 @@ def status_cmd(output: str, list_failed: bool, limit: int, as_json: bool) -> Non
 
 
 @main.command("verify")
-@click.argument("output", type=click.Path(exists=True))
+@click.argument("output", type=OUTPUT_ARG)
 @click.option("-w", "--workers", type=click.IntRange(min=1), help="Hashing threads (default: 2 x CPUs).")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Tiles listed per problem kind (0: all).")
@@ -162,7 +174,7 @@ def verify_cmd(output: str, workers: int | None, limit: int) -> None:
 
 
 @main.command("reproduce")
-@click.argument("output", type=click.Path(exists=True))
+@click.argument("output", type=OUTPUT_ARG)
 @click.option("--to", "to", type=click.Path(), help="New folder (default: OUTPUT.reproduced-<time>).")
 @selection_options(full=False)
 @click.option("-e", "--executor", type=click.Choice(["processes", "threads", "sequential"]),

@@ -23,14 +23,17 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 from ziggurat.errors import OutputError
 from ziggurat.io.atomic import HOST, pid_alive, write_bytes_atomic
 from ziggurat.io.store import AlreadyExists, ObjectStore, open_store
+from ziggurat.location import Location
 from ziggurat.recipe import OutputConfig
 from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, ledger_path, provenance_dir
 
@@ -49,12 +52,9 @@ _LOCAL_ONLY = (LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm", "lock", 
 class RemoteRecords:
     """Publishes and restores the records of one remote output (`config.location`)."""
 
-    def __init__(self, config: OutputConfig) -> None:
-        if config.location is None:
-            raise ValueError("not a remote output")
-        self.config = config
-        self.store: ObjectStore = open_store(config.location, config.storage_options)
-        self.root = Path(config.path)            # the local state folder
+    def __init__(self, location: Location, storage_options: Mapping[str, Any] | None, root: Path) -> None:
+        self.store: ObjectStore = open_store(location, storage_options)
+        self.root = Path(root)                   # the local state folder
         self.folder = provenance_dir(self.root)
         self._ops: list[list[Any]] = []
         self._last = time.monotonic()
@@ -181,6 +181,23 @@ class RemoteRecords:
         self._existing, self._published = [key], []
 
 
+@contextmanager
+def pulled(url: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[Path]:
+    """A private local copy of a remote output's records (for verify, status, reproduce: readers
+    never touch the state folder a run may be using); removed afterwards."""
+    location = Location.parse(url)
+    if not location.is_object_store:
+        raise OutputError(f"{url}: expected a local path or an object store URL (s3://, gs://, az://)")
+    with tempfile.TemporaryDirectory(prefix="ziggurat-records-") as tmp:
+        root = Path(tmp) / location.name
+        records = RemoteRecords(location, storage_options, root)
+        records.check(write=False)
+        records.pull()
+        if not (root / "metadata.json").is_file() and not provenance_dir(root).joinpath("runs").is_dir():
+            raise OutputError(f"{url}: no ziggurat output there (no metadata.json, no .ziggurat/runs)")
+        yield root
+
+
 class RemoteLock:
     """One run per remote output: a conditional PUT of ``.ziggurat/lock``, renewed while held."""
 
@@ -256,4 +273,4 @@ class RemoteLock:
                 log.warning("cannot remove the run lock %s (it expires by itself): %s", self.url, exc)
 
 
-__all__ = ["LOCK_SECONDS", "PUBLISH_SECONDS", "RemoteLock", "RemoteRecords"]
+__all__ = ["LOCK_SECONDS", "PUBLISH_SECONDS", "RemoteLock", "RemoteRecords", "pulled"]
