@@ -84,7 +84,8 @@ class RunSummary:
             why = "; ".join(f"{n} {r}" for r, n in sorted(self.stale.items(), key=lambda kv: -kv[1]))
             text += f"\n{sum(self.stale.values())} rebuilt: {why}"
         if self.stac_item is not None:
-            text += f"\nSTAC item: {self.stac_item}"
+            where = self.recipe.output
+            text += f"\nSTAC item: {where.url + '/' + self.stac_item.name if where.remote else self.stac_item}"
         if self.vrts:
             text += f"\nVRTs: {', '.join(str(p) for p in self.vrts)}"
         return text
