@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import boto3
+import numpy as np
 import pytest
 import rasterio
 
@@ -236,9 +237,11 @@ def test_kill_9_then_a_rerun_from_a_fresh_machine_gives_identical_objects(tmp_pa
     import subprocess
 
     src = str(dem(tmp_path))
-    clean = write_recipe(recipe_text(src, f"s3://{bucket}/clean", "[8, 10]", process="slow.py"), "clean.yaml", SLOW_PROC, "slow.py")
+    clean = write_recipe(recipe_text(src, f"s3://{bucket}/clean", "[8, 10]", process="slow.py"), "clean.yaml",
+                         SLOW_PROC, "slow.py")
     assert execute(clean, executor="threads").ok
-    recipe = write_recipe(recipe_text(src, f"s3://{bucket}/out", "[8, 10]", process="slow.py"), "out.yaml", SLOW_PROC, "slow.py")
+    recipe = write_recipe(recipe_text(src, f"s3://{bucket}/out", "[8, 10]", process="slow.py"), "out.yaml",
+                          SLOW_PROC, "slow.py")
     env = {**os.environ, "ZIGGURAT_STATE_DIR": str(tmp_path / "machine-1")}
     proc = subprocess.Popen([ZIGGURAT, "execute", str(recipe), "-e", "processes", "-w", "2", "--no-progress"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -259,3 +262,190 @@ def test_kill_9_then_a_rerun_from_a_fresh_machine_gives_identical_objects(tmp_pa
     from ziggurat.reproduce import verify
 
     assert verify(f"s3://{bucket}/out").ok
+
+
+class FaultyProxy:
+    """A real HTTP proxy in front of the S3 server that answers some requests with S3 errors:
+    every `every`-th PUT of a tile gets ``503 SlowDown``; buckets in `denied` get ``403 AccessDenied``."""
+
+    def __init__(self, every: int = 0, denied: tuple[str, ...] = ()) -> None:
+        import http.client
+        import http.server
+        import threading
+        import urllib.parse
+
+        proxy = self
+        self.every, self.denied, self.puts, self.refused = every, denied, 0, 0
+        target = urllib.parse.urlsplit(S3_ENV["AWS_ENDPOINT_URL"])
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _error(self, status: int, code: str) -> None:
+                body = f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>{code}</Message></Error>".encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if any(self.path.startswith(f"/{b}") for b in proxy.denied):
+                    return self._error(403, "AccessDenied")
+                if self.command == "PUT" and ".tif" in self.path:
+                    proxy.puts += 1
+                    if proxy.every and proxy.puts % proxy.every == 0:
+                        proxy.refused += 1
+                        return self._error(503, "SlowDown")
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = target.netloc
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_throttling_is_retried_and_counted(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path]) -> None:
+    proxy = FaultyProxy(every=3)
+    try:
+        extra = f", storage_options: {{endpoint_url: '{proxy.url}'}}"
+        summary = execute(remote_recipe(tmp_path, bucket, write_recipe, extra=extra), executor="threads")
+    finally:
+        proxy.close()
+    assert summary.ok and proxy.refused > 0
+    assert summary.requests[f"s3://{bucket}"]["retries"] == proxy.refused
+    manifest = next((tmp_path / "state").rglob("runs/*.json"))
+    assert json.loads(manifest.read_text())["requests"][f"s3://{bucket}"]["retries"] == proxy.refused
+    local = execute(write_recipe(recipe_text(str(dem(tmp_path)), str(tmp_path / "local"), "[0, 3]"), "l.yaml", PROC),
+                    executor="sequential")
+    assert len(tile_objects(bucket, "out/")) == local.output_tiles
+
+
+def test_access_denied_is_one_clear_error_before_any_tile(tmp_path: Path, bucket: str,
+                                                          write_recipe: Callable[..., Path]) -> None:
+    import subprocess
+
+    proxy = FaultyProxy(denied=(bucket,))
+    try:
+        extra = f", storage_options: {{endpoint_url: '{proxy.url}'}}"
+        recipe = remote_recipe(tmp_path, bucket, write_recipe, extra=extra)
+        done = subprocess.run([ZIGGURAT, "execute", str(recipe), "-e", "sequential", "--no-progress"],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        proxy.close()
+    assert done.returncode != 0
+    assert f"cannot write to s3://{bucket}/out: access denied" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert objects(bucket) == {}
+
+
+class RangeServer:
+    """A real HTTP server for a folder, with the Range requests GDAL's /vsicurl/ makes."""
+
+    def __init__(self, folder: Path) -> None:
+        import functools
+        import http.server
+        import threading
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def send_head(self) -> Any:
+                rng = self.headers.get("Range")
+                path = Path(self.translate_path(self.path))
+                if not rng or not path.is_file():
+                    return super().send_head()
+                size = path.stat().st_size
+                start_text, _, end_text = rng.removeprefix("bytes=").partition("-")
+                start, end = int(start_text), min(int(end_text or size - 1), size - 1)
+                with path.open("rb") as fh:
+                    fh.seek(start)
+                    body = fh.read(end - start + 1)
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                import io
+
+                return io.BytesIO(body)
+
+        handler = functools.partial(Handler, directory=str(folder))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_http_inputs_raster_and_tile_directory_without_warning_noise(tmp_path: Path,
+                                                                     write_recipe: Callable[..., Path]) -> None:
+    import subprocess
+
+    web = tmp_path / "web"
+    web.mkdir()
+    dem(web)
+    base = execute(write_recipe(recipe_text(str(web / "dem.tif"), str(web / "pyramid"), "[0, 3]"), "b.yaml", PROC),
+                   executor="sequential")
+    server = RangeServer(web)
+    try:
+        over_http = write_recipe(recipe_text(f"{server.url}/dem.tif", str(tmp_path / "from-http"), "[0, 3]"),
+                                 "h.yaml", PROC)
+        done = subprocess.run([ZIGGURAT, "execute", str(over_http), "-e", "sequential", "--no-progress"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == ""  # no "Unsupported option: http" flood
+        ident = "def execute(dem):\n    return None if dem.is_empty() else dem.read()\n"
+        from_dir = write_recipe(recipe_text(f"{server.url}/pyramid", str(tmp_path / "from-dir"), "[0, 3]",
+                                            process="ident.py"), "d.yaml", ident, "ident.py")
+        summary = execute(from_dir, executor="sequential")
+    finally:
+        server.close()
+    tiles = {p.relative_to(web / "pyramid").as_posix(): p for p in (web / "pyramid").rglob("*.tif")}
+    assert base.output_tiles == len(tiles) == summary.output_tiles
+    for rel, path in tiles.items():
+        with rasterio.open(path) as a, rasterio.open(tmp_path / "from-http" / rel) as b, \
+                rasterio.open(tmp_path / "from-dir" / rel) as c:
+            assert np.array_equal(a.read(), b.read()) and np.array_equal(a.read(), c.read())
+
+
+def test_a_bucket_output_is_the_input_of_another_recipe(tmp_path: Path, bucket: str,
+                                                        write_recipe: Callable[..., Path]) -> None:
+    execute(remote_recipe(tmp_path, bucket, write_recipe), executor="sequential")
+    ident = "def execute(dem):\n    return None if dem.is_empty() else dem.read() * 2\n"
+    second = write_recipe(recipe_text(f"s3://{bucket}/out", f"s3://{bucket}/doubled", "[0, 3]", process="ident.py"),
+                          "second.yaml", ident, "ident.py")
+    summary = execute(second, executor="sequential")
+    first, doubled = tile_objects(bucket, "out/"), tile_objects(bucket, "doubled/")
+    assert summary.ok and set(first) == set(doubled) and first
+    for rel in first:
+        with rasterio.MemoryFile(first[rel]) as a, rasterio.MemoryFile(doubled[rel]) as b:
+            with a.open() as ra, b.open() as rb:
+                x, y = ra.read(masked=True), rb.read(masked=True)
+                assert np.array_equal(x.mask, y.mask) and np.allclose(x.compressed() * 2, y.compressed())

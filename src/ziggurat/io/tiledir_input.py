@@ -6,14 +6,18 @@ zoom are mosaicked and warped, so resampling has no seams.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import warnings
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
@@ -36,6 +40,8 @@ from ziggurat.io.common import (
 )
 from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, read_metadata
 from ziggurat.io.raster import RasterTileInput
+from ziggurat.io.remote_files import RemoteFolder
+from ziggurat.location import Location, is_url
 from ziggurat.recipe import InputConfig
 
 logger = logging.getLogger(__name__)
@@ -52,14 +58,18 @@ class TileDirectoryInput:
 
     def __init__(self, config: InputConfig, grid: Grid) -> None:
         self.name: str = config.name
-        self.path = Path(config.path)
+        where = str(config.path)
+        #: a tile directory in a bucket or on a web server: files fetched whole, never through pathlib
+        self.remote = RemoteFolder(Location.parse(where), config.storage_options) if is_url(where) else None
+        self.path = Path(config.path) if self.remote is None else Path(self.remote.location.name)
+        self.where = where
         self.grid = grid
         self.options: dict[str, Any] = dict(config.options or {})
         self.default_resampling: Resampling = resampling_from_name(
             self.options.get("resampling", "nearest"))
-        meta_path = self.path / METADATA_FILE
+        meta_path = self.path / METADATA_FILE if self.remote is None else self.remote.url(METADATA_FILE)
         try:
-            meta = read_metadata(self.path)
+            meta = read_metadata(self.path) if self.remote is None else self._remote_metadata()
             self.dir_grid = Grid.from_dict(meta["grid"])
             out = meta["output"]
             self.dtype: str = np.dtype(out["dtype"]).name
@@ -67,22 +77,43 @@ class TileDirectoryInput:
             self.nodata: float | int | None = nodata_from_json(out.get("nodata"))
             self.suffix = TILE_SUFFIXES[out.get("format", "GTiff")]
         except FileNotFoundError as exc:
-            raise InputError(f"input {self.name!r}: {self.path} is not a tile directory "
+            raise InputError(f"input {self.name!r}: {self.where} is not a tile directory "
                              f"(no {METADATA_FILE})") from exc
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(f"input {self.name!r}: invalid {meta_path}: {exc}") from exc
         self.crs = self.dir_grid.crs
         self._same_crs = crs_equal(self.crs, grid.crs)
-        self.zooms: list[int] = [z for z in int_names(self.path)
-                                 if self.dir_grid.minzoom <= z <= self.dir_grid.maxzoom]
+        #: remote: the tiles there (one listing of a bucket; None over HTTP, which cannot list)
+        self._present: set[str] | None = None
+        if self.remote is not None:
+            self._present = self.remote.files()
+            stored = (range(self.dir_grid.minzoom, self.dir_grid.maxzoom + 1) if self._present is None
+                      else sorted({int(p.split("/", 1)[0]) for p in self._present if p.split("/", 1)[0].isdigit()}))
+        else:
+            stored = int_names(self.path)
+        self.zooms: list[int] = [z for z in stored if self.dir_grid.minzoom <= z <= self.dir_grid.maxzoom]
         self.dir_bounds: Bounds | None = self._scan_bounds()
         self.bounds: Bounds | None = None
         if self.dir_bounds is not None:
             b = transform_bounds_safe(self.crs, grid.crs, self.dir_bounds)
             self.bounds = grid.bounds() if b is None else b.intersection(grid.bounds())
 
+    def _remote_metadata(self) -> dict[str, Any]:
+        assert self.remote is not None
+        data = self.remote.get(METADATA_FILE)
+        if data is None:
+            raise FileNotFoundError(self.remote.url(METADATA_FILE))
+        meta = json.loads(data)
+        if not isinstance(meta, dict):
+            raise ValueError(f"{METADATA_FILE} holds a {type(meta).__name__}, not an object")
+        return meta
+
     def _scan_bounds(self, max_rows: int = 64) -> Bounds | None:
         """Extent of the tiles at the finest zoom with few row folders (cheap listdirs)."""
+        if self.remote is not None:
+            return self._remote_bounds()
         rows_by_zoom = {z: int_names(self.path / str(z)) for z in self.zooms}
         nonempty = [z for z in self.zooms if rows_by_zoom[z]]
         if not nonempty:
@@ -101,6 +132,28 @@ class TileDirectoryInput:
         tl = self.dir_grid.tile_bounds(zoom, min(rows), min(cols))
         br = self.dir_grid.tile_bounds(zoom, max(rows), max(cols))
         return tl.union(br)
+
+    def _remote_bounds(self) -> Bounds | None:
+        """From the listing (every tile of the finest zoom); the whole grid over HTTP."""
+        if self._present is None:
+            return self.dir_grid.bounds()
+        cells = [tuple(map(int, p[: -len(self.suffix)].split("/"))) for p in self._present
+                 if p.endswith(self.suffix) and p.count("/") == 2 and p.split("/", 1)[0].isdigit()]
+        if not cells:
+            return None
+        zoom = max(c[0] for c in cells)
+        rows = [c[1] for c in cells if c[0] == zoom]
+        cols = [c[2] for c in cells if c[0] == zoom]
+        return self.dir_grid.tile_bounds(zoom, min(rows), min(cols)).union(
+            self.dir_grid.tile_bounds(zoom, max(rows), max(cols)))
+
+    def _tile_bytes(self, zoom: int, row: int, col: int) -> bytes | None:
+        """A remote tile's bytes (None if it is not there: the listing says so without a request)."""
+        assert self.remote is not None
+        rel = f"{zoom}/{row}/{col}{self.suffix}"
+        if self._present is not None and rel not in self._present:
+            return None
+        return self.remote.get(rel)
 
     def for_tile(self, tile: Tile) -> "TileDirectoryTileInput":
         return TileDirectoryTileInput(self, tile)
@@ -158,7 +211,8 @@ class TileDirectoryInput:
         _, dh, dw = dest.shape
         for dtile in self.dir_grid.tiles_in_bounds(bounds, zoom):
             path = self.tile_path(zoom, dtile.row, dtile.col)
-            if not path.exists():
+            data = self._tile_bytes(zoom, dtile.row, dtile.col) if self.remote is not None else None
+            if (data is None) if self.remote is not None else not path.exists():
                 continue
             offset = pixel_offset(dest_affine, dtile.affine)
             if offset is None:
@@ -169,7 +223,13 @@ class TileDirectoryInput:
             r1, c1 = min(th, dh - row), min(tw, dw - col)
             if r0 >= r1 or c0 >= c1:
                 continue
-            with open_tile(path) as src:
+            with ExitStack() as stack:
+                if data is not None:  # fetched whole, read from memory
+                    stack.enter_context(warnings.catch_warnings())
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG tiles
+                    src = stack.enter_context(stack.enter_context(MemoryFile(data)).open())
+                else:
+                    src = stack.enter_context(open_tile(path))
                 part = src.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
             paste(dest, part, row + r0, col + c0)
 
@@ -223,7 +283,7 @@ class TileDirectoryInput:
         """Nothing stays open: tile files are opened per read."""
 
     def __repr__(self) -> str:
-        return f"TileDirectoryInput(name={self.name!r}, path={str(self.path)!r})"
+        return f"TileDirectoryInput(name={self.name!r}, path={self.where!r})"
 
 
 class TileDirectoryTileInput(RasterTileInput):
