@@ -10,7 +10,7 @@ BENCH_VENV ?= .venv-bench
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dask]'
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -38,6 +38,7 @@ $(BENCH_VENV)/.installed: pyproject.toml
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/pyramid.py
+	$(BENCH_VENV)/bin/python bench/s3.py
 	$(BENCH_VENV)/bin/python bench/ledger_keys.py
 	$(BENCH_VENV)/bin/python bench/merge.py
 	$(BENCH_VENV)/bin/python bench/faults.py

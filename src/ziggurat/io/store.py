@@ -124,7 +124,11 @@ class ObjectStore:
         return self._client
 
     def _build(self) -> Any:
-        from obstore.store import AzureStore, GCSStore, S3Store
+        try:
+            from obstore.store import AzureStore, GCSStore, S3Store
+        except ImportError as exc:
+            raise StorageError(f"{self.location.url}: object storage needs obstore: "
+                               "pip install 'ziggurat[s3]'") from exc
 
         cls = {"s3": S3Store, "gs": GCSStore, "az": AzureStore}[self.location.scheme]
         config, client = obstore_config(self.location, self.storage_options)
