@@ -101,7 +101,8 @@ def main() -> None:
             wall_local, _ = run(recipe(folder, str(folder / "local"), args.tiles), env)
             lm = manifest(folder / "local")
             print(f"tiles written: {tiles} (S3), {lm['summary']['output_tiles_written']} (local)")
-            per_tile = ", ".join(f"{k} {counts.get(k, 0) / tiles:.3f}" for k in ("PUT", "GET", "HEAD", "LIST", "DELETE"))
+            kinds = ("PUT", "GET", "HEAD", "LIST", "DELETE")
+            per_tile = ", ".join(f"{k} {counts.get(k, 0) / tiles:.3f}" for k in kinds)
             print(f"requests per tile: {per_tile}; retries {counts.get('retries', 0)}")
             print(f"requests in all: {json.dumps({k: v for k, v in counts.items() if not k.startswith('bytes')})}; "
                   f"{counts.get('bytes_out', 0) / tiles:.0f} bytes out per tile")

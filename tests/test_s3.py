@@ -356,9 +356,9 @@ def test_access_denied_is_one_clear_error_before_any_tile(tmp_path: Path, bucket
                               capture_output=True, text=True, timeout=120)
     finally:
         proxy.close()
-    assert done.returncode != 0
-    assert f"cannot write to s3://{bucket}/out: access denied" in done.stderr
-    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert done.returncode != 0, done.stderr
+    assert f"cannot write to s3://{bucket}/out: access denied" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert objects(bucket) == {}
 
 
@@ -449,3 +449,17 @@ def test_a_bucket_output_is_the_input_of_another_recipe(tmp_path: Path, bucket: 
             with a.open() as ra, b.open() as rb:
                 x, y = ra.read(masked=True), rb.read(masked=True)
                 assert np.array_equal(x.mask, y.mask) and np.allclose(x.compressed() * 2, y.compressed())
+
+
+def test_a_replaced_input_object_makes_its_tiles_stale(tmp_path: Path, bucket: str,
+                                                       write_recipe: Callable[..., Path]) -> None:
+    src = upload(bucket, "inputs/dem.tif", dem(tmp_path))
+    recipe = write_recipe(recipe_text(src, f"s3://{bucket}/out", "[0, 2]"), "r.yaml", PROC)
+    first = execute(recipe, executor="sequential")
+    assert execute(recipe, executor="sequential").skipped == first.written + first.empty
+    other = tmp_path / "other.tif"
+    position_raster(other, left=0.0, top=1.0, res=1 / 512, width=512, height=512, nodata=-1.0)
+    upload(bucket, "inputs/dem.tif", other)
+    again = execute(recipe, executor="sequential")
+    assert again.written == first.written and again.skipped == 0
+    assert any("dem" in why for why in again.stale), again.stale

@@ -152,14 +152,31 @@ def fingerprint_input(path: str | os.PathLike[str], *, full_limit: int = FULL_HA
 
 
 def fingerprint_config(config: Any) -> dict[str, Any]:
-    """An input's fingerprint from its config: that of its path (most drivers)."""
+    """An input's fingerprint from its config: that of its path (most drivers); an object in a
+    bucket by its size and ETag (one HEAD), so a replaced remote file makes its tiles stale."""
+    text = os.fspath(config.path)
+    if "://" in text or text.startswith("/vsi"):
+        from ziggurat.io.store import open_store
+        from ziggurat.location import Location
+
+        try:
+            loc = Location.parse(text)
+        except ValueError:
+            return {"kind": "remote"}
+        if loc.is_object_store and loc.suffix:  # one object (a tile directory is a prefix)
+            meta = open_store(loc.parent, getattr(config, "storage_options", None)).stat(loc.name)
+            if meta is not None:
+                return {"kind": "remote", "size": meta["size"], "etag": meta["etag"]}
+        return {"kind": "remote"}
     return fingerprint_input(config.path)
 
 
 def compare_fingerprints(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
     """Why two fingerprints of the same input differ, or None when they match."""
     if recorded.get("kind") == "remote" or current.get("kind") == "remote":
-        return None  # not hashed: nothing to compare
+        if recorded.get("etag") and current.get("etag") and recorded["etag"] != current["etag"]:
+            return f"ETag {recorded['etag']} recorded, {current['etag']} now"
+        return None  # not hashed: nothing else to compare
     if recorded.get("kind") != current.get("kind"):
         return f"fingerprint kind {recorded.get('kind')} recorded, {current.get('kind')} now"
     for key in ("size", "files", "sha256"):

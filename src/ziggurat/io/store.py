@@ -204,6 +204,11 @@ class ObjectStore:
 
     def head(self, rel: str) -> int | None:
         """The object's size, or None if there is none."""
+        meta = self.stat(rel)
+        return None if meta is None else int(meta["size"])
+
+    def stat(self, rel: str) -> dict[str, Any] | None:
+        """{"size", "etag"} of the object (one HEAD), or None if there is none."""
         import obstore
 
         try:
@@ -212,7 +217,7 @@ class ObjectStore:
             return None
         except Exception as exc:
             raise StorageError(f"cannot read {self.url(rel)}: {_reason(exc)}") from exc
-        return int(meta["size"])
+        return {"size": int(meta["size"]), "etag": meta.get("e_tag")}
 
     def list_all(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         """(path relative to this location, size) of every object under `prefix` (1 LIST per 1,000)."""
