@@ -463,3 +463,60 @@ def test_a_replaced_input_object_makes_its_tiles_stale(tmp_path: Path, bucket: s
     again = execute(recipe, executor="sequential")
     assert again.written == first.written and again.skipped == 0
     assert any("dem" in why for why in again.stale), again.stale
+
+
+VECTOR_PROC = """
+import shapely
+
+def execute(tile):
+    b = tile.bounds
+    return [{"geometry": shapely.box(b.left, b.bottom, b.left + 0.1, b.bottom + 0.1),
+             "properties": {"name": f"{tile.zoom}-{tile.row}-{tile.col}"}}]
+"""
+
+
+@pytest.mark.parametrize("fmt, suffix", [("GeoJSON", ".geojson"), ("FlatGeobuf", ".fgb")])
+def test_vector_tiles_to_a_bucket_match_a_local_run(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path],
+                                                    fmt: str, suffix: str) -> None:
+    def text(out: str) -> str:
+        return f"""
+process: vec.py
+zoom_levels: [3, 5]
+pyramid: {{grid: geodetic}}
+bounds: [0, 0, 10, 10]
+output: {{path: '{out}', format: {fmt}, schema: {{geometry: Polygon, properties: {{name: str}}}}}}
+"""
+    local = execute(write_recipe(text(str(tmp_path / "local")), "l.yaml", VECTOR_PROC, "vec.py"), executor="sequential")
+    remote = execute(write_recipe(text(f"s3://{bucket}/vec"), "r.yaml", VECTOR_PROC, "vec.py"), executor="threads")
+    on_disk = {p.relative_to(tmp_path / "local").as_posix(): p.read_bytes()
+               for p in (tmp_path / "local").rglob(f"*{suffix}")}
+    assert remote.output_tiles == local.output_tiles == len(on_disk) > 0
+    assert tile_objects(bucket, "vec/") == on_disk
+    from ziggurat.reproduce import verify
+
+    assert verify(f"s3://{bucket}/vec").ok
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_the_second_refuses(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path]) -> None:
+    import os
+    import subprocess
+
+    recipe = write_recipe(recipe_text(str(dem(tmp_path)), f"s3://{bucket}/out", "[8, 10]", process="slow.py"),
+                          "out.yaml", SLOW_PROC, "slow.py")
+    first = subprocess.Popen([ZIGGURAT, "execute", str(recipe), "-e", "processes", "-w", "2", "--no-progress"],
+                             env={**os.environ, "ZIGGURAT_STATE_DIR": str(tmp_path / "m1")},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and "out/.ziggurat/lock" not in objects(bucket, "out/.ziggurat/"):
+        time.sleep(0.05)
+    second = subprocess.run([ZIGGURAT, "execute", str(recipe), "-e", "sequential", "--no-progress"],
+                            env={**os.environ, "ZIGGURAT_STATE_DIR": str(tmp_path / "m2")},
+                            capture_output=True, text=True, timeout=120)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode != 0 and "is being written by another run" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr
+    from ziggurat.reproduce import verify
+
+    assert verify(f"s3://{bucket}/out").ok

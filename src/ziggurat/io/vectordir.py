@@ -172,7 +172,9 @@ class VectorTileDirectoryOutput(TileFolder):
         records = [fiona.Feature(geometry=fiona.Geometry.from_dict(shapely.geometry.mapping(g)),
                                  properties=fiona.Properties(**p)) for g, p in feats]
         with self.staged(tile) as tmp:
-            with fiona.open(tmp, "w", driver=self.driver, schema=schema, crs_wkt=self._crs_wkt) as dst:
+            # the layer is named after the tile, not the temporary file: deterministic bytes
+            with fiona.open(tmp, "w", driver=self.driver, schema=schema, crs_wkt=self._crs_wkt,
+                            layer=str(tile.col)) as dst:
                 dst.writerecords(records)
 
     def _no_parent_writes(self) -> OutputError:
