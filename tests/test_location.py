@@ -78,3 +78,6 @@ def test_a_remote_output_keeps_its_state_in_the_state_folder(tmp_path: Path, mon
     assert out.url == "s3://bucket/deep/out" and out.path.name == "out"
     assert (tmp_path / "state") in out.path.parents
     assert "s3cr3t-v4lue" not in repr(out) and out.storage_options["secret"] == "s3cr3t-v4lue"
+    recipe.write_text("process: p.py\nzoom_levels: 1\npyramid: {grid: geodetic}\nbounds: [0, 0, 1, 1]\n"
+                      "output: {path: /vsis3/bucket/deep/out}\n")
+    assert load_recipe(recipe).output.url == "s3://bucket/deep/out"  # GDAL's spelling

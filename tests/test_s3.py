@@ -520,3 +520,19 @@ def test_two_concurrent_runs_the_second_refuses(tmp_path: Path, bucket: str, wri
     from ziggurat.reproduce import verify
 
     assert verify(f"s3://{bucket}/out").ok
+
+
+def test_plan_reads_the_bucket_records_and_checks_the_bucket(tmp_path: Path, bucket: str,
+                                                             write_recipe: Callable[..., Path],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from ziggurat.engine import dry_run
+
+    recipe = remote_recipe(tmp_path, bucket, write_recipe)
+    assert sum(z.recorded for z in dry_run(recipe).zooms) == 0  # nothing there yet: not an error
+    summary = execute(recipe, executor="sequential")
+    monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "elsewhere"))
+    report = dry_run(recipe)
+    assert sum(z.recorded for z in report.zooms) == summary.written + summary.empty
+    assert not (tmp_path / "elsewhere").exists()  # plan never writes a state folder
+    with pytest.raises(OutputError, match="the bucket does not exist"):
+        dry_run(remote_recipe(tmp_path, "no-such-bucket-plan", write_recipe))

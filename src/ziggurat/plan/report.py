@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ziggurat.io import Output
@@ -12,6 +13,7 @@ from ziggurat.plan.tiles import Plan
 from ziggurat.recipe import Recipe
 from ziggurat.records.keys import RunKeys, reason_for_key, stale_lines
 from ziggurat.records.ledger import DONE, Ledger, ledger_path
+from ziggurat.records.remote import pulled
 from ziggurat.records.tile_records import output_root
 from ziggurat.tasks import EMPTY, FAILED
 
@@ -74,10 +76,17 @@ def plan_report(recipe: Recipe, plan: Plan, output: Output, keys: RunKeys | None
     With `keys` (what a run would make now), recorded tiles made otherwise count as stale, with
     the reason; tiles whose upstream tile-directory tiles changed are found only when a run
     looks at them (that needs the tiles themselves, not counts)."""
+    if recipe.output.remote:  # the bucket's records, in a private copy (a run may use the state folder)
+        with pulled(recipe.output.url, recipe.output.storage_options, must_exist=False) as root:
+            return _report(recipe, plan, output, keys, root)
+    return _report(recipe, plan, output, keys, output.path)
+
+
+def _report(recipe: Recipe, plan: Plan, output: Output, keys: RunKeys | None, records: Path) -> PlanReport:
     levels = baselevel_range(recipe) or (min(plan.zooms), max(plan.zooms))
     kinds = Schedule(plan, levels) if plan.zooms else None
-    ledger = Ledger(output.path, create=False) if ledger_path(output.path).is_file() else None
-    report = PlanReport(str(output.path))
+    ledger = Ledger(records, create=False) if ledger_path(records).is_file() else None
+    report = PlanReport(recipe.output.url)
     try:
         for zoom in sorted(plan.zooms):
             count = plan.count(zoom)
@@ -88,7 +97,7 @@ def plan_report(recipe: Recipe, plan: Plan, output: Output, keys: RunKeys | None
                 out_count = recipe.output_grid.count_tiles(plan.bounds, zoom)
             else:
                 out_count = count * ratio  # an upper bound: edge metatiles may be clipped
-            size, basis = _estimate(ledger, output, zoom, output_root(output.path))
+            size, basis = _estimate(ledger, output, zoom, output_root(records))
             zp = ZoomPlan(zoom, kinds.kind(zoom) if kinds else PROCESS, count, out_count, 0,
                           int(size * out_count), basis)
             if ledger is not None and plan.bounds is not None and not plan.only:

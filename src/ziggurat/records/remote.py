@@ -182,7 +182,7 @@ class RemoteRecords:
 
 
 @contextmanager
-def pulled(url: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[Path]:
+def pulled(url: str, storage_options: Mapping[str, Any] | None = None, *, must_exist: bool = True) -> Iterator[Path]:
     """A private local copy of a remote output's records (for verify, status, reproduce: readers
     never touch the state folder a run may be using); removed afterwards."""
     location = Location.parse(url)
@@ -193,7 +193,7 @@ def pulled(url: str, storage_options: Mapping[str, Any] | None = None) -> Iterat
         records = RemoteRecords(location, storage_options, root)
         records.check(write=False)
         records.pull()
-        if not (root / "metadata.json").is_file() and not provenance_dir(root).joinpath("runs").is_dir():
+        if must_exist and not (root / "metadata.json").is_file() and not provenance_dir(root).joinpath("runs").is_dir():
             raise OutputError(f"{url}: no ziggurat output there (no metadata.json, no .ziggurat/runs)")
         yield root
 
