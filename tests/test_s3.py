@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +20,7 @@ from ziggurat.errors import OutputError
 from conftest import S3_ENV, position_raster
 
 pytestmark = pytest.mark.usefixtures("s3_server")
+ZIGGURAT = str(Path(sys.executable).parent / "ziggurat")
 
 
 def s3() -> Any:
@@ -122,6 +124,12 @@ def test_verify_and_status_read_the_bucket(tmp_path: Path, bucket: str, write_re
     assert not bad.ok and [r.path for r, _ in bad.changed] == [key[4:]] and bad.extra == ["9/9/9.tif"]
     report = status(f"s3://{bucket}/out")
     assert sum(z.written for z in report.zooms) > 0
+    import subprocess
+
+    cli = subprocess.run([ZIGGURAT, "verify", f"s3://{bucket}/out"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 1 and cli.stdout.startswith("FAILED") and "9/9/9.tif" in cli.stdout, cli.stderr
+    cli = subprocess.run([ZIGGURAT, "status", f"s3://{bucket}/out"], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0 and f"s3://{bucket}/out" in cli.stdout, cli.stderr
 
 
 def test_a_second_run_into_the_same_bucket_output_is_refused(tmp_path: Path, bucket: str,
@@ -181,7 +189,6 @@ def test_storage_options_never_reach_provenance(tmp_path: Path, bucket: str, wri
     assert b"sup3r-s3cret-value" not in local
 
 
-ZIGGURAT = str(Path(__import__("sys").executable).parent / "ziggurat")
 
 
 def upload(bucket: str, key: str, path: Path) -> str:
@@ -536,3 +543,33 @@ def test_plan_reads_the_bucket_records_and_checks_the_bucket(tmp_path: Path, buc
     assert not (tmp_path / "elsewhere").exists()  # plan never writes a state folder
     with pytest.raises(OutputError, match="the bucket does not exist"):
         dry_run(remote_recipe(tmp_path, "no-such-bucket-plan", write_recipe))
+
+
+def test_a_mosaic_globbed_in_a_bucket_matches_the_same_files_on_disk(tmp_path: Path, bucket: str,
+                                                                    write_recipe: Callable[..., Path]) -> None:
+    files = tmp_path / "dem"
+    files.mkdir()
+    for i, left in enumerate((0.0, 0.5)):  # two halves, 1/512 degree, values encode row/col
+        position_raster(files / f"part{i}.tif", left=left, top=1.0, res=1 / 512, width=256, height=512)
+        upload(bucket, f"dem/part{i}.tif", files / f"part{i}.tif")
+    upload(bucket, "dem/readme.txt", dem(tmp_path))  # not matched by the pattern
+
+    def text(pattern: str, out: str) -> str:
+        return f"""
+process: convert
+zoom_levels: [0, 3]
+pyramid: {{grid: geodetic}}
+input: {{inp: {{mosaic: ['{pattern}']}}}}
+output: {{path: '{out}', dtype: float32, nodata: -9999}}
+"""
+    local = execute(write_recipe(text(str(files / "part*.tif"), str(tmp_path / "local")), "l.yaml"),
+                    executor="sequential")
+    remote = execute(write_recipe(text(f"s3://{bucket}/dem/part*.tif", f"s3://{bucket}/merged"), "r.yaml"),
+                     executor="threads")
+    on_disk = {p.relative_to(tmp_path / "local").as_posix(): p.read_bytes()
+               for p in (tmp_path / "local").rglob("*.tif")}
+    assert remote.output_tiles == local.output_tiles == len(on_disk) > 0
+    assert tile_objects(bucket, "merged/") == on_disk
+    again = execute(write_recipe(text(f"s3://{bucket}/dem/part*.tif", f"s3://{bucket}/merged"), "r.yaml"),
+                    executor="sequential")
+    assert again.written == 0 and again.skipped == remote.written + remote.empty

@@ -30,6 +30,7 @@ from ziggurat.io.checksum import fingerprint_input, hash_many
 from ziggurat.io.common import crs_equal, empty_masked, normalize_indexes, transform_bounds_safe
 from ziggurat.io.mosaic_index import Member, MosaicIndex, member_bounds
 from ziggurat.io.raster import RasterInput
+from ziggurat.location import is_url
 from ziggurat.recipe import InputConfig
 
 #: Open members kept per thread (file handles, one GDAL dataset each).
@@ -45,6 +46,9 @@ class MosaicInput:
     def fingerprint(config: InputConfig) -> dict[str, Any]:
         """Every member's size and SHA-256 (kept in the index cache, so reruns only stat them)."""
         index = MosaicIndex.build(config.name, config.options["mosaic"], config.cache_dir)
+        # an object in a bucket is versioned by its ETag (in `mtime`, see mosaic_index._stat): not downloaded
+        index.members = [m._replace(sha256=f"etag:{m.mtime:x}") if m.sha256 is None and is_url(m.path) else m
+                         for m in index.members]
         todo = [m for m in index.members if m.sha256 is None]
         if todo:
             sums = dict(hash_many([m.path for m in todo], hasher=lambda p: fingerprint_input(p)["sha256"]))

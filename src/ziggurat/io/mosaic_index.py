@@ -10,11 +10,13 @@ opened only when a tile reads them.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import json
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
@@ -22,6 +24,8 @@ from typing import Any, Iterable, Mapping, NamedTuple
 from ziggurat.bounds import Bounds
 from ziggurat.errors import InputError
 from ziggurat.io.atomic import write_json_atomic
+from ziggurat.io.store import open_store
+from ziggurat.location import Location, gdal_path, is_url
 from ziggurat.recipe.mosaic import is_glob
 
 log = logging.getLogger(__name__)
@@ -55,9 +59,44 @@ class Member(NamedTuple):
 _SEEN: dict[str, Member] = {}
 
 
+#: url -> (size, ETag) of objects seen in a bucket listing (a glob's expansion): no HEAD per member.
+_REMOTE: dict[str, tuple[int, str | None]] = {}
+
+
 def _stat(path: str) -> tuple[int, int]:
+    """(size, version): a local file's mtime; an object's ETag folded into an integer."""
+    if is_url(path):
+        seen = _REMOTE.get(path)
+        if seen is None:
+            loc = Location.parse(path)
+            if not loc.is_object_store:  # HTTP: no version to compare; the size alone
+                return 0, 0
+            meta = open_store(loc.parent).stat(loc.name)
+            if meta is None:
+                raise FileNotFoundError(path)
+            seen = (meta["size"], meta["etag"])  # asked each time: a replaced object must show
+        return seen[0], int(hashlib.sha256(str(seen[1]).encode()).hexdigest()[:15], 16)
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns
+
+
+def _remote_glob(pattern: str) -> list[str]:
+    """The objects of a bucket matching a glob (one listing of the part before the first wildcard)."""
+    loc = Location.parse(pattern)
+    if not loc.is_object_store:
+        raise InputError(f"mosaic source {pattern!r}: a glob needs a listable location (a local folder or "
+                         "s3://, gs://, az://), not HTTP; list the files or give an index")
+    fixed = re.split(r"[*?\[]", loc.key, maxsplit=1)[0]
+    prefix = fixed.rsplit("/", 1)[0] if "/" in fixed else ""
+    base = Location(loc.scheme, loc.bucket, prefix)
+    out = []
+    for rel, size, etag in open_store(base).list_objects(""):
+        key = f"{prefix}/{rel}" if prefix else rel
+        if fnmatch.fnmatchcase(key, loc.key):
+            url = Location(loc.scheme, loc.bucket, key).url
+            out.append(url)
+            _REMOTE[url] = (size, etag)
+    return sorted(out)
 
 
 def _header(path: str, source: int) -> Member:
@@ -65,7 +104,7 @@ def _header(path: str, source: int) -> Member:
 
     size, mtime = _stat(path)
     try:  # no directory listing per open: with 25,000 files in a folder it costs 2/3 of the time
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(path) as src:
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(gdal_path(path)) as src:
             if src.crs is None:
                 raise InputError(f"mosaic member {path} has no CRS")
             b = src.bounds
@@ -113,7 +152,10 @@ def expand(sources: Iterable[Mapping[str, Any]]) -> list[tuple[int, str, Mapping
     out = []
     for number, spec in enumerate(sources):
         path = str(spec["path"])
-        paths = sorted(glob.glob(path, recursive=True)) if is_glob(path) else [path]
+        if is_glob(path):
+            paths = _remote_glob(path) if is_url(path) else sorted(glob.glob(path, recursive=True))
+        else:
+            paths = [path]
         if not paths:
             raise InputError(f"mosaic source {path!r} matches no file")
         out += [(number, p, spec) for p in paths]

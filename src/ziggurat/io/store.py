@@ -221,6 +221,11 @@ class ObjectStore:
 
     def list_all(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         """(path relative to this location, size) of every object under `prefix` (1 LIST per 1,000)."""
+        for rel, size, _ in self.list_objects(prefix):
+            yield rel, size
+
+    def list_objects(self, prefix: str = "") -> Iterator[tuple[str, int, str | None]]:
+        """(relative path, size, ETag) of every object under `prefix` (1 LIST per 1,000)."""
         import obstore
 
         base = self.key(prefix)
@@ -234,7 +239,7 @@ class ObjectStore:
             if chunk is None:
                 return
             for meta in chunk:
-                yield str(meta["path"])[strip:], int(meta["size"])
+                yield str(meta["path"])[strip:], int(meta["size"]), meta.get("e_tag")
 
     def list_dir(self, prefix: str = "") -> list[tuple[str, int]]:
         """The objects directly under `prefix` (relative paths, sizes): one LIST, no recursion."""

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ziggurat.location import is_url
 from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, is_number
 
 GLOB_CHARS = "*?["
@@ -79,8 +80,10 @@ class MosaicSection(Checker):
             raise self.fail(key, "a path, a glob or a mapping {path: ..., resampling: ..., nodata: ...}", entry)
         self.check_keys(entry, key, SOURCE_KEYS)
         where = self.string(entry, key + ("path",), "a path or glob string")
-        path = os.path.abspath(self.base_dir / os.path.expanduser(where))
-        if is_glob(where):
+        path = where if is_url(where) else os.path.abspath(self.base_dir / os.path.expanduser(where))
+        if is_url(where):  # a bucket or web server: listed and opened when the input opens
+            pass
+        elif is_glob(where):
             if not glob.glob(path, recursive=True):
                 raise self.loc.error(key + ("path",), f"the pattern {where!r} matches no file ({path})")
         elif not os.path.exists(path):
