@@ -126,3 +126,32 @@ def test_a_full_output_disk_names_the_tile_and_keeps_no_broken_tile(tmp_path):
     assert "cannot write" in done.stderr and str(out) in done.stderr
     assert "cannot read" not in done.stderr and "Traceback" not in done.stderr   # not blamed on the input
     assert "ALL-TILES-READ" in done.stdout, done.stderr                           # no broken tile in place
+
+
+@pytest.mark.skipif(not _ro_bind_possible(), reason="needs root and unshare -m for a tiny tmpfs")
+def test_a_full_disk_under_vector_tiles_names_the_tile_and_keeps_no_broken_tile(tmp_path):
+    (tmp_path / "vec.py").write_text(textwrap.dedent("""
+        import shapely
+
+        def execute(tile):
+            b = tile.bounds
+            w, h = (b.right - b.left) / 40, (b.top - b.bottom) / 40
+            return [{"geometry": shapely.box(b.left + i * w, b.bottom + j * h, b.left + (i + 1) * w,
+                                             b.bottom + (j + 1) * h),
+                     "properties": {"name": f"cell {i} {j} of tile {tile.zoom} {tile.row} {tile.col}"}}
+                    for i in range(40) for j in range(40)]
+    """))
+    out = tmp_path / "out"
+    out.mkdir()
+    recipe = tmp_path / "vec.yaml"
+    recipe.write_text(f"process: vec.py\nzoom_levels: [3, 5]\npyramid: {{grid: geodetic}}\nbounds: [0, 0, 40, 40]\n"
+                      f"output: {{path: {out}, format: GeoJSON, "
+                      "schema: {geometry: Polygon, properties: {name: str}}}\n")
+    check = ("import fiona, sys\nfor p in sys.argv[1:]:\n    with fiona.open(p) as src:\n        list(src)\n"
+             "print('ALL-TILES-READ')")
+    script = (f"mount -t tmpfs -o size=400k tmpfs {out} && {BIN / 'ziggurat'} execute {recipe} -e sequential "
+              f"--no-progress; echo rc=$?; {sys.executable} -c {shlex.quote(check)} $(find {out} -name '*.geojson')")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert "rc=1" in done.stdout, done.stdout + done.stderr
+    assert "cannot write" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "ALL-TILES-READ" in done.stdout, done.stdout + done.stderr   # no broken tile in place

@@ -18,12 +18,14 @@ from typing import Any
 CE_FAILURE = 3
 
 
-@lru_cache(maxsize=1)
-def _gdal() -> Any:
-    import rasterio
+@lru_cache(maxsize=2)
+def _gdal(package: str = "rasterio") -> Any:
+    """The GDAL library of `package`'s wheel (rasterio and fiona each bundle their own)."""
+    import importlib
 
-    here = os.path.dirname(os.path.dirname(rasterio.__file__))
-    for path in sorted(glob.glob(os.path.join(here, "rasterio.libs", "libgdal*"))):
+    module = importlib.import_module(package)
+    here = os.path.dirname(os.path.dirname(module.__file__ or ""))
+    for path in sorted(glob.glob(os.path.join(here, f"{package}.libs", "libgdal*"))):
         try:
             lib = ctypes.CDLL(path)
             lib.CPLGetLastErrorType.restype = ctypes.c_int
@@ -34,15 +36,16 @@ def _gdal() -> Any:
     return None
 
 
-def reset() -> None:
-    lib = _gdal()
+def reset(package: str = "rasterio") -> None:
+    lib = _gdal(package)
     if lib is not None:
         lib.CPLErrorReset()
 
 
-def failure() -> str | None:
-    """GDAL's last error message on this thread if it was a failure since `reset()`, else None."""
-    lib = _gdal()
+def failure(package: str = "rasterio") -> str | None:
+    """GDAL's last error message on this thread if it was a failure since `reset()`, else None
+    (`package`: whose GDAL, "rasterio" or "fiona")."""
+    lib = _gdal(package)
     if lib is None or lib.CPLGetLastErrorType() < CE_FAILURE:
         return None
     message = lib.CPLGetLastErrorMsg()

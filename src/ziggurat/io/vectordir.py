@@ -32,6 +32,7 @@ from ziggurat.geometry import (
     tidy_clipped_lines,
 )
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.io import gdal_errors
 from ziggurat.io.checksum import fingerprint_config
 from ziggurat.io.common import int_names, transform_bounds_safe
 from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, TileFolder, read_metadata
@@ -172,10 +173,14 @@ class VectorTileDirectoryOutput(TileFolder):
         records = [fiona.Feature(geometry=fiona.Geometry.from_dict(shapely.geometry.mapping(g)),
                                  properties=fiona.Properties(**p)) for g, p in feats]
         with self.staged(tile) as tmp:
+            gdal_errors.reset("fiona")
             # the layer is named after the tile, not the temporary file: deterministic bytes
             with fiona.open(tmp, "w", driver=self.driver, schema=schema, crs_wkt=self._crs_wkt,
                             layer=str(tile.col)) as dst:
                 dst.writerecords(records)
+            failed = gdal_errors.failure("fiona")  # e.g. a full disk while OGR flushed the file
+            if failed is not None:
+                raise OutputError(failed)
 
     def _no_parent_writes(self) -> OutputError:
         """Parent-side writing moves arrays through shared memory; features do not fit that."""
