@@ -38,7 +38,7 @@ STAGES: list[tuple[str, ...]] = [
     ("ziggurat.records",),
     ("ziggurat.plan",),
     ("ziggurat.executors",),
-    ("ziggurat.engine",),
+    ("ziggurat.engine", "ziggurat.slowtiles"),
     ("ziggurat.reproduce", "ziggurat.status", "ziggurat.remote_checks"),
     ("ziggurat.cli",),
 ]

@@ -31,6 +31,7 @@ from ziggurat.records.lock import RunLock
 from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, changed_inputs, input_fingerprints, run_keys
 from ziggurat.records.remote import RemoteLock, RemoteRecords
 from ziggurat.records.stac import RunItem
+from ziggurat.slowtiles import SlowTileWatch
 from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
 
 log = logging.getLogger(__name__)
@@ -253,11 +254,13 @@ class _Run:
     remote: RemoteRecords | None = None   # publishes the records of an output on object storage
     summary: RunSummary = field(init=False)
     in_flight: set[TileIndex] = field(default_factory=set)
+    watch: SlowTileWatch = field(init=False)   # names tiles that run far longer than the others
     done: int = 0
 
     def __post_init__(self) -> None:
         self.summary = RunSummary(self.recipe, self.output.path, self.pool.name, self.pool.workers,
                                   total=self.plan.count())
+        self.watch = SlowTileWatch(self.pool.workers, self.pool.window)
         is_done = (lambda tile: False) if self.overwrite else self.recorder.is_done
         self.source = make_source(self.recipe, self.plan, is_done, self.skipped)
 
@@ -278,11 +281,13 @@ class _Run:
         for task in self.source:
             if task is not WAIT:
                 self.in_flight.add(task_index(task))
+                self.watch.out(task_index(task))
             yield task
 
     def record(self, outcome: TileOutcome) -> None:
         """Everything an outcome updates, before the executor pulls the next task."""
         self.in_flight.discard(outcome.index)
+        self.watch.back(outcome.index, outcome.seconds)
         if outcome.requests:
             STATS.merge(dict(outcome.requests))
         self.count(outcome)
@@ -314,6 +319,7 @@ class _Run:
         start = time.perf_counter()
         finished = False
         parent_writes = self.output.capabilities.writes_in_parent or self.pool.writes_in_parent
+        self.watch.start()
         try:
             with self.pool:
                 outcomes = self.pool.map_unordered(RunSpec(self.recipe, self.overwrite), self.tasks(),
@@ -335,6 +341,7 @@ class _Run:
             if vrt:
                 self.summary.vrts = self.item.write_vrts()
         finally:
+            self.watch.stop()
             self._finish(finished, start)
         return self.summary
 

@@ -1,0 +1,75 @@
+"""Naming tiles that run far longer than the others, while the run goes on.
+
+A hung or pathological tile otherwise shows only as a progress bar that stops. A daemon thread
+of the engine looks at the tiles handed to the executor every `CHECK_SECONDS`; one that has been
+out for more than `FACTOR` x the median tile time (plus the time it may have waited in the
+executor's window) and at least `MIN_SECONDS` is logged once, by zoom/row/col.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+
+from ziggurat.grid import TileIndex
+
+log = logging.getLogger("ziggurat.engine")
+
+FACTOR = 10.0
+MIN_SECONDS = 60.0
+CHECK_SECONDS = 5.0
+
+
+class SlowTileWatch:
+    """Started by the engine with the executor's window; `out`/`back` as tiles go and return."""
+
+    def __init__(self, workers: int, window: int) -> None:
+        self._queue_factor = max(window / max(workers, 1) - 1, 0)  # medians a tile may wait to start
+        self._lock = threading.Lock()
+        self._out: dict[TileIndex, float] = {}
+        self._times: deque[float] = deque(maxlen=501)
+        self._named: set[TileIndex] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ziggurat-slow-tiles", daemon=True)
+
+    def start(self) -> "SlowTileWatch":
+        self._thread.start()
+        return self
+
+    def out(self, index: TileIndex) -> None:
+        with self._lock:
+            self._out[index] = time.monotonic()
+
+    def back(self, index: TileIndex, seconds: float) -> None:
+        with self._lock:
+            self._out.pop(index, None)
+            if seconds > 0:
+                self._times.append(seconds)
+
+    def check(self) -> list[TileIndex]:
+        """Log and return the tiles that became slow since the last check."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._times) < 5:
+                return []
+            median = statistics.median(self._times)
+            limit = max(FACTOR * median + self._queue_factor * median, MIN_SECONDS)
+            slow = [(i, now - t) for i, t in self._out.items() if now - t > limit and i not in self._named]
+            self._named.update(i for i, _ in slow)
+        for index, seconds in slow:
+            log.warning("tile %s has been running for %.0f s, %.0f x the median tile time (%.2f s)",
+                        " ".join(map(str, index[:3])), seconds, seconds / median if median else 0, median)
+        return [i for i, _ in slow]
+
+    def _watch(self) -> None:
+        while not self._stop.wait(CHECK_SECONDS):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+__all__ = ["SlowTileWatch"]
