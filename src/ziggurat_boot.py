@@ -69,6 +69,8 @@ def main() -> None:
 
         cli()
     except KeyboardInterrupt:  # while importing, or after the run handed back (it handles its own)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting: a late Ctrl-C keeps rc 130
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sys.stderr.write("Interrupted.\n")
         sys.exit(EXIT_INTERRUPTED)
 

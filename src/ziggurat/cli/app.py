@@ -69,6 +69,10 @@ def debug_option(func: Callable[..., Any]) -> Callable[..., Any]:
                 click.echo("(run with --debug for the process traceback)", err=True)
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
+            # the run is cleaned up; exiting now: a late Ctrl-C must not kill the interpreter while it
+            # finalises (Python resets its own handlers to SIG_DFL then, not an ignored signal): rc 130
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             click.echo("Interrupted. Tiles written so far are complete; rerun the same command "
                        "without --overwrite to resume.", err=True)
             sys.exit(EXIT_INTERRUPTED)
