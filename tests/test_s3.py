@@ -573,3 +573,14 @@ output: {{path: '{out}', dtype: float32, nodata: -9999}}
     again = execute(write_recipe(text(f"s3://{bucket}/dem/part*.tif", f"s3://{bucket}/merged"), "r.yaml"),
                     executor="sequential")
     assert again.written == 0 and again.skipped == remote.written + remote.empty
+
+
+def test_missing_credentials_are_one_clear_error_naming_the_output(tmp_path: Path, bucket: str,
+                                                                   write_recipe: Callable[..., Path],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    with pytest.raises(OutputError, match=rf"cannot write to s3://{bucket}/out: no credentials found: set "
+                                          "AWS_ACCESS_KEY_ID"):
+        execute(remote_recipe(tmp_path, bucket, write_recipe), executor="sequential")
+    assert objects(bucket) == {}

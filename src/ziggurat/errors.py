@@ -32,6 +32,13 @@ class OutputError(ZigguratError, OSError):
 class StorageError(OutputError):
     """Object storage refused or failed a request; the message names the object (and the tile)."""
 
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason   # why, without the object (for a message naming the output instead)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.reason))
+
 
 class ProvenanceError(OutputError):
     """An output's provenance (`.ziggurat/`) is missing, unreadable or cannot be reproduced."""

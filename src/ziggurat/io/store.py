@@ -85,6 +85,9 @@ def _transient(exc: BaseException) -> bool:
 def _reason(exc: BaseException) -> str:
     """The useful part of an obstore error (the S3 error code and message, not the XML)."""
     text = str(exc)
+    if "169.254.169.254" in text or "latest/api/token" in text or "credential" in text.lower():
+        return ("no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), "
+                "give storage_options {key: ..., secret: ...}, or anon: true for a public bucket")
     for code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "SlowDown",
                  "NoSuchKey", "PreconditionFailed"):
         if code in text:
@@ -235,7 +238,8 @@ class ObjectStore:
             try:
                 chunk = self._call("LIST", prefix, lambda: next(stream, None))
             except Exception as exc:
-                raise StorageError(f"cannot list {self.url(prefix)}: {_reason(exc)}") from exc
+                why = _reason(exc)
+                raise StorageError(f"cannot list {self.url(prefix)}: {why}", reason=why) from exc
             if chunk is None:
                 return
             for meta in chunk:
@@ -260,7 +264,8 @@ class ObjectStore:
             next(iter(self.list_all("")), None)
         except StorageError as exc:
             what = "write to" if write else "read"
-            raise StorageError(f"cannot {what} {self.location.url}: {str(exc).rpartition(': ')[2]}") from exc
+            why = exc.reason or str(exc)
+            raise StorageError(f"cannot {what} {self.location.url}: {why}") from exc
 
 
 def open_store(location: Location, storage_options: Mapping[str, Any] | None = None) -> ObjectStore:
