@@ -584,3 +584,28 @@ def test_missing_credentials_are_one_clear_error_naming_the_output(tmp_path: Pat
                                           "AWS_ACCESS_KEY_ID"):
         execute(remote_recipe(tmp_path, bucket, write_recipe), executor="sequential")
     assert objects(bucket) == {}
+
+
+def test_a_single_cog_in_a_bucket(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from ziggurat.reproduce import verify
+
+    src = str(dem(tmp_path))
+    extra = ", cog: true"
+    local = execute(write_recipe(recipe_text(src, str(tmp_path / "local.tif"), "9", extra), "l.yaml", PROC),
+                    executor="sequential")
+    remote = write_recipe(recipe_text(src, f"s3://{bucket}/maps/dem.tif", "9", extra), "r.yaml", PROC)
+    summary = execute(remote, executor="sequential")
+    assert summary.ok and local.ok
+    got = objects(bucket, "maps/")
+    assert got["maps/dem.tif"] == (tmp_path / "local.tif").read_bytes()  # one object, the same bytes
+    assert any(k.startswith("maps/dem.tif.ziggurat/runs/") for k in got)
+    assert any(k.startswith("maps/dem.tif.ziggurat/ledger/") for k in got)
+    with rasterio.open(f"/vsis3/{bucket}/maps/dem.tif") as cog:
+        assert cog.overviews(1) and cog.read(1).shape == (cog.height, cog.width)
+    assert verify(f"s3://{bucket}/maps/dem.tif").ok
+    monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(OutputError, match=rf"output file s3://{bucket}/maps/dem.tif exists; use --overwrite"):
+        execute(remote, executor="sequential")
+    assert execute(remote, executor="sequential", overwrite=True).ok
+    assert objects(bucket, "maps/dem.tif")["maps/dem.tif"] == got["maps/dem.tif"]

@@ -19,6 +19,7 @@ from typing import Any
 from ziggurat.errors import ProvenanceError
 from ziggurat.io.store import open_store
 from ziggurat.location import Location
+from ziggurat.records.ledger import is_single_file
 from ziggurat.records.remote import pulled
 from ziggurat.records.tile_records import has_tile_records, read_tile_records
 from ziggurat.reproduce import ReproduceResult, VerifyResult, reproduce
@@ -28,7 +29,8 @@ from ziggurat.status import StatusReport, status
 def verify_remote(url: str, *, workers: int | None = None) -> VerifyResult:
     start = time.perf_counter()
     location = Location.parse(url)
-    store = open_store(location)
+    single = is_single_file(location.name)  # one COG: the record is its name beside the records
+    store = open_store(location.parent if single else location)
     with pulled(url) as root:
         if not has_tile_records(root):
             raise ProvenanceError(f"{url}: no tile checksums recorded (no ledger under .ziggurat/ledger/)")
@@ -54,8 +56,9 @@ def verify_remote(url: str, *, workers: int | None = None) -> VerifyResult:
                 result.identical += 1
             else:
                 result.changed.append((record, sha))
-    tiles = {rel for rel, _ in store.list_all("") if rel.split("/", 1)[0].isdigit()}
-    result.extra = sorted(tiles - set(expected))
+    if not single:
+        tiles = {rel for rel, _ in store.list_all("") if rel.split("/", 1)[0].isdigit()}
+        result.extra = sorted(tiles - set(expected))
     result.seconds = time.perf_counter() - start
     return result
 

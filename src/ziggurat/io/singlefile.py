@@ -27,6 +27,7 @@ from ziggurat.io.atomic import staged, tmp_in
 from ziggurat.io.outputbase import OutputBase
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.rasterarrays import RasterArrays
+from ziggurat.io.store import ObjectStore, open_store
 from ziggurat.recipe import OutputConfig
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,9 @@ class SingleFileOutput(OutputBase, RasterArrays):
 
     # -- run lifecycle ---------------------------------------------------------------------
     def prepare(self, overwrite: bool, narrowed: bool = False) -> bool:
-        if self.path.exists() and not overwrite:
-            raise OutputError(f"output file {self.path} exists; use --overwrite to replace it "
+        there = (self._bucket().head(self._name) is not None) if self.store is not None else self.path.exists()
+        if there and not overwrite:
+            raise OutputError(f"output file {self.where} exists; use --overwrite to replace it "
                               "(a single-file output is always written whole)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +71,15 @@ class SingleFileOutput(OutputBase, RasterArrays):
 
     def exists(self, process_tile: Tile) -> bool:
         return False
+
+    def _bucket(self) -> ObjectStore:
+        """The folder of the bucket holding the file (the store is opened at the file's own URL)."""
+        assert self.config.location is not None
+        return open_store(self.config.location.parent, self.config.storage_options)
+
+    @property
+    def _name(self) -> str:
+        return self.path.name
 
     @property
     def _tmp_folder(self) -> Path:
@@ -136,6 +147,8 @@ class SingleFileOutput(OutputBase, RasterArrays):
             else:
                 with staged(self.path, tmp):
                     pass
+            if self.store is not None:  # finished locally in the state folder: then one upload
+                self._bucket().put_file(self._name, self.path)
         except OutputError:
             raise
         except Exception as exc:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Mapping, TypeVar
 
 from ziggurat.errors import StorageError
@@ -194,6 +195,17 @@ class ObjectStore:
         except Exception as exc:
             raise StorageError(f"cannot write {self.url(rel)}: {_reason(exc)}") from exc
         STATS.add(self.name, "bytes_out", len(data))
+
+    def put_file(self, rel: str, path: Path) -> None:
+        """A local file as one object (multipart above 5 MB: a COG of any size); one logical PUT."""
+        import obstore
+
+        size = path.stat().st_size
+        try:
+            self._call("PUT", rel, lambda: obstore.put(self.client, self.key(rel), path))
+        except Exception as exc:
+            raise StorageError(f"cannot write {self.url(rel)}: {_reason(exc)}") from exc
+        STATS.add(self.name, "bytes_out", size)
 
     def delete(self, rel: str) -> None:
         import obstore

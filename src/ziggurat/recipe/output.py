@@ -128,10 +128,9 @@ class OutputSection(Checker):
                 raise self.loc.error(key + ("path",), "expected a local path or an object store URL (s3://, "
                                                       f"gs://, az://) for an output, found {where!r}"
                                                       + (" (HTTP is read-only)" if location.is_http else ""))
-            if location.suffix.lower() in SINGLE_FILE_SUFFIXES:
-                raise self.loc.error(key + ("path",), "expected a tile directory on object storage; a single "
-                                                      f"GeoTIFF ({location.name}) is written to a local path "
-                                                      "(then copied), found " + repr(where))
+            if location.suffix.lower() in SINGLE_FILE_SUFFIXES and fmt != "GTiff":
+                raise self.loc.error(key + ("format",), f"expected GTiff for a single-file output "
+                                                        f"({location.name}), found {fmt}")
             if not location.key:
                 raise self.loc.error(key + ("path",), f"expected a folder inside the bucket ({where}/NAME), "
                                                       "found the bucket itself")

@@ -35,12 +35,10 @@ from ziggurat.io.atomic import HOST, pid_alive, write_bytes_atomic
 from ziggurat.io.store import AlreadyExists, ObjectStore, open_store
 from ziggurat.location import Location
 from ziggurat.recipe import OutputConfig
-from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, ledger_path, provenance_dir
+from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, is_single_file, ledger_path, provenance_dir
 
 log = logging.getLogger(__name__)
 
-SEGMENTS = f"{FOLDER}/ledger"
-LOCK_KEY = f"{FOLDER}/lock"
 #: A ledger segment is published at most this often (the end of a run always publishes).
 PUBLISH_SECONDS = 5.0
 #: A remote run lock expires unless renewed (every third of it, by a thread of the run).
@@ -53,9 +51,13 @@ class RemoteRecords:
     """Publishes and restores the records of one remote output (`config.location`)."""
 
     def __init__(self, location: Location, storage_options: Mapping[str, Any] | None, root: Path) -> None:
-        self.store: ObjectStore = open_store(location, storage_options)
-        self.root = Path(root)                   # the local state folder
+        self.root = Path(root)                   # the local state folder (a single file: its path there)
+        self.single = is_single_file(self.root)  # OUT.tif: records beside it, in OUT.tif.ziggurat/
+        self.store: ObjectStore = open_store(location.parent if self.single else location, storage_options)
+        self.base = self.root.parent if self.single else self.root   # what the store's root is, locally
         self.folder = provenance_dir(self.root)
+        self.prefix = self.folder.relative_to(self.base).as_posix()   # ".ziggurat" or "OUT.tif.ziggurat"
+        self.segments = f"{self.prefix}/ledger"
         self._ops: list[list[Any]] = []
         self._last = time.monotonic()
         self._seq = 0
@@ -76,18 +78,19 @@ class RemoteRecords:
             shutil.rmtree(self.folder / name, ignore_errors=True)
         for path in (ledger_path(self.root), *(Path(f"{ledger_path(self.root)}-{x}") for x in ("wal", "shm"))):
             path.unlink(missing_ok=True)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.base.mkdir(parents=True, exist_ok=True)
         segments: list[str] = []
-        files = [(rel, size) for rel, size in self.store.list_dir("")]
-        for rel, size in self.store.list_all(FOLDER):
-            if rel.startswith(SEGMENTS + "/"):
+        # a tile directory's own files (metadata.json, the STAC item); a single file's folder holds others'
+        files = [] if self.single else [(rel, size) for rel, size in self.store.list_dir("")]
+        for rel, size in self.store.list_all(self.prefix):
+            if rel.startswith(self.segments + "/"):
                 segments.append(rel)
             elif rel.split("/")[1] not in _LOCAL_ONLY:
                 files.append((rel, size))
         for rel, _ in files:
             data = self.store.get(rel)
             if data is not None:
-                target = self.root / rel
+                target = self.base / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 write_bytes_atomic(target, data)
                 st = target.stat()
@@ -131,7 +134,7 @@ class RemoteRecords:
             if not ops:
                 return
             self._seq += 1
-            key = f"{SEGMENTS}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}.json.gz"
+            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}.json.gz"
         self.store.put(key, gzip.compress(json.dumps(ops, separators=(",", ":")).encode(), mtime=0))
         self._published.append(key)
 
@@ -139,7 +142,7 @@ class RemoteRecords:
         """Upload the records that changed in the state folder; returns how many."""
         sent = 0
         for path in sorted(self._files()):
-            rel = path.relative_to(self.root).as_posix()
+            rel = path.relative_to(self.base).as_posix()
             st = path.stat()
             if self._pushed.get(rel) == (st.st_size, st.st_mtime_ns):
                 continue
@@ -149,7 +152,7 @@ class RemoteRecords:
         return sent
 
     def _files(self) -> list[Path]:
-        out = [p for p in self.root.iterdir() if p.is_file() and not p.name.startswith(".tmp-")]
+        out = [] if self.single else [p for p in self.root.iterdir() if p.is_file() and not p.name.startswith(".tmp-")]
         if self.folder.is_dir():
             for dirpath, dirnames, filenames in os.walk(self.folder):
                 rel = Path(dirpath).relative_to(self.folder).parts
@@ -174,7 +177,7 @@ class RemoteRecords:
         between leaves a ledger that replays to the same state)."""
         with Ledger(self.root, create=False) as ledger:
             ops = list(ledger.snapshot_ops())
-        key = f"{SEGMENTS}/{time.time_ns():020d}-{HOST}-{os.getpid()}-compacted.json.gz"
+        key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-compacted.json.gz"
         self.store.put(key, gzip.compress(json.dumps(ops, separators=(",", ":")).encode(), mtime=0))
         for old in self._existing + self._published:
             self.store.delete(old)
@@ -194,6 +197,7 @@ def pulled(url: str, storage_options: Mapping[str, Any] | None = None, *, must_e
         records.check(write=False)
         records.pull()
         if must_exist and not (root / "metadata.json").is_file() and not provenance_dir(root).joinpath("runs").is_dir():
+            # (a single file's records: OUT.tif.ziggurat/runs)
             raise OutputError(f"{url}: no ziggurat output there (no metadata.json, no .ziggurat/runs)")
         yield root
 
@@ -203,8 +207,11 @@ class RemoteLock:
 
     def __init__(self, config: OutputConfig) -> None:
         assert config.location is not None
-        self.store = open_store(config.location, config.storage_options)
-        self.url = self.store.url(LOCK_KEY)
+        single = is_single_file(config.path)
+        self.store = open_store(config.location.parent if single else config.location, config.storage_options)
+        self.key = f"{provenance_dir(config.path).name if single else FOLDER}/lock"
+        self.output_url = config.location.url
+        self.url = self.store.url(self.key)
         self.held = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -217,17 +224,17 @@ class RemoteLock:
     def acquire(self) -> "RemoteLock":
         for _ in range(3):
             try:
-                self.store.put(LOCK_KEY, self._body(), create=True)
+                self.store.put(self.key, self._body(), create=True)
             except AlreadyExists as exc:
                 other = self._holder()
                 if other is not None and not self._stale(other):
                     until = dt.datetime.fromtimestamp(float(other.get("expires", 0)), dt.timezone.utc)
                     raise OutputError(
-                        f"output {self.store.location.url} is being written by another run (pid {other.get('pid')} "
+                        f"output {self.output_url} is being written by another run (pid {other.get('pid')} "
                         f"on {other.get('host')}, since {other.get('started')}); wait for it to end (its lock "
                         f"{self.url} expires at {until:%Y-%m-%d %H:%M:%S} UTC unless renewed)") from exc
                 log.warning("taking over the lock %s of a run that is gone (%s)", self.url, other)
-                self.store.delete(LOCK_KEY)
+                self.store.delete(self.key)
                 continue
             self.held = True
             self._thread = threading.Thread(target=self._renew, name="ziggurat-lock", daemon=True)
@@ -236,7 +243,7 @@ class RemoteLock:
         raise OutputError(f"cannot take the run lock {self.url}: other runs keep taking it")
 
     def _holder(self) -> dict[str, Any] | None:
-        data = self.store.get(LOCK_KEY)
+        data = self.store.get(self.key)
         if data is None:
             return None
         try:
@@ -257,7 +264,7 @@ class RemoteLock:
     def _renew(self) -> None:
         while not self._stop.wait(LOCK_SECONDS / 3):
             try:
-                self.store.put(LOCK_KEY, self._body())
+                self.store.put(self.key, self._body())
             except OutputError as exc:  # the next renewal may work; the run goes on
                 log.warning("cannot renew the run lock %s: %s", self.url, exc)
 
@@ -268,7 +275,7 @@ class RemoteLock:
             if self._thread is not None:
                 self._thread.join(timeout=5)
             try:
-                self.store.delete(LOCK_KEY)
+                self.store.delete(self.key)
             except OutputError as exc:
                 log.warning("cannot remove the run lock %s (it expires by itself): %s", self.url, exc)
 
