@@ -58,7 +58,7 @@ def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
     for output, message in [
         ("{path: 'https://example.org/out'}", "HTTP is read-only"),
         ("{path: 's3://bucket'}", "expected a folder inside the bucket"),
-        ("{path: 's3://bucket/x.tif'}", "expected a tile directory on object storage"),
+        ("{path: 's3://bucket/x.tif', format: PNG, dtype: uint8}", "expected GTiff for a single-file output"),
         ("{path: 's3://bucket/out', storage_options: 5}", "storage_options"),
     ]:
         recipe = tmp_path / "r.yaml"
