@@ -22,6 +22,7 @@ from ziggurat.io.atomic import staged, tmp_folder, tmp_in, write_json_atomic
 from ziggurat.io.checksum import sha256_file
 from ziggurat.io.common import int_names
 from ziggurat.io.outputbase import OutputBase
+from ziggurat.recipe import OutputConfig
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ class TileFolder(OutputBase):
     tiles use the output grid. Implements the tile-file half of the `Output` protocol."""
 
     suffix = ".tif"
+
+    def __init__(self, config: OutputConfig, grid: Grid) -> None:
+        super().__init__(config, grid)
+        #: remote tiles' SHA-256 from the bytes sent, until `checksums` hands them to the ledger
+        self._sums: dict[TileIndex, str] = {}
+        self._sums_lock = threading.Lock()
 
     # -- what subclasses describe ----------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -187,16 +194,6 @@ class TileFolder(OutputBase):
                 else:
                     self.tile_path(tile).unlink(missing_ok=True)
 
-    @property
-    def _sums_lock(self) -> threading.Lock:
-        lock = self.__dict__.get("_sums_lock_obj")
-        if lock is None:
-            lock = self.__dict__.setdefault("_sums_lock_obj", threading.Lock())
-        return lock
-
-    @property
-    def _sums(self) -> dict[TileIndex, str]:
-        return self.__dict__.setdefault("_sums_obj", {})
 
     @contextmanager
     def staged(self, tile: Tile) -> Iterator[Path]:
