@@ -331,6 +331,32 @@ def test_a_tile_that_always_kills_its_worker_is_reported_and_bystanders_rerun(tm
             execute(recipe, executor=DaskExecutor(client=client, retries=1), overwrite=True)
 
 
+HANG = """
+import time
+
+def execute(src, tile):
+    if (tile.row, tile.col) == (11, 20):
+        time.sleep(3600)
+    return src.read(1)
+"""
+
+
+def test_a_hanging_tile_times_out_on_every_worker_and_the_others_are_written(tmp_path, write_recipe):
+    src, _ = _source(tmp_path)
+    reference = _reference(write_recipe, src, tmp_path)
+    out = tmp_path / "out"
+    recipe = _recipe(write_recipe, src, out, HANG, process_name="hang.py")
+    with dask_config.set({"distributed.scheduler.allowed-failures": 1}):
+        executor = DaskExecutor(2, dashboard_address=":0", tile_timeout=1.5)
+    start = time.monotonic()
+    summary = execute(recipe, executor=executor, keep_going=True)
+    assert time.monotonic() - start < 120  # never hangs
+    assert [tuple(o.index) for o in summary.failed] == [(Z, 11, 20)]
+    failed = summary.failed[0]
+    assert failed.exc_type == "TimedOut" and "tile timeout (1.5 s) on 2 Dask worker(s)" in failed.error
+    assert _tree_bytes(out) == {k: v for k, v in reference.items() if k != f"{Z}/11/20.tif"}
+
+
 def test_ctrl_c_stops_the_local_cluster_cleanly(tmp_path, write_recipe):
     src, _ = _source(tmp_path, size=2048)  # 64 tiles
     out = tmp_path / "out"

@@ -169,11 +169,11 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     output = open_output(recipe.output, recipe.grid)
     name = executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR
     if tile_timeout is None and recipe.tile_timeout is not None:  # the recipe's, where tiles can be stopped
-        if name == "processes":
+        if name in ("processes", "dask"):
             tile_timeout = recipe.tile_timeout
-        else:
-            log.warning("%s: tile_timeout applies to the processes executor only; %s cannot stop a tile",
-                        recipe.describe_key("tile_timeout"), name if isinstance(name, str) else name.name)
+        elif isinstance(name, str):  # (an executor object was built with its own timeout)
+            log.warning("%s: tile_timeout applies to the processes and dask executors only; %s cannot stop "
+                        "a tile", recipe.describe_key("tile_timeout"), name)
     pool = get_executor(name, workers, retries=retries, write_in=write_in, tile_timeout=tile_timeout)
     out_cfg = recipe.output
     STATS.take()  # this run's requests from here (the summary and the manifest report them)

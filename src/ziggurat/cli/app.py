@@ -132,7 +132,7 @@ def progress_bar(enabled: bool) -> tuple[Callable[[Any], None] | None, Callable[
 
 
 def dask_executor(executor: str | None, scheduler: str | None, workers: int | None,
-                  retries: int) -> Executor | None:
+                  retries: int, tile_timeout: float | None = None) -> Executor | None:
     """Built here, not in the engine, so the dashboard link is printed before the run starts."""
     if scheduler is not None and executor not in (None, "dask"):
         raise click.UsageError("--dask-scheduler needs --executor dask")
@@ -142,7 +142,7 @@ def dask_executor(executor: str | None, scheduler: str | None, workers: int | No
 
     if logging.getLogger().getEffectiveLevel() > logging.INFO:  # distributed logs at INFO otherwise
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read when dask is imported
-    pool = get_executor("dask", workers, retries=retries, scheduler=scheduler)
+    pool = get_executor("dask", workers, retries=retries, scheduler=scheduler, tile_timeout=tile_timeout)
     click.echo(f"Dask dashboard: {pool.dashboard_link or 'not available (pip install bokeh)'}", err=True)
     return pool
 

@@ -33,7 +33,7 @@ OUTPUT_ARG = LocationType()
               help="How tiles run (default: $ZIGGURAT_EXECUTOR or processes).")
 @click.option("-w", "--workers", type=click.IntRange(min=1), help="Parallel workers (default: CPU count).")
 @click.option("--tile-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="processes executor: stop a tile running longer, retry it like a dying worker, then fail it.")
+              help="processes or dask executor: stop a tile running longer, retry it, then fail it.")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="Reruns of a tile whose worker process died (segfault, OOM kill).")
 @click.option("--write-in", type=click.Choice(["workers", "parent"]),
@@ -53,10 +53,12 @@ def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: st
     """Run RECIPE: process every tile of its zoom levels and area."""
     from ziggurat.engine import execute, load, prepare
 
+    dask_timeout = tile_timeout
     if dask_scheduler is not None or (executor or os.environ.get("ZIGGURAT_EXECUTOR")) == "dask":
-        recipe = load(recipe)  # a recipe error shows before a cluster is started or reached
-        prepare(recipe)
-    pool = dask_executor(executor, dask_scheduler, workers, retries)  # None unless dask
+        loaded = load(recipe)  # a recipe error shows before a cluster is started or reached
+        prepare(loaded)
+        recipe, dask_timeout = loaded, tile_timeout if tile_timeout is not None else loaded.tile_timeout
+    pool = dask_executor(executor, dask_scheduler, workers, retries, dask_timeout)  # None unless dask
     update, close = progress_bar(not no_progress)
     previous = signal.signal(signal.SIGTERM, interrupt)
     previous_int = signal.signal(signal.SIGINT, interrupt)

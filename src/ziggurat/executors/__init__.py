@@ -49,10 +49,12 @@ def get_executor(name: str | Executor = "sequential", workers: int | None = None
         raise ExecutorError(f"workers must be >= 1, got {workers}")
     if retries < 0:
         raise ExecutorError(f"retries must be >= 0, got {retries}")
-    if tile_timeout is not None and (tile_timeout <= 0 or name != ProcessExecutor.name):
-        raise ExecutorError("a tile timeout must be > 0 s and needs the processes executor (a thread cannot be "
-                            f"stopped; Dask tasks not yet), got {tile_timeout} s with {name!r}")
+    if tile_timeout is not None and (tile_timeout <= 0 or name not in (ProcessExecutor.name, "dask")):
+        raise ExecutorError("a tile timeout must be > 0 s and needs the processes or dask executor (a thread "
+                            f"cannot be stopped), got {tile_timeout} s with {name!r}")
     if lazy is not None:
+        if tile_timeout is not None:
+            options["tile_timeout"] = tile_timeout
         return lazy()(workers, retries=retries, **options)
     assert cls is not None
     if issubclass(cls, ProcessExecutor):

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -97,7 +98,21 @@ def _job(run_id: str) -> TileJob:
     return job
 
 
-def run_tile(run_id: str, task: Any) -> TileOutcome:
+TIMEOUT_EVENT = f"{KEY_PREFIX}-timeout"
+
+
+def _time_out(worker: Any, key: str, seconds: float) -> None:
+    """A tile ran past the tile timeout: a thread cannot be stopped, so this worker process
+    goes (its nanny starts a new one; the scheduler reruns the task elsewhere). The event tells
+    the client that the deaths were timeouts, not crashes."""
+    try:
+        worker.log_event(TIMEOUT_EVENT, {"key": key, "seconds": seconds})
+        time.sleep(0.5)  # the event travels on the worker's batched stream
+    finally:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_tile(run_id: str, task: Any, timeout: float | None = None) -> TileOutcome:
     """Run and write one tile (a `TileIndex` or an `OverviewTask`) on a worker; never raises:
     errors come back as data, so exceptions that cannot be pickled are no problem."""
     start = time.perf_counter()
@@ -105,7 +120,16 @@ def run_tile(run_id: str, task: Any) -> TileOutcome:
         job = _job(run_id)
     except Exception as exc:  # e.g. an input path this worker cannot see
         return failed_outcome(task_index(task), exc, start)
-    return job.run(task)
+    if timeout is None:
+        return job.run(task)
+    worker = distributed.get_worker()
+    watchdog = threading.Timer(timeout, _time_out, (worker, worker.get_current_task(), timeout))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return job.run(task)
+    finally:
+        watchdog.cancel()
 
 
 def compute_tile(run_id: str, task: Any) -> tuple[TileOutcome, Any]:
@@ -150,12 +174,15 @@ class DaskExecutor(Executor):
     name = "dask"
 
     def __init__(self, workers: int | None = None, *, scheduler: str | None = None,
-                 client: distributed.Client | None = None, retries: int = 2,
+                 client: distributed.Client | None = None, retries: int = 2, tile_timeout: float | None = None,
                  dashboard_address: str | None = ":8787", **cluster_options: Any) -> None:
         super().__init__(workers)
         if scheduler is not None and client is not None:
             raise ExecutorError("give either a Dask scheduler address or a client, not both")
         self.retries = retries
+        #: a tile running longer takes its worker process with it (rerun elsewhere by the
+        #: scheduler), then is reported as TimedOut
+        self.tile_timeout = tile_timeout
         self._cluster: distributed.LocalCluster | None = None
         self._owns_client = client is None
         self._pending: dict[distributed.Future, _Task] = {}
@@ -269,7 +296,8 @@ class DaskExecutor(Executor):
 
         def submit(task: _Task) -> None:
             z, r, c = task.index
-            future = self.client.submit(func, run_id, task.spec, pure=False,
+            extra = () if parent is not None or self.tile_timeout is None else (self.tile_timeout,)
+            future = self.client.submit(func, run_id, task.spec, *extra, pure=False,
                                         key=f"{KEY_PREFIX}-{run_id}-{z}-{r}-{c}-{task.attempt}")
             pending[future] = task
             completed.add(future)
@@ -310,6 +338,10 @@ class DaskExecutor(Executor):
         except Exception as err:  # the error itself did not survive the trip
             exc, trace = err, tb.format_exc()
         if isinstance(exc, distributed.KilledWorker):
+            if self.tile_timeout is not None and self._timed_out(str(future.key)):
+                return TileOutcome(task.index, FAILED, exc_type="TimedOut", traceback=trace,
+                                   error=f"TimedOut: the tile ran longer than the tile timeout ({self.tile_timeout} s) "
+                                         f"on {exc.allowed_failures + 1} Dask worker(s); each was restarted")
             if task.attempt < self.retries:
                 log.warning("tile %s: Dask workers kept dying while running it; rerunning it alone "
                             "(%d/%d)", task.index, task.attempt + 1, self.retries)
@@ -320,6 +352,14 @@ class DaskExecutor(Executor):
                                      "(see distributed.scheduler.allowed-failures and --retries)")
         return TileOutcome(task.index, FAILED, error=f"{type(exc).__name__}: {exc}",
                            exc_type=type(exc).__name__, traceback=trace)
+
+    def _timed_out(self, key: str) -> bool:
+        try:
+            events = self.client.get_events(TIMEOUT_EVENT)
+        except Exception as exc:
+            log.debug("cannot read the timeout events: %s", exc)
+            return False
+        return any(isinstance(msg, dict) and msg.get("key") == key for _, msg in events)
 
     def _drain(self) -> None:
         """Cancel queued tasks of this run; wait for the ones workers are running."""
