@@ -275,7 +275,7 @@ class FaultyProxy:
     """A real HTTP proxy in front of the S3 server that answers some requests with S3 errors:
     every `every`-th PUT of a tile gets ``503 SlowDown``; buckets in `denied` get ``403 AccessDenied``."""
 
-    def __init__(self, every: int = 0, denied: tuple[str, ...] = ()) -> None:
+    def __init__(self, every: int = 0, denied: tuple[str, ...] = (), fail_lists: tuple[int, ...] = ()) -> None:
         import http.client
         import http.server
         import threading
@@ -283,6 +283,7 @@ class FaultyProxy:
 
         proxy = self
         self.every, self.denied, self.puts, self.refused = every, denied, 0, 0
+        self.fail_lists, self.lists = fail_lists, 0  # these listing requests (0-based) answer 503
         target = urllib.parse.urlsplit(S3_ENV["AWS_ENDPOINT_URL"])
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -303,6 +304,11 @@ class FaultyProxy:
                 body = self.rfile.read(length) if length else None
                 if any(self.path.startswith(f"/{b}") for b in proxy.denied):
                     return self._error(403, "AccessDenied")
+                if self.command == "GET" and "list-type" in self.path:
+                    proxy.lists += 1
+                    if proxy.lists - 1 in proxy.fail_lists:
+                        proxy.refused += 1
+                        return self._error(503, "SlowDown")
                 if self.command == "PUT" and ".tif" in self.path:
                     proxy.puts += 1
                     if proxy.every and proxy.puts % proxy.every == 0:
@@ -609,3 +615,37 @@ def test_a_single_cog_in_a_bucket(tmp_path: Path, bucket: str, write_recipe: Cal
         execute(remote, executor="sequential")
     assert execute(remote, executor="sequential", overwrite=True).ok
     assert objects(bucket, "maps/dem.tif")["maps/dem.tif"] == got["maps/dem.tif"]
+
+
+def test_a_failed_listing_page_is_retried_from_where_it_stopped(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ziggurat.io import store as store_module
+    from ziggurat.io.store import STATS, ObjectStore
+    from ziggurat.location import Location
+
+    monkeypatch.setattr(store_module, "LIST_PAGE", 100)  # chunks handed out; S3 pages hold 1,000
+    client = s3()
+    with ThreadPoolExecutor(16) as pool:  # two S3 pages
+        list(pool.map(lambda n: client.put_object(Bucket=bucket, Key=f"many/{n:05d}", Body=b"x"), range(1500)))
+    proxy = FaultyProxy(fail_lists=(0, 2))  # the first page's first try, then the second page's
+    try:
+        STATS.take()
+        store = ObjectStore(Location.parse(f"s3://{bucket}/many"), {"endpoint_url": proxy.url})
+        listed = [rel for rel, _ in store.list_all("")]
+    finally:
+        proxy.close()
+    assert proxy.refused == 2 and proxy.lists == 4, proxy.lists
+    assert listed == [f"{n:05d}" for n in range(1500)], (len(listed), len(set(listed)))
+    assert STATS.by_store()[f"s3://{bucket}"]["retries"] == 2
+
+
+def test_only_real_server_errors_are_transient() -> None:
+    from ziggurat.io.store import _transient
+
+    not_found = ("Generic S3 error: Error performing GET http://x/b/k in 5.00312ms - Server returned non-2xx "
+                 "status code: 404 Not Found: <Error><Code>NoSuchBucket</Code><RequestId>A503B500</RequestId>")
+    assert not _transient(RuntimeError(not_found))
+    assert _transient(RuntimeError("... Server returned non-2xx status code: 503 Service Unavailable: SlowDown"))
+    assert _transient(RuntimeError("Generic S3 error: error sending request for url (http://127.0.0.1:1/b)"))
+    assert not _transient(RuntimeError("... status code: 403 Forbidden: <Code>AccessDenied</Code> in 5.003ms"))

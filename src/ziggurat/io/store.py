@@ -13,6 +13,7 @@ Retries are done here, not by obstore (its own are off), so each one is counted:
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -26,12 +27,17 @@ from ziggurat.location import Location
 
 T = TypeVar("T")
 
+#: Objects per listing page (S3's maximum).
+LIST_PAGE = 1000
 #: Attempts per request (the first one included) and the backoff base/cap in seconds.
 ATTEMPTS = 8
 BACKOFF = 0.05
 BACKOFF_CAP = 5.0
-_TRANSIENT = ("503", "500", "502", "504", "SlowDown", "RequestTimeout", "InternalError", "connection",
-              "Connection", "timed out", "reset by peer", "error sending request", "Throttl")
+#: The HTTP status in obstore's message ("... status code: 503 Service Unavailable ..."); timings and
+#: request ids in the same text must not be mistaken for one.
+_STATUS = re.compile(r"status code: (\d{3})")
+_TRANSIENT_CODES = ("SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttl")
+_NETWORK = ("error sending request", "connection", "timed out", "reset by peer", "broken pipe", "dns error")
 
 
 class AlreadyExists(StorageError):
@@ -80,7 +86,12 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, (NotFoundError, PermissionDeniedError, UnauthenticatedError, FileNotFoundError)):
         return False
     text = str(exc)
-    return any(mark in text for mark in _TRANSIENT)
+    status = _STATUS.search(text)
+    if status is not None:
+        code = int(status.group(1))
+        return code >= 500 or code in (408, 429) or any(mark in text for mark in _TRANSIENT_CODES)
+    lowered = text.lower()
+    return any(mark in lowered for mark in _NETWORK)
 
 
 def _reason(exc: BaseException) -> str:
@@ -240,22 +251,34 @@ class ObjectStore:
             yield rel, size
 
     def list_objects(self, prefix: str = "") -> Iterator[tuple[str, int, str | None]]:
-        """(relative path, size, ETag) of every object under `prefix` (1 LIST per 1,000)."""
+        """(relative path, size, ETag) of every object under `prefix` (1 LIST per 1,000); a failed
+        page is retried from the last key seen (a failed stream cannot go on)."""
         import obstore
 
         base = self.key(prefix)
         strip = len(self.location.key) + 1 if self.location.key else 0
-        stream = obstore.list(self.client, prefix=base or None, chunk_size=1000)
+        last: str | None = None
+        failures, delay = 0, BACKOFF
+        stream = obstore.list(self.client, prefix=base or None, chunk_size=LIST_PAGE)
         while True:
+            STATS.add(self.name, "LIST")
             try:
-                chunk = self._call("LIST", prefix, lambda: next(stream, None))
+                chunk = next(stream, None)
             except Exception as exc:
-                why = _reason(exc)
-                raise StorageError(f"cannot list {self.url(prefix)}: {why}", reason=why) from exc
+                failures += 1
+                if failures >= ATTEMPTS or not _transient(exc):
+                    why = _reason(exc)
+                    raise StorageError(f"cannot list {self.url(prefix)}: {why}", reason=why) from exc
+                STATS.add(self.name, "retries")
+                time.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, BACKOFF_CAP)
+                stream = obstore.list(self.client, prefix=base or None, offset=last, chunk_size=LIST_PAGE)
+                continue
             if chunk is None:
                 return
             for meta in chunk:
-                yield str(meta["path"])[strip:], int(meta["size"]), meta.get("e_tag")
+                last = str(meta["path"])
+                yield last[strip:], int(meta["size"]), meta.get("e_tag")
 
     def list_dir(self, prefix: str = "") -> list[tuple[str, int]]:
         """The objects directly under `prefix` (relative paths, sizes): one LIST, no recursion."""
