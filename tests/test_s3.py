@@ -649,3 +649,22 @@ def test_only_real_server_errors_are_transient() -> None:
     assert _transient(RuntimeError("... Server returned non-2xx status code: 503 Service Unavailable: SlowDown"))
     assert _transient(RuntimeError("Generic S3 error: error sending request for url (http://127.0.0.1:1/b)"))
     assert not _transient(RuntimeError("... status code: 403 Forbidden: <Code>AccessDenied</Code> in 5.003ms"))
+
+
+def test_a_changed_upstream_tile_in_a_bucket_makes_only_its_dependents_stale(tmp_path: Path, bucket: str,
+                                                                             write_recipe: Callable[..., Path]) -> None:
+    execute(remote_recipe(tmp_path, bucket, write_recipe), executor="sequential")
+    ident = "def execute(dem):\n    return None if dem.is_empty() else dem.read() * 2\n"
+    second = write_recipe(recipe_text(f"s3://{bucket}/out", f"s3://{bucket}/doubled", "[3, 3]", process="ident.py"),
+                          "second.yaml", ident, "ident.py")
+    first = execute(second, executor="sequential")
+    assert first.written >= 1 and execute(second, executor="sequential").written == 0
+    upstream = sorted(k for k in objects(bucket, "out/3/"))[0]  # one upstream tile changes
+    with rasterio.MemoryFile(objects(bucket, upstream)[upstream]) as mem, mem.open() as src:
+        profile, data = src.profile, src.read()
+    with rasterio.MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(data + 1)
+        s3().put_object(Bucket=bucket, Key=upstream, Body=mem.read())
+    again = execute(second, executor="sequential")
+    assert again.written == 1 and again.stale == {"input files it reads changed": 1}

@@ -144,8 +144,10 @@ class MosaicInput:
     def is_empty(self, tile: Tile) -> bool:
         return not self.candidates(tile)
 
-    def sources(self, tile: Tile) -> list[tuple[Path, str | None]]:
-        return [(Path(self.members[i].path), self.members[i].version) for i in self.candidates(tile)]
+    def sources(self, tile: Tile) -> list[tuple[str | Path, str | None]]:
+        # a member in a bucket keeps its URL (pathlib would fold s3:// to s3:/)
+        return [(m.path if is_url(m.path) else Path(m.path), m.version)
+                for m in (self.members[i] for i in self.candidates(tile))]
 
     def read_sources(self, tile: Tile, indexes: int | Sequence[int] | None = None,
                      resampling: str | None = None) -> tuple[np.ma.MaskedArray, np.ndarray]:

@@ -45,7 +45,7 @@ class Input(Protocol):
 
     def for_tile(self, tile: Tile) -> TileInput: ...
 
-    def sources(self, tile: Tile) -> list[tuple[Path, str | None]]:
+    def sources(self, tile: Tile) -> Sequence[tuple[str | Path, str | None]]:
         """The files a read of `tile` uses, each with what identifies its content (None: look it
         up: the upstream ledger's checksum, or size and time); [] without `tile_sources`."""
         ...

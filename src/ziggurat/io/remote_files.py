@@ -62,11 +62,11 @@ class RemoteFolder:
             delay *= 2
         raise AssertionError("unreachable")
 
-    def files(self) -> set[str] | None:
-        """Relative paths of every file below (one LIST per 1,000); None over HTTP."""
+    def files(self) -> dict[str, str | None] | None:
+        """Relative path -> ETag of every file below (one LIST per 1,000); None over HTTP."""
         if self.store is None:
             return None
-        return {rel for rel, _ in self.store.list_all("")}
+        return {rel: etag for rel, _, etag in self.store.list_objects("")}
 
 
 __all__ = ["RemoteFolder"]

@@ -86,7 +86,7 @@ class TileDirectoryInput:
         self.crs = self.dir_grid.crs
         self._same_crs = crs_equal(self.crs, grid.crs)
         #: remote: the tiles there (one listing of a bucket; None over HTTP, which cannot list)
-        self._present: set[str] | None = None
+        self._present: dict[str, str | None] | None = None   # relative path -> ETag
         if self.remote is not None:
             self._present = self.remote.files()
             stored = (range(self.dir_grid.minzoom, self.dir_grid.maxzoom + 1) if self._present is None
@@ -179,7 +179,7 @@ class TileDirectoryInput:
                                  f"{tile}: {exc}") from exc
         return out[0] if squeeze else out
 
-    def sources(self, tile: Tile) -> list[tuple[Path, str | None]]:
+    def sources(self, tile: Tile) -> list[tuple[str | Path, str | None]]:
         """The stored tiles a read of `tile` would paste (whether they exist or not); their
         checksums are looked up in this tile directory's ledger."""
         footprint = transform_bounds_safe(tile.crs, self.crs, tile.buffered_bounds)
@@ -189,7 +189,12 @@ class TileDirectoryInput:
         if wanted is None:
             return []
         zoom = self._pick_zoom(tile, footprint)
-        return [(self.tile_path(zoom, t.row, t.col), None) for t in self.dir_grid.tiles_in_bounds(wanted, zoom)]
+        cells = self.dir_grid.tiles_in_bounds(wanted, zoom)
+        if self.remote is not None:  # URLs, versioned by the listing's ETags ("missing": not there)
+            rels = [f"{zoom}/{t.row}/{t.col}{self.suffix}" for t in cells]
+            return [(self.remote.url(rel), None if self._present is None else (self._present.get(rel) or "missing"))
+                    for rel in rels]
+        return [(self.tile_path(zoom, t.row, t.col), None) for t in cells]
 
     def _pick_zoom(self, tile: Tile, footprint: Bounds) -> int:
         """Coarsest stored zoom that is not coarser than the tile (else the finest stored)."""

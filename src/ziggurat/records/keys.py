@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 
 from ziggurat.grid import Tile
 from ziggurat.io import Input
+from ziggurat.location import is_url
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.dump import plain
 from ziggurat.records.ledger import Ledger, ledger_path
@@ -101,7 +102,9 @@ class RunKeys:
         seen = []
         for name, inp in sorted(self.per_tile.items()):
             for path, version in inp.sources(tile):
-                seen.append((name, str(path), version or self._version(Path(path))))
+                # a URL without a version (HTTP: no listing) cannot be checked here
+                where = str(path)
+                seen.append((name, where, version or ("unversioned" if is_url(where) else self._version(Path(path)))))
         return digest(seen) if seen else None
 
     def _version(self, path: Path) -> str:
