@@ -112,16 +112,22 @@ def test_a_full_disk_under_the_ledger_is_one_clear_error(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def _run_on_a_tiny_disk(out: Path, recipe: Path, size: str, opener: str, pattern: str) -> subprocess.CompletedProcess:
+    """Run `recipe` with `out` on a tmpfs of `size`, then open every file matching `pattern` left
+    there with `opener` (``rasterio`` or ``fiona``); prints rc=N and ALL-TILES-READ."""
+    check = (f"import {opener}, sys\nfor p in sys.argv[1:]:\n    with {opener}.open(p) as src:\n"
+             f"        {'src.read()' if opener == 'rasterio' else 'list(src)'}\nprint('ALL-TILES-READ')")
+    script = (f"mount -t tmpfs -o size={size} tmpfs {out} && {BIN / 'ziggurat'} execute {recipe} -e sequential "
+              f"--no-progress; echo rc=$?; {sys.executable} -c {shlex.quote(check)} $(find {out} -name '{pattern}')")
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.skipif(not _ro_bind_possible(), reason="needs root and unshare -m for a tiny tmpfs")
 def test_a_full_output_disk_names_the_tile_and_keeps_no_broken_tile(tmp_path):
     recipe = make_recipe(tmp_path, zooms="[4, 7]")
     out = tmp_path / "out"
     out.mkdir()
-    check = ("import rasterio, sys\nfor p in sys.argv[1:]:\n    with rasterio.open(p) as src:\n        src.read()\n"
-             "print('ALL-TILES-READ')")
-    script = (f"mount -t tmpfs -o size=120k tmpfs {out} && {BIN / 'ziggurat'} execute {recipe} -e sequential "
-              f"--no-progress; echo rc=$?; {sys.executable} -c {shlex.quote(check)} $(find {out} -name '*.tif')")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    done = _run_on_a_tiny_disk(out, recipe, "120k", "rasterio", "*.tif")
     assert "rc=1" in done.stdout, done.stdout + done.stderr
     assert "cannot write" in done.stderr and str(out) in done.stderr
     assert "cannot read" not in done.stderr and "Traceback" not in done.stderr   # not blamed on the input
@@ -147,11 +153,7 @@ def test_a_full_disk_under_vector_tiles_names_the_tile_and_keeps_no_broken_tile(
     recipe.write_text(f"process: vec.py\nzoom_levels: [3, 5]\npyramid: {{grid: geodetic}}\nbounds: [0, 0, 40, 40]\n"
                       f"output: {{path: {out}, format: GeoJSON, "
                       "schema: {geometry: Polygon, properties: {name: str}}}\n")
-    check = ("import fiona, sys\nfor p in sys.argv[1:]:\n    with fiona.open(p) as src:\n        list(src)\n"
-             "print('ALL-TILES-READ')")
-    script = (f"mount -t tmpfs -o size=400k tmpfs {out} && {BIN / 'ziggurat'} execute {recipe} -e sequential "
-              f"--no-progress; echo rc=$?; {sys.executable} -c {shlex.quote(check)} $(find {out} -name '*.geojson')")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    done = _run_on_a_tiny_disk(out, recipe, "400k", "fiona", "*.geojson")
     assert "rc=1" in done.stdout, done.stdout + done.stderr
     assert "cannot write" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "ALL-TILES-READ" in done.stdout, done.stdout + done.stderr   # no broken tile in place

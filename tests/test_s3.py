@@ -271,14 +271,29 @@ def test_kill_9_then_a_rerun_from_a_fresh_machine_gives_identical_objects(tmp_pa
     assert verify(f"s3://{bucket}/out").ok
 
 
-class FaultyProxy:
+class LocalServer:
+    """A real HTTP server on 127.0.0.1 (a free port), serving from a thread until `close`."""
+
+    def serve(self, handler: Any) -> None:
+        import http.server
+        import threading
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FaultyProxy(LocalServer):
     """A real HTTP proxy in front of the S3 server that answers some requests with S3 errors:
     every `every`-th PUT of a tile gets ``503 SlowDown``; buckets in `denied` get ``403 AccessDenied``."""
 
     def __init__(self, every: int = 0, denied: tuple[str, ...] = (), fail_lists: tuple[int, ...] = ()) -> None:
         import http.client
         import http.server
-        import threading
         import urllib.parse
 
         proxy = self
@@ -332,13 +347,7 @@ class FaultyProxy:
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def test_throttling_is_retried_and_counted(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path]) -> None:
@@ -375,13 +384,12 @@ def test_access_denied_is_one_clear_error_before_any_tile(tmp_path: Path, bucket
     assert objects(bucket) == {}
 
 
-class RangeServer:
+class RangeServer(LocalServer):
     """A real HTTP server for a folder, with the Range requests GDAL's /vsicurl/ makes."""
 
     def __init__(self, folder: Path) -> None:
         import functools
         import http.server
-        import threading
 
         class Handler(http.server.SimpleHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
@@ -407,14 +415,7 @@ class RangeServer:
 
                 return io.BytesIO(body)
 
-        handler = functools.partial(Handler, directory=str(folder))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(functools.partial(Handler, directory=str(folder)))
 
 
 def test_http_inputs_raster_and_tile_directory_without_warning_noise(tmp_path: Path,

@@ -164,7 +164,7 @@ def fingerprint_config(config: Any) -> dict[str, Any]:
         except ValueError:
             return {"kind": "remote"}
         if loc.is_object_store and loc.suffix:  # one object (a tile directory is a prefix)
-            meta = open_store(loc.parent, getattr(config, "storage_options", None)).stat(loc.name)
+            meta = open_store(loc.parent, config.storage_options).stat(loc.name)
             if meta is not None:
                 return {"kind": "remote", "size": meta["size"], "etag": meta["etag"]}
         return {"kind": "remote"}

@@ -194,15 +194,14 @@ class TileFolder(OutputBase):
                 else:
                     self.tile_path(tile).unlink(missing_ok=True)
 
-
     @contextmanager
     def staged(self, tile: Tile) -> Iterator[Path]:
         """Yield a temporary path to write a tile to; it replaces the tile only if the write
         succeeds, so a crash never leaves a half-written tile (temporaries: .ziggurat/tmp)."""
-        final = self.tile_path(tile)
         if self.store is not None:
             yield from self._staged_remote(tile)
             return
+        final = self.tile_path(tile)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

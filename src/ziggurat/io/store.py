@@ -40,6 +40,14 @@ _TRANSIENT_CODES = ("SlowDown", "RequestTimeout", "InternalError", "ServiceUnava
 _NETWORK = ("error sending request", "connection", "timed out", "reset by peer", "broken pipe", "dns error")
 
 
+#: S3 error codes -> what the message says instead of the XML.
+_S3_CODES = {"NoSuchBucket": "the bucket does not exist", "AccessDenied": "access denied",
+             "InvalidAccessKeyId": "the access key is not valid (check AWS_ACCESS_KEY_ID)",
+             "SignatureDoesNotMatch": "the secret key does not match (check AWS_SECRET_ACCESS_KEY)",
+             "SlowDown": "throttled (503 SlowDown) after every retry",
+             "NoSuchKey": "not found", "PreconditionFailed": "it already exists"}
+
+
 class AlreadyExists(StorageError):
     """A conditional PUT found the object there (another run holds the lock)."""
 
@@ -70,9 +78,9 @@ class RequestStats:
         with self._lock:
             items = list(self.counts.items())
         out: dict[str, dict[str, int]] = {}
-        for name, n in items:
+        for name, n in items:  # each "<store> <kind>" once
             store, _, kind = name.rpartition(" ")
-            out.setdefault(store, {})[kind] = out.setdefault(store, {}).get(kind, 0) + n
+            out.setdefault(store, {})[kind] = n
         return out
 
 
@@ -100,14 +108,9 @@ def _reason(exc: BaseException) -> str:
     if "169.254.169.254" in text or "latest/api/token" in text or "credential" in text.lower():
         return ("no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), "
                 "give storage_options {key: ..., secret: ...}, or anon: true for a public bucket")
-    for code in ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "SlowDown",
-                 "NoSuchKey", "PreconditionFailed"):
+    for code, why in _S3_CODES.items():
         if code in text:
-            return {"NoSuchBucket": "the bucket does not exist", "AccessDenied": "access denied",
-                    "InvalidAccessKeyId": "the access key is not valid (check AWS_ACCESS_KEY_ID)",
-                    "SignatureDoesNotMatch": "the secret key does not match (check AWS_SECRET_ACCESS_KEY)",
-                    "SlowDown": "throttled (503 SlowDown) after every retry",
-                    "NoSuchKey": "not found", "PreconditionFailed": "it already exists"}[code]
+            return why
     first = text.splitlines()[0] if text else type(exc).__name__
     return first[:300]
 
@@ -186,8 +189,6 @@ class ObjectStore:
             if "NoSuchBucket" in str(exc):
                 raise StorageError(f"cannot read {self.url(rel)}: the bucket does not exist") from exc
             return None
-        except StorageError:
-            raise
         except Exception as exc:
             raise StorageError(f"cannot read {self.url(rel)}: {_reason(exc)}") from exc
         STATS.add(self.name, "bytes_in", len(data))

@@ -216,8 +216,12 @@ class TileDirectoryInput:
         _, dh, dw = dest.shape
         for dtile in self.dir_grid.tiles_in_bounds(bounds, zoom):
             path = self.tile_path(zoom, dtile.row, dtile.col)
-            data = self._tile_bytes(zoom, dtile.row, dtile.col) if self.remote is not None else None
-            if (data is None) if self.remote is not None else not path.exists():
+            data = None
+            if self.remote is not None:
+                data = self._tile_bytes(zoom, dtile.row, dtile.col)
+                if data is None:
+                    continue
+            elif not path.exists():
                 continue
             offset = pixel_offset(dest_affine, dtile.affine)
             if offset is None:

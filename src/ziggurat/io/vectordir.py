@@ -206,8 +206,12 @@ class VectorTileDirectoryOutput(TileFolder):
         import fiona
 
         path = self.tile_path(tile)
-        data = self.tile_bytes_of(tile) if self.store is not None else None
-        if (data is None) if self.store is not None else not path.exists():
+        data = None
+        if self.store is not None:
+            data = self.tile_bytes_of(tile)
+            if data is None:
+                return None
+        elif not path.exists():
             return None
         try:
             with ExitStack() as stack:

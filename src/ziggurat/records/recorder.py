@@ -325,7 +325,7 @@ class RunRecorder:
                         "output_tiles_written": summary.output_tiles, "empty": summary.empty,
                         "skipped": summary.skipped, "failed": len(summary.failed),
                         "rebuilt_stale": dict(self.stale)},
-            "requests": dict(getattr(summary, "requests", {}) or {}),
+            "requests": dict(summary.requests),
             "failed_tiles": failed, "tile_records": self.records,
             "tiles_by_run": {} if self.single else self.ledger.tiles_by_run()})
         self._write_manifest()

@@ -47,6 +47,11 @@ LOCK_SECONDS = 90.0
 _LOCAL_ONLY = (LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm", "lock", "tmp", "cache", "ledger")
 
 
+def _segment(ops: list[list[Any]]) -> bytes:
+    """A ledger segment object: the operations as compact JSON, gzip'd (no timestamp: same ops, same bytes)."""
+    return gzip.compress(json.dumps(ops, separators=(",", ":")).encode(), mtime=0)
+
+
 class RemoteRecords:
     """Publishes and restores the records of one remote output (`config.location`)."""
 
@@ -81,13 +86,13 @@ class RemoteRecords:
         self.base.mkdir(parents=True, exist_ok=True)
         segments: list[str] = []
         # a tile directory's own files (metadata.json, the STAC item); a single file's folder holds others'
-        files = [] if self.single else [(rel, size) for rel, size in self.store.list_dir("")]
-        for rel, size in self.store.list_all(self.prefix):
+        files = [] if self.single else [rel for rel, _ in self.store.list_dir("")]
+        for rel, _ in self.store.list_all(self.prefix):
             if rel.startswith(self.segments + "/"):
                 segments.append(rel)
             elif rel.split("/")[1] not in _LOCAL_ONLY:
-                files.append((rel, size))
-        for rel, _ in files:
+                files.append(rel)
+        for rel in files:
             data = self.store.get(rel)
             if data is not None:
                 target = self.base / rel
@@ -135,7 +140,7 @@ class RemoteRecords:
                 return
             self._seq += 1
             key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}.json.gz"
-        self.store.put(key, gzip.compress(json.dumps(ops, separators=(",", ":")).encode(), mtime=0))
+        self.store.put(key, _segment(ops))
         self._published.append(key)
 
     def push(self) -> int:
@@ -178,7 +183,7 @@ class RemoteRecords:
         with Ledger(self.root, create=False) as ledger:
             ops = list(ledger.snapshot_ops())
         key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-compacted.json.gz"
-        self.store.put(key, gzip.compress(json.dumps(ops, separators=(",", ":")).encode(), mtime=0))
+        self.store.put(key, _segment(ops))
         for old in self._existing + self._published:
             self.store.delete(old)
         self._existing, self._published = [key], []
