@@ -31,10 +31,10 @@ SRC = REPO / "src" / "ziggurat"
 #: stage and earlier ones, never a later one.
 STAGES: list[tuple[str, ...]] = [
     ("ziggurat", "ziggurat.errors", "ziggurat.bounds", "ziggurat.grid", "ziggurat.geometry", "ziggurat.tasks",
-     "ziggurat.location"),
+     "ziggurat.location", "ziggurat.mapchete_grid"),
     ("ziggurat.recipe",),
     ("ziggurat.io",),
-    ("ziggurat.process",),
+    ("ziggurat.process", "ziggurat.compat"),
     ("ziggurat.records",),
     ("ziggurat.plan",),
     ("ziggurat.executors",),

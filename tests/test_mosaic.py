@@ -157,11 +157,12 @@ def test_a_glob_that_matches_nothing_names_the_pattern_and_the_line(tmp_path):
         load_recipe(recipe)
 
 
-def test_a_mapping_without_path_or_mosaic_says_what_is_expected(tmp_path, write_recipe):
+def test_a_mapping_without_path_or_mosaic_is_a_group_and_its_members_are_checked(tmp_path, write_recipe):
     make_dems(tmp_path / "dem")
     recipe = _recipe(tmp_path, "[dem/fabdem.tif]")
     recipe.write_text(recipe.read_text().replace("    mosaic: [dem/fabdem.tif]\n", "    group: [a, b]\n"))
-    with pytest.raises(RecipeError, match="expected 'path' .* or 'mosaic: \\[...\\]'"):
+    # a mapping of names is a group of inputs (mapchete's), and a list in it a mosaic: its files are named
+    with pytest.raises(RecipeError, match=r"input\.inp\.group\.mosaic\[0\]\.path: input not found: .*/a "):
         load_recipe(recipe)
 
 

@@ -355,11 +355,9 @@ ERRORS = [
                  id="missing-input"),
     pytest.param(MINIMAL + "input:\n  dem:\n    format: raster\n    path: nowhere.tif\n", 10,
                  r"input\.dem\.path: input not found: ", id="missing-input-mapping"),
-    pytest.param(MINIMAL + "input:\n  dem:\n", 8, r"input\.dem: expected a path or a mapping "
-                 r"\{path: \.\.\., format: \.\.\.\}, found null \(optional null inputs are not supported\)$",
-                 id="null-input"),
     pytest.param(MINIMAL + "input:\n  dem: {path: x.tif, format: netcdf}\n", 8,
-                 r"input\.dem\.format: expected one of raster, vector, tiledir, found 'netcdf'", id="input-format"),
+                 r"input\.dem\.format: expected one of raster, vector, tiledir \(or mapchete's raster_file, "
+                 r"vector_file, TileDirectory\), found 'netcdf'", id="input-format"),
     pytest.param(MINIMAL.replace("process: my_pkg.my_process\n", ""), 1,
                  r"missing required key 'process' \(expected a \.py file, a dotted module name", id="missing-process"),
     pytest.param(MINIMAL.replace("  path: out\n", "  dtype: uint8\n"), 5,
@@ -413,7 +411,8 @@ ERRORS = [
                  r"process: expected a \.py file, a dotted module name or a ready-made process name, "
                  r"found 'my process'", id="process-name"),
     pytest.param(MINIMAL.replace("grid: geodetic", "grid: {shape: [1, 1]}"), 4,
-                 r"pyramid\.grid: expected a grid name .* found a mapping with keys shape", id="grid-type"),
+                 r"pyramid\.grid: a grid mapping needs 'bounds': \[left, bottom, right, top\], found None",
+                 id="grid-type"),
     pytest.param(MINIMAL + "description: [1]\n", 7, r"description: expected a string or a mapping",
                  id="description"),
     pytest.param("- a\n- b\n", 1, r"expected the recipe to be a mapping of keys .*found a list of 2 items",

@@ -107,7 +107,7 @@ def load(recipe: Recipe | str | os.PathLike[str]) -> Recipe:
 
 def prepare(recipe: Recipe) -> None:
     """Checks that need the process module, done once before any tile runs."""
-    check_signature(load_process(ProcessRef(recipe.process, str(recipe.base_dir))), recipe)
+    check_signature(load_process(ProcessRef.of(recipe)), recipe)
 
 
 def plan(recipe: Recipe, selection: Selection | None = None, **narrowing: Any) -> Plan:

@@ -3,6 +3,13 @@
 A process is imported once per worker (cached by its reference) and called by keyword:
 inputs and parameters by name, plus `tile` if `execute` asks for it. Annotations are never
 evaluated, so `from __future__ import annotations` in a process file is harmless.
+
+A mapchete-style process (it takes `mp`, or the recipe is a `.mapchete` file) is called by
+mapchete's rules (`ProcessFunc.analyze_parameters`/`filter_parameters`): it receives only the
+inputs and parameters its signature names, parameters it does not take are a warning, and
+parameters annotated with mapchete's markers (`Tile`, `OutputNodataValue`, ...) get those values.
+`process: mapchete.processes.<name>` runs ziggurat's ready-made process under mapchete's
+parameter names (`ziggurat_processes.mapchete_processes`).
 """
 
 from __future__ import annotations
@@ -12,17 +19,22 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import pkgutil
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
+from ziggurat.compat.types import special_kind
 from ziggurat.errors import ProcessLoadError, RecipeError
 
 READY_MADE_PACKAGE = "ziggurat_processes"
+#: mapchete's ready-made processes, run by ziggurat's implementations with mapchete's parameters
+MAPCHETE_PROCESSES = ("mapchete.processes.", f"{READY_MADE_PACKAGE}.mapchete_processes.")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,10 +43,16 @@ class ProcessRef:
 
     spec: str
     base_dir: str
+    #: the module's source when the recipe gives it as code lines (mapchete's list form)
+    code: str | None = None
+
+    @classmethod
+    def of(cls, recipe: Any) -> "ProcessRef":
+        return cls(recipe.process, str(recipe.base_dir), recipe.process_code)
 
     @property
     def is_file(self) -> bool:
-        return self.spec.endswith(".py") or "/" in self.spec or "\\" in self.spec
+        return self.code is None and (self.spec.endswith(".py") or "/" in self.spec or "\\" in self.spec)
 
 
 @dataclass(frozen=True)
@@ -46,13 +64,28 @@ class LoadedProcess:
     required: frozenset[str]        # those without a default
     accepts_var_kwargs: bool
     source_path: Path | None
+    #: parameter -> the special value its annotation asks for (mapchete's Tile, OutputPath, ...)
+    special: Mapping[str, str] = field(default_factory=dict)
+    #: exceptions that mean "no data here" besides ziggurat.Empty (an installed mapchete's)
+    empty_types: tuple[type[BaseException], ...] = ()
 
     @property
     def wants_tile(self) -> bool:
         return "tile" in self.names or self.accepts_var_kwargs
 
+    @property
+    def wants_mp(self) -> bool:
+        return "mp" in self.names
+
+    def mapchete_style(self, recipe: Any) -> bool:
+        """Called by mapchete's rules: it takes `mp` or mapchete's markers, or the recipe is a .mapchete file."""
+        is_mapchete_file = recipe.path is not None and str(recipe.path).lower().endswith(".mapchete")
+        return self.wants_mp or bool(self.special) or is_mapchete_file or self.ref.spec.startswith(MAPCHETE_PROCESSES)
+
     def source(self) -> str:
         """The module's source text, for provenance."""
+        if self.ref.code is not None:
+            return self.ref.code
         if self.source_path is not None:
             return self.source_path.read_text()
         return inspect.getsource(self.module)
@@ -114,7 +147,32 @@ def _import_dotted(name: str, ref: ProcessRef) -> ModuleType:
             f"process {ref.spec!r}: importing {name} failed: {type(exc).__name__}: {exc}") from exc
 
 
+def _import_code(ref: ProcessRef) -> ModuleType:
+    assert ref.code is not None
+    name = f"ziggurat_process_inline_{hashlib.sha1(ref.code.encode()).hexdigest()[:12]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module = ModuleType(name)
+    module.__file__ = f"<process code in the recipe in {ref.base_dir}>"
+    sys.modules[name] = module
+    try:
+        exec(compile(ref.code, module.__file__, "exec"), module.__dict__)
+    except BaseException as exc:
+        sys.modules.pop(name, None)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ProcessLoadError(f"process code in the recipe: running it failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
 def _resolve_module(ref: ProcessRef) -> tuple[ModuleType, Path | None]:
+    from ziggurat.compat import shim
+
+    shim.install()  # `import mapchete` in a process works without mapchete
+    if ref.code is not None:
+        return _import_code(ref), None
+    if ref.spec.startswith(MAPCHETE_PROCESSES[0]):
+        ref = ProcessRef(MAPCHETE_PROCESSES[1] + ref.spec[len(MAPCHETE_PROCESSES[0]):], ref.base_dir)
     if ref.is_file:
         path = (Path(ref.base_dir) / ref.spec).resolve()
         if not path.is_file():
@@ -145,8 +203,12 @@ def load_process(ref: ProcessRef) -> LoadedProcess:
             raise ProcessLoadError(f"process {ref.spec!r}: cannot read the signature of execute(): {exc}") from exc
         names: list[str] = []
         required: set[str] = set()
+        special: dict[str, str] = {}
         var_kwargs = False
         for p in sig.parameters.values():
+            kind = special_kind(p.annotation, module.__dict__) if p.annotation is not p.empty else None
+            if kind is not None:
+                special[p.name] = kind
             if p.kind is p.VAR_KEYWORD:
                 var_kwargs = True
             elif p.kind is p.VAR_POSITIONAL:
@@ -159,14 +221,58 @@ def load_process(ref: ProcessRef) -> LoadedProcess:
                 names.append(p.name)
                 if p.default is p.empty:
                     required.add(p.name)
-        loaded = LoadedProcess(ref, module, func, tuple(names), frozenset(required), var_kwargs, path)
+        loaded = LoadedProcess(ref, module, func, tuple(names), frozenset(required), var_kwargs, path,
+                               special, _empty_types())
         _cache[key] = loaded
         return loaded
 
 
+def _empty_types() -> tuple[type[BaseException], ...]:
+    """An installed mapchete's MapcheteNodataTile (a process imported it) means Empty too."""
+    errors = sys.modules.get("mapchete.errors")
+    if errors is None or errors.__dict__.get("__ziggurat_shim__"):
+        return ()
+    found = tuple(errors.__dict__[n] for n in ("MapcheteNodataTile", "Empty") if n in errors.__dict__)
+    return tuple(t for t in found if isinstance(t, type) and issubclass(t, BaseException))
+
+
+def input_arguments(recipe: Any) -> set[str]:
+    """The process arguments the recipe's inputs fill (a group is one argument)."""
+    return {cfg.argument.split("/", 1)[0] for cfg in recipe.inputs.values()}
+
+
 def check_signature(loaded: LoadedProcess, recipe: Any) -> None:
+    if loaded.mapchete_style(recipe):
+        _check_mapchete_signature(loaded, recipe)
+    else:
+        _check_signature(loaded, recipe)
+
+
+def _check_mapchete_signature(loaded: LoadedProcess, recipe: Any) -> None:
+    """mapchete's rules: required parameters must be given; inputs the process does not name are
+    simply not passed; parameters it does not take are a warning."""
+    given_inputs = input_arguments(recipe)
+    param_names = set(recipe.parameters)
+    clash = given_inputs & param_names
+    where = loaded.source_path or loaded.module.__name__
+    if clash:
+        name = sorted(clash)[0]
+        raise RecipeError(f"{recipe.describe_key('process_parameters', name)}: {name!r} is both an input "
+                          "and a process parameter; rename one of them")
+    missing = sorted(loaded.required - param_names - given_inputs - set(loaded.special) - {"tile", "mp"})
+    if missing:
+        raise RecipeError(f"{recipe.describe_key('process_parameters')}: process {loaded.ref.spec!r} ({where}) "
+                          f"requires {', '.join(map(repr, missing))}, which the recipe does not give "
+                          "(expected in input or process_parameters)")
+    if not loaded.accepts_var_kwargs:
+        for name in sorted(param_names - set(loaded.names)):
+            log.warning("%s: process %r does not take %r (mapchete's rule: it is not passed)",
+                        recipe.describe_key("process_parameters", name), loaded.ref.spec, name)
+
+
+def _check_signature(loaded: LoadedProcess, recipe: Any) -> None:
     """Report, before any tile runs, recipe inputs/parameters that don't fit `execute()`."""
-    given_inputs = set(recipe.inputs)
+    given_inputs = input_arguments(recipe)
     param_names: set[str] = set(recipe.parameters)
     clash = given_inputs & param_names
     if clash:
@@ -188,12 +294,45 @@ def check_signature(loaded: LoadedProcess, recipe: Any) -> None:
                           f"(expected in {kind})")
 
 
+def _tree(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Argument paths ("group/name") -> nested groups: mapchete's lists of (name, input) pairs."""
+    tree: dict[str, Any] = {}
+    for path, value in inputs.items():
+        *groups, name = path.split("/")
+        node = tree
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[name] = value
+
+    def lists(node: dict[str, Any]) -> list[tuple[str, Any]]:
+        return [(k, lists(v) if isinstance(v, dict) else v) for k, v in node.items()]
+
+    return {k: lists(v) if isinstance(v, dict) else v for k, v in tree.items()}
+
+
 def call_kwargs(loaded: LoadedProcess, inputs: Mapping[str, Any], parameters: Mapping[str, Any],
-                tile: Any) -> dict[str, Any]:
-    kwargs = {**parameters, **inputs}
-    if loaded.wants_tile and "tile" not in kwargs:
-        kwargs["tile"] = tile
-    return kwargs
+                tile: Any, *, mapchete: bool = False, output_params: Mapping[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """The keyword arguments of one call; `inputs` maps argument paths to bound tile inputs."""
+    if not mapchete:
+        kwargs = {**parameters, **_tree(inputs)}
+        if loaded.wants_tile and "tile" not in kwargs:
+            kwargs["tile"] = tile
+        return kwargs
+    from ziggurat.compat import MapcheteProcess, MapcheteTile, adapt
+
+    out = dict(output_params or {})
+    view = MapcheteTile(tile)
+    bound = _tree({path: adapt(inp, path) for path, inp in inputs.items()})
+    values: dict[str, Any] = {"Tile": view, "TilePixelBuffer": tile.pixelbuffer,
+                              "TileBuffer": tile.pixelbuffer * view.pixel_x_size,
+                              "OutputNodataValue": out.get("nodata"), "OutputPath": out.get("path")}
+    kwargs = {**parameters, **bound, "tile": tile}
+    kwargs.update({name: values[kind] for name, kind in loaded.special.items()})
+    if loaded.wants_mp:
+        kwargs["mp"] = MapcheteProcess(view, parameters, bound, out)
+    # mapchete's filter_parameters: only what the signature names, and no None values
+    return {k: v for k, v in kwargs.items() if k in loaded.names and v is not None}
 
 
 def _summary(path: str) -> str:
@@ -212,7 +351,7 @@ def list_processes() -> list[tuple[str, str]]:
         return []
     out = []
     for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or info.ispkg:  # packages: mapchete's names (mapchete_processes)
             continue
         spec = importlib.util.find_spec(f"{READY_MADE_PACKAGE}.{info.name}")
         out.append((info.name, _summary(spec.origin) if spec and spec.origin else ""))

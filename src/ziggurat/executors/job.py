@@ -9,6 +9,7 @@ exceptions that might not survive pickling.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +21,7 @@ from ziggurat.errors import Empty
 from ziggurat.executors.overview import build_overview
 from ziggurat.grid import Tile, TileIndex
 from ziggurat.io import Input, Output, open_input, open_output
+from ziggurat.io.rasterarrays import TaggedArray
 from ziggurat.io.store import STATS
 from ziggurat.io.vectordir import as_features
 from ziggurat.process import LoadedProcess, ProcessRef, call_kwargs, load_process
@@ -41,7 +43,7 @@ class RunSpec:
 
     @property
     def process_ref(self) -> ProcessRef:
-        return ProcessRef(self.recipe.process, str(self.recipe.base_dir))
+        return ProcessRef.of(self.recipe)
 
 
 def write_prepared(sink: Output, tile: Tile, array: np.ndarray, outcome: TileOutcome) -> TileOutcome:
@@ -63,11 +65,16 @@ class TileJob:
     inputs: dict[str, Input] = field(init=False)
     output: Output = field(init=False)
     _params: dict[int, dict[str, Any]] = field(init=False, default_factory=dict)
+    mapchete: bool = field(init=False, default=False)   # called by mapchete's rules (ziggurat.process)
+    empty_types: tuple[type[BaseException], ...] = field(init=False, default=(Empty,))
     area_mask: AreaMask | None = field(init=False, default=None)  # results are cut to `area`
 
     def __post_init__(self) -> None:
         recipe = self.spec.recipe
+        os.environ.update(recipe.worker_environment)  # dask_specs.worker_environment, inputs' gdal_options
         self.process = load_process(self.spec.process_ref)
+        self.mapchete = self.process.mapchete_style(recipe)
+        self.empty_types = (Empty, *self.process.empty_types)
         self.inputs = {name: open_input(cfg, recipe.grid) for name, cfg in recipe.inputs.items()}
         self.output = open_output(recipe.output, recipe.grid)
         if recipe.area is not None:
@@ -96,7 +103,7 @@ class TileJob:
                 return TileOutcome(index, EMPTY, seconds=time.perf_counter() - start)
             written = tuple(self.output.write(tile, result))
             checksums = self.output.checksums(written)
-        except Empty:
+        except self.empty_types:
             return TileOutcome(index, EMPTY, seconds=time.perf_counter() - start)
         except Exception as exc:  # reported with the tile; the engine decides whether to stop
             return failed_outcome(index, exc, start)
@@ -116,7 +123,7 @@ class TileJob:
             tile = self.spec.recipe.grid.tile(*index)
             result = self._result(task, tile)
             array = None if result is None else self.output.prepare_array(tile, result)
-        except Empty:
+        except self.empty_types:
             array = None
         except Exception as exc:
             return failed_outcome(index, exc, start), None
@@ -143,11 +150,19 @@ class TileJob:
         raise AssertionError("unreachable")
 
     def _call(self, tile: Any) -> Any:
-        inputs = {name: inp.for_tile(tile) for name, inp in self.inputs.items()}
-        kwargs = call_kwargs(self.process, inputs, self.parameters(tile.zoom), tile)
+        configs = self.spec.recipe.inputs
+        inputs = {configs[key].argument: inp.for_tile(tile) for key, inp in self.inputs.items()
+                  if configs[key].active(tile.zoom)}
+        kwargs = call_kwargs(self.process, inputs, self.parameters(tile.zoom), tile, mapchete=self.mapchete,
+                             output_params=self.output_params)
         result = self.process.func(**kwargs)
         if result is None:
             return None
+        if self.mapchete and isinstance(result, str) and result == "empty":
+            return None   # mapchete's "empty"
+        tags = None
+        if self.mapchete and isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+            result, tags = result   # mapchete's (array, tags): GeoTIFF tags
         if self.output.capabilities.kind == "vector":  # GeoJSON/FlatGeobuf: a list of features
             feats = as_features(result, self.output.format)
             return feats if self.area_mask is None else self.area_mask.clip_features(tile, feats)
@@ -155,11 +170,19 @@ class TileJob:
             if result.ndim not in (2, 3):
                 raise TypeError(f"execute() returned a {result.ndim}D array; expected 2D (rows, cols) "
                                 "or 3D (bands, rows, cols)")
-            return result if self.area_mask is None else self.area_mask.apply(tile, result)
+            result = result if self.area_mask is None else self.area_mask.apply(tile, result)
+            return result if tags is None else TaggedArray.wrap(result, tags)
         hint = (" (a list of features needs output format GeoJSON or FlatGeobuf)"
                 if isinstance(result, (list, tuple)) else "")
         raise TypeError(f"execute() returned {type(result).__name__}; expected a numpy (masked) array, "
                         f"None, or `raise ziggurat.Empty`{hint}")
+
+    @property
+    def output_params(self) -> dict[str, Any]:
+        """mapchete's `mp.output_params`: the output's settings."""
+        out = self.spec.recipe.output
+        return {**out.options, "path": out.url, "format": out.format, "dtype": out.dtype, "bands": out.bands,
+                "nodata": out.nodata, "metatiling": out.metatiling}
 
     def close(self) -> None:
         for inp in self.inputs.values():

@@ -17,7 +17,7 @@ import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import shapely
@@ -189,6 +189,8 @@ class MosaicInput:
 class MosaicTileInput:
     """A mosaic bound to one tile: `read()` as for any raster input, `read_sources()` with the
     winning member per pixel (for a provenance band), `members` the files that meet the tile."""
+
+    kind: Literal["raster", "vector"] = "raster"
 
     def __init__(self, mosaic: MosaicInput, tile: Tile) -> None:
         self.mosaic, self.tile = mosaic, tile

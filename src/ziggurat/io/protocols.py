@@ -22,6 +22,10 @@ from ziggurat.recipe import InputConfig
 class TileInput(Protocol):
     """One input bound to one tile: what a process receives under the input's name."""
 
+    #: what `read` returns: "raster" (a masked array) or "vector" (a list of features)
+    kind: Literal["raster", "vector"]
+    tile: Tile
+
     def is_empty(self) -> bool:
         """Cheap: True when the input has nothing in the tile (a bounds test, no pixels read)."""
         ...

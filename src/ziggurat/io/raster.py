@@ -10,7 +10,7 @@ import logging
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 import rasterio
@@ -212,6 +212,8 @@ class TileReader(Protocol):
 
 class RasterTileInput:
     """What a process receives: an input bound to one tile; reads lazily."""
+
+    kind: Literal["raster", "vector"] = "raster"
 
     def __init__(self, source: TileReader, tile: Tile) -> None:
         self.source = source

@@ -16,6 +16,26 @@ from ziggurat.recipe import OutputConfig
 PREDICTOR_CODECS = {"deflate", "lzw", "zstd"}
 
 
+class TaggedArray(np.ma.MaskedArray):
+    """A process result with GeoTIFF tags (mapchete's ``return array, tags``): str keys are
+    file-wide tags, int keys {band: {name: value}} band tags."""
+
+    tags: dict[Any, Any]
+
+    @classmethod
+    def wrap(cls, array: Any, tags: dict[Any, Any]) -> "TaggedArray":
+        out = np.ma.asarray(array).view(cls)
+        out.tags = dict(tags)
+        return out
+
+    def split_tags(self) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
+        """(file-wide, per band) with string values, as GDAL stores them."""
+        tags = getattr(self, "tags", {})  # a view made by numpy has no tags of its own
+        files = {str(k): str(v) for k, v in tags.items() if not isinstance(k, int)}
+        bands = {int(k): {str(n): str(v) for n, v in dict(v).items()} for k, v in tags.items() if isinstance(k, int)}
+        return files, bands
+
+
 class RasterArrays:
     """Base of raster outputs; `grid` is the process grid, `output_grid` that of stored tiles."""
 

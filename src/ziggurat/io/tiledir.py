@@ -20,7 +20,7 @@ from ziggurat.io import gdal_errors
 from ziggurat.io.common import block_size, nodata_from_json, nodata_to_json, open_tile, same_nodata
 from ziggurat.io.folder import METADATA_FILE, TileFolder
 from ziggurat.io.protocols import OutputCapabilities
-from ziggurat.io.rasterarrays import RasterArrays
+from ziggurat.io.rasterarrays import RasterArrays, TaggedArray
 from ziggurat.recipe import OutputConfig
 
 logger = logging.getLogger(__name__)
@@ -72,13 +72,15 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
     def write(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray) -> list[TileIndex]:
         """Write every non-empty output tile of a process tile; returns what was written."""
         out, valid = self.cast(process_tile, data)
-        return self._write_cut(process_tile, out, valid)
+        tags = data.split_tags() if isinstance(data, TaggedArray) else None
+        return self._write_cut(process_tile, out, valid, tags)
 
     def write_prepared(self, process_tile: Tile, array: np.ndarray) -> list[TileIndex]:
         """Write an array from `prepare_array`; validity is read back from the nodata value."""
         return self._write_cut(process_tile, array, self.valid_pixels(array))
 
-    def _write_cut(self, process_tile: Tile, out: np.ndarray, valid: np.ndarray) -> list[TileIndex]:
+    def _write_cut(self, process_tile: Tile, out: np.ndarray, valid: np.ndarray,
+                   tags: tuple[dict[str, str], dict[int, dict[str, str]]] | None = None) -> list[TileIndex]:
         top, left = process_tile.bounds.top, process_tile.bounds.left
         xres, yres = process_tile.resolution
         written: list[TileIndex] = []
@@ -89,15 +91,20 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
             h, w = tile.shape
             if not valid[:, r0:r0 + h, c0:c0 + w].any():
                 continue
-            self._write_tile(tile, out[:, r0:r0 + h, c0:c0 + w])
+            self._write_tile(tile, out[:, r0:r0 + h, c0:c0 + w], tags)
             written.append(tile.index)
         return written
 
-    def _write_tile(self, tile: Tile, array: np.ndarray) -> None:
+    def _write_tile(self, tile: Tile, array: np.ndarray,
+                    tags: tuple[dict[str, str], dict[int, dict[str, str]]] | None = None) -> None:
         with self.staged(tile) as tmp:
             gdal_errors.reset()
             with rasterio.Env(**self.gdal_env), rasterio.open(tmp, "w", **self.profile(tile)) as dst:
                 dst.write(np.ascontiguousarray(self.encode(array)))
+                if tags is not None:
+                    dst.update_tags(**tags[0])
+                    for band, band_tags in tags[1].items():
+                        dst.update_tags(band, **band_tags)
             failed = gdal_errors.failure()  # e.g. a full disk: GDAL says so, rasterio does not
             if failed is not None:
                 raise OutputError(failed)

@@ -19,7 +19,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 import shapely
@@ -290,6 +290,8 @@ class VectorInput:
 # -- what a process receives -----------------------------------------------------------------------
 class VectorTileInput:
     """A vector input bound to one tile; features are read once and kept for this tile."""
+
+    kind: Literal["raster", "vector"] = "vector"
 
     def __init__(self, source: FeatureSource, tile: Tile) -> None:
         self.source = source

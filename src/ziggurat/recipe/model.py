@@ -14,10 +14,10 @@ from typing import Any, Mapping
 
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import METATILING_VALUES, Bounds, Grid
-from ziggurat.location import Location
-from ziggurat.recipe.mosaic import MosaicSection, is_mosaic
+from ziggurat.recipe.inputs import InputConfig, InputSection
+from ziggurat.recipe.mapchete_keys import MAPCHETE_TOP_KEYS, translate
 from ziggurat.recipe.native_grid import NativeGridSection
-from ziggurat.recipe.output import OutputConfig, OutputSection, is_remote
+from ziggurat.recipe.output import OutputConfig, OutputSection
 from ziggurat.recipe.yamlload import (
     FrozenDict,
     KeyPath,
@@ -35,31 +35,12 @@ __all__ = ["FrozenDict", "InputConfig", "OutputConfig", "Recipe", "load_recipe",
 
 TOP_KEYS = ("process", "zoom_levels", "pyramid", "input", "output", "bounds", "bounds_crs",
             "process_parameters", "baselevels", "area", "area_crs", "stac", "description", "name",
-            "tile_timeout")
+            "tile_timeout") + MAPCHETE_TOP_KEYS
 PYRAMID_KEYS = ("grid", "metatiling", "pixelbuffer", "tile_size")
 BASELEVEL_KEYS = ("min", "max", "lower", "higher")
-INPUT_FORMATS = {"raster": "raster", "raster_file": "raster", "gtiff": "raster", "geotiff": "raster",
-                 "tif": "raster", "vrt": "raster", "vector": "vector", "vector_file": "vector",
-                 "geojson": "vector", "gpkg": "vector", "flatgeobuf": "vector", "esri shapefile": "vector",
-                 "tiledir": "tiledir", "tiledirectory": "tiledir", "tile_directory": "tiledir"}
-RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".nc", ".png", ".jpg")
-VECTOR_EXTS = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".gml", ".kml")
+#: `Recipe.process` of a process given as code in the recipe (`Recipe.process_code`)
+INLINE_PROCESS = "<process code in the recipe>"
 _ZOOM_FORMS = "a zoom level (5), 'min,max' ('3,8'), a list [3, 8] or a mapping {min: 3, max: 8}"
-
-
-@dataclass(frozen=True)
-class InputConfig:
-    """One validated `input:` entry; io opens it without re-checking."""
-
-    name: str
-    path: Path | str  # str only for remote paths (/vsi..., scheme://) which must not be normalised
-    format: str       # "raster" | "tiledir" | "vector" | "mosaic" (path: the recipe folder)
-    options: Mapping[str, Any] = field(default_factory=FrozenDict)
-    #: where a driver may keep what it learned about its files (the output's .ziggurat/cache), set
-    #: by the engine; not part of what the input is
-    cache_dir: str | None = field(default=None, compare=False)
-    #: credentials and endpoints (secrets: never in provenance, fingerprints or keys)
-    storage_options: Mapping[str, Any] = field(default_factory=FrozenDict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -88,6 +69,11 @@ class Recipe:
     stac: Any = field(default=None, compare=False, repr=False)
     #: seconds a tile may run (`tile_timeout:`; the processes executor stops longer ones)
     tile_timeout: float | None = field(default=None, compare=False)
+    #: the process as source text (mapchete's `process:` given as a list of code lines)
+    process_code: str | None = None
+    #: environment variables for every worker (mapchete's `dask_specs.worker_environment`) and
+    #: GDAL configuration options of the inputs (their `gdal_options`)
+    worker_environment: Mapping[str, str] = field(default_factory=FrozenDict)
 
     @property
     def zooms(self) -> range:
@@ -161,10 +147,14 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
             raise RecipeError(f"{name}: {why}") from exc
         folder = Path(base_dir) if base_dir is not None else path.parent
         data, lines = load_yaml(text, name)
+    is_mapchete = path is not None and path.suffix.lower() == ".mapchete"
+    data = translate(data, lines, name or "<recipe>", is_mapchete, TOP_KEYS)
+    if isinstance(data, Mapping) and isinstance(data.get("config_dir"), str) and base_dir is None:
+        folder = Path(os.path.abspath(Path(folder) / os.path.expanduser(data["config_dir"])))  # mapchete's key
     return _Builder(data, Locator(name, lines), Path(os.path.abspath(folder)), path, text).build()
 
 
-class _Builder(OutputSection, MosaicSection, NativeGridSection):
+class _Builder(OutputSection, InputSection, NativeGridSection):
     """One validation pass over the parsed recipe; each method checks one section."""
 
     def __init__(self, data: Any, loc: Locator, base_dir: Path, path: Path | None, text: str) -> None:
@@ -181,10 +171,12 @@ class _Builder(OutputSection, MosaicSection, NativeGridSection):
             raise self.fail((), "the recipe to be a mapping of keys (process, zoom_levels, pyramid, "
                                 "output, ...)", data)
         self.check_keys(data, (), TOP_KEYS)
-        process = self.process(data)
+        code = self.process_code(data)
+        process = INLINE_PROCESS if code is not None else self.process(data)
+        environment = self.dask_environment(data)
         grid = self.grid(data)
         zoom_levels = self.zoom_levels(data, grid)
-        inputs = self.inputs(data)
+        inputs = self.inputs(data, zoom_levels)
         output = self.output(data, grid)
         bounds, bounds_crs = self.bounds(data, grid)
         parameters = self.parameters(data, zoom_levels)
@@ -205,7 +197,8 @@ class _Builder(OutputSection, MosaicSection, NativeGridSection):
         recipe = Recipe(self.path, self.base_dir, self.text, process, zoom_levels, grid, inputs, output,
                         bounds, bounds_crs, parameters, baselevels, data,
                         FrozenDict(self.loc.lines), self.loc.source, area=area,
-                        tile_timeout=None if timeout is None else float(timeout))
+                        tile_timeout=None if timeout is None else float(timeout), process_code=code,
+                        worker_environment=FrozenDict({**environment, **self.input_gdal_options(inputs)}))
         from ziggurat.recipe.stac_settings import settings_from_recipe  # it builds on a Recipe
 
         return replace(recipe, stac=settings_from_recipe(recipe))
@@ -230,6 +223,32 @@ class _Builder(OutputSection, MosaicSection, NativeGridSection):
         except RecipeError as exc:
             raise self.loc.error(("area",), str(exc)) from exc
 
+    def process_code(self, data: Mapping[str, Any]) -> str | None:
+        """mapchete's `process:` as a list of source lines (one module)."""
+        value = data.get("process")
+        if not isinstance(value, (list, tuple)):
+            return None
+        if not value or not all(isinstance(line, str) for line in value):
+            raise self.fail(("process",), "a list of Python source lines (strings)", value)
+        code = "\n".join(value) + "\n"
+        try:
+            compile(code, f"{self.loc.source}:process", "exec")
+        except SyntaxError as exc:
+            raise self.loc.error(("process",), f"the process code does not compile: {exc.msg} "
+                                               f"(code line {exc.lineno})") from exc
+        return code
+
+    def dask_environment(self, data: Mapping[str, Any]) -> dict[str, str]:
+        """mapchete's `dask_specs`: cluster sizing is the cluster's business here; the workers'
+        environment is applied in every worker."""
+        specs = self.mapping(data, ("dask_specs",), "a mapping (mapchete's dask_specs)", required=False) or {}
+        env = self.mapping(specs, ("dask_specs", "worker_environment"), "a mapping of variable -> value",
+                           required=False) or {}
+        for name, value in env.items():
+            if not isinstance(name, str) or isinstance(value, (Mapping, list, tuple)) or value is None:
+                raise self.fail(("dask_specs", "worker_environment", name), "a scalar value", value)
+        return {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in env.items()}
+
     def process(self, data: Mapping[str, Any]) -> str:
         expected = "a .py file, a dotted module name or a ready-made process name"
         value = self.string(data, ("process",), expected)
@@ -251,8 +270,17 @@ class _Builder(OutputSection, MosaicSection, NativeGridSection):
         if isinstance(pyramid.get("grid"), Mapping) and "like" in pyramid["grid"]:  # a raster's own pixel grid
             return Grid(self.native_grid(pyramid["grid"], data, tile_size), f"like:{pyramid['grid'].get('like')}",
                         metatiling, pixelbuffer, tile_size)
+        if isinstance(pyramid.get("grid"), Mapping):  # mapchete's {shape, bounds, proj|epsg|srs}
+            from ziggurat.mapchete_grid import grid_from_mapchete
+
+            try:
+                return grid_from_mapchete({"grid": pyramid["grid"], "metatiling": metatiling,
+                                           "pixelbuffer": pixelbuffer, "tile_size": tile_size or 256})
+            except GridError as exc:
+                raise self.loc.error(key, str(exc)) from exc
         name = self.string(pyramid, key, "a grid name (geodetic, mercator, a morecantile id), the path "
-                                         "of a TileMatrixSet JSON file or {like: <input or raster>}")
+                                         "of a TileMatrixSet JSON file, {like: <input or raster>} or "
+                                         "mapchete's {shape, bounds, epsg|proj|srs}")
         try:
             if name.lower().endswith(".json") or "/" in name or os.sep in name:
                 return Grid(self.custom_tms(name), name, metatiling, pixelbuffer, tile_size)
@@ -286,62 +314,6 @@ class _Builder(OutputSection, MosaicSection, NativeGridSection):
             raise self.loc.error(("zoom_levels",), f"expected zoom levels within grid {grid.name!r} "
                                                    f"({grid.minzoom}..{grid.maxzoom}), found {lo}..{hi}")
         return lo, hi
-
-    def inputs(self, data: Mapping[str, Any]) -> Mapping[str, InputConfig]:
-        expected = "a mapping of input name -> path or {path: ..., format: ...}"
-        section = self.mapping(data, ("input",), expected, required=False) or {}
-        out: dict[str, InputConfig] = {}
-        for name, value in section.items():
-            key: KeyPath = ("input", name)
-            if not isinstance(name, str) or not name:
-                raise self.fail(key, "input names to be non-empty strings", name)
-            if is_mosaic(value):  # several rasters read as one (see ziggurat.recipe.mosaic)
-                out[name] = InputConfig(name, self.base_dir, "mosaic", self.mosaic_options(value, key))
-                continue
-            if isinstance(value, Mapping) and "path" not in value:
-                raise self.loc.error(key, "expected 'path' (one file) or 'mosaic: [...]' (several files, "
-                                          "globs or an index read as one), found the keys "
-                                          f"{', '.join(map(str, value)) or 'none'}")
-            if isinstance(value, str) and value.strip():
-                spec: Mapping[str, Any] = FrozenDict()
-                path_key, where = key, value
-            elif isinstance(value, Mapping):
-                spec, path_key = value, key + ("path",)
-                where = self.string(spec, path_key, "a path string")
-            else:
-                note = " (optional null inputs are not supported)" if value is None else ""
-                raise self.loc.error(key, "expected a path or a mapping {path: ..., format: ...}, "
-                                          f"found {found(value)}{note}")
-            fmt = spec.get("format")
-            if fmt is not None and (not isinstance(fmt, str) or fmt.lower() not in INPUT_FORMATS):
-                raise self.fail(key + ("format",), "one of raster, vector, tiledir", fmt)
-            options = FrozenDict((k, v) for k, v in spec.items() if k not in ("path", "format", "storage_options"))
-            storage = self.storage_options(spec, key)
-            path, detected = self.input_path(where, INPUT_FORMATS.get(fmt.lower()) if fmt else None, path_key)
-            out[name] = InputConfig(name, path, detected, options, storage_options=storage)
-        return FrozenDict(out)
-
-    def input_path(self, where: str, fmt: str | None, key: KeyPath) -> tuple[Path | str, str]:
-        ext = os.path.splitext(where.split("?")[0].rstrip("/"))[1].lower()
-        by_ext = "vector" if ext in VECTOR_EXTS else "raster"
-        if is_remote(where):
-            try:
-                Location.parse(where)
-            except ValueError as exc:
-                raise self.loc.error(key, str(exc)) from exc
-            # a URL without a file extension names a tile directory (its metadata.json is read on open)
-            guessed = by_ext if ext in RASTER_EXTS + VECTOR_EXTS else "tiledir"
-            return where, fmt or guessed
-        path = self.resolve(where)
-        if not path.exists():
-            raise self.loc.error(key, f"input not found: {path} (from {where!r})")
-        tiledir = path.is_dir() and (path / "metadata.json").is_file()
-        if fmt == "tiledir" and not tiledir:
-            raise self.loc.error(key, f"expected a tile directory with a metadata.json, found {path}")
-        if fmt is None and path.is_dir() and not tiledir and ext not in RASTER_EXTS + VECTOR_EXTS:
-            raise self.loc.error(key, f"{path} is a directory without metadata.json; expected a file or "
-                                      "a tile directory (or give an explicit 'format')")
-        return path, fmt or ("tiledir" if tiledir else by_ext)
 
     def bounds(self, data: Mapping[str, Any], grid: Grid) -> tuple[Bounds | None, str | None]:
         from rasterio.crs import CRS

@@ -190,7 +190,7 @@ def _jsonable_option(value: Any) -> Any:
 
 def process_source(recipe: Recipe) -> tuple[Any, bytes | None]:
     """The loaded process and its source bytes (None for a compiled module: nothing to keep)."""
-    loaded = load_process(ProcessRef(recipe.process, str(recipe.base_dir)))
+    loaded = load_process(ProcessRef.of(recipe))
     try:
         return loaded, loaded.source().encode("utf-8")
     except (OSError, TypeError) as exc:

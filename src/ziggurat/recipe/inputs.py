@@ -1,0 +1,185 @@
+"""The recipe's `input:` section: paths and specs, mapchete's groups and zoom-dependent
+inputs, mosaics, and other recipes read as inputs; validated at load (see `model.py`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from ziggurat.errors import RecipeError
+from ziggurat.location import Location
+from ziggurat.recipe.mosaic import MosaicSection, is_mosaic
+from ziggurat.recipe.output import RASTER_TILE_FORMATS, is_remote
+from ziggurat.recipe.yamlload import FrozenDict, KeyPath, found, value_at_zoom, zoom_conditions
+
+INPUT_FORMATS = {"raster": "raster", "raster_file": "raster", "gtiff": "raster", "geotiff": "raster",
+                 "tif": "raster", "vrt": "raster", "vector": "vector", "vector_file": "vector",
+                 "geojson": "vector", "gpkg": "vector", "flatgeobuf": "vector", "esri shapefile": "vector",
+                 "tiledir": "tiledir", "tiledirectory": "tiledir", "tile_directory": "tiledir"}
+RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".nc", ".png", ".jpg")
+VECTOR_EXTS = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".gml", ".kml")
+#: recipes being loaded as inputs of others (a recipe reading itself is a cycle)
+_LOADING: set[Path] = set()
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """One validated `input:` entry; io opens it without re-checking."""
+
+    name: str
+    path: Path | str  # str only for remote paths (/vsi..., scheme://) which must not be normalised
+    format: str       # "raster" | "tiledir" | "vector" | "mosaic" (path: the recipe folder)
+    options: Mapping[str, Any] = field(default_factory=FrozenDict)
+    #: where a driver may keep what it learned about its files (the output's .ziggurat/cache), set
+    #: by the engine; not part of what the input is
+    cache_dir: str | None = field(default=None, compare=False)
+    #: credentials and endpoints (secrets: never in provenance, fingerprints or keys)
+    storage_options: Mapping[str, Any] = field(default_factory=FrozenDict, compare=False, repr=False)
+    #: the process argument it is given as: its name, or "group/name" inside an input group
+    #: (mapchete's nested inputs); several configs share one when they apply at other zooms
+    arg: str = ""
+    #: the zooms it applies at (mapchete's ``file1: {zoom>=10: a.tif}``); None: every zoom
+    zooms: tuple[int, ...] | None = None
+
+    @property
+    def argument(self) -> str:
+        return self.arg or self.name
+
+    def active(self, zoom: int) -> bool:
+        return self.zooms is None or zoom in self.zooms
+
+
+class InputSection(MosaicSection):
+    """Validation of `input:`; mixed into the recipe builder, which provides `resolve`."""
+
+    base_dir: Path
+
+    def resolve(self, path: str) -> Path:
+        raise NotImplementedError
+
+    def storage_options(self, section: Mapping[str, Any], key: KeyPath) -> FrozenDict:
+        """See `OutputSection.storage_options` (one check for inputs and the output)."""
+        raise NotImplementedError
+
+    def inputs(self, data: Mapping[str, Any], zooms: tuple[int, int]) -> Mapping[str, InputConfig]:
+        expected = "a mapping of input name -> path or {path: ..., format: ...}"
+        section = self.mapping(data, ("input",), expected, required=False) or {}
+        out: dict[str, InputConfig] = {}
+        self.input_tree(section, ("input",), "", range(zooms[0], zooms[1] + 1), out)
+        return FrozenDict(out)
+
+    def input_tree(self, section: Mapping[str, Any], key: KeyPath, prefix: str, zooms: range,
+                   out: dict[str, InputConfig]) -> None:
+        """mapchete's input forms: a path or spec, zoom-dependent (``{zoom>=10: a.tif}``), null
+        (no input: the process default applies), or a group (a mapping of inputs, nestable)."""
+        for name, value in section.items():
+            here: KeyPath = key + (name,)
+            if not isinstance(name, str) or not name or "/" in name:
+                raise self.fail(here, "input names to be non-empty strings without '/'", name)
+            arg = prefix + name
+            if value is None:
+                continue
+            conds = zoom_conditions(value, here, self.loc)
+            if conds:
+                for zoom in zooms:   # exactly one condition per zoom, as for process parameters
+                    value_at_zoom(value, zoom, here, self.loc)
+                for cond, _op, _n in conds:
+                    active = tuple(z for z in zooms if value_at_zoom(value, z, here, self.loc) is value[cond])
+                    if value[cond] is not None and active:
+                        cfg = self.one_input(f"{arg} ({cond.replace(' ', '')})", value[cond], here + (cond,))
+                        out[cfg.name] = replace(cfg, arg=arg, zooms=active)
+                continue
+            if isinstance(value, Mapping) and not (is_mosaic(value) or "path" in value or "format" in value):
+                self.input_tree(value, here, arg + "/", zooms, out)   # a group
+                continue
+            out[arg] = self.one_input(arg, value, here)
+
+    def one_input(self, name: str, value: Any, key: KeyPath) -> InputConfig:
+        if is_mosaic(value):  # several rasters read as one (see ziggurat.recipe.mosaic)
+            return InputConfig(name, self.base_dir, "mosaic", self.mosaic_options(value, key))
+        if isinstance(value, Mapping) and "path" not in value:
+            raise self.loc.error(key, "expected 'path' (one file) or 'mosaic: [...]' (several files, "
+                                      "globs or an index read as one), found the keys "
+                                      f"{', '.join(map(str, value)) or 'none'}")
+        if isinstance(value, str) and value.strip():
+            spec: Mapping[str, Any] = FrozenDict()
+            path_key, where = key, value
+        elif isinstance(value, Mapping):
+            spec, path_key = value, key + ("path",)
+            where = self.string(spec, path_key, "a path string")
+        else:
+            raise self.loc.error(key, "expected a path, a mapping {path: ..., format: ...}, {mosaic: [...]}, "
+                                      "zoom conditions ({zoom>=10: a.tif}) or a group (a mapping of inputs), "
+                                      f"found {found(value)}")
+        fmt = spec.get("format")
+        if fmt is not None and (not isinstance(fmt, str) or fmt.lower() not in INPUT_FORMATS):
+            raise self.fail(key + ("format",), "one of raster, vector, tiledir (or mapchete's raster_file, "
+                                               "vector_file, TileDirectory)", fmt)
+        options = FrozenDict((k, v) for k, v in spec.items() if k not in ("path", "format", "storage_options"))
+        storage = self.storage_options(spec, key)
+        path, detected = self.input_path(where, INPUT_FORMATS.get(fmt.lower()) if fmt else None, path_key)
+        return InputConfig(name, path, detected, options, storage_options=storage)
+
+    def recipe_input(self, where: str, key: KeyPath) -> tuple[Path | str, str]:
+        """Another recipe as an input (mapchete's ``file2: other.mapchete``): its output, which
+        must have been written (`ziggurat execute` that recipe first)."""
+        path = self.resolve(where)
+        if path in _LOADING:
+            raise self.loc.error(key, f"recipe {path} reads itself through its inputs (a cycle)")
+        _LOADING.add(path)
+        try:
+            from ziggurat.recipe.model import load_recipe  # a recipe input is a recipe
+
+            upstream = load_recipe(path)
+        except RecipeError as exc:
+            raise self.loc.error(key, f"cannot read the recipe given as input: {exc}") from exc
+        finally:
+            _LOADING.discard(path)
+        out = upstream.output
+        if out.format not in RASTER_TILE_FORMATS:
+            raise self.loc.error(key, f"the recipe {where!r} writes {out.format}; only raster outputs can be "
+                                      "read as inputs")
+        if out.remote:
+            return out.url, "raster" if out.is_single_file else "tiledir"
+        if not out.path.exists():
+            raise self.loc.error(key, f"the recipe {where!r} has not written its output {out.path} yet: run "
+                                      f"`ziggurat execute {where}` first (ziggurat does not process another "
+                                      "recipe's tiles on demand)")
+        return out.path, "raster" if out.is_single_file else "tiledir"
+
+    def input_path(self, where: str, fmt: str | None, key: KeyPath) -> tuple[Path | str, str]:
+        ext = os.path.splitext(where.split("?")[0].rstrip("/"))[1].lower()
+        if ext == ".mapchete" and not is_remote(where):
+            return self.recipe_input(where, key)
+        by_ext = "vector" if ext in VECTOR_EXTS else "raster"
+        if is_remote(where):
+            try:
+                Location.parse(where)
+            except ValueError as exc:
+                raise self.loc.error(key, str(exc)) from exc
+            # a URL without a file extension names a tile directory (its metadata.json is read on open)
+            guessed = by_ext if ext in RASTER_EXTS + VECTOR_EXTS else "tiledir"
+            return where, fmt or guessed
+        path = self.resolve(where)
+        if not path.exists():
+            raise self.loc.error(key, f"input not found: {path} (from {where!r})")
+        tiledir = path.is_dir() and (path / "metadata.json").is_file()
+        if fmt == "tiledir" and not tiledir:
+            raise self.loc.error(key, f"expected a tile directory with a metadata.json, found {path}")
+        if fmt is None and path.is_dir() and not tiledir and ext not in RASTER_EXTS + VECTOR_EXTS:
+            raise self.loc.error(key, f"{path} is a directory without metadata.json; expected a file or "
+                                      "a tile directory (or give an explicit 'format')")
+        return path, fmt or ("tiledir" if tiledir else by_ext)
+
+    def input_gdal_options(self, inputs: Mapping[str, InputConfig]) -> dict[str, str]:
+        """The inputs' `gdal_options` (GDAL reads them process-wide, so every worker sets them)."""
+        out: dict[str, str] = {}
+        for cfg in inputs.values():
+            opts = cfg.options.get("gdal_options") or {}
+            if not isinstance(opts, Mapping):
+                raise self.fail(("input", cfg.argument, "gdal_options"), "a mapping of GDAL option -> value", opts)
+            out.update({str(k): ("YES" if v else "NO") if isinstance(v, bool) else str(v) for k, v in opts.items()})
+        return out
+
