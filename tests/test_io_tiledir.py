@@ -296,13 +296,17 @@ def test_metadata_json_is_written_and_validated(tmp_path):
     out = TileDirectoryOutput(out_config(tmp_path / "o"), grid)
     out.prepare(False)
     meta = json.loads((tmp_path / "o" / "metadata.json").read_text())
+    settings = {"format": "GTiff", "dtype": "int32", "bands": 1, "nodata": NODATA, "compress": "deflate"}
+    mapchete_keys = {"driver": meta.pop("driver"), "pyramid": meta.pop("pyramid")}
     assert meta == {
         "ziggurat": {"version": ziggurat.__version__},
         "grid": grid.with_options(metatiling=1, pixelbuffer=0).to_dict(),
         "process_grid": grid.to_dict(),
-        "output": {"format": "GTiff", "dtype": "int32", "bands": 1, "nodata": NODATA,
-                   "compress": "deflate"},
+        "output": settings,
     }
+    # what mapchete's TileDirectory reader needs (see test_mapchete_compat for mapchete reading it)
+    assert mapchete_keys["driver"] == settings
+    assert mapchete_keys["pyramid"]["grid"]["grid"] == "geodetic" and mapchete_keys["pyramid"]["metatiling"] == 1
     assert tmp_files(tmp_path) == []
     ptile = grid.tile(ZOOM, 4, 17)
     out.write(ptile, position_values(ptile))

@@ -386,7 +386,7 @@ ERRORS = [
                  r"lzma, packbits, jpeg, webp, none, found 'gzip'", id="compress"),
     pytest.param(MINIMAL + "  compress: jpeg\n", 7, r"output\.compress: expected dtype uint8 with jpeg "
                  r"compression, found dtype float32", id="compress-dtype"),
-    pytest.param(MINIMAL + "  format: netcdf\n", 7, r"output\.format: expected GTiff, PNG, GeoJSON or "
+    pytest.param(MINIMAL + "  format: netcdf\n", 7, r"output\.format: expected GTiff, PNG, PNG_hillshade, GeoJSON or "
                  r"FlatGeobuf, found 'netcdf'", id="output-format"),
     pytest.param(MINIMAL + "  metatiling: 2\n", 7, r"output\.metatiling: expected one of 1, found 2",
                  id="output-metatiling"),

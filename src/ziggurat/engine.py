@@ -114,7 +114,9 @@ def plan(recipe: Recipe, selection: Selection | None = None, **narrowing: Any) -
     """Tiles a run would process, with inputs bounding a recipe that has no `bounds`."""
     sel = Selection.of(selection, **narrowing)
     input_bounds = []
-    if recipe.bounds is None and sel.tile is None and sel.point is None \
+    # mapchete's process area is its bounds within the inputs' footprints; ziggurat's bounds are the area
+    unbounded = recipe.bounds is None or recipe.is_mapchete
+    if unbounded and sel.tile is None and sel.point is None \
             and recipe.area is None and sel.area is None:  # an area bounds the run too
         for cfg in recipe.inputs.values():
             inp = open_input(cfg, recipe.grid)

@@ -79,8 +79,8 @@ class LoadedProcess:
 
     def mapchete_style(self, recipe: Any) -> bool:
         """Called by mapchete's rules: it takes `mp` or mapchete's markers, or the recipe is a .mapchete file."""
-        is_mapchete_file = recipe.path is not None and str(recipe.path).lower().endswith(".mapchete")
-        return self.wants_mp or bool(self.special) or is_mapchete_file or self.ref.spec.startswith(MAPCHETE_PROCESSES)
+        return (self.wants_mp or bool(self.special) or recipe.is_mapchete
+                or self.ref.spec.startswith(MAPCHETE_PROCESSES))
 
     def source(self) -> str:
         """The module's source text, for provenance."""

@@ -8,6 +8,7 @@ those are accepted and have no effect. Its tile is a `BufferedTile`: `affine`, `
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,19 +16,29 @@ import numpy as np
 from ziggurat.compat.types import RasterInput, VectorInput
 from ziggurat.grid import Tile
 from ziggurat.io import TileInput
+from ziggurat.io.common import global_width
 
 #: mapchete read() options that choose a tile directory's zoom; ziggurat chooses by resolution
 MATCHING_OPTIONS = ("matching_method", "matching_max_zoom", "matching_precision", "fallback_to_higher_zoom")
 
 
 class MapcheteTile:
-    """A process tile as mapchete's `BufferedTile` shows it (buffered geometry)."""
+    """A process tile as mapchete's `BufferedTile` shows it: buffered geometry, and on a grid
+    that goes all the way round, the buffer cut at the poles (not at the antimeridian). `rows`
+    are the buffered tile's rows it covers; `unclip` puts a result back onto the whole buffered tile."""
 
     def __init__(self, tile: Tile) -> None:
         self._tile = tile
         self.zoom, self.row, self.col = tile.zoom, tile.row, tile.col
         self.pixelbuffer = tile.pixelbuffer
         self.crs = tile.crs
+        h, _ = tile.buffered_shape
+        top = bottom = 0
+        if tile.pixelbuffer and global_width(tile.grid) is not None:
+            b, gb, yres = tile.buffered_bounds, tile.grid.bounds(tile.zoom), tile.resolution[1]
+            top = max(0, round((b.top - gb.top) / yres))
+            bottom = max(0, round((gb.bottom - b.bottom) / yres))
+        self.rows = slice(top, h - bottom)
 
     @property
     def id(self) -> tuple[int, int, int]:
@@ -35,15 +46,33 @@ class MapcheteTile:
 
     @property
     def affine(self) -> Any:
-        return self._tile.buffered_affine
+        a = self._tile.buffered_affine
+        return a * a.translation(0, self.rows.start) if self.rows.start else a
 
     @property
     def bounds(self) -> Any:
-        return self._tile.buffered_bounds
+        b, yres = self._tile.buffered_bounds, self._tile.resolution[1]
+        h = self._tile.buffered_shape[0]
+        return type(b)(b.left, b.bottom + (h - self.rows.stop) * yres, b.right, b.top - self.rows.start * yres)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self._tile.buffered_shape
+        return self.rows.stop - self.rows.start, self._tile.buffered_shape[1]
+
+    def clip(self, array: Any) -> Any:
+        """The rows of a buffered-tile array this view covers."""
+        if self.rows == slice(0, self._tile.buffered_shape[0]):
+            return array
+        return array[..., self.rows, :]
+
+    def unclip(self, array: Any) -> Any:
+        """A result of this view's shape on the whole buffered tile (the rows past a pole masked)."""
+        arr = np.ma.asarray(array)
+        if arr.shape[-2:] != self.shape or self.shape == self._tile.buffered_shape:
+            return array
+        full = np.ma.masked_all(arr.shape[:-2] + self._tile.buffered_shape, dtype=arr.dtype)
+        full[..., self.rows, :] = arr
+        return full
 
     @property
     def height(self) -> int:
@@ -98,7 +127,7 @@ class RasterInputTile(_InputTile, RasterInput):
         if unknown:
             raise TypeError(f"input {self.input_key!r}: read() got unexpected arguments {', '.join(unknown)} "
                             f"(takes indexes, resampling and mapchete's {', '.join(MATCHING_OPTIONS)})")
-        return self.inner.read(indexes, resampling)
+        return self.tile.clip(self.inner.read(indexes, resampling))
 
 
 class VectorInputTile(_InputTile, VectorInput):
@@ -136,8 +165,26 @@ class VectorInputTile(_InputTile, VectorInput):
         return np.stack([mask] * band_count) if band_count else mask
 
 
+_WITH_MAPCHETE: dict[int, tuple[type[RasterInputTile], type[VectorInputTile]]] = {}
+
+
+def _classes() -> tuple[type[RasterInputTile], type[VectorInputTile]]:
+    """The input classes, also subclassing an installed mapchete's RasterInput/VectorInput
+    (nominal classes there), so `isinstance(inp, mapchete.RasterInput)` in a process holds."""
+    module = sys.modules.get("mapchete.formats.protocols")
+    if module is None or module.__dict__.get("__ziggurat_shim__"):
+        return RasterInputTile, VectorInputTile
+    found = _WITH_MAPCHETE.get(id(module))
+    if found is None:
+        raster = type("RasterInputTile", (RasterInputTile, module.__dict__["RasterInput"]), {})
+        vector = type("VectorInputTile", (VectorInputTile, module.__dict__["VectorInput"]), {})
+        found = _WITH_MAPCHETE[id(module)] = (raster, vector)
+    return found
+
+
 def adapt(inner: TileInput, key: str) -> RasterInputTile | VectorInputTile:
-    return RasterInputTile(inner, key) if inner.kind == "raster" else VectorInputTile(inner, key)
+    raster, vector = _classes()
+    return raster(inner, key) if inner.kind == "raster" else vector(inner, key)
 
 
 def group_of(members: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 
 class RasterInput:
     """Base of the raster inputs a mapchete-style process receives (for `isinstance`)."""
 
+    tile: Any
+    read: Callable[..., Any]
+    is_empty: Callable[..., bool]
+
 
 class VectorInput:
     """Base of the vector inputs a mapchete-style process receives (for `isinstance`)."""
+
+    tile: Any
+    read: Callable[..., Any]
+    is_empty: Callable[..., bool]
 
 
 class Tile:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from rasterio.errors import RasterioIOError
 
+from ziggurat.compat import MapcheteTile
 from ziggurat.errors import Empty
 from ziggurat.executors.overview import build_overview
 from ziggurat.grid import Tile, TileIndex
@@ -163,6 +164,8 @@ class TileJob:
         tags = None
         if self.mapchete and isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
             result, tags = result   # mapchete's (array, tags): GeoTIFF tags
+        if self.mapchete and isinstance(result, np.ndarray):
+            result = MapcheteTile(tile).unclip(result)   # mapchete's tiles stop at the poles
         if self.output.capabilities.kind == "vector":  # GeoJSON/FlatGeobuf: a list of features
             feats = as_features(result, self.output.format)
             return feats if self.area_mask is None else self.area_mask.clip_features(tile, feats)

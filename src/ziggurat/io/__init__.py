@@ -7,7 +7,7 @@ from typing import Callable
 from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Grid
 from ziggurat.io.mosaic import MosaicInput, MosaicTileInput
-from ziggurat.io.pngdir import PNGTileDirectoryOutput
+from ziggurat.io.pngdir import HillshadePNGTileDirectoryOutput, PNGTileDirectoryOutput, RGBAPNGTileDirectoryOutput
 from ziggurat.io.protocols import Input, InputDriver, Output, OutputCapabilities, TileInput
 from ziggurat.io.raster import RasterInput, RasterTileInput
 from ziggurat.io.singlefile import SingleFileOutput
@@ -30,7 +30,8 @@ __all__ = [
 INPUT_FORMATS: dict[str, InputDriver] = {
     "raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput, "mosaic": MosaicInput}
 OUTPUT_FORMATS: dict[str, Callable[[OutputConfig, Grid], Output]] = {
-    "GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput,
+    "GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput, "PNG_hillshade": HillshadePNGTileDirectoryOutput,
+    "PNG_RGBA": RGBAPNGTileDirectoryOutput,
     "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput}
 
 

@@ -178,8 +178,8 @@ def alpha_band(src: DatasetReader) -> int:
     return next((i for i, ci in enumerate(src.colorinterp, 1) if ci.name == "alpha"), 0)
 
 
-def warp_to_tile(src: DatasetReader, idx: list[int], tile: Tile, resampling: Resampling
-                 ) -> np.ma.MaskedArray:
+def warp_to_tile(src: DatasetReader, idx: list[int], tile: Tile, resampling: Resampling,
+                 mask: str = "alpha") -> np.ma.MaskedArray:
     """Reproject bands of an open dataset onto the buffered tile; invalid or outside is masked.
 
     A WarpedVRT with an added alpha band: GDAL fills the alpha from nodata, masks and the
@@ -190,6 +190,8 @@ def warp_to_tile(src: DatasetReader, idx: list[int], tile: Tile, resampling: Res
     h, w = tile.buffered_shape
     dtype, nodata, alpha = src.dtypes[idx[0] - 1], src.nodata, alpha_band(src)
     out = empty_masked(len(idx), (h, w), dtype, nodata)
+    if mask == "nodata" and nodata is not None and not alpha:
+        return _warp_parts(src, idx, tile, resampling, out)
     try:
         # SAMPLE_GRID: with edge sampling only, GDAL clipped the source window of buffered
         # mercator tiles reaching past the antimeridian and dropped valid columns
@@ -210,6 +212,54 @@ def warp_to_tile(src: DatasetReader, idx: list[int], tile: Tile, resampling: Res
                   dst_alpha=len(idx) + 1, resampling=resampling, init_dest_nodata=False)
     invalid = np.broadcast_to(stack[-1] == 0, out.shape)
     out[:] = np.ma.masked_array(stack[:-1], mask=invalid)
+    return out
+
+
+def global_width(grid: Any) -> float | None:
+    """The x extent of a grid that spans its CRS all the way round (geodetic, mercator)."""
+    b = grid.bounds()
+    width = b.right - b.left
+    if grid.crs.is_geographic and math.isclose(width, 360.0, rel_tol=1e-9):
+        return width
+    if grid.crs.to_epsg() == 3857 and math.isclose(width, 2 * math.pi * 6378137.0, rel_tol=1e-9):
+        return width
+    return None
+
+
+def past_global_edge(tile: Tile) -> bool:
+    """The buffered tile reaches past the edge of a grid that goes all the way round."""
+    b, gb = tile.buffered_bounds, tile.grid.bounds(tile.zoom)
+    outside = b.left < gb.left or b.right > gb.right or b.top > gb.top or b.bottom < gb.bottom
+    return outside and global_width(tile.grid) is not None
+
+
+def _warp_parts(src: DatasetReader, idx: list[int], tile: Tile, resampling: Resampling,
+                out: np.ma.MaskedArray) -> np.ma.MaskedArray:
+    """mapchete's read of a buffered tile: nodata in and out (no alpha: GDAL's kernels then
+    weigh as mapchete's do), and on a grid that goes all the way round, the buffer past the
+    antimeridian read from the other side and nothing past the poles, each part warped alone."""
+    b = tile.buffered_bounds
+    gb = tile.grid.bounds(tile.zoom)
+    width = global_width(tile.grid)
+    xres, yres = tile.resolution
+    parts = [(b.left, b.right, b.top, b.bottom, 0.0)]
+    if width is not None and (b.left < gb.left or b.right > gb.right or b.top > gb.top or b.bottom < gb.bottom):
+        top, bottom = min(b.top, gb.top), max(b.bottom, gb.bottom)
+        parts = [(max(b.left, gb.left), min(b.right, gb.right), top, bottom, 0.0)]
+        if b.left < gb.left:
+            parts.append((b.left, gb.left, top, bottom, width))
+        if b.right > gb.right:
+            parts.append((gb.right, b.right, top, bottom, -width))
+    nodata = src.nodata
+    for left, right, top, bottom, shift in parts:
+        ph, pw = round((top - bottom) / yres), round((right - left) / xres)
+        if ph <= 0 or pw <= 0:
+            continue
+        affine = Affine(xres, 0.0, left + shift, 0.0, -yres, top)
+        with WarpedVRT(src, crs=tile.crs, transform=affine, width=pw, height=ph, resampling=resampling,
+                       src_nodata=nodata, nodata=nodata, SAMPLE_GRID="YES") as vrt:
+            part = vrt.read(idx, masked=True)
+        paste(out, part, round((b.top - top) / yres), round((left - b.left) / xres))
     return out
 
 

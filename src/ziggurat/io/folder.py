@@ -22,13 +22,15 @@ from ziggurat.io.atomic import staged, tmp_folder, tmp_in, write_json_atomic
 from ziggurat.io.checksum import sha256_file
 from ziggurat.io.common import int_names
 from ziggurat.io.outputbase import OutputBase
+from ziggurat.mapchete_grid import grid_from_mapchete, mapchete_pyramid
 from ziggurat.recipe import OutputConfig
 
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
 #: File suffix of the tiles of each tile-directory format (the one table of them).
-TILE_SUFFIXES = {"GTiff": ".tif", "PNG": ".png", "GeoJSON": ".geojson", "FlatGeobuf": ".fgb"}
+TILE_SUFFIXES = {"GTiff": ".tif", "PNG": ".png", "PNG_hillshade": ".png", "PNG_RGBA": ".png", "GeoJSON": ".geojson",
+                 "FlatGeobuf": ".fgb"}
 
 
 def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -38,6 +40,20 @@ def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ValueError(f"{METADATA_FILE} holds a {type(meta).__name__}, not an object")
     return meta
+
+
+def describe_folder(meta: dict[str, Any]) -> tuple[Grid, dict[str, Any]]:
+    """(grid of the stored tiles, output settings) of a ziggurat or a mapchete metadata.json."""
+    if "grid" in meta and "output" in meta:
+        return Grid.from_dict(meta["grid"]), meta["output"]
+    if "pyramid" in meta and "driver" in meta:   # written by mapchete
+        driver = dict(meta["driver"])
+        settings = {"format": driver.get("format", "GTiff"), "dtype": driver.get("dtype", "uint8"),
+                    "bands": driver.get("bands", driver.get("count", 1)), "nodata": driver.get("nodata")}
+        if str(settings["format"]).lower() == "png":   # mapchete's PNG tiles are RGBA
+            settings.update(format="PNG_RGBA", dtype="uint8", bands=4, nodata=driver.get("nodata", 0))
+        return grid_from_mapchete(meta["pyramid"]), settings
+    raise ValueError("neither a ziggurat ('grid', 'output') nor a mapchete ('pyramid', 'driver') description")
 
 
 class TileFolder(OutputBase):
@@ -67,10 +83,17 @@ class TileFolder(OutputBase):
 
     # -- metadata ---------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
+        """ziggurat's description, plus mapchete's `driver` and `pyramid` where mapchete can
+        describe the grid, so mapchete reads the folder as a TileDirectory input too."""
         from ziggurat import __version__
 
-        return {"ziggurat": {"version": __version__}, "grid": self.output_grid.to_dict(),
-                "process_grid": self.grid.to_dict(), "output": self.settings()}
+        meta: dict[str, Any] = {"ziggurat": {"version": __version__}, "grid": self.output_grid.to_dict(),
+                                "process_grid": self.grid.to_dict(), "output": self.settings()}
+        pyramid = mapchete_pyramid(self.output_grid)
+        if pyramid is not None:
+            meta["driver"] = {k: v for k, v in self.settings().items() if v is not None}
+            meta["pyramid"] = pyramid
+        return meta
 
     def _differences(self, existing: Any) -> list[str]:
         if not isinstance(existing, dict) or not isinstance(existing.get("output"), dict):

@@ -28,6 +28,7 @@ from ziggurat.io.common import (
     crs_equal,
     empty_masked,
     normalize_indexes,
+    past_global_edge,
     paste,
     pixel_offset,
     resampling_from_name,
@@ -106,6 +107,12 @@ class RasterInput:
         self.options: dict[str, Any] = dict(config.options or {})
         self.default_resampling: Resampling = resampling_from_name(
             self.options.get("resampling", "nearest"))
+        #: how a warped read tells valid pixels: "alpha" (GDAL's alpha band: the footprint, masks
+        #: and nodata) or "nodata" (GDAL's source/destination nodata, as mapchete reads; the
+        #: default of `.mapchete` recipes, whose resampled values then equal mapchete's)
+        self.warp_mask = str(self.options.get("warp_mask", "alpha"))
+        if self.warp_mask not in ("alpha", "nodata"):
+            raise InputError(f"input {self.name!r}: warp_mask must be 'alpha' or 'nodata', got {self.warp_mask!r}")
         self._datasets = ThreadLocalDataset(self.path, self.name)
         src = self._datasets.get()
         self.count: int = src.count
@@ -151,6 +158,8 @@ class RasterInput:
             out = empty_masked(len(idx), tile.buffered_shape, self.dtype, self.nodata)
         else:
             offset = self.aligned_offset(tile) if method == "auto" else None
+            if self.warp_mask == "nodata" and past_global_edge(tile):
+                offset = None   # mapchete's read wraps the buffer round the antimeridian
             try:
                 out = (self._read_window(idx, tile, offset) if offset is not None
                        else self._read_warped(idx, tile, rs))
@@ -184,7 +193,7 @@ class RasterInput:
         return out
 
     def _read_warped(self, idx: list[int], tile: Tile, resampling: Resampling) -> np.ma.MaskedArray:
-        return warp_to_tile(self._datasets.get(), idx, tile, resampling)
+        return warp_to_tile(self._datasets.get(), idx, tile, resampling, mask=self.warp_mask)
 
     def close(self) -> None:
         self._datasets.close()

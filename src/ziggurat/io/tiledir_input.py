@@ -38,7 +38,7 @@ from ziggurat.io.common import (
     transform_bounds_safe,
     warp_to_tile,
 )
-from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, read_metadata
+from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, describe_folder, read_metadata
 from ziggurat.io.raster import RasterTileInput
 from ziggurat.io.remote_files import RemoteFolder
 from ziggurat.location import Location, is_url
@@ -67,11 +67,12 @@ class TileDirectoryInput:
         self.options: dict[str, Any] = dict(config.options or {})
         self.default_resampling: Resampling = resampling_from_name(
             self.options.get("resampling", "nearest"))
+        #: see RasterInput.warp_mask ("nodata": as mapchete reads, the default of .mapchete recipes)
+        self.warp_mask = str(self.options.get("warp_mask", "alpha"))
         meta_path = self.path / METADATA_FILE if self.remote is None else self.remote.url(METADATA_FILE)
         try:
             meta = read_metadata(self.path) if self.remote is None else self._remote_metadata()
-            self.dir_grid = Grid.from_dict(meta["grid"])
-            out = meta["output"]
+            self.dir_grid, out = describe_folder(meta)
             self.dtype: str = np.dtype(out["dtype"]).name
             self.count: int = int(out["bands"])
             self.nodata: float | int | None = nodata_from_json(out.get("nodata"))
@@ -239,7 +240,8 @@ class TileDirectoryInput:
                     src = stack.enter_context(stack.enter_context(MemoryFile(data)).open())
                 else:
                     src = stack.enter_context(open_tile(path))
-                part = src.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
+                pb = self.dir_grid.pixelbuffer  # mapchete's output.pixelbuffer: a rim around each stored tile
+                part = src.read(idx, window=Window(c0 + pb, r0 + pb, c1 - c0, r1 - r0), masked=True)
             paste(dest, part, row + r0, col + c0)
 
     def _read_into(self, out: np.ma.MaskedArray, tile: Tile, idx: list[int],
@@ -286,7 +288,7 @@ class TileDirectoryInput:
                 else:
                     ds.write(mosaic.filled(self.nodata))
             with mem.open() as ds:
-                out[:] = warp_to_tile(ds, list(range(1, bands + 1)), tile, rs)
+                out[:] = warp_to_tile(ds, list(range(1, bands + 1)), tile, rs, mask=self.warp_mask)
 
     def close(self) -> None:
         """Nothing stays open: tile files are opened per read."""

@@ -117,6 +117,11 @@ def make_plan(recipe: Recipe, selection: Selection | None = None, *, input_bound
         return Plan(grid, zooms, None, only, area=the_area)
 
     area = recipe.bounds
+    footprint = Bounds.union_all(input_bounds)
+    if area is not None and recipe.is_mapchete and footprint is not None:
+        area = area.intersection(footprint)   # mapchete: bounds within the inputs
+        if area is None:
+            return Plan(grid, zooms, None, (), area=the_area)
     if area is None and the_area is not None:
         area = Bounds(*the_area.bounds)
     if area is None:

@@ -12,7 +12,7 @@ from ziggurat.errors import RecipeError
 from ziggurat.location import Location
 from ziggurat.recipe.mosaic import MosaicSection, is_mosaic
 from ziggurat.recipe.output import RASTER_TILE_FORMATS, is_remote
-from ziggurat.recipe.yamlload import FrozenDict, KeyPath, found, value_at_zoom, zoom_conditions
+from ziggurat.recipe.yamlload import ZOOM_OPS, FrozenDict, KeyPath, found, zoom_conditions
 
 INPUT_FORMATS = {"raster": "raster", "raster_file": "raster", "gtiff": "raster", "geotiff": "raster",
                  "tif": "raster", "vrt": "raster", "vector": "vector", "vector_file": "vector",
@@ -55,6 +55,8 @@ class InputSection(MosaicSection):
     """Validation of `input:`; mixed into the recipe builder, which provides `resolve`."""
 
     base_dir: Path
+    #: the recipe is a `.mapchete` file (its inputs are read as mapchete reads them)
+    mapchete_dialect: bool = False
 
     def resolve(self, path: str) -> Path:
         raise NotImplementedError
@@ -82,14 +84,19 @@ class InputSection(MosaicSection):
             if value is None:
                 continue
             conds = zoom_conditions(value, here, self.loc)
-            if conds:
-                for zoom in zooms:   # exactly one condition per zoom, as for process parameters
-                    value_at_zoom(value, zoom, here, self.loc)
-                for cond, _op, _n in conds:
-                    active = tuple(z for z in zooms if value_at_zoom(value, z, here, self.loc) is value[cond])
-                    if value[cond] is not None and active:
+            if conds:   # at a zoom no condition matches the input is absent (mapchete)
+                active: dict[str, list[int]] = {cond: [] for cond, _, _ in conds}
+                for zoom in zooms:
+                    hits = [cond for cond, op, n in conds if ZOOM_OPS[op](zoom, n)]
+                    if len(hits) > 1:
+                        raise self.loc.error(here, f"several conditions match zoom {zoom} ({', '.join(hits)}); "
+                                                   "expected at most one per zoom")
+                    if hits:
+                        active[hits[0]].append(zoom)
+                for cond, zs in active.items():
+                    if value[cond] is not None and zs:
                         cfg = self.one_input(f"{arg} ({cond.replace(' ', '')})", value[cond], here + (cond,))
-                        out[cfg.name] = replace(cfg, arg=arg, zooms=active)
+                        out[cfg.name] = replace(cfg, arg=arg, zooms=tuple(zs))
                 continue
             if isinstance(value, Mapping) and not (is_mosaic(value) or "path" in value or "format" in value):
                 self.input_tree(value, here, arg + "/", zooms, out)   # a group
@@ -99,6 +106,12 @@ class InputSection(MosaicSection):
     def one_input(self, name: str, value: Any, key: KeyPath) -> InputConfig:
         if is_mosaic(value):  # several rasters read as one (see ziggurat.recipe.mosaic)
             return InputConfig(name, self.base_dir, "mosaic", self.mosaic_options(value, key))
+        if isinstance(value, Mapping) and "path" not in value and "format" in value:
+            fmt = value["format"]
+            if not isinstance(fmt, str) or fmt.lower() not in INPUT_FORMATS:
+                raise self.fail(key + ("format",), "one of raster, vector, tiledir (or mapchete's raster_file, "
+                                                   "vector_file, TileDirectory; mapchete's input plug-ins are "
+                                                   "not supported)", fmt)
         if isinstance(value, Mapping) and "path" not in value:
             raise self.loc.error(key, "expected 'path' (one file) or 'mosaic: [...]' (several files, "
                                       "globs or an index read as one), found the keys "
@@ -120,6 +133,8 @@ class InputSection(MosaicSection):
         options = FrozenDict((k, v) for k, v in spec.items() if k not in ("path", "format", "storage_options"))
         storage = self.storage_options(spec, key)
         path, detected = self.input_path(where, INPUT_FORMATS.get(fmt.lower()) if fmt else None, path_key)
+        if self.mapchete_dialect and detected in ("raster", "tiledir") and "warp_mask" not in options:
+            options = FrozenDict({**options, "warp_mask": "nodata"})   # read as mapchete reads
         return InputConfig(name, path, detected, options, storage_options=storage)
 
     def recipe_input(self, where: str, key: KeyPath) -> tuple[Path | str, str]:

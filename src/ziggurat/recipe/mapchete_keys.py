@@ -70,11 +70,6 @@ def translate(data: Any, lines: dict[KeyPath, int], source: str, mapchete_file: 
         output.pop("grid", None)   # mapchete repeats the process grid here; the output uses the pyramid's
         output.pop("type", None)
         output.pop("data_type", None)  # mapchete's raster/vector hint: the format says it
-        if str(output.get("format", "")).lower() == "png_hillshade":
-            raise loc.error(("output", "format"), "mapchete's PNG_hillshade (black tiles with the inverted "
-                                                  "shade in the alpha band) is not a ziggurat format: use "
-                                                  "format: PNG with dtype: uint8 (a gray shade, nodata "
-                                                  "transparent)")
         schema = output.pop("tile_path_schema", None)
         if schema is not None and schema not in DEFAULT_TILE_PATH_SCHEMAS:
             raise loc.error(("output", "tile_path_schema"),
@@ -107,5 +102,5 @@ def _mapchete_output_defaults(output: dict[str, Any], pyramid: Any) -> None:
     if "metatiling" not in output and isinstance(pyramid, Mapping):
         output["metatiling"] = pyramid.get("metatiling", 1)
     fmt = str(output.get("format", "")).lower()
-    if fmt == "png":
-        output.setdefault("dtype", "uint8")   # mapchete's PNG is always 8-bit
+    if fmt == "png":   # mapchete's PNG is always 8-bit RGBA, whatever `bands` says
+        output.update(format="PNG_RGBA", bands=4, dtype="uint8")

@@ -76,6 +76,11 @@ class Recipe:
     worker_environment: Mapping[str, str] = field(default_factory=FrozenDict)
 
     @property
+    def is_mapchete(self) -> bool:
+        """Read from a `.mapchete` file: mapchete's rules and defaults apply where they differ."""
+        return self.path is not None and self.path.suffix.lower() == ".mapchete"
+
+    @property
     def zooms(self) -> range:
         return range(self.zoom_levels[0], self.zoom_levels[1] + 1)
 
@@ -160,6 +165,7 @@ class _Builder(OutputSection, InputSection, NativeGridSection):
     def __init__(self, data: Any, loc: Locator, base_dir: Path, path: Path | None, text: str) -> None:
         super().__init__(loc)
         self.data, self.base_dir, self.path, self.text = data, base_dir, path, text
+        self.mapchete_dialect = path is not None and path.suffix.lower() == ".mapchete"
 
     def resolve(self, path: str) -> Path:
         return Path(os.path.abspath(self.base_dir / os.path.expanduser(path)))

@@ -19,6 +19,7 @@ from ziggurat.recipe.vector_schema import VECTOR_OUTPUT_FORMATS, SchemaError, pa
 from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, found, freeze, is_number
 
 OUTPUT_FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff", "png": "PNG",
+                  "png_hillshade": "PNG_hillshade", "png_rgba": "PNG_RGBA",
                   "geojson": "GeoJSON", "flatgeobuf": "FlatGeobuf", "fgb": "FlatGeobuf"}
 COMPRESSIONS = ("deflate", "lzw", "zstd", "lzma", "packbits", "jpeg", "webp", "none")
 RASTER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
@@ -27,7 +28,7 @@ RASTER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64"
 
 #: An output path ending in one of these is one GeoTIFF, not a tile directory.
 SINGLE_FILE_SUFFIXES = (".tif", ".tiff")
-RASTER_TILE_FORMATS = ("GTiff", "PNG")
+RASTER_TILE_FORMATS = ("GTiff", "PNG", "PNG_hillshade", "PNG_RGBA")
 
 @dataclass(frozen=True)
 class OutputConfig:
@@ -100,11 +101,13 @@ class OutputSection(Checker):
         section = self.mapping(data, ("output",), "a mapping with at least 'path'", required=True) or {}
         key = ("output",)
         where = self.string(section, key + ("path",), "a path string")
-        fmt = self.string(section, key + ("format",), "GTiff, PNG, GeoJSON or FlatGeobuf", "GTiff")
+        fmt = self.string(section, key + ("format",), "GTiff, PNG, PNG_hillshade, GeoJSON or FlatGeobuf", "GTiff")
         if fmt.lower() not in OUTPUT_FORMATS:
-            raise self.fail(key + ("format",), "GTiff, PNG, GeoJSON or FlatGeobuf", fmt)
+            raise self.fail(key + ("format",), "GTiff, PNG, PNG_hillshade, GeoJSON or FlatGeobuf", fmt)
         fmt = OUTPUT_FORMATS[fmt.lower()]
-        dtype = self.dtype(self.string(section, key + ("dtype",), "a dtype name", "float32"), key + ("dtype",))
+        # mapchete's PNG formats are 8-bit
+        default_dtype = "uint8" if fmt in ("PNG_hillshade", "PNG_RGBA") else "float32"
+        dtype = self.dtype(self.string(section, key + ("dtype",), "a dtype name", default_dtype), key + ("dtype",))
         bands = self.integer(section, key + ("bands",), 1, minimum=1)
         nodata = self.nodata(section.get("nodata", 0), dtype, key + ("nodata",))
         choice, default = f"one of {', '.join(COMPRESSIONS)}", "none" if "compress" in section else "deflate"
@@ -114,6 +117,10 @@ class OutputSection(Checker):
         if compress in ("jpeg", "webp") and dtype != "uint8":
             raise self.loc.error(key + ("compress",), f"expected dtype uint8 with {compress} "
                                                       f"compression, found dtype {dtype}")
+        if fmt == "PNG_hillshade" and (dtype, bands, nodata) != ("uint8", 1, 0):
+            raise self.loc.error(key + ("format",), "expected one uint8 band with nodata 0 for PNG_hillshade "
+                                                    f"(mapchete's shade tiles), found {bands} {dtype} band(s) "
+                                                    f"with nodata {nodata}")
         if fmt == "PNG" and dtype not in ("uint8", "uint16"):
             raise self.loc.error(key + ("dtype",), f"expected uint8 or uint16 for PNG, found {dtype}")
         choices = tuple(m for m in METATILING_VALUES if m <= grid.metatiling)

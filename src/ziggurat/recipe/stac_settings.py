@@ -21,7 +21,7 @@ import pystac
 from ziggurat.recipe.model import Recipe
 from ziggurat.recipe.yamlload import Locator, found, thaw
 
-SETTING_KEYS = ("id", "datetime", "title", "description", "properties")
+SETTING_KEYS = ("id", "datetime", "title", "description", "properties", "eo:bands")
 #: Properties ziggurat computes; recipe `properties` cannot override them.
 COMPUTED_PROPERTIES = ("tiles:tile_matrix_sets", "tiles:tile_matrix_links", "proj:code", "proj:wkt2",
                        "proj:bbox", "datetime", "created", "updated")
@@ -37,6 +37,8 @@ class StacSettings:
     title: str | None = None
     description: str | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
+    #: the EO extension's band descriptions (mapchete's `output.stac.eo:bands`)
+    eo_bands: tuple[Mapping[str, Any], ...] = ()
 
 
 def settings_from_recipe(recipe: Recipe) -> StacSettings:
@@ -65,9 +67,16 @@ def settings_from_recipe(recipe: Recipe) -> StacSettings:
             else:
                 merged[key] = value
                 where[key] = path + (key,)
+    bands = merged.get("eo:bands")
+    if bands is not None and not (isinstance(bands, (list, tuple)) and all(isinstance(b, Mapping) for b in bands)):
+        raise loc.error(where["eo:bands"], f"expected a list of band mappings ({{name: B04, common_name: red, "
+                                           f"...}}), found {found(bands)}")
     for key in ("id", "title", "description"):
         if merged.get(key) is not None and not isinstance(merged[key], str):
             raise loc.error(where[key], f"expected a string, found {found(merged[key])}")
+    if "datetime" in props and "datetime" not in merged:   # mapchete's stac.properties.datetime
+        merged["datetime"] = props.pop("datetime")
+        where["datetime"] = ("stac", "properties", "datetime")
     reserved = sorted(set(props) & set(COMPUTED_PROPERTIES))
     if reserved:
         raise loc.error(("stac", "properties"), f"{', '.join(reserved)} cannot be set; ziggurat "
@@ -84,7 +93,8 @@ def settings_from_recipe(recipe: Recipe) -> StacSettings:
                 raise loc.error(where["datetime"], "datetime can be null only with start_datetime and "
                                                    "end_datetime in properties")
             null = True
-    return StacSettings(merged.get("id"), when, null, merged.get("title"), merged.get("description"), props)
+    return StacSettings(merged.get("id"), when, null, merged.get("title"), merged.get("description"), props,
+                        tuple(_jsonable(thaw(b)) for b in bands or ()))
 
 
 def parse_datetime(value: Any) -> dt.datetime | None:

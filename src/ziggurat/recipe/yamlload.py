@@ -31,7 +31,7 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _ZOOM_COND = re.compile(r"^\s*zoom\s*(<=|>=|==|<|>|=)\s*(-?\d+)\s*$")
 _ZOOM_LIKE = re.compile(r"^\s*zoom\s*[<>=!]")
-_OPS: dict[str, Callable[[int, int], bool]] = {"<=": operator.le, ">=": operator.ge, "==": operator.eq,
+ZOOM_OPS: dict[str, Callable[[int, int], bool]] = {"<=": operator.le, ">=": operator.ge, "==": operator.eq,
                                                "=": operator.eq, "<": operator.lt, ">": operator.gt}
 _MISSING: Any = object()
 
@@ -327,7 +327,7 @@ def value_at_zoom(value: Any, zoom: int, path: KeyPath, loc: Locator) -> Any:
     conds = zoom_conditions(value, path, loc)
     if conds is None:
         return value
-    hits = [key for key, op, n in conds if _OPS[op](zoom, n)]
+    hits = [key for key, op, n in conds if ZOOM_OPS[op](zoom, n)]
     if len(hits) != 1:
         listed = ", ".join(c[0] for c in conds)
         raise loc.error(path, f"no condition matches zoom {zoom} (conditions: {listed})" if not hits

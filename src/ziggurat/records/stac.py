@@ -47,8 +47,10 @@ TILED_ASSETS_SCHEMA = "https://stac-extensions.github.io/tiled-assets/v1.0.0/sch
 PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 RASTER_SCHEMA = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 EXTENSIONS = (TILED_ASSETS_SCHEMA, PROJECTION_SCHEMA, RASTER_SCHEMA)
+EO_SCHEMA = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 ASSET_KEY = "data"
-MEDIA_TYPES = {"GTiff": "image/tiff; application=geotiff", "PNG": "image/png"}
+MEDIA_TYPES = {"GTiff": "image/tiff; application=geotiff", "PNG": "image/png", "PNG_hillshade": "image/png",
+               "PNG_RGBA": "image/png"}
 _COORD_DIGITS = 9  # ~0.1 mm in degrees
 
 
@@ -220,6 +222,8 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
         value = getattr(settings, name)
         if value is not None:
             props[name] = value
+    if settings.eo_bands:
+        props["eo:bands"] = [dict(b) for b in settings.eo_bands]
     props.update(_crs_properties(grid))
     props["proj:bbox"] = [round(v, _COORD_DIGITS) for v in proj_bbox]
     props["created"] = old_props.get("created") or pystac.utils.datetime_to_str(now)
@@ -232,7 +236,8 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
     item = pystac.Item(settings.id or existing.get("id") or tiles.path.name, geom.__geo_interface__,
                        list(geom.bounds), when, props, stac_extensions=[])
     out = item.to_dict(include_self_link=False, transform_hrefs=False)
-    extensions = list(EXTENSIONS) + [e for e in existing.get("stac_extensions") or [] if e not in EXTENSIONS]
+    ours = EXTENSIONS + ((EO_SCHEMA,) if settings.eo_bands else ())
+    extensions = list(ours) + [e for e in existing.get("stac_extensions") or [] if e not in ours]
     band: dict[str, Any] = {"data_type": tiles.dtype}
     nodata = _nodata_json(tiles.nodata)
     if nodata is not None:
@@ -242,6 +247,8 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
     template = {"href": f"{{TileMatrix}}/{{TileRow}}/{{TileCol}}.{tiles.ext}",
                 "type": MEDIA_TYPES[tiles.format], "title": "Tiles", "roles": ["data"],
                 "raster:bands": [dict(band) for _ in range(tiles.bands)]}
+    if settings.eo_bands:
+        template["eo:bands"] = [dict(b) for b in settings.eo_bands]
     links = [link for link in existing.get("links") or []
              if not str(link.get("rel", "")).startswith("ziggurat:")]
     links += provenance_links(tiles.path)  # saved recipe, process source and run manifest

@@ -1,0 +1,1 @@
+"""mapchete's example processes."""
