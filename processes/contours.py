@@ -53,11 +53,12 @@ def contour_lines(elevation: np.ndarray | np.ma.MaskedArray, x: np.ndarray, y: n
 
 
 def execute(dem: Any, tile: Any, interval: float = 10.0, base: float = 0.0,
-            resampling: str | None = "bilinear") -> list[dict[str, Any]]:
+            resampling: str | None = "bilinear", field: str = "elevation") -> list[dict[str, Any]]:
     """Contour features of one buffered tile; needs a pixel buffer of at least 1.
 
     `resampling` defaults to bilinear so that a DEM read at another resolution does not
-    turn into terraces (nearest) whose contours zig-zag along pixel edges.
+    turn into terraces (nearest) whose contours zig-zag along pixel edges. `field` names the
+    property holding the level (mapchete's name for it; `elev` in mapchete's own process).
     """
     if dem.is_empty():
         raise Empty
@@ -77,5 +78,5 @@ def execute(dem: Any, tile: Any, interval: float = 10.0, base: float = 0.0,
     row0 = round((matrix.top - aff.f) / yres)
     x = matrix.left + (col0 + np.arange(w) + 0.5) * xres
     y = matrix.top - (row0 + np.arange(h) + 0.5) * yres
-    return [{"geometry": line, "properties": {"elevation": level}}
+    return [{"geometry": line, "properties": {field: level}}
             for level, line in contour_lines(elevation, x, y, levels)]

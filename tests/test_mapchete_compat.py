@@ -8,6 +8,7 @@ same recipe is the reference, pixel for pixel.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -315,12 +316,32 @@ def test_grid_as_a_mapchete_mapping(tmp_path, src, write_recipe):
     assert grid.tile(5, 0, 0).bounds.left == -6422528.0
 
 
-def test_tile_path_schema_other_than_the_default_is_refused_clearly(tmp_path, src, write_recipe):
-    (tmp_path / "proc.py").write_text(EXAMPLE)
-    ok = recipe_text(src, tmp_path / "out", output_extra="  tile_path_schema: '{zoom}/{row}/{col}.{extension}'\n")
-    load_recipe(write_recipe(ok, name="ok.mapchete"))
-    bad = ok.replace("{row}/{col}", "{col}/{row}")
-    with pytest.raises(RecipeError, match=r"bad\.mapchete:\d+: output\.tile_path_schema: expected .*zoom/row/col"):
+def test_tile_path_schema_col_first_is_written_verified_described_and_read(tmp_path, src, write_recipe):
+    from ziggurat.reproduce import verify
+
+    out = tmp_path / "out"
+    text = recipe_text(src, out, output_extra="  tile_path_schema: '{zoom}/{col}/{row}.{extension}'\n")
+    execute(write_recipe(text, name="r.mapchete", process=EXAMPLE), executor="sequential")
+    ((zoom, first, second),) = [tuple(int(p) for p in f.relative_to(out).with_suffix("").parts)
+                                for f in out.glob("*/*/*.tif")]
+    tile_bounds = load_recipe(tmp_path / "r.mapchete").grid.tile(zoom, second, first).bounds
+    with rasterio.open(out / str(zoom) / str(first) / f"{second}.tif") as ds:
+        assert tuple(ds.bounds) == pytest.approx(tuple(tile_bounds))   # zoom/col/row: x first
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["output"]["tile_path_schema"] == meta["driver"]["tile_path_schema"] == "{zoom}/{col}/{row}.{extension}"
+    item = json.loads((out / "out.json").read_text())
+    assert item["asset_templates"]["data"]["href"] == "{TileMatrix}/{TileCol}/{TileRow}.tif"
+    assert verify(out).ok
+    again = tmp_path / "again"
+    execute(write_recipe(recipe_text(src, again, inputs=f"    file1: {out}\n"), name="again.mapchete"),
+            executor="sequential")
+    ((a,), (b,)) = tiles(out).values(), tiles(again).values()   # one tile each (out's key is col/row)
+    assert np.ma.allequal(a, b) and b.count() == 64 * 64
+    mixed = recipe_text(src, out)   # the default layout over a col-first directory: refused
+    with pytest.raises(Exception, match="tile_path_schema"):
+        execute(write_recipe(mixed, name="mixed.mapchete"), executor="sequential")
+    bad = text.replace("{col}/{row}", "{row}-{col}")
+    with pytest.raises(RecipeError, match=r"bad\.mapchete:\d+: output\.tile_path_schema: expected .*zoom folders"):
         load_recipe(write_recipe(bad, name="bad.mapchete"))
 
 
@@ -462,3 +483,38 @@ def test_ziggurat_output_is_a_mapchete_tile_directory_input(tmp_path, src, write
     a = tiles(out)
     b = {k: v for k, v in tiles(tmp_path / "again").items() if v.count()}   # mapchete may write empty tiles
     assert a.keys() == b.keys() and all(np.ma.allequal(a[k], b[k]) for k in a)
+
+
+def test_no_mapchete_import_at_run_time_and_a_clean_cli_run(tmp_path, src, write_recipe):
+    """A .mapchete recipe with an mp process runs from the CLI without importing mapchete."""
+    recipe = write_recipe(recipe_text(src, tmp_path / "out"), name="r.mapchete", process=EXAMPLE)
+    code = ("import sys\nfrom ziggurat.cli.app import main\n"
+            "try:\n    main(['execute', sys.argv[1], '-e', 'sequential'])\nexcept SystemExit as e:\n"
+            "    assert e.code in (0, None), e.code\n"
+            "assert 'mapchete' not in sys.modules or sys.modules['mapchete'].__dict__.get('__ziggurat_shim__')\n"
+            "print('OK')\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "1 tiles written" in proc.stdout + proc.stderr
+
+
+def test_removed_mp_methods_say_what_to_do_instead(tmp_path, src, write_recipe):
+    process = "def execute(mp):\n    mp.write(None)\n"
+    recipe = write_recipe(recipe_text(src, tmp_path / "out"), name="r.mapchete", process=process)
+    with pytest.raises(ProcessError, match=r"mp\.write\(\) was removed from mapchete: return the array"):
+        execute(recipe, executor="sequential")
+
+
+def test_ziggurat_contours_take_mapchetes_field_name(tmp_path, write_recipe):
+    import fiona
+
+    text = ("process: contours\nzoom_levels: 5\npyramid:\n  grid: geodetic\n  pixelbuffer: 1\n"
+            f"input:\n  dem: {DATA / 'cleantopo_br.tif'}\nprocess_parameters:\n  interval: 1000\n  field: elev\n"
+            f"output:\n  path: {tmp_path / 'out'}\n  format: GeoJSON\n"
+            "  schema: {geometry: LineString, properties: {elev: float}}\n")
+    assert execute(write_recipe(text), executor="sequential").ok
+    props = set()
+    for path in (tmp_path / "out").glob("*/*/*.geojson"):
+        with fiona.open(path) as src:
+            props |= {k for f in src for k in f["properties"]}
+    assert props == {"elev"}

@@ -32,6 +32,16 @@ class MapcheteProcess:
             raise ValueError(f"{input_id} not found in config as input")
         return self.input[input_id]
 
+    def write(self, *_: Any, **__: Any) -> None:
+        """Gone in mapchete too: a process returns its result."""
+        raise NotImplementedError("mp.write() was removed from mapchete: return the array (or features) "
+                                  "from execute() instead")
+
+    def read(self, *_: Any, **__: Any) -> None:
+        """Gone in mapchete too: reading the output being written."""
+        raise NotImplementedError("mp.read() (reading this process's own output) was removed from mapchete and "
+                                  "is not supported: give the output folder as an input of a second recipe")
+
     def hillshade(self, elevation: Any, azimuth: float = 315.0, altitude: float = 45.0, z: float = 1.0,
                   scale: float = 1.0) -> np.ma.MaskedArray:
         """Shaded relief of the tile (gdaldem's numbers; geographic grids in metres per row)."""

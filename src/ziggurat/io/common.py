@@ -257,7 +257,7 @@ def _warp_parts(src: DatasetReader, idx: list[int], tile: Tile, resampling: Resa
             continue
         affine = Affine(xres, 0.0, left + shift, 0.0, -yres, top)
         with WarpedVRT(src, crs=tile.crs, transform=affine, width=pw, height=ph, resampling=resampling,
-                       src_nodata=nodata, nodata=nodata, SAMPLE_GRID="YES") as vrt:
+                       src_nodata=nodata, nodata=nodata) as vrt:
             part = vrt.read(idx, masked=True)
         paste(out, part, round((b.top - top) / yres), round((left - b.left) / xres))
     return out

@@ -24,6 +24,7 @@ from ziggurat.io.common import int_names
 from ziggurat.io.outputbase import OutputBase
 from ziggurat.mapchete_grid import grid_from_mapchete, mapchete_pyramid
 from ziggurat.recipe import OutputConfig
+from ziggurat.tilelayout import DEFAULT_SCHEMA, TileLayout
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def describe_folder(meta: dict[str, Any]) -> tuple[Grid, dict[str, Any]]:
     if "pyramid" in meta and "driver" in meta:   # written by mapchete
         driver = dict(meta["driver"])
         settings = {"format": driver.get("format", "GTiff"), "dtype": driver.get("dtype", "uint8"),
-                    "bands": driver.get("bands", driver.get("count", 1)), "nodata": driver.get("nodata")}
+                    "bands": driver.get("bands", driver.get("count", 1)), "nodata": driver.get("nodata"),
+                    "tile_path_schema": driver.get("tile_path_schema", DEFAULT_SCHEMA)}
         if str(settings["format"]).lower() == "png":   # mapchete's PNG tiles are RGBA
             settings.update(format="PNG_RGBA", dtype="uint8", bands=4, nodata=driver.get("nodata", 0))
         return grid_from_mapchete(meta["pyramid"]), settings
@@ -64,6 +66,8 @@ class TileFolder(OutputBase):
 
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)
+        #: where each tile's file goes (mapchete's `tile_path_schema`; validated with the recipe)
+        self.layout = TileLayout.parse(config.options.get("tile_path_schema"))
         #: remote tiles' SHA-256 from the bytes sent, until `checksums` hands them to the ledger
         self._sums: dict[TileIndex, str] = {}
         self._sums_lock = threading.Lock()
@@ -87,11 +91,14 @@ class TileFolder(OutputBase):
         describe the grid, so mapchete reads the folder as a TileDirectory input too."""
         from ziggurat import __version__
 
+        settings = self.settings()
+        if not self.layout.is_default:
+            settings["tile_path_schema"] = self.layout.schema
         meta: dict[str, Any] = {"ziggurat": {"version": __version__}, "grid": self.output_grid.to_dict(),
-                                "process_grid": self.grid.to_dict(), "output": self.settings()}
+                                "process_grid": self.grid.to_dict(), "output": settings}
         pyramid = mapchete_pyramid(self.output_grid)
         if pyramid is not None:
-            meta["driver"] = {k: v for k, v in self.settings().items() if v is not None}
+            meta["driver"] = {k: v for k, v in settings.items() if v is not None}
             meta["pyramid"] = pyramid
         return meta
 
@@ -106,6 +113,9 @@ class TileFolder(OutputBase):
         if not same_grid:
             diffs.append(f"grid: {existing.get('grid')!r} on disk, {self.output_grid.to_dict()!r} now")
         out = existing["output"]
+        schema = out.get("tile_path_schema", DEFAULT_SCHEMA)
+        if schema != self.layout.schema:
+            diffs.append(f"tile_path_schema: {schema!r} on disk, {self.layout.schema!r} now")
         for key, now in self.strict_settings():
             if key not in out or not self.same_setting(key, out.get(key), now):
                 diffs.append(f"{key}: {out.get(key)!r} on disk, {now!r} now")
@@ -171,11 +181,11 @@ class TileFolder(OutputBase):
 
     def tile_path(self, tile: Tile | TileIndex) -> Path:
         """Where the tile is (a remote output: where it would be in the state folder; see `tile_key`)."""
-        return self.path / str(tile.zoom) / str(tile.row) / f"{tile.col}{self.suffix}"
+        return self.path / self.tile_key(tile)
 
     def tile_key(self, tile: Tile | TileIndex) -> str:
         """The tile's path relative to the output (its object key below a remote output)."""
-        return f"{tile.zoom}/{tile.row}/{tile.col}{self.suffix}"
+        return self.layout.rel(tile.zoom, tile.row, tile.col, self.suffix)
 
     def exists(self, process_tile: Tile) -> bool:
         if self.store is not None:

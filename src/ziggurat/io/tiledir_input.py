@@ -43,6 +43,7 @@ from ziggurat.io.raster import RasterTileInput
 from ziggurat.io.remote_files import RemoteFolder
 from ziggurat.location import Location, is_url
 from ziggurat.recipe import InputConfig
+from ziggurat.tilelayout import TileLayout
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class TileDirectoryInput:
             self.count: int = int(out["bands"])
             self.nodata: float | int | None = nodata_from_json(out.get("nodata"))
             self.suffix = TILE_SUFFIXES[out.get("format", "GTiff")]
+            self.layout = TileLayout.parse(out.get("tile_path_schema"))
         except FileNotFoundError as exc:
             raise InputError(f"input {self.name!r}: {self.where} is not a tile directory "
                              f"(no {METADATA_FILE})") from exc
@@ -123,11 +125,12 @@ class TileDirectoryInput:
         zoom = max(small) if small else min(nonempty)
         rows: list[int] = []
         cols: list[int] = []
-        for row in rows_by_zoom[zoom]:
-            found = int_names(self.path / str(zoom) / str(row), self.suffix)
-            if found:
-                rows.append(row)
-                cols += (found[0], found[-1])
+        for first in rows_by_zoom[zoom]:   # row folders (col folders with a col-first layout)
+            found = int_names(self.path / str(zoom) / str(first), self.suffix)
+            for second in (found[0], found[-1]) if found else ():
+                index = self.layout.index(zoom, first, second)
+                rows.append(index.row)
+                cols.append(index.col)
         if not rows:
             return None
         tl = self.dir_grid.tile_bounds(zoom, min(rows), min(cols))
@@ -138,7 +141,7 @@ class TileDirectoryInput:
         """From the listing (every tile of the finest zoom); the whole grid over HTTP."""
         if self._present is None:
             return self.dir_grid.bounds()
-        cells = [tuple(map(int, p[: -len(self.suffix)].split("/"))) for p in self._present
+        cells = [self.layout.index(*map(int, p[: -len(self.suffix)].split("/"))) for p in self._present
                  if p.endswith(self.suffix) and p.count("/") == 2 and p.split("/", 1)[0].isdigit()]
         if not cells:
             return None
@@ -151,7 +154,7 @@ class TileDirectoryInput:
     def _tile_bytes(self, zoom: int, row: int, col: int) -> bytes | None:
         """A remote tile's bytes (None if it is not there: the listing says so without a request)."""
         assert self.remote is not None
-        rel = f"{zoom}/{row}/{col}{self.suffix}"
+        rel = self.layout.rel(zoom, row, col, self.suffix)
         if self._present is not None and rel not in self._present:
             return None
         return self.remote.get(rel)
@@ -163,7 +166,7 @@ class TileDirectoryInput:
         return self.bounds is None or not self.bounds.intersects(tile.buffered_bounds)
 
     def tile_path(self, zoom: int, row: int, col: int) -> Path:
-        return self.path / str(zoom) / str(row) / f"{col}{self.suffix}"
+        return self.path / self.layout.rel(zoom, row, col, self.suffix)
 
     def read(self, tile: Tile, indexes: int | Sequence[int] | None = None,
              resampling: str | Resampling | None = None) -> np.ma.MaskedArray:
@@ -192,7 +195,7 @@ class TileDirectoryInput:
         zoom = self._pick_zoom(tile, footprint)
         cells = self.dir_grid.tiles_in_bounds(wanted, zoom)
         if self.remote is not None:  # URLs, versioned by the listing's ETags ("missing": not there)
-            rels = [f"{zoom}/{t.row}/{t.col}{self.suffix}" for t in cells]
+            rels = [self.layout.rel(zoom, t.row, t.col, self.suffix) for t in cells]
             return [(self.remote.url(rel), None if self._present is None else (self._present.get(rel) or "missing"))
                     for rel in rels]
         return [(self.tile_path(zoom, t.row, t.col), None) for t in cells]

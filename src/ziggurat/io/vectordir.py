@@ -40,6 +40,7 @@ from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.vector import Feature, VectorTileInput, clip_to_box, prepare_geometries, read_records
 from ziggurat.recipe import InputConfig, OutputConfig
 from ziggurat.recipe.vector_schema import parse_schema
+from ziggurat.tilelayout import TileLayout
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +284,7 @@ class VectorTileDirectoryInput:
             self.format: str = meta["output"]["format"]
             self.suffix = TILE_SUFFIXES[self.format]
             self.schema = meta["output"].get("schema")
+            self.layout = TileLayout.parse(meta["output"].get("tile_path_schema"))
         except FileNotFoundError as exc:
             raise InputError(f"input {self.name!r}: {self.path} is not a tile directory "
                              f"(no {METADATA_FILE})") from exc
@@ -306,11 +308,11 @@ class VectorTileDirectoryInput:
             return None
         zoom = min(self.zooms)
         boxes = []
-        for row in int_names(self.path / str(zoom)):
-            cols = int_names(self.path / str(zoom) / str(row), self.suffix)
-            if cols:
-                boxes += [self.dir_grid.tile_bounds(zoom, row, cols[0]),
-                          self.dir_grid.tile_bounds(zoom, row, cols[-1])]
+        for first in int_names(self.path / str(zoom)):   # rows (cols with a col-first layout)
+            found = int_names(self.path / str(zoom) / str(first), self.suffix)
+            for second in (found[0], found[-1]) if found else ():
+                index = self.layout.index(zoom, first, second)
+                boxes.append(self.dir_grid.tile_bounds(zoom, index.row, index.col))
         return Bounds.union_all(boxes)
 
     def for_tile(self, tile: Tile) -> VectorTileInput:
@@ -340,7 +342,7 @@ class VectorTileDirectoryInput:
         zoom = self._pick_zoom(tile, footprint)  # type: ignore[arg-type]  # not None: `wanted` is
         geoms, ids, props = [], [], []
         for stored in self.dir_grid.tiles_in_bounds(wanted, zoom):
-            path = self.path / str(zoom) / str(stored.row) / f"{stored.col}{self.suffix}"
+            path = self.path / self.layout.rel(zoom, stored.row, stored.col, self.suffix)
             if not path.exists():
                 continue
             try:

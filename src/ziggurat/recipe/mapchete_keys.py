@@ -20,8 +20,6 @@ log = logging.getLogger("ziggurat.recipe")
 
 #: top-level keys mapchete knows besides ziggurat's (accepted; what each does is in the README)
 MAPCHETE_TOP_KEYS = ("dask_specs", "config_dir", "mapchete_file")
-#: tile path schemas the tile-directory layout can hold
-DEFAULT_TILE_PATH_SCHEMAS = ("{zoom}/{row}/{col}.{extension}",)
 
 
 def _move(lines: dict[KeyPath, int], old: KeyPath, new: KeyPath) -> None:
@@ -70,12 +68,6 @@ def translate(data: Any, lines: dict[KeyPath, int], source: str, mapchete_file: 
         output.pop("grid", None)   # mapchete repeats the process grid here; the output uses the pyramid's
         output.pop("type", None)
         output.pop("data_type", None)  # mapchete's raster/vector hint: the format says it
-        schema = output.pop("tile_path_schema", None)
-        if schema is not None and schema not in DEFAULT_TILE_PATH_SCHEMAS:
-            raise loc.error(("output", "tile_path_schema"),
-                            f"expected {DEFAULT_TILE_PATH_SCHEMAS[0]!r}, found {schema!r}: ziggurat tile "
-                            "directories are always zoom/row/col (what GDAL's STACTA, mapchete's default and "
-                            "ziggurat's index read); write to a new path, or convert the output afterwards")
         pixelbuffer = output.pop("pixelbuffer", 0)
         if pixelbuffer:
             log.warning("%s output.pixelbuffer %s: ziggurat writes tiles without a buffer (readers take the "

@@ -17,6 +17,7 @@ from ziggurat.grid import METATILING_VALUES, Grid
 from ziggurat.location import Location, is_url
 from ziggurat.recipe.vector_schema import VECTOR_OUTPUT_FORMATS, SchemaError, parse_schema
 from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, found, freeze, is_number
+from ziggurat.tilelayout import TileLayout
 
 OUTPUT_FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff", "png": "PNG",
                   "png_hillshade": "PNG_hillshade", "png_rgba": "PNG_RGBA",
@@ -162,6 +163,16 @@ class OutputSection(Checker):
                 options = FrozenDict({**options, "schema": freeze(parse_schema(section.get("schema")))})
             except SchemaError as exc:
                 raise self.loc.error(key + ("schema",) + exc.path, str(exc)) from exc
+        schema = section.get("tile_path_schema")
+        if schema is not None:   # mapchete's key: where tiles go inside the directory
+            try:
+                TileLayout.parse(schema)
+            except ValueError as exc:
+                raise self.loc.error(key + ("tile_path_schema",), f"{exc} (ziggurat's tile directories keep zoom "
+                                                                  "folders first, as GDAL's STACTA and the indexes "
+                                                                  "read them)") from exc
+            if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
+                raise self.loc.error(key + ("tile_path_schema",), "a single-file output has no tile paths")
         storage = self.storage_options(section, key)
         return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options, location, storage)
 

@@ -244,7 +244,7 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
         band["nodata"] = nodata
     templates = dict(existing.get("asset_templates") or {})
     templates.pop(ASSET_KEY, None)
-    template = {"href": f"{{TileMatrix}}/{{TileRow}}/{{TileCol}}.{tiles.ext}",
+    template = {"href": tiles.layout.stac_href(tiles.ext),
                 "type": MEDIA_TYPES[tiles.format], "title": "Tiles", "roles": ["data"],
                 "raster:bands": [dict(band) for _ in range(tiles.bands)]}
     if settings.eo_bands:

@@ -17,6 +17,7 @@ from ziggurat.grid import Bounds, Grid, TileIndex
 from ziggurat.io.common import int_names, nodata_from_json
 from ziggurat.io.folder import METADATA_FILE, TILE_SUFFIXES, read_metadata
 from ziggurat.recipe.output import RASTER_TILE_FORMATS
+from ziggurat.tilelayout import TileLayout
 
 #: File extension of a tile per output format (the tile directory writer's naming).
 #: Raster tile formats and their file extensions (no dot), from io.folder's table.
@@ -92,6 +93,8 @@ class TileSet:
     dtype: str = "float32"
     bands: int = 1
     nodata: float | int | None = None
+    #: where each tile's file is (mapchete's `tile_path_schema`)
+    layout: TileLayout = TileLayout()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> "TileSet":
@@ -107,10 +110,11 @@ class TileSet:
         try:
             out = meta["output"]
             fmt = str(out.get("format", "GTiff"))
+            layout = TileLayout.parse(out.get("tile_path_schema"))
             if fmt not in TILE_EXTENSIONS:  # e.g. a vector tile directory: no bands to describe
-                return cls(root, Grid.from_dict(meta["grid"]), fmt)
+                return cls(root, Grid.from_dict(meta["grid"]), fmt, layout=layout)
             return cls(root, Grid.from_dict(meta["grid"]), fmt, str(out["dtype"]), int(out["bands"]),
-                       nodata_from_json(out.get("nodata")))
+                       nodata_from_json(out.get("nodata")), layout)
         except Exception as exc:
             raise OutputError(f"invalid {meta_path}: {exc}") from exc
 
@@ -128,10 +132,10 @@ class TileSet:
 
     def relative_path(self, index: TileIndex) -> str:
         """`zoom/row/col.ext`, POSIX style: what hrefs, indexes and VRTs store."""
-        return f"{index[0]}/{index[1]}/{index[2]}.{self.ext}"
+        return self.layout.rel(index[0], index[1], index[2], f".{self.ext}")
 
     def tile_path(self, index: TileIndex) -> Path:
-        return self.path / str(index[0]) / str(index[1]) / f"{index[2]}.{self.ext}"
+        return self.path / self.relative_path(index)
 
     def zooms_on_disk(self) -> list[int]:
         return [z for z in int_names(self.path) if self.grid.minzoom <= z <= self.grid.maxzoom]
@@ -142,9 +146,9 @@ class TileSet:
         suffix = f".{self.ext}"
         for zoom in wanted:
             zdir = self.path / str(zoom)
-            for row in int_names(zdir):
-                for col in int_names(zdir / str(row), suffix):
-                    yield TileIndex(zoom, row, col)
+            for first in int_names(zdir):   # rows (cols with a col-first layout)
+                for second in int_names(zdir / str(first), suffix):
+                    yield self.layout.index(zoom, first, second)
 
     def limits(self, zooms: Iterable[int] | None = None) -> ZoomLimits:
         out = ZoomLimits()
