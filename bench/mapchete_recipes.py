@@ -71,7 +71,8 @@ def run(cmd: list[str], cwd: Path, timeout: float) -> tuple[bool, str, float]:
     except subprocess.TimeoutExpired:
         return False, f"timed out after {timeout:.0f} s", time.perf_counter() - start
     text = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-    return proc.returncode == 0, (text[-1] if text else ""), time.perf_counter() - start
+    errors = [line for line in text if line.startswith(("Error", "mapchete.errors", "ValueError"))]
+    return proc.returncode == 0, (errors or text or [""])[-1], time.perf_counter() - start
 
 
 def output_of(recipe: Path) -> str:
@@ -215,6 +216,7 @@ def compare(m_out: Path, z_out: Path) -> str:
 
 
 def main() -> int:
+    warnings.simplefilter("ignore")   # PNG tiles carry no georeferencing; rasterio says so per file
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tests", type=Path, help="mapchete's test/ folder (default: fetched for the installed version)")
     ap.add_argument("--only", nargs="*", help="recipe names (without .mapchete)")
