@@ -125,7 +125,7 @@ def test_full_recipe_values(tmp_path: Path, dem: Path) -> None:
     out = recipe.output
     assert (out.format, out.dtype, out.bands, out.nodata, out.compress, out.metatiling) == (
         "GTiff", "uint16", 3, 65535, "zstd", 2)
-    assert dict(out.options) == {"predictor": 2}
+    assert dict(out.options) == {"creation_options": {"PREDICTOR": 2}}   # a GDAL option given directly
     assert recipe.parameters_at(3) == {"sigma": 1.5, "levels": [1, 2, {"a": 3}]}
     assert dict(recipe.baselevels) == {"min": 3, "max": 5, "lower": "bilinear", "higher": "nearest"}
     assert recipe.raw["description"] == "a test" and recipe.raw["area"]["type"] == "Polygon"
@@ -386,6 +386,17 @@ ERRORS = [
                  r"lzma, packbits, jpeg, webp, none, found 'gzip'", id="compress"),
     pytest.param(MINIMAL + "  compress: jpeg\n", 7, r"output\.compress: expected dtype uint8 with jpeg "
                  r"compression, found dtype float32", id="compress-dtype"),
+    pytest.param(MINIMAL + "  nodta: 0\n", 7, r"unknown key 'output\.nodta' \(did you mean 'output\.nodata'\?\)",
+                 id="output-key-typo"),
+    pytest.param(MINIMAL + "  bandss: 3\n", 7, r"unknown key 'output\.bandss' \(did you mean 'output\.bands'\?\)",
+                 id="output-key-typo-2"),
+    pytest.param(MINIMAL + "  FORMAT: GTiff\n", 7, r"unknown key 'output\.FORMAT' \(did you mean 'output\.format'\?\)",
+                 id="output-key-case"),
+    pytest.param(MINIMAL + "  creation_options: TILED=YES\n", 7, r"output\.creation_options: expected a mapping of "
+                 r"GDAL creation option -> value .* found 'TILED=YES'", id="creation-options-string"),
+    pytest.param(MINIMAL + "  creation_options: {BLOKXSIZE: 512}\n", 7, r"output\.creation_options\.BLOKXSIZE: "
+                 r"'BLOKXSIZE' is not a GDAL GTiff creation option \(did you mean 'BLOCKXSIZE'\?\)",
+                 id="creation-options-typo"),
     pytest.param(MINIMAL + "  format: netcdf\n", 7, r"output\.format: expected GTiff, PNG, PNG_hillshade, GeoJSON or "
                  r"FlatGeobuf, found 'netcdf'", id="output-format"),
     pytest.param(MINIMAL + "  metatiling: 2\n", 7, r"output\.metatiling: expected one of 1, found 2",
@@ -495,7 +506,7 @@ def test_bounds_crs_transformed(tmp_path: Path) -> None:
 @pytest.fixture
 def full_recipe(tmp_path: Path, dem: Path) -> Recipe:
     return load_recipe(write(tmp_path, MINIMAL + dedent("""\
-          options_list: [1, [2, 3]]
+          stac: {properties: {levels: [1, [2, 3]]}}
         input:
           dem: {path: data/dem.tif, extra: {a: [1]}}
         process_parameters:
@@ -518,7 +529,7 @@ def test_immutability(full_recipe: Recipe) -> None:
         full_recipe.raw["output"]["path"] = "x"  # type: ignore[index]
     with pytest.raises(AttributeError):
         full_recipe.parameters._data = {}  # type: ignore[attr-defined]
-    assert full_recipe.output.options["options_list"] == (1, (2, 3))
+    assert full_recipe.output.options["stac"]["properties"]["levels"] == (1, (2, 3))
     assert full_recipe.parameters["nested"]["a"] == (1, FrozenDict({"b": 2}))
     assert full_recipe.parameters["nested"] == {"a": (1, {"b": 2})}  # Mapping equality by content
 
@@ -536,7 +547,7 @@ def test_pickle_round_trip(full_recipe: Recipe) -> None:
 def test_describe_key(full_recipe: Recipe) -> None:
     src = str(full_recipe.path)
     assert full_recipe.describe_key("output", "path") == f"{src}:6 key output.path"
-    assert full_recipe.describe_key("output.options_list") == f"{src}:7 key output.options_list"
+    assert full_recipe.describe_key("output.stac") == f"{src}:7 key output.stac"
     assert full_recipe.describe_key("process_parameters", "sigma") == f"{src}:11 key process_parameters.sigma"
     assert full_recipe.describe_key("bounds", 2) == f"{src}:13 key bounds[2]"
     # absent keys point at the nearest ancestor that has a line

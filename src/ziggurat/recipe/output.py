@@ -3,6 +3,7 @@ options, validated at load like the rest of the recipe (see `recipe.py`)."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import os
@@ -26,6 +27,24 @@ COMPRESSIONS = ("deflate", "lzw", "zstd", "lzma", "packbits", "jpeg", "webp", "n
 RASTER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
                  "float32", "float64")
 
+
+#: GDAL creation options of the raster tile formats (GDAL 3.x), accepted under `creation_options`
+#: or directly as output keys (mapchete's way)
+_GTIFF_CREATION = ("TFW", "RPB", "RPCTXT", "INTERLEAVE", "TILED", "BLOCKXSIZE", "BLOCKYSIZE", "NBITS", "COMPRESS",
+                   "NUM_THREADS", "PREDICTOR", "DISCARD_LSB", "JPEG_QUALITY", "JPEGTABLESMODE", "ZLEVEL",
+                   "ZSTD_LEVEL", "MAX_Z_ERROR", "MAX_Z_ERROR_OVERVIEW", "WEBP_LEVEL", "WEBP_LOSSLESS",
+                   "JXL_LOSSLESS", "JXL_EFFORT", "JXL_DISTANCE", "JXL_ALPHA_DISTANCE", "PHOTOMETRIC", "ALPHA",
+                   "PROFILE", "BIGTIFF", "PIXELTYPE", "COPY_SRC_OVERVIEWS", "GEOTIFF_KEYS_FLAVOR",
+                   "GEOTIFF_VERSION", "SPARSE_OK", "ENDIANNESS", "SOURCE_ICC_PROFILE", "OVERVIEW_RESAMPLING",
+                   "OVERVIEWS", "OVERVIEW_COUNT", "LEVEL", "QUALITY", "RESAMPLING", "TILING_SCHEME")
+_PNG_CREATION = ("WORLDFILE", "ZLEVEL", "NBITS", "TITLE", "DESCRIPTION", "COPYRIGHT", "COMMENT",
+                 "WRITE_METADATA_AS_TEXT")
+CREATION_OPTIONS = {"GTiff": _GTIFF_CREATION, "PNG": _PNG_CREATION, "PNG_hillshade": _PNG_CREATION,
+                    "PNG_RGBA": _PNG_CREATION}
+#: output keys besides the typed ones, read by the drivers and the records
+OPTION_KEYS = ("creation_options", "schema", "cog", "overview_resampling", "stac", "tile_path_schema")
+OUTPUT_KEYS = ("path", "format", "dtype", "bands", "nodata", "compress", "metatiling", "storage_options",
+               *OPTION_KEYS)
 
 #: An output path ending in one of these is one GeoTIFF, not a tile directory.
 SINGLE_FILE_SUFFIXES = (".tif", ".tiff")
@@ -158,6 +177,7 @@ class OutputSection(Checker):
                 raise self.fail(key + ("cog",), "true or false", section["cog"])
         known = ("path", "format", "dtype", "bands", "nodata", "compress", "metatiling", "storage_options")
         options = FrozenDict((k, v) for k, v in section.items() if k not in known)
+        options = self.output_options(options, fmt, key)
         if fmt in VECTOR_OUTPUT_FORMATS:  # GeoJSON/FlatGeobuf tile directories need a schema
             try:
                 options = FrozenDict({**options, "schema": freeze(parse_schema(section.get("schema")))})
@@ -175,6 +195,41 @@ class OutputSection(Checker):
                 raise self.loc.error(key + ("tile_path_schema",), "a single-file output has no tile paths")
         storage = self.storage_options(section, key)
         return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options, location, storage)
+
+    def output_options(self, options: Mapping[str, Any], fmt: str, key: KeyPath) -> FrozenDict:
+        """The keys beyond the typed ones: ziggurat's (OPTION_KEYS) and GDAL creation options of
+        the format, given under `creation_options` or, as mapchete allows, directly (then moved
+        there). Anything else is a typo, refused with the closest key: it would be ignored."""
+        gdal_names = CREATION_OPTIONS.get(fmt, ())
+        extra: dict[str, Any] = {}
+        out: dict[str, Any] = {}
+        for name, value in options.items():
+            if name in OPTION_KEYS:
+                out[name] = value
+            elif isinstance(name, str) and name.upper() in gdal_names and fmt in CREATION_OPTIONS:
+                extra[name.upper()] = value
+            else:
+                valid = tuple(OUTPUT_KEYS) + tuple(n.lower() for n in gdal_names)
+                close = difflib.get_close_matches(str(name).lower(), valid, n=1)
+                hint = f"did you mean 'output.{close[0]}'?" if close else f"valid keys: {', '.join(OUTPUT_KEYS)}"
+                raise self.loc.error(key + (name,), f"unknown key 'output.{name}' ({hint})", name_key=False)
+        given = out.get("creation_options")
+        if given is not None:
+            if not isinstance(given, Mapping):
+                raise self.fail(key + ("creation_options",), "a mapping of GDAL creation option -> value "
+                                                             "(e.g. {BLOCKXSIZE: 512})", given)
+            for name, value in given.items():
+                if not isinstance(name, str) or (fmt in CREATION_OPTIONS and name.upper() not in gdal_names):
+                    close = difflib.get_close_matches(str(name).upper(), gdal_names, n=1)
+                    hint = f"did you mean {close[0]!r}?" if close else f"the {fmt} driver's options: " + \
+                        ", ".join(gdal_names)
+                    raise self.loc.error(key + ("creation_options", name), f"{name!r} is not a GDAL {fmt} "
+                                                                           f"creation option ({hint})")
+                if isinstance(value, (Mapping, list, tuple)) or value is None:
+                    raise self.fail(key + ("creation_options", name), "a scalar value", value)
+        if extra:
+            out["creation_options"] = FrozenDict({**(given or {}), **extra})
+        return FrozenDict(out)
 
     def storage_options(self, section: Mapping[str, Any], key: KeyPath) -> FrozenDict:
         """`storage_options:` (mapchete's key): a mapping of option names to scalars or mappings."""
