@@ -31,7 +31,7 @@ SRC = REPO / "src" / "ziggurat"
 #: stage and earlier ones, never a later one.
 STAGES: list[tuple[str, ...]] = [
     ("ziggurat", "ziggurat.errors", "ziggurat.bounds", "ziggurat.grid", "ziggurat.geometry", "ziggurat.tasks",
-     "ziggurat.location", "ziggurat.mapchete_grid", "ziggurat.tilelayout"),
+     "ziggurat.location", "ziggurat.mapchete_grid", "ziggurat.tilelayout", "ziggurat.interrupts"),
     ("ziggurat.recipe",),
     ("ziggurat.io",),
     ("ziggurat.process", "ziggurat.compat"),

@@ -386,6 +386,9 @@ ERRORS = [
                  r"lzma, packbits, jpeg, webp, none, found 'gzip'", id="compress"),
     pytest.param(MINIMAL + "  compress: jpeg\n", 7, r"output\.compress: expected dtype uint8 with jpeg "
                  r"compression, found dtype float32", id="compress-dtype"),
+    pytest.param(MINIMAL.replace("path: out", "path: ${ZIGGURAT_OUTPUT/x"), 6,
+                 r"output\.path: expected \$\{NAME\} or \$\{NAME:-default\} .* found '\$\{ZIGGURAT_OUTPUT/x'",
+                 id="env-unterminated"),
     pytest.param(MINIMAL + "  nodta: 0\n", 7, r"unknown key 'output\.nodta' \(did you mean 'output\.nodata'\?\)",
                  id="output-key-typo"),
     pytest.param(MINIMAL + "  bandss: 3\n", 7, r"unknown key 'output\.bandss' \(did you mean 'output\.bands'\?\)",

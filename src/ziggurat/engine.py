@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ziggurat import interrupts
 from ziggurat.errors import InputError, OutputError, ProcessError
 from ziggurat.executors import Executor, get_executor
 from ziggurat.executors.job import RunSpec
@@ -140,6 +141,7 @@ def dry_run(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
         keys.close()
 
 
+@interrupts.watched
 def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None = None, *,
             overwrite: bool = False, executor: str | Executor | None = None, workers: int | None = None,
             retries: int = 2, write_in: str | None = None, keep_going: bool = False,

@@ -66,5 +66,9 @@ class ProcessError(ZigguratError, RuntimeError):
         return (type(self), (str(self), self.tile, self.traceback, self.exc_type))
 
 
+class ProcessExit(ZigguratError, RuntimeError):
+    """A process called sys.exit() or raised KeyboardInterrupt itself: its tile fails, the run goes on."""
+
+
 class Empty(Exception):
     """Raised (or signalled by returning None) by a process when a tile has no data."""

@@ -28,8 +28,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
+from ziggurat import interrupts
 from ziggurat.compat.types import special_kind
-from ziggurat.errors import ProcessLoadError, RecipeError
+from ziggurat.errors import ProcessExit, ProcessLoadError, RecipeError
 
 READY_MADE_PACKAGE = "ziggurat_processes"
 #: mapchete's ready-made processes, run by ziggurat's implementations with mapchete's parameters
@@ -125,10 +126,7 @@ def _import_file(path: Path, ref: ProcessRef) -> ModuleType:
         spec.loader.exec_module(module)
     except BaseException as exc:
         sys.modules.pop(name, None)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise ProcessLoadError(
-            f"process {ref.spec!r}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
+        raise _load_error(ref, f"importing {path}", exc) from exc
     return module
 
 
@@ -147,6 +145,16 @@ def _import_dotted(name: str, ref: ProcessRef) -> ModuleType:
             f"process {ref.spec!r}: importing {name} failed: {type(exc).__name__}: {exc}") from exc
 
 
+def _load_error(ref: ProcessRef, doing: str, exc: BaseException) -> BaseException:
+    """The error for a process module that failed to load; a real Ctrl-C stays one."""
+    if isinstance(exc, KeyboardInterrupt) and interrupts.signalled():
+        return exc
+    if isinstance(exc, SystemExit):
+        return ProcessLoadError(f"process {ref.spec!r}: {doing} called sys.exit({exc.code!r}); a process module "
+                                "must not exit at import")
+    return ProcessLoadError(f"process {ref.spec!r}: {doing} failed: {type(exc).__name__}: {exc}")
+
+
 def _import_code(ref: ProcessRef) -> ModuleType:
     assert ref.code is not None
     name = f"ziggurat_process_inline_{hashlib.sha1(ref.code.encode()).hexdigest()[:12]}"
@@ -159,9 +167,7 @@ def _import_code(ref: ProcessRef) -> ModuleType:
         exec(compile(ref.code, module.__file__, "exec"), module.__dict__)
     except BaseException as exc:
         sys.modules.pop(name, None)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise ProcessLoadError(f"process code in the recipe: running it failed: {type(exc).__name__}: {exc}") from exc
+        raise _load_error(ref, "running the process code in the recipe", exc) from exc
     return module
 
 
@@ -333,6 +339,19 @@ def call_kwargs(loaded: LoadedProcess, inputs: Mapping[str, Any], parameters: Ma
         kwargs["mp"] = MapcheteProcess(view, parameters, bound, out)
     # mapchete's filter_parameters: only what the signature names, and no None values
     return {k: v for k, v in kwargs.items() if k in loaded.names and v is not None}
+
+
+def call(loaded: LoadedProcess, kwargs: Mapping[str, Any]) -> Any:
+    """Run `execute`; a sys.exit() or a KeyboardInterrupt of its own fails the tile, not the run."""
+    try:
+        return loaded.func(**kwargs)
+    except SystemExit as exc:
+        raise ProcessExit(f"process {loaded.ref.spec!r} called sys.exit({exc.code!r}) in execute(); raise an "
+                          "exception to fail a tile, or ziggurat.Empty for no data") from exc
+    except KeyboardInterrupt as exc:
+        if interrupts.signalled():
+            raise   # a real Ctrl-C
+        raise ProcessExit(f"process {loaded.ref.spec!r} raised KeyboardInterrupt in execute() (not a Ctrl-C)") from exc
 
 
 def _summary(path: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import click
 
-from ziggurat import __version__
+from ziggurat import __version__, interrupts
 from ziggurat.errors import ProcessError, ZigguratError
 from ziggurat.executors import Executor
 from ziggurat.location import is_url
@@ -29,6 +29,7 @@ EXIT_INTERRUPTED = 130
 def interrupt(signum: int, frame: Any) -> None:
     """The first Ctrl-C or SIGTERM cancels: workers stop, nothing half-written stays, exit 130.
     A second one while that runs stops at once (`interrupt_again`)."""
+    interrupts.mark()   # a real interrupt, not a process raising KeyboardInterrupt
     signal.signal(signal.SIGINT, interrupt_again)
     signal.signal(signal.SIGTERM, interrupt_again)
     raise KeyboardInterrupt

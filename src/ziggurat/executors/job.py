@@ -25,7 +25,7 @@ from ziggurat.io import Input, Output, open_input, open_output
 from ziggurat.io.rasterarrays import TaggedArray
 from ziggurat.io.store import STATS
 from ziggurat.io.vectordir import as_features
-from ziggurat.process import LoadedProcess, ProcessRef, call_kwargs, load_process
+from ziggurat.process import LoadedProcess, ProcessRef, call, call_kwargs, load_process
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.area import AreaMask
 from ziggurat.tasks import EMPTY, WRITTEN, OverviewTask, TileOutcome, failed_outcome, task_index
@@ -156,7 +156,7 @@ class TileJob:
                   if configs[key].active(tile.zoom)}
         kwargs = call_kwargs(self.process, inputs, self.parameters(tile.zoom), tile, mapchete=self.mapchete,
                              output_params=self.output_params)
-        result = self.process.func(**kwargs)
+        result = call(self.process, kwargs)
         if result is None:
             return None
         if self.mapchete and isinstance(result, str) and result == "empty":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -134,6 +135,16 @@ def parse_zoom_levels(value: Any) -> tuple[int, int]:
     return int(min(items)), int(max(items))
 
 
+#: a recipe is a small text file; anything larger is the wrong file
+MAX_RECIPE_BYTES = 4 * 1024 * 1024
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
 def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
                 base_dir: str | os.PathLike[str] | None = None) -> Recipe:
     """Read and validate a recipe file (or an already parsed mapping) completely."""
@@ -145,6 +156,12 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
         name = os.fspath(source)
         path = Path(os.path.abspath(name))
         try:
+            st = path.stat()   # before opening: opening a FIFO would wait for a writer
+            if not stat.S_ISREG(st.st_mode):
+                raise RecipeError(f"{name}: expected a recipe file, found {_file_kind(st.st_mode)}")
+            if st.st_size > MAX_RECIPE_BYTES:
+                raise RecipeError(f"{name}: a recipe file of {st.st_size:,} bytes; recipes are text of at most "
+                                  f"{MAX_RECIPE_BYTES:,} bytes (is this the right file?)")
             text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             why = (f"recipe file not found (looked for {path})" if isinstance(exc, FileNotFoundError)

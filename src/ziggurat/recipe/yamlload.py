@@ -34,6 +34,9 @@ _ZOOM_LIKE = re.compile(r"^\s*zoom\s*[<>=!]")
 ZOOM_OPS: dict[str, Callable[[int, int], bool]] = {"<=": operator.le, ">=": operator.ge, "==": operator.eq,
                                                "=": operator.eq, "<": operator.lt, ">": operator.gt}
 _MISSING: Any = object()
+#: bounds on what a recipe may expand to (see `_Walker.node`)
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
 
 
 class FrozenDict(Mapping[Any, Any]):
@@ -202,6 +205,10 @@ def substitute_env(text: str, path: KeyPath, loc: Locator, *, reparse: bool) -> 
             return default
         return value
 
+    leftover = _ENV_RE.sub("", text)
+    if "${" in leftover:   # `${NAME` without its brace, `${}` or `${1X}`: would become a literal folder name
+        bad = leftover[leftover.index("${"):][:40]
+        raise loc.error(path, f"expected ${{NAME}} or ${{NAME:-default}} (NAME: letters, digits, _), found {bad!r}")
     out = _ENV_RE.sub(repl, text)
     if reparse and out.strip() and _ENV_RE.fullmatch(text.strip()):
         try:
@@ -231,14 +238,24 @@ class _Walker:
         self.lines: dict[KeyPath, int] = {}
         self.loc = Locator(source, self.lines)
         self.active: set[int] = set()
+        self.values = 0   # values built, aliases expanded: bounded (an alias bomb is a few lines)
 
     def scalar(self, node: yaml.Node) -> Any:
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
             raise _syntax_error(exc, self.loc.source) from exc
+        except (ValueError, TypeError, OverflowError, yaml.YAMLError) as exc:   # e.g. `!!float abc`
+            raise RecipeError(f"{self.loc.source}:{node.start_mark.line + 1}: invalid YAML value "
+                              f"{node.value!r} for tag {node.tag!r}: {exc}") from exc
 
     def node(self, node: yaml.Node, path: KeyPath) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise self.loc.error(path, f"the recipe expands to more than {MAX_VALUES:,} values (YAML aliases "
+                                       "repeating aliases?); a recipe is a few hundred")
+        if len(path) > MAX_DEPTH:
+            raise self.loc.error(path[:MAX_DEPTH], f"values nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, yaml.ScalarNode):
             value = self.scalar(node)
             if isinstance(value, str) and node.style is None and _EXP_FLOAT.fullmatch(value):

@@ -1,0 +1,60 @@
+"""Hostile recipe files: each one a clear RecipeError naming the file, quickly."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from ziggurat.errors import RecipeError
+from ziggurat.recipe import load_recipe
+
+MINIMAL = "process: my_pkg.my_process\nzoom_levels: 0,2\npyramid:\n  grid: geodetic\noutput:\n  path: out\n"
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "recipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(RecipeError, match=r"recipe\.yaml: expected a recipe file, found a FIFO"):
+        load_recipe(fifo)
+
+
+def test_a_folder_and_a_device_are_refused(tmp_path):
+    with pytest.raises(RecipeError, match="expected a recipe file, found a folder"):
+        load_recipe(tmp_path)
+    with pytest.raises(RecipeError, match="expected a recipe file, found a character device"):
+        load_recipe("/dev/zero")
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path):
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as f:
+        f.truncate(5 * 1024 * 1024)   # sparse: nothing is written
+    with pytest.raises(RecipeError, match=r"big\.yaml: a recipe file of 5,242,880 bytes"):
+        load_recipe(big)
+
+
+def test_an_alias_bomb_is_refused_quickly(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(MINIMAL + "process_parameters:\n" + "".join(f"  {line}\n" for line in lines))
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match=r"bomb\.yaml:\d+: .*expands to more than 100,000 values"):
+        load_recipe(path)
+    assert time.perf_counter() - start < 30   # 10^8 values otherwise; a generous bound on a busy machine
+
+
+def test_deep_nesting_is_refused(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text(MINIMAL + "process_parameters:\n  p: " + "[" * 200 + "]" * 200 + "\n")
+    with pytest.raises(RecipeError, match=r"deep\.yaml:\d+: .*nested deeper than 64 levels"):
+        load_recipe(path)
+
+
+def test_an_impossible_tagged_value_names_its_line(tmp_path):
+    path = tmp_path / "tag.yaml"
+    path.write_text(MINIMAL + "process_parameters:\n  p: !!float abc\n")
+    with pytest.raises(RecipeError, match=r"tag\.yaml:8: invalid YAML value 'abc' for tag .*float"):
+        load_recipe(path)

@@ -1,0 +1,67 @@
+"""User code cannot end the run: sys.exit() and KeyboardInterrupt of a process fail its tile
+(or its loading), naming the process; a real Ctrl-C still stops the run."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+
+from ziggurat import interrupts
+from ziggurat.engine import execute
+from ziggurat.errors import ProcessError, ProcessLoadError
+
+from conftest import position_raster
+
+RES = 180 / 256 / 64
+ORIGIN = 896 * RES
+
+
+def _recipe(tmp_path, write_recipe, process):
+    src = tmp_path / "src.tif"
+    position_raster(src, left=ORIGIN, top=ORIGIN, res=RES, width=300, height=64)   # 2 tiles at zoom 6
+    return write_recipe(f"process: proc.py\nzoom_levels: 6\npyramid: {{grid: geodetic}}\ninput: {{src: {src}}}\n"
+                        f"output: {{path: {tmp_path / 'out'}, dtype: float32, nodata: -9999}}\n", process=process)
+
+
+EXITS = {
+    "sys.exit": "import sys\n\ndef execute(src, tile):\n    if tile.col % 2:\n        sys.exit(3)\n"
+                "    return src.read()\n",
+    "SystemExit": "def execute(src, tile):\n    if tile.col % 2:\n        raise SystemExit(0)\n    return src.read()\n",
+    "KeyboardInterrupt": "def execute(src, tile):\n    if tile.col % 2:\n        raise KeyboardInterrupt\n"
+                         "    return src.read()\n",
+}
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads", "processes"])
+@pytest.mark.parametrize("kind", sorted(EXITS))
+def test_an_exit_in_execute_fails_its_tile_and_keep_going_runs_the_rest(tmp_path, write_recipe, kind, executor):
+    recipe = _recipe(tmp_path, write_recipe, EXITS[kind])
+    summary = execute(recipe, executor=executor, workers=1, keep_going=True)
+    assert len(summary.failed) == 1 and summary.written >= 1
+    (failed,) = summary.failed
+    assert "proc.py" in failed.error and ("sys.exit" in failed.error or "KeyboardInterrupt" in failed.error)
+    with pytest.raises(ProcessError, match=r"zoom 6, row \d+, col \d+.*proc\.py"):
+        execute(recipe, executor=executor, workers=1, overwrite=True)
+
+
+@pytest.mark.parametrize("code", ["import sys\nsys.exit(2)\n", "raise SystemExit('bye')\n",
+                                  "raise KeyboardInterrupt\n"])
+def test_an_exit_at_import_is_a_load_error_naming_the_process(tmp_path, write_recipe, code):
+    recipe = _recipe(tmp_path, write_recipe, code + "\ndef execute(src):\n    return src.read()\n")
+    with pytest.raises(ProcessLoadError, match=r"process 'proc\.py': importing .*proc\.py"):
+        execute(recipe, executor="sequential")
+    assert not (tmp_path / "out" / "6").exists()
+
+
+def test_a_real_ctrl_c_still_stops_the_run(tmp_path, write_recipe):
+    """SIGINT delivered while a process runs: the run stops with KeyboardInterrupt, as before."""
+    process = ("import os, signal, time\n\ndef execute(src, tile):\n"
+               "    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(0.2)\n    return src.read()\n")
+    recipe = _recipe(tmp_path, write_recipe, process)
+    assert threading.current_thread() is threading.main_thread()
+    with pytest.raises(KeyboardInterrupt):
+        execute(recipe, executor="sequential")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
+    assert interrupts.signalled()   # it was told apart from a process's own KeyboardInterrupt
