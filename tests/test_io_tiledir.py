@@ -202,32 +202,21 @@ def test_writes_leave_no_temporary_files(output):
 
 
 def test_failed_write_removes_temporary_file_and_keeps_old_tile(output, monkeypatch):
+    import ziggurat.io.tiledir as tiledir_module
+
     ptile = output.grid.tile(ZOOM, 4, 17)
     output.write(ptile, position_values(ptile))
     target = output.tile_path(output.output_tiles(ptile)[0])
     before = target.read_bytes()
-    real_open = rasterio.open
     seen: list[Path] = []
 
-    class HalfWriter:
-        """Creates the file like rasterio, then fails in the middle of writing pixels."""
+    def half_write(path: Path, data: bytes) -> None:
+        """Writes half the bytes of the encoded tile, then the disk fails (a full disk, say)."""
+        seen.append(Path(path))
+        Path(path).write_bytes(data[: len(data) // 2])
+        raise OSError(28, "disk on fire")
 
-        def __init__(self, path: Any, *args: Any, **kwargs: Any) -> None:
-            seen.append(Path(path))
-            self.ds = real_open(path, *args, **kwargs)
-
-        def __enter__(self) -> "HalfWriter":
-            return self
-
-        def __exit__(self, *exc: Any) -> None:
-            self.ds.close()
-
-        def write(self, array: np.ndarray) -> None:
-            self.ds.write(array[:, :10], window=((0, 10), (0, array.shape[2])))
-            assert Path(self.ds.name).exists()
-            raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(rasterio, "open", HalfWriter)
+    monkeypatch.setattr(tiledir_module, "write_all", half_write)
     with pytest.raises(OutputError, match=r"cannot write .*disk on fire"):
         output.write(ptile, np.zeros((516, 516), "int32"))
     assert seen and seen[0].name.startswith(f"{os.getpid()}-") and seen[0].suffix == ".tif"
@@ -235,6 +224,17 @@ def test_failed_write_removes_temporary_file_and_keeps_old_tile(output, monkeypa
     assert list(seen[0].parent.iterdir()) == []
     assert tmp_files(output.path) == []
     assert target.read_bytes() == before
+
+
+def test_write_all_raises_rather_than_leave_a_short_file(tmp_path, monkeypatch):
+    from ziggurat.io.atomic import write_all
+
+    path = tmp_path / "t.bin"
+    write_all(path, b"x" * 1000)
+    assert path.read_bytes() == b"x" * 1000
+    monkeypatch.setattr(os.path, "getsize", lambda p: 10)   # as if the file system kept only 10 bytes
+    with pytest.raises(OSError, match="wrote 1000 of 1000 bytes|of 1000 bytes"):
+        write_all(path, b"x" * 1000)
 
 
 def test_bytes_are_deterministic(tmp_path):

@@ -96,7 +96,10 @@ class RunSummary:
 def process_error(recipe: Recipe, outcome: TileOutcome) -> ProcessError:
     """The error a failed tile stops a run with: names the recipe, the process and the tile."""
     where = recipe.path or "<recipe>"
-    return ProcessError(f"{where}: process {recipe.process!r} failed on tile {outcome.index}: {outcome.error}",
+    what = f"process {recipe.process!r} failed on tile {outcome.index}"
+    if outcome.exc_type in ("OutputError", "StorageError"):   # the output refused the bytes, not the process
+        what = f"writing tile {outcome.index} to {recipe.output.url} failed"
+    return ProcessError(f"{where}: {what}: {outcome.error}",
                         tile=(outcome.index.zoom, outcome.index.row, outcome.index.col), traceback=outcome.traceback,
                         exc_type=outcome.exc_type)
 

@@ -110,9 +110,18 @@ def staged(final: Path, tmp: Path | None = None) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def write_all(path: Path, data: bytes) -> None:
+    """Write `data` whole or raise (a full disk raises ENOSPC here, never a short file)."""
+    with open(path, "wb") as f:
+        written = f.write(data)
+        f.flush()
+    if written != len(data) or os.path.getsize(path) != len(data):
+        raise OSError(f"{path}: wrote {written} of {len(data)} bytes")
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     with staged(path) as tmp:
-        tmp.write_bytes(data)
+        write_all(tmp, data)
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:

@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import MemoryFile
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
 from ziggurat.io import gdal_errors
+from ziggurat.io.atomic import write_all
 from ziggurat.io.common import block_size, nodata_from_json, nodata_to_json, open_tile, same_nodata
 from ziggurat.io.folder import METADATA_FILE, TileFolder
 from ziggurat.io.protocols import OutputCapabilities
@@ -97,17 +99,22 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
 
     def _write_tile(self, tile: Tile, array: np.ndarray,
                     tags: tuple[dict[str, str], dict[int, dict[str, str]]] | None = None) -> None:
-        with self.staged(tile) as tmp:
-            gdal_errors.reset()
-            with rasterio.Env(**self.gdal_env), rasterio.open(tmp, "w", **self.profile(tile)) as dst:
+        # encoded in memory, then written with checked Python I/O: GDAL may report a short write
+        # on a full disk only as a warning, and a truncated tile must never be renamed into place
+        gdal_errors.reset()
+        with rasterio.Env(**self.gdal_env), MemoryFile() as mem:
+            with mem.open(**self.profile(tile)) as dst:
                 dst.write(np.ascontiguousarray(self.encode(array)))
                 if tags is not None:
                     dst.update_tags(**tags[0])
                     for band, band_tags in tags[1].items():
                         dst.update_tags(band, **band_tags)
-            failed = gdal_errors.failure()  # e.g. a full disk: GDAL says so, rasterio does not
+            failed = gdal_errors.failure()
             if failed is not None:
-                raise OutputError(failed)
+                raise OutputError(f"tile {tile}: cannot encode: {failed}")
+            data = mem.read()
+        with self.staged(tile) as tmp:
+            write_all(tmp, data)
 
     #: GDAL configuration while writing a tile (PNG turns off .aux.xml sidecars).
     gdal_env: dict[str, str] = {}

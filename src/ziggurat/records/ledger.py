@@ -121,15 +121,10 @@ class Ledger:
             raise FileNotFoundError(self.path)
         # the engine may pull tasks from an executor thread: one lock guards the connection
         self._lock = threading.RLock()
-        self._conn = self._connect() if create else self._connect_readonly()
-        if create:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(process_tiles)")}
-        for column in ("key", "deps"):  # a ledger written before tile keys existed
-            if column not in columns and create:
-                self._conn.execute(f"ALTER TABLE process_tiles ADD COLUMN {column} TEXT")
+        try:
+            columns = self._open(create)
+        except sqlite3.Error as exc:   # a full disk, a read-only folder: one message naming the file
+            raise OutputError(f"cannot open the tile ledger {self.path}: {exc}") from exc
         #: read-only, an older ledger has no keys: read them as NULL (stale: "unknown recipe")
         self._key, self._deps = ("key", "deps") if create or {"key", "deps"} <= columns else ("NULL", "NULL")
         self._pending = 0
@@ -142,6 +137,15 @@ class Ledger:
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+
+    def _open(self, create: bool) -> set[str]:
+        self._conn = self._connect() if create else self._connect_readonly()
+        if create:
+            self._conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + _SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(process_tiles)")}
+        for column in [c for c in ("key", "deps") if c not in columns and create]:  # an older ledger
+            self._conn.execute(f"ALTER TABLE process_tiles ADD COLUMN {column} TEXT")
+        return columns
 
     def _connect_readonly(self) -> sqlite3.Connection:
         """Readers (verify, plan, status, reproduce) never need write access: read-only, and on
