@@ -72,3 +72,20 @@ def test_a_full_disk_keeps_no_broken_tile_and_a_resume_gives_clean_bytes(tmp_pat
     expected = sorted(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  ./{p.relative_to(clean / 'hillshade')}"
                       for p in (clean / "hillshade").glob("[0-9]*/*/*.tif"))
     assert sorted(Path(f"{mnt}.sums").read_text().splitlines()) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_unshare(), reason="needs unshare -m and mount (root in a container)")
+def test_a_full_dev_shm_is_one_clear_error_for_processes_and_no_problem_for_threads(tmp_path):
+    ziggurat = Path(sys.executable).parent / "ziggurat"
+    recipe = REPO / "recipes" / "hillshade.yaml"
+    script = (f"mount -t tmpfs -o size=64k tmpfs /dev/shm && (dd if=/dev/zero of=/dev/shm/fill bs=4k 2>/dev/null; "
+              f"ZIGGURAT_OUTPUT={tmp_path / 'a'} {ziggurat} execute {recipe} -e processes -w 2 > {tmp_path}/p.log 2>&1;"
+              f" echo rc=$? >> {tmp_path}/p.log; ZIGGURAT_OUTPUT={tmp_path / 'b'} {ziggurat} execute {recipe} "
+              f"-e threads > {tmp_path}/t.log 2>&1; echo rc=$? >> {tmp_path}/t.log)")
+    subprocess.run(["unshare", "-m", "sh", "-c", script], check=True, timeout=300)
+    processes = (tmp_path / "p.log").read_text()
+    assert "rc=1" in processes and "Traceback" not in processes, processes
+    assert "shared memory /dev/shm is full" in processes and "-e threads" in processes
+    threads = (tmp_path / "t.log").read_text()
+    assert "rc=0" in threads and "11 tiles written" in threads, threads

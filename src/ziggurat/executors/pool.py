@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing as mp
 import signal
@@ -30,10 +31,11 @@ from typing import Any, Generator, Iterable, Iterator
 import numpy as np
 
 import ziggurat_boot  # stdlib only: also the forkserver's first import
+from ziggurat.errors import ExecutorError
 from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
 from ziggurat.executors.job import RunSpec, TileJob
-from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, sweep_stale
+from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, free_bytes, sweep_stale
 from ziggurat.grid import TileIndex
 from ziggurat.io import Output
 from ziggurat.tasks import FAILED, WRITTEN, TileOutcome, failed_outcome, task_index
@@ -157,8 +159,16 @@ class ProcessExecutor(Executor):
 
     # -- pool lifecycle ----------------------------------------------------------------------
     def _new_pool(self, spec: RunSpec, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker,
-                                   initargs=(spec,))
+        try:
+            return ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker,
+                                       initargs=(spec,))
+        except OSError as exc:   # its locks are POSIX semaphores, files in /dev/shm
+            if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EACCES, errno.EROFS):
+                raise
+            free, _ = free_bytes(self.shm_dir)
+            raise ExecutorError(f"cannot start the processes executor: shared memory {self.shm_dir} is full or "
+                                f"not writable ({free:,} bytes free; {exc.strerror}); its locks live there. Free "
+                                "space in it, or run with -e threads or -e sequential") from exc
 
     def _processes(self) -> list[Any]:
         return _worker_processes(self._pool)

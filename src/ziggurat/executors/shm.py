@@ -114,7 +114,13 @@ class SlotPool:
         for k in range(count):
             name = f"{token}{k}"
             path = shm_dir / name
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as exc:   # a full /dev/shm may refuse even the file
+                if exc.errno not in (errno.ENOSPC, errno.ENOMEM):
+                    raise
+                log.warning("shared memory %s is full after %d of %d result slot(s)", shm_dir, k, count)
+                break
             try:
                 os.posix_fallocate(fd, 0, size)
                 maps.append(mmap.mmap(fd, size))
