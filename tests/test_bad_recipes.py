@@ -58,3 +58,20 @@ def test_an_impossible_tagged_value_names_its_line(tmp_path):
     path.write_text(MINIMAL + "process_parameters:\n  p: !!float abc\n")
     with pytest.raises(RecipeError, match=r"tag\.yaml:8: invalid YAML value 'abc' for tag .*float"):
         load_recipe(path)
+
+
+def test_a_path_over_the_name_limit_is_named_not_a_traceback(tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text(MINIMAL.replace("path: out", "path: " + "x" * 5000))
+    with pytest.raises(RecipeError, match=r"long\.yaml: a path in the recipe cannot be used: File name too long: "
+                                          r".*\(5\d\d\d characters\)"):
+        load_recipe(path)
+
+
+def test_a_binary_file_given_as_grid_is_named(tmp_path):
+    (tmp_path / "grid.bin").write_bytes(bytes(range(256)) * 8)
+    path = tmp_path / "g.yaml"
+    path.write_text(MINIMAL.replace("grid: geodetic", "grid: ./grid.bin"))
+    with pytest.raises(RecipeError, match=r"g\.yaml:4: pyramid\.grid: expected a TileMatrixSet JSON file, "
+                                          r"'\./grid\.bin' is not text"):
+        load_recipe(path)

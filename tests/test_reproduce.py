@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -73,17 +74,30 @@ def test_verify_names_changed_missing_and_extra_tiles(output):
     changed.write_bytes(bytes(data))
     gone.unlink()
     shutil.copy(output / "6" / "10" / "21.tif", output / "6" / "10" / "23.tif")
-    (output / "6" / "10" / ".tmp-123-x.tif").write_bytes(b"in flight")  # ignored
+    # ziggurat keeps its temporaries in .ziggurat/tmp: anything else in the tile folders is extra
+    (output / "6" / "10" / ".tmp-123-x.tif").write_bytes(b"not ours")
+    (output / "6" / "notes.txt").write_text("a file directly in a zoom folder")
     result = verify(output, workers=3)
     assert not result.ok
     assert [r.path for r, _ in result.changed] == ["6/10/20.tif"]
     assert result.changed[0][1] == sha256(changed)
     assert [r.path for r in result.missing] == ["6/11/21.tif"]
-    assert result.extra == ["6/10/23.tif"]
+    assert result.extra == ["6/10/.tmp-123-x.tif", "6/10/23.tif", "6/notes.txt"]
     assert result.identical == count - 2
     code, out, _ = _cli("verify", str(output))
     assert code == 1
     assert "6/10/20.tif (tile 6 10 20)" in out and "6/11/21.tif" in out and "6/10/23.tif" in out
+
+
+def test_verify_never_opens_a_fifo_or_a_device_in_place_of_a_tile(output):
+    fifo, link = output / "6" / "10" / "20.tif", output / "6" / "10" / "21.tif"
+    fifo.unlink()
+    os.mkfifo(fifo)            # opening it would wait for a writer forever
+    link.unlink()
+    link.symlink_to("/dev/zero")   # reading it would never end
+    result = verify(output)
+    assert sorted((r.path, why) for r, why in result.changed) == [("6/10/20.tif", "not a regular file"),
+                                                                  ("6/10/21.tif", "not a regular file")]
 
 
 def test_verify_reports_a_modified_saved_source(output):

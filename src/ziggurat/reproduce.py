@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,17 +104,18 @@ def _tile(record: TileRecord) -> str:
 
 
 def _scan_tiles(root: Path) -> set[str]:
-    """Relative paths of the files under `{zoom}/{row}/`, without hidden (.tmp-*) entries."""
+    """Relative paths of everything under the zoom folders: files in row folders (hidden ones too:
+    ziggurat's temporaries live in .ziggurat/tmp) and anything that is not a row folder."""
     found: set[str] = set()
     for zoom in os.scandir(root):
-        if not (zoom.name.isdigit() and zoom.is_dir()):
+        if not (zoom.name.isdigit() and zoom.is_dir(follow_symlinks=False)):
             continue
         for row in os.scandir(zoom.path):
-            if not (row.name.isdigit() and row.is_dir()):
+            rel = f"{zoom.name}/{row.name}"
+            if not (row.name.isdigit() and row.is_dir(follow_symlinks=False)):
+                found.add(rel)   # a file (or link) directly in a zoom folder
                 continue
-            for entry in os.scandir(row.path):
-                if not entry.name.startswith(".") and entry.is_file():
-                    found.add(f"{zoom.name}/{row.name}/{entry.name}")
+            found.update(f"{rel}/{entry.name}" for entry in os.scandir(row.path))
     return found
 
 
@@ -130,6 +132,9 @@ def _check_sources(output: Path) -> list[str]:
 
 def _sha_and_size(item: tuple[str, TileRecord]) -> tuple[str, int] | None:
     try:
+        mode = os.stat(item[0]).st_mode   # a FIFO or a link to /dev/zero is never opened
+        if not stat.S_ISREG(mode):
+            return "not a regular file", 0
         return sha256_and_size(item[0])
     except FileNotFoundError:
         return None

@@ -173,7 +173,13 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
     data = translate(data, lines, name or "<recipe>", is_mapchete, TOP_KEYS)
     if isinstance(data, Mapping) and isinstance(data.get("config_dir"), str) and base_dir is None:
         folder = Path(os.path.abspath(Path(folder) / os.path.expanduser(data["config_dir"])))  # mapchete's key
-    return _Builder(data, Locator(name, lines), Path(os.path.abspath(folder)), path, text).build()
+    try:
+        return _Builder(data, Locator(name, lines), Path(os.path.abspath(folder)), path, text).build()
+    except OSError as exc:   # e.g. a path over the file system's name limit, given for an input or the output
+        where = str(exc.filename or "")
+        where = where if len(where) <= 120 else f"{where[:60]}...{where[-40:]} ({len(where)} characters)"
+        raise RecipeError(f"{name or '<recipe>'}: a path in the recipe cannot be used: {exc.strerror or exc}: "
+                          f"{where}") from exc
 
 
 class _Builder(OutputSection, InputSection, NativeGridSection):
@@ -317,6 +323,9 @@ class _Builder(OutputSection, InputSection, NativeGridSection):
         resolved = self.resolve(name)
         try:
             text = resolved.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.loc.error(("pyramid", "grid"), f"expected a TileMatrixSet JSON file, {name!r} is not text "
+                                                      f"({resolved})") from exc
         except OSError as exc:
             raise self.loc.error(("pyramid", "grid"), f"cannot read TileMatrixSet file {name!r} "
                                                       f"({resolved}): {exc.strerror or exc}") from exc
