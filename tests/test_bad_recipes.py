@@ -75,3 +75,25 @@ def test_a_binary_file_given_as_grid_is_named(tmp_path):
     with pytest.raises(RecipeError, match=r"g\.yaml:4: pyramid\.grid: expected a TileMatrixSet JSON file, "
                                           r"'\./grid\.bin' is not text"):
         load_recipe(path)
+
+
+def test_zoom_30_over_an_area_is_refused_at_once_not_planned_for_minutes(tmp_path):
+    from ziggurat.engine import plan
+
+    area = tmp_path / "aoi.geojson"
+    area.write_text('{"type": "Polygon", "coordinates": [[[165, -89], [177, -89], [177, -72], [165, -72], '
+                    '[165, -89]]]}')
+    path = tmp_path / "z.yaml"
+    path.write_text(MINIMAL.replace("zoom_levels: 0,2", "zoom_levels: [0, 30]") + f"area: {area}\n")
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match=r"z\.yaml:2 key zoom_levels: zoom 30 has 7\.\de\+15 tiles .* lower "
+                                          r"zoom_levels or narrow the area"):
+        plan(load_recipe(path))
+    assert time.perf_counter() - start < 10
+
+
+def test_control_characters_name_their_line(tmp_path):
+    path = tmp_path / "ctl.yaml"
+    path.write_text(MINIMAL + "process_parameters:\n  p: a\x0fb\n")
+    with pytest.raises(RecipeError, match=r"ctl\.yaml:8: invalid YAML: character #x000f is not allowed"):
+        load_recipe(path)

@@ -132,8 +132,25 @@ def make_plan(recipe: Recipe, selection: Selection | None = None, *, input_bound
         area = area.intersection(_to_grid_crs(bounds, bounds_crs, grid))
     if area is not None:
         area = area.intersection(grid.bounds())
+    if area is not None:
+        _check_size(recipe, area, zooms)
     geometry = None
     if the_area is not None and area is not None:
         geometry = clip_to_bounds(the_area, area)
         area = None if geometry is None else area.intersection(geometry.bounds)
     return Plan(grid, zooms, area, geometry=geometry, area=the_area)
+
+
+#: process tiles one zoom may have: a billion files is past any real pyramid (a global 30 m
+#: layer is ~3e7 tiles), and beyond it even counting the tiles meeting an area takes minutes
+MAX_TILES_PER_ZOOM = 1_000_000_000
+
+
+def _check_size(recipe: Recipe, area: Bounds, zooms: Sequence[int]) -> None:
+    """Refuse a zoom with more tiles than any run can write, before anything counts them."""
+    for zoom in zooms:
+        count = recipe.grid.count_tiles(area, zoom)   # index arithmetic on the bounds: instant
+        if count > MAX_TILES_PER_ZOOM:
+            raise RecipeError(f"{recipe.describe_key('zoom_levels')}: zoom {zoom} has {count:.2g} tiles in the "
+                              f"run's area (more than {MAX_TILES_PER_ZOOM:,}; one file per tile): lower "
+                              "zoom_levels or narrow the area")

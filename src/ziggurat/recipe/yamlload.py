@@ -149,7 +149,12 @@ class Locator:
 
 def load_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, int]]:
     """Parse one YAML document into frozen values plus a key path -> 1-based line map."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)   # checks the characters first
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise RecipeError(f"{source}:{line}: invalid YAML: character #x{exc.character:04x} is not allowed in a "
+                          "recipe (a binary file, or a corrupted one?)") from exc
     try:
         try:
             node = loader.get_single_node()
