@@ -65,3 +65,31 @@ def test_a_real_ctrl_c_still_stops_the_run(tmp_path, write_recipe):
         execute(recipe, executor="sequential")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
     assert interrupts.signalled()   # it was told apart from a process's own KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_a_tile_that_never_returns_in_a_thread_exits(tmp_path, write_recipe):
+    """-e threads: a tile hanging in a thread cannot be stopped, but Ctrl-C ends the CLI (exit 130)."""
+    import json
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    recipe = _recipe(tmp_path, write_recipe, "import time\n\ndef execute(src):\n    time.sleep(1000)\n")
+    exe = Path(sys.executable).parent / "ziggurat"
+    proc = subprocess.Popen([str(exe), "execute", str(recipe), "-e", "threads", "-w", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = tmp_path / "out" / ".ziggurat" / "manifest.json"
+    deadline = time.monotonic() + 60
+    while not manifest.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)   # the tiles are sleeping in their threads
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the CLI did not exit after Ctrl-C")
+    assert proc.returncode == 130 and "Interrupted" in err and "Traceback" not in err
+    assert json.loads(manifest.read_text())["status"] == "interrupted"

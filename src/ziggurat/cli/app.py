@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from typing import Any, Callable
 
 import click
@@ -76,6 +77,10 @@ def debug_option(func: Callable[..., Any]) -> Callable[..., Any]:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             click.echo("Interrupted. Tiles written so far are complete; rerun the same command "
                        "without --overwrite to resume.", err=True)
+            if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+                sys.stdout.flush()   # a tile still running in a thread (-e threads): the interpreter would
+                sys.stderr.flush()   # wait for it at exit; everything of the run is already saved
+                os._exit(EXIT_INTERRUPTED)
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper

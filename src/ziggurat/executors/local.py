@@ -9,6 +9,7 @@ from __future__ import annotations
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Generator, Iterable
 
+from ziggurat import interrupts
 from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
 from ziggurat.executors.job import RunSpec, TileJob
@@ -79,5 +80,10 @@ class ThreadExecutor(Executor):
         finally:
             for future in pending:
                 future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            job.close()
+            if interrupts.signalled():
+                # Ctrl-C: a tile that never returns must not hold the run (a thread cannot be
+                # stopped); its inputs stay open for it, the CLI exits without joining it
+                pool.shutdown(wait=False, cancel_futures=True)
+            else:
+                pool.shutdown(wait=True, cancel_futures=True)
+                job.close()
