@@ -389,6 +389,8 @@ ERRORS = [
     pytest.param(MINIMAL.replace("path: out", "path: ${ZIGGURAT_OUTPUT/x"), 6,
                  r"output\.path: expected \$\{NAME\} or \$\{NAME:-default\} .* found '\$\{ZIGGURAT_OUTPUT/x'",
                  id="env-unterminated"),
+    pytest.param(MINIMAL + "input:\n  dem: {path: data/dem.tif, resampling: bogus}\n", 8,
+                 r"input\.dem\.resampling: expected a resampling name \(nearest, bilinear", id="input-resampling"),
     pytest.param(MINIMAL + "  nodta: 0\n", 7, r"unknown key 'output\.nodta' \(did you mean 'output\.nodata'\?\)",
                  id="output-key-typo"),
     pytest.param(MINIMAL + "  bandss: 3\n", 7, r"unknown key 'output\.bandss' \(did you mean 'output\.bands'\?\)",
