@@ -93,3 +93,18 @@ def test_ctrl_c_with_a_tile_that_never_returns_in_a_thread_exits(tmp_path, write
         pytest.fail("the CLI did not exit after Ctrl-C")
     assert proc.returncode == 130 and "Interrupted" in err and "Traceback" not in err
     assert json.loads(manifest.read_text())["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("code, message", [
+    ("import os\nos._exit(4)\n", r"ended the interpreter with exit status 4 \(os\._exit at import\?\)"),
+    ("import os\nos.abort()\n", r"killed the interpreter \(SIGABRT\)"),
+    ("import ctypes\nctypes.string_at(0)\n", r"killed the interpreter \(SIGSEGV\)"),
+    ("while True:\n    pass\n", r"did not finish within 2 s \(an endless loop at import\?"),
+])
+def test_a_module_that_kills_or_hangs_the_interpreter_at_import_is_named(tmp_path, write_recipe, monkeypatch,
+                                                                         code, message):
+    monkeypatch.setenv("ZIGGURAT_IMPORT_TIMEOUT", "2")
+    recipe = _recipe(tmp_path, write_recipe, code + "\ndef execute(src):\n    return src.read()\n")
+    with pytest.raises(ProcessLoadError, match=r"process 'proc\.py': importing it " + message):
+        execute(recipe, executor="sequential")
+    assert not (tmp_path / "out" / "6").exists()

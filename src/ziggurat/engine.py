@@ -24,7 +24,7 @@ from ziggurat.io.store import STATS
 from ziggurat.plan import Plan, Selection, make_plan
 from ziggurat.plan.report import PlanReport, plan_report
 from ziggurat.plan.schedule import make_source
-from ziggurat.process import ProcessRef, check_signature, load_process
+from ziggurat.process import ProcessRef, check_signature, load_process, probe_import
 from ziggurat.recipe import FrozenDict, Recipe, load_recipe
 from ziggurat.records.index import remove_indexes
 from ziggurat.records.ledger import Ledger, ledger_path, provenance_dir, sweep_temporaries
@@ -111,7 +111,9 @@ def load(recipe: Recipe | str | os.PathLike[str]) -> Recipe:
 
 def prepare(recipe: Recipe) -> None:
     """Checks that need the process module, done once before any tile runs."""
-    check_signature(load_process(ProcessRef.of(recipe)), recipe)
+    ref = ProcessRef.of(recipe)
+    probe_import(ref)   # a module that kills or hangs the interpreter at import, found in a child
+    check_signature(load_process(ref), recipe)
 
 
 def plan(recipe: Recipe, selection: Selection | None = None, **narrowing: Any) -> Plan:

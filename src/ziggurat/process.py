@@ -20,9 +20,12 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import os
 import pkgutil
+import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -190,6 +193,51 @@ def _resolve_module(ref: ProcessRef) -> tuple[ModuleType, Path | None]:
         module = _import_dotted(ref.spec, ref)
     file = getattr(module, "__file__", None)
     return module, Path(file) if file else None
+
+
+#: seconds a process module may take to import in the probe ($ZIGGURAT_IMPORT_TIMEOUT)
+IMPORT_TIMEOUT = 60.0
+
+
+def probe_import(ref: ProcessRef) -> None:
+    """Import a user's process module once in a forked child before the parent does: a module
+    that calls os._exit(), aborts, segfaults or never finishes importing then fails the run with a
+    message naming it, instead of ending or hanging the CLI. Exceptions are left to the parent's
+    own import (which reports them). Ready-made processes and modules already loaded skip it."""
+    if ref.spec.startswith((READY_MADE_PACKAGE, MAPCHETE_PROCESSES[0])) or not hasattr(os, "fork"):
+        return
+    if ref.code is None and "." not in ref.spec and not ref.is_file:
+        return   # a ready-made process by name
+    with _lock:
+        if (ref, _file_version(ref)) in _cache:
+            return
+    timeout = float(os.environ.get("ZIGGURAT_IMPORT_TIMEOUT", IMPORT_TIMEOUT))
+    pid = os.fork()
+    if pid == 0:   # the child: import, and report only how it ended
+        code = 0
+        try:
+            _resolve_module(ref)
+        except BaseException:
+            code = 3
+        os._exit(code)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise ProcessLoadError(f"process {ref.spec!r}: importing it did not finish within {timeout:g} s "
+                                   "(an endless loop at import? set ZIGGURAT_IMPORT_TIMEOUT for a slow one)")
+        time.sleep(0.005)
+    if os.WIFSIGNALED(status):
+        name = signal.Signals(os.WTERMSIG(status)).name
+        raise ProcessLoadError(f"process {ref.spec!r}: importing it killed the interpreter ({name}); "
+                               "a crash in the module or in a library it loads")
+    if os.WEXITSTATUS(status) not in (0, 3):
+        raise ProcessLoadError(f"process {ref.spec!r}: importing it ended the interpreter with exit status "
+                               f"{os.WEXITSTATUS(status)} (os._exit at import?)")
 
 
 def load_process(ref: ProcessRef) -> LoadedProcess:
