@@ -359,3 +359,20 @@ def test_progress_bar_on_a_terminal_only(tmp_path, write_recipe):
     plain = subprocess.run([ZIGGURAT, "execute", str(recipe), "-e", "sequential", "--overwrite"],
                            capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0 and "tile/s" not in plain.stderr  # stderr not a TTY: no bar
+
+
+def test_semaphores_of_killed_runs_are_swept_and_live_ones_kept(tmp_path):
+    import mmap
+    import time as _time
+
+    from ziggurat.executors.shm import sweep_semaphores
+
+    stale, live, fresh = (tmp_path / f"sem.mp-{name}" for name in ("stale", "live", "fresh"))
+    for path in (stale, live, fresh):
+        path.write_bytes(b"\0" * 32)
+    old = _time.time() - 3600
+    for path in (stale, live):
+        os.utime(path, (old, old))
+    with open(live, "r+b") as f, mmap.mmap(f.fileno(), 32):   # in use, as a semaphore is
+        assert sweep_semaphores(tmp_path) == 1
+    assert not stale.exists() and live.exists() and fresh.exists()

@@ -14,6 +14,7 @@ import logging
 import mmap
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,60 @@ def sweep_stale(shm_dir: Path | str = SHM_DIR) -> int:
                 pass
     if removed:
         log.info("removed %d stale shared-memory segment(s) of killed runs", removed)
+    return removed + sweep_semaphores(Path(shm_dir))
+
+
+def _mapped_files() -> set[str] | None:
+    """Files mapped by this user's processes (a POSIX semaphore is mapped by every user of it);
+    None where /proc cannot tell."""
+    mapped: set[str] = set()
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+                continue
+            with open(f"/proc/{pid}/maps") as maps:
+                mapped.update(line.split(None, 5)[5].strip() for line in maps if line.count(" ") >= 5
+                              and "/sem." in line)
+        except (OSError, IndexError):
+            continue   # gone meanwhile, or not ours to read
+    return mapped
+
+
+def sweep_semaphores(shm_dir: Path = SHM_DIR, min_age: float = 600.0) -> int:
+    """Remove multiprocessing semaphores (`sem.mp-*`) left by runs killed with their resource
+    tracker: this user's, older than `min_age` seconds, and mapped by no process of this user."""
+    try:
+        candidates = [e for e in Path(shm_dir).iterdir() if e.name.startswith("sem.mp-")]
+    except OSError:
+        return 0
+    now = time.time()
+    old = []
+    for entry in candidates:
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        if st.st_uid == os.getuid() and now - st.st_mtime > min_age:
+            old.append(entry)
+    if not old:
+        return 0
+    mapped = _mapped_files()
+    if mapped is None:
+        return 0
+    removed = 0
+    for entry in old:
+        if str(entry) not in mapped:
+            try:
+                entry.unlink()
+                removed += 1
+            except OSError:
+                pass
+    if removed:
+        log.info("removed %d semaphore(s) of killed runs from %s", removed, shm_dir)
     return removed
 
 
