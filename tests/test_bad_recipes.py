@@ -97,3 +97,13 @@ def test_control_characters_name_their_line(tmp_path):
     path.write_text(MINIMAL + "process_parameters:\n  p: a\x0fb\n")
     with pytest.raises(RecipeError, match=r"ctl\.yaml:8: invalid YAML: character #x000f is not allowed"):
         load_recipe(path)
+
+
+def test_a_fifo_or_a_device_as_an_input_is_refused_at_load(tmp_path):
+    fifo = tmp_path / "in.tif"
+    os.mkfifo(fifo)
+    for where, kind in ((fifo, "a FIFO"), ("/dev/zero", "a character device")):
+        path = tmp_path / "i.yaml"
+        path.write_text(MINIMAL + f"input:\n  dem: {where}\n")
+        with pytest.raises(RecipeError, match=rf"i\.yaml:8: input\.dem: expected a file or a folder, found {kind}"):
+            load_recipe(path)

@@ -110,18 +110,22 @@ def staged(final: Path, tmp: Path | None = None) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_all(path: Path, data: bytes) -> None:
-    """Write `data` whole or raise (a full disk raises ENOSPC here, never a short file)."""
+def write_all(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Write `data` whole or raise (a full disk raises ENOSPC here, never a short file);
+    `durable`: on disk before it is renamed into place (fsync; what the records rely on)."""
     with open(path, "wb") as f:
         written = f.write(data)
         f.flush()
+        if durable:
+            os.fsync(f.fileno())
     if written != len(data) or os.path.getsize(path) != len(data):
         raise OSError(f"{path}: wrote {written} of {len(data)} bytes")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """metadata.json, manifests, STAC items: few per run, so each is fsynced before the rename."""
     with staged(path) as tmp:
-        write_all(tmp, data)
+        write_all(tmp, data, durable=True)
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ inputs, mosaics, and other recipes read as inputs; validated at load (see `model
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +21,13 @@ INPUT_FORMATS = {"raster": "raster", "raster_file": "raster", "gtiff": "raster",
                  "tiledir": "tiledir", "tiledirectory": "tiledir", "tile_directory": "tiledir"}
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".nc", ".png", ".jpg")
 VECTOR_EXTS = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".gml", ".kml")
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, for messages."""
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
 #: recipes being loaded as inputs of others (a recipe reading itself is a cycle)
 _LOADING: set[Path] = set()
 
@@ -187,6 +195,9 @@ class InputSection(MosaicSection):
         path = self.resolve(where)
         if not path.exists():
             raise self.loc.error(key, f"input not found: {path} (from {where!r})")
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):   # GDAL would wait on a FIFO, read a device forever
+            raise self.loc.error(key, f"expected a file or a folder, found {file_kind(mode)}: {path}")
         tiledir = path.is_dir() and (path / "metadata.json").is_file()
         if fmt == "tiledir" and not tiledir:
             raise self.loc.error(key, f"expected a tile directory with a metadata.json, found {path}")

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import METATILING_VALUES, Bounds, Grid
-from ziggurat.recipe.inputs import InputConfig, InputSection
+from ziggurat.recipe.inputs import InputConfig, InputSection, file_kind
 from ziggurat.recipe.mapchete_keys import MAPCHETE_TOP_KEYS, translate
 from ziggurat.recipe.native_grid import NativeGridSection
 from ziggurat.recipe.output import OutputConfig, OutputSection
@@ -139,12 +139,6 @@ def parse_zoom_levels(value: Any) -> tuple[int, int]:
 MAX_RECIPE_BYTES = 4 * 1024 * 1024
 
 
-def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    return next((what for test, what in kinds if test(mode)), "not a regular file")
-
-
 def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
                 base_dir: str | os.PathLike[str] | None = None) -> Recipe:
     """Read and validate a recipe file (or an already parsed mapping) completely."""
@@ -158,7 +152,7 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *,
         try:
             st = path.stat()   # before opening: opening a FIFO would wait for a writer
             if not stat.S_ISREG(st.st_mode):
-                raise RecipeError(f"{name}: expected a recipe file, found {_file_kind(st.st_mode)}")
+                raise RecipeError(f"{name}: expected a recipe file, found {file_kind(st.st_mode)}")
             if st.st_size > MAX_RECIPE_BYTES:
                 raise RecipeError(f"{name}: a recipe file of {st.st_size:,} bytes; recipes are text of at most "
                                   f"{MAX_RECIPE_BYTES:,} bytes (is this the right file?)")
