@@ -52,6 +52,22 @@ def contour_lines(elevation: np.ndarray | np.ma.MaskedArray, x: np.ndarray, y: n
     return out
 
 
+def contour_features(elevation: Any, affine: Any, interval: float, base: float, field: str) -> list[dict[str, Any]]:
+    """Features {geometry, properties: {field: level}} of a 2D array whose top-left pixel
+    corner is `affine`'s origin (mapchete's `mp.contours` and its ready-made process)."""
+    arr = np.ma.asarray(elevation)
+    arr = arr[0] if arr.ndim == 3 else arr
+    valid = ~np.ma.getmaskarray(arr) & np.isfinite(np.ma.getdata(arr))
+    if not valid.any():
+        return []
+    values = np.ma.getdata(arr)[valid]
+    levels = contour_levels(float(values.min()), float(values.max()), float(interval), float(base))
+    h, w = arr.shape
+    x = affine.c + (np.arange(w) + 0.5) * affine.a
+    y = affine.f + (np.arange(h) + 0.5) * affine.e
+    return [{"geometry": line, "properties": {field: level}} for level, line in contour_lines(arr, x, y, levels)]
+
+
 def execute(dem: Any, tile: Any, interval: float = 10.0, base: float = 0.0,
             resampling: str | None = "bilinear", field: str = "elevation") -> list[dict[str, Any]]:
     """Contour features of one buffered tile; needs a pixel buffer of at least 1.

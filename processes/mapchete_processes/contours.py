@@ -10,7 +10,7 @@ import numpy as np
 import shapely
 
 from ziggurat import Empty
-from ziggurat_processes.contours import contour_levels, contour_lines
+from ziggurat_processes.contours import contour_features
 
 
 def execute(dem: Any, clip: Any = None, resampling: str = "nearest", interval: float = 100, field: str = "elev",
@@ -28,13 +28,7 @@ def execute(dem: Any, clip: Any = None, resampling: str = "nearest", interval: f
     valid = ~np.ma.getmaskarray(data) & np.isfinite(np.ma.getdata(data))
     if not valid.any():
         raise Empty
-    values = np.ma.getdata(data)[valid]
-    levels = contour_levels(float(values.min()), float(values.max()), float(interval), float(base))
-    aff = dem.tile.affine
-    h, w = data.shape
-    x = aff.c + (np.arange(w) + 0.5) * aff.a
-    y = aff.f + (np.arange(h) + 0.5) * aff.e
-    lines = [{"geometry": line, "properties": {field: level}} for level, line in contour_lines(data, x, y, levels)]
+    lines = contour_features(data, dem.tile.affine, interval, base, field)
     if not clip_geom:
         return lines
     b = dem.tile.bounds

@@ -59,20 +59,9 @@ class MapcheteProcess:
     def contours(self, elevation: Any, interval: float = 100, field: str = "elev", base: float = 0
                  ) -> list[dict[str, Any]]:
         """Contour lines of the tile as features {geometry, properties: {field: level}}."""
-        from ziggurat_processes.contours import contour_levels, contour_lines
+        from ziggurat_processes.contours import contour_features
 
-        arr = np.ma.asarray(elevation)
-        arr = arr[0] if arr.ndim == 3 else arr
-        valid = ~np.ma.getmaskarray(arr) & np.isfinite(np.ma.getdata(arr))
-        if not valid.any():
-            return []
-        values = np.ma.getdata(arr)[valid]
-        levels = contour_levels(float(values.min()), float(values.max()), float(interval), float(base))
-        aff = self.tile.affine
-        h, w = arr.shape
-        x = aff.c + (np.arange(w) + 0.5) * aff.a
-        y = aff.f + (np.arange(h) + 0.5) * aff.e
-        return [{"geometry": line, "properties": {field: level}} for level, line in contour_lines(arr, x, y, levels)]
+        return contour_features(elevation, self.tile.affine, interval, base, field)
 
     def clip(self, array: Any, geometries: Iterable[Any], inverted: bool = False, clip_buffer: int = 0
              ) -> np.ma.MaskedArray:

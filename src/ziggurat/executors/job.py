@@ -8,6 +8,7 @@ exceptions that might not survive pickling.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -180,9 +181,9 @@ class TileJob:
         raise TypeError(f"execute() returned {type(result).__name__}; expected a numpy (masked) array, "
                         f"None, or `raise ziggurat.Empty`{hint}")
 
-    @property
+    @functools.cached_property
     def output_params(self) -> dict[str, Any]:
-        """mapchete's `mp.output_params`: the output's settings."""
+        """mapchete's `mp.output_params`: the output's settings (built once per worker)."""
         out = self.spec.recipe.output
         return {**out.options, "path": out.url, "format": out.format, "dtype": out.dtype, "bands": out.bands,
                 "nodata": out.nodata, "metatiling": out.metatiling}
