@@ -14,6 +14,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from stac_schemas import validate
 from ziggurat import RecipeError
 from ziggurat.cli import main
 from ziggurat.engine import execute
@@ -93,12 +94,22 @@ def test_gdal_opens_the_item_as_one_mosaic(tmp_path, grid_name, metatiling, outp
     assert template["raster:bands"] == [{"data_type": "float32", "nodata": -9999}]
     assert item["properties"]["proj:code"] == {"geodetic": "OGC:CRS84", "mercator": "EPSG:3857",
                                                "utm": "EPSG:32633"}[grid_name]
-    # bbox: the tiles written, in WGS84 (not the globe)
-    data_box = shapely.union_all([shapely.box(*extent(grid, z, c)) for z, c in on_disk.items()]).bounds
+    # bbox: the tiles written clipped to the data's footprint, in WGS84 (not the globe, not the
+    # coarsest zoom's tiles)
+    tiles_box = shapely.union_all([shapely.box(*extent(grid, z, c)) for z, c in on_disk.items()])
+    with rasterio.open(tmp_path / f"src_{grid_name}.tif") as src:
+        source = transform_bounds(src.crs, grid.crs, *src.bounds, densify_pts=21)
+    data_box = tiles_box.intersection(shapely.box(*source)).bounds
+    assert shapely.box(*data_box).area < 0.9 * tiles_box.area
     west, south, east, north = transform_bounds(grid.crs, "EPSG:4326", *data_box, densify_pts=64)
     assert item["bbox"] == pytest.approx([west, south, east, north], abs=1e-5)  # ~1 m
-    assert shapely.geometry.shape(item["geometry"]).bounds == pytest.approx(item["bbox"], abs=1e-9)
+    assert item["properties"]["proj:bbox"] == pytest.approx(list(data_box), abs=1e-6)
+    footprint = shapely.geometry.shape(item["geometry"])
+    assert footprint.bounds == pytest.approx(item["bbox"], abs=1e-9)
+    assert footprint.exterior.is_ccw   # RFC 7946
     assert east - west < 30 and north - south < 30
+    assert item["properties"]["license"] == "other"
+    validate(item)
 
 
 def test_tile_size_and_clipped_edge_metatiles(tmp_path):
@@ -163,7 +174,12 @@ def test_later_runs_grow_the_item(tmp_path):
     assert item["properties"]["created"] == first["properties"]["created"]
     assert item["id"] == "mosaic"
     bbox = shapely.box(*item["bbox"])
-    assert bbox.contains(shapely.box(*west).buffer(-1e-9)) and bbox.contains(shapely.box(*east).buffer(-1e-9))
+    with rasterio.open(tmp_path / "src_geodetic.tif") as src:   # both runs' tiles, within the data
+        data = shapely.box(*src.bounds)
+    for tile in (west, east):
+        assert bbox.contains(shapely.box(*tile).intersection(data).buffer(-1e-9))
+    tiles = [shapely.box(*t) for t in (west, east, grid.tile_bounds(5, 5, 11))]
+    assert bbox.bounds == pytest.approx(shapely.union_all(tiles).intersection(data).bounds, abs=1e-9)
     check_item_against_tiles(tmp_path / "out", grid)
 
 
@@ -196,6 +212,21 @@ def test_recipe_stac_settings(tmp_path):
     assert props["providers"] == [{"name": "me", "roles": ["processor"]}]
     with rasterio.open(item_path(tmp_path / "out"), **SKIP) as src:
         assert src.tags()["license"] == "CC-BY-4.0"   # GDAL exposes the properties as metadata
+    validate(item)
+
+
+def test_the_demo_item_validates_against_the_schemas(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZIGGURAT_OUTPUT", str(tmp_path))
+    summary = execute(Path(__file__).parents[1] / "recipes" / "hillshade.yaml", executor="sequential")
+    item = load_item(tmp_path / "hillshade")
+    assert summary.stac_item == item_path(tmp_path / "hillshade")
+    schemas = validate(item)
+    assert TILED_ASSETS_SCHEMA in schemas and any("item-spec" in s for s in schemas)
+    with rasterio.open(Path(__file__).parents[1] / "recipes" / "data" / "srtm_dallas.tif") as src:
+        dem = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    west, south, east, north = item["bbox"]   # the DEM's footprint, not the zoom-8 tile's
+    assert west >= dem[0] - 1e-9 and south >= dem[1] - 1e-9 and east <= dem[2] + 1e-9 and north <= dem[3] + 1e-9
+    assert shapely.geometry.shape(item["geometry"]).exterior.is_ccw
 
 
 @pytest.mark.parametrize("stac,message", [
@@ -203,6 +234,7 @@ def test_recipe_stac_settings(tmp_path):
     ({"datetime": "yesterday"}, r"stac\.datetime: expected an ISO 8601 date"),
     ({"properties": {"proj:code": "EPSG:4326"}}, r"proj:code cannot be set"),
     ({"id": 5}, r"stac\.id: expected a string"),
+    ({"license": "CC BY 4.0"}, r"stac\.license: expected an SPDX license identifier"),
 ])
 def test_bad_stac_settings_stop_the_run_before_any_tile(tmp_path, stac, message):
     recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6), stac=stac)

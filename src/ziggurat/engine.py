@@ -18,7 +18,7 @@ from ziggurat import interrupts
 from ziggurat.errors import InputError, OutputError, ProcessError
 from ziggurat.executors import Executor, get_executor
 from ziggurat.executors.job import RunSpec
-from ziggurat.grid import Tile, TileIndex
+from ziggurat.grid import Bounds, Tile, TileIndex
 from ziggurat.io import Output, open_input, open_output
 from ziggurat.io.store import STATS
 from ziggurat.plan import Plan, Selection, make_plan
@@ -116,21 +116,43 @@ def prepare(recipe: Recipe) -> None:
     check_signature(load_process(ref), recipe)
 
 
+def _input_bounds(recipe: Recipe) -> list[Bounds | None]:
+    """Each input's footprint in the grid CRS (None: it has none, e.g. a remote raster)."""
+    out = []
+    for cfg in recipe.inputs.values():
+        inp = open_input(cfg, recipe.grid)
+        try:
+            out.append(inp.bounds)
+        finally:
+            inp.close()
+    return out
+
+
+def input_footprint(recipe: Recipe) -> Bounds | None:
+    """Union of the inputs' footprints (grid CRS); None when an input has none (or no inputs)."""
+    boxes = _input_bounds(recipe)
+    return None if not boxes or None in boxes else Bounds.union_all(b for b in boxes if b is not None)
+
+
+def data_extent(recipe: Recipe, run_plan: Plan) -> Bounds | None:
+    """Where a run can write data (grid CRS): its tiles, within the inputs' footprints and the
+    area rasters are masked to. The STAC item clips its tile extents to it."""
+    extent = input_footprint(recipe)
+    if run_plan.area is not None:
+        area = Bounds(*run_plan.area.bounds)
+        extent = area if extent is None else extent.intersection(area)
+    return extent
+
+
 def plan(recipe: Recipe, selection: Selection | None = None, **narrowing: Any) -> Plan:
     """Tiles a run would process, with inputs bounding a recipe that has no `bounds`."""
     sel = Selection.of(selection, **narrowing)
-    input_bounds = []
+    input_bounds: list[Bounds] = []
     # mapchete's process area is its bounds within the inputs' footprints; ziggurat's bounds are the area
     unbounded = recipe.bounds is None or recipe.is_mapchete
     if unbounded and sel.tile is None and sel.point is None \
             and recipe.area is None and sel.area is None:  # an area bounds the run too
-        for cfg in recipe.inputs.values():
-            inp = open_input(cfg, recipe.grid)
-            try:
-                if inp.bounds is not None:
-                    input_bounds.append(inp.bounds)
-            finally:
-                inp.close()
+        input_bounds = [b for b in _input_bounds(recipe) if b is not None]
     return make_plan(recipe, sel, input_bounds=input_bounds)
 
 
@@ -216,8 +238,8 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
         raise
     if replaced:  # the earlier pyramid is gone, so are the indexes describing it
         remove_indexes(output.path)
-    run = _Run(recipe, run_plan, output, pool, recorder, RunItem(recipe, output, replaced), overwrite,
-               keep_going, progress, lock, remote)
+    item = RunItem(recipe, output, replaced, data_extent(recipe, run_plan))
+    run = _Run(recipe, run_plan, output, pool, recorder, item, overwrite, keep_going, progress, lock, remote)
     return run.go(vrt)
 
 

@@ -13,6 +13,7 @@ stac:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -21,7 +22,9 @@ import pystac
 from ziggurat.recipe.model import Recipe
 from ziggurat.recipe.yamlload import Locator, found, thaw
 
-SETTING_KEYS = ("id", "datetime", "title", "description", "properties", "eo:bands")
+SETTING_KEYS = ("id", "datetime", "title", "description", "license", "properties", "eo:bands")
+#: STAC's pattern for `license`: an SPDX identifier or expression, or "other"
+LICENSE = re.compile(r"^[\w\-\.\+]+$")
 #: Properties ziggurat computes; recipe `properties` cannot override them.
 COMPUTED_PROPERTIES = ("tiles:tile_matrix_sets", "tiles:tile_matrix_links", "proj:code", "proj:wkt2",
                        "proj:bbox", "datetime", "created", "updated")
@@ -36,6 +39,7 @@ class StacSettings:
     datetime_null: bool = False       # `datetime: null` with start/end_datetime in properties
     title: str | None = None
     description: str | None = None
+    license: str | None = None        # SPDX id (CC-BY-4.0, ODbL-1.0, ...) or "other"
     properties: Mapping[str, Any] = field(default_factory=dict)
     #: the EO extension's band descriptions (mapchete's `output.stac.eo:bands`)
     eo_bands: tuple[Mapping[str, Any], ...] = ()
@@ -71,9 +75,15 @@ def settings_from_recipe(recipe: Recipe) -> StacSettings:
     if bands is not None and not (isinstance(bands, (list, tuple)) and all(isinstance(b, Mapping) for b in bands)):
         raise loc.error(where["eo:bands"], f"expected a list of band mappings ({{name: B04, common_name: red, "
                                            f"...}}), found {found(bands)}")
-    for key in ("id", "title", "description"):
+    if "license" in props and "license" not in merged:
+        merged["license"] = props.pop("license")
+        where["license"] = ("stac", "properties", "license")
+    for key in ("id", "title", "description", "license"):
         if merged.get(key) is not None and not isinstance(merged[key], str):
             raise loc.error(where[key], f"expected a string, found {found(merged[key])}")
+    if merged.get("license") is not None and not LICENSE.match(merged["license"]):
+        raise loc.error(where["license"], "expected an SPDX license identifier (CC-BY-4.0, ODbL-1.0, MIT) or "
+                                          f"'other', found {found(merged['license'])}")
     if "datetime" in props and "datetime" not in merged:   # mapchete's stac.properties.datetime
         merged["datetime"] = props.pop("datetime")
         where["datetime"] = ("stac", "properties", "datetime")
@@ -93,7 +103,8 @@ def settings_from_recipe(recipe: Recipe) -> StacSettings:
                 raise loc.error(where["datetime"], "datetime can be null only with start_datetime and "
                                                    "end_datetime in properties")
             null = True
-    return StacSettings(merged.get("id"), when, null, merged.get("title"), merged.get("description"), props,
+    return StacSettings(merged.get("id"), when, null, merged.get("title"), merged.get("description"),
+                        merged.get("license"), props,
                         tuple(_jsonable(thaw(b)) for b in bands or ()))
 
 

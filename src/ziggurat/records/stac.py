@@ -32,7 +32,7 @@ from rasterio.warp import transform_geom
 from shapely.geometry import shape
 
 from ziggurat.errors import OutputError
-from ziggurat.grid import Grid, Tile, TileIndex
+from ziggurat.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io import Output
 from ziggurat.io.atomic import write_json_atomic
 from ziggurat.io.folder import METADATA_FILE
@@ -156,15 +156,26 @@ def limits_from_item(item: Mapping[str, Any], key: str) -> ZoomLimits:
 
 
 # -- footprint --------------------------------------------------------------------------------
-def footprint(grid: Grid, limits: ZoomLimits) -> shapely.Geometry:
-    """Union of the tile extents per zoom, in WGS84 lon/lat (edges densified before reprojecting)."""
+def data_extent(grid: Grid, limits: ZoomLimits, extent: Bounds | None = None) -> shapely.Geometry:
+    """Where the output holds data, in the grid CRS: the tiles of each zoom clipped to the runs'
+    area (a coarse tile reaches far past the data; the area is where inputs and bounds are)."""
     boxes = [shapely.box(*limits.bounds(grid, z)) for z in limits.zooms]
-    union = shapely.union_all(boxes).simplify(0)  # drop the collinear corners of merged boxes
+    union = shapely.union_all(boxes)
+    if extent is not None:
+        clipped = union.intersection(shapely.box(*extent))
+        union = clipped if not clipped.is_empty and clipped.area > 0 else union
+    return union.simplify(0)  # drop the collinear corners of merged boxes
+
+
+def footprint(grid: Grid, limits: ZoomLimits, extent: Bounds | None = None) -> shapely.Geometry:
+    """`data_extent` in WGS84 lon/lat (edges densified before reprojecting), rings
+    counter-clockwise as RFC 7946 asks."""
+    union = data_extent(grid, limits, extent)
     if grid.crs.to_authority() not in (("OGC", "CRS84"),):
         left, bottom, right, top = union.bounds
         dense = shapely.segmentize(union, max(right - left, top - bottom) / 128)
         union = shape(transform_geom(grid.crs, "EPSG:4326", dense.__geo_interface__))
-    return shapely.set_precision(union, 10 ** -_COORD_DIGITS)
+    return shapely.orient_polygons(shapely.set_precision(union, 10 ** -_COORD_DIGITS), exterior_cw=False)
 
 
 # -- the item ---------------------------------------------------------------------------------
@@ -196,8 +207,10 @@ def _crs_properties(grid: Grid) -> dict[str, Any]:
 
 
 def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None = None,
-              existing: Mapping[str, Any] | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The item as JSON; `existing` contributes what a user or an earlier run put there."""
+              existing: Mapping[str, Any] | None = None, now: dt.datetime | None = None,
+              extent: Bounds | None = None) -> dict[str, Any]:
+    """The item as JSON; `existing` contributes what a user or an earlier run put there;
+    `extent` (grid CRS) is the area the runs covered, which clips the tile extents."""
     if not limits:
         raise OutputError(f"output {tiles.path}: no tiles to describe")
     settings = settings or StacSettings()
@@ -213,12 +226,12 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
     if not (tms.get("tileMatrix") or tms.get("tileMatrices")):
         raise OutputError(f"output {tiles.path}: no zoom level can be described for GDAL")
     kept = [z for z in limits.zooms if z not in dropped]
-    geom = footprint(grid, limits)
-    proj_bbox = shapely.union_all([shapely.box(*limits.bounds(grid, z)) for z in limits.zooms]).bounds
+    geom = footprint(grid, limits, extent)
+    proj_bbox = data_extent(grid, limits, extent).bounds
 
     props = {k: v for k, v in old_props.items() if k not in COMPUTED_PROPERTIES and k != "proj:epsg"}
     props.update(settings.properties)
-    for name in ("title", "description"):
+    for name in ("title", "description", "license"):
         value = getattr(settings, name)
         if value is not None:
             props[name] = value
@@ -226,6 +239,7 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
         props["eo:bands"] = [dict(b) for b in settings.eo_bands]
     props.update(_crs_properties(grid))
     props["proj:bbox"] = [round(v, _COORD_DIGITS) for v in proj_bbox]
+    props.setdefault("license", "other")   # STAC 1.1: "other" = see the license link, if any
     props["created"] = old_props.get("created") or pystac.utils.datetime_to_str(now)
     props["updated"] = pystac.utils.datetime_to_str(now)
     props["tiles:tile_matrix_sets"] = {key: tms}
@@ -303,8 +317,20 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _item_extent(item: Mapping[str, Any] | None) -> Bounds | None:
+    """The data extent (grid CRS) an existing item records in `proj:bbox`."""
+    box = ((item or {}).get("properties") or {}).get("proj:bbox")
+    if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
+        return Bounds(*map(float, box))
+    return None
+
+
+def _union(a: Bounds | None, b: Bounds | None) -> Bounds | None:
+    return a if b is None else b if a is None else Bounds.union_all([a, b])
+
+
 def write_item(tiles: TileSet, limits: ZoomLimits | None = None, settings: StacSettings | None = None,
-               *, merge: bool = True, force: bool = True) -> Path | None:
+               *, merge: bool = True, force: bool = True, extent: Bounds | None = None) -> Path | None:
     """Create or update the item; `limits` None means scan the disk. Returns its path.
 
     With `merge`, limits already in the item are kept (later runs only grow it); an item that
@@ -326,6 +352,8 @@ def write_item(tiles: TileSet, limits: ZoomLimits | None = None, settings: StacS
                 merged.merge(before)
                 if not force and merged == before:
                     return path
+                if extent is not None:  # earlier runs' areas stay described
+                    extent = _union(extent, _item_extent(existing))
             else:
                 log.info("STAC item %s does not match %s; rebuilding it from the tiles on disk",
                          path, tiles.path)
@@ -333,7 +361,7 @@ def write_item(tiles: TileSet, limits: ZoomLimits | None = None, settings: StacS
                 merged.merge(limits)
         if not merged:
             return path if existing is not None else None
-        payload = item_dict(tiles, merged, settings, existing)
+        payload = item_dict(tiles, merged, settings, existing, extent=extent)
         try:
             write_json_atomic(path, payload)
         except OSError as exc:
@@ -354,7 +382,8 @@ def build_item(output_dir: str | os.PathLike[str]) -> Path:
     old = existing.get("properties") or {}
     settings = StacSettings(id=existing.get("id"), datetime=_existing_datetime(old),
                             datetime_null=old.get("datetime", "") is None)
-    path = write_item(tiles, limits, settings, merge=False)
+    extent = _item_extent(existing) if existing and _consistent(existing, tiles) else None
+    path = write_item(tiles, limits, settings, merge=False, extent=extent)
     assert path is not None
     return path
 
@@ -372,8 +401,10 @@ class RunItem:
     The recipe's `stac` settings were validated when it loaded.
     """
 
-    def __init__(self, recipe: Recipe, output: Output, replaced: bool = False) -> None:
+    def __init__(self, recipe: Recipe, output: Output, replaced: bool = False,
+                 extent: Bounds | None = None) -> None:
         self.output = output
+        self.extent = extent              # the run's area (grid CRS): clips the tile extents
         self.replaced = replaced  # the earlier pyramid was removed: the item describes only this run
         self.enabled = output.capabilities.stac and isinstance(output.path, Path)
         self.settings: StacSettings | None = recipe.stac if self.enabled else None
@@ -409,7 +440,7 @@ class RunItem:
             path = item_path(tiles.path)
             return path if path.exists() else None
         return write_item(tiles, self.limits, self.settings, force=self.wrote or self.replaced,
-                          merge=not self.replaced)
+                          merge=not self.replaced, extent=self.extent)
 
     def write_vrts(self) -> list[Path]:
         """`<zoom>.vrt` for the zooms this run touched (all tiles on disk at those zooms)."""
