@@ -209,3 +209,16 @@ def test_an_edited_process_file_is_reloaded_in_the_same_interpreter(tmp_path, wr
     execute(recipe, executor="sequential", tile=(Z, 10, 20), overwrite=True)
     arr, _ = read_tile(out / str(Z) / "10" / "20.tif")
     np.testing.assert_array_equal(arr[0], data[:256, :256] + 100)
+
+
+def test_summary_counts_in_one_unit(tmp_path):
+    """Written, empty and skipped count process tiles; output tiles go in brackets."""
+    from pyramid_helpers import make_recipe, run
+
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6), metatiling=4, output_metatiling=1)
+    summary = run(recipe)
+    assert summary.output_tiles > summary.written > 0
+    assert summary.describe().startswith(f"{summary.written} process tiles written ({summary.output_tiles} "
+                                         f"output tiles), {summary.empty} empty, 0 skipped")
+    again = run(recipe)
+    assert again.describe().startswith(f"0 tiles written, 0 empty, {summary.written + summary.empty} skipped")

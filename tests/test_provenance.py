@@ -184,9 +184,13 @@ def test_fingerprint_of_a_tile_directory_lists_files_and_sizes(tmp_path):
     _run(make_recipe(tmp_path), zoom=6)
     out = tmp_path / "out"
     fp = fingerprint_input(out)
-    visible = [p for p in out.rglob("*") if p.is_file() and ".ziggurat" not in p.parts]
-    assert fp["kind"] == "tiledir" and fp["files"] == len(visible) >= 4 + 1  # tiles, metadata.json
+    tiles = list(out.glob("*/*/*.tif"))
+    assert fp["kind"] == "tiledir" and fp["files"] == len(tiles) >= 4   # tiles (metadata.json is hashed)
+    assert fp["size"] == sum(p.stat().st_size for p in tiles)
     (out / ".ziggurat" / "note.txt").write_text("hidden entries do not count")
+    # files that are not tiles: an index, VRTs, the STAC item, notes (written later, e.g. by `index`)
+    for extra in ("index.gpkg", "6.vrt", "README.md", "6/notes.txt", "6/10/11.tif.aux.xml"):
+        (out / extra).write_text("not a tile")
     assert fingerprint_input(out) == fp
     (out / "6" / "10" / "99.tif").write_bytes(b"x")
     assert compare_fingerprints(fp, fingerprint_input(out))

@@ -74,7 +74,11 @@ class RunSummary:
 
     def describe(self) -> str:
         """The summary the CLI prints: one line, then where the STAC item (and VRTs) are."""
-        parts = [f"{self.output_tiles} tiles written", f"{self.empty} empty", f"{self.skipped} skipped"]
+        # one unit, process tiles; output tiles in brackets where a process tile writes several
+        written = f"{self.written} tiles written"
+        if self.output_tiles != self.written:
+            written = f"{self.written} process tiles written ({self.output_tiles} output tiles)"
+        parts = [written, f"{self.empty} empty", f"{self.skipped} skipped"]
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
         text = f"{', '.join(parts)} in {self.seconds:.2f} s -> {self.recipe.output.url}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -104,7 +105,13 @@ def _partial_sha256(path: Path, size: int, part: int) -> str:
     return digest.hexdigest()
 
 
+#: what a tile file is named: {zoom}/{int}/{int}.{tile extension} (either layout)
+_TILE_FILE = re.compile(r"\d+/\d+/\d+\.(tif|png|geojson|fgb)")
+
+
 def _listing_fingerprint(root: Path, kind: str) -> dict[str, Any]:
+    """Names and sizes of the files; of a tile directory only its tiles and metadata.json, so an
+    index, a VRT or a STAC item written beside them later leaves its fingerprint unchanged."""
     digest = hashlib.sha256()
     meta = root / "metadata.json"
     if kind == "tiledir":
@@ -114,6 +121,9 @@ def _listing_fingerprint(root: Path, kind: str) -> dict[str, Any]:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if name.startswith("."):
+                continue
+            if kind == "tiledir" and not _TILE_FILE.fullmatch(
+                    Path(os.path.relpath(os.path.join(folder, name), root)).as_posix()):
                 continue
             full = os.path.join(folder, name)
             entries.append((Path(os.path.relpath(full, root)).as_posix(), os.stat(full).st_size))
