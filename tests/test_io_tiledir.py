@@ -144,15 +144,17 @@ def test_float_nan_and_masked_become_nan_nodata(tmp_path):
         assert raw[2, 0] == 512.0
 
 
-@pytest.mark.parametrize("src_dtype, values, dtype, expected", [
-    ("float64", [-5.7, 300.2, 12.9, np.inf, -np.inf, np.nan], "uint8", [0, 255, 12, 255, 0, 100]),
+@pytest.mark.parametrize("src_dtype, values, dtype, expected, notes", [
+    ("float64", [-5.7, 300.2, 12.5, 12.51, -np.inf, np.nan], "uint8", [0, 255, 12, 13, 0, 100],
+     (("clipped", 3),)),  # rounded to nearest (half to even), not truncated; NaN is nodata
     ("int64", [-40000, 40000, 7, 2**40, -(2**40), 100], "int16",
-     [-32768, 32767, 7, 32767, -32768, 100]),
-    ("uint16", [0, 65535, 127, 128, 1, 100], "int8", [0, 127, 127, 127, 1, 100]),
+     [-32768, 32767, 7, 32767, -32768, 100], (("clipped", 4), ("nodata", 1))),
+    ("uint16", [0, 65535, 127, 128, 1, 100], "int8", [0, 127, 127, 127, 1, 100], (("clipped", 2), ("nodata", 1))),
     ("float64", [1e300, -1e300, 0.5, 2.0, 3.0, np.nan], "float32",
-     [np.inf, -np.inf, 0.5, 2.0, 3.0, 100]),
+     [np.inf, -np.inf, 0.5, 2.0, 3.0, 100], (("clipped", 2),)),
 ])
-def test_casting_clips_without_warnings(tmp_path, src_dtype, values, dtype, expected):
+def test_casting_rounds_clips_and_counts(tmp_path, src_dtype, values, dtype, expected, notes):
+    """No numpy warning per tile; what the cast changed is counted for one warning per run."""
     grid = process_grid(metatiling=1, pixelbuffer=0)
     out = TileDirectoryOutput(out_config(tmp_path, dtype=dtype, nodata=100), grid)
     tile = grid.tile(ZOOM, 4, 17)
@@ -165,6 +167,7 @@ def test_casting_clips_without_warnings(tmp_path, src_dtype, values, dtype, expe
         raw = src.read(1)
         assert raw.dtype == np.dtype(dtype)
         np.testing.assert_array_equal(raw[0, :6], np.array(expected, dtype=dtype))
+    assert out.take_notes() == notes and out.take_notes() == ()
 
 
 def test_wrong_shapes_and_band_counts_are_clear_errors(output):

@@ -79,7 +79,7 @@ def test_minimal_recipe_defaults(tmp_path: Path) -> None:
     assert dict(recipe.inputs) == {}
     out = recipe.output
     assert (out.path, out.format, out.dtype, out.bands, out.nodata, out.compress, out.metatiling) == (
-        tmp_path / "out", "GTiff", "float32", 1, 0.0, "deflate", 1)
+        tmp_path / "out", "GTiff", "float32", 1, pytest.approx(math.nan, nan_ok=True), "deflate", 1)
     assert dict(out.options) == {}
     assert recipe.bounds is None and recipe.bounds_crs is None and recipe.baselevels is None
     assert recipe.parameters_at(1) == {}
@@ -348,7 +348,13 @@ ERRORS = [
                  r"\(an integer\)$", id="nodata-range"),
     pytest.param(MINIMAL + "  dtype: int16\n  nodata: .nan\n", 8,
                  r"output\.nodata: expected an integer nodata for dtype int16, found nan", id="nodata-nan-int"),
-    pytest.param(MINIMAL + "  nodata: zero\n", 7, r"output\.nodata: expected a number, \.nan or null, "
+    pytest.param(MINIMAL + "  dtype: uint8\n  nodata: nan\n", 8,
+                 r"output\.nodata: expected an integer nodata for dtype uint8, found nan", id="nodata-nan-word-int"),
+    pytest.param(MINIMAL + "  dtype: float\n", 7, r"output\.dtype: expected a numeric dtype .*found 'float' "
+                                                  r"\(a string\) \(did you mean float32 or float64\?\)$",
+                 id="dtype-unsized"),
+    pytest.param(MINIMAL + "  dtype: flaot32\n", 7, r"output\.dtype: .*\(did you mean float32", id="dtype-typo"),
+    pytest.param(MINIMAL + "  nodata: zero\n", 7, r"output\.nodata: expected a number, nan or null, "
                                                   r"found 'zero'", id="nodata-type"),
     pytest.param(MINIMAL + "input:\n  dem: nowhere/dem.tif\n", 8,
                  r"input\.dem: input not found: .*nowhere/dem\.tif \(from 'nowhere/dem\.tif'\)$",

@@ -67,6 +67,20 @@ class RunSummary:
     vrts: list[Path] = field(default_factory=list)
     #: object-store requests by store: GET/PUT/HEAD/LIST/DELETE, bytes_in, bytes_out, retries
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: pixels the cast to the output dtype changed: "clipped" (out of range), "nodata" (valid
+    #: values equal to nodata, read back as nodata)
+    cast: dict[str, int] = field(default_factory=dict)
+
+    def cast_warnings(self) -> list[str]:
+        """One line per kind of change the cast made in this run (the CLI prints them)."""
+        out, cfg = [], self.recipe.output
+        if self.cast.get("clipped"):
+            out.append(f"{self.cast['clipped']:,} pixel(s) were outside the range of {cfg.dtype} and were "
+                       f"clipped to it (output {cfg.url}); scale the data or choose a wider output.dtype")
+        if self.cast.get("nodata"):
+            out.append(f"{self.cast['nodata']:,} valid pixel(s) equal the nodata value {cfg.nodata} after the cast "
+                       f"to {cfg.dtype} and read back as nodata (output {cfg.url}); choose another output.nodata")
+        return out
 
     @property
     def ok(self) -> bool:
@@ -140,8 +154,12 @@ def input_footprint(recipe: Recipe) -> Bounds | None:
 
 def data_extent(recipe: Recipe, run_plan: Plan) -> Bounds | None:
     """Where a run can write data (grid CRS): its tiles, within the inputs' footprints and the
-    area rasters are masked to. The STAC item clips its tile extents to it."""
-    extent = input_footprint(recipe)
+    area rasters are masked to. The STAC item clips its tile extents to it; an input that cannot
+    be opened here leaves the extents unclipped (the tiles reading it report the error)."""
+    try:
+        extent = input_footprint(recipe)
+    except InputError:
+        extent = None
     if run_plan.area is not None:
         area = Bounds(*run_plan.area.bounds)
         extent = area if extent is None else extent.intersection(area)
@@ -325,6 +343,8 @@ class _Run:
         self.watch.back(outcome.index, outcome.seconds)
         if outcome.requests:
             STATS.merge(dict(outcome.requests))
+        for key, n in outcome.notes:
+            self.summary.cast[key] = self.summary.cast.get(key, 0) + n
         self.count(outcome)
         if self.overwrite and outcome.status != FAILED:  # no earlier data under tiles left empty
             self.output.remove_stale(self.recipe.grid.tile(*outcome.index), outcome.written)
@@ -388,6 +408,8 @@ class _Run:
                 self.summary.seconds = time.perf_counter() - start
                 self.summary.stale = dict(self.recorder.stale)
                 self.summary.requests = STATS.by_store()
+                for line in self.summary.cast_warnings():   # once per run, not per tile
+                    log.warning("%s", line)
                 self.recorder.finish(self.summary, None if finished else sys.exc_info()[1],
                                      pending=self.in_flight)
                 sweep_temporaries(self.output.path, keep_own=False)  # every writer of this run has stopped

@@ -75,6 +75,7 @@ class TileOutcome:
     traceback: str | None = None
     checksums: tuple[str, ...] = ()   # SHA-256 of each `written` tile file, same order (provenance)
     requests: tuple[tuple[str, int], ...] = ()  # object-store requests the worker made since its last outcome
+    notes: tuple[tuple[str, int], ...] = ()     # what casting changed: ("clipped", n), ("nodata", n)
 
 
 def failed_outcome(index: TileIndex, exc: BaseException, start: float | None = None) -> TileOutcome:

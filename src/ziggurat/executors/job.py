@@ -91,9 +91,14 @@ class TileJob:
     def run(self, task: TileIndex | OverviewTask) -> TileOutcome:
         """Run one tile; every exception becomes a FAILED outcome naming the tile. The object-store
         requests it made travel with it (counted where the tile ran, summed by the engine)."""
-        outcome = self._run(task)
-        counted = STATS.take()
-        return replace(outcome, requests=tuple(counted.items())) if counted else outcome
+        return self._noted(self._run(task))
+
+    def _noted(self, outcome: TileOutcome) -> TileOutcome:
+        """The outcome with the requests and cast notes of its tile."""
+        counted, notes = STATS.take(), self.output.take_notes()
+        if counted:
+            outcome = replace(outcome, requests=tuple(counted.items()))
+        return replace(outcome, notes=notes) if notes else outcome
 
     def _run(self, task: TileIndex | OverviewTask) -> TileOutcome:
         start = time.perf_counter()
@@ -128,9 +133,11 @@ class TileJob:
         except self.empty_types:
             array = None
         except Exception as exc:
+            self.output.take_notes()
             return failed_outcome(index, exc, start), None
         status = EMPTY if array is None else WRITTEN
-        return TileOutcome(index, status, seconds=time.perf_counter() - start), array
+        return replace(TileOutcome(index, status, seconds=time.perf_counter() - start),
+                       notes=self.output.take_notes()), array
 
     def _result(self, task: Any, tile: Any) -> Any:
         """A process tile runs the process; an overview tile resamples output tiles."""

@@ -276,31 +276,54 @@ def nodata_from_json(value: Any) -> float | int | None:
 
 
 # -- writing helpers ---------------------------------------------------------------------------
-def to_dtype(data: np.ndarray | np.ma.MaskedArray, dtype: np.dtype, nodata: float | int | None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Cast for writing: masked and NaN become nodata, integers are clipped; returns (array, valid)."""
+def to_dtype(data: np.ndarray | np.ma.MaskedArray, dtype: np.dtype, nodata: float | int | None,
+             notes: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cast for writing: masked and NaN become nodata; floats are rounded to the nearest integer
+    and out-of-range values clipped; returns (array, valid).
+
+    `notes` counts what the cast changed, for one warning per run: "clipped" (values outside
+    the dtype's range), "nodata" (valid values that equal nodata after the cast, so read back
+    as nodata) and "masked" (invalid pixels, for the no-nodata check).
+    """
     arr = np.ma.getdata(data)
     invalid = np.ma.getmaskarray(data).copy()
     if arr.dtype.kind in "fc":
         invalid |= np.isnan(arr)
+    clipped = 0
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         if arr.dtype.kind in "fc":
-            arr = np.clip(np.where(invalid, 0, arr.real), info.min, info.max)
+            with np.errstate(invalid="ignore"):
+                arr = np.rint(np.where(invalid, 0, arr.real))
+            low, high = arr < info.min, arr > info.max
+            clipped = int(np.count_nonzero(low | high))
+            if clipped:
+                arr = np.clip(arr, info.min, info.max)
         elif arr.dtype.kind in "iu":
             src = np.iinfo(arr.dtype)
             if src.min < info.min or src.max > info.max:
+                outside = ((arr < info.min) | (arr > info.max)) & ~invalid
+                clipped = int(np.count_nonzero(outside))
                 arr = np.clip(arr, max(info.min, src.min), min(info.max, src.max))
         with np.errstate(invalid="ignore"):
             out = arr.astype(dtype)
     else:
         with np.errstate(over="ignore", invalid="ignore"):
             out = arr.astype(dtype)
+        if arr.dtype.kind in "fc" and dtype.itemsize < arr.dtype.itemsize:  # float64 -> float32 overflow
+            clipped = int(np.count_nonzero(np.isinf(out) & ~np.isinf(arr) & ~invalid))
+    collided = 0
     if nodata is None:
         out[invalid] = 0
     else:
         out[invalid] = nodata
-        invalid |= np.isnan(out) if np.isnan(nodata) else (out == nodata)
+        hits = np.isnan(out) if np.isnan(nodata) else (out == nodata)
+        collided = int(np.count_nonzero(hits & ~invalid))
+        invalid |= hits
+    if notes is not None:
+        for key, count in (("clipped", clipped), ("nodata", collided)):
+            if count:
+                notes[key] = notes.get(key, 0) + count
     return out, ~invalid
 
 

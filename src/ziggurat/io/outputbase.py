@@ -30,3 +30,11 @@ class OutputBase:
             raise OutputError(f"output {self.where}: output metatiling {config.metatiling} does not "
                               f"divide the process metatiling {grid.metatiling}")
         self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
+        self.notes: dict[str, int] = {}
+
+    def take_notes(self) -> tuple[tuple[str, int], ...]:
+        """What writing changed in the data since the last call (raster casts fill `notes`);
+        travels with the tile's outcome."""
+        out = tuple(sorted(self.notes.items()))
+        self.notes.clear()
+        return out

@@ -155,6 +155,11 @@ class Output(Protocol):
         """Uncompressed size of one stored tile at a zoom (what `plan` estimates with)."""
         ...
 
+    def take_notes(self) -> tuple[tuple[str, int], ...]:
+        """Counts of values the casts since the last call changed ("clipped": out of the dtype's
+        range, "nodata": valid values equal to nodata), summed by the engine into one warning."""
+        ...
+
     def checksums(self, written: Sequence[TileIndex]) -> tuple[str, ...]:
         """SHA-256 of tiles just written (empty when the bytes are final only at the end)."""
         ...

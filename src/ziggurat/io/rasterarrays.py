@@ -58,6 +58,9 @@ class RasterArrays:
         self.compress = str(config.compress or "none").lower()
         self.creation_options: dict[str, Any] = dict(
             (config.options or {}).get("creation_options") or {})
+        #: an integer output whose recipe gave no nodata: masked pixels have nowhere to go
+        self.nodata_unset = self.nodata is None and not config.nodata_set
+        self.notes: dict[str, int] = {}   # what casts changed since the last `take_notes`
 
     def codec_options(self) -> dict[str, Any]:
         """compress and, for deflate/lzw/zstd, the predictor that suits the dtype (3: floats)."""
@@ -92,7 +95,22 @@ class RasterArrays:
     def cast(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray
              ) -> tuple[np.ndarray, np.ndarray]:
         """(array cropped and cast, with nodata filled in; valid pixels)."""
-        return to_dtype(self._as_metatile(process_tile, data), self.dtype, self.nodata)
+        arr = self._as_metatile(process_tile, data)
+        if self.nodata_unset:
+            masked = int(np.count_nonzero(np.ma.getmaskarray(arr)))
+            if arr.dtype.kind == "f":
+                masked = int(np.count_nonzero(np.ma.getmaskarray(arr) | np.isnan(np.ma.getdata(arr))))
+            if masked:
+                raise OutputError(
+                    f"tile {process_tile}: {masked} pixel(s) are masked but output {self.path} has no nodata "
+                    f"value for {self.dtype.name}, so they would be written as valid 0s; set output.nodata "
+                    f"to a value the data never takes (e.g. nodata: {self.suggested_nodata()}), or "
+                    "nodata: null to write them as 0 on purpose")
+        return to_dtype(arr, self.dtype, self.nodata, self.notes)
+
+    def suggested_nodata(self) -> int:
+        """The usual nodata of an integer dtype: 0 for unsigned, the minimum for signed."""
+        return 0 if self.dtype.kind == "u" else int(np.iinfo(self.dtype).min)
 
     def prepare_array(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray) -> np.ndarray | None:
         """Crop, cast and fill with nodata: the compact form a worker hands to a parent-side

@@ -94,5 +94,7 @@ def _mapchete_output_defaults(output: dict[str, Any], pyramid: Any) -> None:
     if "metatiling" not in output and isinstance(pyramid, Mapping):
         output["metatiling"] = pyramid.get("metatiling", 1)
     fmt = str(output.get("format", "")).lower()
+    if fmt in ("gtiff", "geotiff", "tif", "tiff", "png", "png_hillshade", "png_rgba", ""):
+        output.setdefault("nodata", 0)   # mapchete's raster profiles default to nodata 0
     if fmt == "png":   # mapchete's PNG is always 8-bit RGBA, whatever `bands` says
         output.update(format="PNG_RGBA", bands=4, dtype="uint8")

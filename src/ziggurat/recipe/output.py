@@ -8,7 +8,7 @@ import hashlib
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +26,11 @@ OUTPUT_FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": 
 COMPRESSIONS = ("deflate", "lzw", "zstd", "lzma", "packbits", "jpeg", "webp", "none")
 RASTER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
                  "float32", "float64")
+#: GDAL's data type names (Byte is unsigned: numpy's "byte" is int8)
+GDAL_DTYPES = {"byte": "uint8"}
+#: names numpy would take as one size without saying so (`float` is float64)
+_UNSIZED = {"float": "float32 or float64", "double": "float64", "single": "float32", "int": "int16 or int32",
+            "uint": "uint16 or uint32", "integer": "int16 or int32"}
 
 
 #: GDAL creation options of the raster tile formats (GDAL 3.x), accepted under `creation_options`
@@ -50,7 +55,7 @@ OUTPUT_KEYS = ("path", "format", "dtype", "bands", "nodata", "compress", "metati
 SINGLE_FILE_SUFFIXES = (".tif", ".tiff")
 RASTER_TILE_FORMATS = ("GTiff", "PNG", "PNG_hillshade", "PNG_RGBA")
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class OutputConfig:
     """The validated `output:` section; unknown keys are driver options for io."""
 
@@ -68,6 +73,22 @@ class OutputConfig:
     location: Location | None = None
     #: credentials and endpoints (secrets: never in provenance, fingerprints or keys)
     storage_options: Mapping[str, Any] = field(default_factory=FrozenDict, compare=False, repr=False)
+    #: False when an integer output's recipe gave no nodata: masked pixels are then an error
+    nodata_set: bool = True
+
+    def _key(self) -> tuple[Any, ...]:
+        """The compared fields, NaN nodata as a marker (NaN != NaN would make a recipe unequal
+        to its own pickled copy)."""
+        nodata = "nan" if isinstance(self.nodata, float) and math.isnan(self.nodata) else self.nodata
+        return tuple(nodata if f.name == "nodata" else getattr(self, f.name) for f in fields(self) if f.compare)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OutputConfig):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @property
     def remote(self) -> bool:
@@ -129,7 +150,11 @@ class OutputSection(Checker):
         default_dtype = "uint8" if fmt in ("PNG_hillshade", "PNG_RGBA") else "float32"
         dtype = self.dtype(self.string(section, key + ("dtype",), "a dtype name", default_dtype), key + ("dtype",))
         bands = self.integer(section, key + ("bands",), 1, minimum=1)
-        nodata = self.nodata(section.get("nodata", 0), dtype, key + ("nodata",))
+        nodata_set = "nodata" in section or fmt in ("PNG", "PNG_hillshade", "PNG_RGBA")  # PNG: alpha
+        if nodata_set:
+            nodata = self.nodata(section.get("nodata", 0), dtype, key + ("nodata",))
+        else:   # floats: NaN, which no value is; integers: no default, every value may be data
+            nodata = math.nan if np.dtype(dtype).kind == "f" else None
         choice, default = f"one of {', '.join(COMPRESSIONS)}", "none" if "compress" in section else "deflate"
         compress = self.string(section, key + ("compress",), choice, default).lower()  # null: none
         if compress not in COMPRESSIONS:
@@ -194,7 +219,8 @@ class OutputSection(Checker):
             if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
                 raise self.loc.error(key + ("tile_path_schema",), "a single-file output has no tile paths")
         storage = self.storage_options(section, key)
-        return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options, location, storage)
+        return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options, location, storage,
+                            nodata_set)
 
     def output_options(self, options: Mapping[str, Any], fmt: str, key: KeyPath) -> FrozenDict:
         """The keys beyond the typed ones: ziggurat's (OPTION_KEYS) and GDAL creation options of
@@ -243,20 +269,26 @@ class OutputSection(Checker):
         return freeze({k: v for k, v in value.items() if v != "<redacted>"})
 
     def dtype(self, value: str, key: KeyPath) -> str:
+        """A sized dtype name (GDAL's spellings too); `float` or `int` would be a guess."""
         expected = f"a numeric dtype ({', '.join(RASTER_DTYPES)})"
-        try:
-            name = np.dtype(value.strip().lower()).name
-        except (TypeError, ValueError, SyntaxError) as exc:
-            raise self.fail(key, expected, value) from exc
+        name = str(value).strip().lower()
+        name = GDAL_DTYPES.get(name, name)
         if name not in RASTER_DTYPES:
-            raise self.fail(key, expected, value)
+            close = _UNSIZED.get(name) or " or ".join(difflib.get_close_matches(name, RASTER_DTYPES, n=2, cutoff=0.6))
+            hint = f" (did you mean {close}?)" if close else ""
+            raise self.loc.error(key, f"expected {expected}, found {found(value)}{hint}")
         return name
 
     def nodata(self, value: Any, dtype: str, key: KeyPath) -> float | int | None:
         if value is None:
             return None
+        if isinstance(value, str) and value.strip().lower() in ("nan", "-nan", "inf", "-inf"):
+            value = float(value.strip().lower())   # `nodata: nan` (YAML itself knows only .nan)
+            if np.dtype(dtype).kind != "f":
+                raise self.loc.error(key, f"expected an integer nodata for dtype {dtype}, found {found(value)} "
+                                          "(NaN and infinities exist only in float dtypes)")
         if not is_number(value):
-            raise self.fail(key, "a number, .nan or null", value)
+            raise self.fail(key, "a number, nan or null", value)
         dt = np.dtype(dtype)
         if dt.kind in "ui":
             if isinstance(value, float) and not value.is_integer():

@@ -21,7 +21,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -39,6 +38,16 @@ from ziggurat.io.folder import METADATA_FILE
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime, settings_from_recipe
 from ziggurat.records.provenance import provenance_links
+from ziggurat.records.stac_parts import (
+    crs_properties,
+    encoded_matrix,
+    limits_from_item,
+    limits_json,
+    nodata_json,
+    tile_matrix,
+    tile_matrix_set,
+    tms_key,
+)
 from ziggurat.records.tileset import TileSet, ZoomLimits
 
 log = logging.getLogger(__name__)
@@ -52,107 +61,6 @@ ASSET_KEY = "data"
 MEDIA_TYPES = {"GTiff": "image/tiff; application=geotiff", "PNG": "image/png", "PNG_hillshade": "image/png",
                "PNG_RGBA": "image/png"}
 _COORD_DIGITS = 9  # ~0.1 mm in degrees
-
-
-# -- tile matrices ----------------------------------------------------------------------------
-def tms_key(grid: Grid) -> str:
-    return str(grid.tms.id)
-
-
-def tile_matrix(grid: Grid, zoom: int, limits: tuple[int, int, int, int] | None = None
-                ) -> dict[str, Any] | None:
-    """One TMS 2.0 tile matrix as the output tiles are cut: metatiles, tile size, id = zoom.
-
-    None if GDAL cannot read that zoom: STACTA wants every file exactly tileWidth x tileHeight,
-    so a clipped metatile at the matrix edge (matrix size not a multiple of the metatiling,
-    and larger than it) must lie outside the limits.
-    """
-    m = grid.matrix(zoom)
-    px_h, px_w = grid.with_options(metatiling=1).tile_shape(zoom, 0, 0)
-    cell = m.cellSize * m.tileWidth / px_w
-    mt = grid.metatiling
-    out = m.model_dump(mode="json", exclude_none=True)
-    out.update(id=str(zoom), cellSize=cell, scaleDenominator=m.scaleDenominator * cell / m.cellSize)
-    for size_key, count_key, px, n, lim in (("tileWidth", "matrixWidth", px_w, m.matrixWidth,
-                                             None if limits is None else limits[3]),
-                                            ("tileHeight", "matrixHeight", px_h, m.matrixHeight,
-                                             None if limits is None else limits[1])):
-        if n <= mt:  # one metatile spans the whole matrix: its real size is the tile size
-            out[size_key], out[count_key] = n * px, 1
-            continue
-        out[size_key], out[count_key] = mt * px, -(-n // mt)
-        if n % mt and (lim is None or lim >= n // mt):
-            return None
-    return out
-
-
-def _uses_tms_v1(grid: Grid) -> bool:
-    """OGC 17-083r2 (TMS 1.0) is what tiled-assets v1.0.0 specifies and what GDAL < 3.8 (QGIS on
-    Debian 12, Ubuntu 22.04) reads; GDAL 3.8+ reads both. TMS 1.0 cannot say "bottomLeft"."""
-    return grid.matrix(grid.minzoom).cornerOfOrigin != "bottomLeft"
-
-
-def _v1_matrix(m: Mapping[str, Any]) -> dict[str, Any]:
-    return {"type": "TileMatrixType", "identifier": m["id"], "scaleDenominator": m["scaleDenominator"],
-            "topLeftCorner": list(m["pointOfOrigin"]), "tileWidth": m["tileWidth"],
-            "tileHeight": m["tileHeight"], "matrixWidth": m["matrixWidth"], "matrixHeight": m["matrixHeight"]}
-
-
-def _tms_v1(tms: Mapping[str, Any], grid: Grid) -> dict[str, Any]:
-    crs = tms.get("crs")
-    if isinstance(crs, Mapping):
-        crs = crs.get("uri")
-    out: dict[str, Any] = {"type": "TileMatrixSetType", "identifier": tms.get("id") or tms_key(grid)}
-    if tms.get("title"):
-        out["title"] = tms["title"]
-    out["supportedCRS"] = crs if isinstance(crs, str) else grid.crs.to_wkt()
-    if tms.get("wellKnownScaleSet"):
-        out["wellKnownScaleSet"] = tms["wellKnownScaleSet"]
-    out["tileMatrix"] = [_v1_matrix(m) for m in tms["tileMatrices"]]
-    return out
-
-
-def encoded_matrix(grid: Grid, zoom: int, limits: tuple[int, int, int, int] | None = None
-                   ) -> dict[str, Any] | None:
-    """A tile matrix as the item stores it (TMS 1.0 or 2.0, see `_uses_tms_v1`)."""
-    matrix = tile_matrix(grid, zoom, limits)
-    return _v1_matrix(matrix) if matrix is not None and _uses_tms_v1(grid) else matrix
-
-
-def tile_matrix_set(grid: Grid, limits: ZoomLimits) -> tuple[dict[str, Any], list[int]]:
-    """The TMS JSON with only the zooms in `limits`; also the zooms it had to leave out."""
-    tms = grid.tms.model_dump(mode="json", exclude_none=True)
-    matrices, dropped = [], []
-    for zoom, lim in limits.items():
-        matrix = tile_matrix(grid, zoom, lim)
-        if matrix is None:
-            dropped.append(zoom)
-        else:
-            matrices.append(matrix)
-    matrices.sort(key=lambda m: -m["scaleDenominator"])
-    tms["tileMatrices"] = matrices
-    native = grid.metatiling == 1 and grid.tile_size in (None, grid.tms.matrix(grid.minzoom).tileWidth)
-    if not native:  # no longer the registered matrix set: do not claim its URI
-        tms.pop("uri", None)
-        tms.pop("wellKnownScaleSet", None)
-    return (_tms_v1(tms, grid) if _uses_tms_v1(grid) else tms), dropped
-
-
-def _limits_json(limits: ZoomLimits, zooms: Iterable[int]) -> dict[str, dict[str, int]]:
-    out = {}
-    for zoom in zooms:
-        r0, r1, c0, c1 = limits.get(zoom)  # type: ignore[misc]
-        out[str(zoom)] = {"min_tile_row": r0, "max_tile_row": r1, "min_tile_col": c0, "max_tile_col": c1}
-    return out
-
-
-def limits_from_item(item: Mapping[str, Any], key: str) -> ZoomLimits:
-    out = ZoomLimits()
-    links = (item.get("properties") or {}).get("tiles:tile_matrix_links") or {}
-    for zoom, lim in ((links.get(key) or {}).get("limits") or {}).items():
-        out.add(int(zoom), int(lim["min_tile_row"]), int(lim["min_tile_col"]))
-        out.add(int(zoom), int(lim["max_tile_row"]), int(lim["max_tile_col"]))
-    return out
 
 
 # -- footprint --------------------------------------------------------------------------------
@@ -186,26 +94,6 @@ def item_path(output_dir: str | os.PathLike[str]) -> Path:
     return root / ("stac-item.json" if name == METADATA_FILE else name)
 
 
-def _nodata_json(nodata: float | int | None) -> float | int | str | None:
-    if nodata is None:
-        return None
-    if isinstance(nodata, float):
-        if math.isnan(nodata):
-            return "nan"
-        if math.isinf(nodata):
-            return "inf" if nodata > 0 else "-inf"
-        if nodata.is_integer():
-            return int(nodata)
-    return nodata
-
-
-def _crs_properties(grid: Grid) -> dict[str, Any]:
-    auth = grid.crs.to_authority()
-    if auth:
-        return {"proj:code": f"{auth[0]}:{auth[1]}"}
-    return {"proj:code": None, "proj:wkt2": grid.crs.to_wkt()}
-
-
 def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None = None,
               existing: Mapping[str, Any] | None = None, now: dt.datetime | None = None,
               extent: Bounds | None = None) -> dict[str, Any]:
@@ -237,14 +125,14 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
             props[name] = value
     if settings.eo_bands:
         props["eo:bands"] = [dict(b) for b in settings.eo_bands]
-    props.update(_crs_properties(grid))
+    props.update(crs_properties(grid))
     props["proj:bbox"] = [round(v, _COORD_DIGITS) for v in proj_bbox]
     props.setdefault("license", "other")   # STAC 1.1: "other" = see the license link, if any
     props["created"] = old_props.get("created") or pystac.utils.datetime_to_str(now)
     props["updated"] = pystac.utils.datetime_to_str(now)
     props["tiles:tile_matrix_sets"] = {key: tms}
     url = tms.get("uri") or f"#/properties/tiles:tile_matrix_sets/{key}"
-    props["tiles:tile_matrix_links"] = {key: {"url": url, "limits": _limits_json(limits, kept)}}
+    props["tiles:tile_matrix_links"] = {key: {"url": url, "limits": limits_json(limits, kept)}}
 
     when = None if settings.datetime_null else (settings.datetime or now)
     item = pystac.Item(settings.id or existing.get("id") or tiles.path.name, geom.__geo_interface__,
@@ -253,7 +141,7 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
     ours = EXTENSIONS + ((EO_SCHEMA,) if settings.eo_bands else ())
     extensions = list(ours) + [e for e in existing.get("stac_extensions") or [] if e not in ours]
     band: dict[str, Any] = {"data_type": tiles.dtype}
-    nodata = _nodata_json(tiles.nodata)
+    nodata = nodata_json(tiles.nodata)
     if nodata is not None:
         band["nodata"] = nodata
     templates = dict(existing.get("asset_templates") or {})
