@@ -353,6 +353,15 @@ ERRORS = [
     pytest.param(MINIMAL + "  dtype: float\n", 7, r"output\.dtype: expected a numeric dtype .*found 'float' "
                                                   r"\(a string\) \(did you mean float32 or float64\?\)$",
                  id="dtype-unsized"),
+    pytest.param(MINIMAL + "  creation_options: {COMPRESS: FOO}\n", 7,
+                 r"output\.creation_options\.COMPRESS: GDAL's GTiff driver refuses COMPRESS=FOO: 'FOO' is not a "
+                 r"valid value \(type string-select\); GDAL would ignore it$", id="creation-value-ignored"),
+    pytest.param(MINIMAL + "  creation_options:\n    PREDICTOR: 7\n", 8,
+                 r"output\.creation_options\.PREDICTOR: GDAL's GTiff driver refuses PREDICTOR=7: .*not supported",
+                 id="creation-value-refused"),
+    pytest.param(MINIMAL + "  compress: zstd\n  zstd_level: high\n", 8,
+                 r"output\.zstd_level: GDAL's GTiff driver refuses ZSTD_LEVEL=high: 'high' is not a valid value "
+                 r"\(type int\)", id="creation-value-direct-key"),
     pytest.param(MINIMAL + "  dtype: flaot32\n", 7, r"output\.dtype: .*\(did you mean float32", id="dtype-typo"),
     pytest.param(MINIMAL + "  nodata: zero\n", 7, r"output\.nodata: expected a number, nan or null, "
                                                   r"found 'zero'", id="nodata-type"),

@@ -16,6 +16,7 @@ import numpy as np
 
 from ziggurat.grid import METATILING_VALUES, Grid
 from ziggurat.location import Location, is_url
+from ziggurat.recipe.creation_options import probe
 from ziggurat.recipe.vector_schema import VECTOR_OUTPUT_FORMATS, SchemaError, parse_schema
 from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, found, freeze, is_number
 from ziggurat.tilelayout import TileLayout
@@ -203,6 +204,7 @@ class OutputSection(Checker):
         known = ("path", "format", "dtype", "bands", "nodata", "compress", "metatiling", "storage_options")
         options = FrozenDict((k, v) for k, v in section.items() if k not in known)
         options = self.output_options(options, fmt, key)
+        self.check_creation_values(section, options, fmt, dtype, bands, compress, key)
         if fmt in VECTOR_OUTPUT_FORMATS:  # GeoJSON/FlatGeobuf tile directories need a schema
             try:
                 options = FrozenDict({**options, "schema": freeze(parse_schema(section.get("schema")))})
@@ -256,6 +258,25 @@ class OutputSection(Checker):
         if extra:
             out["creation_options"] = FrozenDict({**(given or {}), **extra})
         return FrozenDict(out)
+
+    def check_creation_values(self, section: Mapping[str, Any], options: Mapping[str, Any], fmt: str, dtype: str,
+                              bands: int, compress: str, key: KeyPath) -> None:
+        """Values the GDAL driver itself rejects or would silently ignore, found by creating one
+        small in-memory file with them (see `creation_options`)."""
+        given = dict(options.get("creation_options") or {})
+        if not given or fmt not in CREATION_OPTIONS:
+            return
+        codec = {} if compress == "none" or fmt != "GTiff" or "COMPRESS" in {k.upper() for k in given} \
+            else {"COMPRESS": compress}
+        stored_bands = bands + 1 if fmt == "PNG" and bands in (1, 3) else bands   # PNG adds alpha
+        for name, problem in probe(fmt, {**codec, **given}, dtype, stored_bands):
+            if name in codec:
+                where = key + ("compress",)
+            else:
+                direct = next((k for k in section if isinstance(k, str) and k.upper() == name.upper()), None)
+                where = key + (direct,) if direct is not None else key + ("creation_options", name)
+            raise self.loc.error(where, f"GDAL's {'GTiff' if fmt == 'GTiff' else 'PNG'} driver refuses "
+                                        f"{name}={given.get(name, codec.get(name))}: {problem}")
 
     def storage_options(self, section: Mapping[str, Any], key: KeyPath) -> FrozenDict:
         """`storage_options:` (mapchete's key): a mapping of option names to scalars or mappings."""
