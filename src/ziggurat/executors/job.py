@@ -170,8 +170,9 @@ class TileJob:
         if self.mapchete and isinstance(result, str) and result == "empty":
             return None   # mapchete's "empty"
         tags = None
-        if self.mapchete and isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
-            result, tags = result   # mapchete's (array, tags): GeoTIFF tags
+        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict) \
+                and isinstance(result[0], np.ndarray):
+            result, tags = result   # (array, tags), as mapchete's: GeoTIFF tags, {band: {...}} per band
         if self.mapchete and isinstance(result, np.ndarray):
             result = MapcheteTile(tile).unclip(result)   # mapchete's tiles stop at the poles
         if self.output.capabilities.kind == "vector":  # GeoJSON/FlatGeobuf: a list of features

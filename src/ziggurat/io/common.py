@@ -113,13 +113,27 @@ def resampling_from_name(name: str | Resampling) -> Resampling:
         raise InputError(f"unknown resampling {name!r}; known: {known}") from exc
 
 
-def normalize_indexes(indexes: int | Sequence[int] | None, count: int, name: str
-                      ) -> tuple[list[int], bool]:
-    """1-based band list and whether to squeeze the band axis (an int index asks for 2D)."""
+def normalize_indexes(indexes: int | str | Sequence[int | str] | None, count: int, name: str,
+                      names: Sequence[str | None] = ()) -> tuple[list[int], bool]:
+    """1-based band list and whether to squeeze the band axis (an int or a name asks for 2D).
+
+    Bands can be given by name where the source names them (`names`: GDAL band descriptions,
+    e.g. Sentinel-2's B04, or a ziggurat output's `bands`)."""
     if indexes is None:
         return list(range(1, count + 1)), False
-    squeeze = isinstance(indexes, (int, np.integer))
-    idx = [int(indexes)] if isinstance(indexes, (int, np.integer)) else [int(i) for i in indexes]
+    squeeze = isinstance(indexes, (int, np.integer, str))
+    given: list[Any] = [indexes] if squeeze else list(indexes)  # type: ignore[arg-type]
+    idx = []
+    for item in given:
+        if isinstance(item, str):
+            if item not in names:
+                known = [n for n in names if n]
+                raise InputError(f"input {name!r}: no band named {item!r} "
+                                 + (f"(its bands: {', '.join(known)})" if known else "(its bands have no names; "
+                                    "read them by 1-based index)"))
+            idx.append(list(names).index(item) + 1)
+        else:
+            idx.append(int(item))
     bad = [i for i in idx if not 1 <= i <= count]
     if bad or not idx:
         raise InputError(f"input {name!r}: band indexes {bad or idx} out of range 1..{count}")

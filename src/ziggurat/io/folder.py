@@ -98,7 +98,7 @@ class TileFolder(OutputBase):
                                 "process_grid": self.grid.to_dict(), "output": settings}
         pyramid = mapchete_pyramid(self.output_grid)
         if pyramid is not None:
-            meta["driver"] = {k: v for k, v in settings.items() if v is not None}
+            meta["driver"] = {k: v for k, v in settings.items() if v is not None and k != "band_specs"}
             meta["pyramid"] = pyramid
         return meta
 

@@ -116,6 +116,7 @@ class RasterInput:
         self._datasets = ThreadLocalDataset(self.path, self.name)
         src = self._datasets.get()
         self.count: int = src.count
+        self.band_names: tuple[str | None, ...] = tuple(src.descriptions)
         self.dtype: str = src.dtypes[0]
         self.nodata: float | int | None = src.nodata
         self.transform: Affine = src.transform
@@ -152,7 +153,7 @@ class RasterInput:
         """The tile's buffered window in the grid; `method` "warp" forces the general path."""
         if method not in ("auto", "warp"):
             raise ValueError(f"method must be 'auto' or 'warp', got {method!r}")
-        idx, squeeze = normalize_indexes(indexes, self.count, self.name)
+        idx, squeeze = normalize_indexes(indexes, self.count, self.name, self.band_names)
         rs = self.default_resampling if resampling is None else resampling_from_name(resampling)
         if self.is_empty(tile):
             out = empty_masked(len(idx), tile.buffered_shape, self.dtype, self.nodata)

@@ -3,8 +3,9 @@ nodata, and the array a process returns cropped to the tile and cast for writing
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +37,53 @@ class TaggedArray(np.ma.MaskedArray):
         return files, bands
 
 
+def band_json(specs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Band specs as metadata.json keeps them (colour tables keyed by strings, colours as lists)."""
+    out = []
+    for spec in specs:
+        item: dict[str, Any] = {k: v for k, v in spec.items() if k not in ("colormap", "classes")}
+        if spec.get("colormap"):
+            item["colormap"] = {str(k): list(v) for k, v in spec["colormap"].items()}
+        if spec.get("classes"):
+            item["classes"] = [{**c, **({"color": list(c["color"])} if "color" in c else {})} for c in spec["classes"]]
+        out.append(item)
+    return out
+
+
+def colour_table(spec: Mapping[str, Any]) -> dict[int, tuple[int, ...]] | None:
+    """The band's GDAL colour table: its colormap, else the colours of its classes."""
+    if spec.get("colormap"):
+        return {int(k): tuple(v) for k, v in spec["colormap"].items()}
+    coloured = {int(c["value"]): tuple(c["color"]) for c in spec.get("classes") or () if c.get("color")}
+    return coloured or None
+
+
+def write_band_metadata(dst: Any, specs: Sequence[Mapping[str, Any]]) -> None:
+    """Names (GDAL band descriptions), units, scale/offset, colour tables and class names into an
+    open dataset. GeoTIFF keeps category names only in a .aux.xml sidecar, so class names go into
+    band metadata (CLASSES, JSON) here and into STAC `classification:classes`."""
+    if not specs:
+        return
+    for band, spec in enumerate(specs, 1):
+        if spec.get("name"):
+            dst.set_band_description(band, spec["name"])
+        if spec.get("unit"):
+            dst.set_band_unit(band, spec["unit"])
+        tags = {}
+        if spec.get("description"):
+            tags["DESCRIPTION"] = spec["description"]
+        if spec.get("classes"):
+            tags["CLASSES"] = json.dumps([{"value": c["value"], "name": c["name"]} for c in spec["classes"]])
+        if tags:
+            dst.update_tags(band, **tags)
+        table = colour_table(spec)
+        if table is not None and dst.driver == "GTiff" and band == 1:
+            dst.write_colormap(band, table)
+    if any("scale" in s or "offset" in s for s in specs):
+        dst.scales = tuple(float(s.get("scale", 1.0)) for s in specs)
+        dst.offsets = tuple(float(s.get("offset", 0.0)) for s in specs)
+
+
 class RasterArrays:
     """Base of raster outputs; `grid` is the process grid, `output_grid` that of stored tiles."""
 
@@ -61,6 +109,7 @@ class RasterArrays:
         #: an integer output whose recipe gave no nodata: masked pixels have nowhere to go
         self.nodata_unset = self.nodata is None and not config.nodata_set
         self.notes: dict[str, int] = {}   # what casts changed since the last `take_notes`
+        self.band_specs: tuple[Mapping[str, Any], ...] = tuple(config.band_specs)
 
     def codec_options(self) -> dict[str, Any]:
         """compress and, for deflate/lzw/zstd, the predictor that suits the dtype (3: floats)."""

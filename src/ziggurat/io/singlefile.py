@@ -26,7 +26,7 @@ from ziggurat.io import gdal_errors
 from ziggurat.io.atomic import staged, tmp_in
 from ziggurat.io.outputbase import OutputBase
 from ziggurat.io.protocols import OutputCapabilities
-from ziggurat.io.rasterarrays import RasterArrays
+from ziggurat.io.rasterarrays import RasterArrays, write_band_metadata
 from ziggurat.io.store import ObjectStore, open_store
 from ziggurat.recipe import OutputConfig
 
@@ -119,6 +119,7 @@ class SingleFileOutput(OutputBase, RasterArrays):
         self._tmp = tmp_in(self._tmp_folder, ".tif")
         try:
             self._dst = rasterio.open(self._tmp, "w", **profile)
+            write_band_metadata(self._dst, self.band_specs)
         except Exception as exc:
             self._tmp.unlink(missing_ok=True)
             raise OutputError(f"cannot create {self.path}: {exc}") from exc

@@ -22,7 +22,7 @@ from ziggurat.io.atomic import write_all
 from ziggurat.io.common import block_size, nodata_from_json, nodata_to_json, open_tile, same_nodata
 from ziggurat.io.folder import METADATA_FILE, TileFolder
 from ziggurat.io.protocols import OutputCapabilities
-from ziggurat.io.rasterarrays import RasterArrays, TaggedArray
+from ziggurat.io.rasterarrays import RasterArrays, TaggedArray, band_json, write_band_metadata
 from ziggurat.recipe import OutputConfig
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,11 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
 
     # -- metadata -----------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
-        return {"format": self.format, "dtype": self.dtype.name, "bands": self.bands,
-                "nodata": nodata_to_json(self.nodata), "compress": self.compress}
+        out = {"format": self.format, "dtype": self.dtype.name, "bands": self.bands,
+               "nodata": nodata_to_json(self.nodata), "compress": self.compress}
+        if self.band_specs:
+            out["band_specs"] = band_json(self.band_specs)
+        return out
 
     def strict_settings(self) -> tuple[tuple[str, Any], ...]:
         return (("format", self.format), ("dtype", self.dtype.name), ("bands", self.bands),
@@ -104,6 +107,7 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
         gdal_errors.reset()
         with rasterio.Env(**self.gdal_env), MemoryFile() as mem:
             with mem.open(**self.profile(tile)) as dst:
+                write_band_metadata(dst, self.band_specs)   # a colour table must come before the pixels
                 dst.write(np.ascontiguousarray(self.encode(array)))
                 if tags is not None:
                     dst.update_tags(**tags[0])

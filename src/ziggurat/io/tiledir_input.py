@@ -76,6 +76,9 @@ class TileDirectoryInput:
             self.dir_grid, out = describe_folder(meta)
             self.dtype: str = np.dtype(out["dtype"]).name
             self.count: int = int(out["bands"])
+            #: the names the writing recipe gave its bands (`output.bands`), for reads by name
+            self.band_names: tuple[str | None, ...] = tuple(
+                (spec or {}).get("name") for spec in out.get("band_specs") or ())
             self.nodata: float | int | None = nodata_from_json(out.get("nodata"))
             self.suffix = TILE_SUFFIXES[out.get("format", "GTiff")]
             self.layout = TileLayout.parse(out.get("tile_path_schema"))
@@ -170,7 +173,7 @@ class TileDirectoryInput:
 
     def read(self, tile: Tile, indexes: int | Sequence[int] | None = None,
              resampling: str | Resampling | None = None) -> np.ma.MaskedArray:
-        idx, squeeze = normalize_indexes(indexes, self.count, self.name)
+        idx, squeeze = normalize_indexes(indexes, self.count, self.name, self.band_names)
         rs = self.default_resampling if resampling is None else resampling_from_name(resampling)
         out = empty_masked(len(idx), tile.buffered_shape, self.dtype, self.nodata)
         if not self.is_empty(tile):

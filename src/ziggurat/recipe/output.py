@@ -16,9 +16,10 @@ import numpy as np
 
 from ziggurat.grid import METATILING_VALUES, Grid
 from ziggurat.location import Location, is_url
+from ziggurat.recipe.bands import BandsSection
 from ziggurat.recipe.creation_options import probe
 from ziggurat.recipe.vector_schema import VECTOR_OUTPUT_FORMATS, SchemaError, parse_schema
-from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, found, freeze, is_number
+from ziggurat.recipe.yamlload import FrozenDict, KeyPath, found, freeze, is_number
 from ziggurat.tilelayout import TileLayout
 
 OUTPUT_FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff", "png": "PNG",
@@ -76,6 +77,8 @@ class OutputConfig:
     storage_options: Mapping[str, Any] = field(default_factory=FrozenDict, compare=False, repr=False)
     #: False when an integer output's recipe gave no nodata: masked pixels are then an error
     nodata_set: bool = True
+    #: `output.bands` given as specs: name, description, unit, scale, offset, colormap, classes
+    band_specs: tuple[Mapping[str, Any], ...] = ()
 
     def _key(self) -> tuple[Any, ...]:
         """The compared fields, NaN nodata as a marker (NaN != NaN would make a recipe unequal
@@ -133,7 +136,7 @@ def state_folder(location: Location) -> Path:
     return state_root() / "remote" / f"{location.scheme}-{label}-{digest}" / location.name
 
 
-class OutputSection(Checker):
+class OutputSection(BandsSection):
     """Validation of `output:`; mixed into the recipe builder, which provides `resolve`."""
 
     def resolve(self, path: str) -> Path:
@@ -150,9 +153,13 @@ class OutputSection(Checker):
         # mapchete's PNG formats are 8-bit
         default_dtype = "uint8" if fmt in ("PNG_hillshade", "PNG_RGBA") else "float32"
         dtype = self.dtype(self.string(section, key + ("dtype",), "a dtype name", default_dtype), key + ("dtype",))
-        bands = self.integer(section, key + ("bands",), 1, minimum=1)
+        bands, band_specs = self.bands(section, key, dtype)
+        band_nodata = self.band_nodata(section, band_specs, key)
         nodata_set = "nodata" in section or fmt in ("PNG", "PNG_hillshade", "PNG_RGBA")  # PNG: alpha
-        if nodata_set:
+        if band_nodata is not None:
+            nodata_set = True
+            nodata = self.nodata(band_nodata[1], dtype, band_nodata[0])
+        elif nodata_set:
             nodata = self.nodata(section.get("nodata", 0), dtype, key + ("nodata",))
         else:   # floats: NaN, which no value is; integers: no default, every value may be data
             nodata = math.nan if np.dtype(dtype).kind == "f" else None
@@ -222,7 +229,7 @@ class OutputSection(Checker):
                 raise self.loc.error(key + ("tile_path_schema",), "a single-file output has no tile paths")
         storage = self.storage_options(section, key)
         return OutputConfig(path, fmt, dtype, bands, nodata, compress, metatiling, options, location, storage,
-                            nodata_set)
+                            nodata_set, band_specs)
 
     def output_options(self, options: Mapping[str, Any], fmt: str, key: KeyPath) -> FrozenDict:
         """The keys beyond the typed ones: ziggurat's (OPTION_KEYS) and GDAL creation options of
@@ -258,6 +265,18 @@ class OutputSection(Checker):
         if extra:
             out["creation_options"] = FrozenDict({**(given or {}), **extra})
         return FrozenDict(out)
+
+    def band_nodata(self, section: Mapping[str, Any], specs: tuple[Mapping[str, Any], ...], key: KeyPath
+                    ) -> tuple[KeyPath, Any] | None:
+        """(where, value) of a nodata given on the bands; GeoTIFF and PNG keep one for all bands."""
+        given = [(key + ("bands", i, "nodata"), s["nodata"]) for i, s in enumerate(specs) if "nodata" in s]
+        if not given:
+            return None
+        values = {repr(v) for _, v in given} | ({repr(section["nodata"])} if "nodata" in section else set())
+        if len(values) > 1:
+            raise self.loc.error(given[0][0], "expected one nodata value for all bands (a GeoTIFF or PNG tile has "
+                                              f"one), found {', '.join(sorted(values))}; set output.nodata")
+        return given[0]
 
     def check_creation_values(self, section: Mapping[str, Any], options: Mapping[str, Any], fmt: str, dtype: str,
                               bands: int, compress: str, key: KeyPath) -> None:

@@ -39,11 +39,12 @@ from ziggurat.recipe import Recipe
 from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime, settings_from_recipe
 from ziggurat.records.provenance import provenance_links
 from ziggurat.records.stac_parts import (
+    band_extensions,
     crs_properties,
     encoded_matrix,
     limits_from_item,
     limits_json,
-    nodata_json,
+    raster_bands,
     tile_matrix,
     tile_matrix_set,
     tms_key,
@@ -138,17 +139,13 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
     item = pystac.Item(settings.id or existing.get("id") or tiles.path.name, geom.__geo_interface__,
                        list(geom.bounds), when, props, stac_extensions=[])
     out = item.to_dict(include_self_link=False, transform_hrefs=False)
-    ours = EXTENSIONS + ((EO_SCHEMA,) if settings.eo_bands else ())
+    ours = EXTENSIONS + ((EO_SCHEMA,) if settings.eo_bands else ()) + band_extensions(tiles.band_specs)
     extensions = list(ours) + [e for e in existing.get("stac_extensions") or [] if e not in ours]
-    band: dict[str, Any] = {"data_type": tiles.dtype}
-    nodata = nodata_json(tiles.nodata)
-    if nodata is not None:
-        band["nodata"] = nodata
     templates = dict(existing.get("asset_templates") or {})
     templates.pop(ASSET_KEY, None)
     template = {"href": tiles.layout.stac_href(tiles.ext),
                 "type": MEDIA_TYPES[tiles.format], "title": "Tiles", "roles": ["data"],
-                "raster:bands": [dict(band) for _ in range(tiles.bands)]}
+                "raster:bands": raster_bands(tiles.dtype, tiles.nodata, tiles.bands, tiles.band_specs)}
     if settings.eo_bands:
         template["eo:bands"] = [dict(b) for b in settings.eo_bands]
     links = [link for link in existing.get("links") or []

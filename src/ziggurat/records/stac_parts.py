@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ziggurat.grid import Grid
 from ziggurat.records.tileset import ZoomLimits
@@ -130,3 +130,35 @@ def crs_properties(grid: Grid) -> dict[str, Any]:
     if auth:
         return {"proj:code": f"{auth[0]}:{auth[1]}"}
     return {"proj:code": None, "proj:wkt2": grid.crs.to_wkt()}
+
+
+CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
+
+
+def raster_bands(dtype: str, nodata: float | int | None, count: int,
+                 specs: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """`raster:bands`: type and nodata, and what `output.bands` says of each band (name and
+    description as STAC 1.1 common band fields, unit, scale/offset, classification:classes)."""
+    out = []
+    for i in range(count):
+        band: dict[str, Any] = {"data_type": dtype}
+        value = nodata_json(nodata)
+        if value is not None:
+            band["nodata"] = value
+        spec = specs[i] if i < len(specs) else {}
+        for key in ("name", "description", "unit", "scale", "offset"):
+            if spec.get(key) is not None:
+                band[key] = spec[key]
+        if spec.get("classes"):
+            band["classification:classes"] = [
+                {"value": c["value"], "name": c["name"],
+                 **({"description": c["description"]} if c.get("description") else {}),
+                 **({"color_hint": "".join(f"{v:02X}" for v in c["color"][:3])} if c.get("color") else {})}
+                for c in spec["classes"]]
+        out.append(band)
+    return out
+
+
+def band_extensions(specs: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """Extension schemas the band specs need beyond raster."""
+    return (CLASSIFICATION_SCHEMA,) if any(s.get("classes") for s in specs) else ()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, TileIndex
@@ -95,6 +95,8 @@ class TileSet:
     nodata: float | int | None = None
     #: where each tile's file is (mapchete's `tile_path_schema`)
     layout: TileLayout = TileLayout()
+    #: `output.bands` specs as metadata.json keeps them (name, unit, scale, classes, ...)
+    band_specs: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> "TileSet":
@@ -114,7 +116,7 @@ class TileSet:
             if fmt not in TILE_EXTENSIONS:  # e.g. a vector tile directory: no bands to describe
                 return cls(root, Grid.from_dict(meta["grid"]), fmt, layout=layout)
             return cls(root, Grid.from_dict(meta["grid"]), fmt, str(out["dtype"]), int(out["bands"]),
-                       nodata_from_json(out.get("nodata")), layout)
+                       nodata_from_json(out.get("nodata")), layout, tuple(out.get("band_specs") or ()))
         except Exception as exc:
             raise OutputError(f"invalid {meta_path}: {exc}") from exc
 
