@@ -317,12 +317,45 @@ def test_item_from_a_process_pool_run(tmp_path, write_in):
     check_item_against_tiles(tmp_path / "out", grid)
 
 
-def test_no_item_for_a_single_file_output(tmp_path):
-    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6))
+@pytest.mark.parametrize("cog", [False, True])
+def test_a_single_file_output_gets_an_item(tmp_path, cog):
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6), stac={"id": "one-file", "license": "CC-BY-4.0"},
+                            output={"bands": [{"name": "position", "unit": "px"}], "cog": cog})
     recipe.write_text(recipe.read_text().replace(str(tmp_path / "out"), str(tmp_path / "mosaic.tif")))
     summary = run(recipe)
-    assert summary.stac_item is None and "STAC item" not in summary.describe()
-    assert (tmp_path / "mosaic.tif").exists() and not list(tmp_path.glob("*.json"))
+    item_file = tmp_path / "mosaic.stac.json"
+    assert summary.stac_item == item_file and f"STAC item: {item_file}" in summary.describe()
+    item = json.loads(item_file.read_text())
+    schemas = validate(item)
+    assert any("projection" in x for x in schemas) and any("raster" in x for x in schemas)
+    asset = item["assets"]["data"]
+    assert asset["href"] == "./mosaic.tif"
+    assert asset["type"].endswith("profile=cloud-optimized") == cog
+    assert asset["raster:bands"] == [{"data_type": "float32", "nodata": -9999, "name": "position", "unit": "px"}]
+    with rasterio.open(tmp_path / "mosaic.tif") as src:
+        assert item["properties"]["proj:shape"] == [src.height, src.width]
+        assert item["properties"]["proj:bbox"] == pytest.approx(list(src.bounds), abs=1e-9)
+        assert item["bbox"] == pytest.approx(list(src.bounds), abs=1e-7)   # lon/lat already
+    assert item["id"] == "one-file" and item["properties"]["license"] == "CC-BY-4.0"
+    assert shapely.geometry.shape(item["geometry"]).exterior.is_ccw
+    rels = {link["rel"]: link["href"] for link in item["links"]}
+    assert rels["ziggurat:manifest"] == "mosaic.tif.ziggurat/manifest.json"
+    assert (tmp_path / rels["ziggurat:recipe"]).is_file()
+    # rebuilt on demand from the file, keeping id and datetime; indexed; verified
+    item_file.unlink()
+    again = CliRunner().invoke(main, ["stac", str(tmp_path / "mosaic.tif")])
+    assert again.exit_code == 0, again.output
+    assert json.loads(item_file.read_text())["assets"]["data"]["raster:bands"] == asset["raster:bands"]
+    index = CliRunner().invoke(main, ["index", str(tmp_path / "mosaic.tif"), "--gpkg", "--absolute-paths"])
+    assert index.exit_code == 0, index.output
+    with rasterio.open(f"GTI:{tmp_path / 'mosaic.index.gpkg'}") as gti, rasterio.open(tmp_path / "mosaic.tif") as src:
+        assert gti.driver == "GTI" and gti.read().tolist() == src.read().tolist()   # GDAL opens the index
+    assert CliRunner().invoke(main, ["index", str(tmp_path / "mosaic.tif"), "--txt"]).exit_code == 0
+    assert (tmp_path / "mosaic.index.txt").read_text() == "mosaic.tif\n"
+    vrt = CliRunner().invoke(main, ["index", str(tmp_path / "mosaic.tif"), "--vrt"])
+    assert vrt.exit_code == 1 and "one GeoTIFF already" in vrt.output
+    checked = CliRunner().invoke(main, ["verify", str(tmp_path / "mosaic.tif")])
+    assert checked.exit_code == 0, checked.output
 
 
 def test_item_is_readable_by_gdal_before_3_8(tmp_path):

@@ -403,6 +403,8 @@ class _Run:
     def _finish(self, finished: bool, start: float) -> None:
         try:  # a single file is renamed into place, or its temporary dropped
             self.output.finish_run(finished and (self.keep_going or not self.summary.failed))
+            if finished:
+                self.summary.stac_item = self.item.finish_file() or self.summary.stac_item
         finally:  # recorded even when finishing the output itself failed
             try:
                 self.summary.seconds = time.perf_counter() - start

@@ -108,17 +108,18 @@ def processes_cmd() -> None:
 
 
 @main.command("stac")
-@click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(exists=True))
 @debug_option
 def stac_cmd(output_dir: str) -> None:
-    """(Re)build OUTPUT_DIR's STAC item (<folder>/<folder>.json) from the tiles on disk."""
+    """(Re)build OUTPUT's STAC item from what is on disk: <folder>/<folder>.json for a tile
+    directory, <name>.stac.json beside a single GeoTIFF."""
     from ziggurat.records.stac import build_item
 
     click.echo(build_item(output_dir))
 
 
 @main.command("index")
-@click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(exists=True))
 @click.option("-z", "--zoom", help="Zoom level or range to index: 5 or 3,8 (default: all).")
 @click.option("--gpkg", "formats", flag_value="gpkg", multiple=True,
               help="Tile footprints as index.gpkg (the default).")

@@ -91,6 +91,8 @@ class OutputCapabilities:
     threadsafe_writes: bool
     #: described by a tiled-assets STAC item
     stac: bool
+    #: one finished file, described by a single-asset STAC item once the run has renamed it into place
+    stac_file: bool = False
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ import rasterio
 from ziggurat.errors import OutputError
 from ziggurat.grid import TileIndex
 from ziggurat.io.atomic import staged
+from ziggurat.records.ledger import is_single_file
 from ziggurat.records.tileset import TileSet
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ def write_index(output_dir: str | os.PathLike[str], zooms: Iterable[int] | None 
     unknown = [f for f in formats if f not in INDEX_FORMATS]
     if unknown:
         raise OutputError(f"unknown index format(s) {', '.join(unknown)}; known: {', '.join(INDEX_FORMATS)}")
+    if is_single_file(output_dir):
+        return write_file_index(Path(output_dir), formats, absolute)
     tiles = TileSet.open(output_dir)
     if not tiles.is_raster:
         raise OutputError(f"{tiles.path} holds {tiles.format} tiles; indexes are for raster tiles")
@@ -60,6 +63,37 @@ def write_index(output_dir: str | os.PathLike[str], zooms: Iterable[int] | None 
             written.append(write_path_list(tiles, wanted, absolute))
         else:
             written += write_vrts(tiles, wanted)
+    return written
+
+
+def write_file_index(path: Path, formats: Sequence[str], absolute: bool = False) -> list[Path]:
+    """A single-file output's index: its footprint as a one-feature tile index (gdaltindex's
+    `location` field, so GDAL's GTI driver opens it) and/or its path; a VRT would add nothing."""
+    import fiona
+    import shapely
+
+    if not path.is_file():
+        raise OutputError(f"{path} is not a file")
+    if "vrt" in formats:
+        raise OutputError(f"{path} is one GeoTIFF already: a VRT of it would add nothing (--gpkg, --fgb, "
+                          "--geojson or --txt)")
+    with rasterio.open(path) as src:
+        crs, box = src.crs, shapely.box(*src.bounds)
+    location = str(path.resolve()) if absolute else path.name
+    written = []
+    for fmt in dict.fromkeys(formats):
+        if fmt == "txt":
+            final = path.with_name(f"{path.stem}.index.txt")
+            with staged(final) as tmp:
+                tmp.write_text(location + "\n")
+        else:
+            driver, ext = VECTOR_FORMATS[fmt]
+            final = path.with_name(f"{path.stem}.index.{ext}")
+            schema = {"geometry": "Polygon", "properties": {"location": "str"}}
+            with staged(final) as tmp, fiona.open(tmp, "w", driver=driver, crs_wkt=crs.to_wkt(), schema=schema,
+                                                  layer=LAYER if driver == "GPKG" else None) as dst:
+                dst.write({"geometry": shapely.geometry.mapping(box), "properties": {"location": location}})
+        written.append(final)
     return written
 
 

@@ -37,6 +37,7 @@ from ziggurat.io.atomic import write_json_atomic
 from ziggurat.io.folder import METADATA_FILE
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime, settings_from_recipe
+from ziggurat.records.ledger import is_single_file
 from ziggurat.records.provenance import provenance_links
 from ziggurat.records.stac_parts import (
     band_extensions,
@@ -256,7 +257,12 @@ def write_item(tiles: TileSet, limits: ZoomLimits | None = None, settings: StacS
 
 
 def build_item(output_dir: str | os.PathLike[str]) -> Path:
-    """(Re)build the item from the tiles on disk, keeping id, datetime and extra properties."""
+    """(Re)build the item from the tiles on disk (or the single file), keeping id, datetime and
+    extra properties."""
+    if is_single_file(output_dir):
+        from ziggurat.records.stac_file import build_file_item
+
+        return build_file_item(output_dir)
     tiles = TileSet.open(output_dir)
     if not tiles.is_raster:
         raise OutputError(f"{tiles.path} holds {tiles.format} tiles; a STAC item is written for raster tiles")
@@ -292,7 +298,12 @@ class RunItem:
         self.extent = extent              # the run's area (grid CRS): clips the tile extents
         self.replaced = replaced  # the earlier pyramid was removed: the item describes only this run
         self.enabled = output.capabilities.stac and isinstance(output.path, Path)
-        self.settings: StacSettings | None = recipe.stac if self.enabled else None
+        #: a local single file: its item is written once the file is in place (a remote one is
+        #: uploaded whole and has no item yet)
+        self.file = output.capabilities.stac_file and not recipe.output.remote
+        self.settings: StacSettings | None = recipe.stac if self.enabled or self.file else None
+        self.cog = bool(recipe.output.options.get("cog"))
+        self.band_specs = tuple(recipe.output.band_specs)
         self.limits = ZoomLimits()        # written by this run, and skipped because they exist
         self.wrote = False
 
@@ -326,6 +337,14 @@ class RunItem:
             return path if path.exists() else None
         return write_item(tiles, self.limits, self.settings, force=self.wrote or self.replaced,
                           merge=not self.replaced, extent=self.extent)
+
+    def finish_file(self) -> Path | None:
+        """The item of a single-file output, after the run renamed the file into place."""
+        if not self.file or not Path(self.output.path).is_file():
+            return None
+        from ziggurat.records.stac_file import write_file_item
+
+        return write_file_item(self.output.path, self.settings, cog=self.cog, band_specs=self.band_specs)
 
     def write_vrts(self) -> list[Path]:
         """`<zoom>.vrt` for the zooms this run touched (all tiles on disk at those zooms)."""

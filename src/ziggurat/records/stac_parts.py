@@ -125,11 +125,16 @@ def nodata_json(nodata: float | int | None) -> float | int | str | None:
     return nodata
 
 
-def crs_properties(grid: Grid) -> dict[str, Any]:
-    auth = grid.crs.to_authority()
+def crs_properties_of(crs: Any) -> dict[str, Any]:
+    """`proj:code` (an authority code) or, where the CRS has none, `proj:wkt2`."""
+    auth = crs.to_authority()
     if auth:
         return {"proj:code": f"{auth[0]}:{auth[1]}"}
-    return {"proj:code": None, "proj:wkt2": grid.crs.to_wkt()}
+    return {"proj:code": None, "proj:wkt2": crs.to_wkt()}
+
+
+def crs_properties(grid: Grid) -> dict[str, Any]:
+    return crs_properties_of(grid.crs)
 
 
 CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v1.1.0/schema.json"

@@ -1,0 +1,183 @@
+"""A STAC Item for a single-file output (one GeoTIFF or COG): one `data` asset with `proj:` and
+`raster:bands`, read from the file itself, plus the provenance links.
+
+The item lives beside the file as `<stem>.stac.json` (never a name a GeoJSON beside it may have);
+`ziggurat stac out.tif` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pystac
+import rasterio
+import shapely
+from rasterio.warp import transform_geom
+
+from ziggurat.errors import OutputError
+from ziggurat.io.atomic import write_json_atomic
+from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime
+from ziggurat.records.provenance import provenance_links
+from ziggurat.records.stac_parts import CLASSIFICATION_SCHEMA, crs_properties_of, nodata_json
+
+log = logging.getLogger(__name__)
+
+PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+RASTER_SCHEMA = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+EO_SCHEMA = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
+COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+GTIFF_TYPE = "image/tiff; application=geotiff"
+_DIGITS = 9
+
+
+def file_item_path(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    return p.with_name(f"{p.stem}.stac.json")
+
+
+def _classes(src: Any, band: int) -> list[dict[str, Any]]:
+    """A band's classes from the file: names from its CLASSES metadata, colours from its table."""
+    try:
+        classes = json.loads(src.tags(band).get("CLASSES", "[]"))
+    except ValueError:
+        return []
+    try:
+        table = src.colormap(band)
+    except ValueError:   # no colour table
+        table = {}
+    out = []
+    for c in classes if isinstance(classes, list) else []:
+        if isinstance(c, dict) and "value" in c and "name" in c:
+            item = {"value": c["value"], "name": c["name"]}
+            if c["value"] in table:
+                item["color_hint"] = "".join(f"{v:02X}" for v in table[c["value"]][:3])
+            out.append(item)
+    return out
+
+
+def _bands(src: Any, specs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """raster:bands read from the file itself (type, nodata, names, units, scale/offset,
+    classes), so the item can be rebuilt from the file alone; `specs` add class descriptions."""
+    out = []
+    for i in range(src.count):
+        band: dict[str, Any] = {"data_type": src.dtypes[i]}
+        nodata = nodata_json(src.nodata)
+        if nodata is not None:
+            band["nodata"] = nodata
+        tags = src.tags(i + 1)
+        if src.descriptions[i]:
+            band["name"] = src.descriptions[i]
+        if tags.get("DESCRIPTION"):
+            band["description"] = tags["DESCRIPTION"]
+        if src.units[i]:
+            band["unit"] = src.units[i]
+        if src.scales[i] != 1.0 or src.offsets[i] != 0.0:
+            band["scale"], band["offset"] = float(src.scales[i]), float(src.offsets[i])
+        classes = _classes(src, i + 1)
+        if classes:
+            spec = {c["value"]: c for c in (specs[i] if i < len(specs) else {}).get("classes") or ()}
+            for c in classes:
+                if spec.get(c["value"], {}).get("description"):
+                    c["description"] = spec[c["value"]]["description"]
+            band["classification:classes"] = classes
+        out.append(band)
+    return out
+
+
+def file_item_dict(path: Path, settings: StacSettings | None = None, existing: Mapping[str, Any] | None = None,
+                   *, cog: bool = False, band_specs: tuple[Mapping[str, Any], ...] = (),
+                   now: dt.datetime | None = None) -> dict[str, Any]:
+    settings = settings or StacSettings()
+    existing = existing or {}
+    now = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        with rasterio.open(path) as src:
+            bounds, crs, shape, transform = src.bounds, src.crs, (src.height, src.width), src.transform
+            bands = _bands(src, band_specs)
+    except rasterio.errors.RasterioIOError as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from exc
+    box = shapely.box(*bounds)
+    dense = shapely.segmentize(box, max(bounds.right - bounds.left, bounds.top - bounds.bottom) / 128)
+    geom = shapely.geometry.shape(transform_geom(crs, "EPSG:4326", dense.__geo_interface__))
+    geom = shapely.orient_polygons(shapely.set_precision(geom, 10 ** -_DIGITS), exterior_cw=False)
+    old = dict(existing.get("properties") or {})
+    props = {k: v for k, v in old.items() if k not in COMPUTED_PROPERTIES}
+    props.update(settings.properties)
+    for name in ("title", "description", "license"):
+        value = getattr(settings, name)
+        if value is not None:
+            props[name] = value
+    props.setdefault("license", "other")
+    props.update(crs_properties_of(crs))
+    props["proj:bbox"] = [round(v, _DIGITS) for v in bounds]
+    props["proj:shape"] = list(shape)
+    props["proj:transform"] = list(transform)[:6]
+    props["created"] = old.get("created") or pystac.utils.datetime_to_str(now)
+    props["updated"] = pystac.utils.datetime_to_str(now)
+    when = None if settings.datetime_null else (settings.datetime or now)
+    item = pystac.Item(settings.id or existing.get("id") or path.stem, geom.__geo_interface__, list(geom.bounds),
+                       when, props)
+    out = item.to_dict(include_self_link=False, transform_hrefs=False)
+    asset: dict[str, Any] = {"href": f"./{path.name}", "type": COG_TYPE if cog else GTIFF_TYPE, "title": "Data",
+                             "roles": ["data"], "raster:bands": bands}
+    if settings.eo_bands:
+        asset["eo:bands"] = [dict(b) for b in settings.eo_bands]
+    ours = (PROJECTION_SCHEMA, RASTER_SCHEMA) + ((EO_SCHEMA,) if settings.eo_bands else ()) + \
+        (CLASSIFICATION_SCHEMA,) * any("classification:classes" in b for b in bands)
+    out["stac_extensions"] = list(ours) + [e for e in existing.get("stac_extensions") or [] if e not in ours]
+    assets = {k: v for k, v in (existing.get("assets") or {}).items() if k != "data"}
+    out["assets"] = {"data": asset, **assets}
+    links = [link for link in existing.get("links") or [] if not str(link.get("rel", "")).startswith("ziggurat:")]
+    out["links"] = links + provenance_links(path, relative_to=path.parent)
+    return out
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read STAC item %s (%s); rebuilding it from %s", path, exc, path)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_file_item(path: str | os.PathLike[str], settings: StacSettings | None = None, *, cog: bool = False,
+                    band_specs: tuple[Mapping[str, Any], ...] = ()) -> Path:
+    """Create or update the item of a single-file output (user-added properties and links kept)."""
+    path = Path(path)
+    item = file_item_path(path)
+    payload = file_item_dict(path, settings, _read(item), cog=cog, band_specs=band_specs)
+    try:
+        write_json_atomic(item, payload)
+    except OSError as exc:
+        raise OutputError(f"cannot write STAC item {item}: {exc}") from exc
+    return item
+
+
+def build_file_item(path: str | os.PathLike[str]) -> Path:
+    """`ziggurat stac out.tif`: rebuild the item from the file, keeping id and datetime."""
+    path = Path(path)
+    if not path.is_file():
+        raise OutputError(f"{path} is not a file")
+    existing = _read(file_item_path(path)) or {}
+    old = existing.get("properties") or {}
+    try:
+        when = parse_datetime(old.get("datetime"))
+    except ValueError:
+        when = None
+    settings = StacSettings(id=existing.get("id"), datetime=when,
+                            datetime_null=old.get("datetime", "") is None)
+    asset = (existing.get("assets") or {}).get("data") or {}
+    with rasterio.open(path) as src:
+        cog = asset.get("type") == COG_TYPE or src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    return write_file_item(path, settings, cog=cog)
+
+
+__all__ = ["build_file_item", "file_item_dict", "file_item_path", "write_file_item"]
