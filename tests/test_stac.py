@@ -235,6 +235,9 @@ def test_the_demo_item_validates_against_the_schemas(tmp_path, monkeypatch):
     ({"properties": {"proj:code": "EPSG:4326"}}, r"proj:code cannot be set"),
     ({"id": 5}, r"stac\.id: expected a string"),
     ({"license": "CC BY 4.0"}, r"stac\.license: expected an SPDX license identifier"),
+    ({"collection": {"name": "x"}}, r"stac\.collection\.name: unknown key 'name' \(valid keys: id, title"),
+    ({"collection": {"path": "cat.yaml"}}, r"stac\.collection\.path: expected a \.json file path"),
+    ({"collection": 5}, r"stac\.collection: expected true, a collection id or a mapping"),
 ])
 def test_bad_stac_settings_stop_the_run_before_any_tile(tmp_path, stac, message):
     recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6), stac=stac)
@@ -315,6 +318,47 @@ def test_item_from_a_process_pool_run(tmp_path, write_in):
     summary = execute(recipe, executor="processes", workers=2, write_in=write_in)
     assert summary.stac_item == item_path(tmp_path / "out")
     check_item_against_tiles(tmp_path / "out", grid)
+
+
+def test_a_collection_shared_by_the_recipes_of_two_outputs(tmp_path):
+    catalog = tmp_path / "catalog" / "dem.json"
+    collection = {"id": "dem-2024", "description": "Elevation products", "license": "CC-BY-4.0",
+                  "keywords": ["dem"], "path": str(catalog)}
+    first, _ = make_recipe(tmp_path, "geodetic", zooms=(5, 6), out="a",
+                           stac={"id": "a", "datetime": "2024-01-01", "collection": collection})
+    second, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6), out="b",
+                            stac={"id": "b", "datetime": "2024-06-01", "collection": collection})
+    second.write_text(second.read_text().replace(str(tmp_path / "b") + "\n", str(tmp_path / "b.tif") + "\n"))
+    one = run(first)
+    assert one.stac_collection == catalog and f"STAC collection: {catalog}" in one.describe()
+    assert run(second).stac_collection == catalog
+    data = json.loads(catalog.read_text())
+    validate(data)
+    assert data["type"] == "Collection" and data["id"] == "dem-2024" and data["license"] == "CC-BY-4.0"
+    items = {link["title"]: link["href"] for link in data["links"] if link["rel"] == "item"}
+    assert items == {"a": "../a/a.json", "b": "../b.stac.json"}
+    assert data["extent"]["temporal"]["interval"] == [["2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z"]]
+    boxes = [json.loads((catalog.parent / href).read_text())["bbox"] for href in items.values()]
+    assert data["extent"]["spatial"]["bbox"][0] == [min(b[0] for b in boxes), min(b[1] for b in boxes),
+                                                    max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    for href in items.values():
+        item = json.loads((catalog.parent / href).read_text())
+        validate(item)
+        assert item["collection"] == "dem-2024"
+        back = {link["rel"]: link["href"] for link in item["links"]}
+        assert (catalog.parent / href).parent.joinpath(back["collection"]).resolve() == catalog.resolve()
+    run(first, zoom=6)                                           # a later run keeps both items
+    again = json.loads(catalog.read_text())
+    assert sorted(link["title"] for link in again["links"] if link["rel"] == "item") == ["a", "b"]
+    assert json.loads(item_path(tmp_path / "a").read_text())["collection"] == "dem-2024"
+    with rasterio.open(item_path(tmp_path / "a"), **SKIP) as src:   # GDAL still opens the item
+        assert src.count == 1
+
+
+def test_collection_true_writes_one_beside_the_item(tmp_path):
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6), stac={"collection": True})
+    assert run(recipe).stac_collection == tmp_path / "out" / "collection.json"
+    validate(json.loads((tmp_path / "out" / "collection.json").read_text()))
 
 
 @pytest.mark.parametrize("cog", [False, True])

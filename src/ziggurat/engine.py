@@ -64,6 +64,7 @@ class RunSummary:
     failed: list[TileOutcome] = field(default_factory=list)
     seconds: float = 0.0
     stac_item: Path | None = None    # the STAC item describing the output, if any
+    stac_collection: Path | None = None   # the collection holding it (`stac.collection`)
     vrts: list[Path] = field(default_factory=list)
     #: object-store requests by store: GET/PUT/HEAD/LIST/DELETE, bytes_in, bytes_out, retries
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -106,6 +107,8 @@ class RunSummary:
         if self.stac_item is not None:
             where = self.recipe.output
             text += f"\nSTAC item: {where.url + '/' + self.stac_item.name if where.remote else self.stac_item}"
+        if self.stac_collection is not None:
+            text += f"\nSTAC collection: {self.stac_collection}"
         if self.vrts:
             text += f"\nVRTs: {', '.join(str(p) for p in self.vrts)}"
         return text
@@ -393,6 +396,7 @@ class _Run:
                                  f"{'; '.join(changed)}; rerun to rebuild the tiles made from them")
             finished = True
             self.summary.stac_item = self.item.finish()
+            self.summary.stac_collection = self.item.collection
             if vrt:
                 self.summary.vrts = self.item.write_vrts()
         finally:
@@ -405,6 +409,7 @@ class _Run:
             self.output.finish_run(finished and (self.keep_going or not self.summary.failed))
             if finished:
                 self.summary.stac_item = self.item.finish_file() or self.summary.stac_item
+                self.summary.stac_collection = self.item.collection
         finally:  # recorded even when finishing the output itself failed
             try:
                 self.summary.seconds = time.perf_counter() - start

@@ -13,8 +13,10 @@ stac:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import pystac
@@ -22,7 +24,9 @@ import pystac
 from ziggurat.recipe.model import Recipe
 from ziggurat.recipe.yamlload import Locator, found, thaw
 
-SETTING_KEYS = ("id", "datetime", "title", "description", "license", "properties", "eo:bands")
+SETTING_KEYS = ("id", "datetime", "title", "description", "license", "properties", "eo:bands", "collection")
+#: `stac.collection:` keys (true alone: a collection named after the output, beside its item)
+COLLECTION_KEYS = ("id", "title", "description", "license", "keywords", "providers", "path")
 #: STAC's pattern for `license`: an SPDX identifier or expression, or "other"
 LICENSE = re.compile(r"^[\w\-\.\+]+$")
 #: Properties ziggurat computes; recipe `properties` cannot override them.
@@ -43,6 +47,9 @@ class StacSettings:
     properties: Mapping[str, Any] = field(default_factory=dict)
     #: the EO extension's band descriptions (mapchete's `output.stac.eo:bands`)
     eo_bands: tuple[Mapping[str, Any], ...] = ()
+    #: `stac.collection`: write a Collection holding the item; `path` (absolute) may be shared by
+    #: the recipes of several outputs, each run adding its item
+    collection: Mapping[str, Any] | None = None
 
 
 def settings_from_recipe(recipe: Recipe) -> StacSettings:
@@ -103,9 +110,48 @@ def settings_from_recipe(recipe: Recipe) -> StacSettings:
                 raise loc.error(where["datetime"], "datetime can be null only with start_datetime and "
                                                    "end_datetime in properties")
             null = True
+    collection = _collection(loc, merged.get("collection"), where.get("collection", ("stac", "collection")),
+                             recipe)
     return StacSettings(merged.get("id"), when, null, merged.get("title"), merged.get("description"),
                         merged.get("license"), props,
-                        tuple(_jsonable(thaw(b)) for b in bands or ()))
+                        tuple(_jsonable(thaw(b)) for b in bands or ()), collection)
+
+
+def _collection(loc: Locator, value: Any, where: tuple[str, ...], recipe: Recipe) -> dict[str, Any] | None:
+    """`stac.collection`: false/absent, true, an id string, or a mapping of COLLECTION_KEYS."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, str):
+        value = {"id": value}
+    if not isinstance(value, Mapping):
+        raise loc.error(where, f"expected true, a collection id or a mapping with keys {', '.join(COLLECTION_KEYS)}, "
+                               f"found {found(value)}")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in COLLECTION_KEYS:
+            raise loc.error(where + (str(key),), f"unknown key {key!r} (valid keys: {', '.join(COLLECTION_KEYS)})")
+        if key in ("id", "title", "description", "license", "path") and not isinstance(item, str):
+            raise loc.error(where + (key,), f"expected a string, found {found(item)}")
+        if key == "keywords" and not (isinstance(item, (list, tuple)) and all(isinstance(k, str) for k in item)):
+            raise loc.error(where + (key,), f"expected a list of strings, found {found(item)}")
+        if key == "providers" and not (isinstance(item, (list, tuple)) and all(isinstance(p, Mapping) and "name" in p
+                                                                               for p in item)):
+            raise loc.error(where + (key,), f"expected a list of providers ({{name: ..., roles: [producer]}}), "
+                                            f"found {found(item)}")
+        out[key] = _jsonable(thaw(item))
+    if out.get("license") is not None and not LICENSE.match(out["license"]):
+        raise loc.error(where + ("license",), f"expected an SPDX license identifier or 'other', found "
+                                              f"{found(out['license'])}")
+    if "path" in out:
+        path = Path(os.path.expanduser(out["path"]))
+        if not path.is_absolute():
+            path = (recipe.base_dir or Path.cwd()) / path
+        if path.suffix.lower() != ".json":
+            raise loc.error(where + ("path",), f"expected a .json file path for the collection, found {out['path']!r}")
+        out["path"] = str(Path(os.path.abspath(path)))
+    return out
 
 
 def parse_datetime(value: Any) -> dt.datetime | None:

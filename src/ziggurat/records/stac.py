@@ -328,15 +328,27 @@ class RunItem:
         return TileSet.open(self.output.path)
 
     def finish(self) -> Path | None:
-        """Write/update the item; returns its path (None if nothing describes the output yet)."""
+        """Write/update the item (and its collection); returns its path (None if nothing
+        describes the output yet)."""
         tiles = self._tiles()
         if tiles is None:
             return None
         if not self.limits:
-            path = item_path(tiles.path)
-            return path if path.exists() else None
-        return write_item(tiles, self.limits, self.settings, force=self.wrote or self.replaced,
-                          merge=not self.replaced, extent=self.extent)
+            path: Path | None = item_path(tiles.path)
+            return self._collect(path) if path is not None and path.exists() else None
+        return self._collect(write_item(tiles, self.limits, self.settings, force=self.wrote or self.replaced,
+                                        merge=not self.replaced, extent=self.extent))
+
+    #: the collection the item was added to (`stac.collection`), once written
+    collection: Path | None = None
+
+    def _collect(self, item: Path | None) -> Path | None:
+        wanted = None if self.settings is None else self.settings.collection
+        if item is not None and wanted is not None:
+            from ziggurat.records.stac_collection import update_collection
+
+            self.collection = update_collection(item, wanted, self.output.path)
+        return item
 
     def finish_file(self) -> Path | None:
         """The item of a single-file output, after the run renamed the file into place."""
@@ -344,7 +356,8 @@ class RunItem:
             return None
         from ziggurat.records.stac_file import write_file_item
 
-        return write_file_item(self.output.path, self.settings, cog=self.cog, band_specs=self.band_specs)
+        return self._collect(write_file_item(self.output.path, self.settings, cog=self.cog,
+                                             band_specs=self.band_specs))
 
     def write_vrts(self) -> list[Path]:
         """`<zoom>.vrt` for the zooms this run touched (all tiles on disk at those zooms)."""
