@@ -28,7 +28,10 @@ def _expected(out, grid, zoom, row, col, source_zoom, resampling):
     tile = grid.tile(zoom, row, col)
     b = tile.bounds
     xres, yres = grid.resolution(source_zoom)
-    # the source tiles covering the tile: its own extent at the finer zoom, or the parent's at the coarser
+    # the source tiles covering the tile: its own extent at the finer zoom; at the coarser, the
+    # parent and what its neighbours hold within 4 pixels of the tile (no seams at parent edges)
+    if source_zoom < zoom:
+        b = Bounds(b.left - 4 * xres, b.bottom - 4 * yres, b.right + 4 * xres, b.top + 4 * yres)
     src_tiles = list(grid.tiles_in_bounds(b, source_zoom))
     area = Bounds(min(t.bounds.left for t in src_tiles), min(t.bounds.bottom for t in src_tiles),
                   max(t.bounds.right for t in src_tiles), max(t.bounds.top for t in src_tiles))
@@ -63,6 +66,29 @@ def test_overview_pixels_equal_a_resampling_of_their_sources_on_the_first_run(tm
     # every planned tile has an outcome, and a rerun finds them all in the ledger
     again = execute(recipe, executor=executor, workers=2)
     assert again.skipped == again.total == summary.total and again.written == again.empty == 0
+
+
+@pytest.mark.parametrize("resampling", ["bilinear", "cubic"])
+def test_higher_overviews_of_a_smooth_surface_have_no_seams_at_parent_edges(tmp_path, resampling):
+    """The source is a plane (value = row * 1000 + col): upsampled, every step between neighbouring
+    pixels is the same, also across the edges of the parent tiles the higher tiles were made from."""
+    recipe, grid = make_recipe(tmp_path, zooms=(6, 7), size=(900, 700),
+                               baselevels={"min": 6, "max": 6, "higher": resampling})
+    assert not execute(recipe, executor="processes", workers=2).failed
+    out = tmp_path / "out"
+    parent = grid.tile(6, 10, 21)              # inside the data, with neighbours on every side
+    inner = grid.tile_bounds(7, 2 * 10 + 1, 2 * 21 + 1)
+    area = Bounds(parent.bounds.left + (parent.bounds.right - parent.bounds.left) / 2, inner.bottom - 0.5,
+                  inner.right + 0.7, inner.top)    # across the parent's right and bottom edges
+    view = mosaic(out, grid, 7, area)[0]
+    assert (view != NODATA).all()
+    xres, yres = grid.resolution(7)
+    edge_col = round((parent.bounds.right - area.left) / xres)
+    edge_row = round((area.top - parent.bounds.bottom) / yres)
+    across, down = np.diff(view, axis=1), np.diff(view, axis=0)
+    np.testing.assert_allclose(across, 0.5, atol=1e-3)        # half a source pixel per pixel
+    np.testing.assert_allclose(down, 500.0, atol=1e-1)
+    assert abs(across[:, edge_col - 1].mean() - 0.5) < 1e-3 and abs(down[edge_row - 1].mean() - 500) < 1e-1
 
 
 def test_nearest_lower_and_higher_and_processing_only_the_baselevel(tmp_path):
@@ -118,3 +144,39 @@ def test_a_regional_update_rebuilds_only_the_affected_ancestors_and_descendants(
     assert {tuple(r.index) for r in records.values() if r.run == run2} == expected
     assert sum(r.run == run1 for r in records.values()) == len(records) - len(expected)
     assert first.total > 4 * second.total
+
+
+def test_a_higher_tile_waits_for_its_parents_neighbours():
+    """The schedule hands out a higher tile only once its parent and the parent's neighbours in the
+    run are done: it reads their edge pixels."""
+    from ziggurat.grid import Grid
+    from ziggurat.plan.schedule import Schedule
+    from ziggurat.plan.tiles import Plan
+    from ziggurat.tasks import WAIT, OverviewTask
+
+    grid = Grid.from_name("geodetic")
+    first, last = grid.tile_bounds(6, 10, 20), grid.tile_bounds(6, 12, 22)
+    plan = Plan(grid, (6, 7), Bounds(first.left + 0.01, last.bottom + 0.01, last.right - 0.01, first.top - 0.01))
+    source = Schedule(plan, (6, 6))
+    pulled, higher_seen = iter(source), []
+    base = []
+    for task in pulled:
+        if task is WAIT:
+            break
+        base.append(task)
+    assert sorted((t.row, t.col) for t in base) == [(r, c) for r in (10, 11, 12) for c in (20, 21, 22)]
+    done: set[tuple[int, int]] = set()
+    for task in sorted(base, key=lambda t: (t.row, t.col)):   # finished row by row
+        source.finished(task, True)
+        done.add((task.row, task.col))
+        for ready in list(source._ready):
+            assert isinstance(ready, OverviewTask)
+            parent = (ready.row // 2, ready.col // 2)
+            hood = {(parent[0] + dr, parent[1] + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)}
+            assert hood & {(r, c) for r in (10, 11, 12) for c in (20, 21, 22)} <= done, ready
+            higher_seen.append(ready)
+        source._ready.clear()
+    assert {(t.row // 2, t.col // 2) for t in higher_seen} == {(r, c) for r in (10, 11, 12) for c in (20, 21, 22)}
+    # the centre's children come only after the last neighbour of the centre (12, 21) finished
+    assert max(i for i, t in enumerate(higher_seen) if (t.row // 2, t.col // 2) == (11, 21)) > \
+        min(i for i, t in enumerate(higher_seen) if (t.row // 2, t.col // 2) == (10, 20))

@@ -2,7 +2,9 @@
 
 A ``lower`` tile (zoom below ``baselevels.min``) is a resampling of the output tiles of the
 zoom above it (its children); a ``higher`` tile (zoom above ``baselevels.max``) is a
-resampling of the output tiles of the zoom below it (its parent). Sources are read back from
+resampling of the output tiles of the zoom below it (its parent, with a rim of its neighbours'
+pixels so bilinear and cubic kernels leave no seams at parent edges; the schedule starts it once
+those neighbours are done). Sources are read back from
 the output with `output.read(tile)`, mosaicked on their own pixel grid and resampled to the
 target tile with `rasterio.warp.reproject`; the result is written like a process result, so
 metatiling, empty tiles and checksums behave the same. Output nodata marks missing pixels
@@ -19,13 +21,17 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject
 
-from ziggurat.grid import Grid
+from ziggurat.grid import Bounds, Grid
 from ziggurat.io.common import empty_masked, paste, resampling_from_name
 from ziggurat.tasks import LOWER, OverviewTask, task_index
 
 #: `reproject` on arrays builds in-memory datasets inside a (not thread-safe) catch_warnings
 #: block; under the threads executor its NotGeoreferencedWarning leaks. It is spurious.
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.warp")
+
+
+#: source pixels read past a higher tile's parent: enough for every GDAL kernel (lanczos: 3)
+HIGHER_MARGIN = 4
 
 
 def source_zoom(task: OverviewTask) -> int:
@@ -38,7 +44,12 @@ def build_overview(output: Any, grid: Grid, task: OverviewTask, resampling: str
     tile = grid.tile(*task_index(task))
     zoom = source_zoom(task)
     out_grid = output.output_grid
-    sources = list(out_grid.tiles_in_bounds(tile.bounds, zoom))
+    area = tile.bounds
+    if task.source != LOWER:   # upsampling: the parent's neighbours too, so kernels see across its edges
+        xres, yres = out_grid.resolution(zoom)
+        area = Bounds(area.left - HIGHER_MARGIN * xres, area.bottom - HIGHER_MARGIN * yres,
+                      area.right + HIGHER_MARGIN * xres, area.top + HIGHER_MARGIN * yres)
+    sources = list(out_grid.tiles_in_bounds(area, zoom))
     if not sources:
         return None
     left = min(t.bounds.left for t in sources)

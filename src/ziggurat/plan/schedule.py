@@ -54,6 +54,10 @@ class Schedule:
         self._built: set[TileIndex] = set()              # open lower tiles with a (re)built child
         self._dep_parent: dict[TileIndex, TileIndex] = {}  # scheduled child -> waiting lower tile
         self._blocked: list[TileIndex] = []
+        #: tiles below a higher zoom whose 3x3 neighbourhood is not finished yet -> [unfinished
+        #: neighbours, one of them (re)built, the tile itself failed]: a higher tile reads its
+        #: parent's neighbours too (no seams), so it waits for them (the wavefront of the walk)
+        self._hood: dict[TileIndex, list[Any]] = {}
         self.outstanding = 0                             # handed out, not finished
         self._geometry = plan.geometry
         if self._geometry is not None:
@@ -97,6 +101,9 @@ class Schedule:
             if self.outstanding:
                 yield WAIT
                 continue
+            if self._hood:  # neighbourhoods with a neighbour the walk never reached: all is done
+                self._release_all()
+                continue
             return
 
     def _walk_all(self) -> Iterator[Any]:
@@ -133,7 +140,7 @@ class Schedule:
         if not done:
             yield index
         elif tile.zoom < self.hi and self.kind(tile.zoom + 1) == HIGHER:
-            self._after_done(tile, rebuilt=False)
+            self._source_done(tile, rebuilt=False)
         if tile.zoom < self.hi and self.kind(tile.zoom + 1) == PROCESS:
             for child in self.children(tile):
                 yield from self._walk(child, None)
@@ -148,10 +155,9 @@ class Schedule:
             self._child_finished(parent, ok, built=True)
         if index.zoom < self.hi and self.kind(index.zoom + 1) == HIGHER:
             tile = self.grid.tile(*index)
-            if ok:
-                self._after_done(tile, rebuilt=True)
-            else:
+            if not ok:
                 self._block_descendants(tile)
+            self._source_done(tile, rebuilt=True, failed=not ok)
 
     def take_blocked(self) -> list[TileIndex]:
         """Tiles not built because a tile they are made from failed (since the last call)."""
@@ -190,11 +196,54 @@ class Schedule:
         for child in self.children(tile):
             self._start_higher(child, rebuilt)
 
+    def _source_done(self, tile: Tile, rebuilt: bool, failed: bool = False) -> None:
+        """A source of higher tiles finished: each tile of its neighbourhood whose own neighbourhood
+        is now complete releases its children (rebuilt if any neighbour was)."""
+        for near in self._neighbourhood(tile):
+            state = self._hood.get(near.index)
+            if state is None:
+                state = self._hood[near.index] = [len(self._neighbourhood(near)), False, False]
+            state[0] -= 1
+            state[1] = state[1] or rebuilt
+            state[2] = state[2] or (failed and near.index == tile.index)
+            if state[0] <= 0:
+                del self._hood[near.index]
+                if not state[2]:   # a failed tile's children are blocked already
+                    self._after_done(near, state[1])
+
+    def _release_all(self) -> None:
+        for index in sorted(self._hood):
+            remaining, rebuilt, failed = self._hood.pop(index)
+            if not failed:
+                self._after_done(self.grid.tile(*index), rebuilt)
+
+    def _neighbourhood(self, tile: Tile) -> list[Tile]:
+        """The tile and its 8 neighbours that are part of the run (the walk reaches them)."""
+        rows, cols = self.grid.matrix_shape(tile.zoom)
+        out = []
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                row, col = tile.row + dr, tile.col + dc
+                if not (0 <= row < rows and 0 <= col < cols):
+                    continue
+                near = tile if dr == dc == 0 else self.grid.tile(tile.zoom, row, col)
+                if near is not tile and not self._in_run(near):
+                    continue
+                out.append(near)
+        return out
+
+    def _in_run(self, tile: Tile) -> bool:
+        if self.plan.bounds is None:
+            return False
+        box = tile.bounds.intersection(self.plan.bounds)
+        return box is not None and (self._geometry is None or self._meets_area(tile.bounds))
+
     def _start_higher(self, tile: Tile, parent_rebuilt: bool = False) -> None:
-        """A higher tile whose parent is done: kept if it is done and its parent was not rebuilt."""
+        """A higher tile whose parent's neighbourhood is done: kept if it is done and none of those
+        tiles was rebuilt."""
         if not parent_rebuilt and self._skip(tile):
             if tile.zoom < self.hi:
-                self._after_done(tile, rebuilt=False)
+                self._source_done(tile, rebuilt=False)
         else:
             self._ready.append(OverviewTask(*tile.index, HIGHER))
 
