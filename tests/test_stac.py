@@ -439,3 +439,32 @@ def test_an_older_system_gdal_opens_the_item(tmp_path):
     with rasterio.open(item_path(tmp_path / "out")) as ds:  # the bundled GDAL agrees on the size
         assert f"Size is {ds.width}, {ds.height}" in info.stdout
     assert "STACTA" in info.stdout and "Overviews:" in info.stdout
+
+
+def test_every_raster_run_writes_a_quicklook_and_the_item_lists_it(tmp_path):
+    recipe, grid = make_recipe(tmp_path, "geodetic", zooms=(5, 6))
+    summary = run(recipe)
+    out = tmp_path / "out"
+    assert summary.quicklook == out / ".ziggurat" / "quicklook.png"
+    item = load_item(out)
+    assert item["assets"]["thumbnail"] == {"href": ".ziggurat/quicklook.png", "type": "image/png",
+                                           "title": "Quicklook", "roles": ["thumbnail"]}
+    validate(item)
+    with rasterio.open(summary.quicklook) as png:
+        rgba = png.read()
+    assert rgba.shape[0] == 4 and max(rgba.shape[1:]) <= 1024
+    # the data extent only (the source's footprint), at the finest zoom's resolution or less
+    with rasterio.open(tmp_path / "src_geodetic.tif") as src:
+        assert rgba.shape[1:] == (src.height, src.width)
+    assert (rgba[3] == 255).all()                       # every pixel holds data: opaque
+    # position values grow downwards (row * 1000 + col): viridis runs from dark purple to yellow
+    top, bottom = rgba[:3, 5, 5].astype(int), rgba[:3, -5, 5].astype(int)
+    assert top.sum() < bottom.sum() and bottom[0] > 200 and top[2] > top[1]
+    result = CliRunner().invoke(main, ["quicklook", str(out), "-o", str(tmp_path / "small.png"), "--size", "64",
+                                       "--colormap", "greys"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "small.png") as png:
+        small = png.read()
+    assert max(small.shape[1:]) == 64 and (small[0] == small[1]).all()   # a grey ramp
+    bad = CliRunner().invoke(main, ["quicklook", str(out), "-o", str(tmp_path / "x.png"), "--colormap", "nope"])
+    assert bad.exit_code == 1 and "unknown colormap 'nope'" in bad.output

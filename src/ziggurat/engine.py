@@ -65,6 +65,7 @@ class RunSummary:
     seconds: float = 0.0
     stac_item: Path | None = None    # the STAC item describing the output, if any
     stac_collection: Path | None = None   # the collection holding it (`stac.collection`)
+    quicklook: Path | None = None    # .ziggurat/quicklook.png of a raster output
     vrts: list[Path] = field(default_factory=list)
     #: object-store requests by store: GET/PUT/HEAD/LIST/DELETE, bytes_in, bytes_out, retries
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -396,6 +397,7 @@ class _Run:
                                  f"{'; '.join(changed)}; rerun to rebuild the tiles made from them")
             finished = True
             self.summary.stac_item = self.item.finish()
+            self.summary.quicklook = self.item.quicklook(self.summary.stac_item)
             self.summary.stac_collection = self.item.collection
             if vrt:
                 self.summary.vrts = self.item.write_vrts()
@@ -408,7 +410,9 @@ class _Run:
         try:  # a single file is renamed into place, or its temporary dropped
             self.output.finish_run(finished and (self.keep_going or not self.summary.failed))
             if finished:
-                self.summary.stac_item = self.item.finish_file() or self.summary.stac_item
+                item = self.item.finish_file()
+                if item is not None:
+                    self.summary.stac_item, self.summary.quicklook = item, self.item.quicklook(item)
                 self.summary.stac_collection = self.item.collection
         finally:  # recorded even when finishing the output itself failed
             try:

@@ -118,6 +118,21 @@ def stac_cmd(output_dir: str) -> None:
     click.echo(build_item(output_dir))
 
 
+@main.command("quicklook")
+@click.argument("output", type=click.Path(exists=True))
+@click.option("-o", "--out", "dest", type=click.Path(dir_okay=False), help="PNG to write (default: "
+              "OUTPUT/.ziggurat/quicklook.png).")
+@click.option("--size", type=click.IntRange(min=16), default=1024, show_default=True,
+              help="Pixels on the long side.")
+@click.option("--colormap", default="viridis", show_default=True, help="For one band: a rio-tiler colormap name.")
+@debug_option
+def quicklook_cmd(output: str, dest: str | None, size: int, colormap: str) -> None:
+    """Write a small PNG overview of OUTPUT (a tile directory or a single GeoTIFF)."""
+    from ziggurat.records.quicklook import make_quicklook
+
+    click.echo(make_quicklook(output, dest, size=size, colormap=colormap))
+
+
 @main.command("index")
 @click.argument("output_dir", metavar="OUTPUT", type=click.Path(exists=True))
 @click.option("-z", "--zoom", help="Zoom level or range to index: 5 or 3,8 (default: all).")

@@ -31,7 +31,7 @@ COLLECTION_KEYS = ("id", "title", "description", "license", "keywords", "provide
 LICENSE = re.compile(r"^[\w\-\.\+]+$")
 #: Properties ziggurat computes; recipe `properties` cannot override them.
 COMPUTED_PROPERTIES = ("tiles:tile_matrix_sets", "tiles:tile_matrix_links", "proj:code", "proj:wkt2",
-                       "proj:bbox", "datetime", "created", "updated")
+                       "proj:bbox", "datetime", "created", "updated", "ziggurat:extent")
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,10 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
         props["eo:bands"] = [dict(b) for b in settings.eo_bands]
     props.update(crs_properties(grid))
     props["proj:bbox"] = [round(v, _COORD_DIGITS) for v in proj_bbox]
+    if extent is not None:   # what later runs merge their areas with
+        props["ziggurat:extent"] = [round(v, _COORD_DIGITS) for v in extent]
+    else:
+        props.pop("ziggurat:extent", None)
     props.setdefault("license", "other")   # STAC 1.1: "other" = see the license link, if any
     props["created"] = old_props.get("created") or pystac.utils.datetime_to_str(now)
     props["updated"] = pystac.utils.datetime_to_str(now)
@@ -204,8 +208,9 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def _item_extent(item: Mapping[str, Any] | None) -> Bounds | None:
-    """The data extent (grid CRS) an existing item records in `proj:bbox`."""
-    box = ((item or {}).get("properties") or {}).get("proj:bbox")
+    """The area earlier runs covered (grid CRS), as an item records it in `ziggurat:extent` (items
+    written before it existed have none: their `proj:bbox` was the tiles' extent)."""
+    box = ((item or {}).get("properties") or {}).get("ziggurat:extent")
     if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
         return Bounds(*map(float, box))
     return None
@@ -279,6 +284,17 @@ def build_item(output_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
+def add_thumbnail(item: Path, image: Path) -> None:
+    """The quicklook as the item's `thumbnail` asset (kept when later runs rewrite the item)."""
+    data = read_item(item)
+    if data is None:
+        return
+    href = Path(os.path.relpath(image, item.parent)).as_posix()
+    data.setdefault("assets", {})["thumbnail"] = {"href": href, "type": "image/png", "title": "Quicklook",
+                                                  "roles": ["thumbnail"]}
+    write_json_atomic(item, data)
+
+
 def _existing_datetime(props: Mapping[str, Any]) -> dt.datetime | None:
     try:
         return parse_datetime(props.get("datetime"))
@@ -303,6 +319,7 @@ class RunItem:
         self.file = output.capabilities.stac_file and not recipe.output.remote
         self.settings: StacSettings | None = recipe.stac if self.enabled or self.file else None
         self.cog = bool(recipe.output.options.get("cog"))
+        self.remote = recipe.output.remote
         self.band_specs = tuple(recipe.output.band_specs)
         self.limits = ZoomLimits()        # written by this run, and skipped because they exist
         self.wrote = False
@@ -358,6 +375,21 @@ class RunItem:
 
         return self._collect(write_file_item(self.output.path, self.settings, cog=self.cog,
                                              band_specs=self.band_specs))
+
+    def quicklook(self, item: Path | None) -> Path | None:
+        """`.ziggurat/quicklook.png` of a local raster output, added to its item as the
+        `thumbnail` asset. A quicklook that cannot be made is a warning, never a failed run."""
+        if item is None or self.remote or not item.is_file():
+            return None
+        from ziggurat.records.quicklook import make_quicklook
+
+        try:
+            path = make_quicklook(self.output.path)
+            add_thumbnail(item, path)
+        except (OutputError, OSError, ValueError) as exc:
+            log.warning("no quicklook for %s: %s", self.output.path, exc)
+            return None
+        return path
 
     def write_vrts(self) -> list[Path]:
         """`<zoom>.vrt` for the zooms this run touched (all tiles on disk at those zooms)."""

@@ -1,0 +1,136 @@
+"""A quicklook: one small PNG of an output, so a run can be looked at without GDAL commands.
+
+Read through GDAL at the quicklook's size, so it takes the zoom (tile directory, via its STAC
+item) or the overview (COG) closest to that size: the cost is that of the pixels shown. One
+band is stretched (2nd-98th percentile of the valid pixels) and colour-mapped (rio-tiler's
+colormaps, matplotlib's names: viridis by default); three or four uint8 bands are shown as RGB(A).
+Nodata is transparent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.windows
+from rasterio.enums import Resampling
+
+from ziggurat.errors import OutputError
+from ziggurat.io.atomic import staged
+from ziggurat.records.ledger import is_single_file, provenance_dir
+
+log = logging.getLogger(__name__)
+
+QUICKLOOK_FILE = "quicklook.png"
+DEFAULT_SIZE = 1024
+DEFAULT_COLORMAP = "viridis"
+
+
+def quicklook_path(output: str | os.PathLike[str]) -> Path:
+    return provenance_dir(output) / QUICKLOOK_FILE
+
+
+def _source(output: Path) -> tuple[str, dict[str, str], Any]:
+    """What GDAL opens for the output (the file itself, or a tile directory's STAC item) and the
+    data extent to show (the item's `proj:bbox`: tiles reach past the data)."""
+    if is_single_file(output):
+        return str(output), {}, None
+    from ziggurat.records.stac import item_path, read_item
+
+    item = item_path(output)
+    data = read_item(item)
+    if data is None:
+        raise OutputError(f"{output}: no STAC item to read a quicklook through (run `ziggurat stac {output}`)")
+    return str(item), {"SKIP_MISSING_METATILE": "YES"}, (data.get("properties") or {}).get("proj:bbox")
+
+
+def stretch(data: np.ma.MaskedArray, low: float = 2.0, high: float = 98.0) -> tuple[float, float]:
+    """The percentile range of the valid pixels ((0, 1) when none is valid)."""
+    valid = data.compressed()
+    if valid.dtype.kind == "f":
+        valid = valid[np.isfinite(valid)]
+    if valid.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(valid, [low, high])
+    return float(lo), float(hi) if hi > lo else float(lo) + 1.0
+
+
+def to_rgba(data: np.ma.MaskedArray, colormap: str = DEFAULT_COLORMAP,
+            limits: tuple[float, float] | None = None) -> np.ndarray:
+    """(4, h, w) uint8: RGB(A) bands as they are, else band 1 stretched and colour-mapped."""
+    from rio_tiler.colormap import cmap
+
+    mask = np.ma.getmaskarray(data)
+    if data.shape[0] in (3, 4) and data.dtype == np.uint8:
+        rgb = np.ma.getdata(data[:3])
+        alpha = np.ma.getdata(data[3]) if data.shape[0] == 4 else np.where(mask.all(axis=0), 0, 255)
+        return np.concatenate([rgb, np.asarray(alpha, np.uint8)[None]]).astype(np.uint8)
+    band = data[0].astype("float64")
+    lo, hi = limits if limits is not None else stretch(band)
+    scaled = np.clip((np.ma.getdata(band) - lo) / (hi - lo) * 255.0, 0, 255)
+    index = np.nan_to_num(scaled, nan=0.0).astype(np.uint8)
+    try:
+        table = cmap.get(colormap)
+    except Exception as exc:   # rio-tiler's InvalidColorMapName
+        raise OutputError(f"unknown colormap {colormap!r} (known: {', '.join(sorted(cmap.list()))})") from exc
+    lut = np.zeros((256, 4), np.uint8)
+    entries: Any = table   # a 256-entry {value: rgba} for the named colormaps
+    for value, rgba in entries.items():
+        lut[int(value)] = rgba
+    out = lut[index].transpose(2, 0, 1).copy()
+    invalid = mask[0] | ~np.isfinite(np.ma.getdata(band))
+    out[3] = np.where(invalid, 0, 255)
+    return out
+
+
+def write_png(rgba: np.ndarray, path: Path) -> None:
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with staged(path) as tmp, rasterio.Env(GDAL_PAM_ENABLED="NO"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)   # a picture: no georeferencing
+        with rasterio.open(tmp, "w", driver="PNG", width=rgba.shape[2], height=rgba.shape[1], count=4,
+                           dtype="uint8") as dst:
+            dst.write(rgba)
+
+
+def make_quicklook(output: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None,
+                   size: int = DEFAULT_SIZE, colormap: str = DEFAULT_COLORMAP) -> Path:
+    """Write the quicklook (default `.ziggurat/quicklook.png`); returns its path."""
+    if size < 16:
+        raise OutputError(f"quicklook size must be at least 16 px, got {size}")
+    out = Path(output)
+    source, options, extent = _source(out)
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    try:
+        with warnings.catch_warnings(), rasterio.open(source, **options) as src:
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            window = rasterio.windows.Window(0, 0, src.width, src.height)
+            if isinstance(extent, list) and len(extent) == 4:
+                window = rasterio.windows.from_bounds(*extent, transform=src.transform).round_offsets() \
+                    .round_lengths().intersection(window)
+            scale = max(window.width, window.height) / size
+            shape = (max(1, round(window.height / max(scale, 1.0))), max(1, round(window.width / max(scale, 1.0))))
+            data: Any = src.read(out_shape=(src.count, *shape), window=window, masked=True,
+                                 resampling=Resampling.average
+                                 if src.dtypes[0] != "uint8" or src.count not in (3, 4) else Resampling.bilinear)
+    except rasterio.errors.RasterioIOError as exc:
+        raise OutputError(f"cannot read {source} for a quicklook: {exc}") from exc
+    path = Path(dest) if dest is not None else quicklook_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_png(to_rgba(data, colormap), path)
+    except OSError as exc:
+        raise OutputError(f"cannot write the quicklook {path}: {exc}") from exc
+    return path
+
+
+__all__ = ["DEFAULT_COLORMAP", "QUICKLOOK_FILE", "make_quicklook", "quicklook_path", "stretch", "to_rgba"]
