@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_VENV ?= .venv-bench
 
-.PHONY: demo test lint test-quick bench clean
+.PHONY: demo test lint test-quick bench clean browser screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,14 +15,27 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/ziggurat execute recipes/hillshade.yaml --overwrite
+	@echo "See it on a web map:  $(VENV)/bin/ziggurat serve output/hillshade   (then open http://127.0.0.1:8765/)"
+
+# the browser test drives Debian's chromium; installed here where it can be (root, apt), else it skips
+BROWSER := $(shell command -v chromium 2>/dev/null)
+browser:
+ifeq ($(BROWSER),)
+	-@(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+		|| echo "chromium cannot be installed here: tests/test_serve.py's browser test will skip"
+endif
 
 # lint and type checks first (seconds), then the whole suite; CI runs exactly this
-test: lint
+test: lint browser
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src processes tests bench
 	$(VENV)/bin/mypy
+
+# docs/preview-*.png: the preview page of the demo output, in headless chromium
+screenshots: $(STAMP) browser
+	$(PY) docs/screenshots.py
 
 # the quick loop while developing: no clusters, no kill -9 runs
 test-quick: $(STAMP)

@@ -40,6 +40,7 @@ STAGES: list[tuple[str, ...]] = [
     ("ziggurat.executors",),
     ("ziggurat.engine", "ziggurat.slowtiles"),
     ("ziggurat.reproduce", "ziggurat.status", "ziggurat.remote_checks"),
+    ("ziggurat.serve",),
     ("ziggurat.cli",),
 ]
 

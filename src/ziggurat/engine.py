@@ -199,7 +199,8 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
             overwrite: bool = False, executor: str | Executor | None = None, workers: int | None = None,
             retries: int = 2, write_in: str | None = None, keep_going: bool = False,
             retry_failed: bool = False, tile_timeout: float | None = None,
-            progress: ProgressCallback | None = None, vrt: bool = False, **narrowing: Any) -> RunSummary:
+            progress: ProgressCallback | None = None, vrt: bool = False, quicklook: bool = True,
+            **narrowing: Any) -> RunSummary:
     """Run a recipe over its zoom levels and area, narrowed by a `Selection` (or its keyword
     arguments: zoom, bounds, bounds_crs, tile, point, point_crs, area, area_crs), writing tiles.
 
@@ -213,7 +214,8 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     masked to it. `retry_failed` runs exactly the tiles the ledger records as failed (a dead-letter
     list), of the selected zooms. `tile_timeout` (seconds, processes executor) stops a tile that
     runs longer: its worker is replaced and the tile retried like a dying worker, then reported as
-    failed ("TimedOut").
+    failed ("TimedOut"). `quicklook` False skips `.ziggurat/quicklook.png` (the preview server's
+    one-tile runs).
     """
     sel = Selection.of(selection, **narrowing)
     recipe = load(recipe)
@@ -265,6 +267,7 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     if replaced:  # the earlier pyramid is gone, so are the indexes describing it
         remove_indexes(output.path)
     item = RunItem(recipe, output, replaced, data_extent(recipe, run_plan))
+    item.with_quicklook = quicklook
     run = _Run(recipe, run_plan, output, pool, recorder, item, overwrite, keep_going, progress, lock, remote)
     return run.go(vrt)
 

@@ -48,6 +48,10 @@ class ExecutorError(ZigguratError, ValueError):
     """An unknown executor or invalid executor options."""
 
 
+class ServeError(ZigguratError, OSError):
+    """The preview server cannot start (the address is taken, the target cannot be shown)."""
+
+
 class ProcessLoadError(ZigguratError, ImportError):
     """A process module cannot be found or imported, or its signature does not fit the recipe."""
 

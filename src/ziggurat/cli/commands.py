@@ -133,6 +133,18 @@ def quicklook_cmd(output: str, dest: str | None, size: int, colormap: str) -> No
     click.echo(make_quicklook(output, dest, size=size, colormap=colormap))
 
 
+@main.command("serve")
+@click.argument("target", metavar="RECIPE|OUTPUT", type=click.Path(exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (local only by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@debug_option
+def serve_cmd(target: str, host: str, port: int) -> None:
+    """A web map of OUTPUT (or RECIPE's output: missing tiles are processed on demand)."""
+    from ziggurat.serve import serve
+
+    serve(target, host, port, ready=lambda url: click.echo(f"Serving {target} at {url} (Ctrl-C stops)"))
+
+
 @main.command("index")
 @click.argument("output_dir", metavar="OUTPUT", type=click.Path(exists=True))
 @click.option("-z", "--zoom", help="Zoom level or range to index: 5 or 3,8 (default: all).")

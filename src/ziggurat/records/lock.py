@@ -78,6 +78,11 @@ class RunLock:
         except OSError:
             return True
 
+    def active_holder(self) -> dict[str, Any] | None:
+        """Who holds the lock now (pid, host, started), or None when no live run does."""
+        other = self._holder()
+        return other if other is not None and not self._stale(other) else None
+
     def release(self) -> None:
         if self.held:
             self.held = False

@@ -320,6 +320,7 @@ class RunItem:
         self.settings: StacSettings | None = recipe.stac if self.enabled or self.file else None
         self.cog = bool(recipe.output.options.get("cog"))
         self.remote = recipe.output.remote
+        self.with_quicklook = True
         self.band_specs = tuple(recipe.output.band_specs)
         self.limits = ZoomLimits()        # written by this run, and skipped because they exist
         self.wrote = False
@@ -379,7 +380,7 @@ class RunItem:
     def quicklook(self, item: Path | None) -> Path | None:
         """`.ziggurat/quicklook.png` of a local raster output, added to its item as the
         `thumbnail` asset. A quicklook that cannot be made is a warning, never a failed run."""
-        if item is None or self.remote or not item.is_file():
+        if item is None or self.remote or not self.with_quicklook or not item.is_file():
             return None
         from ziggurat.records.quicklook import make_quicklook
 
