@@ -146,11 +146,11 @@ def test_a_recipe_processes_missing_tiles_on_demand_and_execute_then_skips_them(
 
 
 def test_serve_refuses_a_taken_port_and_a_single_file(tmp_path, demo):
+    import socket
+
     from click.testing import CliRunner
 
     from ziggurat.cli import main
-
-    import socket
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         result = CliRunner().invoke(main, ["serve", str(demo), "--port", str(port)])
