@@ -129,3 +129,93 @@ def test_console_script_runs_the_demo_recipe(tmp_path):
                           env={**os.environ, "ZIGGURAT_OUTPUT": str(tmp_path)})  # not into the checkout
     assert proc.returncode == 0, proc.stderr
     assert "tiles written" in proc.stdout
+
+
+def test_progress_lines_for_batch_jobs_and_json_for_schedulers(tmp_path):
+    """Away from a terminal: a line every interval, also while no tile finishes (a slow tile does not
+    look like a hung job), and one at the end; --progress json writes the same as JSON lines."""
+    import io
+    import json as _json
+    import time as _time
+    from types import SimpleNamespace
+
+    from ziggurat.cli.progress import Reporter
+    from ziggurat.tasks import FAILED, WRITTEN
+
+    stream = io.StringIO()
+    reporter = Reporter("log", 0.2, stream)
+    reporter.update(SimpleNamespace(done=1, total=4, outcome=SimpleNamespace(status=WRITTEN)))
+    reporter.update(SimpleNamespace(done=2, total=4, outcome=SimpleNamespace(status=FAILED)))
+    _time.sleep(1.3)                       # no tile finishes: lines keep coming
+    reporter.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("progress: 2/4 tiles (50%)") for line in lines)
+    assert "1 failed" in lines[-1] and "ETA" in lines[-1] and "tiles/s" in lines[-1]
+    assert "last tile" in lines[-2]        # says how long ago the last tile finished
+
+    stream = io.StringIO()
+    reporter = Reporter("json", 10, stream)
+    reporter.update(SimpleNamespace(done=3, total=3, outcome=SimpleNamespace(status=WRITTEN)))
+    reporter.close()
+    final = _json.loads(stream.getvalue().splitlines()[-1])
+    assert final["done"] == final["total"] == 3 and final["percent"] == 100.0 and final["final"] is True
+    assert set(final) >= {"rate", "eta_s", "elapsed_s", "failed"}
+
+
+def test_execute_progress_json_on_stderr(tmp_path):
+    import json as _json
+
+    from pyramid_helpers import make_recipe
+
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6))
+    result = CliRunner().invoke(main, ["execute", str(recipe), "-e", "sequential", "--progress", "json",
+                                       "--progress-interval", "0.2"])
+    assert result.exit_code == 0, result.output
+    lines = [_json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert lines and lines[-1]["final"] and lines[-1]["done"] == lines[-1]["total"] == 9
+
+
+def test_create_writes_a_process_and_a_recipe_that_run_as_they_are(tmp_path):
+    result = CliRunner().invoke(main, ["create", "ndvi_like", "-d", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ndvi_like.py").is_file() and (tmp_path / "ndvi_like.yaml").is_file()
+    run = CliRunner().invoke(main, ["execute", str(tmp_path / "ndvi_like.yaml"), "-e", "sequential"])
+    assert run.exit_code == 0, run.output
+    tiles = list((tmp_path / "ndvi_like_output").glob("*/*/*.tif"))
+    assert len(tiles) > 3
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(tiles[0]) as src:
+        assert src.descriptions == ("surface",) and np.isfinite(src.read(1)).all()
+    again = CliRunner().invoke(main, ["create", "ndvi_like", "-d", str(tmp_path)])
+    assert again.exit_code == 1 and "already exist" in again.output
+    bad = CliRunner().invoke(main, ["create", "2fast", "-d", str(tmp_path)])
+    assert bad.exit_code == 1 and "not a valid process name" in bad.output
+
+
+def test_processes_name_formats_version_and_exit_codes(tmp_path):
+    shown = CliRunner().invoke(main, ["processes", "hillshade"])
+    assert shown.exit_code == 0 and "azimuth: float  (default 315.0)" in shown.output
+    assert "dem" in shown.output and "Horn's method" in shown.output
+    listed = CliRunner().invoke(main, ["processes"])
+    assert "hillshade" in listed.output and "convert" in listed.output
+    missing = CliRunner().invoke(main, ["processes", "no_such_process"])
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    fmts = CliRunner().invoke(main, ["formats"])
+    assert fmts.exit_code == 0 and "GTiff" in fmts.output and "tiledir" in fmts.output and "FlatGeobuf" in fmts.output
+    version = CliRunner().invoke(main, ["--version"])
+    assert version.exit_code == 0 and "GDAL 3." in version.output and "PROJ" in version.output \
+        and "rasterio" in version.output
+    assert CliRunner().invoke(main, ["no-such-command"]).exit_code == 2         # usage errors: 2, as click/rio
+    assert CliRunner().invoke(main, ["execute"]).exit_code == 2
+    assert CliRunner().invoke(main, ["plan", "x.yaml", "-t", "1", "2"]).exit_code == 2
+    from pyramid_helpers import make_recipe
+
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6))
+    narrowed = CliRunner().invoke(main, ["plan", str(recipe), "-t", "6", "10", "20", "--json"])
+    assert narrowed.exit_code == 0, narrowed.output                            # plan takes -t/-p/-a
+    assert CliRunner().invoke(main, ["plan", str(recipe), "-p", "-122", "60"]).exit_code == 0
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("process: [\n")
+    assert CliRunner().invoke(main, ["execute", str(broken)]).exit_code == 1   # runtime (user) errors: 1

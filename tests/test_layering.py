@@ -39,7 +39,7 @@ STAGES: list[tuple[str, ...]] = [
     ("ziggurat.plan",),
     ("ziggurat.executors",),
     ("ziggurat.engine", "ziggurat.slowtiles"),
-    ("ziggurat.reproduce", "ziggurat.status", "ziggurat.remote_checks"),
+    ("ziggurat.reproduce", "ziggurat.status", "ziggurat.remote_checks", "ziggurat.scaffold"),
     ("ziggurat.serve",),
     ("ziggurat.cli",),
 ]

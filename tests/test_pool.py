@@ -358,7 +358,8 @@ def test_progress_bar_on_a_terminal_only(tmp_path, write_recipe):
     assert "4/4" in bar and "tile/s" in bar  # done/total and rate, drawn on the terminal
     plain = subprocess.run([ZIGGURAT, "execute", str(recipe), "-e", "sequential", "--overwrite"],
                            capture_output=True, text=True, timeout=120)
-    assert plain.returncode == 0 and "tile/s" not in plain.stderr  # stderr not a TTY: no bar
+    assert plain.returncode == 0 and "tile/s" not in plain.stderr  # stderr not a TTY: no bar ...
+    assert "progress: 4/4 tiles (100%)" in plain.stderr           # ... but a final progress line
 
 
 def test_semaphores_of_killed_runs_are_swept_and_live_ones_kept(tmp_path):

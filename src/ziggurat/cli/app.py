@@ -116,25 +116,17 @@ def selection_options(full: bool = True) -> Callable[[Callable[..., Any]], Calla
     return decorate
 
 
+def _versions() -> str:
+    import rasterio
+
+    return (f"ziggurat {__version__} (rasterio {rasterio.__version__}, GDAL {rasterio.__gdal_version__}, "
+            f"PROJ {rasterio.__proj_version__})")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="ziggurat")
+@click.version_option(__version__, "--version", prog_name="ziggurat", message=_versions())
 def main() -> None:
     """ziggurat: tile-pyramid processing for geospatial rasters and vectors."""
-
-
-def progress_bar(enabled: bool) -> tuple[Callable[[Any], None] | None, Callable[[], None]]:
-    if not enabled or not sys.stderr.isatty():
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bar = tqdm(unit="tile", dynamic_ncols=True, file=sys.stderr)
-
-    def update(event: Any) -> None:
-        if bar.total != event.total:
-            bar.total = event.total
-        bar.update(event.done - bar.n)
-
-    return update, bar.close
 
 
 def dask_executor(executor: str | None, scheduler: str | None, workers: int | None,

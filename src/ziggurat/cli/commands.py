@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,9 +17,9 @@ from ziggurat.cli.app import (
     debug_option,
     interrupt,
     main,
-    progress_bar,
     selection_options,
 )
+from ziggurat.cli.progress import progress_options, progress_reporter
 from ziggurat.plan.selection import Selection
 
 #: a local output (must exist) or an object-store URL (s3://bucket/out)
@@ -44,12 +45,12 @@ OUTPUT_ARG = LocationType()
 @click.option("--retry-failed", is_flag=True,
               help="Run exactly the tiles the ledger records as failed (of the selected zooms).")
 @click.option("--vrt", is_flag=True, help="Also write a GDAL VRT per zoom (<zoom>.vrt) into the output.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@progress_options
 @debug_option
 def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: str | None, workers: int | None,
                 tile_timeout: float | None, retries: int, write_in: str | None, dask_scheduler: str | None,
-                keep_going: bool,
-                retry_failed: bool, vrt: bool, no_progress: bool) -> None:
+                keep_going: bool, retry_failed: bool, vrt: bool, progress_mode: str,
+                progress_interval: float) -> None:
     """Run RECIPE: process every tile of its zoom levels and area."""
     from ziggurat.engine import execute, load, prepare
 
@@ -59,7 +60,7 @@ def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: st
         prepare(loaded)
         recipe, dask_timeout = loaded, tile_timeout if tile_timeout is not None else loaded.tile_timeout
     pool = dask_executor(executor, dask_scheduler, workers, retries, dask_timeout)  # None unless dask
-    update, close = progress_bar(not no_progress)
+    update, close = progress_reporter(progress_mode, progress_interval)
     previous = signal.signal(signal.SIGTERM, interrupt)
     previous_int = signal.signal(signal.SIGINT, interrupt)
     try:
@@ -98,13 +99,45 @@ def plan_cmd(recipe: str, selection: Selection, as_json: bool) -> None:
 
 
 @main.command("processes")
+@click.argument("name", required=False)
 @debug_option
-def processes_cmd() -> None:
-    """List the ready-made processes."""
+def processes_cmd(name: str | None) -> None:
+    """List the ready-made processes; with NAME (or a .py file), its parameters and docstring."""
+    if name is not None:
+        from ziggurat.scaffold import describe_process
+
+        click.echo(describe_process(name).describe())
+        return
     from ziggurat.process import list_processes
 
-    for name, summary in list_processes():
-        click.echo(f"{name:<16} {summary}")
+    for process, summary in list_processes():
+        click.echo(f"{process:<16} {summary}")
+
+
+@main.command("create")
+@click.argument("name")
+@click.option("-d", "--dir", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder to write NAME.py and NAME.yaml into.")
+@debug_option
+def create_cmd(name: str, folder: str) -> None:
+    """Start a new process: NAME.py and a recipe NAME.yaml that run as they are."""
+    from ziggurat.scaffold import create_project
+
+    for path in create_project(name, folder):
+        click.echo(path)
+    click.echo(f"Next: ziggurat execute {Path(folder) / (name + '.yaml')}")
+
+
+@main.command("formats")
+@debug_option
+def formats_cmd() -> None:
+    """List the input and output formats."""
+    from ziggurat.scaffold import formats
+
+    for kind, entries in formats().items():
+        click.echo(f"{kind}:")
+        for name, desc in entries:
+            click.echo(f"  {name:<20} {desc}")
 
 
 @main.command("stac")
@@ -212,17 +245,17 @@ def verify_cmd(output: str, workers: int | None, limit: int) -> None:
 @click.option("-w", "--workers", type=click.IntRange(min=1), help="Parallel workers (default: CPU count).")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Tiles listed per difference kind (0: all).")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@progress_options
 @debug_option
 def reproduce_cmd(output: str, to: str | None, selection: Selection, executor: str | None,
-                  workers: int | None, limit: int, no_progress: bool) -> None:
+                  workers: int | None, limit: int, progress_mode: str, progress_interval: float) -> None:
     """Rerun OUTPUT from its saved recipe and process source into a new folder and compare tiles.
 
     With -z/-b only that zoom/area is rerun from the latest run's recipe; without, every
     recorded run is replayed."""
     from ziggurat.reproduce import reproduce
 
-    update, close = progress_bar(not no_progress)
+    update, close = progress_reporter(progress_mode, progress_interval)
     try:
         result = reproduce(output, to, selection, executor=executor, workers=workers, progress=update)
     finally:
