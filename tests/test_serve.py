@@ -219,3 +219,28 @@ def test_the_page_in_a_real_browser_shows_the_tiles(server, demo, tmp_path):
     map_area = pixels[:3, 20:680, 20:700]
     assert map_area.std() > 5                                   # not blank: the relief shows
     assert f"value {int(data[r0, c0])}" in readout and f"row {row} col {col}" in readout
+
+
+@pytest.mark.parametrize("grid_name,crs", [("mercator", "EPSG:3857"), ("utm", "EPSG:32633")])
+def test_other_grids_are_described_for_the_map(tmp_path, grid_name, crs):
+    recipe, grid = make_recipe(tmp_path, grid_name, metatiling=2, output_metatiling=2)
+    execute(recipe, executor="sequential")
+    info = TestClient(create(tmp_path / "out")).get("/api/info").json()
+    assert info["crs"] == crs and (info["proj4"] is None) == (grid_name == "mercator")
+    if info["proj4"]:
+        assert "+proj=utm" in info["proj4"] and "+zone=33" in info["proj4"]
+    top = info["zooms"][-1]
+    level = info["levels"][top]
+    assert level["tile_size"] == [512, 512]                              # output metatiles of 2 x 256 px
+    assert level["resolution"] == pytest.approx(grid.resolution(top)[0])
+    assert level["origin"] == pytest.approx([grid.bounds(top).left, grid.bounds(top).top])
+
+
+def test_progress_shows_a_run_holding_the_output(tmp_path, demo):
+    from ziggurat.records.lock import RunLock
+
+    client = TestClient(create(demo))
+    assert client.get("/api/progress").json()["running"] is False
+    with RunLock(demo):
+        busy = client.get("/api/progress").json()
+    assert busy["running"] is True and busy["run"]["pid"] > 0
