@@ -452,10 +452,10 @@ def test_every_raster_run_writes_a_quicklook_and_the_item_lists_it(tmp_path):
     validate(item)
     with rasterio.open(summary.quicklook) as png:
         rgba = png.read()
-    assert rgba.shape[0] == 4 and max(rgba.shape[1:]) <= 1024
-    # the data extent only (the source's footprint), at the finest zoom's resolution or less
+    assert rgba.shape[0] == 4 and max(rgba.shape[1:]) == 512      # a run's quicklook is small
+    # the data extent only (the source's footprint, 600 x 500 px at the finest zoom), scaled down
     with rasterio.open(tmp_path / "src_geodetic.tif") as src:
-        assert rgba.shape[1:] == (src.height, src.width)
+        assert rgba.shape[1:] == (round(src.height * 512 / src.width), 512)
     assert (rgba[3] == 255).all()                       # every pixel holds data: opaque
     # position values grow downwards (row * 1000 + col): viridis runs from dark purple to yellow
     top, bottom = rgba[:3, 5, 5].astype(int), rgba[:3, -5, 5].astype(int)
@@ -468,3 +468,16 @@ def test_every_raster_run_writes_a_quicklook_and_the_item_lists_it(tmp_path):
     assert max(small.shape[1:]) == 64 and (small[0] == small[1]).all()   # a grey ramp
     bad = CliRunner().invoke(main, ["quicklook", str(out), "-o", str(tmp_path / "x.png"), "--colormap", "nope"])
     assert bad.exit_code == 1 and "unknown colormap 'nope'" in bad.output
+    full = CliRunner().invoke(main, ["quicklook", str(out)])      # on demand: 1024 px by default
+    with rasterio.open(summary.quicklook) as png:
+        assert full.exit_code == 0 and max(png.shape) == 600        # never larger than the data
+
+
+def test_no_automatic_quicklook_where_it_would_read_too_many_tiles(tmp_path, monkeypatch):
+    from ziggurat.records import quicklook
+
+    monkeypatch.setattr(quicklook, "RUN_MAX_TILES", 3)
+    recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6))     # 9 tiles, no coarser zoom
+    summary = run(recipe)
+    assert summary.quicklook is None and "thumbnail" not in load_item(tmp_path / "out")["assets"]
+    assert quicklook.tiles_to_read(tmp_path / "out", 512) == 9

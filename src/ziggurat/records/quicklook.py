@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 QUICKLOOK_FILE = "quicklook.png"
 DEFAULT_SIZE = 1024
+#: the quicklook every run writes: small, so it costs a run a fraction of a second ...
+RUN_SIZE = 512
+#: ... and read from at most this many tiles (a run of one fine zoom and no overviews has no
+#: small level to read: `ziggurat quicklook` makes one on demand)
+RUN_MAX_TILES = 256
 DEFAULT_COLORMAP = "viridis"
 
 
@@ -95,16 +100,40 @@ def write_png(rgba: np.ndarray, path: Path) -> None:
     with staged(path) as tmp, rasterio.Env(GDAL_PAM_ENABLED="NO"), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)   # a picture: no georeferencing
         with rasterio.open(tmp, "w", driver="PNG", width=rgba.shape[2], height=rgba.shape[1], count=4,
-                           dtype="uint8") as dst:
+                           dtype="uint8", ZLEVEL=3) as dst:   # a third of level 6's time, ~5 % larger
             dst.write(rgba)
 
 
+def tiles_to_read(output: Path, size: int) -> int:
+    """How many tiles GDAL reads for a quicklook of `size` px: those of the coarsest zoom still at
+    least `size` px across the data (the level it picks), or of the finest zoom there is."""
+    if is_single_file(output):
+        return 0
+    from ziggurat.records.tileset import TileSet
+
+    tiles = TileSet.open(output)
+    limits = tiles.limits()
+    for zoom in sorted(limits.zooms):
+        b = limits.bounds(tiles.grid, zoom)
+        xres, yres = tiles.grid.resolution(zoom)
+        if max((b.right - b.left) / xres, (b.top - b.bottom) / yres) >= size or zoom == max(limits.zooms):
+            r0, r1, c0, c1 = limits.get(zoom)  # type: ignore[misc]
+            return (r1 - r0 + 1) * (c1 - c0 + 1)
+    return 0
+
+
 def make_quicklook(output: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None,
-                   size: int = DEFAULT_SIZE, colormap: str = DEFAULT_COLORMAP) -> Path:
-    """Write the quicklook (default `.ziggurat/quicklook.png`); returns its path."""
+                   size: int = DEFAULT_SIZE, colormap: str = DEFAULT_COLORMAP, max_tiles: int | None = None) -> Path:
+    """Write the quicklook (default `.ziggurat/quicklook.png`); returns its path. With `max_tiles`,
+    an output that would need more tile reads is refused (OutputError)."""
     if size < 16:
         raise OutputError(f"quicklook size must be at least 16 px, got {size}")
     out = Path(output)
+    if max_tiles is not None:
+        needed = tiles_to_read(out, size)
+        if needed > max_tiles:
+            raise OutputError(f"a quicklook would read {needed} tiles (no coarser zoom); make one with "
+                              f"`ziggurat quicklook {out}`")
     source, options, extent = _source(out)
     import warnings
 

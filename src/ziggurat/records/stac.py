@@ -382,13 +382,13 @@ class RunItem:
         `thumbnail` asset. A quicklook that cannot be made is a warning, never a failed run."""
         if item is None or self.remote or not self.with_quicklook or not item.is_file():
             return None
-        from ziggurat.records.quicklook import make_quicklook
+        from ziggurat.records.quicklook import RUN_MAX_TILES, RUN_SIZE, make_quicklook
 
         try:
-            path = make_quicklook(self.output.path)
+            path = make_quicklook(self.output.path, size=RUN_SIZE, max_tiles=RUN_MAX_TILES)
             add_thumbnail(item, path)
         except (OutputError, OSError, ValueError) as exc:
-            log.warning("no quicklook for %s: %s", self.output.path, exc)
+            log.info("no quicklook for %s: %s", self.output.path, exc)
             return None
         return path
 
