@@ -166,3 +166,21 @@ def test_band_nodata_is_the_output_nodata(tmp_path):
     recipe = write_recipe(tmp_path, "bn", PROCESS, {"dtype": "uint16", "bands": [{"name": "a", "nodata": 9}, "b"]})
     out = load_recipe(recipe).output
     assert out.nodata == 9 and out.bands == 2 and out.nodata_set
+
+
+def test_band_specs_on_png_tiles(tmp_path):
+    """PNG keeps no band metadata (and gets no .aux.xml): metadata.json and STAC carry it."""
+    process = """
+    import numpy as np
+
+    def execute(tile):
+        return (np.mgrid[0:256, 0:256][1] % 200 + 1).astype("uint8")
+    """
+    recipe = write_recipe(tmp_path, "png", process, {"format": "PNG", "dtype": "uint8", "bands": [
+        {"name": "lc", "unit": "m", "scale": 2, "classes": [{"value": 1, "name": "water", "color": "#0000ff"}]}]})
+    execute(recipe, executor="sequential", tile=(6, 10, 20))
+    out = tmp_path / "png"
+    assert [p.name for p in (out / "6" / "10").iterdir()] == ["20.png"]
+    assert json.loads((out / "metadata.json").read_text())["output"]["band_specs"][0]["name"] == "lc"
+    band = json.loads(item_path(out).read_text())["asset_templates"]["data"]["raster:bands"][0]
+    assert band["unit"] == "m" and band["scale"] == 2.0 and band["classification:classes"][0]["name"] == "water"

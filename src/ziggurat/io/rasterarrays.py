@@ -80,8 +80,9 @@ def write_band_metadata(dst: Any, specs: Sequence[Mapping[str, Any]]) -> None:
         if table is not None and dst.driver == "GTiff" and band == 1:
             dst.write_colormap(band, table)
     if any("scale" in s or "offset" in s for s in specs):
-        dst.scales = tuple(float(s.get("scale", 1.0)) for s in specs)
-        dst.offsets = tuple(float(s.get("offset", 0.0)) for s in specs)
+        extra = dst.count - len(specs)   # a PNG tile's alpha band
+        dst.scales = tuple(float(s.get("scale", 1.0)) for s in specs) + (1.0,) * extra
+        dst.offsets = tuple(float(s.get("offset", 0.0)) for s in specs) + (0.0,) * extra
 
 
 class RasterArrays:
