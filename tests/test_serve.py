@@ -140,7 +140,10 @@ def test_a_recipe_processes_missing_tiles_on_demand_and_execute_then_skips_them(
     assert (tmp_path / "out" / "6" / "10" / "20.tif").is_file()
     assert client.get("/api/tile/6/10/20").json()["status"] == "written"
     assert client.get("/api/info").json()["zooms"] == [6]
-    assert client.get("/tiles/6/0/0.png").status_code == 204     # outside the recipe's data: empty
+    assert client.get("/tiles/6/0/0.png").status_code == 204     # outside the recipe's area: not processed
+    assert client.get("/api/tile/6/0/0").json()["status"] == "not processed"
+    runs = list((tmp_path / "out" / ".ziggurat" / "runs").glob("*.json"))
+    assert len(runs) == 1                                        # one on-demand run, for 6/10/20
     summary = execute(recipe, executor="sequential")
     assert summary.skipped == 1 and summary.written + summary.empty == 8   # 6/10/20 was made on demand
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,12 +44,14 @@ class Preview:
         self.recipe = recipe
         self.view = OutputView(output)
         self.total: int | None = None
+        self.extent: Any = None             # the recipe's area: tiles outside it are not processed
         self._run_lock = threading.Lock()   # one on-demand run at a time
         if recipe is not None:
             from ziggurat.engine import plan
 
             try:
-                self.total = plan(recipe).count()
+                run_plan = plan(recipe)
+                self.total, self.extent = run_plan.count(), run_plan.extent
             except ZigguratError as exc:
                 log.warning("cannot count the recipe's tiles: %s", exc)
 
@@ -60,6 +63,10 @@ class Preview:
         """Process the process tile holding output tile `index`; why not, if it was not."""
         if self.recipe is None:
             return "no recipe"
+        if index.zoom not in self.recipe.zooms:
+            return "not a zoom of the recipe"
+        if self.extent is None or not self.view.grid.tile(*index).bounds.intersects(self.extent):
+            return "outside the recipe's area"
         status = self.view.tile_status(index, self.recipe.grid)
         if status.get("status") not in ("not processed", None):
             return f"recorded as {status['status']}"
