@@ -33,7 +33,9 @@ def load_item(out: Path) -> dict:
 
 
 def check_item_against_tiles(out: Path, grid: Grid) -> None:
-    """GDAL's view of the item equals the tiles: size, CRS, transform, every level, every seam."""
+    """GDAL's view of the item equals the tiles: size, CRS, transform, every level, every seam; and
+    the item validates against the official schemas."""
+    validate(load_item(out))
     on_disk = tiles_on_disk(out)
     top = max(on_disk)
     box = extent(grid, top, on_disk[top])

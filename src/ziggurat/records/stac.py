@@ -290,8 +290,10 @@ def add_thumbnail(item: Path, image: Path) -> None:
     if data is None:
         return
     href = Path(os.path.relpath(image, item.parent)).as_posix()
-    data.setdefault("assets", {})["thumbnail"] = {"href": href, "type": "image/png", "title": "Quicklook",
-                                                  "roles": ["thumbnail"]}
+    asset = {"href": href, "type": "image/png", "title": "Quicklook", "roles": ["thumbnail"]}
+    if (data.get("assets") or {}).get("thumbnail") == asset:
+        return   # an unchanged item is not rewritten
+    data.setdefault("assets", {})["thumbnail"] = asset
     write_json_atomic(item, data)
 
 
@@ -382,10 +384,12 @@ class RunItem:
         `thumbnail` asset. A quicklook that cannot be made is a warning, never a failed run."""
         if item is None or self.remote or not self.with_quicklook or not item.is_file():
             return None
-        from ziggurat.records.quicklook import RUN_MAX_TILES, RUN_SIZE, make_quicklook
+        from ziggurat.records.quicklook import RUN_MAX_TILES, RUN_SIZE, make_quicklook, quicklook_path
 
         try:
-            path = make_quicklook(self.output.path, size=RUN_SIZE, max_tiles=RUN_MAX_TILES)
+            path = quicklook_path(self.output.path)
+            if self.wrote or self.replaced or not path.is_file():   # nothing new: the one there is current
+                path = make_quicklook(self.output.path, size=RUN_SIZE, max_tiles=RUN_MAX_TILES)
             add_thumbnail(item, path)
         except (OutputError, OSError, ValueError) as exc:
             log.info("no quicklook for %s: %s", self.output.path, exc)
