@@ -49,3 +49,33 @@ def test_plan_counts_what_the_ledger_has_and_prints_json(tmp_path):
     done = subprocess.run([str(cli), "plan", str(recipe), "--json"], capture_output=True, text=True, check=True)
     data = json.loads(done.stdout)
     assert [z["zoom"] for z in data["zooms"]] == [5, 6] and data["zooms"][1]["recorded"] == by_zoom[6].recorded
+
+
+def test_blocked_order_gives_the_same_tiles_as_neighbours():
+    """Runs of tiles handed to one worker come from 2D blocks: same tiles, neighbours together."""
+    from ziggurat.executors.base import run_block
+    from ziggurat.grid import Bounds, Grid
+    from ziggurat.plan.tiles import Plan
+
+    grid = Grid.from_name("geodetic")
+    first, last = grid.tile_bounds(8, 40, 100), grid.tile_bounds(8, 49, 112)   # 10 x 13 tiles
+    plan = Plan(grid, (8,), Bounds(first.left + 1e-6, last.bottom + 1e-6, last.right - 1e-6, first.top - 1e-6))
+    rows = [t.index for t in plan.tiles()]
+    blocked = [t.index for t in plan.tiles(run_block(32))]
+    assert run_block(32) == (4, 8) and sorted(blocked) == sorted(rows) and len(rows) == 130
+    first_run = blocked[:32]
+    assert {(i.row, i.col) for i in first_run} == {(r, c) for r in range(40, 44) for c in range(100, 108)}
+    # the source marks where each block ends: the pool's runs never straddle two blocks
+    from ziggurat.executors.feeder import Feeder
+    from ziggurat.plan.schedule import PlanSource
+
+    feeder = Feeder(PlanSource(plan, lambda tile: False, lambda tile: None, run_block(32)))
+    runs = []
+    while not feeder.exhausted:
+        run = list(feeder.take(32))
+        if run:
+            runs.append(run)
+    assert sum(len(r) for r in runs) == 130 and [len(r) for r in runs[:2]] == [32, 20]   # 4 x 8, 4 x 5
+    for run in runs:
+        assert len({i.row for i in run}) <= 4 and len({i.col for i in run}) <= 8
+    assert [t.index for t in plan.tiles(None)] == rows

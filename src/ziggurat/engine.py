@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 from ziggurat import interrupts
 from ziggurat.errors import InputError, OutputError, ProcessError
 from ziggurat.executors import Executor, get_executor
+from ziggurat.executors.base import run_block
 from ziggurat.executors.job import RunSpec
 from ziggurat.grid import Bounds, Tile, TileIndex
 from ziggurat.io import Output, open_input, open_output
@@ -33,7 +34,7 @@ from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, chang
 from ziggurat.records.remote import RemoteLock, RemoteRecords
 from ziggurat.records.stac import RunItem
 from ziggurat.slowtiles import SlowTileWatch
-from ziggurat.tasks import EMPTY, FAILED, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
+from ziggurat.tasks import EMPTY, FAILED, RUN_END, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
 
 log = logging.getLogger(__name__)
 DEFAULT_EXECUTOR = "processes"
@@ -322,7 +323,7 @@ class _Run:
                                   total=self.plan.count())
         self.watch = SlowTileWatch(self.pool.workers, self.pool.window)
         is_done = (lambda tile: False) if self.overwrite else self.recorder.is_done
-        self.source = make_source(self.recipe, self.plan, is_done, self.skipped)
+        self.source = make_source(self.recipe, self.plan, is_done, self.skipped, run_block(self.pool.run_tiles))
 
     def report(self, outcome: TileOutcome) -> None:
         self.done += 1
@@ -339,7 +340,7 @@ class _Run:
     def tasks(self) -> Iterator[Any]:
         """Task specs, lazily, from the run's one source (WAIT while overview sources run)."""
         for task in self.source:
-            if task is not WAIT:
+            if task is not WAIT and task is not RUN_END:
                 self.in_flight.add(task_index(task))
                 self.watch.out(task_index(task))
             yield task

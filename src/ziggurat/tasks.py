@@ -64,6 +64,17 @@ class _Wait:
 WAIT = _Wait()
 
 
+class _RunEnd:
+    """Yielded by a task source between blocks of neighbouring tiles: a run handed to one worker
+    ends here (the next one starts at once; nothing waits)."""
+
+    def __repr__(self) -> str:
+        return "RUN_END"
+
+
+RUN_END = _RunEnd()
+
+
 @dataclass(frozen=True)
 class TileOutcome:
     index: TileIndex

@@ -28,6 +28,9 @@ class Executor(ABC):
     name: str = "executor"
     #: workers only compute and the parent writes every tile (`sink` is the output)
     writes_in_parent: bool = False
+    #: consecutive tasks handed to one worker at once; above 1 the engine orders a run's tiles in
+    #: 2D blocks of about that many, so a worker's tiles are neighbours (see `run_block`)
+    run_tiles: int = 1
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers or default_workers())
@@ -64,3 +67,14 @@ class Executor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_block(run_tiles: int) -> tuple[int, int] | None:
+    """(rows, cols) of the tile blocks that runs of `run_tiles` cover: 32 -> 4 x 8, 8 -> 2 x 4;
+    None for 1 (row by row)."""
+    if run_tiles <= 1:
+        return None
+    rows = 1
+    while rows * rows * 4 <= run_tiles:
+        rows *= 2
+    return rows, max(1, run_tiles // rows)

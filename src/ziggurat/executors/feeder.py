@@ -18,7 +18,7 @@ import numpy as np
 from ziggurat.executors.job import write_prepared
 from ziggurat.grid import Grid
 from ziggurat.io import Output
-from ziggurat.tasks import EMPTY, WAIT, WRITTEN, TileOutcome
+from ziggurat.tasks import EMPTY, RUN_END, WAIT, WRITTEN, TileOutcome
 
 _END = object()
 
@@ -31,7 +31,9 @@ class Feeder:
         self.exhausted = False
 
     def take(self, room: int) -> Iterator[Any]:
-        """Up to `room` task specs; fewer when the source is done or has nothing ready (WAIT)."""
+        """Up to `room` task specs; fewer when the source is done, has nothing ready (WAIT) or a
+        block of neighbours ends (RUN_END, after at least one task)."""
+        taken = 0
         while room > 0 and not self.exhausted:
             task = next(self._it, _END)
             if task is _END:
@@ -39,7 +41,12 @@ class Feeder:
                 return
             if task is WAIT:
                 return
+            if task is RUN_END:
+                if taken:
+                    return
+                continue
             room -= 1
+            taken += 1
             yield task
 
     def idle(self) -> None:

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import errno
 import logging
-import multiprocessing as mp
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generator, Iterable, Iterator
@@ -35,6 +32,14 @@ from ziggurat.errors import ExecutorError
 from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
 from ziggurat.executors.job import RunSpec, TileJob
+from ziggurat.executors.poolprocs import (
+    describe_exit,
+    exit_code,
+    main_not_reimported,
+    pool_context,
+    sigint_held,
+    worker_processes,
+)
 from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, free_bytes, sweep_stale
 from ziggurat.grid import TileIndex
 from ziggurat.io import Output
@@ -68,6 +73,12 @@ def _run_tile(index: TileIndex) -> TileOutcome:
     return _job.run(index)
 
 
+def _run_tiles(indices: tuple[Any, ...]) -> list[TileOutcome]:
+    """A run of neighbouring tiles in one worker: the source blocks they share are decoded once
+    (GDAL's block cache is per process)."""
+    return [_run_tile(index) for index in indices]
+
+
 def _compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
                   ) -> tuple[TileOutcome, Any]:
     """Compute without writing; the array goes into a slot (or, without one, back pickled)."""
@@ -89,61 +100,28 @@ def _compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
 @dataclass
 class _Task:
     index: Any                 # the task spec as given (a TileIndex or an OverviewTask), opaque here
+    run: tuple[Any, ...] = ()  # several specs handed to one worker together (index is the first)
     attempts: int = 0          # worker deaths (or timeouts) while this tile ran alone
     slot: int | None = None
     started: float = 0.0       # when it was handed to the pool (monotonic)
     timed_out: bool = False    # it ran longer than the tile timeout
 
 
-@contextmanager
-def _main_not_reimported() -> Iterator[None]:
-    """Start workers without re-importing the caller's `__main__`.
-
-    forkserver/spawn children normally re-run the main script so that functions defined
-    there can be unpickled; ours live in ziggurat modules, and re-running a user's script
-    that calls `execute()` at top level (no `if __name__ == "__main__"` guard) would make
-    every worker crash at start.
-    """
-    main = sys.modules.get("__main__")
-    if main is None:
-        yield
-        return
-    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
-    main.__dict__.pop("__file__", None)
-    main.__dict__["__spec__"] = None
-    try:
-        yield
-    finally:
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
-
-
-@contextmanager
-def _sigint_held() -> Iterator[None]:
-    """Block SIGINT in this thread for the block; a Ctrl-C that came meanwhile arrives after it."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _context() -> mp.context.BaseContext:
-    ziggurat_boot.mark_run()  # the forkserver (started from here) dies with this process
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["ziggurat_boot", "ziggurat.executors.job"])
-    return ctx
-
-
 class ProcessExecutor(Executor):
     name = "processes"
 
+    #: tiles handed to a worker at once (a 4 x 8 block of neighbours, see `base.run_block`), when
+    #: workers write and no tile timeout applies; 1 hands them out one by one (bench/run.py)
+    run_tiles = 32
+
     def __init__(self, workers: int | None = None, *, retries: int = 2, write_in: str = "workers",
-                 shm_dir: str | None = None, tile_timeout: float | None = None) -> None:
+                 shm_dir: str | None = None, tile_timeout: float | None = None,
+                 run_tiles: int | None = None) -> None:
         super().__init__(workers)
+        if run_tiles is not None:
+            self.run_tiles = max(1, int(run_tiles))
+        if tile_timeout is not None or write_in == "parent":   # a timeout is per tile; slots are per tile
+            self.run_tiles = 1
         #: seconds a tile may run; a longer one has its worker killed and is retried like a worker death
         self.tile_timeout = tile_timeout
         if write_in not in WRITE_IN:
@@ -160,7 +138,7 @@ class ProcessExecutor(Executor):
     # -- pool lifecycle ----------------------------------------------------------------------
     def _new_pool(self, spec: RunSpec, workers: int) -> ProcessPoolExecutor:
         try:
-            return ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker,
+            return ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_init_worker,
                                        initargs=(spec,))
         except OSError as exc:   # its locks are POSIX semaphores, files in /dev/shm
             if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EACCES, errno.EROFS):
@@ -171,7 +149,7 @@ class ProcessExecutor(Executor):
                                 "space in it, or run with -e threads or -e sequential") from exc
 
     def _processes(self) -> list[Any]:
-        return _worker_processes(self._pool)
+        return worker_processes(self._pool)
 
     def terminate(self) -> None:
         """Stop now: cancel pending work and kill the workers (Ctrl-C, SIGTERM)."""
@@ -180,7 +158,7 @@ class ProcessExecutor(Executor):
             pool, self._pool = self._pool, None
         if pool is None:
             return
-        procs = _worker_processes(pool)  # before shutdown(), which drops them
+        procs = worker_processes(pool)  # before shutdown(), which drops them
         for p in procs:  # first: a worker still starting must not find the pool's locks gone
             if p.is_alive():
                 p.kill()
@@ -254,8 +232,10 @@ class ProcessExecutor(Executor):
                 # workers (and the forkserver) start inside submit(); Ctrl-C is held back meanwhile, so
                 # the forkserver starts with it blocked (it ignores it once running) and never
                 # prints a traceback from its imports
-                with _main_not_reimported(), _sigint_held():
-                    if parent is None:
+                with main_not_reimported(), sigint_held():
+                    if task.run:
+                        future = self._pool.submit(_run_tiles, task.run)
+                    elif parent is None:
                         future = self._pool.submit(_run_tile, task.index)
                     else:
                         if slots is not None and task.slot is None:
@@ -272,8 +252,8 @@ class ProcessExecutor(Executor):
             while suspects and capacity() > 0:
                 submit(suspects.pop(0))
             if not suspects:
-                for task in feeder.take(capacity()):
-                    submit(_Task(task))
+                for new in self._runs(feeder, capacity(), parent is None):
+                    submit(new)
             if not computing and not writing:
                 if suspects:
                     continue
@@ -291,14 +271,18 @@ class ProcessExecutor(Executor):
                     self._release(slots, task)
                     yield future.result()  # write_prepared never raises: failures are outcomes
                     continue
-                task = computing.pop(future, None)
-                if task is None:  # already re-queued by a pool recovery in this batch
+                found = computing.pop(future, None)
+                if found is None:  # already re-queued by a pool recovery in this batch
                     continue
+                task = found
                 try:
                     result = future.result()
                 except BrokenProcessPool:
                     suspects.extend(self._recover(spec, task, computing, suspects))
                     yield from self._exhausted(suspects, slots)
+                    continue
+                if task.run:
+                    yield from result
                     continue
                 if parent is None or writer is None:
                     yield result
@@ -315,11 +299,26 @@ class ProcessExecutor(Executor):
                     array = slots.view(task.slot, *payload)
                 writing[writer.submit(parent.write, outcome, array)] = task
 
+    def _runs(self, feeder: Feeder, room: int, workers_write: bool) -> Iterator[_Task]:
+        """Up to `room` tasks: runs of `run_tiles` consecutive specs where workers write and no
+        timeout must be kept per tile, else one spec each. A short last run is cut at the source."""
+        size = self.run_tiles if workers_write and self.tile_timeout is None else 1
+        for _ in range(room):
+            specs = list(feeder.take(size))
+            if not specs:
+                return
+            yield _Task(specs[0], tuple(specs)) if len(specs) > 1 else _Task(specs[0])
+
+    @staticmethod
+    def _singles(tasks: list[_Task]) -> list[_Task]:
+        """Runs split into their tiles, each to rerun alone (which one broke the pool is unknown)."""
+        return [single for t in tasks for single in ([_Task(i) for i in t.run] if t.run else [t])]
+
     def _recover(self, spec: RunSpec, task: _Task, computing: dict[Future[Any], _Task],
                  suspects: list[_Task]) -> list[_Task]:
         """The pool broke: note the exit codes, build a new pool, return the tiles to rerun."""
-        codes = sorted({code for code in map(_exit_code, self._processes()) if code not in (None, 0)})
-        lost = [task, *computing.values()]
+        codes = sorted({code for code in map(exit_code, self._processes()) if code not in (None, 0)})
+        lost = self._singles([task, *computing.values()])
         computing.clear()
         if len(lost) == 1:  # it ran alone: the crash is its own
             lost[0].attempts += 1
@@ -334,7 +333,7 @@ class ProcessExecutor(Executor):
         wait for them at exit (and the run would hang there)."""
         old, self._pool = self._pool, None
         if old is not None:
-            procs = _worker_processes(old)
+            procs = worker_processes(old)
             old.shutdown(wait=False, cancel_futures=True)
             for p in procs:
                 if p.is_alive():
@@ -361,7 +360,7 @@ class ProcessExecutor(Executor):
         attempts, and hand back everything in flight to rerun one at a time."""
         assert self.tile_timeout is not None
         now = time.monotonic()
-        lost = list(computing.values())
+        lost = self._singles(list(computing.values()))
         computing.clear()
         late = [t for t in lost if now - t.started >= self.tile_timeout]
         for t in late:
@@ -380,7 +379,7 @@ class ProcessExecutor(Executor):
                    f"{task.attempts} time(s) (raise --tile-timeout or --retries to try more)")
             return TileOutcome(task_index(task.index), FAILED, error=msg, exc_type="TimedOut")
         codes = self._last_exit
-        how = ", ".join(_describe_exit(c) for c in codes) or "died"
+        how = ", ".join(describe_exit(c) for c in codes) or "died"
         msg = (f"WorkerDied: the worker process {how} while processing this tile, alone, "
                f"{task.attempts} time(s) (raise --retries to try more)")
         return TileOutcome(task_index(task.index), FAILED, error=msg, exc_type="WorkerDied")
@@ -390,29 +389,3 @@ class ProcessExecutor(Executor):
         if slots is not None and task.slot is not None:
             slots.release(task.slot)
             task.slot = None
-
-
-def _worker_processes(pool: ProcessPoolExecutor | None) -> list[Any]:
-    """The pool's worker processes: concurrent.futures keeps them (privately) in `_processes`,
-    set to None once the pool shuts down; exit codes and a hard stop need them."""
-    if pool is None:
-        return []
-    return list((pool._processes or {}).values())
-
-
-def _exit_code(process: Any) -> int | None:
-    """A dead worker's exit code; the pool may not have reaped it yet when we look."""
-    if process.exitcode is None and not process.is_alive():
-        process.join(timeout=0.5)
-    return process.exitcode
-
-
-def _describe_exit(code: int) -> str:
-    if code == 255:  # what multiprocessing's forkserver reports when it has no status to give
-        return "died without an exit status"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"

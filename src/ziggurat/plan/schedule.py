@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Union
 from ziggurat.grid import Bounds, Tile, TileIndex
 from ziggurat.plan.tiles import Plan
 from ziggurat.recipe import Recipe
-from ziggurat.tasks import HIGHER, LOWER, WAIT, OverviewTask
+from ziggurat.tasks import HIGHER, LOWER, RUN_END, WAIT, OverviewTask
 
 PROCESS = "process"
 
@@ -283,11 +283,15 @@ class Schedule:
 class PlanSource:
     """Task source of a run without baselevels: the plan's tiles minus those done before."""
 
-    def __init__(self, plan: Plan, is_done: Callable[[Tile], bool], on_skip: Callable[[Tile], None]) -> None:
-        self.plan, self.is_done, self.on_skip = plan, is_done, on_skip
+    def __init__(self, plan: Plan, is_done: Callable[[Tile], bool], on_skip: Callable[[Tile], None],
+                 block: tuple[int, int] | None = None) -> None:
+        self.plan, self.is_done, self.on_skip, self.block = plan, is_done, on_skip, block
 
     def __iter__(self) -> Iterator[Any]:
-        for tile in self.plan.tiles():
+        for tile in self.plan.blocks(self.block):
+            if tile is None:   # a block of neighbours ends: so does the run handed to one worker
+                yield RUN_END
+                continue
             if self.is_done(tile):
                 self.on_skip(tile)
             else:
@@ -304,12 +308,13 @@ TaskSource = Union[Schedule, PlanSource]
 
 
 def make_source(recipe: Recipe, plan: Plan, is_done: Callable[[Tile], bool],
-                on_skip: Callable[[Tile], None]) -> TaskSource:
-    """The one task source of a run: dependency-aware with `baselevels`, else the plan's tiles.
-    `is_done` (no side effects) says which tiles continue mode skips; each is handed to `on_skip`."""
+                on_skip: Callable[[Tile], None], block: tuple[int, int] | None = None) -> TaskSource:
+    """The one task source of a run: dependency-aware with `baselevels`, else the plan's tiles
+    (in `block`s of neighbours when the executor hands out runs of tiles). `is_done` (no side
+    effects) says which tiles continue mode skips; each is handed to `on_skip`."""
     levels = baselevel_range(recipe)
     if levels is None:
-        return PlanSource(plan, is_done, on_skip)
+        return PlanSource(plan, is_done, on_skip, block)
     return Schedule(plan, levels, is_done, on_skip)
 
 
