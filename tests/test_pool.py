@@ -378,3 +378,31 @@ def test_semaphores_of_killed_runs_are_swept_and_live_ones_kept(tmp_path):
     with open(live, "r+b") as f, mmap.mmap(f.fileno(), 32):   # in use, as a semaphore is
         assert sweep_semaphores(tmp_path) == 1
     assert not stale.exists() and live.exists() and fresh.exists()
+
+
+CACHE_PROBE = """
+import numpy as np
+from rasterio._env import get_gdal_config
+
+
+def execute(src):
+    data = src.read(1)
+    return np.full(data.shape, float(get_gdal_config("GDAL_CACHEMAX") or -1), dtype="float32")
+"""
+
+
+def test_each_worker_gets_its_share_of_gdals_block_cache(tmp_path, write_recipe, monkeypatch):
+    from ziggurat.executors.pool import worker_cache_mb
+
+    assert worker_cache_mb(2, total_mb=24_000) == 600 and worker_cache_mb(768, total_mb=1_500_000) == 97
+    assert worker_cache_mb(64, total_mb=8_000) == 64                        # at least 64 MB
+    src, _ = _source(tmp_path)
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    recipe = _recipe(write_recipe, tmp_path, src, tmp_path / "out", CACHE_PROBE)
+    assert not execute(recipe, executor="processes", workers=2).failed
+    expected = worker_cache_mb(2)
+    for path in (tmp_path / "out").glob("*/*/*.tif"):
+        with rasterio.open(path) as tile:
+            assert set(np.unique(tile.read(1))) <= {float(expected * 2 ** 20), -9999.0}, path   # bytes
+    monkeypatch.setenv("GDAL_CACHEMAX", "300")                               # the user's value wins
+    assert worker_cache_mb(2) is None
