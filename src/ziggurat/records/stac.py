@@ -17,13 +17,11 @@ lists); `build_item()` rebuilds it from the tiles on disk.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 import pystac
 import shapely
@@ -40,12 +38,18 @@ from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings, par
 from ziggurat.records.ledger import is_single_file
 from ziggurat.records.provenance import provenance_links
 from ziggurat.records.stac_parts import (
+    EO_SCHEMA,
+    PROJECTION_SCHEMA,
+    RASTER_SCHEMA,
     band_extensions,
     crs_properties,
     encoded_matrix,
+    kept_settings,
     limits_from_item,
     limits_json,
+    locked,
     raster_bands,
+    read_json,
     tile_matrix,
     tile_matrix_set,
     tms_key,
@@ -55,10 +59,7 @@ from ziggurat.records.tileset import TileSet, ZoomLimits
 log = logging.getLogger(__name__)
 
 TILED_ASSETS_SCHEMA = "https://stac-extensions.github.io/tiled-assets/v1.0.0/schema.json"
-PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-RASTER_SCHEMA = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 EXTENSIONS = (TILED_ASSETS_SCHEMA, PROJECTION_SCHEMA, RASTER_SCHEMA)
-EO_SCHEMA = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 ASSET_KEY = "data"
 MEDIA_TYPES = {"GTiff": "image/tiff; application=geotiff", "PNG": "image/png", "PNG_hillshade": "image/png",
                "PNG_RGBA": "image/png"}
@@ -169,14 +170,7 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
 
 def read_item(path: Path) -> dict[str, Any] | None:
     """The item on disk, or None if there is none or it is unreadable (then it is rebuilt)."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read STAC item %s (%s); rebuilding it from the tiles on disk", path, exc)
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json(path, "rebuilding it from the tiles on disk")
 
 
 def _consistent(item: Mapping[str, Any], tiles: TileSet) -> bool:
@@ -189,22 +183,6 @@ def _consistent(item: Mapping[str, Any], tiles: TileSet) -> bool:
     stored = {m.get("identifier", m.get("id")): m for m in tms.get("tileMatrix") or tms.get("tileMatrices") or []}
     return all(stored.get(str(zoom)) == encoded_matrix(tiles.grid, zoom, lim)
                for zoom, lim in limits_from_item(item, key).items())
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Serialise read-merge-write of the item between processes (flock on the folder itself)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _item_extent(item: Mapping[str, Any] | None) -> Bounds | None:
@@ -229,7 +207,7 @@ def write_item(tiles: TileSet, limits: ZoomLimits | None = None, settings: StacS
     written when the item already covers `limits`.
     """
     path = item_path(tiles.path)
-    with _locked(tiles.path):
+    with locked(tiles.path):
         existing = read_item(path)
         if limits is None:
             limits = tiles.limits()
@@ -275,9 +253,7 @@ def build_item(output_dir: str | os.PathLike[str]) -> Path:
     if not limits:
         raise OutputError(f"{tiles.path} holds no {tiles.ext} tiles")
     existing = read_item(item_path(tiles.path)) or {}
-    old = existing.get("properties") or {}
-    settings = StacSettings(id=existing.get("id"), datetime=_existing_datetime(old),
-                            datetime_null=old.get("datetime", "") is None)
+    settings = kept_settings(existing)
     extent = _item_extent(existing) if existing and _consistent(existing, tiles) else None
     path = write_item(tiles, limits, settings, merge=False, extent=extent)
     assert path is not None
@@ -295,13 +271,6 @@ def add_thumbnail(item: Path, image: Path) -> None:
         return   # an unchanged item is not rewritten
     data.setdefault("assets", {})["thumbnail"] = asset
     write_json_atomic(item, data)
-
-
-def _existing_datetime(props: Mapping[str, Any]) -> dt.datetime | None:
-    try:
-        return parse_datetime(props.get("datetime"))
-    except ValueError:
-        return None
 
 
 class RunItem:

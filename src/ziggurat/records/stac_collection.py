@@ -8,19 +8,19 @@ exist are dropped from the collection.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import pystac
 
 from ziggurat.errors import OutputError
 from ziggurat.io.atomic import write_json_atomic
 from ziggurat.recipe.stac_settings import parse_datetime
+from ziggurat.records.ledger import is_single_file
+from ziggurat.records.stac_parts import locked, read_json
 
 log = logging.getLogger(__name__)
 
@@ -33,33 +33,9 @@ def collection_path(output_path: str | os.PathLike[str], settings: Mapping[str, 
     if settings.get("path"):
         return Path(settings["path"])
     out = Path(output_path)
-    if out.suffix.lower() in (".tif", ".tiff"):
+    if is_single_file(out):
         return out.with_name(f"{out.stem}.collection.json")
     return out / COLLECTION_FILE
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Runs of several recipes may update one collection at once (flock on its folder)."""
-    import fcntl
-
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read STAC JSON %s (%s); writing it anew", path, exc)
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _rel(target: Path, start: Path) -> str:
@@ -88,13 +64,13 @@ def _extent(items: list[dict[str, Any]]) -> dict[str, Any]:
 def update_collection(item_file: Path, settings: Mapping[str, Any], output_path: str | os.PathLike[str]) -> Path:
     """Add the item to its collection (created if needed), link both ways; returns the collection."""
     path = collection_path(output_path, settings)
-    item = _read(item_file)
+    item = read_json(item_file, "it cannot be added to a collection")
     if item is None:
         raise OutputError(f"cannot add {item_file} to a collection: it cannot be read")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(path.parent):
-            existing = _read(path) or {}
+        with locked(path.parent):
+            existing = read_json(path, "writing it anew") or {}
             cid = settings.get("id") or existing.get("id") or item["id"]
             others = [link for link in existing.get("links") or [] if link.get("rel") not in ("item", "self", "root")]
             hrefs = {str((path.parent / link["href"]).resolve()) for link in existing.get("links") or []
@@ -102,7 +78,8 @@ def update_collection(item_file: Path, settings: Mapping[str, Any], output_path:
             hrefs.add(str(item_file.resolve()))
             members = []
             for href in sorted(hrefs):
-                data = item if href == str(item_file.resolve()) else _read(Path(href))
+                data = item if href == str(item_file.resolve()) else \
+                    read_json(Path(href), "leaving it out of the collection")
                 if data is not None:
                     members.append((Path(href), data))
             props = item.get("properties") or {}

@@ -21,15 +21,22 @@ from rasterio.warp import transform_geom
 
 from ziggurat.errors import OutputError
 from ziggurat.io.atomic import write_json_atomic
-from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime
+from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings
 from ziggurat.records.provenance import provenance_links
-from ziggurat.records.stac_parts import CLASSIFICATION_SCHEMA, crs_properties_of, nodata_json
+from ziggurat.records.stac_parts import (
+    CLASSIFICATION_SCHEMA,
+    EO_SCHEMA,
+    PROJECTION_SCHEMA,
+    RASTER_SCHEMA,
+    crs_properties_of,
+    kept_settings,
+    nodata_json,
+    read_json,
+    stac_class,
+)
 
 log = logging.getLogger(__name__)
 
-PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-RASTER_SCHEMA = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
-EO_SCHEMA = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 GTIFF_TYPE = "image/tiff; application=geotiff"
 _DIGITS = 9
@@ -53,10 +60,7 @@ def _classes(src: Any, band: int) -> list[dict[str, Any]]:
     out = []
     for c in classes if isinstance(classes, list) else []:
         if isinstance(c, dict) and "value" in c and "name" in c:
-            item = {"value": c["value"], "name": c["name"]}
-            if c["value"] in table:
-                item["color_hint"] = "".join(f"{v:02X}" for v in table[c["value"]][:3])
-            out.append(item)
+            out.append(stac_class(c["value"], c["name"], rgba=table.get(c["value"])))
     return out
 
 
@@ -137,23 +141,13 @@ def file_item_dict(path: Path, settings: StacSettings | None = None, existing: M
     return out
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read STAC item %s (%s); rebuilding it from %s", path, exc, path)
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def write_file_item(path: str | os.PathLike[str], settings: StacSettings | None = None, *, cog: bool = False,
                     band_specs: tuple[Mapping[str, Any], ...] = ()) -> Path:
     """Create or update the item of a single-file output (user-added properties and links kept)."""
     path = Path(path)
     item = file_item_path(path)
-    payload = file_item_dict(path, settings, _read(item), cog=cog, band_specs=band_specs)
+    payload = file_item_dict(path, settings, read_json(item, f"rebuilding it from {path}"), cog=cog,
+                             band_specs=band_specs)
     try:
         write_json_atomic(item, payload)
     except OSError as exc:
@@ -166,14 +160,8 @@ def build_file_item(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if not path.is_file():
         raise OutputError(f"{path} is not a file")
-    existing = _read(file_item_path(path)) or {}
-    old = existing.get("properties") or {}
-    try:
-        when = parse_datetime(old.get("datetime"))
-    except ValueError:
-        when = None
-    settings = StacSettings(id=existing.get("id"), datetime=when,
-                            datetime_null=old.get("datetime", "") is None)
+    existing = read_json(file_item_path(path), f"rebuilding it from {path}") or {}
+    settings = kept_settings(existing)
     asset = (existing.get("assets") or {}).get("data") or {}
     with rasterio.open(path) as src:
         cog = asset.get("type") == COG_TYPE or src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"

@@ -1,13 +1,79 @@
-"""Parts of STAC items shared by the tiled-assets item (`stac`) and the single-file item
-(`stac_file`): tile matrix sets as GDAL's STACTA driver reads them, `proj:` properties, nodata."""
+"""Parts of STAC items shared by the tiled-assets item (`stac`), the single-file item
+(`stac_file`) and collections (`stac_collection`): tile matrix sets as GDAL's STACTA driver reads
+them, `proj:` and `raster:bands` properties, extension schemas, reading and locking STAC JSON."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import math
-from typing import Any, Iterable, Mapping, Sequence
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ziggurat.grid import Grid
+from ziggurat.recipe.bands import hex_color
+from ziggurat.recipe.stac_settings import StacSettings, parse_datetime
 from ziggurat.records.tileset import ZoomLimits
+
+log = logging.getLogger(__name__)
+
+PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+RASTER_SCHEMA = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+EO_SCHEMA = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
+CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
+
+
+# -- STAC JSON on disk -------------------------------------------------------------------------
+def read_json(path: Path, then: str) -> dict[str, Any] | None:
+    """A STAC object on disk, or None if there is none or it is unreadable (warned, with what
+    happens `then`)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read STAC JSON %s (%s); %s", path, exc, then)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Serialise read-merge-write of STAC JSON in `folder` between processes (flock on it)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def kept_settings(existing: Mapping[str, Any]) -> StacSettings:
+    """What a rebuilt item keeps of the one it replaces: id and datetime."""
+    props = existing.get("properties") or {}
+    try:
+        when = parse_datetime(props.get("datetime"))
+    except ValueError:
+        when = None
+    return StacSettings(id=existing.get("id"), datetime=when, datetime_null=props.get("datetime", "") is None)
+
+
+def stac_class(value: int, name: str, description: str | None = None,
+               rgba: Sequence[int] | None = None) -> dict[str, Any]:
+    """One entry of `classification:classes`."""
+    out: dict[str, Any] = {"value": value, "name": name}
+    if description:
+        out["description"] = description
+    if rgba:
+        out["color_hint"] = hex_color(tuple(rgba))
+    return out
 
 
 # -- tile matrices ----------------------------------------------------------------------------
@@ -137,9 +203,6 @@ def crs_properties(grid: Grid) -> dict[str, Any]:
     return crs_properties_of(grid.crs)
 
 
-CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
-
-
 def raster_bands(dtype: str, nodata: float | int | None, count: int,
                  specs: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
     """`raster:bands`: type and nodata, and what `output.bands` says of each band (name and
@@ -155,11 +218,8 @@ def raster_bands(dtype: str, nodata: float | int | None, count: int,
             if spec.get(key) is not None:
                 band[key] = spec[key]
         if spec.get("classes"):
-            band["classification:classes"] = [
-                {"value": c["value"], "name": c["name"],
-                 **({"description": c["description"]} if c.get("description") else {}),
-                 **({"color_hint": "".join(f"{v:02X}" for v in c["color"][:3])} if c.get("color") else {})}
-                for c in spec["classes"]]
+            band["classification:classes"] = [stac_class(c["value"], c["name"], c.get("description"),
+                                                         c.get("color")) for c in spec["classes"]]
         out.append(band)
     return out
 
