@@ -109,10 +109,14 @@ def tiles_to_read(output: Path, size: int) -> int:
     least `size` px across the data (the level it picks), or of the finest zoom there is."""
     if is_single_file(output):
         return 0
+    from ziggurat.records.stac import item_path, read_item
+    from ziggurat.records.stac_parts import limits_from_item, tms_key
     from ziggurat.records.tileset import TileSet
 
-    tiles = TileSet.open(output)
-    limits = tiles.limits()
+    tiles = TileSet.open(output)   # metadata.json only: the item lists the tiles (no scan of the disk)
+    limits = limits_from_item(read_item(item_path(output)) or {}, tms_key(tiles.grid))
+    if not limits:
+        return 0
     for zoom in sorted(limits.zooms):
         b = limits.bounds(tiles.grid, zoom)
         xres, yres = tiles.grid.resolution(zoom)
