@@ -227,6 +227,8 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     if run_plan.area is not recipe.area:  # workers mask raster results to the run's area
         recipe = replace(recipe, area=run_plan.area)
     output = open_output(recipe.output, recipe.grid)
+    whole = run_plan if sel == Selection() and not retry_failed else plan(recipe)
+    output.set_extent(list(recipe.zooms), whole.extent)   # a store sized once is sized for the recipe
     name = executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR
     if tile_timeout is None and recipe.tile_timeout is not None:  # the recipe's, where tiles can be stopped
         if name in ("processes", "dask"):

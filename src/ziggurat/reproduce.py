@@ -29,6 +29,7 @@ import yaml
 from ziggurat.engine import ProgressCallback, execute
 from ziggurat.errors import ProvenanceError, ZigguratError
 from ziggurat.grid import TileIndex
+from ziggurat.io import stored_tile_files
 from ziggurat.io.checksum import compare_fingerprints, fingerprint_input, hash_many, sha256_and_size
 from ziggurat.location import is_url
 from ziggurat.plan.selection import Selection
@@ -103,22 +104,6 @@ def _tile(record: TileRecord) -> str:
     return " ".join(map(str, record.index)) if record.index else "-"
 
 
-def _scan_tiles(root: Path) -> set[str]:
-    """Relative paths of everything under the zoom folders: files in row folders (hidden ones too:
-    ziggurat's temporaries live in .ziggurat/tmp) and anything that is not a row folder."""
-    found: set[str] = set()
-    for zoom in os.scandir(root):
-        if not (zoom.name.isdigit() and zoom.is_dir(follow_symlinks=False)):
-            continue
-        for row in os.scandir(zoom.path):
-            rel = f"{zoom.name}/{row.name}"
-            if not (row.name.isdigit() and row.is_dir(follow_symlinks=False)):
-                found.add(rel)   # a file (or link) directly in a zoom folder
-                continue
-            found.update(f"{rel}/{entry.name}" for entry in os.scandir(row.path))
-    return found
-
-
 def _check_sources(output: Path) -> list[str]:
     """Saved copies are named by their hash: one whose bytes changed is reported."""
     problems = []
@@ -172,7 +157,7 @@ def verify(output: str | os.PathLike[str], *, workers: int | None = None) -> Ver
         else:
             result.changed.append((record, sha))
     if not is_single_file(out):
-        result.extra = sorted(_scan_tiles(root) - set(expected))
+        result.extra = sorted(stored_tile_files(root) - set(expected))
     result.seconds = time.perf_counter() - start
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from ziggurat.errors import InputError, OutputError
@@ -15,6 +16,7 @@ from ziggurat.io.tiledir import TileDirectoryOutput
 from ziggurat.io.tiledir_input import TileDirectoryInput, TileDirectoryTileInput
 from ziggurat.io.vector import VectorInput, VectorTileInput
 from ziggurat.io.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput, is_vector_tiledir
+from ziggurat.io.zarrout import ZarrOutput, is_zarr_store, zarr_chunk_files
 from ziggurat.recipe import InputConfig, OutputConfig
 from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 
@@ -24,7 +26,8 @@ __all__ = [
     "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput",
     "RasterTileInput", "TileDirectoryInput",
     "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
-    "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput",
+    "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput", "ZarrOutput",
+    "stored_tile_files",
 ]
 
 INPUT_FORMATS: dict[str, InputDriver] = {
@@ -32,8 +35,28 @@ INPUT_FORMATS: dict[str, InputDriver] = {
 OUTPUT_FORMATS: dict[str, Callable[[OutputConfig, Grid], Output]] = {
     "GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput, "PNG_hillshade": HillshadePNGTileDirectoryOutput,
     "PNG_RGBA": RGBAPNGTileDirectoryOutput,
-    "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput}
+    "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput, "Zarr": ZarrOutput}
 
+
+
+def stored_tile_files(root: str | os.PathLike[str]) -> set[str]:
+    """Relative paths of every stored tile object under an output's zoom folders (what `verify`
+    compares with the ledger), by the store's kind: a Zarr store's chunk objects, or for a tile
+    directory the files in row folders (hidden ones too) and anything that is not a row folder."""
+    root = os.fspath(root)
+    if is_zarr_store(root):
+        return zarr_chunk_files(root)
+    found: set[str] = set()
+    for zoom in os.scandir(root):
+        if not (zoom.name.isdigit() and zoom.is_dir(follow_symlinks=False)):
+            continue
+        for row in os.scandir(zoom.path):
+            rel = f"{zoom.name}/{row.name}"
+            if not (row.name.isdigit() and row.is_dir(follow_symlinks=False)):
+                found.add(rel)   # a file (or link) directly in a zoom folder
+                continue
+            found.update(f"{rel}/{entry.name}" for entry in os.scandir(row.path))
+    return found
 
 
 def open_input(config: InputConfig, grid: Grid) -> Input:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from ziggurat.errors import OutputError
-from ziggurat.grid import Grid
+from ziggurat.grid import Bounds, Grid
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.store import ObjectStore, open_store
 from ziggurat.recipe import OutputConfig
@@ -31,6 +32,9 @@ class OutputBase:
                               f"divide the process metatiling {grid.metatiling}")
         self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
         self.notes: dict[str, int] = {}
+
+    def set_extent(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """Tile files and single files need no size up front."""
 
     def take_notes(self) -> tuple[tuple[str, int], ...]:
         """What writing changed in the data since the last call (raster casts fill `notes`);

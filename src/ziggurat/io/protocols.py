@@ -93,6 +93,8 @@ class OutputCapabilities:
     stac: bool
     #: one finished file, described by a single-asset STAC item once the run has renamed it into place
     stac_file: bool = False
+    #: one store of many objects (Zarr), described by a single-asset STAC item pointing at it
+    stac_store: bool = False
 
 
 @runtime_checkable
@@ -109,6 +111,11 @@ class Output(Protocol):
 
     def check_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
         """Refuse a run this output cannot hold (OutputError), before anything is written."""
+        ...
+
+    def set_extent(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """The recipe's whole zooms and area (grid CRS), before `prepare`, whatever narrows the run:
+        a store whose arrays are sized when it is created (Zarr) is sized from them; others ignore it."""
         ...
 
     def prepare(self, overwrite: bool, narrowed: bool = False) -> bool:

@@ -24,7 +24,7 @@ from ziggurat.tilelayout import TileLayout
 
 OUTPUT_FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff", "png": "PNG",
                   "png_hillshade": "PNG_hillshade", "png_rgba": "PNG_RGBA",
-                  "geojson": "GeoJSON", "flatgeobuf": "FlatGeobuf", "fgb": "FlatGeobuf"}
+                  "geojson": "GeoJSON", "flatgeobuf": "FlatGeobuf", "fgb": "FlatGeobuf", "zarr": "Zarr"}
 COMPRESSIONS = ("deflate", "lzw", "zstd", "lzma", "packbits", "jpeg", "webp", "none")
 RASTER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
                  "float32", "float64")
@@ -49,13 +49,17 @@ _PNG_CREATION = ("WORLDFILE", "ZLEVEL", "NBITS", "TITLE", "DESCRIPTION", "COPYRI
 CREATION_OPTIONS = {"GTiff": _GTIFF_CREATION, "PNG": _PNG_CREATION, "PNG_hillshade": _PNG_CREATION,
                     "PNG_RGBA": _PNG_CREATION}
 #: output keys besides the typed ones, read by the drivers and the records
-OPTION_KEYS = ("creation_options", "schema", "cog", "overview_resampling", "stac", "tile_path_schema")
+OPTION_KEYS = ("creation_options", "schema", "cog", "overview_resampling", "stac", "tile_path_schema", "zarr_format",
+               "shard")
 OUTPUT_KEYS = ("path", "format", "dtype", "bands", "nodata", "compress", "metatiling", "storage_options",
                *OPTION_KEYS)
 
 #: An output path ending in one of these is one GeoTIFF, not a tile directory.
 SINGLE_FILE_SUFFIXES = (".tif", ".tiff")
 RASTER_TILE_FORMATS = ("GTiff", "PNG", "PNG_hillshade", "PNG_RGBA")
+#: An output path ending in this is a Zarr store (format Zarr); its compressions
+ZARR_SUFFIX = ".zarr"
+ZARR_COMPRESSIONS = ("zstd", "none")
 
 @dataclass(frozen=True, eq=False)
 class OutputConfig:
@@ -111,7 +115,7 @@ class OutputConfig:
     @property
     def holds_overviews(self) -> bool:
         """Overview zooms are resampled from stored tiles: a raster tile directory."""
-        return self.format in RASTER_TILE_FORMATS and not self.is_single_file
+        return (self.format in RASTER_TILE_FORMATS and not self.is_single_file) or self.format == "Zarr"
 
 
 def is_remote(path: str) -> bool:
@@ -146,9 +150,13 @@ class OutputSection(BandsSection):
         section = self.mapping(data, ("output",), "a mapping with at least 'path'", required=True) or {}
         key = ("output",)
         where = self.string(section, key + ("path",), "a path string")
-        fmt = self.string(section, key + ("format",), "GTiff, PNG, PNG_hillshade, GeoJSON or FlatGeobuf", "GTiff")
+        names = "GTiff, PNG, PNG_hillshade, GeoJSON, FlatGeobuf or Zarr"
+        zarr_path = where.rstrip("/").lower().endswith(ZARR_SUFFIX)
+        fmt = self.string(section, key + ("format",), names, "Zarr" if zarr_path else "GTiff")
         if fmt.lower() not in OUTPUT_FORMATS:
-            raise self.fail(key + ("format",), "GTiff, PNG, PNG_hillshade, GeoJSON or FlatGeobuf", fmt)
+            raise self.fail(key + ("format",), names, fmt)
+        if zarr_path and fmt.lower() != "zarr":
+            raise self.loc.error(key + ("format",), f"expected Zarr for a path ending in {ZARR_SUFFIX}, found {fmt}")
         fmt = OUTPUT_FORMATS[fmt.lower()]
         # mapchete's PNG formats are 8-bit
         default_dtype = "uint8" if fmt in ("PNG_hillshade", "PNG_RGBA") else "float32"
@@ -163,10 +171,21 @@ class OutputSection(BandsSection):
             nodata = self.nodata(section.get("nodata", 0), dtype, key + ("nodata",))
         else:   # floats: NaN, which no value is; integers: no default, every value may be data
             nodata = math.nan if np.dtype(dtype).kind == "f" else None
-        choice, default = f"one of {', '.join(COMPRESSIONS)}", "none" if "compress" in section else "deflate"
+        choice, default = f"one of {', '.join(COMPRESSIONS)}", "none" if "compress" in section else \
+            "zstd" if fmt == "Zarr" else "deflate"
         compress = self.string(section, key + ("compress",), choice, default).lower()  # null: none
         if compress not in COMPRESSIONS:
             raise self.fail(key + ("compress",), choice, section["compress"])
+        if fmt == "Zarr" and compress not in ZARR_COMPRESSIONS:
+            raise self.fail(key + ("compress",), f"one of {', '.join(ZARR_COMPRESSIONS)} for a Zarr store (gzip "
+                                                 "chunks embed the time they were written, so reruns would differ)",
+                            compress)
+        if fmt == "Zarr":
+            self.zarr_options(section, key)
+        for name in ("zarr_format", "shard"):
+            if name in section and fmt != "Zarr":
+                raise self.loc.error(key + (name,), f"'output.{name}' applies to Zarr stores only (a path ending in "
+                                                    f".zarr), not to {fmt}")
         if compress in ("jpeg", "webp") and dtype != "uint8":
             raise self.loc.error(key + ("compress",), f"expected dtype uint8 with {compress} "
                                                       f"compression, found dtype {dtype}")
@@ -265,6 +284,20 @@ class OutputSection(BandsSection):
         if extra:
             out["creation_options"] = FrozenDict({**(given or {}), **extra})
         return FrozenDict(out)
+
+    def zarr_options(self, section: Mapping[str, Any], key: KeyPath) -> None:
+        """`zarr_format` (3, or 2 for readers that know only v2) and `shard` (a metatile per object)."""
+        if "zarr_format" in section and section["zarr_format"] not in (2, 3):
+            raise self.fail(key + ("zarr_format",), "2 or 3", section["zarr_format"])
+        if "shard" in section:
+            if not isinstance(section["shard"], bool):
+                raise self.fail(key + ("shard",), "true or false", section["shard"])
+            if section["shard"] and section.get("zarr_format", 3) == 2:
+                raise self.loc.error(key + ("shard",), "expected zarr_format 3 with shard: true (Zarr v2 has no "
+                                                       "sharding)")
+        if "tile_path_schema" in section:
+            raise self.loc.error(key + ("tile_path_schema",), "a Zarr store has no tile paths (its chunk keys are "
+                                                              "Zarr's)")
 
     def band_nodata(self, section: Mapping[str, Any], specs: tuple[Mapping[str, Any], ...], key: KeyPath
                     ) -> tuple[KeyPath, Any] | None:

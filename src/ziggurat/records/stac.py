@@ -288,7 +288,9 @@ class RunItem:
         #: a local single file: its item is written once the file is in place (a remote one is
         #: uploaded whole and has no item yet)
         self.file = output.capabilities.stac_file and not recipe.output.remote
-        self.settings: StacSettings | None = recipe.stac if self.enabled or self.file else None
+        #: a local store of many objects (Zarr): one item pointing at the store
+        self.store = output.capabilities.stac_store and not recipe.output.remote
+        self.settings: StacSettings | None = recipe.stac if self.enabled or self.file or self.store else None
         self.cog = bool(recipe.output.options.get("cog"))
         self.remote = recipe.output.remote
         self.with_quicklook = True
@@ -319,6 +321,8 @@ class RunItem:
     def finish(self) -> Path | None:
         """Write/update the item (and its collection); returns its path (None if nothing
         describes the output yet)."""
+        if self.store:
+            return self._finish_store()
         tiles = self._tiles()
         if tiles is None:
             return None
@@ -338,6 +342,15 @@ class RunItem:
 
             self.collection = update_collection(item, wanted, self.output.path)
         return item
+
+    def _finish_store(self) -> Path | None:
+        from ziggurat.records.stac_zarr import store_item_path, write_store_item
+
+        if not (self.wrote or self.replaced) and store_item_path(self.output.path).is_file():
+            return self._collect(store_item_path(self.output.path))
+        if not (Path(self.output.path) / METADATA_FILE).is_file():
+            return None
+        return self._collect(write_store_item(self.output.path, self.settings))
 
     def finish_file(self) -> Path | None:
         """The item of a single-file output, after the run renamed the file into place."""
