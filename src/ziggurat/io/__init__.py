@@ -16,6 +16,7 @@ from ziggurat.io.tiledir import TileDirectoryOutput
 from ziggurat.io.tiledir_input import TileDirectoryInput, TileDirectoryTileInput
 from ziggurat.io.vector import VectorInput, VectorTileInput
 from ziggurat.io.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput, is_vector_tiledir
+from ziggurat.io.zarrinput import ZarrInput
 from ziggurat.io.zarrout import ZarrOutput, is_zarr_store, zarr_chunk_files
 from ziggurat.recipe import InputConfig, OutputConfig
 from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
@@ -26,7 +27,7 @@ __all__ = [
     "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput",
     "RasterTileInput", "TileDirectoryInput",
     "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
-    "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput", "ZarrOutput",
+    "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput", "ZarrInput", "ZarrOutput",
     "stored_tile_files",
 ]
 
@@ -69,6 +70,8 @@ def input_driver(config: InputConfig) -> InputDriver:
     cls = INPUT_FORMATS.get(config.format)
     if config.format in ("tiledir", "vector") and is_vector_tiledir(config.path):
         cls = VectorTileDirectoryInput  # a GeoJSON/FlatGeobuf tile directory written by ziggurat
+    elif config.format == "tiledir" and is_zarr_store(str(config.path)):
+        cls = ZarrInput   # a Zarr store written by ziggurat (its metadata.json says so)
     if cls is None:
         raise InputError(f"input {config.name!r}: unsupported format {config.format!r}; "
                          f"supported formats: {', '.join(INPUT_FORMATS)}")

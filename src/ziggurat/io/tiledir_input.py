@@ -80,7 +80,7 @@ class TileDirectoryInput:
             self.band_names: tuple[str | None, ...] = tuple(
                 (spec or {}).get("name") for spec in out.get("band_specs") or ())
             self.nodata: float | int | None = nodata_from_json(out.get("nodata"))
-            self.suffix = TILE_SUFFIXES[out.get("format", "GTiff")]
+            self.suffix = TILE_SUFFIXES.get(out.get("format", "GTiff"), "")
             self.layout = TileLayout.parse(out.get("tile_path_schema"))
         except FileNotFoundError as exc:
             raise InputError(f"input {self.name!r}: {self.where} is not a tile directory "
@@ -89,6 +89,8 @@ class TileDirectoryInput:
             raise
         except Exception as exc:
             raise InputError(f"input {self.name!r}: invalid {meta_path}: {exc}") from exc
+        self.settings: dict[str, Any] = dict(out)
+        self.process_grid = Grid.from_dict(meta["process_grid"]) if "process_grid" in meta else self.dir_grid
         self.crs = self.dir_grid.crs
         self._same_crs = crs_equal(self.crs, grid.crs)
         #: remote: the tiles there (one listing of a bucket; None over HTTP, which cannot list)
@@ -222,14 +224,6 @@ class TileDirectoryInput:
         """Paste the stored tiles overlapping `bounds` into a pixel-aligned destination."""
         _, dh, dw = dest.shape
         for dtile in self.dir_grid.tiles_in_bounds(bounds, zoom):
-            path = self.tile_path(zoom, dtile.row, dtile.col)
-            data = None
-            if self.remote is not None:
-                data = self._tile_bytes(zoom, dtile.row, dtile.col)
-                if data is None:
-                    continue
-            elif not path.exists():
-                continue
             offset = pixel_offset(dest_affine, dtile.affine)
             if offset is None:
                 raise InputError(f"input {self.name!r}: tile {dtile} is not aligned to the read")
@@ -239,16 +233,32 @@ class TileDirectoryInput:
             r1, c1 = min(th, dh - row), min(tw, dw - col)
             if r0 >= r1 or c0 >= c1:
                 continue
-            with ExitStack() as stack:
-                if data is not None:  # fetched whole, read from memory
-                    stack.enter_context(warnings.catch_warnings())
-                    warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG tiles
-                    src = stack.enter_context(stack.enter_context(MemoryFile(data)).open())
-                else:
-                    src = stack.enter_context(open_tile(path))
-                pb = self.dir_grid.pixelbuffer  # mapchete's output.pixelbuffer: a rim around each stored tile
-                part = src.read(idx, window=Window(c0 + pb, r0 + pb, c1 - c0, r1 - r0), masked=True)
+            part = self._stored_part(dtile, idx, Window(c0, r0, c1 - c0, r1 - r0))
+            if part is None:
+                continue
             paste(dest, part, row + r0, col + c0)
+
+    def _stored_part(self, dtile: Tile, idx: list[int], window: Window) -> np.ma.MaskedArray | None:
+        """A window of one stored tile's bands (None: the tile is not there)."""
+        zoom = dtile.zoom
+        path = self.tile_path(zoom, dtile.row, dtile.col)
+        data = None
+        if self.remote is not None:
+            data = self._tile_bytes(zoom, dtile.row, dtile.col)
+            if data is None:
+                return None
+        elif not path.exists():
+            return None
+        pb = self.dir_grid.pixelbuffer  # mapchete's output.pixelbuffer: a rim around each stored tile
+        with ExitStack() as stack:
+            if data is not None:  # fetched whole, read from memory
+                stack.enter_context(warnings.catch_warnings())
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG tiles
+                src = stack.enter_context(stack.enter_context(MemoryFile(data)).open())
+            else:
+                src = stack.enter_context(open_tile(path))
+            return src.read(idx, window=Window(window.col_off + pb, window.row_off + pb, window.width, window.height),
+                            masked=True)
 
     def _read_into(self, out: np.ma.MaskedArray, tile: Tile, idx: list[int],
                    rs: Resampling) -> None:

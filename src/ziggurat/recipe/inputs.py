@@ -168,7 +168,7 @@ class InputSection(MosaicSection):
         finally:
             _LOADING.discard(path)
         out = upstream.output
-        if out.format not in RASTER_TILE_FORMATS:
+        if out.format not in RASTER_TILE_FORMATS + ("Zarr",):
             raise self.loc.error(key, f"the recipe {where!r} writes {out.format}; only raster outputs can be "
                                       "read as inputs")
         if out.remote:
