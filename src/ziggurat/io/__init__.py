@@ -27,7 +27,8 @@ __all__ = [
     "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput",
     "RasterTileInput", "TileDirectoryInput",
     "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
-    "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput", "ZarrInput", "ZarrOutput",
+    "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput", "ZarrInput",
+    "ZarrOutput",
     "stored_tile_files",
 ]
 

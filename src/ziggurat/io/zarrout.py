@@ -113,7 +113,10 @@ class ZarrOutput(TileFolder, RasterArrays):
     def tile_key(self, tile: Tile | TileIndex) -> str:
         if not isinstance(tile, Tile):
             tile = self.output_grid.tile(*tile[:3])
-        return f"{tile.zoom}/{VARIABLE}/{self.codec(tile.zoom).chunk_key(tile)}"
+        try:
+            return f"{tile.zoom}/{VARIABLE}/{self.codec(tile.zoom).chunk_key(tile)}"
+        except OutputError:   # outside the arrays: a name no chunk has (never written)
+            return f"{tile.zoom}/{VARIABLE}/outside/{tile.row}/{tile.col}"
 
     # -- metadata.json ----------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -202,10 +205,11 @@ class ZarrOutput(TileFolder, RasterArrays):
         for zoom in zooms:
             entry: dict[str, Any] = {"asset": str(zoom), "spatial:transform": self._transform(zoom),
                                      "spatial:shape": list(self.codec(zoom).level.shape2d)}
-            if finest is not None and zoom != finest:
-                factor = grid.resolution(zoom)[0] / grid.resolution(finest)[0]
-                entry.update(derived_from=str(zoom + 1) if zoom + 1 in zooms else str(finest),
-                             transform={"scale": [factor, factor], "translation": [0.0, 0.0]})
+            if finest is not None and zoom != finest:   # overview levels: each from the next finer one
+                source = min(z for z in zooms if z > zoom)
+                factor = grid.resolution(zoom)[0] / grid.resolution(source)[0]
+                entry.update(derived_from=str(source), transform={"scale": [factor, factor],
+                                                                  "translation": [0.0, 0.0]})
             layout.append(entry)
         root_attrs = {"zarr_conventions": list(CONVENTIONS.values()),
                       "multiscales": {"layout": layout, "resampling_method": "nearest"},
