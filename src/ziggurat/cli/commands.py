@@ -166,6 +166,29 @@ def quicklook_cmd(output: str, dest: str | None, size: int, colormap: str) -> No
     click.echo(make_quicklook(output, dest, size=size, colormap=colormap))
 
 
+@main.command("pmtiles")
+@click.argument("output", metavar="OUTPUT", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--to", "dest", type=click.Path(dir_okay=False), help="The archive (default: OUTPUT.pmtiles).")
+@click.option("-z", "--zoom", help="Zoom level or range to pack: 5 or 3,8 (default: all).")
+@click.option("--colormap", default="viridis", show_default=True,
+              help="GeoTIFF tiles of one band: the rio-tiler colormap they are drawn with.")
+@click.option("--band", type=click.IntRange(min=1), default=1, show_default=True, help="The band drawn (1-based).")
+@click.option("--attribution", help="Attribution shown by web maps.")
+@debug_option
+def pmtiles_cmd(output: str, dest: str | None, zoom: str | None, colormap: str, band: int,
+                attribution: str | None) -> None:
+    """Pack a mercator raster tile directory into one PMTiles v3 archive of PNG tiles."""
+    from ziggurat.recipe import parse_zoom_levels
+    from ziggurat.serve.pmtiles import pack_pmtiles
+    from ziggurat.serve.render import Style
+
+    zooms = None
+    if zoom is not None:
+        lo, hi = parse_zoom_levels(zoom)
+        zooms = range(lo, hi + 1)
+    click.echo(pack_pmtiles(output, dest, zooms=zooms, style=Style(colormap, band=band), attribution=attribution))
+
+
 @main.command("serve")
 @click.argument("target", metavar="RECIPE|OUTPUT", type=click.Path(exists=True))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (local only by default).")

@@ -39,8 +39,10 @@ def target(path: str | os.PathLike[str]) -> tuple[Path, Recipe | None]:
 
 def create(path: str | os.PathLike[str]) -> Any:
     """The ASGI app for a recipe or an output folder."""
-    from ziggurat.serve.app import create_app
+    from ziggurat.serve.app import create_app, create_archive_app
 
+    if str(path).lower().endswith(".pmtiles"):
+        return create_archive_app(Path(path))
     out, recipe = target(path)
     return create_app(out, recipe)
 

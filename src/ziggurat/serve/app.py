@@ -209,4 +209,40 @@ def create_app(output: Path, recipe: Recipe | None = None) -> Starlette:
     return Starlette(routes=routes)
 
 
-__all__ = ["Preview", "create_app"]
+def create_archive_app(path: Path) -> Starlette:
+    """`ziggurat serve out.pmtiles`: the archive's tiles, its TileJSON and a map page."""
+    from ziggurat.serve.pmtiles import PMTilesArchive
+
+    archive = PMTilesArchive(path)
+    header, meta = archive.header, archive.metadata
+
+    def index(request: Request) -> Response:
+        return FileResponse(STATIC / "pmtiles.html", headers=_NO_STORE)
+
+    def tile(request: Request) -> Response:
+        p = request.path_params
+        data = archive.tile(p["zoom"], p["col"], p["row"])
+        if data is None:
+            return Response(status_code=204)
+        return Response(data, media_type="image/png" if archive.png else "application/octet-stream")
+
+    def tilejson(request: Request) -> Response:
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse({
+            "tilejson": "3.0.0", "name": meta.get("name", path.stem), "scheme": "xyz",
+            "tiles": [f"{base}/tiles/{{z}}/{{y}}/{{x}}.png"], "minzoom": header["min_zoom"],
+            "maxzoom": header["max_zoom"], "bounds": [header[k] / 1e7 for k in ("min_lon_e7", "min_lat_e7",
+                                                                                 "max_lon_e7", "max_lat_e7")],
+            "attribution": meta.get("attribution"), "tileMatrixSet": "WebMercatorQuad"})
+
+    routes = [
+        Route("/", index),
+        Route("/tiles/{zoom:int}/{row:int}/{col:int}.png", tile),
+        Route("/tilejson.json", tilejson),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(routes=routes)   # the archive stays open (mmap) while the server runs
+
+
+__all__ = ["Preview", "create_app", "create_archive_app"]
