@@ -7,6 +7,7 @@ from typing import Callable
 
 from ziggurat.errors import InputError, OutputError
 from ziggurat.grid import Grid
+from ziggurat.io.geoparquet import GeoParquetOutput
 from ziggurat.io.mosaic import MosaicInput, MosaicTileInput
 from ziggurat.io.pngdir import HillshadePNGTileDirectoryOutput, PNGTileDirectoryOutput, RGBAPNGTileDirectoryOutput
 from ziggurat.io.protocols import Input, InputDriver, Output, OutputCapabilities, TileInput
@@ -22,7 +23,7 @@ from ziggurat.recipe import InputConfig, OutputConfig
 from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 
 __all__ = [
-    "Input", "Output", "OutputCapabilities", "SINGLE_FILE_SUFFIXES", "TileInput",
+    "GeoParquetOutput", "Input", "Output", "OutputCapabilities", "SINGLE_FILE_SUFFIXES", "TileInput",
     "INPUT_FORMATS", "OUTPUT_FORMATS", "MosaicInput", "MosaicTileInput", "input_driver",
     "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput",
     "RasterTileInput", "TileDirectoryInput",
@@ -37,7 +38,8 @@ INPUT_FORMATS: dict[str, InputDriver] = {
 OUTPUT_FORMATS: dict[str, Callable[[OutputConfig, Grid], Output]] = {
     "GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput, "PNG_hillshade": HillshadePNGTileDirectoryOutput,
     "PNG_RGBA": RGBAPNGTileDirectoryOutput,
-    "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput, "Zarr": ZarrOutput}
+    "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput, "Zarr": ZarrOutput,
+    "GeoParquet": GeoParquetOutput}
 
 
 

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 METADATA_FILE = "metadata.json"
 #: File suffix of the tiles of each tile-directory format (the one table of them).
 TILE_SUFFIXES = {"GTiff": ".tif", "PNG": ".png", "PNG_hillshade": ".png", "PNG_RGBA": ".png", "GeoJSON": ".geojson",
-                 "FlatGeobuf": ".fgb"}
+                 "FlatGeobuf": ".fgb", "GeoParquet": ".parquet"}
 
 
 def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -75,13 +75,15 @@ class VectorTileDirectoryOutput(TileFolder):
 
     capabilities = OutputCapabilities(kind="vector", tile_files=True, overviews=False, writes_in_parent=False,
                                       parent_writes=False, threadsafe_writes=True, stac=False)
+    #: the formats this class writes -> fiona driver (a subclass with its own writer: None)
+    formats: dict[str, str | None] = dict(DRIVERS)
 
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)
-        if self.format not in DRIVERS:
+        if self.format not in self.formats:
             raise OutputError(f"output {self.path}: {self.format!r} is not a vector format "
-                              f"({', '.join(DRIVERS)})")
-        self.driver, self.suffix = DRIVERS[self.format], TILE_SUFFIXES[self.format]
+                              f"({', '.join(self.formats)})")
+        self.driver, self.suffix = self.formats[self.format], TILE_SUFFIXES[self.format]
         try:
             self.schema: dict[str, Any] = parse_schema(_thaw((config.options or {}).get("schema")))
         except ValueError as exc:

@@ -24,7 +24,8 @@ from ziggurat.tilelayout import TileLayout
 
 OUTPUT_FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff", "png": "PNG",
                   "png_hillshade": "PNG_hillshade", "png_rgba": "PNG_RGBA",
-                  "geojson": "GeoJSON", "flatgeobuf": "FlatGeobuf", "fgb": "FlatGeobuf", "zarr": "Zarr"}
+                  "geojson": "GeoJSON", "flatgeobuf": "FlatGeobuf", "fgb": "FlatGeobuf", "zarr": "Zarr",
+                  "geoparquet": "GeoParquet", "parquet": "GeoParquet"}
 COMPRESSIONS = ("deflate", "lzw", "zstd", "lzma", "packbits", "jpeg", "webp", "none")
 RASTER_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
                  "float32", "float64")
@@ -60,6 +61,8 @@ RASTER_TILE_FORMATS = ("GTiff", "PNG", "PNG_hillshade", "PNG_RGBA")
 #: An output path ending in this is a Zarr store (format Zarr); its compressions
 ZARR_SUFFIX = ".zarr"
 ZARR_COMPRESSIONS = ("zstd", "none")
+#: An output path ending in this is a GeoParquet dataset (one part per output tile)
+PARQUET_SUFFIX = ".parquet"
 
 @dataclass(frozen=True, eq=False)
 class OutputConfig:
@@ -150,13 +153,18 @@ class OutputSection(BandsSection):
         section = self.mapping(data, ("output",), "a mapping with at least 'path'", required=True) or {}
         key = ("output",)
         where = self.string(section, key + ("path",), "a path string")
-        names = "GTiff, PNG, PNG_hillshade, GeoJSON, FlatGeobuf or Zarr"
+        names = "GTiff, PNG, PNG_hillshade, GeoJSON, FlatGeobuf, GeoParquet or Zarr"
         zarr_path = where.rstrip("/").lower().endswith(ZARR_SUFFIX)
-        fmt = self.string(section, key + ("format",), names, "Zarr" if zarr_path else "GTiff")
+        parquet_path = where.rstrip("/").lower().endswith(PARQUET_SUFFIX)
+        fmt = self.string(section, key + ("format",), names,
+                          "Zarr" if zarr_path else "GeoParquet" if parquet_path else "GTiff")
         if fmt.lower() not in OUTPUT_FORMATS:
             raise self.fail(key + ("format",), names, fmt)
         if zarr_path and fmt.lower() != "zarr":
             raise self.loc.error(key + ("format",), f"expected Zarr for a path ending in {ZARR_SUFFIX}, found {fmt}")
+        if parquet_path and OUTPUT_FORMATS[fmt.lower()] != "GeoParquet":
+            raise self.loc.error(key + ("format",), f"expected GeoParquet for a path ending in {PARQUET_SUFFIX}, "
+                                                    f"found {fmt}")
         fmt = OUTPUT_FORMATS[fmt.lower()]
         # mapchete's PNG formats are 8-bit
         default_dtype = "uint8" if fmt in ("PNG_hillshade", "PNG_RGBA") else "float32"
