@@ -54,6 +54,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/s3.py
 	$(BENCH_VENV)/bin/python bench/ledger_keys.py
 	$(BENCH_VENV)/bin/python bench/merge.py
+	$(BENCH_VENV)/bin/python bench/stores.py
 	$(BENCH_VENV)/bin/python bench/faults.py
 
 clean:
