@@ -37,7 +37,8 @@ CONFIGS = {
 
 def recipe_text(dem: Path, out: Path, zoom: int, config: dict) -> str:
     meta = config.get("metatiling", 1)
-    return (f"process: hillshade\nzoom_levels: {zoom}\npyramid: {{grid: geodetic, metatiling: {meta}, pixelbuffer: 1}}\n"
+    return (f"process: hillshade\nzoom_levels: {zoom}\n"
+            f"pyramid: {{grid: geodetic, metatiling: {meta}, pixelbuffer: 1}}\n"
             f"input: {{dem: {dem}}}\noutput: {{path: {out}, dtype: uint8, nodata: 0{config['extra']}}}\n"
             f"process_parameters: {{resampling: nearest}}\n")
 

@@ -280,7 +280,8 @@ def test_zarr_store_on_object_storage(tmp_path, bucket, monkeypatch):
     first = _run(remote, executor="processes", workers=2)
     assert first.written > 0
     store = obstore.store.S3Store(bucket, endpoint=S3_ENV["AWS_ENDPOINT_URL"], access_key_id="test-key",
-                                  secret_access_key="test-secret", region="us-east-1", client_options={"allow_http": True})
+                                  secret_access_key="test-secret", region="us-east-1",
+                                  client_options={"allow_http": True})
     listed = {o["path"] for batch in obstore.list(store, prefix="out.zarr/") for o in batch}
     local = _chunks(tmp_path / "local.zarr")
     assert {f"out.zarr/{k}" for k in local} <= listed
@@ -291,3 +292,20 @@ def test_zarr_store_on_object_storage(tmp_path, bucket, monkeypatch):
     monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "elsewhere"))   # another machine
     again = _run(remote)
     assert again.written == 0 and again.skipped == first.written + first.empty
+
+
+def test_commands_on_a_store_rebuild_its_item_or_say_what_reads_it(tmp_path):
+    from ziggurat.errors import OutputError
+    from ziggurat.records.quicklook import make_quicklook
+    from ziggurat.records.stac import build_item
+    from ziggurat.serve import target
+
+    summary = _run(_recipe(tmp_path, extra="  stac: {id: elevation, license: CC-BY-4.0}\n"))
+    item = Path(summary.stac_item)
+    item.unlink()
+    rebuilt = build_item(tmp_path / "out.zarr")
+    assert rebuilt == item and json.loads(item.read_text())["assets"]["data"]["href"] == "./"
+    with pytest.raises(OutputError, match="Zarr store"):
+        make_quicklook(tmp_path / "out.zarr")
+    with pytest.raises(OutputError, match="xarray"):
+        target(tmp_path / "out.zarr")

@@ -133,6 +133,11 @@ def make_quicklook(output: str | os.PathLike[str], dest: str | os.PathLike[str] 
     if size < 16:
         raise OutputError(f"quicklook size must be at least 16 px, got {size}")
     out = Path(output)
+    from ziggurat.io.zarrout import is_zarr_store
+
+    if is_zarr_store(out):
+        raise OutputError(f"{out} is a Zarr store: quicklooks are made from tile directories and GeoTIFFs "
+                          "(open the store with xarray.open_zarr)")
     if max_tiles is not None:
         needed = tiles_to_read(out, size)
         if needed > max_tiles:

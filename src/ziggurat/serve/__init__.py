@@ -34,6 +34,11 @@ def target(path: str | os.PathLike[str]) -> tuple[Path, Recipe | None]:
         return out, recipe
     if is_single_file(p):
         raise OutputError(f"{p}: serve shows raster tile directories; open a single GeoTIFF in QGIS")
+    from ziggurat.io.zarrout import is_zarr_store
+
+    if is_zarr_store(p):
+        raise OutputError(f"{p}: serve shows raster tile directories and .pmtiles archives; open a Zarr store "
+                          "with xarray.open_zarr")
     return p, None
 
 
