@@ -248,10 +248,10 @@ def build_item(output_dir: str | os.PathLike[str]) -> Path:
         return build_file_item(output_dir)
     from ziggurat.io.zarrout import is_zarr_store
 
-    if is_zarr_store(output_dir):   # one item pointing at the store
+    if is_zarr_store(Path(output_dir)):   # one item pointing at the store
         from ziggurat.records.stac_zarr import store_item_path, write_store_item
 
-        return write_store_item(output_dir, kept_settings(read_item(store_item_path(output_dir)) or {}))
+        return write_store_item(Path(output_dir), kept_settings(read_item(store_item_path(Path(output_dir))) or {}))
     tiles = TileSet.open(output_dir)
     if not tiles.is_raster:
         raise OutputError(f"{tiles.path} holds {tiles.format} tiles; a STAC item is written for raster tiles")
