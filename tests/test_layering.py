@@ -129,7 +129,8 @@ def test_the_engine_and_records_never_probe_outputs_or_executors():
 
 # -- the seams ---------------------------------------------------------------------------------
 def _output_config(tmp_path: Path, fmt: str, name: str) -> OutputConfig:
-    options = {"schema": {"geometry": "Polygon", "properties": {}}} if fmt in ("GeoJSON", "FlatGeobuf") else {}
+    options = {"schema": {"geometry": "Polygon", "properties": {}}} if fmt in ("GeoJSON", "FlatGeobuf", "GeoParquet") \
+        else {}
     dtype = "uint8" if fmt.startswith("PNG") else "float32"
     bands = 4 if fmt == "PNG_RGBA" else 1   # mapchete's PNG: RGBA
     compress = "zstd" if fmt == "Zarr" else "deflate"   # gzip chunks are not reproducible: Zarr refuses them
@@ -178,4 +179,4 @@ def test_every_input_driver_implements_the_input_protocol(tmp_path):
         inp.close()  # twice is fine
         tested.add(fmt)
         assert isinstance(INPUT_FORMATS[fmt].fingerprint(InputConfig("x", source, fmt, options)), dict)
-    assert tested | {"tiledir"} == set(INPUT_FORMATS)  # tile directories: see test_io_tiledir
+    assert tested | {"tiledir", "stac"} == set(INPUT_FORMATS)  # see test_io_tiledir and test_stac_input

@@ -13,6 +13,7 @@ from ziggurat.io.pngdir import HillshadePNGTileDirectoryOutput, PNGTileDirectory
 from ziggurat.io.protocols import Input, InputDriver, Output, OutputCapabilities, TileInput
 from ziggurat.io.raster import RasterInput, RasterTileInput
 from ziggurat.io.singlefile import SingleFileOutput
+from ziggurat.io.stac_input import StacInput, StacTileInput, TimeStack
 from ziggurat.io.tiledir import TileDirectoryOutput
 from ziggurat.io.tiledir_input import TileDirectoryInput, TileDirectoryTileInput
 from ziggurat.io.vector import VectorInput, VectorTileInput
@@ -26,7 +27,7 @@ __all__ = [
     "GeoParquetOutput", "Input", "Output", "OutputCapabilities", "SINGLE_FILE_SUFFIXES", "TileInput",
     "INPUT_FORMATS", "OUTPUT_FORMATS", "MosaicInput", "MosaicTileInput", "input_driver",
     "PNGTileDirectoryOutput", "RasterInput", "SingleFileOutput",
-    "RasterTileInput", "TileDirectoryInput",
+    "RasterTileInput", "StacInput", "StacTileInput", "TileDirectoryInput", "TimeStack",
     "TileDirectoryOutput", "TileDirectoryTileInput", "open_input", "open_output",
     "VectorInput", "VectorTileInput", "VectorTileDirectoryInput", "VectorTileDirectoryOutput", "ZarrInput",
     "ZarrOutput",
@@ -34,7 +35,8 @@ __all__ = [
 ]
 
 INPUT_FORMATS: dict[str, InputDriver] = {
-    "raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput, "mosaic": MosaicInput}
+    "raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput, "mosaic": MosaicInput,
+    "stac": StacInput}
 OUTPUT_FORMATS: dict[str, Callable[[OutputConfig, Grid], Output]] = {
     "GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput, "PNG_hillshade": HillshadePNGTileDirectoryOutput,
     "PNG_RGBA": RGBAPNGTileDirectoryOutput,

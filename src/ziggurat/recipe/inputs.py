@@ -13,6 +13,7 @@ from ziggurat.errors import RecipeError
 from ziggurat.location import Location
 from ziggurat.recipe.mosaic import MosaicSection, is_mosaic
 from ziggurat.recipe.output import RASTER_TILE_FORMATS, is_remote
+from ziggurat.recipe.stac_input import StacSection, is_stac
 from ziggurat.recipe.yamlload import ZOOM_OPS, FrozenDict, KeyPath, found, zoom_conditions
 
 INPUT_FORMATS = {"raster": "raster", "raster_file": "raster", "gtiff": "raster", "geotiff": "raster",
@@ -38,7 +39,7 @@ class InputConfig:
 
     name: str
     path: Path | str  # str only for remote paths (/vsi..., scheme://) which must not be normalised
-    format: str       # "raster" | "tiledir" | "vector" | "mosaic" (path: the recipe folder)
+    format: str       # "raster" | "tiledir" | "vector" | "mosaic" | "stac" (path: the recipe folder)
     options: Mapping[str, Any] = field(default_factory=FrozenDict)
     #: where a driver may keep what it learned about its files (the output's .ziggurat/cache), set
     #: by the engine; not part of what the input is
@@ -59,7 +60,7 @@ class InputConfig:
         return self.zooms is None or zoom in self.zooms
 
 
-class InputSection(MosaicSection):
+class InputSection(MosaicSection, StacSection):
     """Validation of `input:`; mixed into the recipe builder, which provides `resolve`."""
 
     base_dir: Path
@@ -106,7 +107,8 @@ class InputSection(MosaicSection):
                         cfg = self.one_input(f"{arg} ({cond.replace(' ', '')})", value[cond], here + (cond,))
                         out[cfg.name] = replace(cfg, arg=arg, zooms=tuple(zs))
                 continue
-            if isinstance(value, Mapping) and not (is_mosaic(value) or "path" in value or "format" in value):
+            if isinstance(value, Mapping) and not (is_mosaic(value) or is_stac(value) or "path" in value
+                                                   or "format" in value):
                 self.input_tree(value, here, arg + "/", zooms, out)   # a group
                 continue
             out[arg] = self.one_input(arg, value, here)
@@ -114,6 +116,8 @@ class InputSection(MosaicSection):
     def one_input(self, name: str, value: Any, key: KeyPath) -> InputConfig:
         if is_mosaic(value):  # several rasters read as one (see ziggurat.recipe.mosaic)
             return InputConfig(name, self.base_dir, "mosaic", self.mosaic_options(value, key))
+        if is_stac(value):  # the items of a STAC catalog as a time series (see ziggurat.recipe.stac_input)
+            return InputConfig(name, self.base_dir, "stac", self.stac_options(value, key))
         if isinstance(value, Mapping) and "path" not in value and "format" in value:
             fmt = value["format"]
             if not isinstance(fmt, str) or fmt.lower() not in INPUT_FORMATS:

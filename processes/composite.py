@@ -1,0 +1,89 @@
+"""A cloud-free composite of a time series (a `stac` input): per pixel, reduce the valid
+observations to one value.
+
+An observation is valid where its bands have data and the classification asset (`mask_asset`,
+Sentinel-2's SCL by default) is not one of `mask_values` (default: no data, saturated, dark,
+cloud shadow, clouds, cirrus, snow), and where the optional `mask` expression is False. `method`:
+`median` (of the valid observations), `quantile` (`q` in 0..1), or `best`: the observation with
+the highest `score`, an expression of the asset names (e.g. ``(B08 - B04) / (B08 + B04)``).
+The result holds the composited assets in input order (the mask asset left out), plus, with
+`count: true`, the number of valid observations as a last band; pixels without one are masked.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from ziggurat import Empty
+
+#: Sentinel-2 scene classification: 0 no data, 1 saturated, 2 dark, 3 cloud shadow, 8/9 cloud,
+#: 10 cirrus, 11 snow
+SCL_INVALID = (0, 1, 2, 3, 8, 9, 10, 11)
+
+
+def _evaluate(expression: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """A numpy expression of the asset names (recipe-supplied, like the process itself)."""
+    names = {"np": np, "abs": np.abs, "where": np.where, "sqrt": np.sqrt, **arrays}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(eval(compile(expression, "<expression>", "eval"), {"__builtins__": {}}, names))
+
+
+def composite(stack: np.ma.MaskedArray, names: Sequence[str], *, method: str = "median", q: float = 0.5,
+              mask_asset: str | None = "SCL", mask_values: Sequence[int] = SCL_INVALID, mask: str | None = None,
+              score: str | None = None, count: bool = True) -> np.ma.MaskedArray:
+    """(time, band, y, x) -> (band, y, x): the reduction described in the module docstring."""
+    names = list(names)
+    data_bands = [i for i, n in enumerate(names) if n != mask_asset]
+    values = np.ma.getdata(stack).astype("float64")
+    valid = np.asarray(~np.ma.getmaskarray(stack)[:, data_bands].any(axis=1))   # (time, y, x)
+    if mask_asset is not None:
+        if mask_asset not in names:
+            raise ValueError(f"mask_asset {mask_asset!r} is not one of the assets read ({', '.join(names)})")
+        m = names.index(mask_asset)
+        valid &= ~np.ma.getmaskarray(stack)[:, m] & ~np.isin(values[:, m], list(mask_values))
+    arrays = {n: values[:, i] for i, n in enumerate(names)}
+    if mask is not None:
+        valid &= ~_evaluate(mask, arrays).astype(bool)
+    obs = values[:, data_bands]                                              # (time, band, y, x)
+    n_valid = valid.sum(axis=0)
+    if method in ("median", "quantile"):
+        if method == "quantile" and not 0 <= q <= 1:
+            raise ValueError(f"q must be in 0..1, got {q}")
+        masked = np.where(valid[:, None], obs, np.nan)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN pixels (no valid observation): masked
+            out = np.nanmedian(masked, axis=0) if method == "median" else np.nanquantile(masked, q, axis=0)
+    elif method == "best":
+        if score is None:
+            raise ValueError("method 'best' needs a score expression of the assets, e.g. (B08 - B04) / (B08 + B04)")
+        s = np.where(valid, _evaluate(score, arrays), -np.inf)
+        s = np.where(np.isnan(s), -np.inf, s)
+        pick = np.argmax(s, axis=0)                                          # (y, x)
+        out = np.take_along_axis(obs, pick[None, None], axis=0)[0]
+    else:
+        raise ValueError(f"method must be median, quantile or best, got {method!r}")
+    none = n_valid == 0
+    bands = [out] + ([n_valid[None].astype("float64")] if count else [])
+    result = np.ma.masked_array(np.concatenate(bands, axis=0))
+    result.mask = np.broadcast_to(none, result.shape).copy()
+    return result
+
+
+def execute(scenes: Any, method: str = "median", q: float = 0.5, mask_asset: str | None = "SCL",
+            mask_values: list[int] | None = None, mask: str | None = None, score: str | None = None,
+            count: bool = True) -> np.ma.MaskedArray:
+    """The composite of one tile of a `stac` input (`scenes`)."""
+    if scenes.is_empty():
+        raise Empty
+    stack = scenes.read()
+    if stack.shape[0] == 0:
+        raise Empty
+    result = composite(stack, stack.bands, method=method, q=q, mask_asset=mask_asset,
+                       mask_values=SCL_INVALID if mask_values is None else mask_values, mask=mask, score=score,
+                       count=count)
+    if np.ma.getmaskarray(result).all():
+        raise Empty
+    return result

@@ -1,0 +1,91 @@
+"""A small static STAC catalog of synthetic "Sentinel-2" scenes for recipes/composite.yaml.
+
+    python recipes/data/make_scenes.py [FOLDER]      (default: ../output/scenes, beside the demo's output)
+
+14 scenes over the same 2 x 2 geodetic zoom-12 tiles (512 x 512 px near 10 E, 45 N), each with
+four uint16 bands (B02, B03, B04, B08) and an SCL-like classification band (4: vegetation, clear;
+9: cloud; 3: cloud shadow; 0: no data). The ground never changes: band b holds
+1000 * (b + 1) + 7 * (row % 97) + 3 * (col % 89) wherever the scene sees it, so a composite can be
+checked for exact recovery. A cloud (a disc, SCL 9, bright) and its shadow (SCL 3, dark) move
+across the area from scene to scene. Scenes 8-11 cover only the western half of the area (their
+geometry says so). Two decoys must be filtered out: one from 2023 (outside the season) and one
+with eo:cloud_cover 95 (fails `eo:cloud_cover < 60`); both carry a different ground.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import numpy as np
+import pystac
+import rasterio
+from affine import Affine
+
+BANDS = ("B02", "B03", "B04", "B08")
+CLEAR, CLOUD, SHADOW = 4, 9, 3
+ZOOM, LON, LAT = 12, 10.0, 45.0
+
+
+def ground(height: int, width: int, offset: int = 0) -> np.ndarray:
+    rows, cols = np.mgrid[0:height, 0:width]
+    return np.stack([1000 * (b + 1) + 7 * (rows % 97) + 3 * (cols % 89) + offset
+                     for b in range(len(BANDS))]).astype("uint16")
+
+
+def make_catalog(folder: str | Path, size: int = 512) -> Path:
+    """Write the catalog (and its COG-like GeoTIFFs) into `folder`; returns catalog.json."""
+    from ziggurat import Grid
+
+    folder = Path(folder)
+    grid = Grid.from_name("geodetic")
+    tile = grid.tile_at(LON, LAT, ZOOM)
+    res = grid.resolution(ZOOM)[0]
+    left, top = tile.bounds.left, tile.bounds.top
+    transform = Affine(res, 0, left, 0, -res, top)
+    catalog = pystac.Catalog("scenes", "Synthetic Sentinel-2-like scenes for ziggurat's composite recipe")
+    rows, cols = np.mgrid[0:size, 0:size]
+    dates = [dt.datetime(2024, 6, 1, 10, 30, tzinfo=dt.timezone.utc) + dt.timedelta(days=7 * k) for k in range(12)]
+    plans = [(f"S2X_{d:%Y%m%d}", d, 20.0 + 3 * k, 0, k >= 8) for k, d in enumerate(dates)]
+    plans += [("S2X_20230701", dt.datetime(2023, 7, 1, 10, 30, tzinfo=dt.timezone.utc), 10.0, 500, False),
+              ("S2X_20240704_cloudy", dt.datetime(2024, 7, 4, 10, 30, tzinfo=dt.timezone.utc), 95.0, 700, False)]
+    for k, (item_id, when, cloud_cover, offset, west_only) in enumerate(plans):
+        width = size // 2 if west_only else size
+        data = ground(size, width, offset)
+        scl = np.full((size, width), CLEAR, dtype="uint8")
+        cy, cx = size * (0.2 + 0.05 * k), size * (0.1 + 0.07 * k)   # the cloud drifts south-east
+        radius = size * 0.18
+        cloud = (rows[:, :width] - cy) ** 2 + (cols[:, :width] - cx) ** 2 < radius ** 2
+        shadow = ((rows[:, :width] - cy - radius * 0.6) ** 2 + (cols[:, :width] - cx - radius * 0.6) ** 2
+                  < (radius * 0.7) ** 2) & ~cloud
+        data[:, cloud] = 9000 + (k * 13) % 500
+        data[:, shadow] = (data[:, shadow] * 0.3).astype("uint16")
+        scl[cloud], scl[shadow] = CLOUD, SHADOW
+        scl[:4, :] = 0           # a no-data strip along the top edge of every scene
+        data[:, :4, :] = 0
+        right = left + width * res
+        bbox = [left, top - size * res, right, top]
+        geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]],
+                                                        [bbox[0], bbox[3]], [bbox[0], bbox[1]]]]}
+        item = pystac.Item(item_id, geometry, bbox, when, {"eo:cloud_cover": cloud_cover, "platform": "synthetic-2"})
+        out = folder / item_id
+        out.mkdir(parents=True, exist_ok=True)
+        profile = dict(driver="GTiff", width=width, height=size, count=1, crs="EPSG:4326", transform=transform,
+                       tiled=True, blockxsize=256, blockysize=256, compress="deflate", nodata=0)
+        for b, name in enumerate(BANDS):
+            with rasterio.open(out / f"{name}.tif", "w", dtype="uint16", **profile) as dst:
+                dst.write(data[b], 1)
+            item.add_asset(name, pystac.Asset(f"./{name}.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+        with rasterio.open(out / "SCL.tif", "w", dtype="uint8", **profile) as dst:
+            dst.write(scl, 1)
+        item.add_asset("SCL", pystac.Asset("./SCL.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+        catalog.add_item(item)
+    catalog.normalize_hrefs(str(folder))
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    return folder / "catalog.json"
+
+
+if __name__ == "__main__":
+    where = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "output" / "scenes"
+    print(make_catalog(where))

@@ -1,0 +1,205 @@
+"""`stac` inputs (a STAC catalog as a time series) and the `composite` process, on a synthetic
+catalog of 14 scenes with moving clouds (recipes/data/make_scenes.py): filters, items outside a
+tile never opened, exact recovery of the clear ground, solar-day grouping, a catalog over HTTP."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import importlib.util
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from ziggurat import engine
+from ziggurat.errors import RecipeError
+from ziggurat.grid import Grid
+from ziggurat.io import open_input
+from ziggurat.io.stac_items import records
+from ziggurat.recipe import InputConfig
+
+from conftest import REPO
+
+_spec = importlib.util.spec_from_file_location("make_scenes", REPO / "recipes" / "data" / "make_scenes.py")
+assert _spec is not None and _spec.loader is not None
+scenes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(scenes)
+
+ASSETS = ("B02", "B03", "B04", "B08", "SCL")
+SEASON = {"datetime": ("2024-06-01T00:00:00+00:00", "2024-08-31T23:59:59.999999+00:00")}
+QUERY = {"query": {"eo:cloud_cover": {"lt": 60}}}
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory) -> Path:
+    return scenes.make_catalog(tmp_path_factory.mktemp("scenes"))
+
+
+def _options(catalog: Path, **extra) -> dict:
+    return {"stac": str(catalog), "assets": ASSETS, "group_by": "none", "resampling": "nearest",
+            "asset_resampling": {}, **extra}
+
+
+def _recipe(tmp: Path, catalog: Path | str, extra_input: str = "", zooms: str = "[12, 12]") -> Path:
+    path = tmp / "composite.yaml"
+    path.write_text(f"""process: composite
+zoom_levels: {zooms}
+pyramid: {{grid: geodetic}}
+input:
+  scenes:
+    stac: {catalog}
+    assets: [B02, B03, B04, B08, SCL]
+    datetime: 2024-06-01/2024-08-31
+    query: {{eo:cloud_cover: {{lt: 60}}}}
+{extra_input}output:
+  path: out
+  dtype: uint16
+  nodata: 0
+  bands: [B02, B03, B04, B08, count]
+""")
+    return path
+
+
+def test_search_filters_by_datetime_and_query(catalog):
+    assert len(records("s", _options(catalog), None)) == 14
+    assert len(records("s", _options(catalog, **SEASON), None)) == 13
+    assert len(records("s", _options(catalog, **QUERY), None)) == 13
+    found = records("s", _options(catalog, **SEASON, **QUERY), None)
+    assert len(found) == 12 and [r.datetime for r in found] == sorted(r.datetime for r in found)
+    assert all(Path(r.assets["SCL"]).is_file() for r in found)
+
+
+def test_items_outside_a_tile_are_never_opened(catalog):
+    grid = Grid.from_name("geodetic")
+    inp = open_input(InputConfig("scenes", catalog.parent, "stac", _options(catalog, **SEASON, **QUERY)), grid)
+    west, east = grid.tile_at(scenes.LON + 0.01, scenes.LAT - 0.01, 12), None
+    east = grid.tile(12, west.row, west.col + 1)
+    stack = inp.for_tile(east).read()
+    assert stack.shape == (8, 5, 256, 256) and len(stack.item_ids) == 8   # scenes 8-11 cover the west only
+    opened = {Path(h).parent.name for h in inp.opened}
+    assert len(opened) == 8 and not opened & {r.id for r in inp.records[8:]}
+    assert len(inp.opened) == 8 * 5
+    assert inp.for_tile(west).read().shape[0] == 12
+    assert inp.for_tile(grid.tile(12, west.row + 5, west.col)).is_empty()
+    inp.close()
+
+
+def _expected(catalog: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ground, clear-observation count) over the whole 512 x 512 area, from the files."""
+    found = records("s", _options(catalog, **SEASON, **QUERY), None)
+    count = np.zeros((512, 512), dtype=int)
+    for r in found:
+        with rasterio.open(r.assets["SCL"]) as src:
+            scl = src.read(1)
+        count[:, :scl.shape[1]] += scl == scenes.CLEAR
+    return scenes.ground(512, 512), count
+
+
+def test_composite_recovers_the_clear_ground_exactly(tmp_path, catalog):
+    summary = engine.execute(_recipe(tmp_path, catalog), executor="processes", workers=2)
+    assert summary.written == 4
+    ground, count = _expected(catalog)
+    grid = Grid.from_name("geodetic")
+    origin = grid.tile_at(scenes.LON + 0.01, scenes.LAT - 0.01, 12)
+    checked = 0
+    for dr in (0, 1):
+        for dc in (0, 1):
+            with rasterio.open(tmp_path / "out" / "12" / str(origin.row + dr) / f"{origin.col + dc}.tif") as src:
+                out = src.read()
+            g = ground[:, dr * 256:(dr + 1) * 256, dc * 256:(dc + 1) * 256]
+            n = count[dr * 256:(dr + 1) * 256, dc * 256:(dc + 1) * 256]
+            seen = n > 0
+            np.testing.assert_array_equal(out[:4][:, seen], g[:, seen])
+            np.testing.assert_array_equal(out[4][seen], n[seen])
+            assert (out[:, ~seen] == 0).all()
+            checked += int(seen.sum())
+    assert checked > 0.9 * 512 * 512 and (count == 0).any()   # some pixels never clear: left as nodata
+
+
+def test_best_pixel_and_quantile(catalog):
+    from ziggurat_processes.composite import composite
+
+    grid = Grid.from_name("geodetic")
+    inp = open_input(InputConfig("scenes", catalog.parent, "stac", _options(catalog, **SEASON, **QUERY)), grid)
+    tile = grid.tile_at(scenes.LON + 0.01, scenes.LAT - 0.01, 12)
+    stack = inp.for_tile(tile).read()
+    best = composite(stack, stack.bands, method="best", score="(B08 - B04) / (B08 + B04)")
+    low = composite(stack, stack.bands, method="quantile", q=0.0)
+    median = composite(stack, stack.bands)
+    seen = ~np.ma.getmaskarray(median)[0]
+    for result in (best, low):   # one ground, so every reduction of clear observations gives it
+        np.testing.assert_array_equal(result[:4][:, seen], median[:4][:, seen])
+    xr = pytest.importorskip("xarray")
+    da = inp.for_tile(tile).read_xarray()
+    assert isinstance(da, xr.DataArray) and da.dims == ("time", "band", "y", "x") and list(da.band) == list(ASSETS)
+    inp.close()
+
+
+def test_solar_day_groups_merge_same_day_items(tmp_path, catalog):
+    """An ItemCollection where two scenes of the same solar day (one west-only) count once."""
+    found = records("s", _options(catalog, **SEASON, **QUERY), None)
+    features = []
+    for r in (found[0], found[8]):
+        item = json.loads((catalog.parent / r.id / f"{r.id}.json").read_text())
+        item["properties"]["datetime"] = "2024-06-01T10:30:00Z" if r is found[0] else "2024-06-01T10:31:00Z"
+        item["assets"] = {k: {**v, "href": str(catalog.parent / r.id / Path(v["href"]).name)}
+                          for k, v in item["assets"].items()}
+        item["links"] = []
+        features.append(item)
+    coll = tmp_path / "items.json"
+    coll.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    grid = Grid.from_name("geodetic")
+    tile = grid.tile_at(scenes.LON + 0.01, scenes.LAT - 0.01, 12)
+    apart = open_input(InputConfig("s", tmp_path, "stac", _options(coll)), grid).for_tile(tile).read()
+    merged = open_input(InputConfig("s", tmp_path, "stac", _options(coll, group_by="solar_day")), grid
+                        ).for_tile(tile).read()
+    assert apart.shape[0] == 2 and merged.shape[0] == 1 and merged.item_ids == [f"{found[0].id}+{found[8].id}"]
+    first = ~np.ma.getmaskarray(apart[0])
+    np.testing.assert_array_equal(merged[0].data[first], apart[0].data[first])   # the first item wins
+    fill = ~first & ~np.ma.getmaskarray(apart[1])
+    np.testing.assert_array_equal(merged[0].data[fill], apart[1].data[fill])
+
+
+def test_a_catalog_over_http_is_searched_once_and_read_like_a_local_one(tmp_path, catalog):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(catalog.parent))
+    handler.log_message = lambda *a: None   # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/catalog.json"
+        summary = engine.execute(_recipe(tmp_path, url), executor="sequential")
+        assert summary.written == 4
+        cached = list((tmp_path / "out" / ".ziggurat" / "cache").glob("stac-*.json"))
+        assert len(cached) == 1 and len(json.loads(cached[0].read_text())) == 12
+        remote = {p.relative_to(tmp_path / "out"): p.read_bytes() for p in (tmp_path / "out").glob("12/*/*.tif")}
+    finally:
+        server.shutdown()
+        server.server_close()
+    local = tmp_path / "local"
+    local.mkdir()
+    engine.execute(_recipe(local, catalog), executor="sequential")
+    assert remote == {p.relative_to(local / "out"): p.read_bytes() for p in (local / "out").glob("12/*/*.tif")}
+    manifest = json.loads((local / "out" / ".ziggurat" / "manifest.json").read_text())
+    assert "stac" in json.dumps(manifest) and '"items": 12' in json.dumps(manifest)
+
+
+@pytest.mark.parametrize("extra,match", [
+    ("    query: {eo:cloud_cover: {below: 60}}\n", r"input\.scenes\.query\.eo:cloud_cover\.below: expected one of eq"),
+    ("    datetime: June\n", r"input\.scenes\.datetime: expected an RFC 3339 date"),
+    ("    group_by: orbit\n", r"input\.scenes\.group_by: expected one of solar_day, none"),
+    ("    asset_resampling: {B05: bilinear}\n", r"input\.scenes\.asset_resampling\.B05: expected one of the assets"),
+])
+def test_bad_stac_settings_name_the_key(tmp_path, catalog, extra, match):
+    text = _recipe(tmp_path, catalog).read_text()
+    text = text.replace("    datetime: 2024-06-01/2024-08-31\n", "").replace(
+        "    query: {eo:cloud_cover: {lt: 60}}\n", "") + ""
+    text = text.replace("output:\n", extra + "output:\n", 1)
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError, match=match):
+        engine.load(path)
