@@ -12,6 +12,7 @@ The result holds the composited assets in input order (the mask asset left out),
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 from typing import Any, Sequence
 
@@ -72,18 +73,43 @@ def composite(stack: np.ma.MaskedArray, names: Sequence[str], *, method: str = "
     return result
 
 
+def _periods(periods: Sequence[str]) -> list[tuple[dt.datetime, dt.datetime]]:
+    """`start/end` intervals (dates: whole days) as aware datetimes, end inclusive."""
+    from ziggurat.recipe.stac_input import parse_interval
+
+    out = []
+    for text in periods:
+        start, end = parse_interval(str(text))
+        if start is None or end is None:
+            raise ValueError(f"period {text!r}: expected start/end")
+        out.append((dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)))
+    return out
+
+
 def execute(scenes: Any, method: str = "median", q: float = 0.5, mask_asset: str | None = "SCL",
             mask_values: list[int] | None = None, mask: str | None = None, score: str | None = None,
-            count: bool = True) -> np.ma.MaskedArray:
-    """The composite of one tile of a `stac` input (`scenes`)."""
+            count: bool = True, periods: list[str] | None = None) -> np.ma.MaskedArray:
+    """The composite of one tile of a `stac` input (`scenes`). With `periods` (a list of
+    `start/end` intervals) one composite per period, stacked period after period: a time series
+    whose output bands the recipe names by date (`raster:bands` in the STAC item carry them)."""
     if scenes.is_empty():
         raise Empty
     stack = scenes.read()
     if stack.shape[0] == 0:
         raise Empty
-    result = composite(stack, stack.bands, method=method, q=q, mask_asset=mask_asset,
-                       mask_values=SCL_INVALID if mask_values is None else mask_values, mask=mask, score=score,
-                       count=count)
+    options = dict(method=method, q=q, mask_asset=mask_asset, mask=mask, score=score, count=count,
+                   mask_values=SCL_INVALID if mask_values is None else mask_values)
+    if periods is None:
+        result = composite(stack, stack.bands, **options)  # type: ignore[arg-type]
+    else:
+        parts = []
+        for start, end in _periods(periods):
+            steps = [i for i, when in enumerate(stack.datetimes) if start <= when <= end]
+            part = composite(stack[steps], stack.bands, **options)  # type: ignore[arg-type]
+            if not steps:   # a period without any scene over the tile: all masked
+                part.mask = True
+            parts.append(part)
+        result = np.ma.concatenate(parts, axis=0)
     if np.ma.getmaskarray(result).all():
         raise Empty
     return result

@@ -203,3 +203,34 @@ def test_bad_stac_settings_name_the_key(tmp_path, catalog, extra, match):
     path.write_text(text)
     with pytest.raises(RecipeError, match=match):
         engine.load(path)
+
+
+def test_periods_make_a_band_per_time_step_named_by_date(tmp_path, catalog):
+    recipe = _recipe(tmp_path, catalog).read_text().replace("  bands: [B02, B03, B04, B08, count]\n", """  bands:
+    - {name: B04 2024-06, description: June}
+    - {name: count 2024-06}
+    - {name: B04 2024-07, description: July}
+    - {name: count 2024-07}
+""").replace("output:\n", """process_parameters:
+  periods: [2024-06-01/2024-06-30, 2024-07-01/2024-07-31]
+output:\n""").replace("assets: [B02, B03, B04, B08, SCL]", "assets: [B04, SCL]")
+    path = tmp_path / "monthly.yaml"
+    path.write_text(recipe)
+    summary = engine.execute(path, executor="sequential")
+    assert summary.written == 4
+    grid = Grid.from_name("geodetic")
+    origin = grid.tile_at(scenes.LON + 0.01, scenes.LAT - 0.01, 12)
+    with rasterio.open(tmp_path / "out" / "12" / str(origin.row) / f"{origin.col}.tif") as src:
+        out, names = src.read(), src.descriptions
+    assert names == ("B04 2024-06", "count 2024-06", "B04 2024-07", "count 2024-07")
+    found = records("s", _options(catalog, **SEASON, **QUERY), None)
+    june = [r for r in found if r.datetime.startswith("2024-06")]
+    n = np.zeros((256, 256), dtype=int)
+    for r in june:
+        with rasterio.open(r.assets["SCL"]) as s:
+            n += s.read(1, window=((0, 256), (0, 256))) == scenes.CLEAR
+    np.testing.assert_array_equal(out[1], n)
+    seen = n > 0
+    np.testing.assert_array_equal(out[0][seen], scenes.ground(256, 256)[2][seen])
+    item = json.loads(Path(summary.stac_item).read_text())
+    assert [b["name"] for b in item["asset_templates"]["data"]["raster:bands"]] == list(names)

@@ -34,8 +34,9 @@ def ground(height: int, width: int, offset: int = 0) -> np.ndarray:
                      for b in range(len(BANDS))]).astype("uint16")
 
 
-def make_catalog(folder: str | Path, size: int = 512) -> Path:
-    """Write the catalog (and its COG-like GeoTIFFs) into `folder`; returns catalog.json."""
+def make_catalog(folder: str | Path, size: int = 512, scenes: int = 12, decoys: bool = True) -> Path:
+    """Write the catalog (and its GeoTIFFs) into `folder`; returns catalog.json. `scenes` season
+    scenes a week apart (the last third cover the western half only), plus the two decoys."""
     from ziggurat import Grid
 
     folder = Path(folder)
@@ -46,15 +47,17 @@ def make_catalog(folder: str | Path, size: int = 512) -> Path:
     transform = Affine(res, 0, left, 0, -res, top)
     catalog = pystac.Catalog("scenes", "Synthetic Sentinel-2-like scenes for ziggurat's composite recipe")
     rows, cols = np.mgrid[0:size, 0:size]
-    dates = [dt.datetime(2024, 6, 1, 10, 30, tzinfo=dt.timezone.utc) + dt.timedelta(days=7 * k) for k in range(12)]
-    plans = [(f"S2X_{d:%Y%m%d}", d, 20.0 + 3 * k, 0, k >= 8) for k, d in enumerate(dates)]
-    plans += [("S2X_20230701", dt.datetime(2023, 7, 1, 10, 30, tzinfo=dt.timezone.utc), 10.0, 500, False),
-              ("S2X_20240704_cloudy", dt.datetime(2024, 7, 4, 10, 30, tzinfo=dt.timezone.utc), 95.0, 700, False)]
+    dates = [dt.datetime(2024, 6, 1, 10, 30, tzinfo=dt.timezone.utc) + dt.timedelta(days=7 * k)
+             for k in range(scenes)]
+    plans = [(f"S2X_{d:%Y%m%d}", d, 20.0 + 3 * (k % 12), 0, k >= scenes * 2 // 3) for k, d in enumerate(dates)]
+    if decoys:   # left out by the season and by eo:cloud_cover < 60; another ground shows if they are not
+        plans += [("S2X_20230701", dt.datetime(2023, 7, 1, 10, 30, tzinfo=dt.timezone.utc), 10.0, 500, False),
+                  ("S2X_20240704_cloudy", dt.datetime(2024, 7, 4, 10, 30, tzinfo=dt.timezone.utc), 95.0, 700, False)]
     for k, (item_id, when, cloud_cover, offset, west_only) in enumerate(plans):
         width = size // 2 if west_only else size
         data = ground(size, width, offset)
         scl = np.full((size, width), CLEAR, dtype="uint8")
-        cy, cx = size * (0.2 + 0.05 * k), size * (0.1 + 0.07 * k)   # the cloud drifts south-east
+        cy, cx = size * (0.2 + 0.05 * (k % 12)), size * (0.1 + 0.07 * (k % 12))   # the cloud drifts south-east
         radius = size * 0.18
         cloud = (rows[:, :width] - cy) ** 2 + (cols[:, :width] - cx) ** 2 < radius ** 2
         shadow = ((rows[:, :width] - cy - radius * 0.6) ** 2 + (cols[:, :width] - cx - radius * 0.6) ** 2

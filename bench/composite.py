@@ -1,0 +1,187 @@
+"""Cloudless composite: ziggurat's `stac` input + `composite` process against odc-stac + dask.
+
+24 synthetic scenes of 2048 x 2048 px (4 uint16 bands + an SCL band, moving clouds; made by
+recipes/data/make_scenes.py, cached in bench/.cache) composited by per-pixel median of the clear
+observations into 16 process tiles of 512 x 512 (geodetic zoom 12, metatiling 2) with 2 worker
+processes; the same with odc-stac's `load` (dask chunks of 512, a LocalCluster of 2 single-thread
+workers) and a masked median written to one GeoTIFF. odc-stac runs in its own environment
+(`make bench` creates .venv-odc; `--odc-python` points elsewhere). Prints wall, CPU of the whole
+process tree, peak RSS and ratios, and checks the two composites agree; asserts nothing.
+
+    python bench/composite.py [--size 2048] [--scenes 24] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+REPO = HERE.parent
+ODC_PYTHON = REPO / ".venv-odc" / "bin" / "python"
+
+
+def catalog(size: int, scenes: int) -> Path:
+    folder = CACHE / f"scenes-{size}-{scenes}"
+    if not (folder / "catalog.json").is_file():
+        sys.path.insert(0, str(REPO / "recipes" / "data"))
+        from make_scenes import make_catalog
+
+        tmp = folder.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        make_catalog(tmp, size=size, scenes=scenes, decoys=False)
+        tmp.rename(folder)
+    return folder / "catalog.json"
+
+
+def _usage(start: float) -> dict:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = 0.0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
+    return {"wall": time.perf_counter() - start, "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+            "parent_rss_mb": peak, "child_rss_mb": kids.ru_maxrss / 1024}
+
+
+def run_ziggurat(cat: Path, workdir: Path) -> None:
+    from ziggurat.engine import execute
+
+    recipe = workdir / "composite.yaml"
+    recipe.write_text(f"""process: composite
+zoom_levels: 12
+pyramid: {{grid: geodetic, metatiling: 2}}
+input:
+  scenes: {{stac: {cat}, assets: [B02, B03, B04, B08, SCL]}}
+process_parameters: {{method: median, count: false}}
+output: {{path: {workdir / 'out'}, dtype: uint16, nodata: 0, bands: 4, metatiling: 2}}
+""")
+    start = time.perf_counter()
+    summary = execute(recipe, executor="processes", workers=2)
+    try:
+        from multiprocessing import forkserver
+
+        forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    except Exception:
+        pass
+    print(json.dumps({"tiles": summary.written, **_usage(start)}))
+
+
+ODC_SCRIPT = r'''
+import json, resource, sys, time
+from pathlib import Path
+start = time.perf_counter()
+import numpy as np, pystac, rasterio
+from dask.distributed import Client, LocalCluster
+from odc.stac import load
+cat, out = sys.argv[1], Path(sys.argv[2])
+items = list(pystac.Catalog.from_file(cat).get_items(recursive=True))
+with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+        Client(cluster):
+    ds = load(items, bands=["B02", "B03", "B04", "B08", "SCL"], chunks={"x": 512, "y": 512}, groupby=None,
+              resampling="nearest")
+    scl = ds["SCL"]
+    bad = scl.isin([0, 1, 2, 3, 8, 9, 10, 11])
+    bands = [ds[b].where(~bad & (ds[b] != 0)).median("time", skipna=True) for b in ("B02", "B03", "B04", "B08")]
+    import dask
+    arrays = dask.compute(*[b.data for b in bands])
+    geobox = ds.odc.geobox
+data = np.stack([np.nan_to_num(a, nan=0).round().astype("uint16") for a in arrays])
+profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=4, dtype="uint16", nodata=0,
+               crs="EPSG:4326", transform=geobox.affine, tiled=True, blockxsize=512, blockysize=512,
+               compress="deflate", predictor=2)
+with rasterio.open(out, "w", **profile) as dst:
+    dst.write(data)
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+peak = [int(l.split()[1]) / 1024 for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:")]
+print(json.dumps({"tiles": len(items), "wall": time.perf_counter() - start,
+                  "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, "parent_rss_mb": peak[0],
+                  "child_rss_mb": kids.ru_maxrss / 1024}))
+'''
+
+
+def _child(argv: list[str]) -> dict | None:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print("  skipped:", (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1])
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _agree(workdir_z: Path, odc_tif: Path) -> str:
+    """Largest difference between the two composites over the pixels both have."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(odc_tif) as src:
+        ref, transform = src.read(), src.transform
+    worst, compared = 0, 0
+    for tif in (workdir_z / "out" / "12").glob("*/*.tif"):
+        with rasterio.open(tif) as t:
+            data, b = t.read(), t.bounds
+        col = round((b.left - transform.c) / transform.a)
+        row = round((b.top - transform.f) / transform.e)
+        if col < 0 or row < 0:
+            continue
+        part = ref[:, row:row + data.shape[1], col:col + data.shape[2]]
+        if part.shape != data.shape:
+            continue
+        both = (part != 0) & (data != 0)
+        compared += int(both.sum())
+        if both.any():
+            worst = max(worst, int(np.abs(part.astype(int) - data.astype(int))[both].max()))
+    return f"{compared} values compared, largest difference {worst} DN"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--scenes", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--odc-python", type=Path, default=ODC_PYTHON)
+    parser.add_argument("--child", type=Path)
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        run_ziggurat(args.child, args.workdir)
+        return
+    cat = catalog(args.size, args.scenes)
+    print(f"median composite of {args.scenes} scenes of {args.size} x {args.size} px (5 assets), 16 tiles of 512 px, "
+          f"2 workers, {os.cpu_count()} CPUs")
+    print(f"{'tool':<22}{'round':>6}{'wall s':>9}{'cpu s':>9}{'parent MB':>11}{'child MB':>10}{'wall/odc':>10}"
+          f"{'cpu/odc':>9}")
+    for rnd in range(1, args.rounds + 1):
+        zdir, odir = Path(tempfile.mkdtemp(prefix="zcomp-")), Path(tempfile.mkdtemp(prefix="odc-"))
+        try:
+            results = {}
+            if args.odc_python.exists():
+                results["odc-stac + dask"] = _child([str(args.odc_python), "-c", ODC_SCRIPT, str(cat),
+                                                     str(odir / "composite.tif")])
+            else:
+                print(f"  odc-stac not run: no {args.odc_python} (make bench creates it)")
+            results["ziggurat"] = _child([sys.executable, __file__, "--child", str(cat), "--workdir", str(zdir)])
+            base = results.get("odc-stac + dask")
+            for name, r in results.items():
+                if r is None:
+                    continue
+                ratio = f"{r['wall'] / base['wall']:>10.2f}{r['cpu'] / base['cpu']:>9.2f}" if base else ""
+                print(f"{name:<22}{rnd:>6}{r['wall']:>9.2f}{r['cpu']:>9.2f}{r['parent_rss_mb']:>11.0f}"
+                      f"{r['child_rss_mb']:>10.0f}{ratio}")
+            if base and results.get("ziggurat"):
+                print("  agreement:", _agree(zdir, odir / "composite.tif"))
+        finally:
+            shutil.rmtree(zdir, ignore_errors=True)
+            shutil.rmtree(odir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
