@@ -418,7 +418,7 @@ ERRORS = [
                  r"'BLOKXSIZE' is not a GDAL GTiff creation option \(did you mean 'BLOCKXSIZE'\?\)",
                  id="creation-options-typo"),
     pytest.param(MINIMAL + "  format: netcdf\n", 7, r"output\.format: expected GTiff, PNG, PNG_hillshade, GeoJSON, "
-                 r"FlatGeobuf or Zarr, found 'netcdf'", id="output-format"),
+                 r"FlatGeobuf, GeoParquet or Zarr, found 'netcdf'", id="output-format"),
     pytest.param(MINIMAL + "  metatiling: 2\n", 7, r"output\.metatiling: expected one of 1, found 2",
                  id="output-metatiling"),
     pytest.param(MINIMAL + "  bands: 0\n", 7, r"output\.bands: expected an integer >= 1, found 0", id="bands"),
