@@ -36,7 +36,7 @@ def catalog(size: int, scenes: int) -> Path:
         sys.path.insert(0, str(REPO / "recipes" / "data"))
         from make_scenes import make_catalog
 
-        tmp = folder.with_suffix(".tmp")
+        tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         make_catalog(tmp, size=size, scenes=scenes, decoys=False)
         tmp.rename(folder)
@@ -88,7 +88,7 @@ items = list(pystac.Catalog.from_file(cat).get_items(recursive=True))
 with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
         Client(cluster):
     ds = load(items, bands=["B02", "B03", "B04", "B08", "SCL"], chunks={"x": 512, "y": 512}, groupby=None,
-              resampling="nearest")
+              resampling="nearest", crs="EPSG:4326", resolution=float(sys.argv[3]))
     scl = ds["SCL"]
     bad = scl.isin([0, 1, 2, 3, 8, 9, 10, 11])
     bands = [ds[b].where(~bad & (ds[b] != 0)).median("time", skipna=True) for b in ("B02", "B03", "B04", "B08")]
@@ -164,8 +164,9 @@ def main() -> None:
         try:
             results = {}
             if args.odc_python.exists():
+                res = 180 / 2 ** 12 / 256   # geodetic zoom 12, the scenes' own pixel size
                 results["odc-stac + dask"] = _child([str(args.odc_python), "-c", ODC_SCRIPT, str(cat),
-                                                     str(odir / "composite.tif")])
+                                                     str(odir / "composite.tif"), repr(res)])
             else:
                 print(f"  odc-stac not run: no {args.odc_python} (make bench creates it)")
             results["ziggurat"] = _child([sys.executable, __file__, "--child", str(cat), "--workdir", str(zdir)])

@@ -38,7 +38,7 @@ def composite(stack: np.ma.MaskedArray, names: Sequence[str], *, method: str = "
     """(time, band, y, x) -> (band, y, x): the reduction described in the module docstring."""
     names = list(names)
     data_bands = [i for i, n in enumerate(names) if n != mask_asset]
-    values = np.ma.getdata(stack).astype("float64")
+    values = np.ma.getdata(stack).astype("float32", copy=False)
     valid = np.asarray(~np.ma.getmaskarray(stack)[:, data_bands].any(axis=1))   # (time, y, x)
     if mask_asset is not None:
         if mask_asset not in names:
@@ -67,7 +67,7 @@ def composite(stack: np.ma.MaskedArray, names: Sequence[str], *, method: str = "
     else:
         raise ValueError(f"method must be median, quantile or best, got {method!r}")
     none = n_valid == 0
-    bands = [out] + ([n_valid[None].astype("float64")] if count else [])
+    bands = [out] + ([n_valid[None].astype(out.dtype)] if count else [])
     result = np.ma.masked_array(np.concatenate(bands, axis=0))
     result.mask = np.broadcast_to(none, result.shape).copy()
     return result

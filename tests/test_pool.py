@@ -406,3 +406,25 @@ def test_each_worker_gets_its_share_of_gdals_block_cache(tmp_path, write_recipe,
             assert set(np.unique(tile.read(1))) <= {float(expected * 2 ** 20), -9999.0}, path   # bytes
     monkeypatch.setenv("GDAL_CACHEMAX", "300")                               # the user's value wins
     assert worker_cache_mb(2) is None
+
+
+def test_a_small_run_keeps_both_workers_busy(tmp_path):
+    """16 tiles on 2 workers: the runs of neighbouring tiles shrink so both workers get some."""
+    from ziggurat.engine import execute
+
+    (tmp_path / "pid.py").write_text("import os, time\nimport numpy as np\n\ndef execute(src):\n"
+                                     "    time.sleep(0.2)\n"
+                                     "    return np.full((1, 256, 256), os.getpid(), dtype='float64')\n")
+    res = 180 / 2 ** 7 / 256
+    position_raster(tmp_path / "src.tif", left=0.0, top=4 * 256 * res, res=res, width=4 * 256, height=4 * 256)
+    (tmp_path / "r.yaml").write_text("process: pid.py\nzoom_levels: 7\npyramid: {grid: geodetic}\n"
+                                     "input: {src: src.tif}\noutput: {path: out, dtype: float64}\n")
+    summary = execute(tmp_path / "r.yaml", executor="processes", workers=2)
+    assert summary.written == 16
+    import rasterio
+
+    pids = set()
+    for tif in (tmp_path / "out").glob("7/*/*.tif"):
+        with rasterio.open(tif) as src:
+            pids.add(float(src.read(1)[0, 0]))
+    assert len(pids) == 2

@@ -84,7 +84,7 @@ def make_catalog(folder: str | Path, size: int = 512, scenes: int = 12, decoys: 
             dst.write(scl, 1)
         item.add_asset("SCL", pystac.Asset("./SCL.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
         catalog.add_item(item)
-    catalog.normalize_hrefs(str(folder))
+    catalog.normalize_hrefs(str(folder.resolve()) + "/")   # a folder, even with a dot in its name
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
     return folder / "catalog.json"
 

@@ -325,7 +325,10 @@ class _Run:
                                   total=self.plan.count())
         self.watch = SlowTileWatch(self.pool.workers, self.pool.window)
         is_done = (lambda tile: False) if self.overwrite else self.recorder.is_done
-        self.source = make_source(self.recipe, self.plan, is_done, self.skipped, run_block(self.pool.run_tiles))
+        # a small run keeps every worker busy: runs of at most a quarter of each worker's share
+        share = max(1, self.summary.total // (4 * max(1, self.pool.workers)))
+        self.source = make_source(self.recipe, self.plan, is_done, self.skipped,
+                                  run_block(min(self.pool.run_tiles, share)))
 
     def report(self, outcome: TileOutcome) -> None:
         self.done += 1

@@ -141,12 +141,13 @@ class StacInput:
         return got
 
     def _read_item(self, i: int, tile: Tile, assets: Sequence[str]) -> np.ma.MaskedArray:
-        """One item's assets on the tile, (band, y, x), float64 so assets of any dtype stack."""
+        """One item's assets on the tile, (band, y, x), float32 so assets of any dtype stack (integers
+        up to 2**24 exactly: 16-bit reflectances and classes)."""
         rec = self.records[i]
-        out = np.ma.masked_all((len(assets), *tile.buffered_shape), dtype="float64")
+        out = np.ma.masked_all((len(assets), *tile.buffered_shape), dtype="float32")
         for b, asset in enumerate(assets):
             data = self._asset(rec.assets[asset], asset).read(tile, 1)
-            out[b] = data.astype("float64")
+            out[b] = data.astype("float32")
         return out
 
     def _groups(self, indices: list[int]) -> list[list[int]]:
@@ -191,7 +192,7 @@ class StacInput:
         if steps:
             stack = np.ma.stack([s[2] for s in steps])
         else:
-            stack = np.ma.masked_all((0, len(wanted), *tile.buffered_shape), dtype="float64")
+            stack = np.ma.masked_all((0, len(wanted), *tile.buffered_shape), dtype="float32")
         return TimeStack.wrap(stack, [s[0] for s in steps], [s[1] for s in steps], wanted)
 
     def read_xarray(self, tile: Tile, assets: Sequence[str] | None = None) -> Any:
