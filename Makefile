@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_VENV ?= .venv-bench
+# odc-stac (the composite benchmark's peer) in an environment of its own
+ODC_VENV ?= .venv-odc
 
 .PHONY: demo test lint test-quick bench clean browser screenshots
 
@@ -48,14 +50,20 @@ $(BENCH_VENV)/.installed: pyproject.toml
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_VENV)/.installed
 
-bench: $(BENCH_VENV)/.installed
+$(ODC_VENV)/.installed:
+	$(PYTHON) -m venv $(ODC_VENV)
+	$(ODC_VENV)/bin/python -m pip install --quiet odc-stac 'dask[array]' distributed
+	touch $(ODC_VENV)/.installed
+
+bench: $(BENCH_VENV)/.installed $(ODC_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/pyramid.py
 	$(BENCH_VENV)/bin/python bench/s3.py
 	$(BENCH_VENV)/bin/python bench/ledger_keys.py
 	$(BENCH_VENV)/bin/python bench/merge.py
 	$(BENCH_VENV)/bin/python bench/stores.py
+	$(BENCH_VENV)/bin/python bench/composite.py --odc-python $(ODC_VENV)/bin/python
 	$(BENCH_VENV)/bin/python bench/faults.py
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) output bench/.cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(ODC_VENV) output bench/.cache .mypy_cache .ruff_cache

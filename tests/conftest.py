@@ -52,7 +52,7 @@ def read_tile(path: Path) -> tuple[np.ndarray, Any]:
 
 
 # -- tests never write into the checkout ------------------------------------------------------------
-_OURS = (".venv", ".venv-bench", "src/ziggurat.egg-info/")   # made by `make`, not by tests
+_OURS = (".venv", ".venv-bench", ".venv-odc", "src/ziggurat.egg-info/")   # made by `make`, not by tests
 
 
 def _checkout_files() -> set[str] | None:
