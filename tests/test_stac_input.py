@@ -246,3 +246,114 @@ def test_the_example_recipe_runs_on_the_generated_catalog(tmp_path, monkeypatch)
     with rasterio.open(next((tmp_path / "composite" / "10").glob("*/*.tif"))) as src:
         assert src.descriptions[-1] == "count" and src.count == 5
         assert src.read(5).max() > 0
+
+
+class _StacApi(http.server.BaseHTTPRequestHandler):
+    """A small STAC API (landing page + item search, GET and POST) over a static catalog's items:
+    what pystac-client talks to, served for real over HTTP."""
+
+    items: list[dict] = []
+    searches: list[dict] = []
+    CONFORMS = ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search",
+                "https://api.stacspec.org/v1.0.0/item-search#query", "https://api.stacspec.org/v1.0.0/item-search#filter",
+                "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+                "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2"]
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        base = f"http://{self.headers['Host']}"
+        if self.path.split("?")[0] in ("/", ""):
+            self._send({"type": "Catalog", "id": "api", "description": "test API", "stac_version": "1.0.0",
+                        "conformsTo": self.CONFORMS,
+                        "links": [{"rel": "self", "href": f"{base}/"}, {"rel": "root", "href": f"{base}/"},
+                                  {"rel": "search", "href": f"{base}/search", "method": "POST",
+                                   "type": "application/geo+json"}]})
+        else:
+            self.send_error(404)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).searches.append(body)
+        start, _, end = (body.get("datetime") or "../..").partition("/")
+        out = []
+        for item in self.items:
+            when = item["properties"]["datetime"]
+            cc = item["properties"]["eo:cloud_cover"]
+            if item.get("collection") not in body.get("collections", []):
+                continue
+            if (start not in ("", "..") and when < start[:19]) or (end not in ("", "..") and when > end[:19]):
+                continue
+            limit = (body.get("query") or {}).get("eo:cloud_cover", {}).get("lt")
+            if limit is not None and not cc < limit:
+                continue
+            cql = body.get("filter")
+            if cql and not (cql["op"] == "<" and cc < cql["args"][1]):
+                continue
+            out.append(item)
+        self._send({"type": "FeatureCollection", "features": out, "links": []})
+
+
+def test_a_stac_api_search_runs_once_per_run(tmp_path, catalog):
+    features = []
+    for path in sorted(catalog.parent.glob("S2X_*/*.json")):
+        item = json.loads(path.read_text())
+        item["collection"] = "synthetic-s2"
+        item["assets"] = {k: {**v, "href": str(path.parent / Path(v["href"]).name)} for k, v in item["assets"].items()}
+        item["links"] = []
+        features.append(item)
+    _StacApi.items, _StacApi.searches = features, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StacApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        text = _recipe(tmp_path, url).read_text().replace(
+            "    query: {eo:cloud_cover: {lt: 60}}\n",
+            "    collections: [synthetic-s2]\n    filter: {op: '<', args: [{property: eo:cloud_cover}, 60]}\n")
+        recipe = tmp_path / "api.yaml"
+        recipe.write_text(text)
+        summary = engine.execute(recipe, executor="processes", workers=2)
+        assert summary.written == 4
+        assert len(_StacApi.searches) == 1   # the parent's one search; workers read its cache
+        assert _StacApi.searches[0]["collections"] == ["synthetic-s2"] and "filter" in _StacApi.searches[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+    local = tmp_path / "local"
+    local.mkdir()
+    engine.execute(_recipe(local, catalog), executor="sequential")
+    assert {p.relative_to(tmp_path / "out"): p.read_bytes() for p in (tmp_path / "out").glob("12/*/*.tif")} == \
+        {p.relative_to(local / "out"): p.read_bytes() for p in (local / "out").glob("12/*/*.tif")}
+
+
+def test_api_settings_are_checked(tmp_path, catalog):
+    text = _recipe(tmp_path, catalog).read_text().replace("output:\n", "    filter: {op: '<'}\noutput:\n", 1)
+    (tmp_path / "f.yaml").write_text(text)
+    with pytest.raises(RecipeError, match=r"input\.scenes\.filter: expected 'collections' with 'filter'"):
+        engine.load(tmp_path / "f.yaml")
+    text = _recipe(tmp_path, catalog).read_text().replace("output:\n", "    collections: [x]\noutput:\n", 1)
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(RecipeError, match=r"input\.scenes\.stac: expected the http\(s\) URL of a STAC API"):
+        engine.load(tmp_path / "c.yaml")
+
+
+def test_workers_read_this_runs_search_not_an_earlier_runs(tmp_path, catalog):
+    from ziggurat.io import stac_items
+
+    options = _options(catalog, **SEASON, **QUERY)
+    stale = tmp_path / "cache"
+    first = records("s", options, str(stale))
+    cache = next(stale.glob("stac-*.json"))
+    cache.write_text(json.dumps([first[0]._asdict()]))   # an earlier run's cache, one item
+    stac_items._SEARCHED.clear()                         # a new process
+    assert len(records("s", options, str(stale), refresh=True)) == 12   # the parent searches again ...
+    assert len(json.loads(cache.read_text())) == 12                    # ... and the workers read that

@@ -96,6 +96,32 @@ def _from_file(source: str) -> list[Any]:
     return _read_items(source)
 
 
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _api_items(source: str, options: Mapping[str, Any]) -> list[Any]:
+    """One STAC API item search (pystac-client), every page of it."""
+    try:
+        from pystac_client import Client
+    except ImportError as exc:   # an optional extra
+        raise InputError("STAC API searches need pystac-client: pip install 'ziggurat[stac]'") from exc
+    start, end = options.get("datetime") or (None, None)
+    when = None if start is None and end is None else f"{start or '..'}/{end or '..'}"
+    try:
+        client = Client.open(source)
+        found = client.search(collections=list(options["collections"]), datetime=when,
+                              query=_thaw(options.get("query")) or None, filter=_thaw(options.get("filter")),
+                              filter_lang="cql2-json" if options.get("filter") else None)
+        return list(found.items())
+    except Exception as exc:
+        raise InputError(f"STAC API search at {source} failed: {exc}") from exc
+
+
 def search(options: Mapping[str, Any]) -> list[StacRecord]:
     """The items of the catalog that fall in the datetime range, pass the query and have every
     asset asked for, oldest first (ties by id)."""
@@ -107,7 +133,8 @@ def search(options: Mapping[str, Any]) -> list[StacRecord]:
     query = options.get("query") or {}
     out: list[StacRecord] = []
     lacking = 0
-    for item in _from_file(source):
+    items = _api_items(source, options) if options.get("collections") else _from_file(source)
+    for item in items:
         when = _when(item)
         if when is None or (lo is not None and when < lo) or (hi is not None and when > hi):
             continue
@@ -141,23 +168,37 @@ def _json_props(props: Mapping[str, Any]) -> dict[str, Any]:
 def _cache_path(cache_dir: str | None, name: str, options: Mapping[str, Any]) -> Path | None:
     if not cache_dir:
         return None
-    key = hashlib.sha256(json.dumps({k: options[k] for k in sorted(options)}, default=str,
-                                    sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(_key(options).encode()).hexdigest()[:16]
     return Path(cache_dir) / f"stac-{name.replace('/', '_')}-{key}.json"
+
+
+#: searches made by this process, by options: the parent opens inputs several times before its
+#: workers start (planning, sizing, fingerprinting), yet searches once
+_SEARCHED: dict[str, list[StacRecord]] = {}
+
+
+def _key(options: Mapping[str, Any]) -> str:
+    return json.dumps({k: options[k] for k in sorted(options)}, default=str, sort_keys=True)
 
 
 def records(name: str, options: Mapping[str, Any], cache_dir: str | None, *, refresh: bool = False
             ) -> list[StacRecord]:
-    """The search's result: from the cache unless `refresh` (the parent's one search per run)."""
+    """The search's result: this process's earlier search, else the run's cache (workers), else a
+    search. `refresh` (the parent's fingerprint) skips the cache file, not this process's search."""
+    key = _key(options)
     path = _cache_path(cache_dir, name, options)
-    if path is not None and not refresh and path.is_file():
+    found = _SEARCHED.get(key)
+    if found is None and path is not None and not refresh and path.is_file():
         try:
             return [StacRecord(r["id"], r["datetime"], r["geometry"], tuple(r["bbox"]), r["assets"],
                                r["properties"]) for r in json.loads(path.read_text())]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.debug("STAC cache %s unreadable (%s): searching again", path, exc)
-    found = search(options)
-    if path is not None:
+    fresh = found is None
+    if found is None:
+        found = _SEARCHED[key] = search(options)
+    # the parent's fingerprint (refresh) writes what this run's workers read, over an earlier run's
+    if path is not None and (fresh or refresh or not path.is_file()):
         from ziggurat.io.atomic import write_json_atomic
 
         try:

@@ -4,7 +4,9 @@
 input:
   scenes:
     stac: data/scenes/catalog.json     # a static catalog or collection, an ItemCollection (JSON,
-                                       # local or http(s)://)
+                                       # local or http(s)://), or with `collections` a STAC API
+    # collections: [sentinel-2-l2a]    # a STAC API item search (pystac-client), once per run
+    # filter: {op: "<", args: [{property: "eo:cloud_cover"}, 60]}   # CQL2-JSON, API searches only
     assets: [B02, B03, B04, B08, SCL]  # the asset keys read, in this band order
     datetime: 2024-06-01/2024-08-31    # an interval (either end open with ..), or one date
     query: {eo:cloud_cover: {lt: 60}}  # STAC API `query`: property -> {eq|neq|lt|lte|gt|gte|in: value}
@@ -27,7 +29,8 @@ from typing import Any, Mapping
 from ziggurat.location import is_url
 from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, freeze, is_number
 
-STAC_KEYS = ("stac", "assets", "datetime", "query", "group_by", "resampling", "asset_resampling")
+STAC_KEYS = ("stac", "assets", "datetime", "query", "group_by", "resampling", "asset_resampling", "collections",
+             "filter")
 QUERY_OPS = ("eq", "neq", "lt", "lte", "gt", "gte", "in")
 GROUPS = ("solar_day", "none")
 
@@ -75,7 +78,21 @@ class StacSection(Checker):
         self.check_keys(spec, key, STAC_KEYS)
         where = self.string(spec, key + ("stac",), "a path or URL of a STAC catalog, collection or ItemCollection")
         source = where if is_url(where) else os.path.abspath(os.path.join(self.base_dir, os.path.expanduser(where)))
-        if not is_url(where) and not os.path.isfile(source):
+        api = spec.get("collections") is not None
+        if api:
+            cols = spec["collections"]
+            if not is_url(where) or not where.startswith(("http://", "https://")):
+                raise self.loc.error(key + ("stac",), f"expected the http(s) URL of a STAC API with 'collections', "
+                                                      f"found {where!r}")
+            if not isinstance(cols, (list, tuple)) or not cols or not all(isinstance(c, str) for c in cols):
+                raise self.fail(key + ("collections",), "a non-empty list of collection ids", cols)
+        if spec.get("filter") is not None:
+            if not api:
+                raise self.loc.error(key + ("filter",), "expected 'collections' with 'filter': CQL2 filters are "
+                                                        "sent to a STAC API search (use 'query' for a static catalog)")
+            if not isinstance(spec["filter"], Mapping):
+                raise self.fail(key + ("filter",), "a CQL2-JSON mapping", spec["filter"])
+        if not api and not is_url(where) and not os.path.isfile(source):
             raise self.loc.error(key + ("stac",), f"STAC catalog not found: {source} (from {where!r})")
         assets = spec.get("assets")
         if not isinstance(assets, (list, tuple)) or not assets or not all(isinstance(a, str) and a for a in assets):
@@ -83,6 +100,10 @@ class StacSection(Checker):
         if len(set(assets)) != len(assets):
             raise self.fail(key + ("assets",), "asset keys without repeats", assets)
         out: dict[str, Any] = {"stac": source, "assets": tuple(assets)}
+        if api:
+            out["collections"] = tuple(spec["collections"])
+            if spec.get("filter") is not None:
+                out["filter"] = freeze(dict(spec["filter"]))
         if spec.get("datetime") is not None:
             text = spec["datetime"]
             if isinstance(text, (dt.date, dt.datetime)):
