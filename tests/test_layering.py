@@ -38,7 +38,7 @@ STAGES: list[tuple[str, ...]] = [
     ("ziggurat.records",),
     ("ziggurat.plan",),
     ("ziggurat.executors",),
-    ("ziggurat.engine", "ziggurat.slowtiles"),
+    ("ziggurat.engine", "ziggurat.slowtiles", "ziggurat.summary"),
     ("ziggurat.reproduce", "ziggurat.status", "ziggurat.remote_checks", "ziggurat.scaffold"),
     ("ziggurat.serve",),
     ("ziggurat.cli",),
