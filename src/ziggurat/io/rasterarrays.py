@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -83,6 +83,20 @@ def write_band_metadata(dst: Any, specs: Sequence[Mapping[str, Any]]) -> None:
         extra = dst.count - len(specs)   # a PNG tile's alpha band
         dst.scales = tuple(float(s.get("scale", 1.0)) for s in specs) + (1.0,) * extra
         dst.offsets = tuple(float(s.get("offset", 0.0)) for s in specs) + (0.0,) * extra
+
+
+def cut_tiles(process_tile: Tile, tiles: Sequence[Tile], out: np.ndarray, valid: np.ndarray
+              ) -> Iterator[tuple[Tile, np.ndarray]]:
+    """(output tile, its part of `out`) for the output tiles of a process tile that hold a valid pixel."""
+    top, left = process_tile.bounds.top, process_tile.bounds.left
+    xres, yres = process_tile.resolution
+    for tile in tiles:
+        b = tile.bounds
+        r0 = round((top - b.top) / yres)
+        c0 = round((b.left - left) / xres)
+        h, w = tile.shape
+        if valid[:, r0:r0 + h, c0:c0 + w].any():
+            yield tile, out[:, r0:r0 + h, c0:c0 + w]
 
 
 class RasterArrays:

@@ -22,7 +22,7 @@ from ziggurat.io.atomic import write_all
 from ziggurat.io.common import block_size, nodata_from_json, nodata_to_json, open_tile, same_nodata
 from ziggurat.io.folder import METADATA_FILE, TileFolder
 from ziggurat.io.protocols import OutputCapabilities
-from ziggurat.io.rasterarrays import RasterArrays, TaggedArray, band_json, write_band_metadata
+from ziggurat.io.rasterarrays import RasterArrays, TaggedArray, band_json, cut_tiles, write_band_metadata
 from ziggurat.recipe import OutputConfig
 
 logger = logging.getLogger(__name__)
@@ -86,17 +86,9 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
 
     def _write_cut(self, process_tile: Tile, out: np.ndarray, valid: np.ndarray,
                    tags: tuple[dict[str, str], dict[int, dict[str, str]]] | None = None) -> list[TileIndex]:
-        top, left = process_tile.bounds.top, process_tile.bounds.left
-        xres, yres = process_tile.resolution
         written: list[TileIndex] = []
-        for tile in self.output_tiles(process_tile):
-            b = tile.bounds
-            r0 = round((top - b.top) / yres)
-            c0 = round((b.left - left) / xres)
-            h, w = tile.shape
-            if not valid[:, r0:r0 + h, c0:c0 + w].any():
-                continue
-            self._write_tile(tile, out[:, r0:r0 + h, c0:c0 + w], tags)
+        for tile, block in cut_tiles(process_tile, self.output_tiles(process_tile), out, valid):
+            self._write_tile(tile, block, tags)
             written.append(tile.index)
         return written
 

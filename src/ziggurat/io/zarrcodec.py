@@ -30,7 +30,7 @@ ZARR_FORMATS = (2, 3)
 ZARR_CODECS = {"zstd": "zstd", "none": None}
 
 
-def _zarr() -> Any:
+def zarr_module() -> Any:
     try:
         import zarr
     except ImportError as exc:   # an optional extra
@@ -134,7 +134,7 @@ class ChunkCodec:
 
     def create(self, store: Any, path: str, attributes: dict[str, Any] | None = None) -> Any:
         """The array in `store` at `path` (metadata only: no chunk is written)."""
-        zarr = _zarr()
+        zarr = zarr_module()
         lv = self.level
         kwargs: dict[str, Any] = {}
         if lv.inner is not None:
@@ -153,7 +153,7 @@ class ChunkCodec:
     def _twin(self) -> tuple[Any, dict[str, Any]]:
         twin = getattr(self._local, "twin", None)
         if twin is None:
-            zarr = _zarr()
+            zarr = zarr_module()
             data: dict[str, Any] = {}
             array = self.create(zarr.storage.MemoryStore(data), "a")
             twin = self._local.twin = (array, data)
@@ -203,4 +203,4 @@ class ChunkCodec:
             self._clear(data)
 
 
-__all__ = ["ChunkCodec", "Level", "VARIABLE", "ZARR_CODECS", "ZARR_FORMATS", "compressors"]
+__all__ = ["ChunkCodec", "Level", "VARIABLE", "ZARR_CODECS", "ZARR_FORMATS", "compressors", "zarr_module"]

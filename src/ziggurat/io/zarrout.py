@@ -35,8 +35,8 @@ from ziggurat.io.atomic import write_all, write_bytes_atomic
 from ziggurat.io.common import nodata_from_json, nodata_to_json, same_nodata
 from ziggurat.io.folder import METADATA_FILE, TileFolder, read_metadata
 from ziggurat.io.protocols import OutputCapabilities
-from ziggurat.io.rasterarrays import RasterArrays, band_json
-from ziggurat.io.zarrcodec import VARIABLE, ZARR_CODECS, ChunkCodec, Level, _zarr
+from ziggurat.io.rasterarrays import RasterArrays, band_json, cut_tiles
+from ziggurat.io.zarrcodec import VARIABLE, ZARR_CODECS, ChunkCodec, Level, zarr_module
 from ziggurat.recipe import OutputConfig
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class ZarrOutput(TileFolder, RasterArrays):
     def documents(self, zooms: Sequence[int]) -> dict[str, bytes]:
         """Every metadata document and coordinate chunk of the store, built by zarr-python in memory
         (consolidated into the root group, as the multiscales convention recommends)."""
-        zarr = _zarr()
+        zarr = zarr_module()
         data: dict[str, Any] = {}
         mem = zarr.storage.MemoryStore(data)
         grid = self.output_grid
@@ -274,18 +274,10 @@ class ZarrOutput(TileFolder, RasterArrays):
         return self._write_cut(process_tile, array, self.valid_pixels(array))
 
     def _write_cut(self, process_tile: Tile, out: np.ndarray, valid: np.ndarray) -> list[TileIndex]:
-        top, left = process_tile.bounds.top, process_tile.bounds.left
-        xres, yres = process_tile.resolution
         written: list[TileIndex] = []
         codec = self.codec(process_tile.zoom)
-        for tile in self.output_tiles(process_tile):
-            b = tile.bounds
-            r0 = round((top - b.top) / yres)
-            c0 = round((b.left - left) / xres)
-            h, w = tile.shape
-            if not valid[:, r0:r0 + h, c0:c0 + w].any():
-                continue
-            raw = codec.encode(tile, np.ascontiguousarray(out[:, r0:r0 + h, c0:c0 + w]))
+        for tile, block in cut_tiles(process_tile, self.output_tiles(process_tile), out, valid):
+            raw = codec.encode(tile, np.ascontiguousarray(block))
             with self.staged(tile) as tmp:
                 write_all(tmp, raw)
             written.append(tile.index)

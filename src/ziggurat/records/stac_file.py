@@ -14,24 +14,18 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import pystac
 import rasterio
-import shapely
-from rasterio.warp import transform_geom
 
 from ziggurat.errors import OutputError
 from ziggurat.io.atomic import write_json_atomic
-from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings
-from ziggurat.records.provenance import provenance_links
+from ziggurat.recipe.stac_settings import StacSettings
 from ziggurat.records.stac_parts import (
-    CLASSIFICATION_SCHEMA,
-    EO_SCHEMA,
-    PROJECTION_SCHEMA,
-    RASTER_SCHEMA,
     crs_properties_of,
+    footprint_lonlat,
     kept_settings,
     nodata_json,
     read_json,
+    single_asset_item,
     stac_class,
 )
 
@@ -105,39 +99,12 @@ def file_item_dict(path: Path, settings: StacSettings | None = None, existing: M
             bands = _bands(src, band_specs)
     except rasterio.errors.RasterioIOError as exc:
         raise OutputError(f"cannot read {path}: {exc}") from exc
-    box = shapely.box(*bounds)
-    dense = shapely.segmentize(box, max(bounds.right - bounds.left, bounds.top - bounds.bottom) / 128)
-    geom = shapely.geometry.shape(transform_geom(crs, "EPSG:4326", dense.__geo_interface__))
-    geom = shapely.orient_polygons(shapely.set_precision(geom, 10 ** -_DIGITS), exterior_cw=False)
-    old = dict(existing.get("properties") or {})
-    props = {k: v for k, v in old.items() if k not in COMPUTED_PROPERTIES}
-    props.update(settings.properties)
-    for name in ("title", "description", "license"):
-        value = getattr(settings, name)
-        if value is not None:
-            props[name] = value
-    props.setdefault("license", "other")
-    props.update(crs_properties_of(crs))
-    props["proj:bbox"] = [round(v, _DIGITS) for v in bounds]
-    props["proj:shape"] = list(shape)
-    props["proj:transform"] = list(transform)[:6]
-    props["created"] = old.get("created") or pystac.utils.datetime_to_str(now)
-    props["updated"] = pystac.utils.datetime_to_str(now)
-    when = None if settings.datetime_null else (settings.datetime or now)
-    item = pystac.Item(settings.id or existing.get("id") or path.stem, geom.__geo_interface__, list(geom.bounds),
-                       when, props)
-    out = item.to_dict(include_self_link=False, transform_hrefs=False)
+    geom = footprint_lonlat(crs, bounds, _DIGITS)
+    props = {**crs_properties_of(crs), "proj:bbox": [round(v, _DIGITS) for v in bounds], "proj:shape": list(shape),
+             "proj:transform": list(transform)[:6]}
     asset: dict[str, Any] = {"href": f"./{path.name}", "type": COG_TYPE if cog else GTIFF_TYPE, "title": "Data",
                              "roles": ["data"], "raster:bands": bands}
-    if settings.eo_bands:
-        asset["eo:bands"] = [dict(b) for b in settings.eo_bands]
-    ours = (PROJECTION_SCHEMA, RASTER_SCHEMA) + ((EO_SCHEMA,) if settings.eo_bands else ()) + \
-        (CLASSIFICATION_SCHEMA,) * any("classification:classes" in b for b in bands)
-    out["stac_extensions"] = list(ours) + [e for e in existing.get("stac_extensions") or [] if e not in ours]
-    assets = {k: v for k, v in (existing.get("assets") or {}).items() if k != "data"}
-    out["assets"] = {"data": asset, **assets}
-    links = [link for link in existing.get("links") or [] if not str(link.get("rel", "")).startswith("ziggurat:")]
-    out["links"] = links + provenance_links(path, relative_to=path.parent)
+    out = single_asset_item(path.stem, geom, settings, existing, props, asset, path, path.parent, now)
     return out
 
 

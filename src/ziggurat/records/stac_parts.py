@@ -227,3 +227,55 @@ def raster_bands(dtype: str, nodata: float | int | None, count: int,
 def band_extensions(specs: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     """Extension schemas the band specs need beyond raster."""
     return (CLASSIFICATION_SCHEMA,) if any(s.get("classes") for s in specs) else ()
+
+
+def footprint_lonlat(crs: Any, bounds: Sequence[float], digits: int = 9) -> Any:
+    """A box in `crs` as an RFC 7946 polygon: edges densified before reprojecting to lon/lat,
+    rings counter-clockwise, coordinates to `digits` decimals."""
+    import shapely
+    from rasterio.warp import transform_geom
+
+    box = shapely.box(*bounds)
+    if crs.to_authority() not in (("OGC", "CRS84"),):
+        dense = shapely.segmentize(box, max(bounds[2] - bounds[0], bounds[3] - bounds[1]) / 128)
+        box = shapely.geometry.shape(transform_geom(crs, "EPSG:4326", dense.__geo_interface__))
+    return shapely.orient_polygons(shapely.set_precision(box, 10 ** -digits), exterior_cw=False)
+
+
+def single_asset_item(item_id: str, geometry: Any, settings: StacSettings, existing: Mapping[str, Any],
+                      properties: Mapping[str, Any], asset: dict[str, Any], output: Path, item_dir: Path,
+                      now: Any) -> dict[str, Any]:
+    """An item with one `data` asset (a single file, a Zarr store): the recipe's `stac` settings
+    over what a user or an earlier run put in `existing` (their other assets, links and
+    properties kept), `properties` computed from the data, the provenance links."""
+    import pystac
+
+    from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES
+    from ziggurat.records.provenance import provenance_links
+
+    old = dict(existing.get("properties") or {})
+    props = {k: v for k, v in old.items() if k not in COMPUTED_PROPERTIES}
+    props.update(settings.properties)
+    for name in ("title", "description", "license"):
+        value = getattr(settings, name)
+        if value is not None:
+            props[name] = value
+    props.setdefault("license", "other")
+    props.update(properties)
+    props["created"] = old.get("created") or pystac.utils.datetime_to_str(now)
+    props["updated"] = pystac.utils.datetime_to_str(now)
+    when = None if settings.datetime_null else (settings.datetime or now)
+    item = pystac.Item(settings.id or existing.get("id") or item_id, geometry.__geo_interface__,
+                       list(geometry.bounds), when, props)
+    out = item.to_dict(include_self_link=False, transform_hrefs=False)
+    if settings.eo_bands:
+        asset["eo:bands"] = [dict(b) for b in settings.eo_bands]
+    bands = asset.get("raster:bands") or []
+    ours = (PROJECTION_SCHEMA, RASTER_SCHEMA) + ((EO_SCHEMA,) if settings.eo_bands else ()) + \
+        (CLASSIFICATION_SCHEMA,) * any("classification:classes" in b for b in bands)
+    out["stac_extensions"] = list(ours) + [e for e in existing.get("stac_extensions") or [] if e not in ours]
+    assets = {k: v for k, v in (existing.get("assets") or {}).items() if k != "data"}
+    out["assets"] = {"data": asset, **assets}
+    links = [link for link in existing.get("links") or [] if not str(link.get("rel", "")).startswith("ziggurat:")]
+    out["links"] = links + provenance_links(output, relative_to=item_dir)
+    return out
