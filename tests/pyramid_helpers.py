@@ -121,3 +121,41 @@ def mosaic(out: Path, grid: Grid, zoom: int, bounds: Bounds, bands: int = 1) -> 
         if rs < re and cs < ce:
             dest[:, r0 + rs:r0 + re, c0 + cs:c0 + ce] = data[:, rs:re, cs:ce]
     return dest
+
+
+def recorded_tiles(out: Path) -> int:
+    """Process tiles the output's ledger records as written or empty (0 before it exists)."""
+    import sqlite3
+    from contextlib import closing
+
+    from ziggurat.records.ledger import ledger_path
+
+    try:
+        with closing(sqlite3.connect(f"file:{ledger_path(out)}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM process_tiles WHERE status IN ('written', 'empty')"
+                              ).fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def kill_9_after(command: list[str], out: Path, recorded: int, timeout: float = 120) -> None:
+    """Start `command` in its own session and kill -9 the whole group once the ledger of `out`
+    records `recorded` tiles (fails if the run ends first)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while recorded_tiles(out) < recorded and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert run.poll() is None, "the run ended before it could be killed"
+        os.killpg(run.pid, signal.SIGKILL)
+    finally:
+        run.wait()
+        assert run.stdout is not None and run.stderr is not None
+        run.stdout.close()
+        run.stderr.close()
+

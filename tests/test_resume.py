@@ -3,21 +3,14 @@ uninterrupted run, no temporary file is left, and only the unrecorded tiles run 
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from ziggurat.records.ledger import ledger_path
-
-from pyramid_helpers import make_recipe
+from pyramid_helpers import kill_9_after, make_recipe, recorded_tiles
 
 ZIGGURAT = Path(sys.executable).with_name("ziggurat")
 SLOW = "import time\n\ndef execute(src):\n    time.sleep(0.01)\n"
@@ -25,15 +18,6 @@ SLOW = "import time\n\ndef execute(src):\n    time.sleep(0.01)\n"
 
 def _command(recipe: Path) -> list[str]:
     return [str(ZIGGURAT), "execute", str(recipe), "-e", "processes", "-w", "2", "--no-progress"]
-
-
-def _recorded(out: Path) -> int:
-    try:
-        with closing(sqlite3.connect(f"file:{ledger_path(out)}?mode=ro", uri=True)) as db:
-            return db.execute("SELECT count(*) FROM process_tiles WHERE status IN ('written', 'empty')"
-                              ).fetchone()[0]
-    except sqlite3.Error:  # not created yet
-        return 0
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -59,19 +43,8 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_output(tmp_path):
     total = written + empty
     assert skipped == 0 and total >= 300
 
-    run = subprocess.Popen(_command(recipe), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while _recorded(out) < 20 and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert run.poll() is None, "the run ended before it could be killed"
-        os.killpg(run.pid, signal.SIGKILL)
-    finally:
-        run.wait()
-        run.stdout.close()
-        run.stderr.close()
-    recorded = _recorded(out)
+    kill_9_after(_command(recipe), out, 20)
+    recorded = recorded_tiles(out)
     assert 20 <= recorded < total
 
     again = subprocess.run(_command(recipe), capture_output=True, text=True, check=True)
@@ -83,4 +56,4 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_output(tmp_path):
     leftovers = [p for p in out.rglob("*") if p.name.startswith(".tmp-") or p.name.endswith("-wal")
                  or (p.parent.name == "tmp" and p.parent.parent.name == ".ziggurat")]
     assert leftovers == []
-    assert _recorded(out) == total
+    assert recorded_tiles(out) == total

@@ -4,12 +4,14 @@ tile never opened, exact recovery of the clear ground, solar-day grouping, a cat
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import importlib.util
 import json
 import threading
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -164,26 +166,40 @@ def test_solar_day_groups_merge_same_day_items(tmp_path, catalog):
     np.testing.assert_array_equal(merged[0].data[fill], apart[1].data[fill])
 
 
-def test_a_catalog_over_http_is_searched_once_and_read_like_a_local_one(tmp_path, catalog):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(catalog.parent))
-    handler.log_message = lambda *a: None   # type: ignore[attr-defined]
+@contextlib.contextmanager
+def _served(handler: Any) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 for the test's duration; yields its base URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/catalog.json"
-        summary = engine.execute(_recipe(tmp_path, url), executor="sequential")
-        assert summary.written == 4
-        cached = list((tmp_path / "out" / ".ziggurat" / "cache").glob("stac-*.json"))
-        assert len(cached) == 1 and len(json.loads(cached[0].read_text())) == 12
-        remote = {p.relative_to(tmp_path / "out"): p.read_bytes() for p in (tmp_path / "out").glob("12/*/*.tif")}
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _tiles(out: Path) -> dict[Path, bytes]:
+    return {p.relative_to(out): p.read_bytes() for p in out.glob("12/*/*.tif")}
+
+
+def _local_tiles(tmp_path: Path, catalog: Path) -> dict[Path, bytes]:
+    """The same recipe over the local catalog: what a remote catalog or an API must give."""
     local = tmp_path / "local"
     local.mkdir()
     engine.execute(_recipe(local, catalog), executor="sequential")
-    assert remote == {p.relative_to(local / "out"): p.read_bytes() for p in (local / "out").glob("12/*/*.tif")}
+    return _tiles(local / "out")
+
+
+def test_a_catalog_over_http_is_searched_once_and_read_like_a_local_one(tmp_path, catalog):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(catalog.parent))
+    handler.log_message = lambda *a: None   # type: ignore[attr-defined]
+    with _served(handler) as base:
+        summary = engine.execute(_recipe(tmp_path, base + "catalog.json"), executor="sequential")
+        assert summary.written == 4
+        cached = list((tmp_path / "out" / ".ziggurat" / "cache").glob("stac-*.json"))
+        assert len(cached) == 1 and len(json.loads(cached[0].read_text())) == 12
+    local = tmp_path / "local"
+    assert _tiles(tmp_path / "out") == _local_tiles(tmp_path, catalog)
     manifest = json.loads((local / "out" / ".ziggurat" / "manifest.json").read_text())
     assert "stac" in json.dumps(manifest) and '"items": 12' in json.dumps(manifest)
 
@@ -312,10 +328,7 @@ def test_a_stac_api_search_runs_once_per_run(tmp_path, catalog):
         item["links"] = []
         features.append(item)
     _StacApi.items, _StacApi.searches = features, []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StacApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/"
+    with _served(_StacApi) as url:
         text = _recipe(tmp_path, url).read_text().replace(
             "    query: {eo:cloud_cover: {lt: 60}}\n",
             "    collections: [synthetic-s2]\n    filter: {op: '<', args: [{property: eo:cloud_cover}, 60]}\n")
@@ -325,14 +338,7 @@ def test_a_stac_api_search_runs_once_per_run(tmp_path, catalog):
         assert summary.written == 4
         assert len(_StacApi.searches) == 1   # the parent's one search; workers read its cache
         assert _StacApi.searches[0]["collections"] == ["synthetic-s2"] and "filter" in _StacApi.searches[0]
-    finally:
-        server.shutdown()
-        server.server_close()
-    local = tmp_path / "local"
-    local.mkdir()
-    engine.execute(_recipe(local, catalog), executor="sequential")
-    assert {p.relative_to(tmp_path / "out"): p.read_bytes() for p in (tmp_path / "out").glob("12/*/*.tif")} == \
-        {p.relative_to(local / "out"): p.read_bytes() for p in (local / "out").glob("12/*/*.tif")}
+    assert _tiles(tmp_path / "out") == _local_tiles(tmp_path, catalog)
 
 
 def test_api_settings_are_checked(tmp_path, catalog):

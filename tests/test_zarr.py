@@ -6,13 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
-from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +17,10 @@ import rasterio
 from stac_schemas import validate
 from ziggurat import engine
 from ziggurat.errors import RecipeError
-from ziggurat.records.ledger import ledger_path
 from ziggurat.reproduce import reproduce, verify
 
 from conftest import position_raster
+from pyramid_helpers import kill_9_after, recorded_tiles
 
 xr = pytest.importorskip("xarray")
 zarr = pytest.importorskip("zarr")
@@ -230,15 +225,6 @@ def test_another_area_is_refused_without_overwrite(tmp_path):
     assert zarr.open_array(tmp_path / "out.zarr", path="4/data", mode="r").shape[2] > 2 * 256
 
 
-def _recorded(out: Path) -> int:
-    try:
-        with closing(sqlite3.connect(f"file:{ledger_path(out)}?mode=ro", uri=True)) as db:
-            return db.execute("SELECT count(*) FROM process_tiles WHERE status IN ('written', 'empty')"
-                              ).fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_uninterrupted_store(tmp_path):
     slow = tmp_path / "slow.py"
@@ -248,18 +234,8 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_store(tmp_path):
     ref = _recipe(tmp_path, "ref.zarr", zooms="[4, 8]")
     engine.execute(ref, executor="processes", workers=2)
     command = [str(ZIGGURAT), "execute", str(recipe), "-e", "processes", "-w", "2", "--no-progress"]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while _recorded(tmp_path / "out.zarr") < 10 and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert run.poll() is None, "the run ended before it could be killed"
-        os.killpg(run.pid, signal.SIGKILL)
-    finally:
-        run.wait()
-        run.stdout.close()
-        run.stderr.close()
-    assert 10 <= _recorded(tmp_path / "out.zarr")
+    kill_9_after(command, tmp_path / "out.zarr", 10)
+    assert 10 <= recorded_tiles(tmp_path / "out.zarr")
     subprocess.run(command, capture_output=True, text=True, check=True)
     assert _chunks(tmp_path / "out.zarr") == _chunks(tmp_path / "ref.zarr")
     assert verify(tmp_path / "out.zarr").ok

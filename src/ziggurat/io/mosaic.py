@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -29,7 +27,7 @@ from ziggurat.grid import Grid, Tile
 from ziggurat.io.checksum import fingerprint_input, hash_many
 from ziggurat.io.common import crs_equal, empty_masked, normalize_indexes, transform_bounds_safe
 from ziggurat.io.mosaic_index import Member, MosaicIndex, member_bounds
-from ziggurat.io.raster import RasterInput
+from ziggurat.io.raster import OpenRasters, RasterInput
 from ziggurat.location import is_url
 from ziggurat.recipe import InputConfig
 
@@ -66,7 +64,7 @@ class MosaicInput:
         self.options = dict(config.options)
         self.specs = list(self.options["mosaic"])
         self.priority = str(self.options.get("priority", "first"))
-        self._local = threading.local()
+        self._open = OpenRasters(OPEN_MEMBERS)
         self.index = MosaicIndex.build(config.name, self.specs, config.cache_dir)
         self.members: list[Member] = self.index.members
         self._grid_bounds = grid.bounds()
@@ -112,21 +110,13 @@ class MosaicInput:
     # -- members -------------------------------------------------------------------------------
     def _member_input(self, i: int) -> RasterInput:
         """Member `i` opened (per thread, least recently used closed beyond OPEN_MEMBERS)."""
-        cache: OrderedDict[int, RasterInput] | None = getattr(self._local, "open", None)
-        if cache is None:
-            cache = self._local.open = OrderedDict()
-        got = cache.get(i)
-        if got is not None:
-            cache.move_to_end(i)
-            return got
-        member, spec = self.members[i], self.specs[self.members[i].source]
-        resampling = spec.get("resampling") or self.options.get("resampling") or "nearest"
-        got = RasterInput(InputConfig(f"{self.name} ({Path(member.path).name})", member.path, "raster",
-                                      {"resampling": resampling}), self.grid)
-        cache[i] = got
-        while len(cache) > OPEN_MEMBERS:
-            cache.popitem(last=False)[1].close()
-        return got
+        def opener() -> RasterInput:
+            member, spec = self.members[i], self.specs[self.members[i].source]
+            resampling = spec.get("resampling") or self.options.get("resampling") or "nearest"
+            return RasterInput(InputConfig(f"{self.name} ({Path(member.path).name})", member.path, "raster",
+                                           {"resampling": resampling}), self.grid)
+
+        return self._open.get(i, opener)
 
     def candidates(self, tile: Tile) -> list[int]:
         """Members meeting the buffered tile (interiors, not just edges), in priority order."""
@@ -179,11 +169,7 @@ class MosaicInput:
         return self.read_sources(tile, indexes, resampling)[0]
 
     def close(self) -> None:
-        cache = getattr(self._local, "open", None)
-        if cache:
-            for inp in cache.values():
-                inp.close()
-            cache.clear()
+        self._open.close()
 
 
 class MosaicTileInput:

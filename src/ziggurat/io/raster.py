@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 import rasterio
@@ -207,6 +208,36 @@ class RasterInput:
 
     def __repr__(self) -> str:
         return f"RasterInput(name={self.name!r}, path={str(self.path)!r})"
+
+
+class OpenRasters:
+    """Raster inputs opened on demand, per thread, the least recently used closed beyond `limit`
+    (many files read as one: mosaic members, STAC assets)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._local = threading.local()
+
+    def get(self, key: Any, opener: Callable[[], "RasterInput"]) -> "RasterInput":
+        cache: OrderedDict[Any, RasterInput] | None = getattr(self._local, "open", None)
+        if cache is None:
+            cache = self._local.open = OrderedDict()
+        got = cache.get(key)
+        if got is not None:
+            cache.move_to_end(key)
+            return got
+        got = cache[key] = opener()
+        while len(cache) > self.limit:
+            cache.popitem(last=False)[1].close()
+        return got
+
+    def close(self) -> None:
+        """This thread's open inputs."""
+        cache = getattr(self._local, "open", None)
+        if cache:
+            for inp in cache.values():
+                inp.close()
+            cache.clear()
 
 
 class TileReader(Protocol):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
@@ -26,7 +25,7 @@ from ziggurat.bounds import Bounds
 from ziggurat.errors import InputError
 from ziggurat.grid import Grid, Tile
 from ziggurat.io.common import transform_bounds_safe
-from ziggurat.io.raster import RasterInput
+from ziggurat.io.raster import OpenRasters, RasterInput
 from ziggurat.io.stac_items import StacRecord, listing_sha256, records
 from ziggurat.recipe import InputConfig
 
@@ -78,7 +77,7 @@ class StacInput:
         self.resampling = str(self.options.get("resampling", "nearest"))
         self.asset_resampling = dict(self.options.get("asset_resampling") or {})
         self.records = records(config.name, self.options, config.cache_dir)
-        self._local = threading.local()
+        self._open = OpenRasters(OPEN_ASSETS)
         self._lock = threading.Lock()
         #: asset files this process opened (a tile opens only the items meeting it)
         self.opened: set[str] = set()
@@ -118,27 +117,20 @@ class StacInput:
         return sorted(out)
 
     def _asset(self, href: str, asset: str) -> RasterInput:
-        cache: OrderedDict[str, RasterInput] | None = getattr(self._local, "open", None)
-        if cache is None:
-            cache = self._local.open = OrderedDict()
-        got = cache.get(href)
-        if got is not None:
-            cache.move_to_end(href)
+        def opener() -> RasterInput:
+            resampling = self.asset_resampling.get(asset, self.resampling)
+            try:
+                got = RasterInput(InputConfig(f"{self.name} ({asset} of {Path(href).name})", href, "raster",
+                                              {"resampling": resampling}), self.grid)
+            except InputError:
+                raise
+            except Exception as exc:
+                raise InputError(f"input {self.name!r}: cannot open asset {asset} at {href}: {exc}") from exc
+            with self._lock:
+                self.opened.add(href)
             return got
-        resampling = self.asset_resampling.get(asset, self.resampling)
-        try:
-            got = RasterInput(InputConfig(f"{self.name} ({asset} of {Path(href).name})", href, "raster",
-                                          {"resampling": resampling}), self.grid)
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(f"input {self.name!r}: cannot open asset {asset} at {href}: {exc}") from exc
-        with self._lock:
-            self.opened.add(href)
-        cache[href] = got
-        while len(cache) > OPEN_ASSETS:
-            cache.popitem(last=False)[1].close()
-        return got
+
+        return self._open.get(href, opener)
 
     def _read_item(self, i: int, tile: Tile, assets: Sequence[str]) -> np.ma.MaskedArray:
         """One item's assets on the tile, (band, y, x), float32 so assets of any dtype stack (integers
@@ -226,11 +218,7 @@ class StacInput:
         return out
 
     def close(self) -> None:
-        cache = getattr(self._local, "open", None)
-        if cache:
-            for inp in cache.values():
-                inp.close()
-            cache.clear()
+        self._open.close()
 
     def __repr__(self) -> str:
         return f"StacInput(name={self.name!r}, items={len(self.records)})"
