@@ -27,6 +27,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from run import _peak_rss_mb, _stop_forkserver  # noqa: E402  (measured as bench/run.py measures)
+
 ODC_PYTHON = REPO / ".venv-odc" / "bin" / "python"
 
 
@@ -45,12 +49,8 @@ def catalog(size: int, scenes: int) -> Path:
 
 def _usage(start: float) -> dict:
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak = 0.0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            peak = int(line.split()[1]) / 1024
     return {"wall": time.perf_counter() - start, "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
-            "parent_rss_mb": peak, "child_rss_mb": kids.ru_maxrss / 1024}
+            "parent_rss_mb": _peak_rss_mb(), "child_rss_mb": kids.ru_maxrss / 1024}
 
 
 def run_ziggurat(cat: Path, workdir: Path) -> None:
@@ -67,12 +67,7 @@ output: {{path: {workdir / 'out'}, dtype: uint16, nodata: 0, bands: 4, metatilin
 """)
     start = time.perf_counter()
     summary = execute(recipe, executor="processes", workers=2)
-    try:
-        from multiprocessing import forkserver
-
-        forkserver._forkserver._stop()  # type: ignore[attr-defined]
-    except Exception:
-        pass
+    _stop_forkserver()
     print(json.dumps({"tiles": summary.written, **_usage(start)}))
 
 
