@@ -205,7 +205,7 @@ def test_writes_leave_no_temporary_files(output):
 
 
 def test_failed_write_removes_temporary_file_and_keeps_old_tile(output, monkeypatch):
-    import ziggurat.io.tiledir as tiledir_module
+    import ziggurat.io.folder as folder_module
 
     ptile = output.grid.tile(ZOOM, 4, 17)
     output.write(ptile, position_values(ptile))
@@ -219,7 +219,7 @@ def test_failed_write_removes_temporary_file_and_keeps_old_tile(output, monkeypa
         Path(path).write_bytes(data[: len(data) // 2])
         raise OSError(28, "disk on fire")
 
-    monkeypatch.setattr(tiledir_module, "write_all", half_write)
+    monkeypatch.setattr(folder_module, "write_all", half_write)
     with pytest.raises(OutputError, match=r"cannot write .*disk on fire"):
         output.write(ptile, np.zeros((516, 516), "int32"))
     assert seen and seen[0].name.startswith(f"{os.getpid()}-") and seen[0].suffix == ".tif"

@@ -483,3 +483,25 @@ def test_no_automatic_quicklook_where_it_would_read_too_many_tiles(tmp_path, mon
     summary = run(recipe)
     assert summary.quicklook is None and "thumbnail" not in load_item(tmp_path / "out")["assets"]
     assert quicklook.tiles_to_read(tmp_path / "out", 512) == 9
+
+
+def test_quicklook_colormaps_are_rio_tilers_without_importing_it():
+    """The quicklook reads rio-tiler's colormap files itself: importing rio_tiler costs every run
+    0.7 s (it imports xarray and pandas), so a run must not import it, yet get the same colours."""
+    import subprocess
+    import sys
+
+    from rio_tiler.colormap import cmap
+
+    from ziggurat.records.quicklook import colormap_table
+
+    for name in ("viridis", "terrain", "greys_r", "rdylgn"):
+        lut = np.zeros((256, 4), np.uint8)
+        for value, rgba in cmap.get(name).items():
+            lut[int(value)] = rgba
+        assert (colormap_table(name) == lut).all(), name
+    code = ("import sys, numpy as np; from ziggurat.records.quicklook import to_rgba; "
+            "to_rgba(np.ma.masked_array(np.arange(16.0).reshape(1, 4, 4)), 'terrain'); "
+            "print('rio_tiler' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
-from ziggurat.io.atomic import staged, tmp_folder, tmp_in, write_json_atomic
+from ziggurat.io.atomic import staged, tmp_folder, tmp_in, write_all, write_json_atomic
 from ziggurat.io.checksum import sha256_file
 from ziggurat.io.common import int_names
 from ziggurat.io.outputbase import OutputBase
@@ -68,7 +68,7 @@ class TileFolder(OutputBase):
         super().__init__(config, grid)
         #: where each tile's file goes (mapchete's `tile_path_schema`; validated with the recipe)
         self.layout = TileLayout.parse(config.options.get("tile_path_schema"))
-        #: remote tiles' SHA-256 from the bytes sent, until `checksums` hands them to the ledger
+        #: SHA-256 of tiles written from bytes (`put_tile`), until `checksums` hands them to the ledger
         self._sums: dict[TileIndex, str] = {}
         self._sums_lock = threading.Lock()
 
@@ -211,12 +211,29 @@ class TileFolder(OutputBase):
         """Nothing to finish: every tile was renamed into place when it was written."""
 
     def checksums(self, written: Sequence[TileIndex]) -> tuple[str, ...]:
-        """Hashed right after writing, while the bytes are still in the page cache (cheap); a
-        remote tile's hash was taken from the bytes it was sent with (no GET)."""
-        if self.store is not None:
-            with self._sums_lock:
-                return tuple(self._sums.pop(TileIndex(*index[:3])) for index in written)
-        return tuple(sha256_file(self.tile_path(index)) for index in written)
+        """A tile written from bytes (`put_tile`, every remote tile) was hashed from them, so it
+        is never read back; one a driver wrote to its file itself is hashed right after, while its
+        bytes are still in the page cache."""
+        with self._sums_lock:
+            sums = [self._sums.pop(TileIndex(*index[:3]), None) for index in written]
+        return tuple(sha256_file(self.tile_path(index)) if digest is None else digest
+                     for index, digest in zip(written, sums))
+
+    def put_tile(self, tile: Tile, data: bytes) -> None:
+        """Store an encoded tile whole: locally a checked write and an atomic rename, remotely one
+        PUT (no temporary file); its checksum is taken from `data`."""
+        if self.store is None:
+            with self.staged(tile) as tmp:
+                write_all(tmp, data)
+        else:
+            key = self.tile_key(tile)
+            try:
+                self.store.put(key, data)
+            except OutputError as exc:
+                raise type(exc)(f"tile {tile}: {exc}") from exc
+        digest = hashlib.sha256(data).hexdigest()
+        with self._sums_lock:
+            self._sums[tile.index] = digest
 
     def remove_stale(self, process_tile: Tile, written: Sequence[TileIndex]) -> None:
         keep = set(written)

@@ -18,7 +18,6 @@ from rasterio.io import MemoryFile
 from ziggurat.errors import OutputError
 from ziggurat.grid import Grid, Tile, TileIndex
 from ziggurat.io import gdal_errors
-from ziggurat.io.atomic import write_all
 from ziggurat.io.common import block_size, nodata_from_json, nodata_to_json, open_tile, same_nodata
 from ziggurat.io.folder import METADATA_FILE, TileFolder
 from ziggurat.io.protocols import OutputCapabilities
@@ -109,8 +108,7 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
             if failed is not None:
                 raise OutputError(f"tile {tile}: cannot encode: {failed}")
             data = mem.read()
-        with self.staged(tile) as tmp:
-            write_all(tmp, data)
+        self.put_tile(tile, data)
 
     #: GDAL configuration while writing a tile (PNG turns off .aux.xml sidecars).
     gdal_env: dict[str, str] = {}

@@ -31,7 +31,7 @@ import numpy as np
 
 from ziggurat.errors import OutputError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
-from ziggurat.io.atomic import write_all, write_bytes_atomic
+from ziggurat.io.atomic import write_bytes_atomic
 from ziggurat.io.common import nodata_from_json, nodata_to_json, same_nodata
 from ziggurat.io.folder import METADATA_FILE, TileFolder, read_metadata
 from ziggurat.io.protocols import OutputCapabilities
@@ -278,8 +278,7 @@ class ZarrOutput(TileFolder, RasterArrays):
         codec = self.codec(process_tile.zoom)
         for tile, block in cut_tiles(process_tile, self.output_tiles(process_tile), out, valid):
             raw = codec.encode(tile, np.ascontiguousarray(block))
-            with self.staged(tile) as tmp:
-                write_all(tmp, raw)
+            self.put_tile(tile, raw)
             written.append(tile.index)
         return written
 

@@ -9,6 +9,8 @@ Nodata is transparent.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -64,11 +66,36 @@ def stretch(data: np.ma.MaskedArray, low: float = 2.0, high: float = 98.0) -> tu
     return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
 
+@functools.lru_cache(maxsize=32)
+def colormap_table(name: str) -> np.ndarray:
+    """rio-tiler's named colormap as a (256, 4) lookup table.
+
+    Read straight from rio-tiler's `cmap_data` files: importing `rio_tiler.colormap` imports
+    the rio_tiler package, which pulls in xarray and pandas (0.7 s of every run's end, for the
+    quicklook); the package is only imported for names that are not one of those files.
+    """
+    spec = importlib.util.find_spec("rio_tiler")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / "cmap_data" / f"{name}.npy"
+        if path.is_file():
+            table = np.load(path)
+            if table.shape == (256, 4) and table.dtype == np.uint8:
+                return table
+    from rio_tiler.colormap import cmap
+
+    try:
+        entries: Any = cmap.get(name)   # a 256-entry {value: rgba} for the named colormaps
+    except Exception as exc:   # rio-tiler's InvalidColorMapName
+        raise OutputError(f"unknown colormap {name!r} (known: {', '.join(sorted(cmap.list()))})") from exc
+    lut = np.zeros((256, 4), np.uint8)
+    for value, rgba in entries.items():
+        lut[int(value)] = rgba
+    return lut
+
+
 def to_rgba(data: np.ma.MaskedArray, colormap: str = DEFAULT_COLORMAP,
             limits: tuple[float, float] | None = None) -> np.ndarray:
     """(4, h, w) uint8: RGB(A) bands as they are, else band 1 stretched and colour-mapped."""
-    from rio_tiler.colormap import cmap
-
     mask = np.ma.getmaskarray(data)
     if data.shape[0] in (3, 4) and data.dtype == np.uint8:
         rgb = np.ma.getdata(data[:3])
@@ -78,14 +105,7 @@ def to_rgba(data: np.ma.MaskedArray, colormap: str = DEFAULT_COLORMAP,
     lo, hi = limits if limits is not None else stretch(band)
     scaled = np.clip((np.ma.getdata(band) - lo) / (hi - lo) * 255.0, 0, 255)
     index = np.nan_to_num(scaled, nan=0.0).astype(np.uint8)
-    try:
-        table = cmap.get(colormap)
-    except Exception as exc:   # rio-tiler's InvalidColorMapName
-        raise OutputError(f"unknown colormap {colormap!r} (known: {', '.join(sorted(cmap.list()))})") from exc
-    lut = np.zeros((256, 4), np.uint8)
-    entries: Any = table   # a 256-entry {value: rgba} for the named colormaps
-    for value, rgba in entries.items():
-        lut[int(value)] = rgba
+    lut = colormap_table(colormap)
     out = lut[index].transpose(2, 0, 1).copy()
     invalid = mask[0] | ~np.isfinite(np.ma.getdata(band))
     out[3] = np.where(invalid, 0, 255)
