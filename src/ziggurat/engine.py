@@ -161,6 +161,7 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
             log.warning("%s: tile_timeout applies to the processes and dask executors only; %s cannot stop "
                         "a tile", recipe.describe_key("tile_timeout"), name)
     pool = get_executor(name, workers, retries=retries, write_in=write_in, tile_timeout=tile_timeout)
+    pool.start()   # workers get ready while the run is prepared
     out_cfg = recipe.output
     STATS.take()  # this run's requests from here (the summary and the manifest report them)
     remote = (RemoteRecords(out_cfg.location, out_cfg.storage_options, out_cfg.path)

@@ -56,6 +56,10 @@ class Executor(ABC):
         a failure) cancels pending tasks and lets in-flight ones finish.
         """
 
+    def start(self) -> None:  # noqa: B027  (optional: only executors with slow-starting workers)
+        """Begin starting workers now, while the engine prepares the run (the pool's forkserver
+        imports its modules meanwhile); the run itself still begins in `map_unordered`."""
+
     def terminate(self) -> None:  # noqa: B027  (optional: most executors have nothing to stop)
         """Stop at once (Ctrl-C): in-process executors can only stop handing out work."""
 

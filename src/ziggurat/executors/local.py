@@ -12,6 +12,7 @@ from typing import Any, Callable, Generator, Iterable
 from ziggurat import interrupts
 from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
+from ziggurat.executors.heap import keep_freed_memory
 from ziggurat.executors.job import RunSpec, TileJob
 from ziggurat.io import Output
 from ziggurat.tasks import TileOutcome
@@ -37,6 +38,7 @@ class SequentialExecutor(Executor):
 
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Any], sink: Output | None = None
                       ) -> Generator[TileOutcome, None, None]:
+        keep_freed_memory()   # tiles reuse the memory earlier tiles freed (see heap.py)
         job = TileJob(spec)
         run = _runner(job, spec, sink)
         feeder = Feeder(tasks)
@@ -56,6 +58,7 @@ class ThreadExecutor(Executor):
 
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Any], sink: Output | None = None
                       ) -> Generator[TileOutcome, None, None]:
+        keep_freed_memory()   # tiles reuse the memory earlier tiles freed (see heap.py)
         job = TileJob(spec)
         run = _runner(job, spec, sink)
         feeder = Feeder(tasks)

@@ -8,6 +8,7 @@ import sys
 import threading
 from concurrent.futures.process import ProcessPoolExecutor
 from contextlib import contextmanager
+from multiprocessing import forkserver
 from typing import Any, Iterator
 
 import ziggurat_boot  # stdlib only: also the forkserver's first import
@@ -54,6 +55,13 @@ def pool_context() -> mp.context.BaseContext:
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["ziggurat_boot", "ziggurat.executors.job"])
     return ctx
+
+
+def start_forkserver() -> None:
+    """The forkserver, started (not waited for): it imports the workers' modules meanwhile."""
+    with main_not_reimported(), sigint_held():
+        pool_context()
+        forkserver.ensure_running()
 
 
 def worker_processes(pool: ProcessPoolExecutor | None) -> list[Any]:

@@ -28,6 +28,7 @@ from ziggurat.io.checksum import fingerprint_config
 from ziggurat.io.common import (
     crs_equal,
     empty_masked,
+    fill_value,
     normalize_indexes,
     past_global_edge,
     paste,
@@ -184,9 +185,15 @@ class RasterInput:
         """Fast path: a plain windowed read (no `boundless`, which builds a WarpedVRT)."""
         row, col = offset
         h, w = tile.buffered_shape
-        out = empty_masked(len(idx), (h, w), self.dtype, self.nodata)
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + h, self.height), min(col + w, self.width)
+        inside = (r0, c0, r1, c1) == (row, col, row + h, col + w)
+        if inside:   # most tiles: the read is the tile, no nodata frame to paste it into
+            data = self._datasets.get().read(idx, window=Window(col, row, w, h), masked=True)
+            # a full mask even without nodata (rasterio gives `nomask`): processes index it
+            return np.ma.masked_array(data.data, mask=np.ma.getmaskarray(data), copy=False,
+                                      fill_value=fill_value(np.dtype(self.dtype), self.nodata))
+        out = empty_masked(len(idx), (h, w), self.dtype, self.nodata)
         if r0 >= r1 or c0 >= c1:
             return out
         src = self._datasets.get()
