@@ -1,12 +1,23 @@
-"""Hillshade benchmark: ziggurat's executors against a bare read-shade-write loop.
+"""Hillshade benchmark: ziggurat's executors against the best single-process loop.
 
-A deterministic synthetic DEM (8192 x 8192 float32, EPSG:4326, aligned to the geodetic grid)
-is shaded at geodetic zoom 10 (32 x 32 = 1,024 tiles). Every configuration runs in its own
-child process, so wall time, CPU time of the whole process tree (the child, its forkserver
-and pool workers, all reaped before it exits) and peak RSS are measured the same way.
-Prints figures and ratios to the bare loop; asserts nothing. Usage:
+A deterministic synthetic DEM (float32, EPSG:4326, aligned to the geodetic grid, 256 px
+deflate blocks) is shaded at geodetic zoom 10: 8192 px is 32 x 32 = 1,024 tiles, 16384 px
+four times as many. The limit is the *tight loop*: one process walking the tiles row by row
+(its GDAL block cache decodes each source block once), a plain windowed read (where a
+tile's buffer leaves the DEM, the part inside pasted into a masked frame), the same shading and the same deflate
+GeoTIFF tiles. The *boundless loop* is the naive version (every read `boundless=True`, which
+builds a WarpedVRT), kept for comparison; *tight loop, heap kept* is the tight loop with the
+malloc settings ziggurat's executors use (executors/heap.py), to show the engine's own cost.
 
-    python bench/run.py [--size 8192] [--zoom 10] [--only NAME ...]
+Every configuration runs in its own child process, so wall time, CPU time of the whole process
+tree (the child, its forkserver and pool workers: each reaped by its parent before the child
+exits, so RUSAGE_CHILDREN holds them all) and peak RSS are measured the same way. Rounds
+alternate the configurations (a shared machine drifts); ratios are to the tight loop of the
+same round. Prints figures; asserts nothing. Usage:
+
+    python bench/run.py [--sizes 8192 16384] [--rounds 2] [--only NAME ...]
+
+`bench/tile_profile.py` shows where a tile's time goes.
 """
 
 from __future__ import annotations
@@ -26,8 +37,14 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 ROW0, COL0 = 200, 900  # top-left tile of the DEM at the benchmark zoom (somewhere over land)
 
+BASE = "tight loop"
 CONFIGS = {
-    "bare loop": {"kind": "bare"},
+    BASE: {"kind": "bare"},
+    # the tight loop with the heap ziggurat's executors keep (executors/heap.py), set through
+    # glibc's environment: what is left is the engine's own cost
+    "tight loop, heap kept": {"kind": "bare", "env": {"MALLOC_MMAP_THRESHOLD_": str(32 * 2 ** 20),
+                                                       "MALLOC_TRIM_THRESHOLD_": str(128 * 2 ** 20)}},
+    "boundless loop": {"kind": "bare", "boundless": True},
     "sequential": {"kind": "ziggurat", "executor": "sequential", "workers": 1},
     "threads x2": {"kind": "ziggurat", "executor": "threads", "workers": 2},
     "processes x1": {"kind": "ziggurat", "executor": "processes", "workers": 1},
@@ -84,7 +101,7 @@ def recipe_text(dem: Path, out: Path, zoom: int) -> str:
 
 
 # -- one configuration, in a child process ---------------------------------------------------
-def run_bare(dem: Path, out: Path, zoom: int) -> int:
+def run_bare(dem: Path, out: Path, zoom: int, boundless: bool = False) -> int:
     """What a hand-written loop does: read a buffered window, shade, write a GeoTIFF tile."""
     import numpy as np
     import rasterio
@@ -102,11 +119,18 @@ def run_bare(dem: Path, out: Path, zoom: int) -> int:
             for col in cols:
                 tile = grid.tile(zoom, row, col)
                 r0, c0 = (row - ROW0) * 256 - 1, (col - COL0) * 256 - 1
-                win = Window(max(c0, 0), max(r0, 0), 258 - (c0 < 0), 258 - (r0 < 0)).intersection(
-                    Window(0, 0, src.width, src.height))
-                data = np.ma.masked_all((258, 258), dtype="float32")
-                data[win.row_off - r0:win.row_off - r0 + win.height,
-                     win.col_off - c0:win.col_off - c0 + win.width] = src.read(1, window=win, masked=True)
+                inside = r0 >= 0 and c0 >= 0 and r0 + 258 <= src.height and c0 + 258 <= src.width
+                if boundless:
+                    data = src.read(1, window=Window(c0, r0, 258, 258), masked=True, boundless=True,
+                                    fill_value=src.nodata)
+                elif inside:
+                    data = src.read(1, window=Window(c0, r0, 258, 258), masked=True)
+                else:   # the part inside the DEM, pasted into a masked frame (no WarpedVRT)
+                    win = Window(max(c0, 0), max(r0, 0), 258 - (c0 < 0), 258 - (r0 < 0)).intersection(
+                        Window(0, 0, src.width, src.height))
+                    data = np.ma.masked_all((258, 258), dtype="float32")
+                    data[win.row_off - r0:win.row_off - r0 + win.height,
+                         win.col_off - c0:win.col_off - c0 + win.width] = src.read(1, window=win, masked=True)
                 lats = tile.buffered_bounds.top - (np.arange(258) + 0.5) * yres
                 shade = hillshade(data, xres, yres, latitudes=lats)[1:-1, 1:-1]
                 path = out / str(zoom) / str(row) / f"{col}.tif"
@@ -162,7 +186,7 @@ def child(name: str, dem: Path, workdir: Path, zoom: int) -> None:
     recipe.write_text(recipe_text(dem, out, zoom))
     start = time.perf_counter()
     if config["kind"] == "bare":
-        tiles = run_bare(dem, out, zoom)
+        tiles = run_bare(dem, out, zoom, config.get("boundless", False))
     elif config["kind"] == "mapchete":
         tiles = run_mapchete(dem, out, zoom, config)
     else:
@@ -192,24 +216,36 @@ def _stop_forkserver() -> None:
 
 
 # -- driver ------------------------------------------------------------------------------------
-def measure(name: str, dem: Path, zoom: int) -> dict | None:
+def measure(name: str, dem: Path, zoom: int, python: str) -> dict | None:
     workdir = Path(tempfile.mkdtemp(prefix="zbench-"))
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", name, "--dem", str(dem),
+        proc = subprocess.run([python, __file__, "--child", name, "--dem", str(dem),
                                "--workdir", str(workdir), "--zoom", str(zoom)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env={**os.environ, **CONFIGS[name].get("env", {})})
         if proc.returncode != 0:
             reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-            print(f"{name:<28} skipped: {reason}")
+            print(f"{name:<34} skipped: {reason}")
             return None
         return json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def mapchete_python() -> str:
+    """mapchete lives only in the benchmark environment (.venv-bench); this one if it has it."""
+    import importlib.util
+
+    if importlib.util.find_spec("mapchete") is not None:
+        return sys.executable
+    bench = HERE.parent / ".venv-bench" / "bin" / "python"
+    return str(bench) if bench.exists() else sys.executable
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=8192)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 16384],
+                        help="DEM sizes in px (8192: 1,024 tiles; 16384: 4,096)")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--zoom", type=int, default=10)
     parser.add_argument("--only", nargs="*", choices=list(CONFIGS))
     parser.add_argument("--child")
@@ -219,22 +255,29 @@ def main() -> None:
     if args.child:
         child(args.child, args.dem, args.workdir, args.zoom)
         return
-    dem = make_dem(args.size, args.zoom)
-    print(f"hillshade of a {args.size} x {args.size} float32 DEM at geodetic zoom {args.zoom}, "
-          f"{os.cpu_count()} CPUs")
-    print(f"{'configuration':<28}{'tiles':>7}{'wall s':>9}{'cpu s':>9}{'tiles/s':>9}{'parent MB':>11}"
-          f"{'child MB':>10}{'wall/bare':>11}{'cpu/bare':>10}")
-    base = None
-    for name in args.only or CONFIGS:
-        if name in SCALING and name == next(iter(SCALING)):
-            print("parent memory as the tile count grows:")
-        r = measure(name, dem, args.zoom)
-        if r is None:
-            continue
-        base = base or (r if name == "bare loop" else None)
-        ratio = (f"{r['wall'] / base['wall']:>11.2f}{r['cpu'] / base['cpu']:>10.2f}" if base else "")
-        print(f"{name:<28}{r['tiles']:>7}{r['wall']:>9.2f}{r['cpu']:>9.2f}{r['tiles'] / r['wall']:>9.1f}"
-              f"{r['parent_rss_mb']:>11.0f}{r['child_rss_mb']:>10.0f}{ratio}")
+    names = args.only or list(CONFIGS)
+    if BASE not in names:
+        names.insert(0, BASE)
+    for size in args.sizes:
+        dem = make_dem(size, args.zoom)
+        print(f"\nhillshade of a {size} x {size} float32 DEM at geodetic zoom {args.zoom}, {os.cpu_count()} CPUs, "
+              f"{args.rounds} round(s); ratios to the {BASE} of the same round")
+        print(f"{'configuration':<34}{'tiles':>7}{'wall s':>9}{'cpu s':>9}{'tiles/s':>9}{'parent MB':>11}"
+              f"{'child MB':>10}{'wall/tight':>12}{'cpu/tight':>11}")
+        for rnd in range(args.rounds):
+            base = None
+            for name in names:
+                if name in SCALING and name == next(iter(SCALING)):
+                    print("  parent memory as the tile count grows:")
+                python = mapchete_python() if CONFIGS[name]["kind"] == "mapchete" else sys.executable
+                r = measure(name, dem, args.zoom, python)
+                if r is None:
+                    continue
+                base = base or (r if name == BASE else None)
+                ratio = (f"{r['wall'] / base['wall']:>12.2f}{r['cpu'] / base['cpu']:>11.2f}" if base else "")
+                label = f"{name} (round {rnd + 1})" if args.rounds > 1 else name
+                print(f"{label:<34}{r['tiles']:>7}{r['wall']:>9.2f}{r['cpu']:>9.2f}{r['tiles'] / r['wall']:>9.1f}"
+                      f"{r['parent_rss_mb']:>11.0f}{r['child_rss_mb']:>10.0f}{ratio}", flush=True)
 
 
 if __name__ == "__main__":
