@@ -48,7 +48,7 @@ def faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def profile_ziggurat(dem: Path, workdir: Path, tiles: int) -> tuple[dict[str, float], float, int]:
+def profile_ziggurat(dem: Path, workdir: Path, tiles: int, cols: int) -> tuple[dict[str, float], float, int]:
     from ziggurat.engine import execute
     from ziggurat.executors.job import TileJob
     from ziggurat.io.folder import TileFolder
@@ -69,7 +69,6 @@ def profile_ziggurat(dem: Path, workdir: Path, tiles: int) -> tuple[dict[str, fl
     from ziggurat import Grid
 
     grid = Grid.from_name("geodetic")
-    cols = 32
     rows = max(1, tiles // cols)
     top, bottom = grid.tile(10, ROW0, COL0), grid.tile(10, ROW0 + rows - 1, COL0 + cols - 1)
     bounds = (top.bounds.left, bottom.bounds.bottom, bottom.bounds.right, top.bounds.top)
@@ -80,7 +79,7 @@ def profile_ziggurat(dem: Path, workdir: Path, tiles: int) -> tuple[dict[str, fl
     return dict(TIMES), time.perf_counter() - start, faults() - before if summary.output_tiles else 0
 
 
-def profile_tight(dem: Path, workdir: Path, tiles: int) -> tuple[dict[str, float], float, int]:
+def profile_tight(dem: Path, workdir: Path, tiles: int, cols: int) -> tuple[dict[str, float], float, int]:
     import numpy as np
     import rasterio
     from rasterio.windows import Window
@@ -97,11 +96,12 @@ def profile_tight(dem: Path, workdir: Path, tiles: int) -> tuple[dict[str, float
         clock = time.perf_counter
         with rasterio.open(dem) as src:
             for i in range(n):
-                row, col = ROW0 + i // 32, COL0 + i % 32
+                row, col = ROW0 + i // cols, COL0 + i % cols
                 tile = grid.tile(10, row, col)
                 r0, c0 = (row - ROW0) * 256 - 1, (col - COL0) * 256 - 1
                 t0 = clock()
-                data = src.read(1, window=Window(c0, r0, 258, 258), masked=True, boundless=r0 < 0 or c0 < 0,
+                outside = r0 < 0 or c0 < 0 or r0 + 258 > src.height or c0 + 258 > src.width
+                data = src.read(1, window=Window(c0, r0, 258, 258), masked=True, boundless=outside,
                                 fill_value=src.nodata)
                 t1 = clock()
                 lats = tile.buffered_bounds.top - (np.arange(258) + 0.5) * yres
@@ -135,7 +135,7 @@ def main() -> None:
     if args.child:
         with tempfile.TemporaryDirectory(prefix="zprofile-") as tmp:
             run = profile_tight if args.child == "tight" else profile_ziggurat
-            stages, wall, minflt = run(dem, Path(tmp), args.tiles)
+            stages, wall, minflt = run(dem, Path(tmp), args.tiles, args.size // 256)
         print(json.dumps({"stages": stages, "wall": wall, "faults": minflt}))
         return
     got = {}
