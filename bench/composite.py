@@ -18,7 +18,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ CACHE = HERE / ".cache"
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from run import _peak_rss_mb, _stop_forkserver  # noqa: E402  (measured as bench/run.py measures)
+from run import _peak_rss_mb, _stop_forkserver, child_result  # noqa: E402  (measured as bench/run.py measures)
 
 ODC_PYTHON = REPO / ".venv-odc" / "bin" / "python"
 
@@ -104,14 +103,6 @@ print(json.dumps({"tiles": len(items), "wall": time.perf_counter() - start,
 '''
 
 
-def _child(argv: list[str]) -> dict | None:
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print("  skipped:", (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1])
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def _agree(workdir_z: Path, odc_tif: Path) -> str:
     """Largest difference between the two composites over the pixels both have."""
     import numpy as np
@@ -160,11 +151,12 @@ def main() -> None:
             results = {}
             if args.odc_python.exists():
                 res = 180 / 2 ** 12 / 256   # geodetic zoom 12, the scenes' own pixel size
-                results["odc-stac + dask"] = _child([str(args.odc_python), "-c", ODC_SCRIPT, str(cat),
-                                                     str(odir / "composite.tif"), repr(res)])
+                results["odc-stac + dask"] = child_result([str(args.odc_python), "-c", ODC_SCRIPT, str(cat),
+                                                          str(odir / "composite.tif"), repr(res)], " ")
             else:
                 print(f"  odc-stac not run: no {args.odc_python} (make bench creates it)")
-            results["ziggurat"] = _child([sys.executable, __file__, "--child", str(cat), "--workdir", str(zdir)])
+            results["ziggurat"] = child_result([sys.executable, __file__, "--child", str(cat),
+                                                "--workdir", str(zdir)], " ")
             base = results.get("odc-stac + dask")
             for name, r in results.items():
                 if r is None:

@@ -217,17 +217,21 @@ def _stop_forkserver() -> None:
 
 
 # -- driver ------------------------------------------------------------------------------------
+def child_result(argv: list[str], label: str, env: dict[str, str] | None = None) -> dict | None:
+    """Run one measured child; its last line of output is its JSON result. A child that fails is
+    reported as skipped (with its last line of stderr) so the other configurations still run."""
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        print(f"{label} skipped: {(proc.stderr.strip().splitlines() or [f'exit {proc.returncode}'])[-1]}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def measure(name: str, dem: Path, zoom: int, python: str) -> dict | None:
     workdir = Path(tempfile.mkdtemp(prefix="zbench-"))
     try:
-        proc = subprocess.run([python, __file__, "--child", name, "--dem", str(dem),
-                               "--workdir", str(workdir), "--zoom", str(zoom)],
-                              capture_output=True, text=True, env={**os.environ, **CONFIGS[name].get("env", {})})
-        if proc.returncode != 0:
-            reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-            print(f"{name:<34} skipped: {reason}")
-            return None
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return child_result([python, __file__, "--child", name, "--dem", str(dem), "--workdir", str(workdir),
+                             "--zoom", str(zoom)], f"{name:<34}", CONFIGS[name].get("env"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -16,7 +16,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import _peak_rss_mb, _stop_forkserver, make_dem  # noqa: E402  (the same DEM, cached)
+from run import _peak_rss_mb, _stop_forkserver, child_result, make_dem  # noqa: E402  (the same DEM, cached)
 
 CONFIGS = {
     "tile directory": {"path": "out", "extra": ""},
@@ -65,13 +64,8 @@ def child(name: str, dem: Path, workdir: Path, zoom: int) -> None:
 def measure(name: str, dem: Path, zoom: int) -> dict | None:
     workdir = Path(tempfile.mkdtemp(prefix="zstores-"))
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", name, "--dem", str(dem), "--workdir",
-                               str(workdir), "--zoom", str(zoom)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-            print(f"{name:<20} skipped: {reason}")
-            return None
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return child_result([sys.executable, __file__, "--child", name, "--dem", str(dem), "--workdir",
+                             str(workdir), "--zoom", str(zoom)], f"{name:<20}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -263,8 +263,7 @@ class TileFolder(OutputBase):
             raise OutputError(f"tile {tile}: cannot write {final}: {exc}") from exc
 
     def _staged_remote(self, tile: Tile) -> Iterator[Path]:
-        """Encode locally, then one PUT: the object appears whole or not at all (no rename, no
-        HEAD); its checksum is taken from the bytes sent."""
+        """For drivers that write files: encode locally, then `put_tile` (one PUT)."""
         assert self.store is not None
         key = self.tile_key(tile)
         try:
@@ -277,11 +276,6 @@ class TileFolder(OutputBase):
                 data = tmp.read_bytes()
             except Exception as exc:
                 raise OutputError(f"tile {tile}: cannot write {self.store.url(key)}: {exc}") from exc
-            try:
-                self.store.put(key, data)
-            except OutputError as exc:
-                raise type(exc)(f"tile {tile}: {exc}") from exc
         finally:
             tmp.unlink(missing_ok=True)
-        with self._sums_lock:
-            self._sums[tile.index] = hashlib.sha256(data).hexdigest()
+        self.put_tile(tile, data)

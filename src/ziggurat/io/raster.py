@@ -121,6 +121,7 @@ class RasterInput:
         self.band_names: tuple[str | None, ...] = tuple(src.descriptions)
         self.dtype: str = src.dtypes[0]
         self.nodata: float | int | None = src.nodata
+        self._fill = fill_value(np.dtype(self.dtype), self.nodata)   # of every array read
         self.transform: Affine = src.transform
         self.width: int = src.width
         self.height: int = src.height
@@ -192,7 +193,7 @@ class RasterInput:
             data = self._datasets.get().read(idx, window=Window(col, row, w, h), masked=True)
             # a full mask even without nodata (rasterio gives `nomask`): processes index it
             return np.ma.masked_array(data.data, mask=np.ma.getmaskarray(data), copy=False,
-                                      fill_value=fill_value(np.dtype(self.dtype), self.nodata))
+                                      fill_value=self._fill)
         out = empty_masked(len(idx), (h, w), self.dtype, self.nodata)
         if r0 >= r1 or c0 >= c1:
             return out

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from ziggurat.errors import InputError
 from ziggurat.location import is_url
+from ziggurat.recipe.yamlload import thaw
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,6 @@ def _from_file(source: str) -> list[Any]:
     return _read_items(source)
 
 
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
-    return value
-
-
 def _api_items(source: str, options: Mapping[str, Any]) -> list[Any]:
     """One STAC API item search (pystac-client), every page of it."""
     try:
@@ -115,7 +108,7 @@ def _api_items(source: str, options: Mapping[str, Any]) -> list[Any]:
     try:
         client = Client.open(source)
         found = client.search(collections=list(options["collections"]), datetime=when,
-                              query=_thaw(options.get("query")) or None, filter=_thaw(options.get("filter")),
+                              query=thaw(options.get("query")) or None, filter=thaw(options.get("filter")),
                               filter_lang="cql2-json" if options.get("filter") else None)
         return list(found.items())
     except Exception as exc:

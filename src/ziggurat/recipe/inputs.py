@@ -144,12 +144,7 @@ class InputSection(MosaicSection, StacSection):
                                                "vector_file, TileDirectory)", fmt)
         options = FrozenDict((k, v) for k, v in spec.items() if k not in ("path", "format", "storage_options"))
         if "resampling" in options:   # checked here, with its line, not in every worker
-            from rasterio.enums import Resampling
-
-            names = list(Resampling.__members__)
-            value = options["resampling"]
-            if not isinstance(value, str) or value.lower() not in names:
-                raise self.fail(key + ("resampling",), f"a resampling name ({', '.join(names)})", value)
+            self.resampling(options["resampling"], key + ("resampling",))
         storage = self.storage_options(spec, key)
         path, detected = self.input_path(where, INPUT_FORMATS.get(fmt.lower()) if fmt else None, path_key)
         if self.mapchete_dialect and detected in ("raster", "tiledir") and "warp_mask" not in options:

@@ -395,8 +395,6 @@ class _Builder(OutputSection, InputSection, NativeGridSection):
         return FrozenDict(section)
 
     def baselevels(self, data: Mapping[str, Any], zooms: tuple[int, int]) -> Mapping[str, Any] | None:
-        from rasterio.enums import Resampling
-
         section = self.mapping(data, ("baselevels",), "a mapping with keys min, max, lower, higher",
                                required=False)
         if section is None:
@@ -411,11 +409,8 @@ class _Builder(OutputSection, InputSection, NativeGridSection):
             out[bound] = None if value is None else int(value)
         if out["min"] is not None and out["max"] is not None and out["min"] > out["max"]:
             raise self.fail(("baselevels", "max"), f"max >= min ({out['min']})", out["max"])
-        names = list(Resampling.__members__)
         for side in ("lower", "higher"):
             value = section.get(side)
             if value is not None:
-                if not isinstance(value, str) or value.lower() not in names:
-                    raise self.fail(("baselevels", side), f"a resampling name ({', '.join(names)})", value)
-                out[side] = value.lower()
+                out[side] = self.resampling(value, ("baselevels", side))
         return FrozenDict({k: v for k, v in out.items() if v is not None})

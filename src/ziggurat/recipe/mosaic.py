@@ -65,7 +65,7 @@ class MosaicSection(Checker):
         sources = [self._source(entry, key + ("mosaic", i)) for i, entry in enumerate(entries)]
         options: dict[str, Any] = {"mosaic": tuple(sources), "priority": priority}
         if spec.get("resampling") is not None:
-            options["resampling"] = self._resampling(spec["resampling"], key + ("resampling",))
+            options["resampling"] = self.resampling(spec["resampling"], key + ("resampling",))
         if spec.get("dtype") is not None:
             try:
                 options["dtype"] = np.dtype(str(spec["dtype"])).name
@@ -94,7 +94,7 @@ class MosaicSection(Checker):
                                                   f"(convert {where!r} with ogr2ogr -f GPKG)")
         out: dict[str, Any] = {"path": path}
         if entry.get("resampling") is not None:
-            out["resampling"] = self._resampling(entry["resampling"], key + ("resampling",))
+            out["resampling"] = self.resampling(entry["resampling"], key + ("resampling",))
         if entry.get("nodata") is not None:
             if not is_number(entry["nodata"]):
                 raise self.fail(key + ("nodata",), "a number or .nan", entry["nodata"])
@@ -105,14 +105,6 @@ class MosaicSection(Checker):
             raise self.loc.error(key + ("location",), "expected a vector index of files (.gpkg, .fgb, "
                                                       f".geojson, .shp) for 'location', found {where!r}")
         return FrozenDict(out)
-
-    def _resampling(self, value: Any, key: KeyPath) -> str:
-        from rasterio.enums import Resampling
-
-        names = list(Resampling.__members__)
-        if not isinstance(value, str) or value.lower() not in names:
-            raise self.fail(key, f"a resampling name ({', '.join(names)})", value)
-        return value.lower()
 
 
 __all__ = ["GLOB_CHARS", "MosaicSection", "VECTOR_INDEX_EXTS", "is_glob", "is_mosaic"]

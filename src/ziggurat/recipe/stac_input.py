@@ -132,24 +132,16 @@ class StacSection(Checker):
         if group not in GROUPS:
             raise self.fail(key + ("group_by",), f"one of {', '.join(GROUPS)}", group)
         out["group_by"] = group
-        out["resampling"] = self._stac_resampling(spec.get("resampling", "nearest"), key + ("resampling",))
+        out["resampling"] = self.resampling(spec.get("resampling", "nearest"), key + ("resampling",))
         per = spec.get("asset_resampling") or {}
         if not isinstance(per, Mapping):
             raise self.fail(key + ("asset_resampling",), "a mapping of asset key -> resampling", per)
         for asset, name in per.items():
             if asset not in assets:
                 raise self.fail(key + ("asset_resampling", asset), f"one of the assets ({', '.join(assets)})", asset)
-            self._stac_resampling(name, key + ("asset_resampling", asset))
+            self.resampling(name, key + ("asset_resampling", asset))
         out["asset_resampling"] = freeze({str(k): str(v).lower() for k, v in per.items()})
         return FrozenDict(out)
-
-    def _stac_resampling(self, value: Any, key: KeyPath) -> str:
-        from rasterio.enums import Resampling
-
-        names = list(Resampling.__members__)
-        if not isinstance(value, str) or value.lower() not in names:
-            raise self.fail(key, f"a resampling name ({', '.join(names)})", value)
-        return value.lower()
 
 
 __all__ = ["GROUPS", "QUERY_OPS", "STAC_KEYS", "StacSection", "is_stac", "parse_instant", "parse_interval"]

@@ -401,6 +401,15 @@ class Checker:
             raise self.fail(path, expected, value)
         return value
 
+    def resampling(self, value: Any, path: KeyPath) -> str:
+        """A rasterio resampling name, lower-cased."""
+        from rasterio.enums import Resampling
+
+        names = list(Resampling.__members__)
+        if not isinstance(value, str) or value.lower() not in names:
+            raise self.fail(path, f"a resampling name ({', '.join(names)})", value)
+        return value.lower()
+
     def integer(self, section: Mapping[Any, Any], path: KeyPath, default: int | None, *,
                 minimum: int = 0, choices: tuple[int, ...] = ()) -> Any:
         value = section.get(path[-1])

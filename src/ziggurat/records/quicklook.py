@@ -80,6 +80,7 @@ def colormap_table(name: str) -> np.ndarray:
         if path.is_file():
             table = np.load(path)
             if table.shape == (256, 4) and table.dtype == np.uint8:
+                table.setflags(write=False)   # cached: shared by every caller
                 return table
     from rio_tiler.colormap import cmap
 
@@ -90,6 +91,7 @@ def colormap_table(name: str) -> np.ndarray:
     lut = np.zeros((256, 4), np.uint8)
     for value, rgba in entries.items():
         lut[int(value)] = rgba
+    lut.setflags(write=False)
     return lut
 
 
