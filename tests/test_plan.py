@@ -51,31 +51,80 @@ def test_plan_counts_what_the_ledger_has_and_prints_json(tmp_path):
     assert [z["zoom"] for z in data["zooms"]] == [5, 6] and data["zooms"][1]["recorded"] == by_zoom[6].recorded
 
 
-def test_blocked_order_gives_the_same_tiles_as_neighbours():
-    """Runs of tiles handed to one worker come from 2D blocks: same tiles, neighbours together."""
-    from ziggurat.executors.base import run_block
+def test_curve_visits_every_cell_once_as_neighbours():
+    """The generalized Hilbert curve covers any rectangle, each step to a neighbouring cell, and
+    a stretch of it is a compact patch (not a thin strip of a row)."""
+    from ziggurat.plan.order import curve
+
+    for height, width in [(1, 1), (1, 7), (6, 1), (2, 3), (5, 4), (8, 9), (13, 10), (32, 32), (10, 130)]:
+        cells = list(curve(range(40, 40 + height), range(100, 100 + width)))
+        assert sorted(cells) == [(r, c) for r in range(40, 40 + height) for c in range(100, 100 + width)]
+        assert all(max(abs(a[0] - b[0]), abs(a[1] - b[1])) == 1 for a, b in zip(cells, cells[1:]))
+        diagonal = sum(abs(a[0] - b[0]) + abs(a[1] - b[1]) == 2 for a, b in zip(cells, cells[1:]))
+        assert diagonal <= 1, (height, width)
+    cells = list(curve(range(64), range(64)))
+    for start in range(0, 4096, 256):   # every stretch of 256 is the 16 x 16 square a quadtree would give
+        patch = cells[start:start + 256]
+        assert max(r for r, _ in patch) - min(r for r, _ in patch) == 15
+        assert max(c for _, c in patch) - min(c for _, c in patch) == 15
+    wide = list(curve(range(3), range(5000)))   # a long strip goes along, not up and down its length
+    assert max(c for _, c in wide[:300]) < 110
+
+
+def test_run_sizer_is_guided_capped_and_shortens_for_slow_tiles():
+    from ziggurat.plan.order import RUN_SECONDS, RunSizer
+
+    median: list[float | None] = [None]
+    sizer = RunSizer(workers=2, largest=256, remaining=10_000, seconds_per_tile=lambda: median[0])
+    assert sizer.size() == 256 and sizer.smallest == 8       # plenty left: the cap
+    sizer.took(10_000 - 400)
+    assert sizer.size() == 100                                # 400 left / (2 x 2 workers)
+    sizer.took(390)
+    assert sizer.size() == 8                                  # the end: the smallest, not 2
+    sizer.remaining = 10_000
+    median[0] = 0.5                                           # slow tiles: RUN_SECONDS of work
+    assert sizer.size() == int(RUN_SECONDS / 0.5)
+    median[0] = 30.0                                          # very slow: one at a time
+    assert sizer.size() == 1
+    assert RunSizer(workers=768, largest=256, remaining=1000).size() == 8
+
+
+def test_runs_along_the_curve_give_the_same_tiles_as_neighbours():
+    """With a run sizer, the source hands out the plan's tiles along the curve, cut into runs of
+    neighbours that shrink towards the end; without one, in rows."""
+    from ziggurat.executors.feeder import Feeder
     from ziggurat.grid import Bounds, Grid
+    from ziggurat.plan.order import RunSizer
+    from ziggurat.plan.schedule import PlanSource
     from ziggurat.plan.tiles import Plan
 
     grid = Grid.from_name("geodetic")
-    first, last = grid.tile_bounds(8, 40, 100), grid.tile_bounds(8, 49, 112)   # 10 x 13 tiles
+    first, last = grid.tile_bounds(8, 40, 100), grid.tile_bounds(8, 71, 131)   # 32 x 32 tiles
     plan = Plan(grid, (8,), Bounds(first.left + 1e-6, last.bottom + 1e-6, last.right - 1e-6, first.top - 1e-6))
     rows = [t.index for t in plan.tiles()]
-    blocked = [t.index for t in plan.tiles(run_block(32))]
-    assert run_block(32) == (4, 8) and sorted(blocked) == sorted(rows) and len(rows) == 130
-    first_run = blocked[:32]
-    assert {(i.row, i.col) for i in first_run} == {(r, c) for r in range(40, 44) for c in range(100, 108)}
-    # the source marks where each block ends: the pool's runs never straddle two blocks
-    from ziggurat.executors.feeder import Feeder
-    from ziggurat.plan.schedule import PlanSource
-
-    feeder = Feeder(PlanSource(plan, lambda tile: False, lambda tile: None, run_block(32)))
+    assert len(rows) == 1024 and rows == sorted(rows)
+    sizer = RunSizer(workers=2, largest=64, remaining=plan.count())
+    done = {rows[5], rows[700]}   # continue mode: skipped tiles are not handed out
+    skipped: list = []
+    feeder = Feeder(PlanSource(plan, lambda tile: tile.index in done, lambda tile: skipped.append(tile.index),
+                               sizer))
     runs = []
     while not feeder.exhausted:
-        run = list(feeder.take(32))
+        run = list(feeder.take(1000))
         if run:
             runs.append(run)
-    assert sum(len(r) for r in runs) == 130 and [len(r) for r in runs[:2]] == [32, 20]   # 4 x 8, 4 x 5
-    for run in runs:
-        assert len({i.row for i in run}) <= 4 and len({i.col for i in run}) <= 8
-    assert [t.index for t in plan.tiles(None)] == rows
+    handed = [i for run in runs for i in run]
+    assert sorted(handed + skipped) == rows and sorted(skipped) == sorted(done) and len(set(handed)) == 1022
+    sizes = [len(r) for r in runs]
+    # the cap while plenty is left, then a quarter of what is left per run, down to the smallest
+    # (2); the last run holds what is left over
+    assert sizes[:12] == [64] * 12 and sizes == sorted(sizes, reverse=True), sizes
+    assert sizes[12:16] == [63, 47, 36, 27] and sizes[-5:] == [2, 2, 2, 2, 1], sizes
+    for run in runs:   # each a patch: its tiles and their neighbours (the source blocks a 1 px
+        # buffer reads) are 100 for 64 tiles in 8 x 8, 198 for a strip of 64 tiles of a row
+        halo = {(i.row + dr, i.col + dc) for i in run for dr in (-1, 0, 1) for dc in (-1, 0, 1)}
+        assert len(halo) <= (len(run) ** 0.5 + 3) ** 2, (len(run), len(halo))
+        assert max(i.row for i in run) - min(i.row for i in run) < 10
+        assert max(i.col for i in run) - min(i.col for i in run) < 10
+    assert sizer.remaining == 0
+    assert [t.index for t in plan.tiles(curve=False)] == rows

@@ -26,8 +26,10 @@ def execute(tile):
 """
 
 
+@pytest.mark.parametrize("executor", ["threads", "processes"])
 def test_the_slow_tile_is_named_during_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+                                               caplog: pytest.LogCaptureFixture, executor: str) -> None:
+    """Only the slow tile: not the tiles of its run queued behind it in the same worker."""
     monkeypatch.setattr(slowtiles, "MIN_SECONDS", 0.5)
     monkeypatch.setattr(slowtiles, "CHECK_SECONDS", 0.1)
     (tmp_path / "slow.py").write_text(SLOW)
@@ -40,7 +42,7 @@ def test_the_slow_tile_is_named_during_the_run(tmp_path: Path, monkeypatch: pyte
         output: {{path: {tmp_path / 'out'}, dtype: float32}}
     """))
     with caplog.at_level(logging.WARNING, logger="ziggurat.engine"):
-        summary = execute(recipe, executor="threads", workers=2)
+        summary = execute(recipe, executor=executor, workers=2)
     assert summary.ok and summary.written > 10
     lines = [r.getMessage() for r in caplog.records if "has been running for" in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith("tile 5 9 33 has been running"), lines

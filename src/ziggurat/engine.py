@@ -16,12 +16,12 @@ from typing import Any, Iterator
 from ziggurat import interrupts
 from ziggurat.errors import InputError, OutputError, ProcessError
 from ziggurat.executors import Executor, get_executor
-from ziggurat.executors.base import run_block
 from ziggurat.executors.job import RunSpec
 from ziggurat.grid import Bounds, Tile, TileIndex
 from ziggurat.io import Output, open_input, open_output
 from ziggurat.io.store import STATS
 from ziggurat.plan import Plan, Selection, make_plan
+from ziggurat.plan.order import RunSizer
 from ziggurat.plan.report import PlanReport, plan_report
 from ziggurat.plan.schedule import make_source
 from ziggurat.process import ProcessRef, check_signature, load_process, probe_import
@@ -248,12 +248,12 @@ class _Run:
     def __post_init__(self) -> None:
         self.summary = RunSummary(self.recipe, self.output.path, self.pool.name, self.pool.workers,
                                   total=self.plan.count())
-        self.watch = SlowTileWatch(self.pool.workers, self.pool.window)
+        self.watch = SlowTileWatch(self.pool.workers, self.pool.window, self.pool.running)
         is_done = (lambda tile: False) if self.overwrite else self.recorder.is_done
-        # a small run keeps every worker busy: runs of at most a quarter of each worker's share
-        share = max(1, self.summary.total // (4 * max(1, self.pool.workers)))
-        self.source = make_source(self.recipe, self.plan, is_done, self.skipped,
-                                  run_block(min(self.pool.run_tiles, share)))
+        runs = None   # runs of neighbours, sized as the run goes (guided, and by tile time)
+        if self.pool.run_tiles > 1:
+            runs = RunSizer(self.pool.workers, self.pool.run_tiles, self.summary.total, self.watch.median)
+        self.source = make_source(self.recipe, self.plan, is_done, self.skipped, runs)
 
     def report(self, outcome: TileOutcome) -> None:
         self.done += 1

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from typing import Generator, Iterable
 
 from ziggurat.executors.job import RunSpec
+from ziggurat.grid import TileIndex
 from ziggurat.io import Output
 from ziggurat.tasks import Task, TileOutcome, _Wait
 
@@ -28,8 +29,9 @@ class Executor(ABC):
     name: str = "executor"
     #: workers only compute and the parent writes every tile (`sink` is the output)
     writes_in_parent: bool = False
-    #: consecutive tasks handed to one worker at once; above 1 the engine orders a run's tiles in
-    #: 2D blocks of about that many, so a worker's tiles are neighbours (see `run_block`)
+    #: the most consecutive tasks handed to one worker at once; above 1 the engine orders the
+    #: plan's tiles along a space-filling curve and cuts it into runs of neighbours of at most
+    #: that many (`plan.order.RunSizer`), ending each with `RUN_END`
     run_tiles: int = 1
 
     def __init__(self, workers: int | None = None) -> None:
@@ -56,6 +58,12 @@ class Executor(ABC):
         a failure) cancels pending tasks and lets in-flight ones finish.
         """
 
+    def running(self) -> dict[TileIndex, float] | None:
+        """The tiles running right now, each with when it started (`time.monotonic()`), where the
+        executor can tell; None where it cannot (a tile then counts as running from when it was
+        handed out). Workers given runs of tiles start each only when the one before is done."""
+        return None
+
     def start(self) -> None:  # noqa: B027  (optional: only executors with slow-starting workers)
         """Begin starting workers now, while the engine prepares the run (the pool's forkserver
         imports its modules meanwhile); the run itself still begins in `map_unordered`."""
@@ -72,13 +80,3 @@ class Executor(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def run_block(run_tiles: int) -> tuple[int, int] | None:
-    """(rows, cols) of the tile blocks that runs of `run_tiles` cover: 32 -> 4 x 8, 8 -> 2 x 4;
-    None for 1 (row by row)."""
-    if run_tiles <= 1:
-        return None
-    rows = 1
-    while rows * rows * 4 <= run_tiles:
-        rows *= 2
-    return rows, max(1, run_tiles // rows)

@@ -6,6 +6,8 @@ distinct files, and GDAL releases the GIL while reading, warping and encoding.
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Generator, Iterable
 
@@ -14,8 +16,9 @@ from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
 from ziggurat.executors.heap import keep_freed_memory
 from ziggurat.executors.job import RunSpec, TileJob
+from ziggurat.grid import TileIndex
 from ziggurat.io import Output
-from ziggurat.tasks import TileOutcome
+from ziggurat.tasks import TileOutcome, task_index
 
 
 def _runner(job: TileJob, spec: RunSpec, sink: Output | None) -> Callable[[Any], TileOutcome]:
@@ -55,6 +58,16 @@ class SequentialExecutor(Executor):
 
 class ThreadExecutor(Executor):
     name = "threads"
+    #: each thread has its own dataset handles, and so its own cached source blocks: a thread gets
+    #: runs of neighbouring tiles, like a pool worker
+    run_tiles = 256
+
+    def __init__(self, workers: int | None = None) -> None:
+        super().__init__(workers)
+        self._started: dict[int, tuple[TileIndex, float]] = {}   # thread -> its tile, since when
+
+    def running(self) -> dict[TileIndex, float]:
+        return dict(self._started.values())
 
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Any], sink: Output | None = None
                       ) -> Generator[TileOutcome, None, None]:
@@ -63,10 +76,24 @@ class ThreadExecutor(Executor):
         run = _runner(job, spec, sink)
         feeder = Feeder(tasks)
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ziggurat")
-        pending: set[Future[TileOutcome]] = set()
+        pending: set[Future[list[TileOutcome]]] = set()
+
+        def run_all(tasks: list[Any]) -> list[TileOutcome]:
+            me, out = threading.get_ident(), []
+            try:
+                for task in tasks:
+                    self._started[me] = (task_index(task), time.monotonic())
+                    out.append(run(task))
+            finally:
+                self._started.pop(me, None)
+            return out
 
         def fill() -> None:
-            pending.update(pool.submit(run, task) for task in feeder.take(self.window - len(pending)))
+            while len(pending) < self.window:
+                tasks = list(feeder.take(self.run_tiles))   # a run of neighbours (the source ends it)
+                if not tasks:
+                    return
+                pending.add(pool.submit(run_all, tasks))
 
         try:
             fill()
@@ -75,7 +102,7 @@ class ThreadExecutor(Executor):
                 pending.clear()
                 pending.update(still)
                 for future in done:
-                    yield future.result()
+                    yield from future.result()
                     fill()
                 if not pending:
                     fill()

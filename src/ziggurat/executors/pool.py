@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
-import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -28,13 +26,12 @@ from typing import Any, Generator, Iterable, Iterator
 
 import numpy as np
 
-import ziggurat_boot  # stdlib only: also the forkserver's first import
 from ziggurat.errors import ExecutorError
 from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
-from ziggurat.executors.heap import keep_freed_memory
-from ziggurat.executors.job import RunSpec, TileJob
+from ziggurat.executors.job import RunSpec
 from ziggurat.executors.poolprocs import (
+    RunningTiles,
     describe_exit,
     exit_code,
     main_not_reimported,
@@ -43,81 +40,16 @@ from ziggurat.executors.poolprocs import (
     start_forkserver,
     worker_processes,
 )
-from ziggurat.executors.shm import SHM_DIR, SlotPool, SlotSpec, SlotWriter, free_bytes, sweep_stale
+from ziggurat.executors.poolworker import compute_tile, init_worker, run_tile, run_together, worker_cache_mb
+from ziggurat.executors.shm import SHM_DIR, SlotPool, free_bytes, sweep_stale
 from ziggurat.grid import TileIndex
 from ziggurat.io import Output
-from ziggurat.tasks import FAILED, WRITTEN, TileOutcome, failed_outcome, task_index
+from ziggurat.tasks import FAILED, WRITTEN, TileOutcome, task_index
 
 log = logging.getLogger(__name__)
 
 WRITE_IN = ("workers", "parent")
 
-# -- worker side ---------------------------------------------------------------------------
-_job: TileJob | None = None
-_init_error: BaseException | None = None
-_slot_writers: dict[tuple[str, ...], SlotWriter] = {}
-
-
-def _init_worker(spec: RunSpec, cache_mb: int | None = None) -> None:
-    """Build the worker's job; an error (an input it cannot open) is kept and reported as every
-    tile's outcome: raising here would break the pool and look like a dying worker."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    if cache_mb is not None:   # read by GDAL when its block cache is first used, which is after this
-        os.environ["GDAL_CACHEMAX"] = f"{cache_mb}MB"
-    ziggurat_boot.die_with_parent()  # the forkserver: it dies with the run, and so do its workers
-    keep_freed_memory()   # tiles reuse the memory earlier tiles freed (see heap.py)
-    global _job, _init_error
-    try:
-        _job = TileJob(spec)
-    except Exception as exc:
-        _init_error = exc
-
-
-def _run_tile(index: TileIndex) -> TileOutcome:
-    if _job is None:
-        return failed_outcome(task_index(index), _init_error or RuntimeError("the worker has no job"))
-    return _job.run(index)
-
-
-def worker_cache_mb(workers: int, total_mb: int | None = None) -> int | None:
-    """GDAL's block cache per worker: its default share of the machine (5 % of RAM) divided among
-    the workers (each process has its own cache: 768 workers with GDAL's default would ask for
-    38 x the RAM), at least 64 MB, which holds the source blocks of a run of 4 x 8 tiles many
-    times over. None when GDAL_CACHEMAX is set: the user's value wins."""
-    if os.environ.get("GDAL_CACHEMAX"):
-        return None
-    if total_mb is None:
-        try:
-            total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 ** 20
-        except (ValueError, OSError, AttributeError):
-            return None
-    return max(64, int(total_mb * 0.05 / max(1, workers)))
-
-
-def _run_tiles(indices: tuple[Any, ...]) -> list[TileOutcome]:
-    """A run of neighbouring tiles in one worker: the source blocks they share are decoded once
-    (GDAL's block cache is per process)."""
-    return [_run_tile(index) for index in indices]
-
-
-def _compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
-                  ) -> tuple[TileOutcome, Any]:
-    """Compute without writing; the array goes into a slot (or, without one, back pickled)."""
-    if _job is None:
-        return failed_outcome(task_index(index), _init_error or RuntimeError("the worker has no job")), None
-    outcome, array = _job.compute(index)
-    if array is None:
-        return outcome, None
-    if slot is None or slots is None:
-        return outcome, array
-    writer = _slot_writers.get(slots.names)
-    if writer is None:
-        writer = _slot_writers[slots.names] = SlotWriter(slots)
-    writer.write(slot, np.ascontiguousarray(array))
-    return outcome, (array.shape, array.dtype.str)
-
-
-# -- parent side ---------------------------------------------------------------------------
 @dataclass
 class _Task:
     index: Any                 # the task spec as given (a TileIndex or an OverviewTask), opaque here
@@ -131,9 +63,9 @@ class _Task:
 class ProcessExecutor(Executor):
     name = "processes"
 
-    #: tiles handed to a worker at once (a 4 x 8 block of neighbours, see `base.run_block`), when
+    #: the most tiles handed to a worker at once (a patch of neighbours, see `plan.order`), when
     #: workers write and no tile timeout applies; 1 hands them out one by one (bench/run.py)
-    run_tiles = 32
+    run_tiles = 256
 
     def __init__(self, workers: int | None = None, *, retries: int = 2, write_in: str = "workers",
                  shm_dir: str | None = None, tile_timeout: float | None = None,
@@ -153,6 +85,7 @@ class ProcessExecutor(Executor):
         self._last_exit: list[int] = []    # exit codes of the workers that died last
         self.shm_dir = Path(shm_dir) if shm_dir else SHM_DIR
         self._pool: ProcessPoolExecutor | None = None
+        self._running: RunningTiles | None = None   # the current pool's
         self._lock = threading.Lock()
         self._terminated = False
 
@@ -164,8 +97,10 @@ class ProcessExecutor(Executor):
 
     def _new_pool(self, spec: RunSpec, workers: int) -> ProcessPoolExecutor:
         try:
-            return ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_init_worker,
-                                       initargs=(spec, worker_cache_mb(workers)))
+            ctx = pool_context()
+            self._running = RunningTiles(ctx, workers)
+            return ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
+                                       initargs=(spec, worker_cache_mb(workers), self._running))
         except OSError as exc:   # its locks are POSIX semaphores, files in /dev/shm
             if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EACCES, errno.EROFS):
                 raise
@@ -173,6 +108,10 @@ class ProcessExecutor(Executor):
             raise ExecutorError(f"cannot start the processes executor: shared memory {self.shm_dir} is full or "
                                 f"not writable ({free:,} bytes free; {exc.strerror}); its locks live there. Free "
                                 "space in it, or run with -e threads or -e sequential") from exc
+
+    def running(self) -> dict[TileIndex, float] | None:
+        running = self._running
+        return None if running is None else running.tiles()
 
     def _processes(self) -> list[Any]:
         return worker_processes(self._pool)
@@ -260,13 +199,13 @@ class ProcessExecutor(Executor):
                 # prints a traceback from its imports
                 with main_not_reimported(), sigint_held():
                     if task.run:
-                        future = self._pool.submit(_run_tiles, task.run)
+                        future = self._pool.submit(run_together, task.run)
                     elif parent is None:
-                        future = self._pool.submit(_run_tile, task.index)
+                        future = self._pool.submit(run_tile, task.index)
                     else:
                         if slots is not None and task.slot is None:
                             task.slot = slots.acquire()
-                        future = self._pool.submit(_compute_tile, task.index, task.slot,
+                        future = self._pool.submit(compute_tile, task.index, task.slot,
                                                    slots.spec if slots is not None else None)
             except BrokenProcessPool as exc:  # a worker died since the last look: recover as for a result
                 future = Future()
@@ -326,8 +265,8 @@ class ProcessExecutor(Executor):
                 writing[writer.submit(parent.write, outcome, array)] = task
 
     def _runs(self, feeder: Feeder, room: int, workers_write: bool) -> Iterator[_Task]:
-        """Up to `room` tasks: runs of `run_tiles` consecutive specs where workers write and no
-        timeout must be kept per tile, else one spec each. A short last run is cut at the source."""
+        """Up to `room` tasks: runs of up to `run_tiles` consecutive specs (the source ends each
+        with RUN_END) where workers write and no timeout must be kept per tile, else one spec each."""
         size = self.run_tiles if workers_write and self.tile_timeout is None else 1
         for _ in range(room):
             specs = list(feeder.take(size))

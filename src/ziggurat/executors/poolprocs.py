@@ -6,12 +6,14 @@ import multiprocessing as mp
 import signal
 import sys
 import threading
+import time
 from concurrent.futures.process import ProcessPoolExecutor
 from contextlib import contextmanager
 from multiprocessing import forkserver
 from typing import Any, Iterator
 
 import ziggurat_boot  # stdlib only: also the forkserver's first import
+from ziggurat.grid import TileIndex
 
 
 @contextmanager
@@ -64,6 +66,43 @@ def start_forkserver() -> None:
         forkserver.ensure_running()
 
 
+class RunningTiles:
+    """Which tile each worker is running, and since when, in shared memory the parent reads: a
+    worker given a run of tiles starts each after the one before, and only the running one may
+    be named as slow. One slot of (zoom, row, col, start) per worker, claimed at its start."""
+
+    def __init__(self, ctx: mp.context.BaseContext, workers: int) -> None:
+        self.workers = workers
+        self._slots = ctx.Array("d", 4 * workers, lock=False)  # start 0: idle
+        self._next = ctx.Value("i", 0)
+        self._slot = -1   # this worker's (set in the worker by `claim`)
+
+    def claim(self) -> None:
+        """In a worker, once: take the next slot."""
+        with self._next.get_lock():
+            self._slot = self._next.value % self.workers
+            self._next.value += 1
+
+    def started(self, index: Any) -> None:
+        """In a worker: `index` (zoom, row, col, ...) starts now."""
+        if self._slot >= 0:   # idle first: a read in between sees no tile, or the old one with
+            i = 4 * self._slot  # a later start (never a new tile with an old start)
+            self._slots[i + 3] = 0.0
+            self._slots[i:i + 3] = [float(v) for v in index[:3]]
+            self._slots[i + 3] = time.monotonic()   # system-wide on Linux: the parent's clock too
+
+    def idle(self) -> None:
+        if self._slot >= 0:
+            self._slots[4 * self._slot + 3] = 0.0
+
+    def tiles(self) -> dict[TileIndex, float]:
+        """In the parent: the running tiles and their start times (a slot being written is at
+        worst read with its old tile, which the watch then ignores: it is no longer out)."""
+        values = list(self._slots)
+        return {TileIndex(int(values[i]), int(values[i + 1]), int(values[i + 2])): values[i + 3]
+                for i in range(0, len(values), 4) if values[i + 3] > 0}
+
+
 def worker_processes(pool: ProcessPoolExecutor | None) -> list[Any]:
     """The pool's worker processes: concurrent.futures keeps them (privately) in `_processes`,
     set to None once the pool shuts down; exit codes and a hard stop need them."""
@@ -90,4 +129,5 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-__all__ = ["describe_exit", "exit_code", "main_not_reimported", "pool_context", "sigint_held", "worker_processes"]
+__all__ = ["RunningTiles", "describe_exit", "exit_code", "main_not_reimported", "pool_context", "sigint_held",
+           "worker_processes"]

@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator, Union
 
 from ziggurat.grid import Bounds, Tile, TileIndex
+from ziggurat.plan.order import RunSizer
 from ziggurat.plan.tiles import Plan
 from ziggurat.recipe import Recipe
 from ziggurat.tasks import HIGHER, LOWER, RUN_END, WAIT, OverviewTask
@@ -39,8 +40,9 @@ class Schedule:
 
     def __init__(self, plan: Plan, baselevels: tuple[int, int],
                  is_done: Callable[[Tile], bool] = lambda tile: False,
-                 on_skip: Callable[[Tile], None] = lambda tile: None) -> None:
+                 on_skip: Callable[[Tile], None] = lambda tile: None, runs: RunSizer | None = None) -> None:
         self.plan = plan
+        self.runs = runs   # cuts the walk (depth first: neighbours together) into runs
         self.grid = plan.grid
         self.bmin, self.bmax = baselevels
         self.lo, self.hi = min(plan.zooms), max(plan.zooms)
@@ -86,15 +88,18 @@ class Schedule:
     # -- the generator ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
         walker = self._walk_all()
+        left = 0 if self.runs is None else self.runs.size()   # tasks the current run may still take
         while True:
-            if self._ready:
-                self.outstanding += 1
-                yield self._ready.pop()
-                continue
-            task = next(walker, None)
+            task = self._ready.pop() if self._ready else next(walker, None)
             if task is not None:
                 self.outstanding += 1
                 yield task
+                if self.runs is not None:
+                    self.runs.took()
+                    left -= 1
+                    if left <= 0:
+                        yield RUN_END
+                        left = self.runs.size()
                 continue
             if self._ready:  # the walk's last steps released held lower tiles
                 continue
@@ -281,21 +286,28 @@ class Schedule:
 
 
 class PlanSource:
-    """Task source of a run without baselevels: the plan's tiles minus those done before."""
+    """Task source of a run without baselevels: the plan's tiles minus those done before; with a
+    `RunSizer`, along the plan's curve with `RUN_END` where each run handed to one worker ends."""
 
     def __init__(self, plan: Plan, is_done: Callable[[Tile], bool], on_skip: Callable[[Tile], None],
-                 block: tuple[int, int] | None = None) -> None:
-        self.plan, self.is_done, self.on_skip, self.block = plan, is_done, on_skip, block
+                 runs: RunSizer | None = None) -> None:
+        self.plan, self.is_done, self.on_skip, self.runs = plan, is_done, on_skip, runs
 
     def __iter__(self) -> Iterator[Any]:
-        for tile in self.plan.blocks(self.block):
-            if tile is None:   # a block of neighbours ends: so does the run handed to one worker
-                yield RUN_END
-                continue
+        runs = self.runs
+        left = 0 if runs is None else runs.size()   # tiles the current run may still take
+        for tile in self.plan.tiles(curve=runs is not None):
+            if runs is not None:
+                runs.took()
             if self.is_done(tile):
                 self.on_skip(tile)
-            else:
-                yield tile.index
+                continue
+            yield tile.index
+            if runs is not None:
+                left -= 1
+                if left <= 0:   # this run is full: the next starts with the next tile
+                    yield RUN_END
+                    left = runs.size()
 
     def finished(self, index: Any, ok: bool) -> None:
         """Nothing depends on another tile."""
@@ -308,14 +320,14 @@ TaskSource = Union[Schedule, PlanSource]
 
 
 def make_source(recipe: Recipe, plan: Plan, is_done: Callable[[Tile], bool],
-                on_skip: Callable[[Tile], None], block: tuple[int, int] | None = None) -> TaskSource:
+                on_skip: Callable[[Tile], None], runs: RunSizer | None = None) -> TaskSource:
     """The one task source of a run: dependency-aware with `baselevels`, else the plan's tiles
-    (in `block`s of neighbours when the executor hands out runs of tiles). `is_done` (no side
+    (cut into `runs` of neighbours when the executor hands out runs of tiles). `is_done` (no side
     effects) says which tiles continue mode skips; each is handed to `on_skip`."""
     levels = baselevel_range(recipe)
     if levels is None:
-        return PlanSource(plan, is_done, on_skip, block)
-    return Schedule(plan, levels, is_done, on_skip)
+        return PlanSource(plan, is_done, on_skip, runs)
+    return Schedule(plan, levels, is_done, on_skip, runs)
 
 
 __all__ = ["PROCESS", "PlanSource", "Schedule", "TaskSource", "baselevel_range", "make_source"]

@@ -16,6 +16,7 @@ from rasterio.warp import transform, transform_bounds
 
 from ziggurat.errors import GridError, RecipeError
 from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.plan.order import curve as along_curve
 from ziggurat.plan.selection import Selection
 from ziggurat.recipe import Recipe, parse_zoom_levels
 from ziggurat.recipe.area import clip_to_bounds, count_tiles_in_geometry, run_area, tiles_in_geometry
@@ -39,13 +40,6 @@ class Plan:
             return self.bounds
         return Bounds.union_all(self.grid.tile(*index).bounds for index in self.only)
 
-    def _blocked(self, block: tuple[int, int]) -> Iterator[Tile | None]:
-        assert self.bounds is not None
-        for zoom in self.zooms:
-            rows, cols = self.grid.tile_range(self.bounds, zoom)
-            for cell in _blocked_range(rows, cols, block):
-                yield None if cell is None else self.grid.tile(zoom, *cell)
-
     def count(self, zoom: int | None = None) -> int:
         if self.only:
             return sum(1 for t in self.only if zoom is None or t.zoom == zoom)
@@ -56,18 +50,15 @@ class Plan:
             return sum(count_tiles_in_geometry(self.grid, self.geometry, z) for z in zooms)
         return sum(self.grid.count_tiles(self.bounds, z) for z in zooms)
 
-    def tiles(self, block: tuple[int, int] | None = None) -> Iterator[Tile]:
-        """Every tile, zoom by zoom; with `block` (rows, cols) in blocks of that many tiles, so
-        consecutive tiles are 2D neighbours (a worker handed a run of them decodes the source
-        blocks they share once). Index arithmetic only, like the row order."""
-        for tile in self.blocks(block):
-            if tile is not None:
-                yield tile
-
-    def blocks(self, block: tuple[int, int] | None) -> Iterator[Tile | None]:
-        """`tiles(block)` with None after each block (where a run of tiles ends)."""
-        if block is not None and not self.only and self.bounds is not None and self.geometry is None:
-            yield from self._blocked(block)
+    def tiles(self, curve: bool = False) -> Iterator[Tile]:
+        """Every tile, zoom by zoom, in rows; with `curve` along a space-filling curve (see
+        `plan.order`), so any stretch of consecutive tiles is a patch of neighbours. A plan with
+        an area polygon or explicit tiles stays in rows. Index arithmetic only either way."""
+        if curve and not self.only and self.bounds is not None and self.geometry is None:
+            for zoom in self.zooms:
+                rows, cols = self.grid.tile_range(self.bounds, zoom)
+                for row, col in along_curve(rows, cols):
+                    yield self.grid.tile(zoom, row, col)
             return
         yield from self._rows()
 
@@ -83,17 +74,6 @@ class Plan:
                 yield from tiles_in_geometry(self.grid, self.geometry, zoom)
             else:
                 yield from self.grid.tiles_in_bounds(self.bounds, zoom)
-
-
-def _blocked_range(rows: range, cols: range, block: tuple[int, int]) -> Iterator[tuple[int, int] | None]:
-    """(row, col) block by block, None after each block."""
-    band, group = block
-    for r0 in range(rows.start, rows.stop, band):
-        for c0 in range(cols.start, cols.stop, group):
-            for row in range(r0, min(r0 + band, rows.stop)):
-                for col in range(c0, min(c0 + group, cols.stop)):
-                    yield row, col
-            yield None
 
 
 def _to_grid_crs(bounds: Sequence[float], crs: str | None, grid: Grid) -> Bounds:

@@ -1,0 +1,98 @@
+"""The process pool's worker side: what runs in each worker process, module state built once.
+
+The parent hands the pool these module-level functions (picklable by name); `init_worker`
+builds the worker's `TileJob` once, then tiles run by index, alone or in runs of neighbours.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import numpy as np
+
+import ziggurat_boot  # stdlib only: also the forkserver's first import
+from ziggurat.executors.heap import keep_freed_memory
+from ziggurat.executors.job import RunSpec, TileJob
+from ziggurat.executors.poolprocs import RunningTiles
+from ziggurat.executors.shm import SlotSpec, SlotWriter
+from ziggurat.grid import TileIndex
+from ziggurat.tasks import TileOutcome, failed_outcome, task_index
+
+_job: TileJob | None = None
+_init_error: BaseException | None = None
+_running: RunningTiles | None = None
+_slot_writers: dict[tuple[str, ...], SlotWriter] = {}
+
+
+def init_worker(spec: RunSpec, cache_mb: int | None = None, running: RunningTiles | None = None) -> None:
+    """Build the worker's job; an error (an input it cannot open) is kept and reported as every
+    tile's outcome: raising here would break the pool and look like a dying worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    if cache_mb is not None:   # read by GDAL when its block cache is first used, which is after this
+        os.environ["GDAL_CACHEMAX"] = f"{cache_mb}MB"
+    ziggurat_boot.die_with_parent()  # the forkserver: it dies with the run, and so do its workers
+    keep_freed_memory()   # tiles reuse the memory earlier tiles freed (see heap.py)
+    global _job, _init_error, _running
+    if running is not None:
+        running.claim()
+        _running = running
+    try:
+        _job = TileJob(spec)
+    except Exception as exc:
+        _init_error = exc
+
+
+def run_tile(index: TileIndex) -> TileOutcome:
+    if _job is None:
+        return failed_outcome(task_index(index), _init_error or RuntimeError("the worker has no job"))
+    if _running is None:
+        return _job.run(index)
+    _running.started(task_index(index))
+    try:
+        return _job.run(index)
+    finally:
+        _running.idle()
+
+
+def worker_cache_mb(workers: int, total_mb: int | None = None) -> int | None:
+    """GDAL's block cache per worker: its default share of the machine (5 % of RAM) divided among
+    the workers (each process has its own cache: 768 workers with GDAL's default would ask for
+    38 x the RAM), at least 64 MB: most of the float32 source blocks a run of 256 tiles at the
+    source's resolution reads with their neighbours (~80 MB; along the curve, the least recently
+    used are those the run has left behind). None when GDAL_CACHEMAX is set: the user's value wins."""
+    if os.environ.get("GDAL_CACHEMAX"):
+        return None
+    if total_mb is None:
+        try:
+            total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 ** 20
+        except (ValueError, OSError, AttributeError):
+            return None
+    return max(64, int(total_mb * 0.05 / max(1, workers)))
+
+
+def run_together(indices: tuple[Any, ...]) -> list[TileOutcome]:
+    """A run of neighbouring tiles in one worker: the source blocks they share are decoded once
+    (GDAL's block cache is per process)."""
+    return [run_tile(index) for index in indices]
+
+
+def compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
+                  ) -> tuple[TileOutcome, Any]:
+    """Compute without writing; the array goes into a slot (or, without one, back pickled)."""
+    if _job is None:
+        return failed_outcome(task_index(index), _init_error or RuntimeError("the worker has no job")), None
+    outcome, array = _job.compute(index)
+    if array is None:
+        return outcome, None
+    if slot is None or slots is None:
+        return outcome, array
+    writer = _slot_writers.get(slots.names)
+    if writer is None:
+        writer = _slot_writers[slots.names] = SlotWriter(slots)
+    writer.write(slot, np.ascontiguousarray(array))
+    return outcome, (array.shape, array.dtype.str)
+
+
+__all__ = ["compute_tile", "init_worker", "run_tile", "run_together", "worker_cache_mb"]
