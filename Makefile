@@ -65,6 +65,7 @@ bench: $(BENCH_VENV)/.installed $(ODC_VENV)/.installed
 	@$(BENCH_VENV)/bin/python -m compileall -q src processes > /dev/null
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/tile_profile.py
+	$(BENCH_VENV)/bin/python bench/schedule_sim.py
 	$(BENCH_VENV)/bin/python bench/pyramid.py
 	$(BENCH_VENV)/bin/python bench/s3.py
 	$(BENCH_VENV)/bin/python bench/ledger_keys.py

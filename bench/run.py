@@ -50,8 +50,10 @@ CONFIGS = {
     "threads x2": {"kind": "ziggurat", "executor": "threads", "workers": 2},
     "processes x1": {"kind": "ziggurat", "executor": "processes", "workers": 1},
     "processes x2": {"kind": "ziggurat", "executor": "processes", "workers": 2},
+    # the pool handing out single tiles (rows), and runs of at most 32 (the curve, guided sizes)
     "processes x2 one by one": {"kind": "ziggurat", "executor": "processes", "workers": 2, "run_tiles": 1},
-    "processes x2 rows of 8": {"kind": "ziggurat", "executor": "processes", "workers": 2, "run_tiles": 8},
+    "processes x2 runs <= 32": {"kind": "ziggurat", "executor": "processes", "workers": 2, "run_tiles": 32},
+    "threads x2 one by one": {"kind": "ziggurat", "executor": "threads", "workers": 2, "run_tiles": 1},
     "processes x2 parent-writes": {"kind": "ziggurat", "executor": "processes", "workers": 2,
                                    "write_in": "parent"},
     "mapchete x2": {"kind": "mapchete", "workers": 2},
@@ -156,10 +158,11 @@ def run_ziggurat(recipe: Path, dem: Path, config: dict) -> int:
             b = src.bounds
         bounds = (b.left, b.top - (b.top - b.bottom) * num / den, b.right, b.top)
     executor: object = config["executor"]
-    if "run_tiles" in config:   # the pool handing out single tiles instead of runs of neighbours
-        from ziggurat.executors.pool import ProcessExecutor
+    if "run_tiles" in config:   # other run sizes than the executor's own
+        from ziggurat.executors import get_executor
 
-        executor = ProcessExecutor(config["workers"], run_tiles=config["run_tiles"])
+        executor = get_executor(config["executor"], config["workers"])
+        executor.run_tiles = config["run_tiles"]
     summary = execute(recipe, executor=executor, workers=config["workers"],  # type: ignore[arg-type]
                       write_in=config.get("write_in"), overwrite=True, bounds=bounds)
     return summary.output_tiles
