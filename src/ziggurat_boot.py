@@ -1,7 +1,9 @@
 """What must happen first in a process, before ziggurat (and numpy, GDAL) are imported.
 
 - `main()`, the `ziggurat` command: Ctrl-C and SIGTERM are turned into a clean "Interrupted"
-  (exit 130) even while the command is still importing its modules.
+  (exit 130) even while the command is still importing its modules; `ziggurat execute` with the
+  process pool starts the pool's forkserver first, so its imports (~0.85 s of one core) overlap
+  the command's own instead of delaying the first tile.
 - Imported first in the process pool's forkserver (a forkserver preload): Ctrl-C is ignored from
   the start (the parent decides; otherwise a Ctrl-C during the forkserver's imports printed a
   traceback), the forkserver dies with the run (Linux PR_SET_PDEATHSIG), and a worker that
@@ -17,9 +19,13 @@ import ctypes.util
 import os
 import signal
 import sys
-from typing import Any
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 ENV = "ZIGGURAT_RUN_PID"
+#: what the pool's forkserver imports before it forks workers (this module first)
+FORKSERVER_PRELOAD = ["ziggurat_boot", "ziggurat.executors.poolworker"]
 _PR_SET_PDEATHSIG = 1
 EXIT_INTERRUPTED = 130
 
@@ -46,6 +52,80 @@ def mark_run() -> None:
     os.environ[ENV] = str(os.getpid())
 
 
+@contextmanager
+def main_not_reimported() -> Iterator[None]:
+    """Start workers without re-importing the caller's `__main__`.
+
+    forkserver/spawn children normally re-run the main script so that functions defined
+    there can be unpickled; ours live in ziggurat modules, and re-running a user's script
+    that calls `execute()` at top level (no `if __name__ == "__main__"` guard) would make
+    every worker crash at start.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+@contextmanager
+def sigint_held() -> Iterator[None]:
+    """Block SIGINT in this thread for the block; a Ctrl-C that came meanwhile arrives after it."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def pool_context() -> Any:
+    """The process pool's multiprocessing context (forkserver, with its preloads)."""
+    import multiprocessing
+
+    mark_run()  # the forkserver (started from here) dies with this process
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+    return ctx
+
+
+def start_forkserver() -> None:
+    """The forkserver, started (not waited for): it imports the workers' modules meanwhile."""
+    from multiprocessing import forkserver
+
+    with main_not_reimported(), sigint_held():
+        pool_context()
+        forkserver.ensure_running()
+
+
+def uses_the_pool(args: list[str], environ: Any = os.environ) -> bool:
+    """Whether these `ziggurat` arguments run tiles in the process pool: `execute` with the
+    default executor (or `-e processes`), not asking for help or a Dask cluster. A wrong guess
+    costs an idle forkserver (or, the other way, the ~0.85 s this saves)."""
+    if not args or args[0] != "execute" or "-h" in args or "--help" in args:
+        return False
+    executor = environ.get("ZIGGURAT_EXECUTOR") or "processes"
+    for i, arg in enumerate(args):
+        if arg in ("-e", "--executor") and i + 1 < len(args):
+            executor = args[i + 1]
+        elif arg.startswith("--executor="):
+            executor = arg.split("=", 1)[1]
+        elif arg.startswith("-e") and len(arg) > 2 and not arg.startswith("--"):
+            executor = arg[2:]
+        elif arg == "--dask-scheduler" or arg.startswith("--dask-scheduler="):
+            return False
+    return executor == "processes"
+
+
 def _quiet_teardown_hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
     """In the forkserver's children: a worker that finds the pool's locks gone (the run stops
     while it starts) exits quietly; anything else is reported as usual."""
@@ -65,6 +145,8 @@ def main() -> None:
     """The `ziggurat` command."""
     signal.signal(signal.SIGTERM, _stop)
     try:
+        if uses_the_pool(sys.argv[1:]):
+            start_forkserver()
         from ziggurat.cli import main as cli
 
         cli()

@@ -86,7 +86,9 @@ def test_run_sizer_is_guided_capped_and_shortens_for_slow_tiles():
     assert sizer.size() == int(RUN_SECONDS / 0.5)
     median[0] = 30.0                                          # very slow: one at a time
     assert sizer.size() == 1
-    assert RunSizer(workers=768, largest=256, remaining=1000).size() == 8
+    small = RunSizer(workers=2, largest=256, remaining=12)   # a small run: no floor of 8
+    assert [small.size(), small.smallest] == [3, 1]
+    assert RunSizer(workers=768, largest=256, remaining=1000).size() == 1
 
 
 def test_runs_along_the_curve_give_the_same_tiles_as_neighbours():

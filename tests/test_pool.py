@@ -446,3 +446,18 @@ def test_tiles_reuse_freed_memory_instead_of_faulting_it_in_again():
                                        check=True).stdout) for mode in ("default", "keep")}
     assert faults["default"] > 200 * 100      # each 0.5 MB array faulted in again (~130 pages)
     assert faults["keep"] < faults["default"] / 20
+
+
+def test_the_command_starts_the_forkserver_first_only_for_the_pool():
+    """`ziggurat execute` with the process pool starts its forkserver before its own imports."""
+    from ziggurat_boot import uses_the_pool
+
+    assert uses_the_pool(["execute", "r.yaml"], {}) and uses_the_pool(["execute", "r.yaml", "-e", "processes"], {})
+    assert uses_the_pool(["execute", "-w", "4", "r.yaml", "--executor=processes"], {})
+    assert not uses_the_pool(["execute", "r.yaml", "-e", "threads"], {})
+    assert not uses_the_pool(["execute", "r.yaml", "-esequential"], {})
+    assert not uses_the_pool(["execute", "r.yaml"], {"ZIGGURAT_EXECUTOR": "sequential"})
+    assert uses_the_pool(["execute", "r.yaml", "-e", "processes"], {"ZIGGURAT_EXECUTOR": "dask"})
+    assert not uses_the_pool(["execute", "r.yaml", "--dask-scheduler", "tcp://h:8786"], {})
+    assert not uses_the_pool(["execute", "--help"], {}) and not uses_the_pool(["plan", "r.yaml"], {})
+    assert not uses_the_pool([], {})

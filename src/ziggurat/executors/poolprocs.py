@@ -4,66 +4,15 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
-import sys
-import threading
 import time
 from concurrent.futures.process import ProcessPoolExecutor
-from contextlib import contextmanager
-from multiprocessing import forkserver
-from typing import Any, Iterator
+from typing import Any
 
-import ziggurat_boot  # stdlib only: also the forkserver's first import
 from ziggurat.grid import TileIndex
 
-
-@contextmanager
-def main_not_reimported() -> Iterator[None]:
-    """Start workers without re-importing the caller's `__main__`.
-
-    forkserver/spawn children normally re-run the main script so that functions defined
-    there can be unpickled; ours live in ziggurat modules, and re-running a user's script
-    that calls `execute()` at top level (no `if __name__ == "__main__"` guard) would make
-    every worker crash at start.
-    """
-    main = sys.modules.get("__main__")
-    if main is None:
-        yield
-        return
-    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
-    main.__dict__.pop("__file__", None)
-    main.__dict__["__spec__"] = None
-    try:
-        yield
-    finally:
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
-
-
-@contextmanager
-def sigint_held() -> Iterator[None]:
-    """Block SIGINT in this thread for the block; a Ctrl-C that came meanwhile arrives after it."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def pool_context() -> mp.context.BaseContext:
-    ziggurat_boot.mark_run()  # the forkserver (started from here) dies with this process
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["ziggurat_boot", "ziggurat.executors.job"])
-    return ctx
-
-
-def start_forkserver() -> None:
-    """The forkserver, started (not waited for): it imports the workers' modules meanwhile."""
-    with main_not_reimported(), sigint_held():
-        pool_context()
-        forkserver.ensure_running()
+# (stdlib only, and the forkserver's first import: the `ziggurat` command starts the forkserver
+# from there, before it imports anything heavy)
+from ziggurat_boot import main_not_reimported, pool_context, sigint_held, start_forkserver
 
 
 class RunningTiles:
@@ -130,4 +79,4 @@ def describe_exit(code: int) -> str:
 
 
 __all__ = ["RunningTiles", "describe_exit", "exit_code", "main_not_reimported", "pool_context", "sigint_held",
-           "worker_processes"]
+           "start_forkserver", "worker_processes"]

@@ -8,14 +8,15 @@ neighbours and the stretches two workers get should touch as little as possible.
   width and height): any stretch of it is a compact patch, whatever its length, so a run can be
   cut anywhere and still be a lump of neighbours rather than a thin strip of a row.
 - `RunSizer`: guided self-scheduling. Each run is `remaining / (2 x workers)` tiles, capped by
-  the executor's `run_tiles` and by `RUN_SECONDS` of work at the median tile time so far, never
-  below `run_tiles / 32` until the cap says so: big lumps while there is plenty left (few
-  shared edges), small runs at the end (workers finish together).
+  the executor's `run_tiles` and by `RUN_SECONDS` of work at the median tile time so far, and
+  not below `run_tiles / 32` (an eighth of each worker's share in a small run) but where the time
+  cap says so: big lumps while there is plenty left (few shared edges), small runs at the end
+  (workers finish together).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 #: the most work (seconds, at the median tile time so far) one run holds: a slow process gets
@@ -77,10 +78,12 @@ class RunSizer:
     largest: int                    # the executor's run_tiles
     remaining: int                  # tiles of the plan not yet decided
     seconds_per_tile: Callable[[], float | None] = lambda: None   # the median so far, if known
+    smallest: int = field(init=False)
 
-    @property
-    def smallest(self) -> int:
-        return max(1, self.largest // 32)
+    def __post_init__(self) -> None:
+        # the floor of a run: run_tiles / 32, but an eighth of each worker's share in a small run
+        # (12 tiles on 2 workers as runs of 8 and 4 would leave one worker idle half the time)
+        self.smallest = max(1, min(self.largest // 32, self.remaining // (8 * max(1, self.workers))))
 
     def size(self) -> int:
         """Tiles in the next run."""
