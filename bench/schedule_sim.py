@@ -29,14 +29,11 @@ def guided(n: int, workers: int, largest: int) -> list[list[Cell]]:
     """ziggurat's runs: the curve, cut where `RunSizer` says (tile times not known: no time cap)."""
     sizer = RunSizer(workers, largest, n * n)
     runs: list[list[Cell]] = [[]]
-    left = sizer.size()
     for cell in curve(range(n), range(n)):
         sizer.took()
         runs[-1].append(cell)
-        left -= 1
-        if left == 0:
+        if sizer.handed():
             runs.append([])
-            left = sizer.size()
     return [r for r in runs if r]
 
 

@@ -393,7 +393,7 @@ def execute(src):
 
 
 def test_each_worker_gets_its_share_of_gdals_block_cache(tmp_path, write_recipe, monkeypatch):
-    from ziggurat.executors.poolworker import worker_cache_mb
+    from ziggurat.executors.pool import worker_cache_mb
 
     assert worker_cache_mb(2, total_mb=24_000) == 600 and worker_cache_mb(768, total_mb=1_500_000) == 97
     assert worker_cache_mb(64, total_mb=8_000) == 64                        # at least 64 MB

@@ -67,7 +67,7 @@ class ThreadExecutor(Executor):
         self._started: dict[int, tuple[TileIndex, float]] = {}   # thread -> its tile, since when
 
     def running(self) -> dict[TileIndex, float]:
-        return dict(self._started.values())
+        return dict(list(self._started.values()))   # a snapshot: other threads change it
 
     def map_unordered(self, spec: RunSpec, tasks: Iterable[Any], sink: Output | None = None
                       ) -> Generator[TileOutcome, None, None]:

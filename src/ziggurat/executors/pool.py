@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -40,7 +41,7 @@ from ziggurat.executors.poolprocs import (
     start_forkserver,
     worker_processes,
 )
-from ziggurat.executors.poolworker import compute_tile, init_worker, run_tile, run_together, worker_cache_mb
+from ziggurat.executors.poolworker import compute_tile, init_worker, run_tile, run_together
 from ziggurat.executors.shm import SHM_DIR, SlotPool, free_bytes, sweep_stale
 from ziggurat.grid import TileIndex
 from ziggurat.io import Output
@@ -49,6 +50,22 @@ from ziggurat.tasks import FAILED, WRITTEN, TileOutcome, task_index
 log = logging.getLogger(__name__)
 
 WRITE_IN = ("workers", "parent")
+
+def worker_cache_mb(workers: int, total_mb: int | None = None) -> int | None:
+    """GDAL's block cache per worker: its default share of the machine (5 % of RAM) divided among
+    the workers (each process has its own cache: 768 workers with GDAL's default would ask for
+    38 x the RAM), at least 64 MB: most of the float32 source blocks a run of 256 tiles at the
+    source's resolution reads with their neighbours (~80 MB; along the curve, the least recently
+    used are those the run has left behind). None when GDAL_CACHEMAX is set: the user's value wins."""
+    if os.environ.get("GDAL_CACHEMAX"):
+        return None
+    if total_mb is None:
+        try:
+            total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 ** 20
+        except (ValueError, OSError, AttributeError):
+            return None
+    return max(64, int(total_mb * 0.05 / max(1, workers)))
+
 
 @dataclass
 class _Task:

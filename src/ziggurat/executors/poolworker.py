@@ -47,29 +47,13 @@ def init_worker(spec: RunSpec, cache_mb: int | None = None, running: RunningTile
 def run_tile(index: TileIndex) -> TileOutcome:
     if _job is None:
         return failed_outcome(task_index(index), _init_error or RuntimeError("the worker has no job"))
-    if _running is None:
-        return _job.run(index)
-    _running.started(task_index(index))
+    if _running is not None:
+        _running.started(task_index(index))
     try:
         return _job.run(index)
     finally:
-        _running.idle()
-
-
-def worker_cache_mb(workers: int, total_mb: int | None = None) -> int | None:
-    """GDAL's block cache per worker: its default share of the machine (5 % of RAM) divided among
-    the workers (each process has its own cache: 768 workers with GDAL's default would ask for
-    38 x the RAM), at least 64 MB: most of the float32 source blocks a run of 256 tiles at the
-    source's resolution reads with their neighbours (~80 MB; along the curve, the least recently
-    used are those the run has left behind). None when GDAL_CACHEMAX is set: the user's value wins."""
-    if os.environ.get("GDAL_CACHEMAX"):
-        return None
-    if total_mb is None:
-        try:
-            total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 ** 20
-        except (ValueError, OSError, AttributeError):
-            return None
-    return max(64, int(total_mb * 0.05 / max(1, workers)))
+        if _running is not None:
+            _running.idle()
 
 
 def run_together(indices: tuple[Any, ...]) -> list[TileOutcome]:
@@ -95,4 +79,4 @@ def compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
     return outcome, (array.shape, array.dtype.str)
 
 
-__all__ = ["compute_tile", "init_worker", "run_tile", "run_together", "worker_cache_mb"]
+__all__ = ["compute_tile", "init_worker", "run_tile", "run_together"]

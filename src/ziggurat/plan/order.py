@@ -71,19 +71,21 @@ def curve(rows: range, cols: range) -> Iterator[tuple[int, int]]:
 
 @dataclass
 class RunSizer:
-    """Sizes the runs a task source cuts from its tiles; `took` counts tiles as they are decided
-    (handed out or skipped), so `remaining` follows the run."""
+    """Sizes the runs a task source cuts from its tiles: `took` counts tiles as they are decided
+    (handed out or skipped), so `remaining` follows the run; `handed` says where a run ends."""
 
     workers: int
     largest: int                    # the executor's run_tiles
     remaining: int                  # tiles of the plan not yet decided
     seconds_per_tile: Callable[[], float | None] = lambda: None   # the median so far, if known
     smallest: int = field(init=False)
+    _left: int = field(init=False)   # tasks the current run may still take
 
     def __post_init__(self) -> None:
         # the floor of a run: run_tiles / 32, but an eighth of each worker's share in a small run
         # (12 tiles on 2 workers as runs of 8 and 4 would leave one worker idle half the time)
         self.smallest = max(1, min(self.largest // 32, self.remaining // (8 * max(1, self.workers))))
+        self._left = self.size()
 
     def size(self) -> int:
         """Tiles in the next run."""
@@ -95,6 +97,15 @@ class RunSizer:
 
     def took(self, n: int = 1) -> None:
         self.remaining = max(0, self.remaining - n)
+
+    def handed(self) -> bool:
+        """One task handed out (after its `took`): True when it fills the current run, which the
+        source then ends with RUN_END; the next run is sized now."""
+        self._left -= 1
+        if self._left > 0:
+            return False
+        self._left = self.size()
+        return True
 
 
 __all__ = ["RUN_SECONDS", "RunSizer", "curve"]

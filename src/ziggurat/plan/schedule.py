@@ -88,7 +88,6 @@ class Schedule:
     # -- the generator ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
         walker = self._walk_all()
-        left = 0 if self.runs is None else self.runs.size()   # tasks the current run may still take
         while True:
             task = self._ready.pop() if self._ready else next(walker, None)
             if task is not None:
@@ -96,10 +95,8 @@ class Schedule:
                 yield task
                 if self.runs is not None:
                     self.runs.took()
-                    left -= 1
-                    if left <= 0:
+                    if self.runs.handed():
                         yield RUN_END
-                        left = self.runs.size()
                 continue
             if self._ready:  # the walk's last steps released held lower tiles
                 continue
@@ -295,7 +292,6 @@ class PlanSource:
 
     def __iter__(self) -> Iterator[Any]:
         runs = self.runs
-        left = 0 if runs is None else runs.size()   # tiles the current run may still take
         for tile in self.plan.tiles(curve=runs is not None):
             if runs is not None:
                 runs.took()
@@ -303,11 +299,8 @@ class PlanSource:
                 self.on_skip(tile)
                 continue
             yield tile.index
-            if runs is not None:
-                left -= 1
-                if left <= 0:   # this run is full: the next starts with the next tile
-                    yield RUN_END
-                    left = runs.size()
+            if runs is not None and runs.handed():   # this run is full: the next starts after it
+                yield RUN_END
 
     def finished(self, index: Any, ok: bool) -> None:
         """Nothing depends on another tile."""
