@@ -53,7 +53,7 @@ def _usage(start: float) -> dict:
 
 
 def run_ziggurat(cat: Path, workdir: Path) -> None:
-    from ziggurat.engine import execute
+    from ziggurat.engine.run import execute
 
     recipe = workdir / "composite.yaml"
     recipe.write_text(f"""process: composite

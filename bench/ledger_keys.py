@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--side", type=int, default=1000, help="tiles per side (rows = side**2)")
     args = parser.parse_args()
-    from ziggurat.engine import plan
+    from ziggurat.engine.run import plan
     from ziggurat.io import open_output
     from ziggurat.recipe import load_recipe
     from ziggurat.records.provenance import begin_run, run_keys

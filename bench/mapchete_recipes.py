@@ -131,7 +131,7 @@ def same_tile(m_path: Path, z_path: Path) -> str:
 def rim_only(m_path: Path, z_out: Path, index: tuple[int, int, int]) -> bool:
     """A mapchete tile with data only in its pixel-buffer rim: ziggurat, which stores no rim,
     rightly has no tile there. Its inner part is found from ziggurat's grid in metadata.json."""
-    from ziggurat.io.folder import describe_folder
+    from ziggurat.io.outputs.folder import describe_folder
 
     try:
         grid, _ = describe_folder(json.loads((z_out / "metadata.json").read_text()))

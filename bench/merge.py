@@ -142,9 +142,9 @@ def many_files(count: int) -> None:
     import rasterio
     from affine import Affine
 
-    from ziggurat.grid import Grid
-    from ziggurat.io import mosaic_index
-    from ziggurat.io.mosaic import MosaicInput
+    from ziggurat.core.grid import Grid
+    from ziggurat.io.inputs import mosaic_index
+    from ziggurat.io.inputs.mosaic import MosaicInput
     from ziggurat.recipe import InputConfig
 
     folder = CACHE / f"many-{count}"

@@ -149,7 +149,7 @@ def run_bare(dem: Path, out: Path, zoom: int, boundless: bool = False) -> int:
 def run_ziggurat(recipe: Path, dem: Path, config: dict) -> int:
     import rasterio
 
-    from ziggurat.engine import execute
+    from ziggurat.engine.run import execute
 
     bounds = None
     if "fraction" in config:  # the top rows of the DEM: a quarter, half or all of the tiles

@@ -43,7 +43,7 @@ def recipe_text(dem: Path, out: Path, zoom: int, config: dict) -> str:
 
 
 def child(name: str, dem: Path, workdir: Path, zoom: int) -> None:
-    from ziggurat.engine import execute
+    from ziggurat.engine.run import execute
 
     config = CONFIGS[name]
     out = workdir / config["path"]

@@ -49,11 +49,11 @@ def faults() -> int:
 
 
 def profile_ziggurat(dem: Path, workdir: Path, tiles: int, cols: int) -> tuple[dict[str, float], float, int]:
-    from ziggurat.engine import execute
+    from ziggurat.engine.run import execute
     from ziggurat.executors.job import TileJob
-    from ziggurat.io.folder import TileFolder
-    from ziggurat.io.raster import RasterInput
-    from ziggurat.io.tiledir import TileDirectoryOutput
+    from ziggurat.io.inputs.raster import RasterInput
+    from ziggurat.io.outputs.folder import TileFolder
+    from ziggurat.io.outputs.tiledir import TileDirectoryOutput
     from ziggurat.records.recorder import RunRecorder
 
     timed(TileJob, "run", "tile (worker total)")

@@ -17,7 +17,7 @@ from pathlib import Path
 import uvicorn
 from playwright.sync_api import sync_playwright
 
-from ziggurat.engine import execute
+from ziggurat.engine.run import execute
 from ziggurat.serve import create
 
 DOCS = Path(__file__).resolve().parent

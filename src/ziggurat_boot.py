@@ -1,9 +1,8 @@
-"""What must happen first in a process, before ziggurat (and numpy, GDAL) are imported.
+"""Stage 0: what must happen first in a process, before ziggurat (and numpy, GDAL) are imported.
 
-- `main()`, the `ziggurat` command: Ctrl-C and SIGTERM are turned into a clean "Interrupted"
-  (exit 130) even while the command is still importing its modules; `ziggurat execute` with the
-  process pool starts the pool's forkserver first, so its imports (~0.85 s of one core) overlap
-  the command's own instead of delaying the first tile.
+- For the `ziggurat` command (`ziggurat_command.main`): `uses_the_pool` and `start_forkserver`, so
+  `ziggurat execute` with the process pool starts the pool's forkserver first and its imports
+  (~0.85 s of one core) overlap the command's own instead of delaying the first tile.
 - Imported first in the process pool's forkserver (a forkserver preload): Ctrl-C is ignored from
   the start (the parent decides; otherwise a Ctrl-C during the forkserver's imports printed a
   traceback), the forkserver dies with the run (Linux PR_SET_PDEATHSIG), and a worker that
@@ -135,26 +134,6 @@ def _quiet_teardown_hook(kind: type[BaseException], value: BaseException, tb: An
         if tb.tb_frame.f_code.co_filename.endswith(os.path.join("multiprocessing", "synchronize.py")):
             return
     sys.__excepthook__(kind, value, tb)
-
-
-def _stop(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def main() -> None:
-    """The `ziggurat` command."""
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        if uses_the_pool(sys.argv[1:]):
-            start_forkserver()
-        from ziggurat.cli import main as cli
-
-        cli()
-    except KeyboardInterrupt:  # while importing, or after the run handed back (it handles its own)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting: a late Ctrl-C keeps rc 130
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        sys.stderr.write("Interrupted.\n")
-        sys.exit(EXIT_INTERRUPTED)
 
 
 _run = os.environ.get(ENV)

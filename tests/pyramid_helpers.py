@@ -13,8 +13,8 @@ import pyproj
 import rasterio
 import yaml
 
-from ziggurat.engine import RunSummary, execute
-from ziggurat.grid import Bounds, Grid
+from ziggurat.core.grid import Bounds, Grid
+from ziggurat.engine.run import RunSummary, execute
 
 from conftest import position_raster
 

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from test_io_vector import write_layer
 from ziggurat.cli import main
-from ziggurat.engine import execute, plan
-from ziggurat.errors import RecipeError
-from ziggurat.grid import Grid
+from ziggurat.core.errors import RecipeError
+from ziggurat.core.grid import Grid
+from ziggurat.engine.run import execute, plan
 from ziggurat.plan import make_plan
 from ziggurat.recipe import load_recipe
 from ziggurat.recipe.area import AreaMask, count_tiles_in_geometry, parse_area, tiles_in_geometry

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ziggurat.errors import RecipeError
+from ziggurat.core.errors import RecipeError
 from ziggurat.recipe import load_recipe
 
 MINIMAL = "process: my_pkg.my_process\nzoom_levels: 0,2\npyramid:\n  grid: geodetic\noutput:\n  path: out\n"
@@ -78,7 +78,7 @@ def test_a_binary_file_given_as_grid_is_named(tmp_path):
 
 
 def test_zoom_30_over_an_area_is_refused_at_once_not_planned_for_minutes(tmp_path):
-    from ziggurat.engine import plan
+    from ziggurat.engine.run import plan
 
     area = tmp_path / "aoi.geojson"
     area.write_text('{"type": "Polygon", "coordinates": [[[165, -89], [177, -89], [177, -72], [165, -72], '

@@ -14,9 +14,9 @@ import yaml
 
 from stac_schemas import validate
 from ziggurat import RecipeError
-from ziggurat.engine import execute
+from ziggurat.engine.run import execute
 from ziggurat.recipe import load_recipe
-from ziggurat.records.stac import item_path
+from ziggurat.records.catalog.parts import item_path
 
 BOUNDS = (-123.75, 56.25, -118.125, 61.875)   # geodetic z6 tiles 10..11 / 20..21
 #: band 1 encodes row/col, band 2 is a class map (1 left half, 2 right half); tags with the array

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ziggurat import __version__
 from ziggurat.cli import main
+from ziggurat.core.version import __version__
 
 from conftest import REPO, SAMPLE_DEM, read_tile
 
@@ -140,7 +140,7 @@ def test_progress_lines_for_batch_jobs_and_json_for_schedulers(tmp_path):
     from types import SimpleNamespace
 
     from ziggurat.cli.progress import Reporter
-    from ziggurat.tasks import FAILED, WRITTEN
+    from ziggurat.core.tasks import FAILED, WRITTEN
 
     stream = io.StringIO()
     reporter = Reporter("log", 0.2, stream)

@@ -14,11 +14,11 @@ import pytest
 import rasterio
 
 from ziggurat import Grid, ProcessError, TileIndex
-from ziggurat.engine import execute
+from ziggurat.core.tasks import FAILED, WRITTEN
+from ziggurat.engine.run import execute
 from ziggurat.executors import WAIT, ExecutorError, get_executor
 from ziggurat.executors.job import RunSpec
 from ziggurat.recipe import load_recipe
-from ziggurat.tasks import FAILED, WRITTEN
 
 from conftest import position_raster, read_tile
 from polling import session_processes, wait_until
@@ -246,7 +246,7 @@ def test_the_cli_runs_on_a_cluster_given_by_address(tmp_path, write_recipe, clie
 
 
 def test_importing_ziggurat_does_not_import_distributed():
-    code = ("import sys, ziggurat, ziggurat.cli, ziggurat.engine, ziggurat.executors\n"
+    code = ("import sys, ziggurat, ziggurat.cli, ziggurat.engine.run, ziggurat.executors\n"
             "from ziggurat.executors import EXECUTORS, LAZY_EXECUTORS\n"
             "assert 'dask' in LAZY_EXECUTORS\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('distributed', 'dask')))\n")
@@ -258,7 +258,7 @@ def test_importing_ziggurat_does_not_import_distributed():
 def test_without_distributed_the_dask_executor_says_what_to_install():
     code = ("import sys\nsys.modules['distributed'] = None  # as if the extra were not installed\n"
             "from ziggurat.executors import get_executor\n"
-            "from ziggurat.errors import ExecutorError\n"
+            "from ziggurat.core.errors import ExecutorError\n"
             "try:\n    get_executor('dask')\nexcept ExecutorError as exc:\n    print(exc)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import rasterio
 
-from ziggurat.engine import execute
+from ziggurat.engine.run import execute
 from ziggurat.executors import EXECUTORS
 from ziggurat.recipe import Recipe, load_recipe
 from ziggurat.records.provenance import read_tile_records

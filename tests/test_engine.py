@@ -12,7 +12,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
 from ziggurat import Grid, ProcessError, RecipeError
-from ziggurat.engine import execute
+from ziggurat.engine.run import execute
 from ziggurat.io.common import crs_equal
 
 from conftest import SAMPLE_DEM, position_raster, read_tile

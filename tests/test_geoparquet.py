@@ -13,8 +13,8 @@ import pytest
 import shapely
 
 from ziggurat import engine
-from ziggurat.errors import RecipeError
-from ziggurat.reproduce import verify
+from ziggurat.audit.checks import verify
+from ziggurat.core.errors import RecipeError
 
 from conftest import SAMPLE_DEM
 

@@ -17,8 +17,8 @@ import shapely
 from affine import Affine
 from rasterio.warp import transform_bounds
 
-from ziggurat.errors import GridError
-from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.core.errors import GridError
+from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
 
 MERC = 20037508.342789244  # pi * 6378137, what morecantile's WebMercatorQuad uses
 

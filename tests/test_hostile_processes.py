@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from ziggurat import interrupts
-from ziggurat.engine import execute
-from ziggurat.errors import ProcessError, ProcessLoadError
+from ziggurat.core import interrupts
+from ziggurat.core.errors import ProcessError, ProcessLoadError
+from ziggurat.engine.run import execute
 
 from conftest import position_raster
 

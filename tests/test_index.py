@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from rasterio.windows import Window
 
 from ziggurat.cli import main
-from ziggurat.errors import OutputError
+from ziggurat.core.errors import OutputError
 from ziggurat.io.common import crs_equal
-from ziggurat.records.index import write_index, write_vrts
+from ziggurat.records.catalog.index import write_index, write_vrts
 
 from pyramid_helpers import NODATA, extent, make_recipe, mosaic, run, tiles_on_disk
 

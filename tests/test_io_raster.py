@@ -15,9 +15,9 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-import ziggurat.io.raster as raster_mod
-from ziggurat.errors import InputError
-from ziggurat.grid import Bounds, Grid, Tile
+import ziggurat.io.inputs.raster as raster_mod
+from ziggurat.core.errors import InputError
+from ziggurat.core.grid import Bounds, Grid, Tile
 from ziggurat.io import RasterInput, RasterTileInput, open_input
 from ziggurat.recipe import InputConfig
 
@@ -423,7 +423,7 @@ def test_untransformable_source_does_not_crash(tmp_path, caplog):
     make_raster(path, Affine(70_000.0, 0, -7_000_000, 0, -70_000.0, 7_000_000),
                 "+proj=ortho +lat_0=0 +lon_0=0 +datum=WGS84", (200, 200), nodata=-1)
     grid = geodetic(pixelbuffer=4)
-    with caplog.at_level("WARNING", logger="ziggurat.io.raster"):
+    with caplog.at_level("WARNING", logger="ziggurat.io.inputs.raster"):
         inp = RasterInput(config(path), grid)
     assert inp.bounds == grid.bounds()
     assert "assuming the whole grid" in caplog.text

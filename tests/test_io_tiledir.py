@@ -19,8 +19,8 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
 import ziggurat
-from ziggurat.errors import InputError, OutputError
-from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.core.errors import InputError, OutputError
+from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io import TileDirectoryInput, TileDirectoryOutput, open_input, open_output
 from ziggurat.recipe import InputConfig, OutputConfig
 
@@ -205,7 +205,7 @@ def test_writes_leave_no_temporary_files(output):
 
 
 def test_failed_write_removes_temporary_file_and_keeps_old_tile(output, monkeypatch):
-    import ziggurat.io.folder as folder_module
+    import ziggurat.io.outputs.folder as folder_module
 
     ptile = output.grid.tile(ZOOM, 4, 17)
     output.write(ptile, position_values(ptile))
@@ -230,7 +230,7 @@ def test_failed_write_removes_temporary_file_and_keeps_old_tile(output, monkeypa
 
 
 def test_write_all_raises_rather_than_leave_a_short_file(tmp_path, monkeypatch):
-    from ziggurat.io.atomic import write_all
+    from ziggurat.io.storage.atomic import write_all
 
     path = tmp_path / "t.bin"
     write_all(path, b"x" * 1000)

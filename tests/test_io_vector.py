@@ -16,9 +16,9 @@ import pytest
 import shapely
 from shapely.geometry import mapping
 
-from ziggurat.errors import InputError
-from ziggurat.geometry import reproject_one, wrap_longitudes
-from ziggurat.grid import Grid
+from ziggurat.core.errors import InputError
+from ziggurat.core.geometry import reproject_one, wrap_longitudes
+from ziggurat.core.grid import Grid
 from ziggurat.io import VectorInput, VectorTileInput, open_input
 from ziggurat.recipe import load_recipe
 
@@ -157,7 +157,7 @@ def test_invalid_geometries_are_repaired_or_dropped_with_a_warning(tmp_path, cap
     path = write_layer(tmp_path / "bad.geojson", [(bowtie, {"k": 1}), (flat, {"k": 2}), (good, {"k": 3})],
                        properties={"k": "int"})
     grid = Grid.from_name("geodetic")
-    with caplog.at_level(logging.INFO, logger="ziggurat.io.vector"):
+    with caplog.at_level(logging.INFO, logger="ziggurat.io.inputs.vector"):
         feats = VectorInput(config(path, name="parcels"), grid).for_tile(grid.tile_at(1, 1, 2)).read()
     assert [f["properties"]["k"] for f in feats] == [1, 3]
     fixed = feats[0]["geometry"]
@@ -169,7 +169,7 @@ def test_invalid_geometries_are_repaired_or_dropped_with_a_warning(tmp_path, cap
 
 def test_real_land_polygons_memory_and_file_index_agree(caplog):
     grid = Grid.from_name("geodetic", pixelbuffer=4)
-    with caplog.at_level(logging.INFO, logger="ziggurat.io.vector"):
+    with caplog.at_level(logging.INFO, logger="ziggurat.io.inputs.vector"):
         mem = VectorInput(config(LANDPOLY, index="memory"), grid)
         tile = grid.tile_at(-100.0, 70.0, 4)  # Canadian Arctic: touches the invalid polygons
         a = mem.for_tile(tile).read()

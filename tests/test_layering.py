@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ziggurat.grid import Grid
+from ziggurat.core.grid import Grid
 from ziggurat.io import (
     INPUT_FORMATS,
     OUTPUT_FORMATS,
@@ -25,32 +25,38 @@ from ziggurat.recipe import InputConfig, OutputConfig
 
 from conftest import REPO
 
-SRC = REPO / "src" / "ziggurat"
+SRC = REPO / "src"
 
-#: The stages in the order a run passes them (ARCHITECTURE.md); a module may import its own
-#: stage and earlier ones, never a later one.
+#: The stages in the order a run passes them (ARCHITECTURE.md and each package's docstring say the
+#: same); a module may import its own stage and earlier ones, never a later one, and no module
+#: may reach itself through imports (lazy ones included).
 STAGES: list[tuple[str, ...]] = [
-    ("ziggurat", "ziggurat.errors", "ziggurat.bounds", "ziggurat.grid", "ziggurat.geometry", "ziggurat.tasks",
-     "ziggurat.location", "ziggurat.mapchete_grid", "ziggurat.tilelayout", "ziggurat.interrupts"),
-    ("ziggurat.recipe",),
-    ("ziggurat.io",),
-    ("ziggurat.process", "ziggurat.compat"),
-    ("ziggurat.records",),
-    ("ziggurat.plan",),
-    ("ziggurat.executors",),
-    ("ziggurat.engine", "ziggurat.slowtiles", "ziggurat.summary"),
-    ("ziggurat.reproduce", "ziggurat.status", "ziggurat.remote_checks", "ziggurat.scaffold"),
-    ("ziggurat.serve",),
-    ("ziggurat.cli",),
+    ("ziggurat_boot",),                      # 0: signals and the forkserver, standard library only
+    ("ziggurat.core",),                      # 1: shared values, the format table
+    ("ziggurat.recipe",),                    # 2: YAML -> a validated, frozen Recipe
+    ("ziggurat.io",),                        # 3: storage/, outputs/, inputs/, the driver registries
+    ("ziggurat.process",),                   # 4: the process module and mapchete's API (compat/)
+    ("ziggurat.plan",),                      # 5: which tiles, in which order
+    ("ziggurat.executors",),                 # 6: where tiles run
+    ("ziggurat.records",),                   # 7: ledger, provenance, lock, remote copy; catalog/
+    ("ziggurat.engine",),                    # 8: execute(): outcomes to their subscribers
+    ("ziggurat.audit",),                     # 9: plan report, verify, reproduce, status
+    ("ziggurat.serve",),                     # 10: the preview web map
+    ("ziggurat.cli", "ziggurat_command"),    # 11: the command line and its entry point
+    ("ziggurat",),                           # 12: the curated public API (`ziggurat/__init__.py` only)
 ]
+MAX_LINES = 400
+MAX_FUNCTION_LINES = 60
 
 
 def stage_of(module: str) -> int:
-    """Index of the stage a dotted module belongs to (the longest matching prefix)."""
+    """Index of the stage a dotted module belongs to (the longest matching prefix; the root
+    package itself only by its exact name)."""
     best, best_len = None, -1
     for index, prefixes in enumerate(STAGES):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+            match = module == prefix or (prefix != "ziggurat" and module.startswith(prefix + "."))
+            if match and len(prefix) > best_len:
                 best, best_len = index, len(prefix)
     if best is None:
         raise AssertionError(f"module {module} belongs to no stage; add it to STAGES and ARCHITECTURE.md")
@@ -58,20 +64,24 @@ def stage_of(module: str) -> int:
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
+def _ours(name: str) -> bool:
+    return name.split(".")[0] in ("ziggurat", "ziggurat_boot", "ziggurat_command")
+
+
 def imported_modules(source: str, known: set[str]) -> list[tuple[int, str]]:
-    """(line, module) for every ziggurat import, also those inside functions (lazy imports)."""
+    """(line, module) for every import of our modules, also those inside functions (lazy imports)
+    and under `if TYPE_CHECKING:`."""
     out = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            out += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "ziggurat"]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
-                and node.module.split(".")[0] == "ziggurat":
+            out += [(node.lineno, a.name) for a in node.names if _ours(a.name)]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and _ours(node.module):
             for alias in node.names:  # `from ziggurat.cli import commands` imports a module
                 candidate = f"{node.module}.{alias.name}"
                 out.append((node.lineno, candidate if candidate in known else node.module))
@@ -92,32 +102,123 @@ def violations(modules: dict[str, str]) -> list[str]:
     return found
 
 
+def cycles(modules: dict[str, str]) -> list[list[str]]:
+    """Every group of modules that reach each other through imports (strongly connected
+    components of more than one module, or a module importing itself), sorted."""
+    known = set(modules)
+    graph = {name: sorted({target for _, target in imported_modules(source, known) if target in known})
+             for name, source in modules.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):   # Tarjan's algorithm, iterative (no recursion limit on long chains)
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            if i < len(graph[node]):
+                work.append((node, i + 1))
+                nxt = graph[node][i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1 or node in graph[node]:
+                    found.append(sorted(group))
+    return sorted(found)
+
+
 def _sources() -> dict[str, str]:
     return {module_name(p): p.read_text(encoding="utf-8") for p in SRC.rglob("*.py")}
+
+
+def test_every_module_under_src_is_scanned():
+    names = set(_sources())
+    assert {"ziggurat_boot", "ziggurat_command", "ziggurat", "ziggurat.engine.run"} <= names
 
 
 def test_imports_point_one_way():
     assert violations(_sources()) == []
 
 
+def test_no_import_cycle_anywhere():
+    assert cycles(_sources()) == []
+
+
 def test_the_layering_check_catches_an_import_of_a_later_stage():
-    modules = {"ziggurat.io.raster": "from ziggurat.engine import execute\n",
-               "ziggurat.records.stac": "def f():\n    import ziggurat.cli\n",
-               "ziggurat.engine": "from ziggurat.io import open_output\n",
-               "ziggurat.cli": "from ziggurat.cli import commands\n", "ziggurat.cli.commands": ""}
+    modules = {"ziggurat.io.inputs.raster": "from ziggurat.engine.run import execute\n",
+               "ziggurat.records.catalog.stac": "def f():\n    import ziggurat.cli\n",
+               "ziggurat.engine.run": "from ziggurat.io import open_output\n",
+               "ziggurat.cli": "from ziggurat.cli import commands\n", "ziggurat.cli.commands": "",
+               "ziggurat_boot": "from ziggurat.core.grid import Grid\n"}
     found = violations(modules)
-    assert len(found) == 2
-    assert found[0].startswith("ziggurat.io.raster:1 imports ziggurat.engine")
-    assert found[1].startswith("ziggurat.records.stac:2 imports ziggurat.cli")
+    assert len(found) == 3
+    assert found[0].startswith("ziggurat.io.inputs.raster:1 imports ziggurat.engine.run")
+    assert found[1].startswith("ziggurat.records.catalog.stac:2 imports ziggurat.cli")
+    assert found[2].startswith("ziggurat_boot:1 imports ziggurat.core.grid")
     with pytest.raises(AssertionError, match="belongs to no stage"):
         stage_of("other.module")
+    assert stage_of("ziggurat") == len(STAGES) - 1 and stage_of("ziggurat.core.grid") == 1
+
+
+def test_the_cycle_check_catches_a_planted_cycle_even_inside_a_stage_and_through_lazy_imports():
+    modules = {name: "" for name in _sources()}
+    assert cycles(modules) == []
+    planted = dict(modules)
+    planted["ziggurat.recipe.model"] = "from ziggurat.recipe.inputs import InputSection\n"
+    planted["ziggurat.recipe.inputs"] = "def load():\n    from ziggurat.recipe import model\n"
+    planted["ziggurat.core.grid"] = "import ziggurat.core.grid\n"
+    assert cycles(planted) == [["ziggurat.core.grid"], ["ziggurat.recipe.inputs", "ziggurat.recipe.model"]]
+    planted = {"a.x": "", "ziggurat.io.x": "from ziggurat.io.y import f\n",
+               "ziggurat.io.y": "from ziggurat.io.z import g\n", "ziggurat.io.z": "import ziggurat.io.x\n"}
+    assert cycles(planted) == [["ziggurat.io.x", "ziggurat.io.y", "ziggurat.io.z"]]
 
 
 def test_every_module_belongs_to_a_stage_and_stays_small():
     for path in SRC.rglob("*.py"):
         stage_of(module_name(path))
         lines = len(path.read_text(encoding="utf-8").splitlines())
-        assert lines <= 440, f"{path.relative_to(REPO)} has {lines} lines: split it (about 400 at most)"
+        assert lines <= MAX_LINES, f"{path.relative_to(REPO)} has {lines} lines: split it (at most {MAX_LINES})"
+
+
+def test_functions_stay_short():
+    long = [f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in SRC.rglob("*.py")
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and (node.end_lineno or node.lineno) - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert long == []
+
+
+def test_every_package_says_its_stage_in_the_order_of_the_architecture():
+    """Each stage package's docstring names its stage number, as ARCHITECTURE.md and STAGES do."""
+    text = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    for number, prefixes in enumerate(STAGES):
+        for prefix in prefixes:
+            if prefix.startswith("ziggurat.") and prefix.count(".") == 1:
+                init = SRC / Path(*prefix.split(".")) / "__init__.py"
+                doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+                assert doc.startswith(f"Stage {number},"), f"{init.relative_to(REPO)}: expected 'Stage {number}, ...'"
+                assert f"{number:>2}  {prefix.split('.')[1]}/" in text, f"ARCHITECTURE.md: stage {number} {prefix}"
 
 
 def test_the_engine_and_records_never_probe_outputs_or_executors():
@@ -152,7 +253,7 @@ def test_every_output_driver_implements_the_output_protocol(tmp_path, fmt, name)
 
 
 def test_single_file_output_is_not_a_tile_directory():
-    from ziggurat.io.folder import TileFolder
+    from ziggurat.io.outputs.folder import TileFolder
 
     assert not issubclass(SingleFileOutput, TileFolder)
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 import time
 
-from ziggurat.engine import execute
+from ziggurat.audit.checks import verify
+from ziggurat.engine.run import execute
 from ziggurat.records.ledger import Ledger, ledger_path
 from ziggurat.records.provenance import read_manifest
-from ziggurat.reproduce import verify
 
 from pyramid_helpers import make_recipe, tiles_on_disk
 
@@ -58,7 +58,7 @@ def test_overwrite_redoes_the_planned_tiles_and_replaces_their_rows(tmp_path):
 
 
 def _planned(recipe, zoom):
-    from ziggurat.engine import load, plan
+    from ziggurat.engine.run import load, plan
 
     return [t.index for t in plan(load(recipe), zoom=zoom).tiles()]
 
@@ -95,7 +95,7 @@ def test_an_output_without_a_ledger_adopts_its_tiles(tmp_path):
 
 def test_sweeping_temporaries_respects_other_hosts(tmp_path):
     """On a cluster, another host's PID means nothing here: its temporaries go only when old."""
-    from ziggurat.io.atomic import FOREIGN_TMP_AGE, HOST, sweep_tmp
+    from ziggurat.io.storage.atomic import FOREIGN_TMP_AGE, HOST, sweep_tmp
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ziggurat.errors import RecipeError
-from ziggurat.io.storage_options import gdal_options, normalise, obstore_config
-from ziggurat.location import Location, gdal_path
+from ziggurat.core.errors import RecipeError
+from ziggurat.core.location import Location, gdal_path
+from ziggurat.io.storage.options import gdal_options, normalise, obstore_config
 from ziggurat.recipe import load_recipe
 
 

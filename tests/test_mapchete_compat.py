@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from ziggurat.compat import shim
-from ziggurat.engine import execute
-from ziggurat.errors import ProcessError, RecipeError
+from ziggurat.core.errors import ProcessError, RecipeError
+from ziggurat.engine.run import execute
+from ziggurat.process.compat import shim
 from ziggurat.recipe import load_recipe
 
 from conftest import DATA, position_raster
@@ -111,7 +111,7 @@ def test_parameters_the_process_does_not_take_warn_and_are_not_passed(tmp_path, 
         "return dem", "return dem * gain")
     recipe = write_recipe(recipe_text(src, tmp_path / "out", extra="process_parameters:\n  gain: 2\n  unused: 3\n"),
                           name="r.mapchete", process=process)
-    with caplog.at_level(logging.WARNING, logger="ziggurat.process"):
+    with caplog.at_level(logging.WARNING, logger="ziggurat.process.load"):
         summary = execute(recipe, executor="sequential")
     assert summary.ok
     assert any("does not take 'unused'" in r.getMessage() and "r.mapchete:" in r.getMessage() for r in caplog.records)
@@ -317,7 +317,7 @@ def test_grid_as_a_mapchete_mapping(tmp_path, src, write_recipe):
 
 
 def test_tile_path_schema_col_first_is_written_verified_described_and_read(tmp_path, src, write_recipe):
-    from ziggurat.reproduce import verify
+    from ziggurat.audit.checks import verify
 
     out = tmp_path / "out"
     text = recipe_text(src, out, output_extra="  tile_path_schema: '{zoom}/{col}/{row}.{extension}'\n")

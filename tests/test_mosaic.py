@@ -15,9 +15,9 @@ from affine import Affine
 from click.testing import CliRunner
 
 from ziggurat.cli import main
-from ziggurat.engine import execute
-from ziggurat.errors import InputError, RecipeError
-from ziggurat.grid import Grid
+from ziggurat.core.errors import InputError, RecipeError
+from ziggurat.core.grid import Grid
+from ziggurat.engine.run import execute
 from ziggurat.io import MosaicInput, open_input
 from ziggurat.recipe import load_recipe
 from ziggurat.records.provenance import read_manifest
@@ -202,16 +202,16 @@ def test_members_are_fingerprinted_and_a_changed_member_stales_only_its_tiles(tm
 def test_the_index_is_cached_so_reruns_do_not_reopen_headers(tmp_path, caplog):
     make_dems(tmp_path / "dem")
     recipe = _recipe(tmp_path, "[dem/*.tif]", out="tiles")
-    import ziggurat.io.mosaic_index as mi
+    import ziggurat.io.inputs.mosaic_index as mi
 
     mi._SEEN.clear()
-    with caplog.at_level(logging.INFO, logger="ziggurat.io.mosaic_index"):
+    with caplog.at_level(logging.INFO, logger="ziggurat.io.inputs.mosaic_index"):
         execute(recipe, executor="sequential")
     assert "read 3 of 3 member headers" in caplog.text
     assert list((tmp_path / "tiles" / ".ziggurat" / "cache").glob("mosaic-inp-*.json"))
     mi._SEEN.clear()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="ziggurat.io.mosaic_index"):
+    with caplog.at_level(logging.INFO, logger="ziggurat.io.inputs.mosaic_index"):
         execute(recipe, executor="sequential", overwrite=True)
     assert "member headers" not in caplog.text
 
@@ -284,7 +284,7 @@ def test_the_merge_dem_recipe_keeps_the_main_pixels_and_fills_its_gap(tmp_path):
 
 
 def test_a_native_grid_tile_directory_opens_through_its_stac_item(tmp_path):
-    from ziggurat.records.stac import item_path
+    from ziggurat.records.catalog.parts import item_path
 
     src, data, recipe = _native(tmp_path, "tiles")
     assert execute(recipe, executor="sequential").ok

@@ -14,7 +14,7 @@ import rasterio
 import yaml
 
 from ziggurat import ProcessError
-from ziggurat.engine import execute
+from ziggurat.engine.run import execute
 
 TILE = (6, 10, 20)
 #: values encode row and col; a masked square in the corner; the first row spans -300..300

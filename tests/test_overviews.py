@@ -9,8 +9,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from ziggurat.engine import execute
-from ziggurat.grid import Bounds
+from ziggurat.core.grid import Bounds
+from ziggurat.engine.run import execute
 from ziggurat.records.provenance import read_manifest, read_tile_records
 
 from pyramid_helpers import NODATA, make_recipe, mosaic, tiles_on_disk
@@ -149,10 +149,10 @@ def test_a_regional_update_rebuilds_only_the_affected_ancestors_and_descendants(
 def test_a_higher_tile_waits_for_its_parents_neighbours():
     """The schedule hands out a higher tile only once its parent and the parent's neighbours in the
     run are done: it reads their edge pixels."""
-    from ziggurat.grid import Grid
+    from ziggurat.core.grid import Grid
+    from ziggurat.core.tasks import WAIT, OverviewTask
     from ziggurat.plan.schedule import Schedule
     from ziggurat.plan.tiles import Plan
-    from ziggurat.tasks import WAIT, OverviewTask
 
     grid = Grid.from_name("geodetic")
     first, last = grid.tile_bounds(6, 10, 20), grid.tile_bounds(6, 12, 22)

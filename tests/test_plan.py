@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ziggurat.engine import dry_run, execute
+from ziggurat.audit.report import dry_run
+from ziggurat.engine.run import execute
 
 from pyramid_helpers import make_recipe
 
@@ -94,8 +95,8 @@ def test_run_sizer_is_guided_capped_and_shortens_for_slow_tiles():
 def test_runs_along_the_curve_give_the_same_tiles_as_neighbours():
     """With a run sizer, the source hands out the plan's tiles along the curve, cut into runs of
     neighbours that shrink towards the end; without one, in rows."""
+    from ziggurat.core.grid import Bounds, Grid
     from ziggurat.executors.feeder import Feeder
-    from ziggurat.grid import Bounds, Grid
     from ziggurat.plan.order import RunSizer
     from ziggurat.plan.schedule import PlanSource
     from ziggurat.plan.tiles import Plan

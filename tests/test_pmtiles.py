@@ -16,7 +16,7 @@ from rasterio.io import MemoryFile
 from starlette.testclient import TestClient
 
 from ziggurat import engine
-from ziggurat.errors import OutputError
+from ziggurat.core.errors import OutputError
 from ziggurat.serve import create
 from ziggurat.serve.pmtiles import pack_pmtiles
 

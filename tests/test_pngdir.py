@@ -7,7 +7,7 @@ import pytest
 import rasterio
 
 from ziggurat import OutputError
-from ziggurat.engine import execute
+from ziggurat.engine.run import execute
 from ziggurat.io import open_input
 from ziggurat.recipe import load_recipe
 

@@ -15,7 +15,7 @@ import pytest
 import rasterio
 
 from ziggurat import Grid, ProcessError
-from ziggurat.engine import execute
+from ziggurat.engine.run import execute
 from ziggurat.executors.shm import PREFIX, SlotPool, sweep_stale
 
 from conftest import position_raster, read_tile
@@ -287,7 +287,7 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path, write_recipe):
     marker = tmp_path / "script-ran.txt"
     script = tmp_path / "script.py"
     script.write_text(
-        "from ziggurat.engine import execute\n"
+        "from ziggurat.engine.run import execute\n"
         f"with open({str(marker)!r}, 'a') as f:\n"
         "    f.write('ran\\n')\n"
         f"summary = execute({str(recipe)!r}, executor='processes', workers=2)\n"
@@ -411,7 +411,7 @@ def test_each_worker_gets_its_share_of_gdals_block_cache(tmp_path, write_recipe,
 
 def test_a_small_run_keeps_both_workers_busy(tmp_path):
     """16 tiles on 2 workers: the runs of neighbouring tiles shrink so both workers get some."""
-    from ziggurat.engine import execute
+    from ziggurat.engine.run import execute
 
     (tmp_path / "pid.py").write_text("import os, time\nimport numpy as np\n\ndef execute(src):\n"
                                      "    time.sleep(0.2)\n"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ziggurat.engine import execute
-from ziggurat.errors import OutputError, RecipeError
+from ziggurat.core.errors import OutputError, RecipeError
+from ziggurat.engine.run import execute
 from ziggurat.recipe import load_recipe
 
 from provenance_helpers import make_recipe
@@ -67,11 +67,11 @@ def test_debug_shows_the_whole_cause_chain(tmp_path):
                            timeout=120)
     assert debug.returncode != 0
     assert "The above exception was the direct cause of the following exception" in debug.stderr
-    assert debug.stderr.rstrip().splitlines()[-1].startswith("ziggurat.errors.RecipeError")
+    assert debug.stderr.rstrip().splitlines()[-1].startswith("ziggurat.core.errors.RecipeError")
 
 
 def test_an_input_error_in_the_pool_workers_is_reported_as_itself(tmp_path):
-    from ziggurat.errors import ProcessError
+    from ziggurat.core.errors import ProcessError
 
     recipe = make_recipe(tmp_path)
     (tmp_path / "src.tif").write_bytes(b"this is not a GeoTIFF")   # it exists, but no worker can open it

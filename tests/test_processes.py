@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ziggurat import Empty
-from ziggurat.grid import Grid
+from ziggurat.core.grid import Grid
 from ziggurat_processes import convert
 from ziggurat_processes import hillshade as hs
 from ziggurat_processes.hillshade import EARTH_RADIUS, hillshade

@@ -12,7 +12,8 @@ import rasterio
 import yaml
 
 from ziggurat import ProcessError
-from ziggurat.engine import execute
+from ziggurat.audit.checks import verify
+from ziggurat.engine.run import execute
 from ziggurat.io.checksum import compare_fingerprints, fingerprint_input
 from ziggurat.recipe import load_recipe
 from ziggurat.records.provenance import (
@@ -25,7 +26,6 @@ from ziggurat.records.provenance import (
     read_manifest,
     read_tile_records,
 )
-from ziggurat.reproduce import verify
 
 from conftest import REPO, SAMPLE_DEM
 from provenance_helpers import make_recipe, sha256, tile_bytes
@@ -233,7 +233,7 @@ def test_provenance_links_for_a_stac_item(tmp_path):
 
 
 def test_the_stac_item_links_to_the_saved_recipe_and_manifest(tmp_path):
-    from ziggurat.records.stac import item_path
+    from ziggurat.records.catalog.parts import item_path
 
     _run(make_recipe(tmp_path), zoom=6)
     out = tmp_path / "out"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ziggurat.engine import execute
+from ziggurat.engine.run import execute
 
 from provenance_helpers import make_recipe
 
@@ -56,7 +56,7 @@ def execute(src):
 def test_a_second_run_into_one_output_is_refused_naming_the_holder(tmp_path):
     import signal
 
-    from ziggurat.errors import OutputError
+    from ziggurat.core.errors import OutputError
     from ziggurat.records.provenance import read_manifest
 
     from polling import wait_until
@@ -86,8 +86,8 @@ def test_a_full_disk_under_the_ledger_is_one_clear_error(tmp_path):
     folder.mkdir()
     code = textwrap.dedent(f"""
         import os, sys
-        from ziggurat.errors import OutputError
-        from ziggurat.grid import TileIndex
+        from ziggurat.core.errors import OutputError
+        from ziggurat.core.grid import TileIndex
         from ziggurat.records.ledger import Ledger, TileRecord
         ledger = Ledger({str(folder)!r})
         with open({str(folder / "filler")!r}, "wb") as fh:      # fill the file system

@@ -18,8 +18,8 @@ import pytest
 import rasterio
 from affine import Affine
 
-from ziggurat.errors import RecipeError
-from ziggurat.grid import Bounds, Grid
+from ziggurat.core.errors import RecipeError
+from ziggurat.core.grid import Bounds, Grid
 from ziggurat.recipe import FrozenDict, InputConfig, Recipe, load_recipe, parse_zoom_levels
 
 MINIMAL = """\

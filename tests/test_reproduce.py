@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from ziggurat.audit.checks import reproduce, verify
 from ziggurat.cli import main
-from ziggurat.engine import execute
-from ziggurat.errors import ProvenanceError
+from ziggurat.core.errors import ProvenanceError
+from ziggurat.engine.run import execute
 from ziggurat.records.provenance import list_runs, provenance_dir, read_manifest, read_tile_records
-from ziggurat.reproduce import reproduce, verify
 
 from provenance_helpers import make_recipe, make_source, sha256, tile_bytes
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from ziggurat.engine import dry_run, execute
-from ziggurat.errors import OutputError
-from ziggurat.grid import TileIndex
+from ziggurat.audit.checks import status, verify
+from ziggurat.audit.report import dry_run
+from ziggurat.core.errors import OutputError
+from ziggurat.core.grid import TileIndex
+from ziggurat.engine.run import execute
 from ziggurat.records.ledger import Ledger
 from ziggurat.records.provenance import read_manifest
-from ziggurat.reproduce import verify
-from ziggurat.status import status
 
 from polling import wait_until
 from provenance_helpers import PROCESS, bounds_text, make_recipe, make_source, tile_bytes
@@ -300,7 +300,7 @@ def execute(src, tile):
 
 
 def test_an_input_changed_during_the_run_is_an_error_and_its_tiles_are_rebuilt(tmp_path):
-    from ziggurat.errors import InputError
+    from ziggurat.core.errors import InputError
 
     recipe = make_recipe(tmp_path, process=CHANGES_ITS_INPUT, params="{}")
     with pytest.raises(InputError, match="input changed during the run: src .*rerun to rebuild"):

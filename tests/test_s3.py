@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from ziggurat.engine import execute
-from ziggurat.errors import OutputError
+from ziggurat.core.errors import OutputError
+from ziggurat.engine.run import execute
 
 from conftest import S3_ENV, position_raster
 
@@ -111,8 +111,7 @@ def test_resume_from_a_fresh_machine_is_a_constant_few_requests(tmp_path: Path, 
 
 
 def test_verify_and_status_read_the_bucket(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path]) -> None:
-    from ziggurat.reproduce import verify
-    from ziggurat.status import status
+    from ziggurat.audit.checks import status, verify
 
     execute(remote_recipe(tmp_path, bucket, write_recipe), executor="sequential")
     result = verify(f"s3://{bucket}/out")
@@ -134,7 +133,7 @@ def test_verify_and_status_read_the_bucket(tmp_path: Path, bucket: str, write_re
 
 def test_a_second_run_into_the_same_bucket_output_is_refused(tmp_path: Path, bucket: str,
                                                               write_recipe: Callable[..., Path]) -> None:
-    from ziggurat.io.atomic import HOST
+    from ziggurat.io.storage.atomic import HOST
 
     recipe = remote_recipe(tmp_path, bucket, write_recipe)
     holder = {"pid": 1, "host": HOST + "-other", "started": "2026-12-01T00:00:00+00:00",
@@ -266,7 +265,7 @@ def test_kill_9_then_a_rerun_from_a_fresh_machine_gives_identical_objects(tmp_pa
     assert again.returncode == 0, again.stderr
     assert "skipped" in again.stdout and " 0 skipped" not in again.stdout  # it resumed
     assert tile_objects(bucket, "out/") == tile_objects(bucket, "clean/")
-    from ziggurat.reproduce import verify
+    from ziggurat.audit.checks import verify
 
     assert verify(f"s3://{bucket}/out").ok
 
@@ -506,7 +505,7 @@ output: {{path: '{out}', format: {fmt}, schema: {{geometry: Polygon, properties:
                for p in (tmp_path / "local").rglob(f"*{suffix}")}
     assert remote.output_tiles == local.output_tiles == len(on_disk) > 0
     assert tile_objects(bucket, "vec/") == on_disk
-    from ziggurat.reproduce import verify
+    from ziggurat.audit.checks import verify
 
     assert verify(f"s3://{bucket}/vec").ok
 
@@ -531,7 +530,7 @@ def test_two_concurrent_runs_the_second_refuses(tmp_path: Path, bucket: str, wri
     assert first.returncode == 0, err
     assert second.returncode != 0 and "is being written by another run" in second.stderr, second.stderr
     assert "Traceback" not in second.stderr
-    from ziggurat.reproduce import verify
+    from ziggurat.audit.checks import verify
 
     assert verify(f"s3://{bucket}/out").ok
 
@@ -539,7 +538,7 @@ def test_two_concurrent_runs_the_second_refuses(tmp_path: Path, bucket: str, wri
 def test_plan_reads_the_bucket_records_and_checks_the_bucket(tmp_path: Path, bucket: str,
                                                              write_recipe: Callable[..., Path],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from ziggurat.engine import dry_run
+    from ziggurat.audit.report import dry_run
 
     recipe = remote_recipe(tmp_path, bucket, write_recipe)
     assert sum(z.recorded for z in dry_run(recipe).zooms) == 0  # nothing there yet: not an error
@@ -595,7 +594,7 @@ def test_missing_credentials_are_one_clear_error_naming_the_output(tmp_path: Pat
 
 def test_a_single_cog_in_a_bucket(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from ziggurat.reproduce import verify
+    from ziggurat.audit.checks import verify
 
     src = str(dem(tmp_path))
     extra = ", cog: true"
@@ -621,9 +620,9 @@ def test_a_single_cog_in_a_bucket(tmp_path: Path, bucket: str, write_recipe: Cal
 def test_a_failed_listing_page_is_retried_from_where_it_stopped(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from ziggurat.io import store as store_module
-    from ziggurat.io.store import STATS, ObjectStore
-    from ziggurat.location import Location
+    from ziggurat.core.location import Location
+    from ziggurat.io.storage import store as store_module
+    from ziggurat.io.storage.store import STATS, ObjectStore
 
     monkeypatch.setattr(store_module, "LIST_PAGE", 100)  # chunks handed out; S3 pages hold 1,000
     client = s3()
@@ -642,7 +641,7 @@ def test_a_failed_listing_page_is_retried_from_where_it_stopped(bucket: str, mon
 
 
 def test_only_real_server_errors_are_transient() -> None:
-    from ziggurat.io.store import _transient
+    from ziggurat.io.storage.store import _transient
 
     not_found = ("Generic S3 error: Error performing GET http://x/b/k in 5.00312ms - Server returned non-2xx "
                  "status code: 404 Not Found: <Error><Code>NoSuchBucket</Code><RequestId>A503B500</RequestId>")

@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from starlette.testclient import TestClient
 
-from ziggurat.engine import execute
+from ziggurat.engine.run import execute
 from ziggurat.serve import create
 
 from conftest import REPO, _free_port

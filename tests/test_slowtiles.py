@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ziggurat import slowtiles
-from ziggurat.engine import execute
-from ziggurat.grid import TileIndex
+from ziggurat.core.grid import TileIndex
+from ziggurat.engine import slowtiles
+from ziggurat.engine.run import execute
 
 SLOW = """
 import time
@@ -41,7 +41,7 @@ def test_the_slow_tile_is_named_during_the_run(tmp_path: Path, monkeypatch: pyte
         bounds: [5, 30, 30, 40]
         output: {{path: {tmp_path / 'out'}, dtype: float32}}
     """))
-    with caplog.at_level(logging.WARNING, logger="ziggurat.engine"):
+    with caplog.at_level(logging.WARNING, logger="ziggurat.engine.run"):
         summary = execute(recipe, executor=executor, workers=2)
     assert summary.ok and summary.written > 10
     lines = [r.getMessage() for r in caplog.records if "has been running for" in r.getMessage()]

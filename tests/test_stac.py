@@ -17,11 +17,11 @@ from rasterio.windows import Window
 from stac_schemas import validate
 from ziggurat import RecipeError
 from ziggurat.cli import main
-from ziggurat.engine import execute
-from ziggurat.grid import Grid
+from ziggurat.core.grid import Grid
+from ziggurat.engine.run import execute
 from ziggurat.io.common import crs_equal
-from ziggurat.records.stac import TILED_ASSETS_SCHEMA, build_item, item_path, tile_matrix
-from ziggurat.records.tileset import ZoomLimits
+from ziggurat.records.catalog.stac import TILED_ASSETS_SCHEMA, build_item, item_path, tile_matrix
+from ziggurat.records.catalog.tileset import ZoomLimits
 
 from pyramid_helpers import NODATA, extent, make_recipe, mosaic, run, tiles_on_disk
 
@@ -476,7 +476,7 @@ def test_every_raster_run_writes_a_quicklook_and_the_item_lists_it(tmp_path):
 
 
 def test_no_automatic_quicklook_where_it_would_read_too_many_tiles(tmp_path, monkeypatch):
-    from ziggurat.records import quicklook
+    from ziggurat.records.catalog import quicklook
 
     monkeypatch.setattr(quicklook, "RUN_MAX_TILES", 3)
     recipe, _ = make_recipe(tmp_path, "geodetic", zooms=(6, 6))     # 9 tiles, no coarser zoom
@@ -493,14 +493,14 @@ def test_quicklook_colormaps_are_rio_tilers_without_importing_it():
 
     from rio_tiler.colormap import cmap
 
-    from ziggurat.records.quicklook import colormap_table
+    from ziggurat.records.catalog.quicklook import colormap_table
 
     for name in ("viridis", "terrain", "greys_r", "rdylgn"):
         lut = np.zeros((256, 4), np.uint8)
         for value, rgba in cmap.get(name).items():
             lut[int(value)] = rgba
         assert (colormap_table(name) == lut).all(), name
-    code = ("import sys, numpy as np; from ziggurat.records.quicklook import to_rgba; "
+    code = ("import sys, numpy as np; from ziggurat.records.catalog.quicklook import to_rgba; "
             "to_rgba(np.ma.masked_array(np.arange(16.0).reshape(1, 4, 4)), 'terrain'); "
             "print('rio_tiler' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

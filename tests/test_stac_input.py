@@ -18,10 +18,10 @@ import pytest
 import rasterio
 
 from ziggurat import engine
-from ziggurat.errors import RecipeError
-from ziggurat.grid import Grid
+from ziggurat.core.errors import RecipeError
+from ziggurat.core.grid import Grid
 from ziggurat.io import open_input
-from ziggurat.io.stac_items import records
+from ziggurat.io.inputs.stac_items import records
 from ziggurat.recipe import InputConfig
 
 from conftest import REPO
@@ -353,7 +353,7 @@ def test_api_settings_are_checked(tmp_path, catalog):
 
 
 def test_workers_read_this_runs_search_not_an_earlier_runs(tmp_path, catalog):
-    from ziggurat.io import stac_items
+    from ziggurat.io.inputs import stac_items
 
     options = _options(catalog, **SEASON, **QUERY)
     stale = tmp_path / "cache"

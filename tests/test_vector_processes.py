@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from test_io_vector import write_layer
 from ziggurat.cli import main
-from ziggurat.engine import execute
-from ziggurat.grid import Grid
+from ziggurat.core.grid import Grid
+from ziggurat.engine.run import execute
 from ziggurat.recipe import load_recipe
 from ziggurat_processes.contours import contour_levels, contour_lines
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import shapely
 
-from ziggurat.engine import execute
-from ziggurat.errors import OutputError, ProcessError, RecipeError
-from ziggurat.grid import Grid
+from ziggurat.core.errors import OutputError, ProcessError, RecipeError
+from ziggurat.core.grid import Grid
+from ziggurat.engine.run import execute
 from ziggurat.io import VectorTileDirectoryInput, VectorTileDirectoryOutput, open_input, open_output
-from ziggurat.io.vectordir import conform
+from ziggurat.io.outputs.vectordir import conform
 from ziggurat.recipe import load_recipe
 
 Z = 6

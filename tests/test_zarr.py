@@ -16,8 +16,8 @@ import rasterio
 
 from stac_schemas import validate
 from ziggurat import engine
-from ziggurat.errors import RecipeError
-from ziggurat.reproduce import reproduce, verify
+from ziggurat.audit.checks import reproduce, verify
+from ziggurat.core.errors import RecipeError
 
 from conftest import position_raster
 from pyramid_helpers import kill_9_after, recorded_tiles
@@ -271,9 +271,9 @@ def test_zarr_store_on_object_storage(tmp_path, bucket, monkeypatch):
 
 
 def test_commands_on_a_store_rebuild_its_item_or_say_what_reads_it(tmp_path):
-    from ziggurat.errors import OutputError
-    from ziggurat.records.quicklook import make_quicklook
-    from ziggurat.records.stac import build_item
+    from ziggurat.core.errors import OutputError
+    from ziggurat.records.catalog.quicklook import make_quicklook
+    from ziggurat.records.catalog.stac import build_item
     from ziggurat.serve import target
 
     summary = _run(_recipe(tmp_path, extra="  stac: {id: elevation, license: CC-BY-4.0}\n"))

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ziggurat import Empty
-from ziggurat.compat.types import RasterInput, VectorInput
+from ziggurat.process.compat.types import RasterInput, VectorInput
 from ziggurat_processes.mapchete_processes._common import clip_array_with_vector
 
 

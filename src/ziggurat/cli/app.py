@@ -17,10 +17,11 @@ from typing import Any, Callable
 
 import click
 
-from ziggurat import __version__, interrupts
-from ziggurat.errors import ProcessError, ZigguratError
+from ziggurat.core import interrupts
+from ziggurat.core.errors import ProcessError, ZigguratError
+from ziggurat.core.location import is_url
+from ziggurat.core.version import __version__
 from ziggurat.executors import Executor
-from ziggurat.location import is_url
 from ziggurat.plan.selection import Selection
 
 EXIT_ERROR = 1

@@ -52,7 +52,7 @@ def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: st
                 keep_going: bool, retry_failed: bool, vrt: bool, progress_mode: str,
                 progress_interval: float) -> None:
     """Run RECIPE: process every tile of its zoom levels and area."""
-    from ziggurat.engine import execute, load, prepare
+    from ziggurat.engine.run import execute, load, prepare
 
     dask_timeout = tile_timeout
     if dask_scheduler is not None or (executor or os.environ.get("ZIGGURAT_EXECUTOR")) == "dask":
@@ -92,7 +92,7 @@ def plan_cmd(recipe: str, selection: Selection, as_json: bool) -> None:
     """Dry run: tiles per zoom (process and output), how many the ledger has, estimated size."""
     import json
 
-    from ziggurat.engine import dry_run
+    from ziggurat.audit.report import dry_run
 
     report = dry_run(recipe, selection)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.describe())
@@ -104,11 +104,11 @@ def plan_cmd(recipe: str, selection: Selection, as_json: bool) -> None:
 def processes_cmd(name: str | None) -> None:
     """List the ready-made processes; with NAME (or a .py file), its parameters and docstring."""
     if name is not None:
-        from ziggurat.scaffold import describe_process
+        from ziggurat.cli.scaffold import describe_process
 
         click.echo(describe_process(name).describe())
         return
-    from ziggurat.process import list_processes
+    from ziggurat.process.load import list_processes
 
     for process, summary in list_processes():
         click.echo(f"{process:<16} {summary}")
@@ -121,7 +121,7 @@ def processes_cmd(name: str | None) -> None:
 @debug_option
 def create_cmd(name: str, folder: str) -> None:
     """Start a new process: NAME.py and a recipe NAME.yaml that run as they are."""
-    from ziggurat.scaffold import create_project
+    from ziggurat.cli.scaffold import create_project
 
     for path in create_project(name, folder):
         click.echo(path)
@@ -132,7 +132,7 @@ def create_cmd(name: str, folder: str) -> None:
 @debug_option
 def formats_cmd() -> None:
     """List the input and output formats."""
-    from ziggurat.scaffold import formats
+    from ziggurat.cli.scaffold import formats
 
     for kind, entries in formats().items():
         click.echo(f"{kind}:")
@@ -146,7 +146,7 @@ def formats_cmd() -> None:
 def stac_cmd(output_dir: str) -> None:
     """(Re)build OUTPUT's STAC item from what is on disk: <folder>/<folder>.json for a tile
     directory, <name>.stac.json beside a single GeoTIFF."""
-    from ziggurat.records.stac import build_item
+    from ziggurat.records.catalog.stac import build_item
 
     click.echo(build_item(output_dir))
 
@@ -161,7 +161,7 @@ def stac_cmd(output_dir: str) -> None:
 @debug_option
 def quicklook_cmd(output: str, dest: str | None, size: int, colormap: str) -> None:
     """Write a small PNG overview of OUTPUT (a tile directory or a single GeoTIFF)."""
-    from ziggurat.records.quicklook import make_quicklook
+    from ziggurat.records.catalog.quicklook import make_quicklook
 
     click.echo(make_quicklook(output, dest, size=size, colormap=colormap))
 
@@ -216,7 +216,7 @@ def serve_cmd(target: str, host: str, port: int) -> None:
 def index_cmd(output_dir: str, zoom: str | None, formats: tuple[str, ...], absolute_paths: bool) -> None:
     """Write indexes of the tiles in OUTPUT_DIR; prints the files written."""
     from ziggurat.recipe import parse_zoom_levels
-    from ziggurat.records.index import write_index
+    from ziggurat.records.catalog.index import write_index
 
     zooms = None
     if zoom is not None:
@@ -237,7 +237,7 @@ def status_cmd(output: str, list_failed: bool, limit: int, as_json: bool) -> Non
     """Per zoom: written, empty, failed and stale tiles of OUTPUT (stale: against its saved recipe)."""
     import json
 
-    from ziggurat.status import status
+    from ziggurat.audit.checks import status
 
     report = status(output)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.describe(list_failed, limit))
@@ -251,7 +251,7 @@ def status_cmd(output: str, list_failed: bool, limit: int, as_json: bool) -> Non
 @debug_option
 def verify_cmd(output: str, workers: int | None, limit: int) -> None:
     """Check OUTPUT's tiles against its recorded checksums: missing, changed, extra (exit 1)."""
-    from ziggurat.reproduce import verify
+    from ziggurat.audit.checks import verify
 
     result = verify(output, workers=workers)
     click.echo(result.describe(limit))
@@ -276,7 +276,7 @@ def reproduce_cmd(output: str, to: str | None, selection: Selection, executor: s
 
     With -z/-b only that zoom/area is rerun from the latest run's recipe; without, every
     recorded run is replayed."""
-    from ziggurat.reproduce import reproduce
+    from ziggurat.audit.checks import reproduce
 
     update, close = progress_reporter(progress_mode, progress_interval)
     try:

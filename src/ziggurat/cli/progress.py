@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Callable, TextIO
 
-from ziggurat.tasks import FAILED
+from ziggurat.core.tasks import FAILED
 
 MODES = ("auto", "bar", "log", "json", "none")
 

@@ -1,14 +1,14 @@
-"""Executors by name; the Python API and the CLI share this table."""
+"""Stage 6, the executors: where tiles run, by name; the Python API and the CLI share this table."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from ziggurat.errors import ExecutorError
+from ziggurat.core.errors import ExecutorError
+from ziggurat.core.tasks import WAIT
 from ziggurat.executors.base import Executor, default_workers
 from ziggurat.executors.local import SequentialExecutor, ThreadExecutor
 from ziggurat.executors.pool import ProcessExecutor
-from ziggurat.tasks import WAIT
 
 EXECUTORS: dict[str, type[Executor]] = {
     SequentialExecutor.name: SequentialExecutor,

@@ -10,10 +10,10 @@ import os
 from abc import ABC, abstractmethod
 from typing import Generator, Iterable
 
+from ziggurat.core.grid import TileIndex
+from ziggurat.core.tasks import Task, TileOutcome, _Wait
 from ziggurat.executors.job import RunSpec
-from ziggurat.grid import TileIndex
 from ziggurat.io import Output
-from ziggurat.tasks import Task, TileOutcome, _Wait
 
 
 def default_workers() -> int:

@@ -34,13 +34,13 @@ from typing import Any, Generator, Iterable, Iterator
 import distributed
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from ziggurat.errors import ExecutorError
+from ziggurat.core.errors import ExecutorError
+from ziggurat.core.grid import TileIndex
+from ziggurat.core.tasks import FAILED, TileOutcome, failed_outcome, task_index
 from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
 from ziggurat.executors.job import RunSpec, TileJob
-from ziggurat.grid import TileIndex
 from ziggurat.io import Output
-from ziggurat.tasks import FAILED, TileOutcome, failed_outcome, task_index
 
 log = logging.getLogger(__name__)
 

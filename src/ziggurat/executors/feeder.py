@@ -15,10 +15,10 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ziggurat.core.grid import Grid
+from ziggurat.core.tasks import EMPTY, RUN_END, WAIT, WRITTEN, TileOutcome
 from ziggurat.executors.job import write_prepared
-from ziggurat.grid import Grid
 from ziggurat.io import Output
-from ziggurat.tasks import EMPTY, RUN_END, WAIT, WRITTEN, TileOutcome
 
 _END = object()
 

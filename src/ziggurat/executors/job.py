@@ -18,18 +18,18 @@ from typing import Any
 import numpy as np
 from rasterio.errors import RasterioIOError
 
-from ziggurat.compat import MapcheteTile
-from ziggurat.errors import Empty
+from ziggurat.core.errors import Empty
+from ziggurat.core.grid import Tile, TileIndex
+from ziggurat.core.tasks import EMPTY, WRITTEN, OverviewTask, TileOutcome, failed_outcome, task_index
 from ziggurat.executors.overview import build_overview
-from ziggurat.grid import Tile, TileIndex
 from ziggurat.io import Input, Output, open_input, open_output
-from ziggurat.io.rasterarrays import TaggedArray
-from ziggurat.io.store import STATS
-from ziggurat.io.vectordir import as_features
-from ziggurat.process import LoadedProcess, ProcessRef, call, call_kwargs, load_process
+from ziggurat.io.outputs.rasterarrays import TaggedArray
+from ziggurat.io.outputs.vectordir import as_features
+from ziggurat.io.storage.store import STATS
+from ziggurat.process.compat import MapcheteTile
+from ziggurat.process.load import LoadedProcess, ProcessRef, call, call_kwargs, load_process
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.area import AreaMask
-from ziggurat.tasks import EMPTY, WRITTEN, OverviewTask, TileOutcome, failed_outcome, task_index
 
 READ_RETRIES = 3        # transient read errors (network storage, busy NFS) are retried ...
 READ_BACKOFF = 0.2      # ... after 0.2, 0.4, 0.8 s
@@ -67,7 +67,7 @@ class TileJob:
     inputs: dict[str, Input] = field(init=False)
     output: Output = field(init=False)
     _params: dict[int, dict[str, Any]] = field(init=False, default_factory=dict)
-    mapchete: bool = field(init=False, default=False)   # called by mapchete's rules (ziggurat.process)
+    mapchete: bool = field(init=False, default=False)   # called by mapchete's rules (ziggurat.process.load)
     empty_types: tuple[type[BaseException], ...] = field(init=False, default=(Empty,))
     area_mask: AreaMask | None = field(init=False, default=None)  # results are cut to `area`
 

@@ -11,14 +11,14 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Generator, Iterable
 
-from ziggurat import interrupts
+from ziggurat.core import interrupts
+from ziggurat.core.grid import TileIndex
+from ziggurat.core.tasks import TileOutcome, task_index
 from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
 from ziggurat.executors.heap import keep_freed_memory
 from ziggurat.executors.job import RunSpec, TileJob
-from ziggurat.grid import TileIndex
 from ziggurat.io import Output
-from ziggurat.tasks import TileOutcome, task_index
 
 
 def _runner(job: TileJob, spec: RunSpec, sink: Output | None) -> Callable[[Any], TileOutcome]:

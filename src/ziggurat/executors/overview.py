@@ -21,9 +21,9 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject
 
-from ziggurat.grid import Bounds, Grid
+from ziggurat.core.grid import Bounds, Grid
+from ziggurat.core.tasks import LOWER, OverviewTask, task_index
 from ziggurat.io.common import empty_masked, paste, resampling_from_name
-from ziggurat.tasks import LOWER, OverviewTask, task_index
 
 #: `reproject` on arrays builds in-memory datasets inside a (not thread-safe) catch_warnings
 #: block; under the threads executor its NotGeoreferencedWarning leaks. It is spurious.

@@ -27,7 +27,9 @@ from typing import Any, Generator, Iterable, Iterator
 
 import numpy as np
 
-from ziggurat.errors import ExecutorError
+from ziggurat.core.errors import ExecutorError
+from ziggurat.core.grid import TileIndex
+from ziggurat.core.tasks import FAILED, WRITTEN, TileOutcome, task_index
 from ziggurat.executors.base import Executor
 from ziggurat.executors.feeder import Feeder, ParentWriter
 from ziggurat.executors.job import RunSpec
@@ -43,9 +45,7 @@ from ziggurat.executors.poolprocs import (
 )
 from ziggurat.executors.poolworker import compute_tile, init_worker, run_tile, run_together
 from ziggurat.executors.shm import SHM_DIR, SlotPool, free_bytes, sweep_stale
-from ziggurat.grid import TileIndex
 from ziggurat.io import Output
-from ziggurat.tasks import FAILED, WRITTEN, TileOutcome, task_index
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import time
 from concurrent.futures.process import ProcessPoolExecutor
 from typing import Any
 
-from ziggurat.grid import TileIndex
+from ziggurat.core.grid import TileIndex
 
 # (stdlib only, and the forkserver's first import: the `ziggurat` command starts the forkserver
 # from there, before it imports anything heavy)

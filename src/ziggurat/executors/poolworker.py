@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 import ziggurat_boot  # stdlib only: also the forkserver's first import
+from ziggurat.core.grid import TileIndex
+from ziggurat.core.tasks import TileOutcome, failed_outcome, task_index
 from ziggurat.executors.heap import keep_freed_memory
 from ziggurat.executors.job import RunSpec, TileJob
 from ziggurat.executors.poolprocs import RunningTiles
 from ziggurat.executors.shm import SlotSpec, SlotWriter
-from ziggurat.grid import TileIndex
-from ziggurat.tasks import TileOutcome, failed_outcome, task_index
 
 _job: TileJob | None = None
 _init_error: BaseException | None = None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ziggurat.io.atomic import pid_alive
+from ziggurat.io.storage.atomic import pid_alive
 
 log = logging.getLogger(__name__)
 

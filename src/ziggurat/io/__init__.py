@@ -1,25 +1,29 @@
-"""Inputs and outputs: pick the driver for a recipe's `format`."""
+"""Stage 3, inputs, outputs and storage: the driver registries that pick a driver for a recipe's `format`."""
 
 from __future__ import annotations
 
 import os
 from typing import Callable
 
-from ziggurat.errors import InputError, OutputError
-from ziggurat.grid import Grid
-from ziggurat.io.geoparquet import GeoParquetOutput
-from ziggurat.io.mosaic import MosaicInput, MosaicTileInput
-from ziggurat.io.pngdir import HillshadePNGTileDirectoryOutput, PNGTileDirectoryOutput, RGBAPNGTileDirectoryOutput
+from ziggurat.core.errors import InputError, OutputError
+from ziggurat.core.grid import Grid
+from ziggurat.io.inputs.mosaic import MosaicInput, MosaicTileInput
+from ziggurat.io.inputs.raster import RasterInput, RasterTileInput
+from ziggurat.io.inputs.stac import StacInput, StacTileInput, TimeStack
+from ziggurat.io.inputs.tiledir import TileDirectoryInput, TileDirectoryTileInput
+from ziggurat.io.inputs.vector import VectorInput, VectorTileInput
+from ziggurat.io.inputs.zarrstore import ZarrInput
+from ziggurat.io.outputs.geoparquet import GeoParquetOutput
+from ziggurat.io.outputs.pngdir import (
+    HillshadePNGTileDirectoryOutput,
+    PNGTileDirectoryOutput,
+    RGBAPNGTileDirectoryOutput,
+)
+from ziggurat.io.outputs.singlefile import SingleFileOutput
+from ziggurat.io.outputs.tiledir import TileDirectoryOutput
+from ziggurat.io.outputs.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput, is_vector_tiledir
+from ziggurat.io.outputs.zarrstore import ZarrOutput, is_zarr_store, zarr_chunk_files
 from ziggurat.io.protocols import Input, InputDriver, Output, OutputCapabilities, TileInput
-from ziggurat.io.raster import RasterInput, RasterTileInput
-from ziggurat.io.singlefile import SingleFileOutput
-from ziggurat.io.stac_input import StacInput, StacTileInput, TimeStack
-from ziggurat.io.tiledir import TileDirectoryOutput
-from ziggurat.io.tiledir_input import TileDirectoryInput, TileDirectoryTileInput
-from ziggurat.io.vector import VectorInput, VectorTileInput
-from ziggurat.io.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput, is_vector_tiledir
-from ziggurat.io.zarrinput import ZarrInput
-from ziggurat.io.zarrout import ZarrOutput, is_zarr_store, zarr_chunk_files
 from ziggurat.recipe import InputConfig, OutputConfig
 from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 

@@ -166,8 +166,8 @@ def fingerprint_config(config: Any) -> dict[str, Any]:
     bucket by its size and ETag (one HEAD), so a replaced remote file makes its tiles stale."""
     text = os.fspath(config.path)
     if "://" in text or text.startswith("/vsi"):
-        from ziggurat.io.store import open_store
-        from ziggurat.location import Location
+        from ziggurat.core.location import Location
+        from ziggurat.io.storage.store import open_store
 
         try:
             loc = Location.parse(text)

@@ -22,8 +22,8 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject, transform_bounds
 
-from ziggurat.errors import InputError
-from ziggurat.grid import Bounds, Tile
+from ziggurat.core.errors import InputError
+from ziggurat.core.grid import Bounds, Tile
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.recipe import InputConfig
 
 

@@ -1,4 +1,4 @@
-"""Stage 4, the plan: which tiles a run covers and in what order, by index arithmetic only."""
+"""Stage 5, the plan: which tiles a run covers and in what order, by index arithmetic only."""
 
 from ziggurat.plan.selection import Selection
 from ziggurat.plan.tiles import Plan, make_plan

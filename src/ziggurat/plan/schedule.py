@@ -21,11 +21,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Union
 
-from ziggurat.grid import Bounds, Tile, TileIndex
+from ziggurat.core.grid import Bounds, Tile, TileIndex
+from ziggurat.core.tasks import HIGHER, LOWER, RUN_END, WAIT, OverviewTask
 from ziggurat.plan.order import RunSizer
 from ziggurat.plan.tiles import Plan
 from ziggurat.recipe import Recipe
-from ziggurat.tasks import HIGHER, LOWER, RUN_END, WAIT, OverviewTask
 
 PROCESS = "process"
 

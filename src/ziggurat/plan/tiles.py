@@ -14,8 +14,8 @@ from typing import Any, Iterable, Iterator, Sequence
 from rasterio.crs import CRS
 from rasterio.warp import transform, transform_bounds
 
-from ziggurat.errors import GridError, RecipeError
-from ziggurat.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.core.errors import GridError, RecipeError
+from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.plan.order import curve as along_curve
 from ziggurat.plan.selection import Selection
 from ziggurat.recipe import Recipe, parse_zoom_levels

@@ -1,4 +1,4 @@
-"""Stage 1, the recipe: YAML with line numbers, validated into frozen, picklable values.
+"""Stage 2, the recipe: YAML with line numbers, validated into frozen, picklable values.
 
 Everything a run needs to know about the user's intent is checked here, before any file is
 touched: keys, types, zooms, the output section, STAC settings, vector schemas and areas.

@@ -21,9 +21,9 @@ import shapely
 from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry.base import BaseGeometry
 
-from ziggurat.errors import RecipeError
-from ziggurat.geometry import combine, dimension, flatten, keep_dimension, repair, reproject_one, to_pyproj
-from ziggurat.grid import Grid, Tile
+from ziggurat.core.errors import RecipeError
+from ziggurat.core.geometry import combine, dimension, flatten, keep_dimension, repair, reproject_one, to_pyproj
+from ziggurat.core.grid import Grid, Tile
 from ziggurat.recipe.yamlload import thaw
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _from_file(path: Path, crs: str | None) -> tuple[BaseGeometry, Any]:
     except Exception as exc:  # fiona raises DriverError and friends
         raise RecipeError(f"cannot read the area file {path}: {exc}") from exc
     if crs is not None and file_crs is not None:
-        from ziggurat.geometry import crs_equal
+        from ziggurat.core.geometry import crs_equal
 
         if not crs_equal(crs, file_crs):
             raise RecipeError(f"area_crs {crs!r} contradicts the CRS of {path.name} "

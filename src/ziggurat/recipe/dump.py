@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import morecantile
 import yaml
 
-from ziggurat.grid import GRID_ALIASES, Grid
+from ziggurat.core.grid import GRID_ALIASES, Grid
 from ziggurat.recipe.model import Recipe
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from ziggurat.errors import RecipeError
-from ziggurat.location import Location
+from ziggurat.core.errors import RecipeError
+from ziggurat.core.location import Location
 from ziggurat.recipe.mosaic import MosaicSection, is_mosaic
 from ziggurat.recipe.output import RASTER_TILE_FORMATS, is_remote
 from ziggurat.recipe.stac_input import StacSection, is_stac
@@ -66,6 +66,10 @@ class InputSection(MosaicSection, StacSection):
     base_dir: Path
     #: the recipe is a `.mapchete` file (its inputs are read as mapchete reads them)
     mapchete_dialect: bool = False
+
+    def load_upstream(self, path: Path) -> Any:
+        """Another recipe, loaded (the recipe builder provides it: a recipe input is a recipe)."""
+        raise NotImplementedError
 
     def resolve(self, path: str) -> Path:
         raise NotImplementedError
@@ -159,9 +163,7 @@ class InputSection(MosaicSection, StacSection):
             raise self.loc.error(key, f"recipe {path} reads itself through its inputs (a cycle)")
         _LOADING.add(path)
         try:
-            from ziggurat.recipe.model import load_recipe  # a recipe input is a recipe
-
-            upstream = load_recipe(path)
+            upstream = self.load_upstream(path)
         except RecipeError as exc:
             raise self.loc.error(key, f"cannot read the recipe given as input: {exc}") from exc
         finally:

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from ziggurat.errors import GridError, RecipeError
-from ziggurat.grid import METATILING_VALUES, Bounds, Grid
+from ziggurat.core.errors import GridError, RecipeError
+from ziggurat.core.grid import METATILING_VALUES, Bounds, Grid
 from ziggurat.recipe.inputs import InputConfig, InputSection, file_kind
 from ziggurat.recipe.mapchete_keys import MAPCHETE_TOP_KEYS, translate
 from ziggurat.recipe.native_grid import NativeGridSection
 from ziggurat.recipe.output import OutputConfig, OutputSection
+from ziggurat.recipe.stac_settings import settings_from_recipe
 from ziggurat.recipe.yamlload import (
     FrozenDict,
     KeyPath,
@@ -184,6 +185,9 @@ class _Builder(OutputSection, InputSection, NativeGridSection):
         self.data, self.base_dir, self.path, self.text = data, base_dir, path, text
         self.mapchete_dialect = path is not None and path.suffix.lower() == ".mapchete"
 
+    def load_upstream(self, path: Path) -> "Recipe":
+        return load_recipe(path)
+
     def resolve(self, path: str) -> Path:
         return Path(os.path.abspath(self.base_dir / os.path.expanduser(path)))
 
@@ -222,8 +226,6 @@ class _Builder(OutputSection, InputSection, NativeGridSection):
                         FrozenDict(self.loc.lines), self.loc.source, area=area,
                         tile_timeout=None if timeout is None else float(timeout), process_code=code,
                         worker_environment=FrozenDict({**environment, **self.input_gdal_options(inputs)}))
-        from ziggurat.recipe.stac_settings import settings_from_recipe  # it builds on a Recipe
-
         return replace(recipe, stac=settings_from_recipe(recipe))
 
     def area(self, data: Mapping[str, Any], grid: Grid) -> Any:
@@ -294,7 +296,7 @@ class _Builder(OutputSection, InputSection, NativeGridSection):
             return Grid(self.native_grid(pyramid["grid"], data, tile_size), f"like:{pyramid['grid'].get('like')}",
                         metatiling, pixelbuffer, tile_size)
         if isinstance(pyramid.get("grid"), Mapping):  # mapchete's {shape, bounds, proj|epsg|srs}
-            from ziggurat.mapchete_grid import grid_from_mapchete
+            from ziggurat.core.mapchete_grid import grid_from_mapchete
 
             try:
                 return grid_from_mapchete({"grid": pyramid["grid"], "metatiling": metatiling,

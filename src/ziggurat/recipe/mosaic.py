@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ziggurat.location import is_url
+from ziggurat.core.location import is_url
 from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, is_number
 
 GLOB_CHARS = "*?["

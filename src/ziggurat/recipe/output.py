@@ -14,13 +14,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ziggurat.grid import METATILING_VALUES, Grid
-from ziggurat.location import Location, is_url
+from ziggurat.core.grid import METATILING_VALUES, Grid
+from ziggurat.core.location import Location, is_url
+from ziggurat.core.tilelayout import TileLayout
 from ziggurat.recipe.bands import BandsSection
 from ziggurat.recipe.creation_options import probe
 from ziggurat.recipe.vector_schema import VECTOR_OUTPUT_FORMATS, SchemaError, parse_schema
 from ziggurat.recipe.yamlload import FrozenDict, KeyPath, found, freeze, is_number
-from ziggurat.tilelayout import TileLayout
 
 OUTPUT_FORMATS = {"gtiff": "GTiff", "geotiff": "GTiff", "tif": "GTiff", "tiff": "GTiff", "png": "PNG",
                   "png_hillshade": "PNG_hillshade", "png_rgba": "PNG_RGBA",

@@ -26,7 +26,7 @@ import datetime as dt
 import os
 from typing import Any, Mapping
 
-from ziggurat.location import is_url
+from ziggurat.core.location import is_url
 from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, freeze, is_number
 
 STAC_KEYS = ("stac", "assets", "datetime", "query", "group_by", "resampling", "asset_resampling", "collections",

@@ -17,11 +17,11 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import pystac
 
-from ziggurat.recipe.model import Recipe
+from ziggurat.recipe.output import OutputConfig
 from ziggurat.recipe.yamlload import Locator, found, thaw
 
 SETTING_KEYS = ("id", "datetime", "title", "description", "license", "properties", "eo:bands", "collection")
@@ -32,6 +32,19 @@ LICENSE = re.compile(r"^[\w\-\.\+]+$")
 #: Properties ziggurat computes; recipe `properties` cannot override them.
 COMPUTED_PROPERTIES = ("tiles:tile_matrix_sets", "tiles:tile_matrix_links", "proj:code", "proj:wkt2",
                        "proj:bbox", "datetime", "created", "updated", "ziggurat:extent")
+
+
+class RecipeParts(Protocol):
+    """What the settings are read from: a `Recipe` (typed structurally, the recipe model builds on this module)."""
+
+    @property
+    def source_name(self) -> str: ...
+    @property
+    def key_lines(self) -> Mapping[Any, int]: ...
+    @property
+    def raw(self) -> Mapping[str, Any]: ...
+    @property
+    def output(self) -> OutputConfig: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +65,7 @@ class StacSettings:
     collection: Mapping[str, Any] | None = None
 
 
-def settings_from_recipe(recipe: Recipe) -> StacSettings:
+def settings_from_recipe(recipe: RecipeParts) -> StacSettings:
     """Validated STAC settings; raises `RecipeError` naming the key, before any tile runs."""
     loc = Locator(recipe.source_name, recipe.key_lines)
     merged: dict[str, Any] = {}
@@ -117,7 +130,7 @@ def settings_from_recipe(recipe: Recipe) -> StacSettings:
                         tuple(_jsonable(thaw(b)) for b in bands or ()), collection)
 
 
-def _collection(loc: Locator, value: Any, where: tuple[str, ...], recipe: Recipe) -> dict[str, Any] | None:
+def _collection(loc: Locator, value: Any, where: tuple[str, ...], recipe: RecipeParts) -> dict[str, Any] | None:
     """`stac.collection`: false/absent, true, an id string, or a mapping of COLLECTION_KEYS."""
     if value is None or value is False:
         return None

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from ziggurat.errors import RecipeError
+from ziggurat.core.errors import RecipeError
 
 #: A path into the recipe: mapping keys and list indices, e.g. ("output", "dtype") or ("bounds", 2).
 KeyPath = tuple[Any, ...]

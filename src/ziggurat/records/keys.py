@@ -20,9 +20,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ziggurat.grid import Tile
+from ziggurat.core.grid import Tile
+from ziggurat.core.location import is_url
 from ziggurat.io import Input
-from ziggurat.location import is_url
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.dump import plain
 from ziggurat.records.ledger import Ledger, ledger_path

@@ -35,8 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
-from ziggurat.errors import OutputError
-from ziggurat.grid import TileIndex
+from ziggurat.core.errors import OutputError
+from ziggurat.core.grid import TileIndex
 from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def ledger_path(output_path: str | os.PathLike[str]) -> Path:
 def sweep_temporaries(output_path: str | os.PathLike[str], *, keep_own: bool = True) -> int:
     """Remove temporary files left by dead writers: everything in ``.ziggurat/tmp`` and the
     ``.tmp-<pid>-*`` files of atomic metadata writes (output root and provenance folders)."""
-    from ziggurat.io.atomic import sweep_tmp
+    from ziggurat.io.storage.atomic import sweep_tmp
 
     folder = provenance_dir(output_path)
     removed = sweep_tmp(folder / "tmp", keep_own=keep_own)

@@ -16,8 +16,8 @@ import os
 import time
 from typing import Any
 
-from ziggurat.errors import OutputError
-from ziggurat.io.atomic import FOREIGN_TMP_AGE, HOST, pid_alive
+from ziggurat.core.errors import OutputError
+from ziggurat.io.storage.atomic import FOREIGN_TMP_AGE, HOST, pid_alive
 from ziggurat.records.ledger import provenance_dir
 
 log = logging.getLogger(__name__)

@@ -33,11 +33,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ziggurat.errors import OutputError, ProvenanceError, ZigguratError
+from ziggurat.core.errors import OutputError, ProvenanceError, ZigguratError
 from ziggurat.io import Output, input_driver, open_input
-from ziggurat.io.atomic import write_bytes_atomic
 from ziggurat.io.checksum import compare_fingerprints, fingerprint_input
-from ziggurat.process import ProcessRef, load_process
+from ziggurat.io.storage.atomic import write_bytes_atomic
+from ziggurat.process.load import ProcessRef, load_process
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.dump import given_text, plain, resolved_text
 from ziggurat.records.keys import RunKeys
@@ -68,7 +68,7 @@ def library_versions() -> dict[str, str | None]:
 
     import rasterio
 
-    from ziggurat import __version__
+    from ziggurat.core.version import __version__
 
     out: dict[str, str | None] = {"ziggurat": __version__, "python": platform.python_version()}
     for name in LIBRARIES:

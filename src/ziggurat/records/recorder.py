@@ -22,18 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ziggurat.bounds import Bounds
-from ziggurat.errors import OutputError
-from ziggurat.grid import Tile, TileIndex
+from ziggurat.core.bounds import Bounds
+from ziggurat.core.errors import OutputError
+from ziggurat.core.grid import Tile, TileIndex
+from ziggurat.core.tasks import EMPTY, FAILED, WRITTEN, TileOutcome
 from ziggurat.io import Output
-from ziggurat.io.atomic import write_bytes_atomic
 from ziggurat.io.checksum import sha256_or_none
 from ziggurat.io.common import int_names
+from ziggurat.io.storage.atomic import write_bytes_atomic
 from ziggurat.recipe import Recipe
 from ziggurat.records.keys import RunKeys, reason
 from ziggurat.records.ledger import DONE, Ledger, ProcessRow, ledger_path
 from ziggurat.records.tile_records import TileRecord, import_legacy_records, output_root, provenance_dir
-from ziggurat.tasks import EMPTY, FAILED, WRITTEN, TileOutcome
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ziggurat.errors import OutputError
-from ziggurat.io.atomic import HOST, pid_alive, write_bytes_atomic
-from ziggurat.io.store import AlreadyExists, ObjectStore, open_store
-from ziggurat.location import Location
+from ziggurat.core.errors import OutputError
+from ziggurat.core.location import Location
+from ziggurat.io.storage.atomic import HOST, pid_alive, write_bytes_atomic
+from ziggurat.io.storage.store import AlreadyExists, ObjectStore, open_store
 from ziggurat.recipe import OutputConfig
 from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, is_single_file, ledger_path, provenance_dir
 

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ziggurat.grid import TileIndex
+from ziggurat.core.grid import TileIndex
 from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, TileRecord, is_single_file, ledger_path, provenance_dir
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""`ziggurat serve`: a local web page with a slippy map of an output (see `app`)."""
+"""Stage 10, `ziggurat serve`: a local web page with a slippy map of an output (see `app`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ziggurat.errors import OutputError, ServeError
+from ziggurat.core.errors import OutputError, ServeError
 from ziggurat.recipe import Recipe
 
 DEFAULT_HOST = "127.0.0.1"   # local only, unless asked otherwise
@@ -15,7 +15,7 @@ DEFAULT_PORT = 8765
 
 def target(path: str | os.PathLike[str]) -> tuple[Path, Recipe | None]:
     """(output folder, recipe or None) of what `serve` was given: a recipe or an output."""
-    from ziggurat.engine import load
+    from ziggurat.engine.run import load
     from ziggurat.records.ledger import is_single_file
 
     p = Path(path)
@@ -34,7 +34,7 @@ def target(path: str | os.PathLike[str]) -> tuple[Path, Recipe | None]:
         return out, recipe
     if is_single_file(p):
         raise OutputError(f"{p}: serve shows raster tile directories; open a single GeoTIFF in QGIS")
-    from ziggurat.io.zarrout import is_zarr_store
+    from ziggurat.io.outputs.zarrstore import is_zarr_store
 
     if is_zarr_store(p):
         raise OutputError(f"{p}: serve shows raster tile directories and .pmtiles archives; open a Zarr store "

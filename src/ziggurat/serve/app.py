@@ -24,10 +24,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ziggurat.errors import ZigguratError
-from ziggurat.grid import TileIndex
+from ziggurat.core.errors import ZigguratError
+from ziggurat.core.grid import TileIndex
 from ziggurat.recipe import Recipe
-from ziggurat.records.quicklook import quicklook_path
+from ziggurat.records.catalog.quicklook import quicklook_path
 from ziggurat.serve.render import OutputView, Style, tms_json
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Preview:
         self.extent: Any = None             # the recipe's area: tiles outside it are not processed
         self._run_lock = threading.Lock()   # one on-demand run at a time
         if recipe is not None:
-            from ziggurat.engine import plan
+            from ziggurat.engine.run import plan
 
             try:
                 run_plan = plan(recipe)
@@ -73,7 +73,7 @@ class Preview:
         if not self._run_lock.acquire(blocking=False):
             return "busy"
         try:
-            from ziggurat.engine import execute
+            from ziggurat.engine.run import execute
 
             zoom, row, col = status["process_tile"]
             execute(self.recipe, executor="sequential", tile=(zoom, row, col), quicklook=False)

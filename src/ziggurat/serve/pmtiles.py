@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ziggurat.errors import OutputError
-from ziggurat.io.atomic import staged, tmp_path
+from ziggurat.core.errors import OutputError
+from ziggurat.io.storage.atomic import staged, tmp_path
 from ziggurat.serve.render import OutputView, Style
 
 #: the only tile matrix set PMTiles holds (XYZ, Web Mercator)
@@ -98,7 +98,7 @@ def pack_pmtiles(output: str | os.PathLike[str], target: str | os.PathLike[str] 
                       "max_lon_e7": int(e * 1e7), "max_lat_e7": int(n * 1e7),
                       "center_zoom": min(limits.zooms), "center_lon_e7": int((w + e) / 2 * 1e7),
                       "center_lat_e7": int((s + n) / 2 * 1e7)}
-            from ziggurat import __version__
+            from ziggurat.core.version import __version__
 
             metadata: dict[str, Any] = {"name": name or view.path.name, "format": "png", "type": "overlay",
                                         "bounds": [w, s, e, n], "ziggurat": {"version": __version__,

@@ -16,10 +16,10 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 
-from ziggurat.grid import Grid, TileIndex
+from ziggurat.core.grid import Grid, TileIndex
+from ziggurat.records.catalog.quicklook import stretch, to_rgba
+from ziggurat.records.catalog.tileset import TileSet
 from ziggurat.records.ledger import ledger_path
-from ziggurat.records.quicklook import stretch, to_rgba
-from ziggurat.records.tileset import TileSet
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,44 @@
+"""What every output driver sets up the same way: its config, path, and process and output grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ziggurat.core.errors import OutputError
+from ziggurat.core.grid import Bounds, Grid
+from ziggurat.io.protocols import OutputCapabilities
+from ziggurat.io.storage.store import ObjectStore, open_store
+from ziggurat.recipe import OutputConfig
+
+
+class OutputBase:
+    """`grid` is the process grid; stored tiles use `output_grid` (output metatiling, no buffer)."""
+
+    capabilities: OutputCapabilities
+
+    def __init__(self, config: OutputConfig, grid: Grid) -> None:
+        self.config = config
+        self.grid = grid
+        self.path = Path(config.path)   # a remote output's local state folder
+        #: the bucket of a remote output (tiles and the published records live there)
+        self.store: ObjectStore | None = None
+        if config.location is not None:
+            self.store = open_store(config.location, config.storage_options)
+        self.where = config.url
+        self.format: str = config.format
+        if grid.metatiling % config.metatiling:
+            raise OutputError(f"output {self.where}: output metatiling {config.metatiling} does not "
+                              f"divide the process metatiling {grid.metatiling}")
+        self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
+        self.notes: dict[str, int] = {}
+
+    def set_extent(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """Tile files and single files need no size up front."""
+
+    def take_notes(self) -> tuple[tuple[str, int], ...]:
+        """What writing changed in the data since the last call (raster casts fill `notes`);
+        travels with the tile's outcome."""
+        out = tuple(sorted(self.notes.items()))
+        self.notes.clear()
+        return out

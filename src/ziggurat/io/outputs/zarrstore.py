@@ -1,0 +1,333 @@
+"""Zarr output (v3 by default, v2 on request): one multiscales group, one array per zoom, written
+by every worker at once.
+
+Layout (GeoZarr conventions `multiscales`, `proj:`, `spatial:`; CF-style x/y coordinates, and
+`_CRS`, which GDAL's Zarr driver reads):
+
+```
+out.zarr/zarr.json                 root group: multiscales layout of the zoom groups, consolidated
+out.zarr/{zoom}/zarr.json          level group: proj:code, spatial:transform/shape/bbox
+out.zarr/{zoom}/data               (band, y, x) over the zoom's whole tile matrix
+out.zarr/{zoom}/data/c/0/{r}/{c}   stored tile (r, c): a chunk, or a shard of grid tiles
+out.zarr/{zoom}/x, y, band         coordinates
+out.zarr/metadata.json, .ziggurat/ ziggurat's description, ledger and provenance
+```
+
+A stored tile is one object, so the ledger, checksums, continue mode, `verify` and `reproduce`
+work exactly as for tile directories (`TileFolder`); the parent writes only the metadata
+documents, in `start_run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ziggurat.core.errors import OutputError
+from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.io.common import nodata_from_json, nodata_to_json, same_nodata
+from ziggurat.io.outputs.folder import METADATA_FILE, TileFolder, read_metadata
+from ziggurat.io.outputs.rasterarrays import RasterArrays, band_json, cut_tiles
+from ziggurat.io.outputs.zarrcodec import VARIABLE, ZARR_CODECS, ChunkCodec, Level, zarr_module
+from ziggurat.io.protocols import OutputCapabilities
+from ziggurat.io.storage.atomic import write_bytes_atomic
+from ziggurat.recipe import OutputConfig
+
+log = logging.getLogger(__name__)
+
+#: zarr-conventions registrations (https://github.com/zarr-conventions)
+CONVENTIONS = {
+    "multiscales": {"uuid": "d35379db-88df-4056-af3a-620245f8e347", "name": "multiscales",
+                    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/multiscales/refs/tags/v1/schema.json",
+                    "spec_url": "https://github.com/zarr-conventions/multiscales/blob/v1/README.md",
+                    "description": "Multiscale layout of zarr datasets"},
+    "proj:": {"uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f", "name": "proj:",
+              "schema_url": "https://raw.githubusercontent.com/zarr-conventions/geo-proj/refs/tags/v1/schema.json",
+              "spec_url": "https://github.com/zarr-conventions/geo-proj/blob/v1/README.md",
+              "description": "Coordinate reference system information for geospatial data"},
+    "spatial:": {"uuid": "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4", "name": "spatial:",
+                 "schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json",
+                 "spec_url": "https://github.com/zarr-conventions/spatial/blob/v1/README.md",
+                 "description": "Spatial coordinate information"},
+}
+
+
+def crs_code(grid: Grid) -> dict[str, Any]:
+    auth = grid.crs.to_authority()
+    return {"proj:code": f"{auth[0]}:{auth[1]}"} if auth else {"proj:wkt2": grid.crs.to_wkt()}
+
+
+class ZarrOutput(TileFolder, RasterArrays):
+    """`output.path` ending in .zarr (or `format: Zarr`): stored tiles are the chunks (or shards)."""
+
+    capabilities = OutputCapabilities(kind="raster", tile_files=True, overviews=True, writes_in_parent=False,
+                                      parent_writes=True, threadsafe_writes=True, stac=False, stac_store=True)
+    suffix = ""
+
+    def __init__(self, config: OutputConfig, grid: Grid) -> None:
+        super().__init__(config, grid)
+        self._init_arrays(config)
+        if not self.layout.is_default:
+            raise OutputError(f"output {self.where}: a Zarr store has no tile_path_schema (chunk keys are Zarr's)")
+        options = dict(config.options)
+        self.zarr_format = int(options.get("zarr_format", 3))
+        self.shard = bool(options.get("shard", False))
+        if self.compress not in ZARR_CODECS:
+            raise OutputError(f"output {self.where}: compress {self.compress!r} has no Zarr codec; "
+                              f"use one of {', '.join(ZARR_CODECS)}")
+        if self.shard and self.zarr_format == 2:
+            raise OutputError(f"output {self.where}: sharding needs zarr_format 3")
+        self._codecs: dict[int, ChunkCodec] = {}
+        self._lock = threading.Lock()
+        #: the recipe's whole area and zooms (`set_extent`): the arrays are sized from it once
+        self.extent: Bounds | None = None
+        self.zooms: tuple[int, ...] = ()
+
+    def set_extent(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """The recipe's area, snapped to output tiles at each zoom, is what the arrays cover; a
+        later run of the recipe over another area is refused by `prepare` (settings differ)."""
+        if bounds is None:
+            raise OutputError(f"Zarr output {self.where}: the recipe covers no area, so its arrays have no size")
+        self.extent = Bounds(*(round(v, 9) for v in bounds))
+        self.zooms = tuple(sorted(zooms))
+
+    # -- geometry ---------------------------------------------------------------------------------
+    def codec(self, zoom: int) -> ChunkCodec:
+        with self._lock:
+            codec = self._codecs.get(zoom)
+            if codec is None:
+                if self.extent is None:
+                    self._stored_extent()
+                assert self.extent is not None
+                level = Level.of(self.output_grid, zoom, self.bands, self.shard, self.extent, self.grid)
+                codec = self._codecs[zoom] = ChunkCodec(level, self.dtype, self.nodata,
+                                                        ZARR_CODECS[self.compress], self.zarr_format)
+            return codec
+
+    def tile_key(self, tile: Tile | TileIndex) -> str:
+        if not isinstance(tile, Tile):
+            tile = self.output_grid.tile(*tile[:3])
+        try:
+            return f"{tile.zoom}/{VARIABLE}/{self.codec(tile.zoom).chunk_key(tile)}"
+        except OutputError:   # outside the arrays: a name no chunk has (never written)
+            return f"{tile.zoom}/{VARIABLE}/outside/{tile.row}/{tile.col}"
+
+    # -- metadata.json ----------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        out = {"format": self.format, "dtype": self.dtype.name, "bands": self.bands,
+               "nodata": nodata_to_json(self.nodata), "compress": self.compress,
+               "zarr_format": self.zarr_format, "shard": self.shard,
+               "extent": None if self.extent is None else list(self.extent), "zooms": list(self.zooms)}
+        if self.band_specs:
+            out["band_specs"] = band_json(self.band_specs)
+        return out
+
+    def strict_settings(self) -> tuple[tuple[str, Any], ...]:
+        # one array has one codec: unlike tile files, chunks cannot differ in compression
+        return (("format", self.format), ("dtype", self.dtype.name), ("bands", self.bands),
+                ("nodata", nodata_to_json(self.nodata)), ("compress", self.compress),
+                ("zarr_format", self.zarr_format), ("shard", self.shard), ("extent", self.settings()["extent"]))
+
+    def same_setting(self, key: str, on_disk: Any, now: Any) -> bool:
+        if key == "nodata":
+            return same_nodata(nodata_from_json(on_disk), self.nodata)
+        if key == "extent":   # the same tiles at every zoom: the same arrays
+            try:
+                other = Bounds(*on_disk)
+            except TypeError:
+                return False
+            return all(self.output_grid.tile_range(other, z) == self.output_grid.tile_range(self.extent, z)
+                       for z in self.zooms) if self.extent is not None else False
+        return bool(on_disk == now)
+
+    def _stored_extent(self) -> None:
+        """A store opened to be read (preview, overviews, status): its extent from metadata.json."""
+        import json
+
+        raw = self.store.get(METADATA_FILE) if self.store is not None else None
+        try:
+            meta = json.loads(raw) if raw is not None else read_metadata(self.path)
+            out = meta["output"]
+            self.extent, self.zooms = Bounds(*out["extent"]), tuple(out.get("zooms") or ())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise OutputError(f"Zarr output {self.where}: no extent recorded in its {METADATA_FILE}") from exc
+
+    def check_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """Runs within the recipe's area and zooms: the arrays cover exactly those."""
+        if self.extent is None:
+            raise OutputError(f"Zarr output {self.where}: the recipe covers no area")
+        outside = sorted(set(zooms) - set(self.zooms))
+        if outside:
+            raise OutputError(f"Zarr output {self.where}: zoom(s) {outside} are not among the recipe's "
+                              f"{list(self.zooms)}")
+
+    def metadata(self) -> dict[str, Any]:
+        meta = super().metadata()
+        meta.pop("driver", None)   # not a mapchete tile directory
+        meta.pop("pyramid", None)
+        return meta
+
+    # -- the Zarr documents (parent only) -----------------------------------------------------------
+    def start_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
+        """Write the group and array documents of every zoom of the recipe (unchanged ones are
+        left alone), so the store is complete and readable from the first tile on."""
+        for key, data in self.documents(sorted(set(self.zooms) | set(zooms))).items():
+            self._put_document(key, data)
+
+    def _put_document(self, key: str, data: bytes) -> None:
+        if self.store is not None:
+            self.store.put(key, data)
+            return
+        path = self.path / key
+        try:
+            if path.is_file() and path.read_bytes() == data:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(path, data)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc}") from exc
+
+    def documents(self, zooms: Sequence[int]) -> dict[str, bytes]:
+        """Every metadata document and coordinate chunk of the store, built by zarr-python in memory
+        (consolidated into the root group, as the multiscales convention recommends)."""
+        zarr = zarr_module()
+        data: dict[str, Any] = {}
+        mem = zarr.storage.MemoryStore(data)
+        grid = self.output_grid
+        layout = []
+        finest = max(zooms) if zooms else None
+        for zoom in zooms:
+            entry: dict[str, Any] = {"asset": str(zoom), "spatial:transform": self._transform(zoom),
+                                     "spatial:shape": list(self.codec(zoom).level.shape2d)}
+            if finest is not None and zoom != finest:   # overview levels: each from the next finer one
+                source = min(z for z in zooms if z > zoom)
+                factor = grid.resolution(zoom)[0] / grid.resolution(source)[0]
+                entry.update(derived_from=str(source), transform={"scale": [factor, factor],
+                                                                  "translation": [0.0, 0.0]})
+            layout.append(entry)
+        root_attrs = {"zarr_conventions": list(CONVENTIONS.values()),
+                      "multiscales": {"layout": layout, "resampling_method": "nearest"},
+                      **crs_code(grid), "spatial:dimensions": ["y", "x"]}
+        root = zarr.open_group(mem, mode="w", zarr_format=self.zarr_format, attributes=root_attrs)
+        for zoom in zooms:
+            self._level_documents(root, mem, zoom)
+        with warnings.catch_warnings():   # "consolidated metadata is not part of the v3 spec" (zarr-python)
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(mem, zarr_format=self.zarr_format)
+        return {k: bytes(v.to_bytes()) for k, v in data.items()}
+
+    def _transform(self, zoom: int) -> list[float]:
+        xres, yres = self.output_grid.resolution(zoom)
+        lv = self.codec(zoom).level
+        return [xres, 0.0, lv.left, 0.0, -yres, lv.top]
+
+    def _level_documents(self, root: Any, mem: Any, zoom: int) -> None:
+        codec = self.codec(zoom)
+        lv = codec.level
+        t = self._transform(zoom)
+        bbox = [lv.left, lv.top + lv.height * t[4], lv.left + lv.width * t[0], lv.top]
+        spatial = {"zarr_conventions": [CONVENTIONS["proj:"], CONVENTIONS["spatial:"]], **crs_code(self.output_grid),
+                   "spatial:dimensions": ["y", "x"], "spatial:transform_type": "affine",
+                   "spatial:registration": "pixel", "spatial:transform": t, "spatial:shape": [lv.height, lv.width],
+                   "spatial:bbox": bbox}
+        group = root.create_group(str(zoom), attributes=spatial, overwrite=True)
+        crs = self.output_grid.crs
+        auth = crs.to_authority()
+        attrs: dict[str, Any] = {**spatial, "grid_mapping": "spatial_ref",
+                                 "_CRS": {"wkt": crs.to_wkt(),
+                                          **({"url": f"http://www.opengis.net/def/crs/{auth[0]}/0/{auth[1]}"}
+                                             if auth else {})}}
+        if self.band_specs:
+            attrs["ziggurat:bands"] = band_json(self.band_specs)
+        if self.zarr_format == 2:
+            attrs["_ARRAY_DIMENSIONS"] = ["band", "y", "x"]
+        codec.create(mem, f"{zoom}/{VARIABLE}", attrs)
+        names = [(s or {}).get("name") for s in self.band_specs]
+        band = np.array(names, dtype="U") if names and all(names) else np.arange(1, lv.bands + 1, dtype="int32")
+        coords = {"x": (lv.left + (np.arange(lv.width) + 0.5) * t[0]).astype("float64"),
+                  "y": (lv.top + (np.arange(lv.height) + 0.5) * t[4]).astype("float64"), "band": band}
+        for name, values in coords.items():
+            kwargs: dict[str, Any] = {"attributes": {"_ARRAY_DIMENSIONS": [name]}} if self.zarr_format == 2 else \
+                {"dimension_names": [name]}
+            if name != "band":
+                kwargs["attributes"] = {**kwargs.get("attributes", {}),
+                                        "standard_name": "projection_x_coordinate" if name == "x"
+                                        else "projection_y_coordinate", "units": "degrees" if crs.is_geographic
+                                        else "metre"}
+            arr = group.create_array(name, shape=values.shape, dtype=values.dtype if name != "band" or
+                                     values.dtype.kind != "U" else str, chunks=(min(len(values), 1 << 20),),
+                                     overwrite=True, **kwargs)
+            arr[:] = values
+
+    # -- tiles ------------------------------------------------------------------------------------
+    def write(self, process_tile: Tile, data: np.ndarray | np.ma.MaskedArray) -> list[TileIndex]:
+        out, valid = self.cast(process_tile, data)
+        return self._write_cut(process_tile, out, valid)
+
+    def write_prepared(self, process_tile: Tile, array: np.ndarray) -> list[TileIndex]:
+        return self._write_cut(process_tile, array, self.valid_pixels(array))
+
+    def _write_cut(self, process_tile: Tile, out: np.ndarray, valid: np.ndarray) -> list[TileIndex]:
+        written: list[TileIndex] = []
+        codec = self.codec(process_tile.zoom)
+        for tile, block in cut_tiles(process_tile, self.output_tiles(process_tile), out, valid):
+            raw = codec.encode(tile, np.ascontiguousarray(block))
+            self.put_tile(tile, raw)
+            written.append(tile.index)
+        return written
+
+    def read(self, tile: Tile | TileIndex) -> np.ma.MaskedArray | None:
+        """One stored tile, (bands, h, w), or None if it was never written."""
+        if not isinstance(tile, Tile):
+            tile = self.output_grid.tile(*tile[:3])
+        raw = self.tile_bytes_of(tile)
+        if raw is None:
+            return None
+        try:
+            values = self.codec(tile.zoom).decode(tile, raw)
+        except Exception as exc:
+            raise OutputError(f"tile {tile}: cannot decode {self.where}/{self.tile_key(tile)}: {exc}") from exc
+        return masked(values, self.nodata)
+
+    def __repr__(self) -> str:
+        return f"ZarrOutput(path={str(self.path)!r})"
+
+
+def masked(values: np.ndarray, nodata: float | int | None) -> np.ma.MaskedArray:
+    if nodata is None:
+        return np.ma.masked_array(values, mask=np.zeros(values.shape, bool))
+    if isinstance(nodata, float) and math.isnan(nodata):
+        return np.ma.masked_array(values, mask=np.isnan(values))
+    return np.ma.masked_array(values, mask=values == nodata)
+
+
+def is_zarr_store(path: str | Path) -> bool:
+    """A local Zarr store written by ziggurat (metadata.json says so)."""
+    try:
+        return read_metadata(path).get("output", {}).get("format") == "Zarr"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def zarr_chunk_files(root: str | Path) -> set[str]:
+    """Relative paths of every data chunk (or shard) object of a store: everything under
+    `{zoom}/data/` but its metadata document (`zarr.json`; v2: `.zarray`, `.zattrs`)."""
+    found: set[str] = set()
+    base = Path(root)
+    for zoom in base.iterdir():
+        data = zoom / VARIABLE
+        if not (zoom.name.isdigit() and data.is_dir()):
+            continue
+        for path in data.rglob("*"):
+            if path.is_file() and not (path.parent == data and path.name in ("zarr.json", ".zarray", ".zattrs")):
+                found.add(path.relative_to(base).as_posix())
+    return found
+
+
+__all__ = ["CONVENTIONS", "zarr_chunk_files", "ZarrOutput", "is_zarr_store", "masked"]

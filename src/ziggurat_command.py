@@ -1,0 +1,34 @@
+"""The `ziggurat` command's entry point: the boot safety nets first, the CLI's imports after them.
+
+Ctrl-C and SIGTERM are turned into a clean "Interrupted" (exit 130) even while the command is
+still importing its modules. It is the last stage (it imports the CLI); `ziggurat_boot`, the
+first, stays free of ziggurat imports so the pool's forkserver can preload it.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+from ziggurat_boot import EXIT_INTERRUPTED, start_forkserver, uses_the_pool
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """The `ziggurat` command."""
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        if uses_the_pool(sys.argv[1:]):
+            start_forkserver()
+        from ziggurat.cli import main as cli
+
+        cli()
+    except KeyboardInterrupt:  # while importing, or after the run handed back (it handles its own)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting: a late Ctrl-C keeps rc 130
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(EXIT_INTERRUPTED)
