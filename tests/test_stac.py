@@ -18,10 +18,10 @@ from stac_schemas import validate
 from ziggurat import RecipeError
 from ziggurat.cli import main
 from ziggurat.core.grid import Grid
+from ziggurat.core.limits import ZoomLimits
 from ziggurat.engine.run import execute
 from ziggurat.io.common import crs_equal
 from ziggurat.records.catalog.stac import TILED_ASSETS_SCHEMA, build_item, item_path, tile_matrix
-from ziggurat.records.catalog.tileset import ZoomLimits
 
 from pyramid_helpers import NODATA, extent, make_recipe, mosaic, run, tiles_on_disk
 

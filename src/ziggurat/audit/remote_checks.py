@@ -19,9 +19,9 @@ from typing import Any
 from ziggurat.audit.reproduce import ReproduceResult, VerifyResult, reproduce_local
 from ziggurat.audit.status import StatusReport, status_local
 from ziggurat.core.errors import ProvenanceError
+from ziggurat.core.formats import records_beside
 from ziggurat.core.location import Location
 from ziggurat.io.storage.store import open_store
-from ziggurat.records.ledger import is_single_file
 from ziggurat.records.remote import pulled
 from ziggurat.records.tile_records import has_tile_records, read_tile_records
 
@@ -29,7 +29,7 @@ from ziggurat.records.tile_records import has_tile_records, read_tile_records
 def verify_remote(url: str, *, workers: int | None = None) -> VerifyResult:
     start = time.perf_counter()
     location = Location.parse(url)
-    single = is_single_file(location.name)  # one COG: the record is its name beside the records
+    single = records_beside(location.name)  # one COG: the record is its name beside the records
     store = open_store(location.parent if single else location)
     with pulled(url) as root:
         if not has_tile_records(root):

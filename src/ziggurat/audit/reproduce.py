@@ -27,16 +27,16 @@ from typing import Any, Sequence
 import yaml
 
 from ziggurat.core.errors import ProvenanceError, ZigguratError
+from ziggurat.core.formats import records_beside
 from ziggurat.core.grid import TileIndex
 from ziggurat.engine.run import ProgressCallback, execute
-from ziggurat.io import stored_tile_files
 from ziggurat.io.checksum import compare_fingerprints, fingerprint_input, hash_many, sha256_and_size
+from ziggurat.io.outputs.stored import open_stored
 from ziggurat.plan.selection import Selection
 from ziggurat.recipe import Recipe, load_recipe
 from ziggurat.records.provenance import (
     TileRecord,
     has_tile_records,
-    is_single_file,
     library_versions,
     list_runs,
     output_root,
@@ -151,8 +151,8 @@ def verify_local(output: str | os.PathLike[str], *, workers: int | None = None) 
             result.identical += 1
         else:
             result.changed.append((record, sha))
-    if not is_single_file(out):
-        result.extra = sorted(stored_tile_files(root) - set(expected))
+    if not records_beside(out):
+        result.extra = sorted(open_stored(root).tile_files() - set(expected))
     result.seconds = time.perf_counter() - start
     return result
 
@@ -223,7 +223,7 @@ def default_target(source: Path) -> Path:
     n = 1
     while True:
         tag = f"reproduced-{stamp}" + (f"-{n}" if n > 1 else "")
-        target = (source.with_name(f"{source.stem}.{tag}{source.suffix}") if is_single_file(source)
+        target = (source.with_name(f"{source.stem}.{tag}{source.suffix}") if records_beside(source)
                   else source.with_name(f"{source.name}.{tag}"))
         if not target.exists() and not provenance_dir(target).exists():
             return target
@@ -234,11 +234,11 @@ def _check_target(source: Path, target: Path) -> None:
     if target == source or source in target.parents:
         raise ProvenanceError(f"reproduce writes into a new folder, not into the original {source} "
                               f"(got --to {target})")
-    if is_single_file(source) != is_single_file(target):
-        what, kind = ("a single file", "a .tif path") if is_single_file(source) else ("a tile directory",
+    if records_beside(source) != records_beside(target):
+        what, kind = ("a single file", "a .tif path") if records_beside(source) else ("a tile directory",
                                                                                       "a folder")
         raise ProvenanceError(f"{source} is {what}; --to must be {kind}, got {target}")
-    if is_single_file(target) and (target.exists() or provenance_dir(target).exists()):
+    if records_beside(target) and (target.exists() or provenance_dir(target).exists()):
         raise ProvenanceError(f"{target} exists; reproduce never overwrites: choose a new path")
     if target.is_dir() and any(target.iterdir()):
         raise ProvenanceError(f"{target} exists and is not empty; reproduce needs a new or empty folder")
@@ -319,7 +319,7 @@ def saved_recipe(source: str | os.PathLike[str], manifest: dict[str, Any], targe
 
 
 def _compare(result: ReproduceResult, old: dict[str, TileRecord], new: dict[str, TileRecord]) -> None:
-    if is_single_file(result.source):  # one record each, named after each file
+    if records_beside(result.source):  # one record each, named after each file
         old = {"file": list(old.values())[-1]} if old else {}
         new = {"file": list(new.values())[-1]} if new else {}
     for path, rec in sorted(new.items()):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ziggurat.core.errors import OutputError, ProcessLoadError
+from ziggurat.core.formats import FORMATS
 from ziggurat.process.load import ProcessRef, load_process
 
 PROCESS_TEMPLATE = '''"""{name}: what this process makes (the first line is what `ziggurat processes` lists).
@@ -142,22 +143,8 @@ def describe_process(name: str, base_dir: str | os.PathLike[str] = ".") -> Proce
 
 def formats() -> dict[str, list[tuple[str, str]]]:
     """Input and output formats, with what each reads or writes."""
-    from ziggurat.recipe.output import OUTPUT_FORMATS as OUTPUT_NAMES
-
-    outputs = {
-        "GTiff": "GeoTIFF tile directory {zoom}/{row}/{col}.tif; or one GeoTIFF/COG with a path ending in .tif",
-        "PNG": "PNG tile directory (uint8/uint16, 1 or 3 bands + alpha) for web maps",
-        "PNG_hillshade": "mapchete's 8-bit shade PNG tiles",
-        "PNG_RGBA": "mapchete's 8-bit RGBA PNG tiles",
-        "GeoJSON": "vector tile directory {zoom}/{row}/{col}.geojson",
-        "FlatGeobuf": "vector tile directory {zoom}/{row}/{col}.fgb",
-    }
-    aliases: dict[str, list[str]] = {}
-    for alias, canonical in OUTPUT_NAMES.items():
-        if alias.lower() != canonical.lower():
-            aliases.setdefault(canonical, []).append(alias)
-    out = [(name, desc + (f" (also: {', '.join(aliases[name])})" if name in aliases else ""))
-           for name, desc in outputs.items()]
+    out = [(f.name, f.description + (f" (also: {', '.join(f.aliases)})" if f.aliases else ""))
+           for f in FORMATS.values()]
     inputs = [
         ("raster", "any GDAL raster (GeoTIFF, COG, VRT, JP2, NetCDF subdatasets...), local, http(s):// or s3://"),
         ("mosaic", "many rasters as one: globs, lists, VRTs, GTI or vector tile indexes (`mosaic:`)"),

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.io.outputs.stored import StoredOutput
 from ziggurat.recipe import InputConfig
 
 
@@ -89,12 +90,7 @@ class OutputCapabilities:
     parent_writes: bool
     #: several parent threads may call `write_prepared` at once
     threadsafe_writes: bool
-    #: described by a tiled-assets STAC item
-    stac: bool
-    #: one finished file, described by a single-asset STAC item once the run has renamed it into place
-    stac_file: bool = False
-    #: one store of many objects (Zarr), described by a single-asset STAC item pointing at it
-    stac_store: bool = False
+
 
 
 @runtime_checkable
@@ -108,6 +104,12 @@ class Output(Protocol):
     grid: Grid
     output_grid: Grid
     capabilities: OutputCapabilities
+
+    @property
+    def stored(self) -> StoredOutput:
+        """What the output holds once written: the object the records, the catalog and every
+        check after the run ask (the same `open_stored` reads back)."""
+        ...
 
     def check_run(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
         """Refuse a run this output cannot hold (OutputError), before anything is written."""

@@ -44,7 +44,7 @@ def probe(driver: str, options: Mapping[str, Any], dtype: str, bands: int) -> li
     logger = logging.getLogger("rasterio._env")
     logger.addHandler(collect)
     problems: list[tuple[str, str]] = []
-    profile = {"driver": "GTiff" if driver == "GTiff" else "PNG", "width": _PROBE_SIZE, "height": _PROBE_SIZE,
+    profile = {"driver": driver, "width": _PROBE_SIZE, "height": _PROBE_SIZE,
                "count": bands, "dtype": dtype, **{k.upper(): v for k, v in options.items()}}
     try:
         with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile() as mem:
@@ -54,7 +54,7 @@ def probe(driver: str, options: Mapping[str, Any], dtype: str, bands: int) -> li
     except Exception as exc:   # GDAL refused to create the file: name the option it names
         text = str(exc)
         name = next((n for n in options if re.search(rf"\b{re.escape(n.upper())}\b", text)), None)
-        problems.append((name or next(iter(options)), text.split(": ", 1)[-1] if ".tif: " in text else text))
+        problems.append((name or next(iter(options)), text.split(": ", 1)[-1] if re.search(r"\.\w+: ", text) else text))
     finally:
         logger.removeHandler(collect)
     seen = {name for name, _ in problems}

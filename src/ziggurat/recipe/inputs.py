@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ziggurat.core.errors import RecipeError
+from ziggurat.core.formats import Storage
 from ziggurat.core.location import Location
 from ziggurat.recipe.mosaic import MosaicSection, is_mosaic
-from ziggurat.recipe.output import RASTER_TILE_FORMATS, is_remote
+from ziggurat.recipe.output import is_remote
 from ziggurat.recipe.stac_input import StacSection, is_stac
 from ziggurat.recipe.yamlload import ZOOM_OPS, FrozenDict, KeyPath, found, zoom_conditions
 
@@ -169,16 +170,16 @@ class InputSection(MosaicSection, StacSection):
         finally:
             _LOADING.discard(path)
         out = upstream.output
-        if out.format not in RASTER_TILE_FORMATS + ("Zarr",):
+        if not out.format_info.readable:
             raise self.loc.error(key, f"the recipe {where!r} writes {out.format}; only raster outputs can be "
                                       "read as inputs")
         if out.remote:
-            return out.url, "raster" if out.is_single_file else "tiledir"
+            return out.url, "raster" if out.storage is Storage.FILE else "tiledir"
         if not out.path.exists():
             raise self.loc.error(key, f"the recipe {where!r} has not written its output {out.path} yet: run "
                                       f"`ziggurat execute {where}` first (ziggurat does not process another "
                                       "recipe's tiles on demand)")
-        return out.path, "raster" if out.is_single_file else "tiledir"
+        return out.path, "raster" if out.storage is Storage.FILE else "tiledir"
 
     def input_path(self, where: str, fmt: str | None, key: KeyPath) -> tuple[Path | str, str]:
         ext = os.path.splitext(where.split("?")[0].rstrip("/"))[1].lower()

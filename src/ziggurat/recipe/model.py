@@ -18,7 +18,8 @@ from ziggurat.core.grid import METATILING_VALUES, Bounds, Grid
 from ziggurat.recipe.inputs import InputConfig, InputSection, file_kind
 from ziggurat.recipe.mapchete_keys import MAPCHETE_TOP_KEYS, translate
 from ziggurat.recipe.native_grid import NativeGridSection
-from ziggurat.recipe.output import OutputConfig, OutputSection
+from ziggurat.recipe.output import OutputConfig
+from ziggurat.recipe.output_section import OutputSection
 from ziggurat.recipe.stac_settings import settings_from_recipe
 from ziggurat.recipe.yamlload import (
     FrozenDict,
@@ -217,7 +218,7 @@ class _Builder(OutputSection, InputSection, NativeGridSection):
                 or baselevels.get("max", zoom_levels[1]) < zoom_levels[1]):
             raise self.loc.error(("baselevels",), "overview zooms (zoom_levels outside baselevels) need a "
                                                   f"raster tile directory output, not {output.format} "
-                                                  f"{'file' if output.is_single_file else 'tiles'} at {output.path}")
+                                                  f"{output.storage.value} at {output.path}")
         timeout = data.get("tile_timeout")
         if timeout is not None and not (is_number(timeout) and timeout > 0):
             raise self.fail(("tile_timeout",), "a number of seconds > 0", timeout)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-VECTOR_OUTPUT_FORMATS = ("GeoJSON", "FlatGeobuf", "GeoParquet")
 #: Geometry types a schema may name; "Unknown" accepts any geometry as it is.
 GEOMETRY_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
                   "Unknown")

@@ -1,1 +1,2 @@
-"""Stage 7, the records: the tile ledger, provenance, the run lock and the remote copy of them (state), and the catalog describing an output (`catalog/`)."""
+"""Stage 7, the records: the tile ledger, provenance, the run lock and the remote copy of them
+(state), and the catalog describing an output (`catalog/`)."""

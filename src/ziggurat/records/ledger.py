@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from ziggurat.core.errors import OutputError
+from ziggurat.core.formats import records_beside
 from ziggurat.core.grid import TileIndex
-from ziggurat.recipe.output import SINGLE_FILE_SUFFIXES
+from ziggurat.io.outputs.stored import RECORDS_FOLDER, provenance_dir
 
 log = logging.getLogger(__name__)
 
-FOLDER = ".ziggurat"
+FOLDER = RECORDS_FOLDER
 LEDGER_FILE = "ledger.sqlite"
 COMMIT_SECONDS = 0.2
 COMMIT_ROWS = 512
@@ -79,17 +80,6 @@ class TileRecord(NamedTuple):
     run: str | None = None
 
 
-def is_single_file(output_path: str | os.PathLike[str]) -> bool:
-    """A records path of a single-file output (the folder sits beside it, not inside)."""
-    return Path(output_path).suffix.lower() in SINGLE_FILE_SUFFIXES
-
-
-def provenance_dir(output_path: str | os.PathLike[str]) -> Path:
-    """``OUT/.ziggurat`` for a tile directory, ``OUT.tif.ziggurat`` beside a single file."""
-    path = Path(output_path)
-    return path.with_name(path.name + FOLDER) if is_single_file(path) else path / FOLDER
-
-
 def ledger_path(output_path: str | os.PathLike[str]) -> Path:
     return provenance_dir(output_path) / LEDGER_FILE
 
@@ -101,7 +91,7 @@ def sweep_temporaries(output_path: str | os.PathLike[str], *, keep_own: bool = T
 
     folder = provenance_dir(output_path)
     removed = sweep_tmp(folder / "tmp", keep_own=keep_own)
-    root = Path(output_path).parent if is_single_file(output_path) else Path(output_path)
+    root = Path(output_path).parent if records_beside(output_path) else Path(output_path)
     for place in (root, folder, folder / "runs", folder / "sources"):
         removed += sweep_tmp(place, prefix=".tmp-", keep_own=keep_own)
     if removed:
@@ -437,4 +427,4 @@ class Ledger:
 
 
 __all__ = ["COMMIT_ROWS", "COMMIT_SECONDS", "DONE", "LEDGER_FILE", "Ledger", "ProcessRow", "TileRecord",
-           "is_single_file", "ledger_path", "provenance_dir", "sweep_temporaries"]
+           "ledger_path", "provenance_dir", "sweep_temporaries"]

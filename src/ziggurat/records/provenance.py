@@ -49,7 +49,6 @@ from ziggurat.records.tile_records import (
     append_tile_records,
     compact_tile_records,
     has_tile_records,
-    is_single_file,
     output_root,
     provenance_dir,
     read_tile_records,
@@ -284,6 +283,6 @@ def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
 
 
 __all__ = ["FOLDER", "MANIFEST_FILE", "TILES_FILE", "RunExtent", "RunRecorder", "TileRecord", "append_tile_records",
-           "begin_run", "compact_tile_records", "has_tile_records", "is_single_file", "library_versions",
+           "begin_run", "compact_tile_records", "has_tile_records", "library_versions",
            "list_runs", "output_root", "recipe_files", "platform_info", "provenance_dir", "provenance_links",
            "read_manifest", "read_tile_records"]

@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ziggurat.core.errors import OutputError
+from ziggurat.core.formats import Storage, records_beside
 from ziggurat.core.location import Location
 from ziggurat.io.storage.atomic import HOST, pid_alive, write_bytes_atomic
 from ziggurat.io.storage.store import AlreadyExists, ObjectStore, open_store
 from ziggurat.recipe import OutputConfig
-from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, is_single_file, ledger_path, provenance_dir
+from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, ledger_path, provenance_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class RemoteRecords:
 
     def __init__(self, location: Location, storage_options: Mapping[str, Any] | None, root: Path) -> None:
         self.root = Path(root)                   # the local state folder (a single file: its path there)
-        self.single = is_single_file(self.root)  # OUT.tif: records beside it, in OUT.tif.ziggurat/
+        self.single = records_beside(self.root)  # OUT.tif: records beside it, in OUT.tif.ziggurat/
         self.store: ObjectStore = open_store(location.parent if self.single else location, storage_options)
         self.base = self.root.parent if self.single else self.root   # what the store's root is, locally
         self.folder = provenance_dir(self.root)
@@ -212,7 +213,7 @@ class RemoteLock:
 
     def __init__(self, config: OutputConfig) -> None:
         assert config.location is not None
-        single = is_single_file(config.path)
+        single = config.storage is Storage.FILE
         self.store = open_store(config.location.parent if single else config.location, config.storage_options)
         self.key = f"{provenance_dir(config.path).name if single else FOLDER}/lock"
         self.output_url = config.location.url

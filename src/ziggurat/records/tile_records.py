@@ -16,8 +16,9 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from ziggurat.core.formats import records_beside
 from ziggurat.core.grid import TileIndex
-from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, TileRecord, is_single_file, ledger_path, provenance_dir
+from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, TileRecord, ledger_path, provenance_dir
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ TILES_FILE = "tiles.jsonl"   # legacy format, imported into the ledger
 def output_root(output_path: str | os.PathLike[str]) -> Path:
     """The folder tile record paths are relative to."""
     path = Path(output_path)
-    return path.parent if is_single_file(path) else path
+    return path.parent if records_beside(path) else path
 
 
 def import_legacy_records(output_path: str | os.PathLike[str]) -> int:
@@ -85,5 +86,5 @@ def compact_tile_records(output_path: str | os.PathLike[str]) -> int:
 
 
 __all__ = ["FOLDER", "TILES_FILE", "TileRecord", "append_tile_records", "compact_tile_records",
-           "has_tile_records", "import_legacy_records", "is_single_file", "output_root",
+           "has_tile_records", "import_legacy_records", "output_root",
            "provenance_dir", "read_tile_records"]

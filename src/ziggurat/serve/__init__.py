@@ -7,16 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from ziggurat.core.errors import OutputError, ServeError
+from ziggurat.core.formats import Storage, records_beside
+from ziggurat.io import open_output
+from ziggurat.io.outputs.stored import is_stored
 from ziggurat.recipe import Recipe
 
 DEFAULT_HOST = "127.0.0.1"   # local only, unless asked otherwise
 DEFAULT_PORT = 8765
 
 
+
 def target(path: str | os.PathLike[str]) -> tuple[Path, Recipe | None]:
     """(output folder, recipe or None) of what `serve` was given: a recipe or an output."""
     from ziggurat.engine.run import load
-    from ziggurat.records.ledger import is_single_file
 
     p = Path(path)
     if p.is_file() and p.suffix.lower() in (".yaml", ".yml", ".mapchete"):
@@ -24,19 +27,15 @@ def target(path: str | os.PathLike[str]) -> tuple[Path, Recipe | None]:
         if recipe.output.remote:
             raise OutputError(f"{recipe.output.url}: serve shows local tile directories")
         out = recipe.output.path
-        if is_single_file(out) or recipe.output.format not in ("GTiff", "PNG", "PNG_RGBA", "PNG_hillshade"):
+        if recipe.output.storage is not Storage.TILES or not recipe.output.format_info.raster_tiles:
             raise OutputError(f"{out}: serve shows raster tile directories (GTiff or PNG tiles); "
                               "open a single GeoTIFF in QGIS")
-        if not (out / "metadata.json").is_file():   # nothing written yet: the folder, as a run makes it
-            from ziggurat.io import open_output
-
+        if not is_stored(out):   # nothing written yet: the folder, as a run makes it
             open_output(recipe.output, recipe.grid).prepare(False)
         return out, recipe
-    if is_single_file(p):
+    if records_beside(p):
         raise OutputError(f"{p}: serve shows raster tile directories; open a single GeoTIFF in QGIS")
-    from ziggurat.io.outputs.zarrstore import is_zarr_store
-
-    if is_zarr_store(p):
+    if is_stored(p, Storage.STORE):
         raise OutputError(f"{p}: serve shows raster tile directories and .pmtiles archives; open a Zarr store "
                           "with xarray.open_zarr")
     return p, None

@@ -3,7 +3,7 @@
 Starlette because it is a small, well-kept ASGI toolkit with no template or ORM layers we do not
 need; uvicorn runs it. Routes take integers for tile coordinates (anything else is a 404), and
 the only files served are the package's own static files and the output's tiles, looked up by
-`TileSet.tile_path`: no request path ever becomes a file path.
+`StoredOutput.tile_path`: no request path ever becomes a file path.
 
 With a recipe, a tile that is missing and not recorded in the ledger is processed on demand by
 the same engine (a one-tile `execute`: ledger, atomic writes, provenance), so a later `execute`

@@ -17,8 +17,8 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 
 from ziggurat.core.grid import Grid, TileIndex
+from ziggurat.io.outputs.stored import open_stored
 from ziggurat.records.catalog.quicklook import stretch, to_rgba
-from ziggurat.records.catalog.tileset import TileSet
 from ziggurat.records.ledger import ledger_path
 
 
@@ -44,7 +44,7 @@ class OutputView:
     """A tile directory opened for reading: its tiles, ledger and grid."""
 
     def __init__(self, path: Path) -> None:
-        self.tiles = TileSet.open(path)
+        self.tiles = open_stored(path)
         self.path = self.tiles.path
         self.grid: Grid = self.tiles.grid
         self._default: tuple[float, float] | None = None

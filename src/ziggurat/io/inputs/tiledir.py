@@ -22,6 +22,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from ziggurat.core.errors import InputError
+from ziggurat.core.formats import DEFAULT_FORMAT, tile_suffix
 from ziggurat.core.grid import Bounds, Grid, Tile
 from ziggurat.core.location import Location, is_url
 from ziggurat.core.tilelayout import TileLayout
@@ -41,7 +42,7 @@ from ziggurat.io.common import (
     warp_to_tile,
 )
 from ziggurat.io.inputs.raster import RasterTileInput
-from ziggurat.io.outputs.folder import METADATA_FILE, TILE_SUFFIXES, describe_folder, read_metadata
+from ziggurat.io.outputs.folder import METADATA_FILE, describe_folder, read_metadata
 from ziggurat.io.storage.remote_files import RemoteFolder
 from ziggurat.recipe import InputConfig
 
@@ -80,7 +81,7 @@ class TileDirectoryInput:
             self.band_names: tuple[str | None, ...] = tuple(
                 (spec or {}).get("name") for spec in out.get("band_specs") or ())
             self.nodata: float | int | None = nodata_from_json(out.get("nodata"))
-            self.suffix = TILE_SUFFIXES.get(out.get("format", "GTiff"), "")
+            self.suffix = tile_suffix(out.get("format", DEFAULT_FORMAT.name)) or ""
             self.layout = TileLayout.parse(out.get("tile_path_schema"))
         except FileNotFoundError as exc:
             raise InputError(f"input {self.name!r}: {self.where} is not a tile directory "

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from ziggurat.core.errors import OutputError
 from ziggurat.core.grid import Bounds, Grid
+from ziggurat.io.outputs.stored import StoredOutput
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.storage.store import ObjectStore, open_store
 from ziggurat.recipe import OutputConfig
@@ -32,6 +33,13 @@ class OutputBase:
                               f"divide the process metatiling {grid.metatiling}")
         self.output_grid = grid.with_options(metatiling=config.metatiling, pixelbuffer=0)
         self.notes: dict[str, int] = {}
+
+    @property
+    def stored(self) -> StoredOutput:
+        """What this output holds once written, from its own settings (no metadata read back)."""
+        cfg = self.config
+        return StoredOutput(self.path, cfg.format_info, cfg.storage, self.output_grid, cfg.dtype, cfg.bands,
+                            cfg.nodata)
 
     def set_extent(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
         """Tile files and single files need no size up front."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import threading
 from contextlib import contextmanager
@@ -23,24 +22,12 @@ from ziggurat.core.tilelayout import DEFAULT_SCHEMA, TileLayout
 from ziggurat.io.checksum import sha256_file
 from ziggurat.io.common import int_names
 from ziggurat.io.outputs.base import OutputBase
+from ziggurat.io.outputs.stored import METADATA_FILE, StoredOutput, read_metadata, stored_from_metadata
 from ziggurat.io.storage.atomic import staged, tmp_folder, tmp_in, write_all, write_json_atomic
 from ziggurat.recipe import OutputConfig
 
 logger = logging.getLogger(__name__)
 
-METADATA_FILE = "metadata.json"
-#: File suffix of the tiles of each tile-directory format (the one table of them).
-TILE_SUFFIXES = {"GTiff": ".tif", "PNG": ".png", "PNG_hillshade": ".png", "PNG_RGBA": ".png", "GeoJSON": ".geojson",
-                 "FlatGeobuf": ".fgb", "GeoParquet": ".parquet"}
-
-
-def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """A tile directory's `metadata.json`; FileNotFoundError without one, ValueError if it is
-    not a JSON object."""
-    meta = json.loads((Path(folder) / METADATA_FILE).read_text())
-    if not isinstance(meta, dict):
-        raise ValueError(f"{METADATA_FILE} holds a {type(meta).__name__}, not an object")
-    return meta
 
 
 def describe_folder(meta: dict[str, Any]) -> tuple[Grid, dict[str, Any]]:
@@ -86,6 +73,12 @@ class TileFolder(OutputBase):
         return bool(on_disk == now)
 
     # -- metadata ---------------------------------------------------------------------------------
+    @property
+    def stored(self) -> StoredOutput:
+        """What metadata.json says of the output, without reading it back (JSON round trip, so
+        the run describes its output exactly as a reader of the folder would)."""
+        return stored_from_metadata(self.path, json.loads(json.dumps(self.metadata())))
+
     def metadata(self) -> dict[str, Any]:
         """ziggurat's description, plus mapchete's `driver` and `pyramid` where mapchete can
         describe the grid, so mapchete reads the folder as a TileDirectory input too."""

@@ -44,8 +44,7 @@ class SingleFileOutput(OutputBase, RasterArrays):
     files to hash, skip or remove, and the file is final only when the run ends."""
 
     capabilities = OutputCapabilities(kind="raster", tile_files=False, overviews=False, writes_in_parent=True,
-                                      parent_writes=True, threadsafe_writes=False, stac=False,
-                                      stac_file=True)
+                                      parent_writes=True, threadsafe_writes=False)
 
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)

@@ -33,7 +33,7 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
     """Writes process tiles as output-grid GeoTIFF tiles; `grid` is the process grid."""
 
     capabilities = OutputCapabilities(kind="raster", tile_files=True, overviews=True, writes_in_parent=False,
-                                      parent_writes=True, threadsafe_writes=True, stac=True)
+                                      parent_writes=True, threadsafe_writes=True)
 
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)

@@ -21,6 +21,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from ziggurat.core.errors import InputError, OutputError
+from ziggurat.core.formats import tile_suffix
 from ziggurat.core.geometry import (
     combine,
     conform,
@@ -37,7 +38,7 @@ from ziggurat.io import gdal_errors
 from ziggurat.io.checksum import fingerprint_config
 from ziggurat.io.common import int_names, transform_bounds_safe
 from ziggurat.io.inputs.vector import Feature, VectorTileInput, clip_to_box, prepare_geometries, read_records
-from ziggurat.io.outputs.folder import METADATA_FILE, TILE_SUFFIXES, TileFolder, read_metadata
+from ziggurat.io.outputs.folder import METADATA_FILE, TileFolder, read_metadata
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.recipe import InputConfig, OutputConfig
 from ziggurat.recipe.vector_schema import parse_schema
@@ -74,7 +75,7 @@ class VectorTileDirectoryOutput(TileFolder):
     """Writes process features as GeoJSON/FlatGeobuf output tiles; `grid` is the process grid."""
 
     capabilities = OutputCapabilities(kind="vector", tile_files=True, overviews=False, writes_in_parent=False,
-                                      parent_writes=False, threadsafe_writes=True, stac=False)
+                                      parent_writes=False, threadsafe_writes=True)
     #: the formats this class writes -> fiona driver (a subclass with its own writer: None)
     formats: dict[str, str | None] = dict(DRIVERS)
 
@@ -83,7 +84,7 @@ class VectorTileDirectoryOutput(TileFolder):
         if self.format not in self.formats:
             raise OutputError(f"output {self.path}: {self.format!r} is not a vector format "
                               f"({', '.join(self.formats)})")
-        self.driver, self.suffix = self.formats[self.format], TILE_SUFFIXES[self.format]
+        self.driver, self.suffix = self.formats[self.format], tile_suffix(self.format)
         try:
             self.schema: dict[str, Any] = parse_schema(_thaw((config.options or {}).get("schema")))
         except ValueError as exc:
@@ -284,7 +285,7 @@ class VectorTileDirectoryInput:
             meta = read_metadata(self.path)
             self.dir_grid = Grid.from_dict(meta["grid"])
             self.format: str = meta["output"]["format"]
-            self.suffix = TILE_SUFFIXES[self.format]
+            self.suffix = tile_suffix(self.format)
             self.schema = meta["output"].get("schema")
             self.layout = TileLayout.parse(meta["output"].get("tile_path_schema"))
         except FileNotFoundError as exc:

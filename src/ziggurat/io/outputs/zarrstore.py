@@ -24,7 +24,6 @@ import logging
 import math
 import threading
 import warnings
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -67,7 +66,7 @@ class ZarrOutput(TileFolder, RasterArrays):
     """`output.path` ending in .zarr (or `format: Zarr`): stored tiles are the chunks (or shards)."""
 
     capabilities = OutputCapabilities(kind="raster", tile_files=True, overviews=True, writes_in_parent=False,
-                                      parent_writes=True, threadsafe_writes=True, stac=False, stac_store=True)
+                                      parent_writes=True, threadsafe_writes=True)
     suffix = ""
 
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
@@ -307,27 +306,4 @@ def masked(values: np.ndarray, nodata: float | int | None) -> np.ma.MaskedArray:
     return np.ma.masked_array(values, mask=values == nodata)
 
 
-def is_zarr_store(path: str | Path) -> bool:
-    """A local Zarr store written by ziggurat (metadata.json says so)."""
-    try:
-        return read_metadata(path).get("output", {}).get("format") == "Zarr"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def zarr_chunk_files(root: str | Path) -> set[str]:
-    """Relative paths of every data chunk (or shard) object of a store: everything under
-    `{zoom}/data/` but its metadata document (`zarr.json`; v2: `.zarray`, `.zattrs`)."""
-    found: set[str] = set()
-    base = Path(root)
-    for zoom in base.iterdir():
-        data = zoom / VARIABLE
-        if not (zoom.name.isdigit() and data.is_dir()):
-            continue
-        for path in data.rglob("*"):
-            if path.is_file() and not (path.parent == data and path.name in ("zarr.json", ".zarray", ".zattrs")):
-                found.add(path.relative_to(base).as_posix())
-    return found
-
-
-__all__ = ["CONVENTIONS", "zarr_chunk_files", "ZarrOutput", "is_zarr_store", "masked"]
+__all__ = ["CONVENTIONS", "ZarrOutput", "masked"]

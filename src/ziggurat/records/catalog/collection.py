@@ -17,10 +17,10 @@ from typing import Any, Mapping
 import pystac
 
 from ziggurat.core.errors import OutputError
+from ziggurat.core.formats import records_beside
 from ziggurat.io.storage.atomic import write_json_atomic
 from ziggurat.recipe.stac_settings import parse_datetime
 from ziggurat.records.catalog.parts import locked, read_json
-from ziggurat.records.ledger import is_single_file
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def collection_path(output_path: str | os.PathLike[str], settings: Mapping[str, 
     if settings.get("path"):
         return Path(settings["path"])
     out = Path(output_path)
-    if is_single_file(out):
+    if records_beside(out):
         return out.with_name(f"{out.stem}.collection.json")
     return out / COLLECTION_FILE
 

@@ -18,10 +18,10 @@ from xml.sax.saxutils import escape
 import rasterio
 
 from ziggurat.core.errors import OutputError
+from ziggurat.core.formats import Storage
 from ziggurat.core.grid import TileIndex
+from ziggurat.io.outputs.stored import StoredOutput, open_stored
 from ziggurat.io.storage.atomic import staged
-from ziggurat.records.catalog.tileset import TileSet
-from ziggurat.records.ledger import is_single_file
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ def write_index(output_dir: str | os.PathLike[str], zooms: Iterable[int] | None 
     unknown = [f for f in formats if f not in INDEX_FORMATS]
     if unknown:
         raise OutputError(f"unknown index format(s) {', '.join(unknown)}; known: {', '.join(INDEX_FORMATS)}")
-    if is_single_file(output_dir):
+    tiles = open_stored(output_dir)
+    if tiles.storage is Storage.FILE:
         return write_file_index(Path(output_dir), formats, absolute)
-    tiles = TileSet.open(output_dir)
     if not tiles.is_raster:
         raise OutputError(f"{tiles.path} holds {tiles.format} tiles; indexes are for raster tiles")
     wanted = None if zooms is None else sorted(set(zooms))
@@ -97,11 +97,11 @@ def write_file_index(path: Path, formats: Sequence[str], absolute: bool = False)
     return written
 
 
-def _path(tiles: TileSet, index: TileIndex, absolute: bool) -> str:
+def _path(tiles: StoredOutput, index: TileIndex, absolute: bool) -> str:
     return str(tiles.tile_path(index)) if absolute else tiles.relative_path(index)
 
 
-def write_vector_index(tiles: TileSet, fmt: str = "gpkg", zooms: Iterable[int] | None = None,
+def write_vector_index(tiles: StoredOutput, fmt: str = "gpkg", zooms: Iterable[int] | None = None,
                        absolute: bool = False) -> Path:
     """Tile footprints (grid CRS) with zoom, row, col and path: one feature per tile."""
     import fiona
@@ -135,7 +135,7 @@ def write_vector_index(tiles: TileSet, fmt: str = "gpkg", zooms: Iterable[int] |
     return final
 
 
-def write_path_list(tiles: TileSet, zooms: Iterable[int] | None = None, absolute: bool = False) -> Path:
+def write_path_list(tiles: StoredOutput, zooms: Iterable[int] | None = None, absolute: bool = False) -> Path:
     """`index.txt`: one tile path per line, zoom by zoom, row by row."""
     final = tiles.path / f"{INDEX_NAME}.txt"
     try:
@@ -158,13 +158,13 @@ def remove_indexes(folder: Path) -> list[Path]:
     return gone
 
 
-def vrt_path(tiles: TileSet, zoom: int) -> Path:
+def vrt_path(tiles: StoredOutput, zoom: int) -> Path:
     return tiles.path / f"{zoom}.vrt"
 
 
-def write_vrts(output: TileSet | str | os.PathLike[str], zooms: Iterable[int] | None = None) -> list[Path]:
+def write_vrts(output: StoredOutput | str | os.PathLike[str], zooms: Iterable[int] | None = None) -> list[Path]:
     """`<zoom>.vrt` in the output folder for every zoom that holds tiles (of `zooms`)."""
-    tiles = output if isinstance(output, TileSet) else TileSet.open(output)
+    tiles = output if isinstance(output, StoredOutput) else open_stored(output)
     wanted = tiles.zooms_on_disk() if zooms is None else sorted(set(zooms))
     out = []
     for zoom, _ in tiles.limits(wanted).items():
@@ -178,7 +178,7 @@ def _nodata_text(nodata: float | int) -> str:
     return repr(nodata)
 
 
-def _band_styles(tiles: TileSet, first: TileIndex) -> list[str]:
+def _band_styles(tiles: StoredOutput, first: TileIndex) -> list[str]:
     """Colour interpretation per band, as the tiles carry it."""
     try:
         with rasterio.open(tiles.tile_path(first)) as src:
@@ -188,7 +188,7 @@ def _band_styles(tiles: TileSet, first: TileIndex) -> list[str]:
         return ["Gray"] + ["Undefined"] * (tiles.bands - 1)
 
 
-def vrt_lines(tiles: TileSet, zoom: int) -> Iterator[str]:
+def vrt_lines(tiles: StoredOutput, zoom: int) -> Iterator[str]:
     """The VRT XML: a mosaic of the tiles on disk, relative paths, nodata where no tile exists.
 
     Two passes over the folder listing (extent, then sources) instead of holding every tile.
@@ -225,7 +225,7 @@ def vrt_lines(tiles: TileSet, zoom: int) -> Iterator[str]:
     yield "</VRTDataset>"
 
 
-def write_vrt(tiles: TileSet, zoom: int) -> Path:
+def write_vrt(tiles: StoredOutput, zoom: int) -> Path:
     final = vrt_path(tiles, zoom)
     try:
         with staged(final) as tmp, open(tmp, "w") as fh:

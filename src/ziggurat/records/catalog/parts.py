@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ziggurat.core.grid import Grid
-from ziggurat.io.outputs.folder import METADATA_FILE
+from ziggurat.core.limits import ZoomLimits
+from ziggurat.io.outputs.stored import METADATA_FILE
 from ziggurat.recipe.bands import hex_color
 from ziggurat.recipe.stac_settings import StacSettings, parse_datetime
-from ziggurat.records.catalog.tileset import ZoomLimits
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ import rasterio.windows
 from rasterio.enums import Resampling
 
 from ziggurat.core.errors import OutputError
+from ziggurat.core.formats import Storage, records_beside
+from ziggurat.io.outputs.stored import is_stored, open_stored, provenance_dir
 from ziggurat.io.storage.atomic import staged
-from ziggurat.records.ledger import is_single_file, provenance_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def quicklook_path(output: str | os.PathLike[str]) -> Path:
 def _source(output: Path) -> tuple[str, dict[str, str], Any]:
     """What GDAL opens for the output (the file itself, or a tile directory's STAC item) and the
     data extent to show (the item's `proj:bbox`: tiles reach past the data)."""
-    if is_single_file(output):
+    if records_beside(output):
         return str(output), {}, None
     from ziggurat.records.catalog.parts import item_path, read_item
 
@@ -129,12 +130,10 @@ def write_png(rgba: np.ndarray, path: Path) -> None:
 def tiles_to_read(output: Path, size: int) -> int:
     """How many tiles GDAL reads for a quicklook of `size` px: those of the coarsest zoom still at
     least `size` px across the data (the level it picks), or of the finest zoom there is."""
-    if is_single_file(output):
+    if records_beside(output):
         return 0
     from ziggurat.records.catalog.parts import item_path, limits_from_item, read_item, tms_key
-    from ziggurat.records.catalog.tileset import TileSet
-
-    tiles = TileSet.open(output)   # metadata.json only: the item lists the tiles (no scan of the disk)
+    tiles = open_stored(output)   # metadata.json only: the item lists the tiles (no scan of the disk)
     limits = limits_from_item(read_item(item_path(output)) or {}, tms_key(tiles.grid))
     if not limits:
         return 0
@@ -154,9 +153,7 @@ def make_quicklook(output: str | os.PathLike[str], dest: str | os.PathLike[str] 
     if size < 16:
         raise OutputError(f"quicklook size must be at least 16 px, got {size}")
     out = Path(output)
-    from ziggurat.io.outputs.zarrstore import is_zarr_store
-
-    if is_zarr_store(out):
+    if is_stored(out, Storage.STORE):
         raise OutputError(f"{out} is a Zarr store: quicklooks are made from tile directories and GeoTIFFs "
                           "(open the store with xarray.open_zarr)")
     if max_tiles is not None:

@@ -29,12 +29,17 @@ from rasterio.warp import transform_geom
 from shapely.geometry import shape
 
 from ziggurat.core.errors import OutputError
+from ziggurat.core.formats import Storage
 from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.core.limits import ZoomLimits
 from ziggurat.io import Output
-from ziggurat.io.outputs.folder import METADATA_FILE
+from ziggurat.io.outputs.stored import METADATA_FILE, StoredOutput, open_stored
 from ziggurat.io.storage.atomic import write_json_atomic
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.stac_settings import COMPUTED_PROPERTIES, StacSettings, parse_datetime, settings_from_recipe
+from ziggurat.records.catalog.collection import update_collection
+from ziggurat.records.catalog.file_item import build_file_item, write_file_item
+from ziggurat.records.catalog.index import write_vrts
 from ziggurat.records.catalog.parts import (
     EO_SCHEMA,
     PROJECTION_SCHEMA,
@@ -53,8 +58,7 @@ from ziggurat.records.catalog.parts import (
     tile_matrix_set,
     tms_key,
 )
-from ziggurat.records.catalog.tileset import TileSet, ZoomLimits
-from ziggurat.records.ledger import is_single_file
+from ziggurat.records.catalog.zarr_item import store_item_path, write_store_item
 from ziggurat.records.provenance import provenance_links
 
 log = logging.getLogger(__name__)
@@ -62,8 +66,6 @@ log = logging.getLogger(__name__)
 TILED_ASSETS_SCHEMA = "https://stac-extensions.github.io/tiled-assets/v1.0.0/schema.json"
 EXTENSIONS = (TILED_ASSETS_SCHEMA, PROJECTION_SCHEMA, RASTER_SCHEMA)
 ASSET_KEY = "data"
-MEDIA_TYPES = {"GTiff": "image/tiff; application=geotiff", "PNG": "image/png", "PNG_hillshade": "image/png",
-               "PNG_RGBA": "image/png"}
 _COORD_DIGITS = 9  # ~0.1 mm in degrees
 
 
@@ -91,7 +93,7 @@ def footprint(grid: Grid, limits: ZoomLimits, extent: Bounds | None = None) -> s
 
 
 # -- the item ---------------------------------------------------------------------------------
-def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None = None,
+def item_dict(tiles: StoredOutput, limits: ZoomLimits, settings: StacSettings | None = None,
               existing: Mapping[str, Any] | None = None, now: dt.datetime | None = None,
               extent: Bounds | None = None) -> dict[str, Any]:
     """The item as JSON; `existing` contributes what a user or an earlier run put there;
@@ -144,7 +146,7 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
     templates = dict(existing.get("asset_templates") or {})
     templates.pop(ASSET_KEY, None)
     template = {"href": tiles.layout.stac_href(tiles.ext),
-                "type": MEDIA_TYPES[tiles.format], "title": "Tiles", "roles": ["data"],
+                "type": tiles.info.media_type, "title": "Tiles", "roles": ["data"],
                 "raster:bands": raster_bands(tiles.dtype, tiles.nodata, tiles.bands, tiles.band_specs)}
     if settings.eo_bands:
         template["eo:bands"] = [dict(b) for b in settings.eo_bands]
@@ -162,7 +164,7 @@ def item_dict(tiles: TileSet, limits: ZoomLimits, settings: StacSettings | None 
             "assets": dict(existing.get("assets") or {})}
 
 
-def _consistent(item: Mapping[str, Any], tiles: TileSet) -> bool:
+def _consistent(item: Mapping[str, Any], tiles: StoredOutput) -> bool:
     """Does an existing item describe this tile directory's grid and format (not an older one)?"""
     key = tms_key(tiles.grid)
     tms = ((item.get("properties") or {}).get("tiles:tile_matrix_sets") or {}).get(key)
@@ -187,7 +189,7 @@ def _union(a: Bounds | None, b: Bounds | None) -> Bounds | None:
     return a if b is None else b if a is None else Bounds.union_all([a, b])
 
 
-def write_item(tiles: TileSet, limits: ZoomLimits | None = None, settings: StacSettings | None = None,
+def write_item(tiles: StoredOutput, limits: ZoomLimits | None = None, settings: StacSettings | None = None,
                *, merge: bool = True, force: bool = True, extent: Bounds | None = None) -> Path | None:
     """Create or update the item; `limits` None means scan the disk. Returns its path.
 
@@ -231,17 +233,11 @@ def write_item(tiles: TileSet, limits: ZoomLimits | None = None, settings: StacS
 def build_item(output_dir: str | os.PathLike[str]) -> Path:
     """(Re)build the item from the tiles on disk (or the single file), keeping id, datetime and
     extra properties."""
-    if is_single_file(output_dir):
-        from ziggurat.records.catalog.file_item import build_file_item
-
+    tiles = open_stored(output_dir)
+    if tiles.storage is Storage.FILE:
         return build_file_item(output_dir)
-    from ziggurat.io.outputs.zarrstore import is_zarr_store
-
-    if is_zarr_store(Path(output_dir)):   # one item pointing at the store
-        from ziggurat.records.catalog.zarr_item import store_item_path, write_store_item
-
+    if tiles.storage is Storage.STORE:   # one item pointing at the store
         return write_store_item(Path(output_dir), kept_settings(read_item(store_item_path(Path(output_dir))) or {}))
-    tiles = TileSet.open(output_dir)
     if not tiles.is_raster:
         raise OutputError(f"{tiles.path} holds {tiles.format} tiles; a STAC item is written for raster tiles")
     limits = tiles.limits()
@@ -279,12 +275,15 @@ class RunItem:
         self.output = output
         self.extent = extent              # the run's area (grid CRS): clips the tile extents
         self.replaced = replaced  # the earlier pyramid was removed: the item describes only this run
-        self.enabled = output.capabilities.stac and isinstance(output.path, Path)
+        #: what the output holds: the item's kind is chosen from it
+        self.stored = output.stored
+        #: raster tiles: a tiled-assets item
+        self.enabled = self.stored.is_raster and isinstance(output.path, Path)
         #: a local single file: its item is written once the file is in place (a remote one is
         #: uploaded whole and has no item yet)
-        self.file = output.capabilities.stac_file and not recipe.output.remote
+        self.file = self.stored.storage is Storage.FILE and not recipe.output.remote
         #: a local store of many objects (Zarr): one item pointing at the store
-        self.store = output.capabilities.stac_store and not recipe.output.remote
+        self.store = self.stored.storage is Storage.STORE and not recipe.output.remote
         self.settings: StacSettings | None = recipe.stac if self.enabled or self.file or self.store else None
         self.cog = bool(recipe.output.options.get("cog"))
         self.remote = recipe.output.remote
@@ -308,10 +307,10 @@ class RunItem:
     def zooms(self) -> list[int]:
         return self.limits.zooms
 
-    def _tiles(self) -> TileSet | None:
+    def _tiles(self) -> StoredOutput | None:
         if not self.enabled or not (Path(self.output.path) / METADATA_FILE).is_file():
             return None
-        return TileSet.open(self.output.path)
+        return self.stored
 
     def finish(self) -> Path | None:
         """Write/update the item (and its collection); returns its path (None if nothing
@@ -333,14 +332,10 @@ class RunItem:
     def _collect(self, item: Path | None) -> Path | None:
         wanted = None if self.settings is None else self.settings.collection
         if item is not None and wanted is not None:
-            from ziggurat.records.catalog.collection import update_collection
-
             self.collection = update_collection(item, wanted, self.output.path)
         return item
 
     def _finish_store(self) -> Path | None:
-        from ziggurat.records.catalog.zarr_item import store_item_path, write_store_item
-
         if not (self.wrote or self.replaced) and store_item_path(self.output.path).is_file():
             return self._collect(store_item_path(self.output.path))
         if not (Path(self.output.path) / METADATA_FILE).is_file():
@@ -351,8 +346,6 @@ class RunItem:
         """The item of a single-file output, after the run renamed the file into place."""
         if not self.file or not Path(self.output.path).is_file():
             return None
-        from ziggurat.records.catalog.file_item import write_file_item
-
         return self._collect(write_file_item(self.output.path, self.settings, cog=self.cog,
                                              band_specs=self.band_specs))
 
@@ -375,12 +368,10 @@ class RunItem:
 
     def write_vrts(self) -> list[Path]:
         """`<zoom>.vrt` for the zooms this run touched (all tiles on disk at those zooms)."""
-        from ziggurat.records.catalog.index import write_vrts
-
         tiles = self._tiles()
         return [] if tiles is None or not self.limits else write_vrts(tiles, self.zooms)
 
 
-__all__ = ["ASSET_KEY", "EXTENSIONS", "MEDIA_TYPES", "RunItem", "StacSettings", "TILED_ASSETS_SCHEMA",
+__all__ = ["ASSET_KEY", "EXTENSIONS", "RunItem", "StacSettings", "TILED_ASSETS_SCHEMA",
            "build_item", "footprint", "item_dict", "item_path", "parse_datetime", "read_item",
            "settings_from_recipe", "tile_matrix", "tile_matrix_set", "write_item"]
