@@ -221,6 +221,27 @@ def test_every_package_says_its_stage_in_the_order_of_the_architecture():
                 assert f"{number:>2}  {prefix.split('.')[1]}/" in text, f"ARCHITECTURE.md: stage {number} {prefix}"
 
 
+#: a format name or file suffix as a string literal
+FORMAT_LITERAL = re.compile(r"""(["'])(GTiff|COG|PNG|PNG_hillshade|PNG_RGBA|GeoJSON|FlatGeobuf|GeoParquet|Zarr|"""
+                            r"""\.tiff?|\.png|\.geojson|\.fgb|\.parquet|\.zarr)\1""")
+#: where format knowledge lives: the format table and the drivers
+FORMAT_HOMES = ("ziggurat/core/formats.py", "ziggurat/io/outputs/", "ziggurat/io/inputs/")
+
+
+def test_format_names_live_in_the_format_table_and_the_drivers():
+    found = [f"{p.relative_to(REPO)}:{n}: {line.strip()}" for p in SRC.rglob("*.py")
+             if not p.relative_to(SRC).as_posix().startswith(FORMAT_HOMES)
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if FORMAT_LITERAL.search(line)]
+    assert found == []
+    assert FORMAT_LITERAL.search('fmt == "GTiff"') and FORMAT_LITERAL.search("suffix == '.tif'")
+
+
+def test_every_format_of_the_table_has_exactly_one_driver():
+    from ziggurat.core.formats import FORMATS
+
+    assert list(OUTPUT_FORMATS) == list(FORMATS)
+
+
 def test_the_engine_and_records_never_probe_outputs_or_executors():
     pattern = re.compile(r"getattr\((output|self\.output|self\.pool|pool|sink|inp)\b")
     probes = [f"{p.relative_to(REPO)}:{n}" for p in SRC.rglob("*.py")
@@ -246,7 +267,7 @@ def test_every_output_driver_implements_the_output_protocol(tmp_path, fmt, name)
     caps = output.capabilities
     if caps.writes_in_parent:
         assert caps.parent_writes and not caps.tile_files
-    if caps.overviews or caps.stac:
+    if caps.overviews or output.stored.is_raster:
         assert caps.kind == "raster" and caps.tile_files
     assert isinstance(output, SingleFileOutput) == name.endswith(".tif")
     assert not list(tmp_path.iterdir())  # opening an output writes nothing; `prepare` does

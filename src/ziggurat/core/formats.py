@@ -74,9 +74,25 @@ class Format:
         return self.kind == "raster" and self.storage_at(path) is not Storage.FILE
 
 
+#: GDAL creation options of the raster tile formats (GDAL 3.x), accepted under `creation_options`
+#: or directly as output keys (mapchete's way)
+_GTIFF_CREATION = ("TFW", "RPB", "RPCTXT", "INTERLEAVE", "TILED", "BLOCKXSIZE", "BLOCKYSIZE", "NBITS", "COMPRESS",
+                   "NUM_THREADS", "PREDICTOR", "DISCARD_LSB", "JPEG_QUALITY", "JPEGTABLESMODE", "ZLEVEL",
+                   "ZSTD_LEVEL", "MAX_Z_ERROR", "MAX_Z_ERROR_OVERVIEW", "WEBP_LEVEL", "WEBP_LOSSLESS",
+                   "JXL_LOSSLESS", "JXL_EFFORT", "JXL_DISTANCE", "JXL_ALPHA_DISTANCE", "PHOTOMETRIC", "ALPHA",
+                   "PROFILE", "BIGTIFF", "PIXELTYPE", "COPY_SRC_OVERVIEWS", "GEOTIFF_KEYS_FLAVOR",
+                   "GEOTIFF_VERSION", "SPARSE_OK", "ENDIANNESS", "SOURCE_ICC_PROFILE", "OVERVIEW_RESAMPLING",
+                   "OVERVIEWS", "OVERVIEW_COUNT", "LEVEL", "QUALITY", "RESAMPLING", "TILING_SCHEME")
+_PNG_CREATION = ("WORLDFILE", "ZLEVEL", "NBITS", "TITLE", "DESCRIPTION", "COPYRIGHT", "COMMENT",
+                 "WRITE_METADATA_AS_TEXT")
+#: GDAL driver -> its creation options (a format's `gdal_driver` picks its row)
+CREATION_OPTIONS = {"GTiff": _GTIFF_CREATION, "PNG": _PNG_CREATION}
+
 _PNG = "image/png"
 GTIFF_MEDIA_TYPE = "image/tiff; application=geotiff"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+#: GDAL's IMAGE_STRUCTURE LAYOUT tag of a Cloud Optimized GeoTIFF
+COG_LAYOUT = "COG"
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("GTiff", ("geotiff", "tif", "tiff"), "raster", Storage.TILES, ".tif", GTIFF_MEDIA_TYPE,
@@ -101,6 +117,20 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            path_suffixes=(".zarr",), readable=True),
 )}
 DEFAULT_FORMAT = FORMATS["GTiff"]
+#: mapchete's PNG output (RGBA tiles), what a `.mapchete` file's `format: PNG` means
+MAPCHETE_PNG = FORMATS["PNG_RGBA"]
+PNG_MEDIA_TYPE = _PNG
+#: the GDAL driver quicklooks and previews are encoded with
+PNG_DRIVER = "PNG"
+
+#: input files by suffix, when an input names no format: rasters, vectors, vector indexes of a
+#: mosaic, GeoParquet (not a mosaic index)
+RASTER_FILE_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".nc", ".png", ".jpg")
+VECTOR_FILE_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".gml", ".kml")
+VECTOR_INDEX_SUFFIXES = (".gpkg", ".fgb", ".geojson", ".json", ".shp")
+GEOPARQUET_SUFFIXES = (".parquet", ".geoparquet")
+#: footprint indexes `ziggurat index` writes: name -> (OGR driver, file suffix)
+INDEX_VECTOR_FORMATS = {"gpkg": ("GPKG", "gpkg"), "fgb": ("FlatGeobuf", "fgb"), "geojson": ("GeoJSON", "geojson")}
 _BY_NAME = {alias.lower(): f for f in FORMATS.values() for alias in (f.name, *f.aliases)}
 
 
@@ -157,6 +187,8 @@ def records_beside(path: str | os.PathLike[str]) -> bool:
     return os.fspath(path).rstrip("/").lower().endswith(single_file_suffixes())
 
 
-__all__ = ["COG_MEDIA_TYPE", "DEFAULT_FORMAT", "FORMATS", "Format", "GTIFF_MEDIA_TYPE", "Storage", "format_for_path",
-           "format_named", "format_names", "formats_where", "listed_names", "records_beside", "single_file_suffixes",
-           "storage_of", "tile_suffix"]
+__all__ = ["COG_LAYOUT", "COG_MEDIA_TYPE", "CREATION_OPTIONS", "DEFAULT_FORMAT", "FORMATS", "GEOPARQUET_SUFFIXES",
+           "GTIFF_MEDIA_TYPE", "INDEX_VECTOR_FORMATS", "MAPCHETE_PNG", "PNG_DRIVER", "PNG_MEDIA_TYPE",
+           "RASTER_FILE_SUFFIXES", "VECTOR_FILE_SUFFIXES", "VECTOR_INDEX_SUFFIXES", "Format", "Storage",
+           "format_for_path", "format_named", "format_names", "formats_where", "listed_names", "records_beside",
+           "single_file_suffixes", "storage_of", "tile_suffix"]

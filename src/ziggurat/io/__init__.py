@@ -41,11 +41,11 @@ __all__ = [
 INPUT_FORMATS: dict[str, InputDriver] = {
     "raster": RasterInput, "tiledir": TileDirectoryInput, "vector": VectorInput, "mosaic": MosaicInput,
     "stac": StacInput}
+#: the output drivers; each says which formats of the format table it writes (`writes`)
+OUTPUT_DRIVERS = (TileDirectoryOutput, PNGTileDirectoryOutput, HillshadePNGTileDirectoryOutput,
+                  RGBAPNGTileDirectoryOutput, VectorTileDirectoryOutput, GeoParquetOutput, ZarrOutput)
 OUTPUT_FORMATS: dict[str, Callable[[OutputConfig, Grid], Output]] = {
-    "GTiff": TileDirectoryOutput, "PNG": PNGTileDirectoryOutput, "PNG_hillshade": HillshadePNGTileDirectoryOutput,
-    "PNG_RGBA": RGBAPNGTileDirectoryOutput,
-    "GeoJSON": VectorTileDirectoryOutput, "FlatGeobuf": VectorTileDirectoryOutput, "Zarr": ZarrOutput,
-    "GeoParquet": GeoParquetOutput}
+    name: cls for cls in OUTPUT_DRIVERS for name in cls.writes}
 
 
 

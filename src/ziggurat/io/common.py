@@ -23,6 +23,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject, transform_bounds
 
 from ziggurat.core.errors import InputError
+from ziggurat.core.formats import FORMATS
 from ziggurat.core.grid import Bounds, Tile
 
 logger = logging.getLogger(__name__)
@@ -369,11 +370,15 @@ def block_size(n: int) -> int | None:
     return n if n <= 512 else 256
 
 
+#: tiles stored without georeferencing (PNG): the grid places them
+UNREFERENCED_TILE_SUFFIXES = {f.tile_suffix for f in FORMATS.values() if f.alpha_nodata}
+
+
 @contextmanager
 def open_tile(path: Path) -> Iterator[DatasetReader]:
     """Open a stored tile. PNG tiles carry no georeferencing (the grid places them), so
     rasterio's NotGeoreferencedWarning is expected there and silenced."""
-    if path.suffix.lower() != ".png":
+    if path.suffix.lower() not in UNREFERENCED_TILE_SUFFIXES:
         with rasterio.open(path) as src:
             yield src
         return

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ziggurat.core.errors import RecipeError
-from ziggurat.core.formats import Storage
+from ziggurat.core.formats import RASTER_FILE_SUFFIXES, VECTOR_FILE_SUFFIXES, Storage
 from ziggurat.core.location import Location
 from ziggurat.recipe.mosaic import MosaicSection, is_mosaic
 from ziggurat.recipe.output import is_remote
@@ -21,8 +21,8 @@ INPUT_FORMATS = {"raster": "raster", "raster_file": "raster", "gtiff": "raster",
                  "tif": "raster", "vrt": "raster", "vector": "vector", "vector_file": "vector",
                  "geojson": "vector", "gpkg": "vector", "flatgeobuf": "vector", "esri shapefile": "vector",
                  "tiledir": "tiledir", "tiledirectory": "tiledir", "tile_directory": "tiledir"}
-RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".nc", ".png", ".jpg")
-VECTOR_EXTS = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".gml", ".kml")
+RASTER_EXTS = RASTER_FILE_SUFFIXES
+VECTOR_EXTS = VECTOR_FILE_SUFFIXES
 def file_kind(mode: int) -> str:
     """What a path that is not a regular file is, for messages."""
     kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),

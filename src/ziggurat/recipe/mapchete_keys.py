@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
+from ziggurat.core.formats import MAPCHETE_PNG
 from ziggurat.recipe.yamlload import FrozenDict, KeyPath, Locator
 
 log = logging.getLogger("ziggurat.recipe")
@@ -97,4 +98,4 @@ def _mapchete_output_defaults(output: dict[str, Any], pyramid: Any) -> None:
     if fmt in ("gtiff", "geotiff", "tif", "tiff", "png", "png_hillshade", "png_rgba", ""):
         output.setdefault("nodata", 0)   # mapchete's raster profiles default to nodata 0
     if fmt == "png":   # mapchete's PNG is always 8-bit RGBA, whatever `bands` says
-        output.update(format="PNG_RGBA", bands=4, dtype="uint8")
+        output.update(format=MAPCHETE_PNG.name, bands=4, dtype="uint8")

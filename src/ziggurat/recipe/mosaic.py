@@ -23,13 +23,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ziggurat.core.formats import GEOPARQUET_SUFFIXES, VECTOR_INDEX_SUFFIXES
 from ziggurat.core.location import is_url
 from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, is_number
 
 GLOB_CHARS = "*?["
 SOURCE_KEYS = ("path", "resampling", "nodata", "location")
 MOSAIC_KEYS = ("mosaic", "priority", "resampling", "dtype", "format", "path")
-VECTOR_INDEX_EXTS = (".gpkg", ".fgb", ".geojson", ".json", ".shp")
+VECTOR_INDEX_EXTS = VECTOR_INDEX_SUFFIXES
 
 
 def is_glob(text: str) -> bool:
@@ -88,7 +89,7 @@ class MosaicSection(Checker):
                 raise self.loc.error(key + ("path",), f"the pattern {where!r} matches no file ({path})")
         elif not os.path.exists(path):
             raise self.loc.error(key + ("path",), f"input not found: {path} (from {where!r})")
-        if Path(path).suffix.lower() in (".parquet", ".geoparquet"):
+        if Path(path).suffix.lower() in GEOPARQUET_SUFFIXES:
             raise self.loc.error(key + ("path",), "expected a GeoPackage, FlatGeobuf, GeoJSON or Shapefile index: "
                                                   "the GDAL in the rasterio/fiona wheels has no Parquet driver "
                                                   f"(convert {where!r} with ogr2ogr -f GPKG)")

@@ -25,19 +25,6 @@ UNSIZED = {"float": "float32 or float64", "double": "float64", "single": "float3
             "uint": "uint16 or uint32", "integer": "int16 or int32"}
 
 
-#: GDAL creation options of the raster tile formats (GDAL 3.x), accepted under `creation_options`
-#: or directly as output keys (mapchete's way)
-_GTIFF_CREATION = ("TFW", "RPB", "RPCTXT", "INTERLEAVE", "TILED", "BLOCKXSIZE", "BLOCKYSIZE", "NBITS", "COMPRESS",
-                   "NUM_THREADS", "PREDICTOR", "DISCARD_LSB", "JPEG_QUALITY", "JPEGTABLESMODE", "ZLEVEL",
-                   "ZSTD_LEVEL", "MAX_Z_ERROR", "MAX_Z_ERROR_OVERVIEW", "WEBP_LEVEL", "WEBP_LOSSLESS",
-                   "JXL_LOSSLESS", "JXL_EFFORT", "JXL_DISTANCE", "JXL_ALPHA_DISTANCE", "PHOTOMETRIC", "ALPHA",
-                   "PROFILE", "BIGTIFF", "PIXELTYPE", "COPY_SRC_OVERVIEWS", "GEOTIFF_KEYS_FLAVOR",
-                   "GEOTIFF_VERSION", "SPARSE_OK", "ENDIANNESS", "SOURCE_ICC_PROFILE", "OVERVIEW_RESAMPLING",
-                   "OVERVIEWS", "OVERVIEW_COUNT", "LEVEL", "QUALITY", "RESAMPLING", "TILING_SCHEME")
-_PNG_CREATION = ("WORLDFILE", "ZLEVEL", "NBITS", "TITLE", "DESCRIPTION", "COPYRIGHT", "COMMENT",
-                 "WRITE_METADATA_AS_TEXT")
-#: GDAL driver -> its creation options (a format's `gdal_driver` picks its row)
-CREATION_OPTIONS = {"GTiff": _GTIFF_CREATION, "PNG": _PNG_CREATION}
 #: output keys besides the typed ones, read by the drivers and the records
 OPTION_KEYS = ("creation_options", "schema", "cog", "overview_resampling", "stac", "tile_path_schema", "zarr_format",
                "shard")
@@ -134,5 +121,5 @@ def state_folder(location: Location) -> Path:
     return state_root() / "remote" / f"{location.scheme}-{label}-{digest}" / location.name
 
 
-__all__ = ["COMPRESSIONS", "CREATION_OPTIONS", "GDAL_DTYPES", "OPTION_KEYS", "OUTPUT_KEYS", "OutputConfig",
+__all__ = ["COMPRESSIONS", "GDAL_DTYPES", "OPTION_KEYS", "OUTPUT_KEYS", "OutputConfig",
            "RASTER_DTYPES", "UNSIZED", "ZARR_COMPRESSIONS", "is_remote", "state_folder", "state_root"]

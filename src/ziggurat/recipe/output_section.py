@@ -10,7 +10,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ziggurat.core.formats import FORMATS, Format, Storage, format_for_path, format_named, listed_names
+from ziggurat.core.formats import (
+    CREATION_OPTIONS,
+    FORMATS,
+    Format,
+    Storage,
+    format_for_path,
+    format_named,
+    listed_names,
+)
 from ziggurat.core.grid import METATILING_VALUES, Grid
 from ziggurat.core.location import Location
 from ziggurat.core.tilelayout import TileLayout
@@ -18,7 +26,6 @@ from ziggurat.recipe.bands import BandsSection
 from ziggurat.recipe.creation_options import probe
 from ziggurat.recipe.output import (
     COMPRESSIONS,
-    CREATION_OPTIONS,
     GDAL_DTYPES,
     OPTION_KEYS,
     OUTPUT_KEYS,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ziggurat.core.errors import OutputError
+from ziggurat.core.formats import PNG_MEDIA_TYPE
 from ziggurat.io.storage.atomic import staged, tmp_path
 from ziggurat.serve.render import OutputView, Style
 
@@ -71,7 +72,7 @@ def pack_pmtiles(output: str | os.PathLike[str], target: str | os.PathLike[str] 
     limits = tiles.limits(wanted)
     if not limits:
         raise OutputError(f"{view.path}: no tiles to pack")
-    png_as_is = tiles.format in ("PNG", "PNG_RGBA", "PNG_hillshade")
+    png_as_is = tiles.info.media_type == PNG_MEDIA_TYPE
     style = style or Style()
     ids = sorted((lib.tile.zxy_to_tileid(z, c, r), (z, r, c)) for z, r, c in tiles.scan(limits.zooms))
     result = PackResult(archive, zooms=limits.zooms)

@@ -16,6 +16,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 
+from ziggurat.core.formats import PNG_DRIVER
 from ziggurat.core.grid import Grid, TileIndex
 from ziggurat.io.outputs.stored import open_stored
 from ziggurat.records.catalog.quicklook import stretch, to_rgba
@@ -35,7 +36,7 @@ class Style:
 def encode_png(rgba: np.ndarray) -> bytes:
     with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile() as mem:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with mem.open(driver="PNG", width=rgba.shape[2], height=rgba.shape[1], count=4, dtype="uint8") as dst:
+        with mem.open(driver=PNG_DRIVER, width=rgba.shape[2], height=rgba.shape[1], count=4, dtype="uint8") as dst:
             dst.write(rgba)
         return bytes(mem.read())
 
@@ -57,7 +58,7 @@ class OutputView:
         with warnings.catch_warnings(), rasterio.open(path) as src:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             data = src.read(masked=True)
-        if self.tiles.format in ("PNG", "PNG_RGBA", "PNG_hillshade") and data.shape[0] > self.tiles.bands:
+        if self.tiles.info.alpha_nodata and data.shape[0] > self.tiles.bands:
             alpha = np.ma.getdata(data[-1])   # PNG tiles: the last band is the mask
             data = np.ma.masked_array(np.ma.getdata(data[:self.tiles.bands]),
                                       mask=np.broadcast_to(alpha == 0, data[:self.tiles.bands].shape))

@@ -60,6 +60,7 @@ class GeoParquetOutput(VectorTileDirectoryOutput):
     """`output.path` ending in .parquet (or `format: GeoParquet`): one GeoParquet part per tile."""
 
     formats = {"GeoParquet": None}
+    writes = ("GeoParquet",)
 
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)

@@ -22,6 +22,8 @@ PNG_DTYPES = ("uint8", "uint16")
 class PNGTileDirectoryOutput(TileDirectoryOutput):
     """Writes process tiles as PNG output tiles; everything else as the GeoTIFF directory."""
 
+    writes = ("PNG",)
+
     suffix = ".png"
     gdal_env = {"GDAL_PAM_ENABLED": "NO"}
     #: the process result is made RGBA (its fourth band is the alpha): no alpha band is added
@@ -62,6 +64,8 @@ class HillshadePNGTileDirectoryOutput(PNGTileDirectoryOutput):
     """mapchete's PNG_hillshade: a black gray band and the inverted shade (255 - value) as its
     alpha, so the tiles darken whatever lies below them on a web map; nodata is transparent."""
 
+    writes = ("PNG_hillshade",)
+
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)
         if (self.dtype.name, self.bands, self.nodata) != ("uint8", 1, 0):
@@ -90,6 +94,8 @@ class RGBAPNGTileDirectoryOutput(PNGTileDirectoryOutput):
     """mapchete's PNG: always 8-bit RGBA, whatever the process returns: one band is gray
     (alpha 0 where it is nodata), two are gray + alpha, three RGB (alpha from the first band),
     four are taken as RGBA. `.mapchete` recipes get it for `format: PNG`."""
+
+    writes = ("PNG_RGBA",)
 
     rgba = True
 

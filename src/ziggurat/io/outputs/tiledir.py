@@ -32,6 +32,8 @@ __all__ = ["METADATA_FILE", "TileDirectoryOutput"]
 class TileDirectoryOutput(TileFolder, RasterArrays):
     """Writes process tiles as output-grid GeoTIFF tiles; `grid` is the process grid."""
 
+    #: the formats of the format table this driver writes
+    writes: tuple[str, ...] = ("GTiff",)
     capabilities = OutputCapabilities(kind="raster", tile_files=True, overviews=True, writes_in_parent=False,
                                       parent_writes=True, threadsafe_writes=True)
 

@@ -78,6 +78,7 @@ class VectorTileDirectoryOutput(TileFolder):
                                       parent_writes=False, threadsafe_writes=True)
     #: the formats this class writes -> fiona driver (a subclass with its own writer: None)
     formats: dict[str, str | None] = dict(DRIVERS)
+    writes: tuple[str, ...] = tuple(DRIVERS)
 
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)

@@ -65,6 +65,7 @@ def crs_code(grid: Grid) -> dict[str, Any]:
 class ZarrOutput(TileFolder, RasterArrays):
     """`output.path` ending in .zarr (or `format: Zarr`): stored tiles are the chunks (or shards)."""
 
+    writes = ("Zarr",)
     capabilities = OutputCapabilities(kind="raster", tile_files=True, overviews=True, writes_in_parent=False,
                                       parent_writes=True, threadsafe_writes=True)
     suffix = ""

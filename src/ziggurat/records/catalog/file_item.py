@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import rasterio
 
 from ziggurat.core.errors import OutputError
+from ziggurat.core.formats import COG_LAYOUT, COG_MEDIA_TYPE, GTIFF_MEDIA_TYPE
 from ziggurat.io.storage.atomic import write_json_atomic
 from ziggurat.recipe.stac_settings import StacSettings
 from ziggurat.records.catalog.parts import (
@@ -31,8 +32,8 @@ from ziggurat.records.catalog.parts import (
 
 log = logging.getLogger(__name__)
 
-COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
-GTIFF_TYPE = "image/tiff; application=geotiff"
+COG_TYPE = COG_MEDIA_TYPE
+GTIFF_TYPE = GTIFF_MEDIA_TYPE
 _DIGITS = 9
 
 
@@ -131,7 +132,7 @@ def build_file_item(path: str | os.PathLike[str]) -> Path:
     settings = kept_settings(existing)
     asset = (existing.get("assets") or {}).get("data") or {}
     with rasterio.open(path) as src:
-        cog = asset.get("type") == COG_TYPE or src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        cog = asset.get("type") == COG_TYPE or src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == COG_LAYOUT
     return write_file_item(path, settings, cog=cog)
 
 

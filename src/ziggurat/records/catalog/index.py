@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 import rasterio
 
 from ziggurat.core.errors import OutputError
-from ziggurat.core.formats import Storage
+from ziggurat.core.formats import INDEX_VECTOR_FORMATS, Storage
 from ziggurat.core.grid import TileIndex
 from ziggurat.io.outputs.stored import StoredOutput, open_stored
 from ziggurat.io.storage.atomic import staged
@@ -26,7 +26,7 @@ from ziggurat.io.storage.atomic import staged
 log = logging.getLogger(__name__)
 
 #: CLI flag / `formats` name -> (fiona driver, file extension)
-VECTOR_FORMATS = {"gpkg": ("GPKG", "gpkg"), "fgb": ("FlatGeobuf", "fgb"), "geojson": ("GeoJSON", "geojson")}
+VECTOR_FORMATS = INDEX_VECTOR_FORMATS
 INDEX_FORMATS = (*VECTOR_FORMATS, "vrt", "txt")
 INDEX_NAME = "index"
 LAYER = "tiles"
