@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator
 
 import morecantile
 import numpy as np
@@ -17,6 +17,8 @@ from rasterio.crs import CRS
 
 from ziggurat.core.bounds import Bounds
 from ziggurat.core.errors import GridError
+from ziggurat.core.levels import Level as _Level
+from ziggurat.core.levels import TileIndex
 
 #: mapchete-compatible grid names.
 GRID_ALIASES = {"geodetic": "WorldCRS84Quad", "mercator": "WebMercatorQuad"}
@@ -27,42 +29,6 @@ EXTRAPOLATED_MAXZOOM = 30
 #: Fraction of a tile that bounds must overlap before the tile counts as intersecting;
 #: absorbs float noise so bounds on a tile edge do not pull in the neighbour.
 _EDGE_EPS = 1e-6
-
-
-class TileIndex(NamedTuple):
-    """The picklable identity of a tile; what task specs carry."""
-
-    zoom: int
-    row: int
-    col: int
-
-    def __str__(self) -> str:
-        return f"(zoom {self.zoom}, row {self.row}, col {self.col})"
-
-
-@dataclass(frozen=True)
-class _Level:
-    """Per-zoom constants, in grid CRS units and (meta)tile counts."""
-
-    origin_x: float
-    origin_y: float
-    top_left: bool          # rows grow downwards from the origin (cornerOfOrigin topLeft)
-    span_x: float           # width of one base tile in CRS units
-    span_y: float
-    matrix_width: int       # base tiles
-    matrix_height: int
-    width: int              # metatiles
-    height: int
-    px_x: int               # pixels across one base tile
-    px_y: int
-
-    @property
-    def xres(self) -> float:
-        return self.span_x / self.px_x
-
-    @property
-    def yres(self) -> float:
-        return self.span_y / self.px_y
 
 
 @dataclass(frozen=True, eq=False)

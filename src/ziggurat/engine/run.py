@@ -26,7 +26,8 @@ from ziggurat.io.storage.store import STATS
 from ziggurat.plan import Plan, Selection, make_plan
 from ziggurat.plan.order import RunSizer
 from ziggurat.plan.schedule import make_source
-from ziggurat.process.load import ProcessRef, check_signature, load_process, probe_import
+from ziggurat.process.call import check_signature
+from ziggurat.process.load import ProcessRef, load_process, probe_import
 from ziggurat.recipe import FrozenDict, Recipe, load_recipe
 from ziggurat.records.catalog.index import remove_indexes
 from ziggurat.records.catalog.stac import RunItem

@@ -26,8 +26,9 @@ from ziggurat.io import Input, Output, open_input, open_output
 from ziggurat.io.outputs.rasterarrays import TaggedArray
 from ziggurat.io.outputs.vectordir import as_features
 from ziggurat.io.storage.store import STATS
+from ziggurat.process.call import call, call_kwargs
 from ziggurat.process.compat import MapcheteTile
-from ziggurat.process.load import LoadedProcess, ProcessRef, call, call_kwargs, load_process
+from ziggurat.process.load import LoadedProcess, ProcessRef, load_process
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.area import AreaMask
 

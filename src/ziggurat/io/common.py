@@ -1,4 +1,4 @@
-"""Helpers shared by the raster and tile-directory drivers (CRS, bounds, arrays)."""
+"""Helpers shared by the raster and tile-directory drivers (CRS, bounds, arrays, nodata); warping is `warp`."""
 
 from __future__ import annotations
 
@@ -19,12 +19,11 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetReader
-from rasterio.vrt import WarpedVRT
-from rasterio.warp import reproject, transform_bounds
+from rasterio.warp import transform_bounds
 
 from ziggurat.core.errors import InputError
 from ziggurat.core.formats import FORMATS
-from ziggurat.core.grid import Bounds, Tile
+from ziggurat.core.grid import Bounds
 
 logger = logging.getLogger(__name__)
 
@@ -186,96 +185,6 @@ def paste(dest: np.ma.MaskedArray, src: np.ma.MaskedArray, row: int, col: int) -
     if r0 >= r1 or c0 >= c1:
         return
     dest[:, r0:r1, c0:c1] = src[:, r0 - row:r1 - row, c0 - col:c1 - col]
-
-
-def alpha_band(src: DatasetReader) -> int:
-    """1-based index of the dataset's alpha band, 0 if it has none."""
-    return next((i for i, ci in enumerate(src.colorinterp, 1) if ci.name == "alpha"), 0)
-
-
-def warp_to_tile(src: DatasetReader, idx: list[int], tile: Tile, resampling: Resampling,
-                 mask: str = "alpha") -> np.ma.MaskedArray:
-    """Reproject bands of an open dataset onto the buffered tile; invalid or outside is masked.
-
-    A WarpedVRT with an added alpha band: GDAL fills the alpha from nodata, masks and the
-    source footprint. Masks are read from that alpha explicitly because GDAL only derives them
-    from Byte/UInt16 alpha bands. It avoids `reproject` with arrays, whose MemoryDataset toggles
-    the (not thread-safe) warnings filters and leaks NotGeoreferencedWarning under threads.
-    """
-    h, w = tile.buffered_shape
-    dtype, nodata, alpha = src.dtypes[idx[0] - 1], src.nodata, alpha_band(src)
-    out = empty_masked(len(idx), (h, w), dtype, nodata)
-    if mask == "nodata" and nodata is not None and not alpha:
-        return _warp_parts(src, idx, tile, resampling, out)
-    try:
-        # SAMPLE_GRID: with edge sampling only, GDAL clipped the source window of buffered
-        # mercator tiles reaching past the antimeridian and dropped valid columns
-        with WarpedVRT(src, crs=tile.crs, transform=tile.buffered_affine, width=w, height=h,
-                       resampling=resampling, add_alpha=not alpha, SAMPLE_GRID="YES") as vrt:
-            if alpha:  # a source alpha band (RGBA): GDAL's own mask works
-                out[:] = vrt.read(idx, masked=True)
-                return out
-            stack = vrt.read([*idx, vrt.count])
-    except Exception as exc:
-        # PROJ may reject every point of a tile (the far side of an orthographic source); the
-        # VRT then fails where the warp API just leaves the tile empty
-        logger.debug("WarpedVRT failed for tile %s (%s); retrying with reproject", tile, exc)
-        stack = np.full((len(idx) + 1, h, w), out.fill_value, dtype=dtype)
-        stack[-1] = 0  # alpha; GDAL would initialise it with the nodata value
-        reproject(rasterio.band(src, idx), stack, src_nodata=nodata, dst_nodata=out.fill_value,
-                  dst_transform=tile.buffered_affine, dst_crs=tile.crs, src_alpha=alpha,
-                  dst_alpha=len(idx) + 1, resampling=resampling, init_dest_nodata=False)
-    invalid = np.broadcast_to(stack[-1] == 0, out.shape)
-    out[:] = np.ma.masked_array(stack[:-1], mask=invalid)
-    return out
-
-
-def global_width(grid: Any) -> float | None:
-    """The x extent of a grid that spans its CRS all the way round (geodetic, mercator)."""
-    b = grid.bounds()
-    width = b.right - b.left
-    if grid.crs.is_geographic and math.isclose(width, 360.0, rel_tol=1e-9):
-        return width
-    if grid.crs.to_epsg() == 3857 and math.isclose(width, 2 * math.pi * 6378137.0, rel_tol=1e-9):
-        return width
-    return None
-
-
-def past_global_edge(tile: Tile) -> bool:
-    """The buffered tile reaches past the edge of a grid that goes all the way round."""
-    b, gb = tile.buffered_bounds, tile.grid.bounds(tile.zoom)
-    outside = b.left < gb.left or b.right > gb.right or b.top > gb.top or b.bottom < gb.bottom
-    return outside and global_width(tile.grid) is not None
-
-
-def _warp_parts(src: DatasetReader, idx: list[int], tile: Tile, resampling: Resampling,
-                out: np.ma.MaskedArray) -> np.ma.MaskedArray:
-    """mapchete's read of a buffered tile: nodata in and out (no alpha: GDAL's kernels then
-    weigh as mapchete's do), and on a grid that goes all the way round, the buffer past the
-    antimeridian read from the other side and nothing past the poles, each part warped alone."""
-    b = tile.buffered_bounds
-    gb = tile.grid.bounds(tile.zoom)
-    width = global_width(tile.grid)
-    xres, yres = tile.resolution
-    parts = [(b.left, b.right, b.top, b.bottom, 0.0)]
-    if width is not None and (b.left < gb.left or b.right > gb.right or b.top > gb.top or b.bottom < gb.bottom):
-        top, bottom = min(b.top, gb.top), max(b.bottom, gb.bottom)
-        parts = [(max(b.left, gb.left), min(b.right, gb.right), top, bottom, 0.0)]
-        if b.left < gb.left:
-            parts.append((b.left, gb.left, top, bottom, width))
-        if b.right > gb.right:
-            parts.append((gb.right, b.right, top, bottom, -width))
-    nodata = src.nodata
-    for left, right, top, bottom, shift in parts:
-        ph, pw = round((top - bottom) / yres), round((right - left) / xres)
-        if ph <= 0 or pw <= 0:
-            continue
-        affine = Affine(xres, 0.0, left + shift, 0.0, -yres, top)
-        with WarpedVRT(src, crs=tile.crs, transform=affine, width=pw, height=ph, resampling=resampling,
-                       src_nodata=nodata, nodata=nodata) as vrt:
-            part = vrt.read(idx, masked=True)
-        paste(out, part, round((b.top - top) / yres), round((left - b.left) / xres))
-    return out
 
 
 def nodata_to_json(nodata: float | int | None) -> float | int | str | None:

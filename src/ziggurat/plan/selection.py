@@ -57,10 +57,6 @@ class Selection:
         """As recorded in a run manifest."""
         return asdict(self)
 
-    @property
-    def narrows_area(self) -> bool:
-        """Anything but the zooms narrowed (a tile, a point, bounds or an area)."""
-        return any(v is not None for v in (self.bounds, self.tile, self.point, self.area))
 
 
 NAMES = frozenset(f.name for f in fields(Selection))

@@ -1,4 +1,4 @@
-"""Finding, importing and checking process modules.
+"""Finding and importing process modules, once per worker (`call` checks and calls them).
 
 A process is imported once per worker (cached by its reference) and called by keyword:
 inputs and parameters by name, plus `tile` if `execute` asks for it. Annotations are never
@@ -32,7 +32,7 @@ from types import ModuleType
 from typing import Any, Callable, Mapping
 
 from ziggurat.core import interrupts
-from ziggurat.core.errors import ProcessExit, ProcessLoadError, RecipeError
+from ziggurat.core.errors import ProcessLoadError
 from ziggurat.process.compat.types import special_kind
 
 READY_MADE_PACKAGE = "ziggurat_processes"
@@ -240,6 +240,15 @@ def probe_import(ref: ProcessRef) -> None:
                                f"{os.WEXITSTATUS(status)} (os._exit at import?)")
 
 
+def _empty_types() -> tuple[type[BaseException], ...]:
+    """An installed mapchete's MapcheteNodataTile (a process imported it) means Empty too."""
+    errors = sys.modules.get("mapchete.errors")
+    if errors is None or errors.__dict__.get("__ziggurat_shim__"):
+        return ()
+    found = tuple(errors.__dict__[n] for n in ("MapcheteNodataTile", "Empty") if n in errors.__dict__)
+    return tuple(t for t in found if isinstance(t, type) and issubclass(t, BaseException))
+
+
 def load_process(ref: ProcessRef) -> LoadedProcess:
     """Import a process once per interpreter and describe its `execute` signature."""
     with _lock:
@@ -279,127 +288,6 @@ def load_process(ref: ProcessRef) -> LoadedProcess:
                                special, _empty_types())
         _cache[key] = loaded
         return loaded
-
-
-def _empty_types() -> tuple[type[BaseException], ...]:
-    """An installed mapchete's MapcheteNodataTile (a process imported it) means Empty too."""
-    errors = sys.modules.get("mapchete.errors")
-    if errors is None or errors.__dict__.get("__ziggurat_shim__"):
-        return ()
-    found = tuple(errors.__dict__[n] for n in ("MapcheteNodataTile", "Empty") if n in errors.__dict__)
-    return tuple(t for t in found if isinstance(t, type) and issubclass(t, BaseException))
-
-
-def input_arguments(recipe: Any) -> set[str]:
-    """The process arguments the recipe's inputs fill (a group is one argument)."""
-    return {cfg.argument.split("/", 1)[0] for cfg in recipe.inputs.values()}
-
-
-def check_signature(loaded: LoadedProcess, recipe: Any) -> None:
-    if loaded.mapchete_style(recipe):
-        _check_mapchete_signature(loaded, recipe)
-    else:
-        _check_signature(loaded, recipe)
-
-
-def _check_mapchete_signature(loaded: LoadedProcess, recipe: Any) -> None:
-    """mapchete's rules: required parameters must be given; inputs the process does not name are
-    simply not passed; parameters it does not take are a warning."""
-    given_inputs = input_arguments(recipe)
-    param_names = set(recipe.parameters)
-    clash = given_inputs & param_names
-    where = loaded.source_path or loaded.module.__name__
-    if clash:
-        name = sorted(clash)[0]
-        raise RecipeError(f"{recipe.describe_key('process_parameters', name)}: {name!r} is both an input "
-                          "and a process parameter; rename one of them")
-    missing = sorted(loaded.required - param_names - given_inputs - set(loaded.special) - {"tile", "mp"})
-    if missing:
-        raise RecipeError(f"{recipe.describe_key('process_parameters')}: process {loaded.ref.spec!r} ({where}) "
-                          f"requires {', '.join(map(repr, missing))}, which the recipe does not give "
-                          "(expected in input or process_parameters)")
-    if not loaded.accepts_var_kwargs:
-        for name in sorted(param_names - set(loaded.names)):
-            log.warning("%s: process %r does not take %r (mapchete's rule: it is not passed)",
-                        recipe.describe_key("process_parameters", name), loaded.ref.spec, name)
-
-
-def _check_signature(loaded: LoadedProcess, recipe: Any) -> None:
-    """Report, before any tile runs, recipe inputs/parameters that don't fit `execute()`."""
-    given_inputs = input_arguments(recipe)
-    param_names: set[str] = set(recipe.parameters)
-    clash = given_inputs & param_names
-    if clash:
-        name = sorted(clash)[0]
-        raise RecipeError(f"{recipe.describe_key('process_parameters', name)}: {name!r} is both an input "
-                          "and a process parameter; rename one of them")
-    where = loaded.source_path or loaded.module.__name__
-    for name in sorted(param_names | given_inputs):
-        if name not in loaded.names and not loaded.accepts_var_kwargs:
-            section = "input" if name in given_inputs else "process_parameters"
-            accepted = ", ".join(n for n in loaded.names if n != "tile") or "nothing"
-            raise RecipeError(f"{recipe.describe_key(section, name)}: process {loaded.ref.spec!r} ({where}) "
-                              f"does not take {name!r}; execute() accepts: {accepted}")
-    missing = sorted(loaded.required - param_names - given_inputs - {"tile"})
-    if missing:
-        kind = "inputs or process_parameters"
-        raise RecipeError(f"{recipe.describe_key('process_parameters')}: process {loaded.ref.spec!r} ({where}) "
-                          f"requires {', '.join(map(repr, missing))}, which the recipe does not give "
-                          f"(expected in {kind})")
-
-
-def _tree(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Argument paths ("group/name") -> nested groups: mapchete's lists of (name, input) pairs."""
-    tree: dict[str, Any] = {}
-    for path, value in inputs.items():
-        *groups, name = path.split("/")
-        node = tree
-        for group in groups:
-            node = node.setdefault(group, {})
-        node[name] = value
-
-    def lists(node: dict[str, Any]) -> list[tuple[str, Any]]:
-        return [(k, lists(v) if isinstance(v, dict) else v) for k, v in node.items()]
-
-    return {k: lists(v) if isinstance(v, dict) else v for k, v in tree.items()}
-
-
-def call_kwargs(loaded: LoadedProcess, inputs: Mapping[str, Any], parameters: Mapping[str, Any],
-                tile: Any, *, mapchete: bool = False, output_params: Mapping[str, Any] | None = None
-                ) -> dict[str, Any]:
-    """The keyword arguments of one call; `inputs` maps argument paths to bound tile inputs."""
-    if not mapchete:
-        kwargs = {**parameters, **_tree(inputs)}
-        if loaded.wants_tile and "tile" not in kwargs:
-            kwargs["tile"] = tile
-        return kwargs
-    from ziggurat.process.compat import MapcheteProcess, MapcheteTile, adapt
-
-    out = dict(output_params or {})
-    view = MapcheteTile(tile)
-    bound = _tree({path: adapt(inp, path) for path, inp in inputs.items()})
-    values: dict[str, Any] = {"Tile": view, "TilePixelBuffer": tile.pixelbuffer,
-                              "TileBuffer": tile.pixelbuffer * view.pixel_x_size,
-                              "OutputNodataValue": out.get("nodata"), "OutputPath": out.get("path")}
-    kwargs = {**parameters, **bound, "tile": tile}
-    kwargs.update({name: values[kind] for name, kind in loaded.special.items()})
-    if loaded.wants_mp:
-        kwargs["mp"] = MapcheteProcess(view, parameters, bound, out)
-    # mapchete's filter_parameters: only what the signature names, and no None values
-    return {k: v for k, v in kwargs.items() if k in loaded.names and v is not None}
-
-
-def call(loaded: LoadedProcess, kwargs: Mapping[str, Any]) -> Any:
-    """Run `execute`; a sys.exit() or a KeyboardInterrupt of its own fails the tile, not the run."""
-    try:
-        return loaded.func(**kwargs)
-    except SystemExit as exc:
-        raise ProcessExit(f"process {loaded.ref.spec!r} called sys.exit({exc.code!r}) in execute(); raise an "
-                          "exception to fail a tile, or ziggurat.Empty for no data") from exc
-    except KeyboardInterrupt as exc:
-        if interrupts.signalled():
-            raise   # a real Ctrl-C
-        raise ProcessExit(f"process {loaded.ref.spec!r} raised KeyboardInterrupt in execute() (not a Ctrl-C)") from exc
 
 
 def _summary(path: str) -> str:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, found, freeze, is_number
+from ziggurat.recipe.checker import Checker
+from ziggurat.recipe.yamlload import FrozenDict, KeyPath, found, freeze, is_number
 
 BAND_KEYS = ("name", "description", "unit", "scale", "offset", "nodata", "colormap", "classes")
 CLASS_KEYS = ("value", "name", "description", "color")

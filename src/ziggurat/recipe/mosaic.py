@@ -25,7 +25,8 @@ import numpy as np
 
 from ziggurat.core.formats import GEOPARQUET_SUFFIXES, VECTOR_INDEX_SUFFIXES
 from ziggurat.core.location import is_url
-from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, is_number
+from ziggurat.recipe.checker import Checker
+from ziggurat.recipe.yamlload import FrozenDict, KeyPath, is_number
 
 GLOB_CHARS = "*?["
 SOURCE_KEYS = ("path", "resampling", "nodata", "location")

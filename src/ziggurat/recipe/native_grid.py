@@ -15,8 +15,9 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ziggurat.recipe.checker import Checker
 from ziggurat.recipe.mosaic import is_mosaic
-from ziggurat.recipe.yamlload import Checker, is_number
+from ziggurat.recipe.yamlload import is_number
 
 #: How close (relative) pixel sizes must be to count as square.
 SQUARE_RTOL = 1e-9

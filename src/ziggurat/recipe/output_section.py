@@ -191,7 +191,7 @@ class OutputSection(BandsSection):
         the format, given under `creation_options` or, as mapchete allows, directly (then moved
         there). Anything else is a typo, refused with the closest key: it would be ignored."""
         driver = _driver(fmt)
-        gdal_names = CREATION_OPTIONS.get(driver, ())
+        gdal_names = CREATION_OPTIONS.get(driver or "", ())
         extra: dict[str, Any] = {}
         out: dict[str, Any] = {}
         for name, value in options.items():

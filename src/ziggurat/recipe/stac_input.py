@@ -27,7 +27,8 @@ import os
 from typing import Any, Mapping
 
 from ziggurat.core.location import is_url
-from ziggurat.recipe.yamlload import Checker, FrozenDict, KeyPath, freeze, is_number
+from ziggurat.recipe.checker import Checker
+from ziggurat.recipe.yamlload import FrozenDict, KeyPath, freeze, is_number
 
 STAC_KEYS = ("stac", "assets", "datetime", "query", "group_by", "resampling", "asset_resampling", "collections",
              "filter")

@@ -8,7 +8,6 @@ typed getters fail with "file:line: key: expected X, found Y".
 
 from __future__ import annotations
 
-import difflib
 import numbers
 import operator
 import os
@@ -33,7 +32,6 @@ _ZOOM_COND = re.compile(r"^\s*zoom\s*(<=|>=|==|<|>|=)\s*(-?\d+)\s*$")
 _ZOOM_LIKE = re.compile(r"^\s*zoom\s*[<>=!]")
 ZOOM_OPS: dict[str, Callable[[int, int], bool]] = {"<=": operator.le, ">=": operator.ge, "==": operator.eq,
                                                "=": operator.eq, "<": operator.lt, ">": operator.gt}
-_MISSING: Any = object()
 #: bounds on what a recipe may expand to (see `_Walker.node`)
 MAX_VALUES = 100_000
 MAX_DEPTH = 64
@@ -356,67 +354,3 @@ def value_at_zoom(value: Any, zoom: int, path: KeyPath, loc: Locator) -> Any:
                         else f"several conditions match zoom {zoom} ({', '.join(hits)}); "
                              "exactly one must match")
     return value[hits[0]]
-
-
-class Checker:
-    """Typed access to parsed sections that fails with "file:line: key: expected X, found Y"."""
-
-    def __init__(self, loc: Locator) -> None:
-        self.loc = loc
-
-    def fail(self, path: KeyPath, expected: str, value: Any) -> RecipeError:
-        return self.loc.error(path, f"expected {expected}, found {found(value)}")
-
-    def check_keys(self, section: Mapping[Any, Any], path: KeyPath, allowed: tuple[str, ...]) -> None:
-        for key in section:
-            if key in allowed:
-                continue
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = (f"did you mean {'.'.join(path + (close[0],))!r}?" if close
-                    else f"valid keys: {', '.join(allowed)}")
-            raise self.loc.error(path + (key,), f"unknown key {'.'.join(map(str, path + (key,)))!r} ({hint})",
-                                 name_key=False)
-
-    def required(self, section: Mapping[Any, Any], path: KeyPath, expected: str) -> Any:
-        if path[-1] not in section:
-            raise self.loc.error(path[:-1], f"missing required key {'.'.join(map(str, path))!r} "
-                                            f"(expected {expected})", name_key=False)
-        return section[path[-1]]
-
-    def mapping(self, section: Mapping[Any, Any], path: KeyPath, expected: str, *,
-                required: bool) -> Mapping[Any, Any] | None:
-        value = self.required(section, path, expected) if required else section.get(path[-1])
-        if value is None and not required:
-            return None
-        if not isinstance(value, Mapping):
-            raise self.fail(path, expected, value)
-        return value
-
-    def string(self, section: Mapping[Any, Any], path: KeyPath, expected: str,
-               default: Any = _MISSING) -> Any:
-        value = section.get(path[-1]) if default is not _MISSING else self.required(section, path, expected)
-        if value is None and default is not _MISSING:
-            return default
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(path, expected, value)
-        return value
-
-    def resampling(self, value: Any, path: KeyPath) -> str:
-        """A rasterio resampling name, lower-cased."""
-        from rasterio.enums import Resampling
-
-        names = list(Resampling.__members__)
-        if not isinstance(value, str) or value.lower() not in names:
-            raise self.fail(path, f"a resampling name ({', '.join(names)})", value)
-        return value.lower()
-
-    def integer(self, section: Mapping[Any, Any], path: KeyPath, default: int | None, *,
-                minimum: int = 0, choices: tuple[int, ...] = ()) -> Any:
-        value = section.get(path[-1])
-        if value is None:
-            return default
-        expected = (f"one of {', '.join(map(str, choices))}" if choices
-                    else f"an integer >= {minimum}")
-        if not is_int(value) or value < minimum or (choices and value not in choices):
-            raise self.fail(path, expected, value)
-        return int(value)

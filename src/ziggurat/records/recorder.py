@@ -154,16 +154,6 @@ class RunRecorder:
             return self.legacy and self.output.exists(process_tile)
         return self._stale(process_tile, index, row) is None
 
-    def stale_reason(self, tile: Tile) -> str | None:
-        """Why a recorded tile must be made again, or None (also for tiles never made)."""
-        if self.single:
-            return None
-        index = tile.index
-        row = self.ledger.row(index)
-        if row is None or row.status not in DONE:
-            return None
-        return self._stale(tile, index, row)
-
     def _stale(self, tile: Tile, index: TileIndex, row: ProcessRow) -> str | None:
         known = self._stale_reasons.get(index)
         if known is not None:

@@ -31,14 +31,13 @@ from ziggurat.io.common import (
     empty_masked,
     fill_value,
     normalize_indexes,
-    past_global_edge,
     paste,
     pixel_offset,
     resampling_from_name,
     transform_bounds_safe,
-    warp_to_tile,
 )
 from ziggurat.io.storage.options import apply_gdal_options
+from ziggurat.io.warp import past_global_edge, warp_to_tile
 from ziggurat.recipe import InputConfig
 
 logger = logging.getLogger(__name__)

@@ -39,11 +39,11 @@ from ziggurat.io.common import (
     pixel_offset,
     resampling_from_name,
     transform_bounds_safe,
-    warp_to_tile,
 )
 from ziggurat.io.inputs.raster import RasterTileInput
 from ziggurat.io.outputs.folder import METADATA_FILE, describe_folder, read_metadata
 from ziggurat.io.storage.remote_files import RemoteFolder
+from ziggurat.io.warp import warp_to_tile
 from ziggurat.recipe import InputConfig
 
 logger = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ class StoredOutput:
     path: Path
     info: Format
     storage: Storage
-    grid: Grid | None = None
+    tile_grid: Grid | None = None
     dtype: str = "float32"
     bands: int = 1
     nodata: float | int | None = None
@@ -42,6 +42,13 @@ class StoredOutput:
     layout: TileLayout = TileLayout()
     #: `output.bands` specs as metadata.json keeps them (name, unit, scale, classes, ...)
     band_specs: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def grid(self) -> Grid:
+        """The grid of the stored tiles (a single file read back by its path has none)."""
+        if self.tile_grid is None:
+            raise OutputError(f"output {self.path}: one file, no tile grid recorded")
+        return self.tile_grid
 
     @property
     def format(self) -> str:
@@ -80,8 +87,7 @@ class StoredOutput:
         return self.path / self.relative_path(index)
 
     def zooms_on_disk(self) -> list[int]:
-        grid = self._grid()
-        return [z for z in int_names(self.path) if grid.minzoom <= z <= grid.maxzoom]
+        return [z for z in int_names(self.path) if self.grid.minzoom <= z <= self.grid.maxzoom]
 
     def scan(self, zooms: Iterable[int] | None = None) -> Iterator[TileIndex]:
         """Tiles on disk, zoom by zoom, row by row (sorted); one listdir per row folder."""
@@ -117,11 +123,6 @@ class StoredOutput:
                     continue
                 found.update(f"{rel}/{entry.name}" for entry in os.scandir(row.path))
         return found
-
-    def _grid(self) -> Grid:
-        if self.grid is None:
-            raise OutputError(f"output {self.path}: one file, no tile grid recorded")
-        return self.grid
 
 
 def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -85,7 +85,7 @@ class VectorTileDirectoryOutput(TileFolder):
         if self.format not in self.formats:
             raise OutputError(f"output {self.path}: {self.format!r} is not a vector format "
                               f"({', '.join(self.formats)})")
-        self.driver, self.suffix = self.formats[self.format], tile_suffix(self.format)
+        self.driver, self.suffix = self.formats[self.format], tile_suffix(self.format) or ""
         try:
             self.schema: dict[str, Any] = parse_schema(_thaw((config.options or {}).get("schema")))
         except ValueError as exc:
@@ -286,7 +286,7 @@ class VectorTileDirectoryInput:
             meta = read_metadata(self.path)
             self.dir_grid = Grid.from_dict(meta["grid"])
             self.format: str = meta["output"]["format"]
-            self.suffix = tile_suffix(self.format)
+            self.suffix = tile_suffix(self.format) or ""
             self.schema = meta["output"].get("schema")
             self.layout = TileLayout.parse(meta["output"].get("tile_path_schema"))
         except FileNotFoundError as exc:

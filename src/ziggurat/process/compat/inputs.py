@@ -15,7 +15,7 @@ import numpy as np
 
 from ziggurat.core.grid import Tile
 from ziggurat.io import TileInput
-from ziggurat.io.common import global_width
+from ziggurat.io.warp import global_width
 from ziggurat.process.compat.types import RasterInput, VectorInput
 
 #: mapchete read() options that choose a tile directory's zoom; ziggurat chooses by resolution
