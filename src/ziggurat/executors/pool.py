@@ -195,91 +195,64 @@ class ProcessExecutor(Executor):
 
     def _loop(self, spec: RunSpec, feeder: Feeder, parent: ParentWriter | None, slots: SlotPool | None,
               writer: ThreadPoolExecutor | None) -> Iterator[TileOutcome]:
-        computing: dict[Future[Any], _Task] = {}
-        writing: dict[Future[TileOutcome], _Task] = {}
-        suspects: list[_Task] = []     # in flight when a worker died: rerun one at a time
-
-        def capacity() -> int:
-            if suspects:
-                return 1 - len(computing)
-            room = self.window - len(computing) - len(writing)
-            if slots is not None:
-                room = min(room, slots.free)
-            return room
-
-        def submit(task: _Task) -> None:
-            assert self._pool is not None
-            future: Future[Any]
-            try:
-                # workers (and the forkserver) start inside submit(); Ctrl-C is held back meanwhile, so
-                # the forkserver starts with it blocked (it ignores it once running) and never
-                # prints a traceback from its imports
-                with main_not_reimported(), sigint_held():
-                    if task.run:
-                        future = self._pool.submit(run_together, task.run)
-                    elif parent is None:
-                        future = self._pool.submit(run_tile, task.index)
-                    else:
-                        if slots is not None and task.slot is None:
-                            task.slot = slots.acquire()
-                        future = self._pool.submit(compute_tile, task.index, task.slot,
-                                                   slots.spec if slots is not None else None)
-            except BrokenProcessPool as exc:  # a worker died since the last look: recover as for a result
-                future = Future()
-                future.set_exception(exc)
-            task.started = time.monotonic()
-            computing[future] = task
-
+        flight = _Flight(self, parent, slots)
         while True:
-            while suspects and capacity() > 0:
-                submit(suspects.pop(0))
-            if not suspects:
-                for new in self._runs(feeder, capacity(), parent is None):
-                    submit(new)
-            if not computing and not writing:
-                if suspects:
+            while flight.suspects and flight.capacity() > 0:
+                flight.submit(flight.suspects.pop(0))
+            if not flight.suspects:
+                for new in self._runs(feeder, flight.capacity(), parent is None):
+                    flight.submit(new)
+            if not flight.computing and not flight.writing:
+                if flight.suspects:
                     continue
                 feeder.idle()
                 return
-            done, _ = wait([*computing, *writing], timeout=self._next_deadline(computing),
+            done, _ = wait([*flight.computing, *flight.writing], timeout=self._next_deadline(flight.computing),
                            return_when=FIRST_COMPLETED)
             if not done:  # a tile ran past the timeout: its worker (with the pool) goes, as if it had died
-                suspects.extend(self._timed_out(spec, computing))
-                yield from self._exhausted(suspects, slots)
+                flight.suspects.extend(self._timed_out(spec, flight.computing))
+                yield from self._exhausted(flight.suspects, slots)
                 continue
             for future in done:
-                if future in writing:
-                    task = writing.pop(future)
-                    self._release(slots, task)
-                    yield future.result()  # write_prepared never raises: failures are outcomes
-                    continue
-                found = computing.pop(future, None)
-                if found is None:  # already re-queued by a pool recovery in this batch
-                    continue
-                task = found
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    suspects.extend(self._recover(spec, task, computing, suspects))
-                    yield from self._exhausted(suspects, slots)
-                    continue
-                if task.run:
-                    yield from result
-                    continue
-                if parent is None or writer is None:
-                    yield result
-                    continue
-                outcome, payload = result
-                if outcome.status != WRITTEN or payload is None:
-                    self._release(slots, task)
-                    yield parent.write(outcome, None)
-                    continue
-                if isinstance(payload, np.ndarray):
-                    array = payload
-                else:
-                    assert slots is not None and task.slot is not None
-                    array = slots.view(task.slot, *payload)
-                writing[writer.submit(parent.write, outcome, array)] = task
+                yield from self._finished(spec, flight, future, writer)
+
+    def _finished(self, spec: RunSpec, flight: "_Flight", future: Future[Any],
+                  writer: ThreadPoolExecutor | None) -> Iterator[TileOutcome]:
+        """The outcomes a finished future gives: a written result, a run's outcomes, or a
+        computed tile handed to the parent's writer (its outcome comes when that is done)."""
+        parent, slots = flight.parent, flight.slots
+        if future in flight.writing:
+            task = flight.writing.pop(future)
+            self._release(slots, task)
+            yield future.result()  # write_prepared never raises: failures are outcomes
+            return
+        found = flight.computing.pop(future, None)
+        if found is None:  # already re-queued by a pool recovery in this batch
+            return
+        task = found
+        try:
+            result = future.result()
+        except BrokenProcessPool:
+            flight.suspects.extend(self._recover(spec, task, flight.computing, flight.suspects))
+            yield from self._exhausted(flight.suspects, slots)
+            return
+        if task.run:
+            yield from result
+            return
+        if parent is None or writer is None:
+            yield result
+            return
+        outcome, payload = result
+        if outcome.status != WRITTEN or payload is None:
+            self._release(slots, task)
+            yield parent.write(outcome, None)
+            return
+        if isinstance(payload, np.ndarray):
+            array = payload
+        else:
+            assert slots is not None and task.slot is not None
+            array = slots.view(task.slot, *payload)
+        flight.writing[writer.submit(parent.write, outcome, array)] = task
 
     def _runs(self, feeder: Feeder, room: int, workers_write: bool) -> Iterator[_Task]:
         """Up to `room` tasks: runs of up to `run_tiles` consecutive specs (the source ends each
@@ -371,3 +344,46 @@ class ProcessExecutor(Executor):
         if slots is not None and task.slot is not None:
             slots.release(task.slot)
             task.slot = None
+
+
+class _Flight:
+    """What one pool run has in flight: tasks computing, results the parent is writing, and the
+    tasks that were in flight when a worker died (rerun one at a time)."""
+
+    def __init__(self, executor: ProcessExecutor, parent: ParentWriter | None, slots: SlotPool | None) -> None:
+        self.executor, self.parent, self.slots = executor, parent, slots
+        self.computing: dict[Future[Any], _Task] = {}
+        self.writing: dict[Future[Any], _Task] = {}
+        self.suspects: list[_Task] = []
+
+    def capacity(self) -> int:
+        if self.suspects:
+            return 1 - len(self.computing)
+        room = self.executor.window - len(self.computing) - len(self.writing)
+        if self.slots is not None:
+            room = min(room, self.slots.free)
+        return room
+
+    def submit(self, task: _Task) -> None:
+        pool, slots = self.executor._pool, self.slots
+        assert pool is not None
+        future: Future[Any]
+        try:
+            # workers (and the forkserver) start inside submit(); Ctrl-C is held back meanwhile, so
+            # the forkserver starts with it blocked (it ignores it once running) and never
+            # prints a traceback from its imports
+            with main_not_reimported(), sigint_held():
+                if task.run:
+                    future = pool.submit(run_together, task.run)
+                elif self.parent is None:
+                    future = pool.submit(run_tile, task.index)
+                else:
+                    if slots is not None and task.slot is None:
+                        task.slot = slots.acquire()
+                    future = pool.submit(compute_tile, task.index, task.slot,
+                                         slots.spec if slots is not None else None)
+        except BrokenProcessPool as exc:  # a worker died since the last look: recover as for a result
+            future = Future()
+            future.set_exception(exc)
+        task.started = time.monotonic()
+        self.computing[future] = task

@@ -110,13 +110,7 @@ def make_plan(recipe: Recipe, selection: Selection | None = None, *, input_bound
         grid.tile(*index)  # raises GridError for an index outside the grid
         return Plan(grid, (index.zoom,), None, (index,), area=the_area)
 
-    lo, hi = recipe.zoom_levels
-    if zoom is not None:
-        zlo, zhi = parse_zoom_levels(zoom)
-        if zlo < lo or zhi > hi:
-            raise RecipeError(f"zoom {zlo}..{zhi} is outside the recipe's zoom_levels {lo}..{hi}")
-        lo, hi = zlo, zhi
-    zooms = tuple(range(hi, lo - 1, -1))
+    zooms = _zooms(recipe, zoom)
 
     if point is not None:
         x, y = map(float, point)
@@ -152,6 +146,17 @@ def make_plan(recipe: Recipe, selection: Selection | None = None, *, input_bound
         geometry = clip_to_bounds(the_area, area)
         area = None if geometry is None else area.intersection(geometry.bounds)
     return Plan(grid, zooms, area, geometry=geometry, area=the_area)
+
+
+def _zooms(recipe: Recipe, zoom: Any) -> tuple[int, ...]:
+    """The run's zooms, finest first: the recipe's, narrowed by `zoom`."""
+    lo, hi = recipe.zoom_levels
+    if zoom is not None:
+        zlo, zhi = parse_zoom_levels(zoom)
+        if zlo < lo or zhi > hi:
+            raise RecipeError(f"zoom {zlo}..{zhi} is outside the recipe's zoom_levels {lo}..{hi}")
+        lo, hi = zlo, zhi
+    return tuple(range(hi, lo - 1, -1))
 
 
 #: process tiles one zoom may have: a billion files is past any real pyramid (a global 30 m

@@ -116,33 +116,40 @@ class StacSection(Checker):
                                                      "2024-06-01/..)", spec["datetime"]) from exc
         query = spec.get("query")
         if query is not None:
-            if not isinstance(query, Mapping):
-                raise self.fail(key + ("query",), "a mapping property -> {op: value} (STAC API query)", query)
-            for prop, cond in query.items():
-                if not isinstance(cond, Mapping) or not cond:
-                    raise self.fail(key + ("query", prop), f"a mapping of {', '.join(QUERY_OPS)} to values", cond)
-                for op, value in cond.items():
-                    if op not in QUERY_OPS:
-                        raise self.fail(key + ("query", prop, op), f"one of {', '.join(QUERY_OPS)}", op)
-                    if op in ("lt", "lte", "gt", "gte") and not is_number(value) and not isinstance(value, str):
-                        raise self.fail(key + ("query", prop, op), "a number or a string", value)
-                    if op == "in" and not isinstance(value, (list, tuple)):
-                        raise self.fail(key + ("query", prop, op), "a list of values", value)
-            out["query"] = freeze(dict(query))
+            out["query"] = self.stac_query(query, key + ("query",))
         group = spec.get("group_by", "none")
         if group not in GROUPS:
             raise self.fail(key + ("group_by",), f"one of {', '.join(GROUPS)}", group)
         out["group_by"] = group
         out["resampling"] = self.resampling(spec.get("resampling", "nearest"), key + ("resampling",))
-        per = spec.get("asset_resampling") or {}
+        out["asset_resampling"] = self.asset_resampling(spec.get("asset_resampling") or {}, assets, key)
+        return FrozenDict(out)
+
+    def stac_query(self, query: Any, key: KeyPath) -> Any:
+        """`query:` (STAC API query extension): property -> {op: value}."""
+        if not isinstance(query, Mapping):
+            raise self.fail(key, "a mapping property -> {op: value} (STAC API query)", query)
+        for prop, cond in query.items():
+            if not isinstance(cond, Mapping) or not cond:
+                raise self.fail(key + (prop,), f"a mapping of {', '.join(QUERY_OPS)} to values", cond)
+            for op, value in cond.items():
+                if op not in QUERY_OPS:
+                    raise self.fail(key + (prop, op), f"one of {', '.join(QUERY_OPS)}", op)
+                if op in ("lt", "lte", "gt", "gte") and not is_number(value) and not isinstance(value, str):
+                    raise self.fail(key + (prop, op), "a number or a string", value)
+                if op == "in" and not isinstance(value, (list, tuple)):
+                    raise self.fail(key + (prop, op), "a list of values", value)
+        return freeze(dict(query))
+
+    def asset_resampling(self, per: Any, assets: Any, key: KeyPath) -> Any:
+        """`asset_resampling:` asset key -> resampling name, for assets the input reads."""
         if not isinstance(per, Mapping):
             raise self.fail(key + ("asset_resampling",), "a mapping of asset key -> resampling", per)
         for asset, name in per.items():
             if asset not in assets:
                 raise self.fail(key + ("asset_resampling", asset), f"one of the assets ({', '.join(assets)})", asset)
             self.resampling(name, key + ("asset_resampling", asset))
-        out["asset_resampling"] = freeze({str(k): str(v).lower() for k, v in per.items()})
-        return FrozenDict(out)
+        return freeze({str(k): str(v).lower() for k, v in per.items()})
 
 
 __all__ = ["GROUPS", "QUERY_OPS", "STAC_KEYS", "StacSection", "is_stac", "parse_instant", "parse_interval"]

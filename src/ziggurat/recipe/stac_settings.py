@@ -70,6 +70,39 @@ class StacSettings:
 def settings_from_recipe(recipe: RecipeParts) -> StacSettings:
     """Validated STAC settings; raises `RecipeError` naming the key, before any tile runs."""
     loc = Locator(recipe.source_name, recipe.key_lines)
+    merged, props, where = _merged_sections(loc, recipe)
+    bands = merged.get("eo:bands")
+    if bands is not None and not (isinstance(bands, (list, tuple)) and all(isinstance(b, Mapping) for b in bands)):
+        raise loc.error(where["eo:bands"], f"expected a list of band mappings ({{name: B04, common_name: red, "
+                                           f"...}}), found {found(bands)}")
+    if "license" in props and "license" not in merged:
+        merged["license"] = props.pop("license")
+        where["license"] = ("stac", "properties", "license")
+    for key in ("id", "title", "description", "license"):
+        if merged.get(key) is not None and not isinstance(merged[key], str):
+            raise loc.error(where[key], f"expected a string, found {found(merged[key])}")
+    if merged.get("license") is not None and not LICENSE.match(merged["license"]):
+        raise loc.error(where["license"], "expected an SPDX license identifier (CC-BY-4.0, ODbL-1.0, MIT) or "
+                                          f"'other', found {found(merged['license'])}")
+    if "datetime" in props and "datetime" not in merged:   # mapchete's stac.properties.datetime
+        merged["datetime"] = props.pop("datetime")
+        where["datetime"] = ("stac", "properties", "datetime")
+    reserved = sorted(set(props) & set(COMPUTED_PROPERTIES))
+    if reserved:
+        raise loc.error(("stac", "properties"), f"{', '.join(reserved)} cannot be set; ziggurat "
+                                                "computes them (set datetime with stac.datetime)")
+    when, null = _datetime(loc, merged, props, where)
+    collection = _collection(loc, merged.get("collection"), where.get("collection", ("stac", "collection")),
+                             recipe)
+    return StacSettings(merged.get("id"), when, null, merged.get("title"), merged.get("description"),
+                        merged.get("license"), props,
+                        tuple(_jsonable(thaw(b)) for b in bands or ()), collection)
+
+
+def _merged_sections(loc: Locator, recipe: RecipeParts
+                     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, tuple[str, ...]]]:
+    """(settings, properties, where each setting was given): `stac:` and then `output.stac:`,
+    the latter winning key by key."""
     merged: dict[str, Any] = {}
     props: dict[str, Any] = {}
     where: dict[str, tuple[str, ...]] = {}
@@ -93,26 +126,12 @@ def settings_from_recipe(recipe: RecipeParts) -> StacSettings:
             else:
                 merged[key] = value
                 where[key] = path + (key,)
-    bands = merged.get("eo:bands")
-    if bands is not None and not (isinstance(bands, (list, tuple)) and all(isinstance(b, Mapping) for b in bands)):
-        raise loc.error(where["eo:bands"], f"expected a list of band mappings ({{name: B04, common_name: red, "
-                                           f"...}}), found {found(bands)}")
-    if "license" in props and "license" not in merged:
-        merged["license"] = props.pop("license")
-        where["license"] = ("stac", "properties", "license")
-    for key in ("id", "title", "description", "license"):
-        if merged.get(key) is not None and not isinstance(merged[key], str):
-            raise loc.error(where[key], f"expected a string, found {found(merged[key])}")
-    if merged.get("license") is not None and not LICENSE.match(merged["license"]):
-        raise loc.error(where["license"], "expected an SPDX license identifier (CC-BY-4.0, ODbL-1.0, MIT) or "
-                                          f"'other', found {found(merged['license'])}")
-    if "datetime" in props and "datetime" not in merged:   # mapchete's stac.properties.datetime
-        merged["datetime"] = props.pop("datetime")
-        where["datetime"] = ("stac", "properties", "datetime")
-    reserved = sorted(set(props) & set(COMPUTED_PROPERTIES))
-    if reserved:
-        raise loc.error(("stac", "properties"), f"{', '.join(reserved)} cannot be set; ziggurat "
-                                                "computes them (set datetime with stac.datetime)")
+    return merged, props, where
+
+
+def _datetime(loc: Locator, merged: Mapping[str, Any], props: Mapping[str, Any],
+              where: Mapping[str, tuple[str, ...]]) -> tuple[dt.datetime | None, bool]:
+    """(the item's datetime, whether it is null with start/end_datetime in the properties)."""
     when, null = None, False
     if "datetime" in merged:
         try:
@@ -125,11 +144,7 @@ def settings_from_recipe(recipe: RecipeParts) -> StacSettings:
                 raise loc.error(where["datetime"], "datetime can be null only with start_datetime and "
                                                    "end_datetime in properties")
             null = True
-    collection = _collection(loc, merged.get("collection"), where.get("collection", ("stac", "collection")),
-                             recipe)
-    return StacSettings(merged.get("id"), when, null, merged.get("title"), merged.get("description"),
-                        merged.get("license"), props,
-                        tuple(_jsonable(thaw(b)) for b in bands or ()), collection)
+    return when, null
 
 
 def _collection(loc: Locator, value: Any, where: tuple[str, ...], recipe: RecipeParts) -> dict[str, Any] | None:

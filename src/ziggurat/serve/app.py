@@ -99,24 +99,28 @@ def _style(request: Request) -> Style:
     return Style(q.get("colormap", "viridis"), number("min"), number("max"), int(band) if band.isdigit() else 1)
 
 
-def create_app(output: Path, recipe: Recipe | None = None) -> Starlette:
-    preview = Preview(output, recipe)
+class _Endpoints:
+    """The preview's routes, each answering from the one `Preview`."""
 
-    def index(request: Request) -> Response:
+    def __init__(self, preview: Preview) -> None:
+        self.preview = preview
+
+    def index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_NO_STORE)
 
-    def info(request: Request) -> Response:
-        data = preview.view.info()
+    def info(self, request: Request) -> Response:
+        data = self.preview.view.info()
         from rio_tiler.colormap import cmap
 
-        data.update(output=str(preview.output), recipe=str(recipe.path) if recipe is not None else None,
-                    colormaps=sorted(cmap.list()), tms=preview.view.grid.tms.id)
+        recipe = self.preview.recipe
+        data.update(output=str(self.preview.output), recipe=str(recipe.path) if recipe is not None else None,
+                    colormaps=sorted(cmap.list()), tms=self.preview.view.grid.tms.id)
         return JSONResponse(data, headers=_NO_STORE)
 
-    def tile(request: Request) -> Response:
+    def tile(self, request: Request) -> Response:
         p = request.path_params
         index = TileIndex(p["zoom"], p["row"], p["col"])
-        grid = preview.view.grid
+        grid = self.preview.view.grid
         if not grid.minzoom <= index.zoom <= grid.maxzoom:
             return Response(status_code=404)
         rows, cols = grid.matrix_shape(index.zoom)
@@ -124,85 +128,88 @@ def create_app(output: Path, recipe: Recipe | None = None) -> Starlette:
             return Response(status_code=404)
         style = _style(request)
         try:
-            png = preview.view.render(index, style)
-            if png is None and preview.recipe is not None and request.query_params.get("process", "1") != "0":
-                if preview.process(index) == "processed":
-                    png = preview.view.render(index, style)
+            png = self.preview.view.render(index, style)
+            if png is None and self.preview.recipe is not None and request.query_params.get("process", "1") != "0":
+                if self.preview.process(index) == "processed":
+                    png = self.preview.view.render(index, style)
         except ZigguratError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if png is None:
             return Response(status_code=204, headers=_NO_STORE)
         return Response(png, media_type="image/png", headers=_NO_STORE)
 
-    def value(request: Request) -> Response:
+    def value(self, request: Request) -> Response:
         q = request.query_params
         try:
             zoom, x, y = int(q["zoom"]), float(q["x"]), float(q["y"])
         except (KeyError, ValueError):
             return JSONResponse({"error": "expected zoom, x and y (grid CRS)"}, status_code=400)
-        return JSONResponse(preview.view.value(zoom, x, y), headers=_NO_STORE)
+        return JSONResponse(self.preview.view.value(zoom, x, y), headers=_NO_STORE)
 
-    def tile_info(request: Request) -> Response:
+    def tile_info(self, request: Request) -> Response:
         p = request.path_params
-        grid = preview.recipe.grid if preview.recipe is not None else None
-        return JSONResponse(preview.view.tile_status(TileIndex(p["zoom"], p["row"], p["col"]), grid),
+        grid = self.preview.recipe.grid if self.preview.recipe is not None else None
+        return JSONResponse(self.preview.view.tile_status(TileIndex(p["zoom"], p["row"], p["col"]), grid),
                             headers=_NO_STORE)
 
-    def progress(request: Request) -> Response:
+    def progress(self, request: Request) -> Response:
         from ziggurat.records.lock import RunLock
 
-        counts = preview.view.counts()
-        holder = RunLock(preview.output).active_holder()
-        return JSONResponse({"counts": counts, "done": sum(counts.values()), "total": preview.total,
+        counts = self.preview.view.counts()
+        holder = RunLock(self.preview.output).active_holder()
+        return JSONResponse({"counts": counts, "done": sum(counts.values()), "total": self.preview.total,
                              "running": holder is not None, "run": holder}, headers=_NO_STORE)
 
-    def quicklook(request: Request) -> Response:
-        path = quicklook_path(preview.output)
+    def quicklook(self, request: Request) -> Response:
+        path = quicklook_path(self.preview.output)
         return FileResponse(path, media_type="image/png") if path.is_file() else Response(status_code=404)
 
-    def tilejson(request: Request) -> Response:
+    def tilejson(self, request: Request) -> Response:
         base = str(request.base_url).rstrip("/")
-        zooms = preview.view.tiles.limits().zooms or [0]
-        data = preview.view.info()
+        zooms = self.preview.view.tiles.limits().zooms or [0]
+        data = self.preview.view.info()
         return JSONResponse({
-            "tilejson": "3.0.0", "name": preview.output.name, "scheme": "xyz",
+            "tilejson": "3.0.0", "name": self.preview.output.name, "scheme": "xyz",
             "tiles": [f"{base}/tiles/{{z}}/{{y}}/{{x}}.png"], "minzoom": min(zooms), "maxzoom": max(zooms),
             "bounds": data["data_extent"] if data["crs"] == "EPSG:4326" else None,
-            "tileMatrixSet": preview.view.grid.tms.id, "crs": data["crs"]})
+            "tileMatrixSet": self.preview.view.grid.tms.id, "crs": data["crs"]})
 
-    def tilesets(request: Request) -> Response:
+    def tilesets(self, request: Request) -> Response:
         """OGC API - Tiles: the one tileset, its tile matrix set and the tile URL template."""
         base = str(request.base_url).rstrip("/")
-        tms = preview.view.grid.tms.id
+        tms = self.preview.view.grid.tms.id
         return JSONResponse({"tilesets": [{
-            "title": preview.output.name, "dataType": "map", "tileMatrixSetId": tms,
+            "title": self.preview.output.name, "dataType": "map", "tileMatrixSetId": tms,
             "links": [{"rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
                        "href": f"{base}/tileMatrixSets/{tms}", "type": "application/json"},
                       {"rel": "item", "href": f"{base}/map/tiles/{tms}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}.png",
                        "type": "image/png", "templated": True}]}]})
 
-    def tile_matrix_set(request: Request) -> Response:
-        if request.path_params["tms"] != preview.view.grid.tms.id:
+    def tile_matrix_set(self, request: Request) -> Response:
+        if request.path_params["tms"] != self.preview.view.grid.tms.id:
             return Response(status_code=404)
-        return JSONResponse(tms_json(preview.view.grid))
+        return JSONResponse(tms_json(self.preview.view.grid))
 
-    def ogc_tile(request: Request) -> Response:
-        if request.path_params["tms"] != preview.view.grid.tms.id:
+    def ogc_tile(self, request: Request) -> Response:
+        if request.path_params["tms"] != self.preview.view.grid.tms.id:
             return Response(status_code=404)
-        return tile(request)
+        return self.tile(request)
 
+
+def create_app(output: Path, recipe: Recipe | None = None) -> Starlette:
+    ep = _Endpoints(Preview(output, recipe))
     routes = [
-        Route("/", index),
-        Route("/api/info", info),
-        Route("/api/value", value),
-        Route("/api/progress", progress),
-        Route("/api/tile/{zoom:int}/{row:int}/{col:int}", tile_info),
-        Route("/tiles/{zoom:int}/{row:int}/{col:int}.png", tile),
-        Route("/map/tiles", tilesets),
-        Route("/map/tiles/{tms:str}/{zoom:int}/{row:int}/{col:int}.png", ogc_tile),
-        Route("/tileMatrixSets/{tms:str}", tile_matrix_set),
-        Route("/tilejson.json", tilejson),
-        Route("/quicklook.png", quicklook),
+        Route("/", ep.index),
+        Route("/api/info", ep.info),
+        Route("/api/value", ep.value),
+        Route("/api/progress", ep.progress),
+        Route("/api/tile/{zoom:int}/{row:int}/{col:int}", ep.tile_info),
+        Route("/tiles/{zoom:int}/{row:int}/{col:int}.png", ep.tile),
+        Route("/map/tiles", ep.tilesets),
+        Route("/map/tiles/{tms:str}/{zoom:int}/{row:int}/{col:int}.png", ep.ogc_tile),
+        Route("/tileMatrixSets/{tms:str}", ep.tile_matrix_set),
+        Route("/tilejson.json", ep.tilejson),
+        Route("/quicklook.png", ep.quicklook),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -116,23 +116,7 @@ def item_dict(tiles: StoredOutput, limits: ZoomLimits, settings: StacSettings | 
     geom = footprint(grid, limits, extent)
     proj_bbox = data_extent(grid, limits, extent).bounds
 
-    props = {k: v for k, v in old_props.items() if k not in COMPUTED_PROPERTIES and k != "proj:epsg"}
-    props.update(settings.properties)
-    for name in ("title", "description", "license"):
-        value = getattr(settings, name)
-        if value is not None:
-            props[name] = value
-    if settings.eo_bands:
-        props["eo:bands"] = [dict(b) for b in settings.eo_bands]
-    props.update(crs_properties(grid))
-    props["proj:bbox"] = [round(v, _COORD_DIGITS) for v in proj_bbox]
-    if extent is not None:   # what later runs merge their areas with
-        props["ziggurat:extent"] = [round(v, _COORD_DIGITS) for v in extent]
-    else:
-        props.pop("ziggurat:extent", None)
-    props.setdefault("license", "other")   # STAC 1.1: "other" = see the license link, if any
-    props["created"] = old_props.get("created") or pystac.utils.datetime_to_str(now)
-    props["updated"] = pystac.utils.datetime_to_str(now)
+    props = _properties(old_props, settings, grid, proj_bbox, extent, now)
     props["tiles:tile_matrix_sets"] = {key: tms}
     url = tms.get("uri") or f"#/properties/tiles:tile_matrix_sets/{key}"
     props["tiles:tile_matrix_links"] = {key: {"url": url, "limits": limits_json(limits, kept)}}
@@ -162,6 +146,30 @@ def item_dict(tiles: StoredOutput, limits: ZoomLimits, settings: StacSettings | 
             "asset_templates": {ASSET_KEY: template, **templates},
             "geometry": out["geometry"], "links": links,
             "assets": dict(existing.get("assets") or {})}
+
+
+def _properties(old_props: Mapping[str, Any], settings: StacSettings, grid: Grid, proj_bbox: Any,
+                extent: Bounds | None, now: dt.datetime) -> dict[str, Any]:
+    """The item's properties but its tile matrices: the recipe's settings over what a user or an
+    earlier run put there, the projection and the times."""
+    props = {k: v for k, v in old_props.items() if k not in COMPUTED_PROPERTIES and k != "proj:epsg"}
+    props.update(settings.properties)
+    for name in ("title", "description", "license"):
+        value = getattr(settings, name)
+        if value is not None:
+            props[name] = value
+    if settings.eo_bands:
+        props["eo:bands"] = [dict(b) for b in settings.eo_bands]
+    props.update(crs_properties(grid))
+    props["proj:bbox"] = [round(v, _COORD_DIGITS) for v in proj_bbox]
+    if extent is not None:   # what later runs merge their areas with
+        props["ziggurat:extent"] = [round(v, _COORD_DIGITS) for v in extent]
+    else:
+        props.pop("ziggurat:extent", None)
+    props.setdefault("license", "other")   # STAC 1.1: "other" = see the license link, if any
+    props["created"] = old_props.get("created") or pystac.utils.datetime_to_str(now)
+    props["updated"] = pystac.utils.datetime_to_str(now)
+    return props
 
 
 def _consistent(item: Mapping[str, Any], tiles: StoredOutput) -> bool:
