@@ -88,6 +88,26 @@ class TileOutcome:
     requests: tuple[tuple[str, int], ...] = ()  # object-store requests the worker made since its last outcome
     notes: tuple[tuple[str, int], ...] = ()     # what casting changed: ("clipped", n), ("nodata", n)
 
+    @property
+    def ran(self) -> bool:
+        """The task ran in this run (not skipped as done before, not blocked by a failed source)."""
+        return self.status != SKIPPED and self.exc_type != SOURCE_FAILED
+
+
+#: `exc_type` of an overview tile not built because a tile it is made from failed
+SOURCE_FAILED = "SourceFailed"
+
+
+def skipped_outcome(index: TileIndex) -> TileOutcome:
+    """A tile continue mode skipped: the ledger has it, made with this run's key."""
+    return TileOutcome(TileIndex(*index), SKIPPED)
+
+
+def blocked_outcome(index: TileIndex) -> TileOutcome:
+    """An overview tile that was not built: a tile it is made from failed."""
+    return TileOutcome(TileIndex(*index), FAILED, error="not built: a tile it is made from failed",
+                       exc_type=SOURCE_FAILED)
+
 
 def failed_outcome(index: TileIndex, exc: BaseException, start: float | None = None) -> TileOutcome:
     """A FAILED outcome carrying the exception as text, so it survives any process boundary."""
@@ -97,5 +117,5 @@ def failed_outcome(index: TileIndex, exc: BaseException, start: float | None = N
                        traceback="".join(traceback.format_exception(exc)))
 
 
-__all__ = ["EMPTY", "FAILED", "HIGHER", "LOWER", "SKIPPED", "WAIT", "WRITTEN", "OverviewTask", "Status",
-           "Task", "TileOutcome", "failed_outcome", "task_index"]
+__all__ = ["EMPTY", "FAILED", "HIGHER", "LOWER", "SKIPPED", "SOURCE_FAILED", "WAIT", "WRITTEN", "OverviewTask",
+           "Status", "Task", "TileOutcome", "blocked_outcome", "failed_outcome", "skipped_outcome", "task_index"]

@@ -10,16 +10,18 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Iterator
 
 from ziggurat.core import interrupts
-from ziggurat.core.errors import InputError, OutputError, ProcessError
+from ziggurat.core.errors import InputError, ProcessError
 from ziggurat.core.grid import Bounds, Tile, TileIndex
-from ziggurat.core.tasks import EMPTY, FAILED, RUN_END, SKIPPED, WAIT, WRITTEN, TileOutcome, task_index
+from ziggurat.core.tasks import FAILED, RUN_END, WAIT, TileOutcome, blocked_outcome, skipped_outcome, task_index
+from ziggurat.engine.outcomes import Outcomes, Progress, StaleTiles, Subscriber, Tally
+from ziggurat.engine.setup import Opened, choose_executor, failed_only, open_run
 from ziggurat.engine.slowtiles import SlowTileWatch
 from ziggurat.engine.summary import ProgressCallback, ProgressEvent, RunSummary
-from ziggurat.executors import Executor, get_executor
+from ziggurat.executors import Executor
 from ziggurat.executors.job import RunSpec
 from ziggurat.io import Output, open_input, open_output
 from ziggurat.io.storage.store import STATS
@@ -28,16 +30,12 @@ from ziggurat.plan.order import RunSizer
 from ziggurat.plan.schedule import make_source
 from ziggurat.process.call import check_signature
 from ziggurat.process.load import ProcessRef, load_process, probe_import
-from ziggurat.recipe import FrozenDict, Recipe, load_recipe
-from ziggurat.records.catalog.index import remove_indexes
+from ziggurat.recipe import Recipe, load_recipe
 from ziggurat.records.catalog.stac import RunItem
-from ziggurat.records.ledger import Ledger, ledger_path, provenance_dir, sweep_temporaries
-from ziggurat.records.lock import RunLock
-from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, changed_inputs, input_fingerprints
-from ziggurat.records.remote import RemoteLock, RemoteRecords
+from ziggurat.records.ledger import sweep_temporaries
+from ziggurat.records.provenance import changed_inputs
 
 log = logging.getLogger(__name__)
-DEFAULT_EXECUTOR = "processes"
 
 
 def process_error(recipe: Recipe, outcome: TileOutcome) -> ProcessError:
@@ -117,143 +115,57 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     """Run a recipe over its zoom levels and area, narrowed by a `Selection` (or its keyword
     arguments: zoom, bounds, bounds_crs, tile, point, point_crs, area, area_crs), writing tiles.
 
-    Default mode continues: tiles the ledger records as written or empty are skipped.
-    A failing tile stops the run (tiles already in flight finish first) with a
-    `ProcessError` naming the tile; with `keep_going` all other tiles still run and the
-    failures are listed in the summary. `executor` defaults to $ZIGGURAT_EXECUTOR or
-    "processes"; `retries` is how often a tile whose worker died is tried again; `write_in`
-    ("workers" or "parent") chooses who encodes tiles with the process pool. An `area`
-    narrows the recipe's area: only tiles meeting the polygon run, and raster results are
-    masked to it. `retry_failed` runs exactly the tiles the ledger records as failed (a dead-letter
-    list), of the selected zooms. `tile_timeout` (seconds, processes executor) stops a tile that
-    runs longer: its worker is replaced and the tile retried like a dying worker, then reported as
-    failed ("TimedOut"). `quicklook` False skips `.ziggurat/quicklook.png` (the preview server's
-    one-tile runs).
+    Tiles the ledger records as written or empty are skipped (continue mode) unless `overwrite`.
+    A failing tile stops the run with a `ProcessError` naming it, unless `keep_going`.
+    `executor`: $ZIGGURAT_EXECUTOR or "processes"; `retries`: tries of a tile whose worker died;
+    `write_in`: "workers" or "parent" encode the tiles (process pool); `retry_failed`: only the
+    tiles the ledger records as failed; `tile_timeout`: seconds before a tile's worker is replaced
+    and the tile retried, then failed ("TimedOut"); `quicklook` False: no `.ziggurat/quicklook.png`.
     """
     sel = Selection.of(selection, **narrowing)
     recipe = load(recipe)
     prepare(recipe)
-    run_plan = plan(recipe, sel)
-    if retry_failed:
-        run_plan = _failed_only(recipe, run_plan)
+    run_plan = failed_only(recipe, plan(recipe, sel)) if retry_failed else plan(recipe, sel)
     if run_plan.area is not recipe.area:  # workers mask raster results to the run's area
         recipe = replace(recipe, area=run_plan.area)
     output = open_output(recipe.output, recipe.grid)
     whole = run_plan if sel == Selection() and not retry_failed else plan(recipe)
     output.set_extent(list(recipe.zooms), whole.extent)   # a store sized once is sized for the recipe
-    name = executor or os.environ.get("ZIGGURAT_EXECUTOR") or DEFAULT_EXECUTOR
-    if tile_timeout is None and recipe.tile_timeout is not None:  # the recipe's, where tiles can be stopped
-        if name in ("processes", "dask"):
-            tile_timeout = recipe.tile_timeout
-        elif isinstance(name, str):  # (an executor object was built with its own timeout)
-            log.warning("%s: tile_timeout applies to the processes and dask executors only; %s cannot stop "
-                        "a tile", recipe.describe_key("tile_timeout"), name)
-    pool = get_executor(name, workers, retries=retries, write_in=write_in, tile_timeout=tile_timeout)
-    pool.start()   # workers get ready while the run is prepared
-    out_cfg = recipe.output
-    STATS.take()  # this run's requests from here (the summary and the manifest report them)
-    remote = (RemoteRecords(out_cfg.location, out_cfg.storage_options, out_cfg.path)
-              if out_cfg.location is not None else None)
-    lock: RunLock | RemoteLock = RemoteLock(recipe.output) if recipe.output.remote else RunLock(recipe.output.path)
-    try:
-        _preflight(output, pool, run_plan)  # the last checks, before anything touches the disk
-        if remote is not None:
-            remote.check(write=True)  # no bucket, no access: one clear error before any tile
-        recipe = _with_input_cache(recipe)
-        input_fingerprints(recipe)  # every input opened and hashed before the output is touched (a
-                                    # mosaic may fill its index cache); memoised for begin_run
-        lock.acquire()  # one run at a time per output
-        if remote is not None:
-            remote.pull()  # the bucket's records: a rerun from any machine resumes exactly
-        replaced = output.prepare(overwrite, narrowed=sel != Selection())
-        sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
-        output.start_run(run_plan.zooms, run_plan.extent)
-        options = {**sel.options(), "overwrite": overwrite, "keep_going": keep_going}
-        recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=options,
-                             extent=RunExtent.of(run_plan.zooms, run_plan.extent),
-                             replaced=replaced)  # recipe, process source, input fingerprints
-        if remote is not None:
-            remote.attach(recorder.ledger, resync=replaced or overwrite)
-            remote.push()
-    except BaseException:
-        pool.close()
-        output.finish_run(False)
-        lock.release()
-        raise
-    if replaced:  # the earlier pyramid is gone, so are the indexes describing it
-        remove_indexes(output.path)
-    item = RunItem(recipe, output, replaced, data_extent(recipe, run_plan))
+    pool = choose_executor(recipe, executor, workers, retries, write_in, tile_timeout)
+    opened = open_run(recipe, output, pool, run_plan, sel, overwrite=overwrite, keep_going=keep_going)
+    item = RunItem(opened.recipe, output, opened.replaced, data_extent(opened.recipe, run_plan))
     item.with_quicklook = quicklook
-    run = _Run(recipe, run_plan, output, pool, recorder, item, overwrite, keep_going, progress, lock, remote)
+    run = _Run(opened, run_plan, output, pool, item, overwrite, keep_going, progress)
     return run.go(vrt)
 
 
-def _failed_only(recipe: Recipe, run_plan: Plan) -> Plan:
-    """The plan's zooms, narrowed to the tiles the output's ledger records as failed."""
-    failed: list[TileIndex] = []
-    if ledger_path(recipe.output.path).is_file():
-        with Ledger(recipe.output.path, create=False) as ledger:
-            failed = [index for index, _ in ledger.failed_tiles() if index.zoom in run_plan.zooms]
-    return replace(run_plan, bounds=None, geometry=None, only=tuple(failed))
-
-
-def _with_input_cache(recipe: Recipe) -> Recipe:
-    """Inputs may keep what they learn about their files (a mosaic's index) in the output's
-    provenance folder, so the next run and every worker reuse it."""
-    cache = str(provenance_dir(recipe.output.path) / "cache")
-    return replace(recipe, inputs=FrozenDict({name: replace(cfg, cache_dir=cache)
-                                              for name, cfg in recipe.inputs.items()}))
-
-
-def _preflight(output: Output, pool: Executor, run_plan: Plan) -> None:
-    """Checks that need the output with the executor or the run's plan."""
-    output.check_run(run_plan.zooms, run_plan.extent)
-    if pool.writes_in_parent and not output.capabilities.parent_writes:
-        raise OutputError(f"output {output.path}: {output.format} tiles are written by the workers; "
-                          "parent-side writing (--write-in parent) is for raster outputs")
-
-
-@dataclass
 class _Run:
-    """One run's moving parts, after setup: feeds the executor, records every outcome."""
+    """One run after setup: feeds the executor, publishes every outcome, finishes the records."""
 
-    recipe: Recipe
-    plan: Plan
-    output: Output
-    pool: Executor
-    recorder: RunRecorder           # ledger, checksums, manifest
-    item: RunItem
-    overwrite: bool
-    keep_going: bool
-    progress: ProgressCallback | None
-    lock: RunLock | RemoteLock
-    remote: RemoteRecords | None = None   # publishes the records of an output on object storage
-    summary: RunSummary = field(init=False)
-    in_flight: set[TileIndex] = field(default_factory=set)
-    watch: SlowTileWatch = field(init=False)   # names tiles that run far longer than the others
-    done: int = 0
-
-    def __post_init__(self) -> None:
-        self.summary = RunSummary(self.recipe, self.output.path, self.pool.name, self.pool.workers,
-                                  total=self.plan.count())
-        self.watch = SlowTileWatch(self.pool.workers, self.pool.window, self.pool.running)
-        is_done = (lambda tile: False) if self.overwrite else self.recorder.is_done
+    def __init__(self, opened: Opened, run_plan: Plan, output: Output, pool: Executor, item: RunItem,
+                 overwrite: bool, keep_going: bool, progress: ProgressCallback | None) -> None:
+        self.recipe, self.recorder, self.lock, self.remote = opened.recipe, opened.recorder, opened.lock, opened.remote
+        self.plan, self.output, self.pool, self.item = run_plan, output, pool, item
+        self.overwrite, self.keep_going = overwrite, keep_going
+        self.summary = RunSummary(self.recipe, output.path, pool.name, pool.workers, total=run_plan.count())
+        self.in_flight: set[TileIndex] = set()
+        self.watch = SlowTileWatch(pool.workers, pool.window, pool.running)   # names tiles far slower than others
+        subscribers: list[Subscriber] = [self.watch, Tally(self.summary)]
+        if overwrite:
+            subscribers.append(StaleTiles(output, self.recipe.grid))
+        subscribers += [self.recorder, item]
+        if progress is not None:
+            subscribers.append(Progress(progress, self.summary.total))
+        self.outcomes = Outcomes(subscribers)
+        is_done = (lambda tile: False) if overwrite else self.recorder.is_done
         runs = None   # runs of neighbours, sized as the run goes (guided, and by tile time)
-        if self.pool.run_tiles > 1:
-            runs = RunSizer(self.pool.workers, self.pool.run_tiles, self.summary.total, self.watch.median)
-        self.source = make_source(self.recipe, self.plan, is_done, self.skipped, runs)
-
-    def report(self, outcome: TileOutcome) -> None:
-        self.done += 1
-        if self.progress is not None:
-            self.progress(ProgressEvent(self.done, self.summary.total, outcome))
+        if pool.run_tiles > 1:
+            runs = RunSizer(pool.workers, pool.run_tiles, self.summary.total, self.watch.median)
+        self.source = make_source(self.recipe, run_plan, is_done, self.skipped, runs)
 
     def skipped(self, tile: Tile) -> None:
         """Continue mode skipped a tile the ledger (or, for an output without one, the files) has."""
-        self.summary.skipped += 1
-        self.recorder.skipped(tile)
-        self.item.skipped(tile)
-        self.report(TileOutcome(tile.index, SKIPPED))
+        self.outcomes.publish(skipped_outcome(tile.index))
 
     def tasks(self) -> Iterator[Any]:
         """Task specs, lazily, from the run's one source (WAIT while overview sources run)."""
@@ -264,37 +176,15 @@ class _Run:
             yield task
 
     def record(self, outcome: TileOutcome) -> None:
-        """Everything an outcome updates, before the executor pulls the next task."""
+        """An outcome to every subscriber, then to the task source (dependents may be ready),
+        before the executor pulls the next task."""
         self.in_flight.discard(outcome.index)
-        self.watch.back(outcome.index, outcome.seconds)
-        if outcome.requests:
-            STATS.merge(dict(outcome.requests))
-        for key, n in outcome.notes:
-            self.summary.cast[key] = self.summary.cast.get(key, 0) + n
-        self.count(outcome)
-        if self.overwrite and outcome.status != FAILED:  # no earlier data under tiles left empty
-            self.output.remove_stale(self.recipe.grid.tile(*outcome.index), outcome.written)
-        self.recorder.add(outcome)  # ledger and tile checksums
-        self.item.written(outcome.written)
-        self.report(outcome)
-        self.source.finished(outcome.index, outcome.status != FAILED)  # dependents may be ready
+        self.outcomes.publish(outcome)
+        self.source.finished(outcome.index, outcome.status != FAILED)
         for index in self.source.take_blocked():
-            blocked = TileOutcome(index, FAILED, error="not built: a tile it is made from failed",
-                                  exc_type="SourceFailed")
-            self.count(blocked)
-            self.report(blocked)
+            self.outcomes.publish(blocked_outcome(index))
         if outcome.status == FAILED and not self.keep_going:
             raise process_error(self.recipe, outcome)
-
-    def count(self, outcome: TileOutcome) -> None:
-        summary = self.summary
-        if outcome.status == WRITTEN:
-            summary.written += 1
-            summary.output_tiles += len(outcome.written)
-        elif outcome.status == EMPTY:
-            summary.empty += 1
-        elif outcome.status == FAILED:
-            summary.failed.append(outcome)
 
     def go(self, vrt: bool) -> RunSummary:
         start = time.perf_counter()

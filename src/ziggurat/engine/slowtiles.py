@@ -19,6 +19,7 @@ from collections import deque
 from typing import Callable
 
 from ziggurat.core.grid import TileIndex
+from ziggurat.core.tasks import TileOutcome
 
 log = logging.getLogger("ziggurat.engine.run")
 
@@ -48,6 +49,11 @@ class SlowTileWatch:
     def out(self, index: TileIndex) -> None:
         with self._lock:
             self._out[index] = time.monotonic()
+
+    def outcome(self, outcome: TileOutcome) -> None:
+        """A subscriber of the run's outcomes: a tile that ran is back (skipped ones never left)."""
+        if outcome.ran:
+            self.back(outcome.index, outcome.seconds)
 
     def back(self, index: TileIndex, seconds: float) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 from ziggurat.core.bounds import Bounds
 from ziggurat.core.errors import OutputError
 from ziggurat.core.grid import Tile, TileIndex
-from ziggurat.core.tasks import EMPTY, FAILED, WRITTEN, TileOutcome
+from ziggurat.core.tasks import EMPTY, FAILED, SKIPPED, WRITTEN, TileOutcome
 from ziggurat.io import Output
 from ziggurat.io.checksum import sha256_or_none
 from ziggurat.io.common import int_names
@@ -186,6 +186,14 @@ class RunRecorder:
             self.ledger.record_key(key, self.keys.parts_json(zoom))
             self._recorded_keys.add(zoom)
         return key
+
+    def outcome(self, outcome: TileOutcome) -> None:
+        """A subscriber of the run's outcomes: skipped tiles of a legacy output enter the ledger,
+        tiles that ran are recorded (blocked overview tiles are not: nothing ran)."""
+        if outcome.status == SKIPPED:
+            self.skipped(self.recipe.grid.tile(*outcome.index))
+        elif outcome.ran:
+            self.add(outcome)
 
     def skipped(self, process_tile: Tile) -> None:
         """A tile continue mode skipped: one of a legacy output enters the ledger."""

@@ -32,6 +32,7 @@ from ziggurat.core.errors import OutputError
 from ziggurat.core.formats import Storage
 from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.core.limits import ZoomLimits
+from ziggurat.core.tasks import SKIPPED, TileOutcome
 from ziggurat.io import Output
 from ziggurat.io.outputs.stored import METADATA_FILE, StoredOutput, open_stored
 from ziggurat.io.storage.atomic import write_json_atomic
@@ -299,6 +300,13 @@ class RunItem:
         self.band_specs = tuple(recipe.output.band_specs)
         self.limits = ZoomLimits()        # written by this run, and skipped because they exist
         self.wrote = False
+
+    def outcome(self, outcome: TileOutcome) -> None:
+        """A subscriber of the run's outcomes: the tiles written, and those skipped because they exist."""
+        if outcome.status == SKIPPED:
+            self.skipped(self.output.grid.tile(*outcome.index))
+        else:
+            self.written(outcome.written)
 
     def written(self, indices: Iterable[TileIndex]) -> None:
         for zoom, row, col in indices:
