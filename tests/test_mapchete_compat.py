@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from ziggurat.core.errors import ProcessError, RecipeError
+from ziggurat.core.errors import OutputError, ProcessError, RecipeError
 from ziggurat.engine.run import execute
 from ziggurat.process.compat import shim
 from ziggurat.recipe import load_recipe
@@ -338,7 +338,7 @@ def test_tile_path_schema_col_first_is_written_verified_described_and_read(tmp_p
     ((a,), (b,)) = tiles(out).values(), tiles(again).values()   # one tile each (out's key is col/row)
     assert np.ma.allequal(a, b) and b.count() == 64 * 64
     mixed = recipe_text(src, out)   # the default layout over a col-first directory: refused
-    with pytest.raises(Exception, match="tile_path_schema"):
+    with pytest.raises(OutputError, match="tile_path_schema"):
         execute(write_recipe(mixed, name="mixed.mapchete"), executor="sequential")
     bad = text.replace("{col}/{row}", "{row}-{col}")
     with pytest.raises(RecipeError, match=r"bad\.mapchete:\d+: output\.tile_path_schema: expected .*zoom folders"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ziggurat.core.errors import OutputError, RecipeError
+from ziggurat.core.errors import ExecutorError, OutputError, RecipeError
 from ziggurat.engine.run import execute
 from ziggurat.recipe import load_recipe
 
@@ -107,7 +107,7 @@ def test_a_hanging_tile_times_out_and_is_named_while_the_others_are_written(tmp_
     assert "zoom 6, row 10, col 21" in done.stderr and "TimedOut" in done.stderr and "Traceback" not in done.stderr
     written = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").glob("6/*/*.tif")}
     assert written == {"6/10/20.tif", "6/11/20.tif", "6/11/21.tif"}
-    with pytest.raises(Exception, match="needs the processes or dask executor"):
+    with pytest.raises(ExecutorError, match="needs the processes or dask executor"):
         execute(recipe, executor="threads", tile_timeout=2)
 
 

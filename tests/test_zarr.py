@@ -17,7 +17,7 @@ import rasterio
 from stac_schemas import validate
 from ziggurat import engine
 from ziggurat.audit.checks import reproduce, verify
-from ziggurat.core.errors import RecipeError
+from ziggurat.core.errors import OutputError, RecipeError
 
 from conftest import position_raster
 from pyramid_helpers import kill_9_after, recorded_tiles
@@ -219,7 +219,7 @@ def test_zarr_options_are_refused_for_other_formats(tmp_path):
 def test_another_area_is_refused_without_overwrite(tmp_path):
     _run(_recipe(tmp_path))
     wider = _recipe(tmp_path, bounds="bounds: [0, 30, 30, 60]\n")
-    with pytest.raises(Exception, match="other settings.*extent"):
+    with pytest.raises(OutputError, match="other settings.*extent"):
         _run(wider)
     _run(wider, overwrite=True)
     assert zarr.open_array(tmp_path / "out.zarr", path="4/data", mode="r").shape[2] > 2 * 256

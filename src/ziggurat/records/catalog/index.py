@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from xml.sax.saxutils import escape
 
 import rasterio
+from rasterio.errors import RasterioError
 
 from ziggurat.core.errors import OutputError
 from ziggurat.core.formats import INDEX_VECTOR_FORMATS, Storage
@@ -183,7 +184,7 @@ def _band_styles(tiles: StoredOutput, first: TileIndex) -> list[str]:
     try:
         with rasterio.open(tiles.tile_path(first)) as src:
             return [ci.name.capitalize() for ci in src.colorinterp]
-    except Exception as exc:  # a broken tile should not stop the index
+    except (RasterioError, OSError) as exc:  # a broken tile should not stop the index
         log.warning("cannot read %s for its colour interpretation: %s", tiles.tile_path(first), exc)
         return ["Gray"] + ["Undefined"] * (tiles.bands - 1)
 

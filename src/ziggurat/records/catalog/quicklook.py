@@ -84,10 +84,11 @@ def colormap_table(name: str) -> np.ndarray:
                 table.setflags(write=False)   # cached: shared by every caller
                 return table
     from rio_tiler.colormap import cmap
+    from rio_tiler.errors import InvalidColorMapName
 
     try:
         entries: Any = cmap.get(name)   # a 256-entry {value: rgba} for the named colormaps
-    except Exception as exc:   # rio-tiler's InvalidColorMapName
+    except InvalidColorMapName as exc:
         raise OutputError(f"unknown colormap {name!r} (known: {', '.join(sorted(cmap.list()))})") from exc
     lut = np.zeros((256, 4), np.uint8)
     for value, rgba in entries.items():
