@@ -40,7 +40,7 @@ def recipe_text(dem: Path, out: Path, zoom: int, baselevels: bool) -> str:
 
 def child(case: str, arg: str, workers: int) -> dict:
     from ziggurat.audit.report import dry_run
-from ziggurat.engine.run import execute, load, plan
+    from ziggurat.engine.run import execute, load, plan
 
     start = time.perf_counter()
     if case == "plan":
