@@ -7,7 +7,7 @@ BENCH_VENV ?= .venv-bench
 # odc-stac (the composite benchmark's peer) in an environment of its own
 ODC_VENV ?= .venv-odc
 
-.PHONY: demo test lint test-quick bench clean browser screenshots bytecode
+.PHONY: demo test lint test-quick bench clean browser gdal screenshots bytecode
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,17 @@ ifeq ($(BROWSER),)
 		|| echo "chromium cannot be installed here: tests/test_serve.py's browser test will skip"
 endif
 
+# gdaldem, the reference the terrain kernels are tested against; installed where it can be, else
+# those comparisons skip
+GDALDEM := $(shell command -v gdaldem 2>/dev/null)
+gdal:
+ifeq ($(GDALDEM),)
+	-@(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdal-bin) >/dev/null 2>&1 \
+		|| echo "gdal-bin cannot be installed here: the gdaldem comparisons in tests/test_kernels.py will skip"
+endif
+
 # lint and type checks first (seconds), then the whole suite; CI runs exactly this
-test: lint browser bytecode
+test: lint browser gdal bytecode
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -61,7 +70,7 @@ $(ODC_VENV)/.installed:
 	$(ODC_VENV)/bin/python -m pip install --quiet odc-stac 'dask[array]' distributed
 	touch $(ODC_VENV)/.installed
 
-bench: $(BENCH_VENV)/.installed $(ODC_VENV)/.installed
+bench: $(BENCH_VENV)/.installed $(ODC_VENV)/.installed gdal
 	@$(BENCH_VENV)/bin/python -m compileall -q src processes > /dev/null
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/tile_profile.py

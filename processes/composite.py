@@ -5,7 +5,9 @@ An observation is valid where its bands have data and the classification asset (
 Sentinel-2's SCL by default) is not one of `mask_values` (default: no data, saturated, dark,
 cloud shadow, clouds, cirrus, snow), and where the optional `mask` expression is False. `method`:
 `median` (of the valid observations), `quantile` (`q` in 0..1), or `best`: the observation with
-the highest `score`, an expression of the asset names (e.g. ``(B08 - B04) / (B08 + B04)``).
+the highest `score`, an expression of the asset names (e.g. ``(B08 - B04) / (B08 + B04)``). The
+reductions are compiled (`ziggurat.kernels.median`, `quantile`, `best`) and equal numpy's
+`nanmedian`, `nanquantile` and `argmax` bit for bit.
 The result holds the composited assets in input order (the mask asset left out), plus, with
 `count: true`, the number of valid observations as a last band; pixels without one are masked.
 """
@@ -13,12 +15,11 @@ The result holds the composited assets in input order (the mask asset left out),
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
 
-from ziggurat import Empty
+from ziggurat import Empty, kernels
 
 #: Sentinel-2 scene classification: 0 no data, 1 saturated, 2 dark, 3 cloud shadow, 8/9 cloud,
 #: 10 cirrus, 11 snow
@@ -50,20 +51,14 @@ def composite(stack: np.ma.MaskedArray, names: Sequence[str], *, method: str = "
         valid &= ~_evaluate(mask, arrays).astype(bool)
     obs = values[:, data_bands]                                              # (time, band, y, x)
     n_valid = valid.sum(axis=0)
-    if method in ("median", "quantile"):
-        if method == "quantile" and not 0 <= q <= 1:
-            raise ValueError(f"q must be in 0..1, got {q}")
-        masked = np.where(valid[:, None], obs, np.nan)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN pixels (no valid observation): masked
-            out = np.nanmedian(masked, axis=0) if method == "median" else np.nanquantile(masked, q, axis=0)
+    if method == "median":
+        out = kernels.median(obs, valid)
+    elif method == "quantile":
+        out = kernels.quantile(obs, valid, q)
     elif method == "best":
         if score is None:
             raise ValueError("method 'best' needs a score expression of the assets, e.g. (B08 - B04) / (B08 + B04)")
-        s = np.where(valid, _evaluate(score, arrays), -np.inf)
-        s = np.where(np.isnan(s), -np.inf, s)
-        pick = np.argmax(s, axis=0)                                          # (y, x)
-        out = np.take_along_axis(obs, pick[None, None], axis=0)[0]
+        out = kernels.best(obs, valid, np.broadcast_to(_evaluate(score, arrays), valid.shape))
     else:
         raise ValueError(f"method must be median, quantile or best, got {method!r}")
     none = n_valid == 0

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 ENV = "ZIGGURAT_RUN_PID"
 #: what the pool's forkserver imports before it forks workers (this module first)
-FORKSERVER_PRELOAD = ["ziggurat_boot", "ziggurat.executors.poolworker"]
+FORKSERVER_PRELOAD = ["ziggurat_boot", "ziggurat.executors.poolworker", "ziggurat.kernels.warm"]
 _PR_SET_PDEATHSIG = 1
 EXIT_INTERRUPTED = 130
 

@@ -32,7 +32,7 @@ SRC = REPO / "src"
 #: may reach itself through imports (lazy ones included).
 STAGES: list[tuple[str, ...]] = [
     ("ziggurat_boot",),                      # 0: signals and the forkserver, standard library only
-    ("ziggurat.core",),                      # 1: shared values, the format table
+    ("ziggurat.core", "ziggurat.kernels"),   # 1: shared values, the format table; compiled kernels
     ("ziggurat.recipe",),                    # 2: YAML -> a validated, frozen Recipe
     ("ziggurat.io",),                        # 3: storage/, outputs/, inputs/, the driver registries
     ("ziggurat.process",),                   # 4: the process module and mapchete's API (compat/)

@@ -12,8 +12,11 @@ import pytest
 
 from ziggurat import Empty
 from ziggurat.core.grid import Grid
+from ziggurat_processes import aspect as aspect_process
 from ziggurat_processes import convert
+from ziggurat_processes import focal as focal_process
 from ziggurat_processes import hillshade as hs
+from ziggurat_processes import slope as slope_process
 from ziggurat_processes.hillshade import EARTH_RADIUS, hillshade
 
 DEG = math.pi / 180
@@ -270,10 +273,11 @@ def test_convert_empty():
 
 # -- module contract ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("module,first", [(hs, "dem"), (convert, "inp")])
+@pytest.mark.parametrize("module,first", [(hs, "dem"), (convert, "inp"), (slope_process, "dem"),
+                                          (aspect_process, "dem"), (focal_process, "raster")])
 def test_module_contract(module, first):
     summary = module.__doc__.strip().splitlines()[0]
     assert summary and summary.endswith(".") and len(summary) < 100
     params = list(inspect.signature(module.execute).parameters)
     assert params[0] == first
-    assert ("tile" in params) == (module is hs)
+    assert ("tile" in params) == (module is not convert)

@@ -1,0 +1,194 @@
+"""Terrain kernels: hillshade, slope and aspect by Horn's 3x3 method, as `gdaldem` computes them.
+
+Each is a numba loop over the array (no full-size temporaries), releasing the GIL. A pixel whose
+3x3 window leaves the array or touches a masked (or NaN) value is masked, as gdaldem without
+``-compute_edges`` leaves it nodata; a tile's pixel buffer of 1 makes the window fit at its edges.
+
+Horizontal units become the vertical unit with `scale` (gdaldem ``-s``: 111120 for degrees and
+metres); without it, `latitudes` (one per row, degrees) mark a geographic grid: degrees become
+metres with the mean Earth radius and the cosine of each row's latitude, so tiles far from the
+equator are not flattened (gdaldem uses one factor for the whole raster).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ziggurat.kernels._jit import kernel
+
+#: Mean Earth radius (IUGG), metres.
+EARTH_RADIUS = 6371008.8
+_DEG = math.pi / 180.0
+_TO_DEG = 180.0 / math.pi
+
+
+def _prepare(elevation: np.ndarray | np.ma.MaskedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(values as float32 or float64, masked) without copying what needs no copy."""
+    arr = np.ma.asarray(elevation)
+    if arr.ndim != 2:
+        raise ValueError(f"elevation must be 2D, got shape {arr.shape}")
+    data = np.ma.getdata(arr)
+    if data.dtype not in (np.float32, np.float64):
+        data = data.astype(np.float64)
+    return np.ascontiguousarray(data), np.ascontiguousarray(np.ma.getmaskarray(arr))
+
+
+def _row_scales(h: int, xres: float, yres: float, scale: float | None,
+                latitudes: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """(east-west pixel size per row, north-south pixel size), both in the vertical unit."""
+    ym = abs(yres)
+    xm = np.full(h, abs(xres), dtype=np.float64)
+    if scale is not None:
+        xm[:] = abs(xres) * scale
+        ym *= scale
+    elif latitudes is not None:
+        lat = np.asarray(latitudes, dtype=np.float64)
+        if lat.shape != (h,):
+            raise ValueError(f"latitudes must have one value per row ({h}), got shape {lat.shape}")
+        # rows of a pixel buffer may reach past a pole; their cosine would flip the slope
+        xm[:] = abs(xres) * _DEG * EARTH_RADIUS * np.cos(np.clip(lat, -90.0, 90.0) * _DEG)
+        ym *= _DEG * EARTH_RADIUS
+    return xm, ym
+
+
+@kernel
+def _bad_windows(data, mask, r, bad_rows, bad):  # type: ignore[no-untyped-def]
+    """`bad[c]`: the 3x3 window around (r, c) holds a masked or non-finite value. `bad_rows` keeps
+    each pixel's own state for rows r-1..r+1 (a ring of 3 rows), so every pixel is tested once."""
+    w = data.shape[1]
+    if r == 1:
+        for k in range(2):
+            for c in range(w):
+                bad_rows[k, c] = mask[k, c] or not math.isfinite(data[k, c])
+    nxt = (r + 1) % 3
+    for c in range(w):
+        bad_rows[nxt, c] = mask[r + 1, c] or not math.isfinite(data[r + 1, c])
+    for c in range(w):   # a column of three
+        bad[c] = bad_rows[0, c] or bad_rows[1, c] or bad_rows[2, c]
+    prev = bad[0]
+    for c in range(1, w - 1):   # ... and three such columns
+        here = bad[c]
+        bad[c] = prev or here or bad[c + 1]
+        prev = here
+
+
+@kernel
+def _hillshade(data, mask, xm, ym, z, sin_alt, sin_az, cos_az, cos_alt, out, out_mask):  # type: ignore[no-untyped-def]
+    h, w = data.shape
+    bad_rows = np.empty((3, w), dtype=np.bool_)
+    bad = np.empty(w, dtype=np.bool_)
+    for r in range(1, h - 1):
+        _bad_windows(data, mask, r, bad_rows, bad)
+        ex = 8.0 * xm[r]
+        ny = 8.0 * ym
+        for c in range(1, w - 1):
+            if bad[c]:
+                continue
+            a, b, cc = float(data[r - 1, c - 1]), float(data[r - 1, c]), float(data[r - 1, c + 1])
+            d, f = float(data[r, c - 1]), float(data[r, c + 1])
+            g, hh, i = float(data[r + 1, c - 1]), float(data[r + 1, c]), float(data[r + 1, c + 1])
+            p = z * ((cc + 2 * f + i) - (a + 2 * d + g)) / ex
+            q = z * ((a + 2 * b + cc) - (g + 2 * hh + i)) / ny
+            cang = (sin_alt - (p * sin_az + q * cos_az) * cos_alt) / math.sqrt(1.0 + p * p + q * q)
+            if not math.isfinite(cang):
+                continue
+            shade = 1.0 if cang <= 0.0 else 1.0 + 254.0 * cang
+            out[r, c] = min(max(math.floor(shade + 0.5), 1.0), 255.0)
+            out_mask[r, c] = False
+
+
+def hillshade(elevation: np.ndarray | np.ma.MaskedArray, xres: float, yres: float, *, azimuth: float = 315.0,
+              altitude: float = 45.0, z: float = 1.0, scale: float | None = None,
+              latitudes: np.ndarray | None = None) -> np.ma.MaskedArray:
+    """Hillshade as uint8, ``1 + 254 * cos(incidence)`` rounded into 1..255 (0: masked), like
+    ``gdaldem hillshade`` (azimuth clockwise from north, `z` exaggerates)."""
+    data, mask = _prepare(elevation)
+    h, w = data.shape
+    values = np.zeros((h, w), dtype=np.uint8)
+    out_mask = np.ones((h, w), dtype=bool)
+    if h >= 3 and w >= 3:
+        xm, ym = _row_scales(h, xres, yres, scale, latitudes)
+        az, alt = azimuth * _DEG, altitude * _DEG
+        _hillshade(data, mask, xm, ym, float(z), math.sin(alt), math.sin(az), math.cos(az), math.cos(alt),
+                   values, out_mask)
+    return np.ma.masked_array(values, mask=out_mask, fill_value=0)
+
+
+@kernel
+def _slope(data, mask, xm, ym, percent, out, out_mask):  # type: ignore[no-untyped-def]
+    h, w = data.shape
+    bad_rows = np.empty((3, w), dtype=np.bool_)
+    bad = np.empty(w, dtype=np.bool_)
+    for r in range(1, h - 1):
+        _bad_windows(data, mask, r, bad_rows, bad)
+        for c in range(1, w - 1):
+            if bad[c]:
+                continue
+            w0, w1, w2 = float(data[r - 1, c - 1]), float(data[r - 1, c]), float(data[r - 1, c + 1])
+            w3, w5 = float(data[r, c - 1]), float(data[r, c + 1])
+            w6, w7, w8 = float(data[r + 1, c - 1]), float(data[r + 1, c]), float(data[r + 1, c + 1])
+            dx = ((w0 + w3 + w3 + w6) - (w2 + w5 + w5 + w8)) / xm[r]
+            dy = ((w6 + w7 + w7 + w8) - (w0 + w1 + w1 + w2)) / ym
+            rise = math.sqrt(dx * dx + dy * dy) / 8.0
+            out[r, c] = 100.0 * rise if percent else math.atan(rise) * _TO_DEG
+            out_mask[r, c] = False
+
+
+def slope(elevation: np.ndarray | np.ma.MaskedArray, xres: float, yres: float, *, percent: bool = False,
+          scale: float | None = None, latitudes: np.ndarray | None = None) -> np.ma.MaskedArray:
+    """Slope as float32, in degrees or (`percent`) percent, like ``gdaldem slope [-p] [-s]``."""
+    data, mask = _prepare(elevation)
+    h, w = data.shape
+    values = np.zeros((h, w), dtype=np.float32)
+    out_mask = np.ones((h, w), dtype=bool)
+    if h >= 3 and w >= 3:
+        xm, ym = _row_scales(h, xres, yres, scale, latitudes)
+        _slope(data, mask, xm, ym, bool(percent), values, out_mask)
+    return np.ma.masked_array(values, mask=out_mask)
+
+
+@kernel
+def _aspect(data, mask, trigonometric, zero_for_flat, out, out_mask):  # type: ignore[no-untyped-def]
+    h, w = data.shape
+    bad_rows = np.empty((3, w), dtype=np.bool_)
+    bad = np.empty(w, dtype=np.bool_)
+    for r in range(1, h - 1):
+        _bad_windows(data, mask, r, bad_rows, bad)
+        for c in range(1, w - 1):
+            if bad[c]:
+                continue
+            w0, w1, w2 = float(data[r - 1, c - 1]), float(data[r - 1, c]), float(data[r - 1, c + 1])
+            w3, w5 = float(data[r, c - 1]), float(data[r, c + 1])
+            w6, w7, w8 = float(data[r + 1, c - 1]), float(data[r + 1, c]), float(data[r + 1, c + 1])
+            dx = (w2 + w5 + w5 + w8) - (w0 + w3 + w3 + w6)
+            dy = (w6 + w7 + w7 + w8) - (w0 + w1 + w1 + w2)
+            if dx == 0 and dy == 0:   # flat: no direction
+                if zero_for_flat:
+                    out[r, c] = 0.0
+                    out_mask[r, c] = False
+                continue
+            aspect = np.float32(math.atan2(dy, -dx) * _TO_DEG)
+            if not trigonometric:   # azimuth, clockwise from north
+                aspect = np.float32(450.0) - aspect if aspect > 90.0 else np.float32(90.0) - aspect
+            elif aspect < 0:
+                aspect += np.float32(360.0)
+            out[r, c] = 0.0 if aspect == 360.0 else aspect
+            out_mask[r, c] = False
+
+
+def aspect(elevation: np.ndarray | np.ma.MaskedArray, *, trigonometric: bool = False,
+           zero_for_flat: bool = False) -> np.ma.MaskedArray:
+    """Aspect as float32 degrees, like ``gdaldem aspect [-trigonometric] [-zero_for_flat]``:
+    the azimuth a slope faces (0 north, 90 east); flat pixels masked, or 0 with `zero_for_flat`."""
+    data, mask = _prepare(elevation)
+    h, w = data.shape
+    values = np.zeros((h, w), dtype=np.float32)
+    out_mask = np.ones((h, w), dtype=bool)
+    if h >= 3 and w >= 3:
+        _aspect(data, mask, bool(trigonometric), bool(zero_for_flat), values, out_mask)
+    return np.ma.masked_array(values, mask=out_mask)
+
+
+__all__ = ["EARTH_RADIUS", "aspect", "hillshade", "slope"]
