@@ -86,6 +86,32 @@ def _focal(data, mask, offsets, radius, stat, out, out_mask):  # type: ignore[no
                 out_mask[r, c] = False
 
 
+@kernel
+def _box_sums(data, mask, radius, mean, out, out_mask):  # type: ignore[no-untyped-def]
+    """Mean or sum over square windows: per row, each column's sum over the window's rows, then
+    the window's columns; the same order of additions wherever the tile starts."""
+    h, w = data.shape
+    col_sum = np.empty(w, dtype=np.float64)
+    col_n = np.empty(w, dtype=np.int64)
+    for r in range(radius, h - radius):
+        for c in range(w):
+            s, n = 0.0, 0
+            for y in range(r - radius, r + radius + 1):
+                v = float(data[y, c])
+                if not mask[y, c] and v == v:
+                    s += v
+                    n += 1
+            col_sum[c], col_n[c] = s, n
+        for c in range(radius, w - radius):
+            s, n = 0.0, 0
+            for x in range(c - radius, c + radius + 1):
+                s += col_sum[x]
+                n += col_n[x]
+            if n:
+                out[r, c] = s / n if mean else s
+                out_mask[r, c] = False
+
+
 def focal(data: np.ndarray | np.ma.MaskedArray, statistic: str = "mean", radius: int = 1,
           shape: str = "square") -> np.ma.MaskedArray:
     """The `statistic` of the valid values in the window around each pixel of a 2D array, as
@@ -100,7 +126,10 @@ def focal(data: np.ndarray | np.ma.MaskedArray, statistic: str = "mean", radius:
     mask = np.ascontiguousarray(np.ma.getmaskarray(arr))
     out = np.zeros(values.shape, dtype=np.float32)
     out_mask = np.ones(values.shape, dtype=bool)
-    _focal(values, mask, offsets, int(radius), STATISTICS.index(statistic), out, out_mask)
+    if shape == "square" and statistic in ("mean", "sum"):
+        _box_sums(values, mask, int(radius), statistic == "mean", out, out_mask)
+    else:
+        _focal(values, mask, offsets, int(radius), STATISTICS.index(statistic), out, out_mask)
     return np.ma.masked_array(out, mask=out_mask)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ziggurat.kernels.focal import STATISTICS, focal
+from ziggurat.kernels.focal import SHAPES, STATISTICS, focal
 from ziggurat.kernels.temporal import best, median, quantile
 from ziggurat.kernels.terrain import aspect, hillshade, slope
 
@@ -19,7 +19,8 @@ def warm() -> None:
         slope(dem, 1.0, -1.0)
         aspect(dem)
     for statistic in STATISTICS:
-        focal(np.zeros((3, 3), dtype=np.float32), statistic, 1)
+        for shape in SHAPES:
+            focal(np.zeros((3, 3), dtype=np.float32), statistic, 1, shape)
     obs, valid = np.zeros((1, 1, 1, 1), dtype=np.float32), np.ones((1, 1, 1), dtype=bool)
     median(obs, valid)
     quantile(obs, valid, 0.5)
