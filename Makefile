@@ -81,6 +81,7 @@ bench: $(BENCH_VENV)/.installed $(ODC_VENV)/.installed gdal
 	$(BENCH_VENV)/bin/python bench/merge.py
 	$(BENCH_VENV)/bin/python bench/stores.py
 	$(BENCH_VENV)/bin/python bench/composite.py --odc-python $(ODC_VENV)/bin/python
+	$(BENCH_VENV)/bin/python bench/kernels.py
 	$(BENCH_VENV)/bin/python bench/faults.py
 
 clean:

@@ -33,11 +33,22 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import make_dem  # noqa: E402  (the same cached DEM)
 
-ZIGGURAT = str(Path(sys.executable).with_name("ziggurat"))
+#: one ziggurat run in a child: the forkserver is stopped and reaped before the child exits, so the
+#: CPU of the whole tree (forkserver and pool workers) reaches the parent's RUSAGE_CHILDREN
+CHILD = """
+import sys
+from multiprocessing import forkserver
+from ziggurat import execute
+execute(sys.argv[1], executor=sys.argv[2], workers=int(sys.argv[3]), overwrite=True,
+        **({"tile": tuple(map(int, sys.argv[4:7]))} if len(sys.argv) > 4 else {}))
+server = forkserver._forkserver
+if server._forkserver_pid is not None:
+    server._stop()
+"""
 
 
 def timed(argv: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall s, CPU s of the command and everything it started)."""
+    """(wall s, CPU s of the command and everything it started and reaped)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
@@ -93,8 +104,7 @@ def terrain_rows(dem: Path, work: Path, process: str, zoom: int, rounds: int
             name = f"{executor} x{workers}, {label}"
             out = "out.tif" if native else "tiles"
             path = recipe(work, dem, process, out, native=native, zoom=zoom if native else 10)
-            configs[name] = [ZIGGURAT, "execute", str(path), "-e", executor, "-w", str(workers), "--no-progress",
-                             "--overwrite"]
+            configs[name] = [sys.executable, "-c", CHILD, str(path), executor, str(workers)]
     best: dict[str, tuple[float, float, float | None]] = {}
     for _ in range(rounds):
         for name, argv in configs.items():
@@ -104,7 +114,7 @@ def terrain_rows(dem: Path, work: Path, process: str, zoom: int, rounds: int
             wall, cpu = timed(argv, work)
             marginal = None
             if name != "gdaldem":   # the same command on one tile: what starting costs
-                _, start_cpu = timed([*argv, "--tile", *first_tile(work, argv[2])], work)
+                _, start_cpu = timed([*argv, *first_tile(work, argv[3])], work)
                 marginal = max(cpu - start_cpu, 0.0)
             if name not in best or wall < best[name][0]:
                 best[name] = (wall, cpu, marginal)

@@ -1,4 +1,5 @@
-"""Where a tile's time goes: ziggurat's worker path against the tight loop, stage by stage.
+"""Where a tile's time goes: ziggurat's worker path against the tight loop, stage by stage
+(read, kernel, cast, encode, store, checksum), so the next bottleneck is visible.
 
 Each runs in a child process of its own (ziggurat tunes its process's heap) over the same
 tiles of bench/run.py's DEM (the first `--tiles` in row order, after a warm-up).
@@ -59,6 +60,9 @@ def profile_ziggurat(dem: Path, workdir: Path, tiles: int, cols: int) -> tuple[d
     timed(TileJob, "run", "tile (worker total)")
     timed(RasterInput, "read", "read")
     timed(TileJob, "_call", "read + process")
+    import ziggurat_processes.hillshade as shading
+
+    timed(shading, "hillshade", "kernel (compiled hillshade)")
     timed(TileDirectoryOutput, "cast", "cast")
     timed(TileDirectoryOutput, "_write_tile", "encode + store")
     timed(TileFolder, "put_tile", "store")
