@@ -151,7 +151,8 @@ def main() -> None:
     print(f"per tile, {n} tiles of a {args.size} px DEM (ms; nested stages are included in their parents)")
     for which, title, order in (("tight", "tight loop", ("read", "process", "encode + store")),
                                 ("ziggurat", "ziggurat (sequential: the code a pool worker runs per tile)",
-                                 ("read", "read + process", "cast", "encode + store", "store", "checksum",
+                                 ("read", "read + process", "kernel (compiled hillshade)", "cast", "encode + store",
+                                  "store", "checksum",
                                   "tile (worker total)", "parent: ledger + manifest"))):
         print(title)
         stages = got[which]["stages"]
