@@ -78,6 +78,7 @@ bench: $(BENCH_VENV)/.installed $(ODC_VENV)/.installed gdal
 	$(BENCH_VENV)/bin/python bench/pyramid.py
 	$(BENCH_VENV)/bin/python bench/s3.py
 	$(BENCH_VENV)/bin/python bench/ledger_keys.py
+	$(BENCH_VENV)/bin/python bench/ledger_resume.py
 	$(BENCH_VENV)/bin/python bench/merge.py
 	$(BENCH_VENV)/bin/python bench/stores.py
 	$(BENCH_VENV)/bin/python bench/composite.py --odc-python $(ODC_VENV)/bin/python

@@ -103,7 +103,8 @@ class Ledger(LedgerQueries):
         self._pending = 0
         self._in_tx = False
         self._last_commit = time.monotonic()
-        self._row_cache: tuple[tuple[int, int], dict[int, ProcessRow]] | None = None
+        self._row_query = (f"SELECT status, run, {self._key}, {self._deps} FROM process_tiles "
+                           "WHERE zoom=? AND row=? AND col=?")
         #: called with the operations of each commit (a remote output publishes them as a segment)
         self.on_commit: Callable[[list[list[Any]]], None] | None = None
         self._journal: list[list[Any]] = []
@@ -163,7 +164,6 @@ class Ledger(LedgerQueries):
             self._conn.execute("INSERT OR REPLACE INTO process_tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
             self._log("p", *row)
             self._pending += 1
-            self._row_cache = None
 
     def record_key(self, key: str, parts: str) -> None:
         with self._writing():
@@ -203,7 +203,6 @@ class Ledger(LedgerQueries):
             self._conn.execute("DELETE FROM process_tiles")
             self._conn.execute("DELETE FROM output_tiles")
             self._log("c")
-            self._row_cache = None
         self.commit()
 
     def record_outputs(self, records: Iterable[TileRecord]) -> int:
@@ -276,7 +275,6 @@ class Ledger(LedgerQueries):
                 else:
                     raise OutputError(f"the tile ledger {self.path}: unknown published operation {kind!r}")
                 n += 1
-            self._row_cache = None
         journal = self.on_commit
         self.on_commit = None  # replayed rows are published already
         try:
@@ -312,17 +310,11 @@ class Ledger(LedgerQueries):
 
     # -- reading ----------------------------------------------------------------------------
     def row(self, index: TileIndex) -> ProcessRow | None:
-        """The process tile's row; cached per grid row, so one query per row of tiles."""
-        zoom, row, col = map(int, index[:3])
-        cache = self._row_cache
-        if cache is None or cache[0] != (zoom, row):
-            with self._lock:
-                query = (f"SELECT col, status, run, {self._key}, {self._deps} FROM process_tiles "
-                         "WHERE zoom=? AND row=?")
-                cols = {c: ProcessRow(status, run, key, deps)
-                        for c, status, run, key, deps in self._conn.execute(query, (zoom, row))}
-            cache = self._row_cache = ((zoom, row), cols)
-        return cache[1].get(col)
+        """The process tile's row: one primary-key lookup, the same cost at any ledger size and in
+        any walk order (a cache of grid rows cost O(row width) per tile along the curve)."""
+        with self._lock:
+            got = self._conn.execute(self._row_query, (int(index[0]), int(index[1]), int(index[2]))).fetchone()
+        return None if got is None else ProcessRow(*got)
 
     def is_done(self, index: TileIndex) -> bool:
         """Written or empty (failed tiles run again), whatever made it."""

@@ -1,0 +1,71 @@
+"""The parent's cost of a resume per tile, from 10^4 to 10^6 ledger rows, in row order and along
+the curve the pool walks: every tile recorded as done with the current recipe, and the engine's own
+`RunRecorder.is_done` asked about each, as a continue-mode run with nothing to do asks. Prints
+microseconds per tile and the ratio of the largest to the smallest; asserts nothing. Usage:
+
+    python bench/ledger_resume.py [--sides 100 316 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ledger_keys import _setup  # noqa: E402  (the same recipe and source)
+
+
+def resume_cost(side: int) -> dict[str, float]:
+    """Microseconds per tile of `is_done` over a full ledger of side² tiles, by walk order."""
+    from ziggurat.engine.run import plan
+    from ziggurat.io import open_output
+    from ziggurat.recipe import load_recipe
+    from ziggurat.records.provenance import begin_run, run_keys
+
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = load_recipe(_setup(Path(tmp), side))
+        run_plan = plan(recipe)
+        output = open_output(recipe.output, recipe.grid)
+        output.prepare(False)
+        keys = run_keys(recipe)
+        recorder = begin_run(recipe, output, executor="bench", workers=1, options={})
+        ledger = recorder.ledger
+        key = keys.key(10)
+        ledger.record_key(key, keys.parts_json(10))
+        rows = ((t.zoom, t.row, t.col, "written", "r1", 0.0, key, None) for t in run_plan.tiles())
+        ledger._conn.executemany("INSERT INTO process_tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        ledger.commit()
+        for order, curve in (("row order", False), ("along the curve", True)):
+            asked = done = 0
+            start = time.perf_counter()
+            for tile in run_plan.tiles(curve=curve):   # the walk itself is timed too, as a run walks
+                asked += 1
+                done += recorder.is_done(tile)
+            out[order] = (time.perf_counter() - start) / asked * 1e6
+            assert done == asked, (done, asked)
+        keys.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sides", type=int, nargs="+", default=[100, 316, 1000])
+    args = parser.parse_args()
+    results = {side: resume_cost(side) for side in args.sides}
+    print("resume with nothing to do: RunRecorder.is_done per tile (microseconds)")
+    print(f"{'ledger rows':>12} {'row order':>10} {'along the curve':>16}")
+    for side, cost in results.items():
+        print(f"{side * side:>12,} {cost['row order']:>10.1f} {cost['along the curve']:>16.1f}")
+    for order in ("row order", "along the curve"):
+        values = [r[order] for r in results.values()]
+        print(f"{order}: largest / smallest {max(values) / min(values):.2f}")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
