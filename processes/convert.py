@@ -14,9 +14,13 @@ import numpy as np
 from ziggurat import Empty
 
 
-def execute(inp: Any, resampling: str = "nearest", bands: list[int] | None = None,
+def execute(inp: Any, resampling: str | None = None, bands: list[int] | None = None,
             scale: float = 1.0, offset: float = 0.0) -> np.ma.MaskedArray:
-    """The tile's data as a 3D masked array (bands, h, w); `bands` are 1-based indexes."""
+    """The tile's data as a 3D masked array (bands, h, w); `bands` are 1-based indexes.
+
+    `resampling` None leaves it to the input: a mosaic source's own `resampling`, else the
+    input's, else nearest; a name given here wins over all of them.
+    """
     if inp.is_empty():
         raise Empty
     if isinstance(bands, int):

@@ -308,3 +308,54 @@ def test_masks_fall_through_like_nodata(tmp_path):
     recipe = _recipe(tmp_path, "[dem/fixes.tif, dem/masked.tif, dem/glo30.tif]")
     execute(recipe, executor="sequential")
     np.testing.assert_array_equal(_read(tmp_path / "out.tif"), expected(dems, "first"))
+
+
+def test_a_native_grid_like_a_mosaic_covers_every_member(tmp_path):
+    """`grid: {like: <mosaic>}` takes its pixels from the first file and its extent from all of them
+    (it covered the first file only: the run wrote 1 of the mosaic's tiles and exited 0)."""
+    west = position_raster(tmp_path / "west.tif", left=7.0, top=46.0, res=1 / 1200, width=300, height=200)
+    east = position_raster(tmp_path / "east.tif", left=7.25, top=45.9, res=1 / 1200, width=300, height=200)
+    recipe = tmp_path / "like_mosaic.yaml"
+    recipe.write_text(textwrap.dedent("""\
+        process: convert
+        zoom_levels: [1, 1]
+        pyramid: {grid: {like: inp}}
+        input: {inp: [west.tif, east.tif]}
+        output: {path: out.tif, dtype: float32, nodata: -9999}
+        """))
+    grid = load_recipe(recipe).grid
+    assert grid.resolution(1) == pytest.approx((1 / 1200, 1 / 1200))
+    assert execute(recipe, executor="sequential").ok
+    with rasterio.open(tmp_path / "out.tif") as out:
+        assert out.bounds.left <= 7.0 and out.bounds.right >= 7.25 + 300 / 1200
+        assert out.bounds.top >= 46.0 and out.bounds.bottom <= 45.9 - 200 / 1200
+        for data, left, top in ((west, 7.0, 46.0), (east, 7.25, 45.9)):   # both, pixel for pixel
+            row, col = out.index(left + 0.5 / 1200, top - 0.5 / 1200)
+            window = out.read(1, window=rasterio.windows.Window(col, row, 300, 200))
+            np.testing.assert_array_equal(window, data[0])
+
+
+def test_convert_leaves_resampling_to_each_mosaic_source_unless_given(tmp_path):
+    """A source's `resampling:` wins over convert's default (convert's own `nearest` used to win,
+    so a merge recipe asking for bilinear got nearest neighbours)."""
+    position_raster(tmp_path / "src.tif", left=7.0, top=46.0, res=1 / 1000, width=400, height=300)
+
+    def run(name: str, source: str, params: str) -> np.ndarray:
+        recipe = tmp_path / f"{name}.yaml"
+        recipe.write_text(textwrap.dedent(f"""\
+            process: convert
+            zoom_levels: [9, 9]
+            pyramid: {{grid: geodetic}}
+            input: {{inp: [{source}]}}
+            output: {{path: {name}, dtype: float32, nodata: -9999}}
+            process_parameters: {{{params}}}
+            """))
+        assert execute(recipe, executor="sequential").ok
+        tiles = sorted((tmp_path / name / "9").rglob("*.tif"))
+        return np.stack([rasterio.open(p).read(1) for p in tiles])
+
+    by_source = run("by_source", "{path: src.tif, resampling: bilinear}", "")
+    assert np.array_equal(by_source, run("given", "src.tif", "resampling: bilinear"))
+    nearest = run("nearest", "{path: src.tif, resampling: bilinear}", "resampling: nearest")
+    assert not np.array_equal(by_source, nearest)   # a name given to the process still wins
+    assert np.array_equal(nearest, run("default", "src.tif", ""))   # no setting anywhere: nearest

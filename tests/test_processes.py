@@ -243,7 +243,7 @@ def test_convert_passes_data_through_by_default():
     stub = StubInput(data)
     out = convert.execute(stub)
     assert out.dtype == np.int16 and (out == data).all() and out.mask[0, 0, 0]
-    assert stub.calls == [(None, "nearest")]
+    assert stub.calls == [(None, None)]   # the input decides: a mosaic source's own resampling, else nearest
 
 
 def test_convert_scale_offset_bands_and_resampling():

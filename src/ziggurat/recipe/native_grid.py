@@ -1,4 +1,5 @@
-"""`pyramid.grid: {like: dem}`: a TileMatrixSet on a raster's own pixel grid.
+"""`pyramid.grid: {like: dem}`: a TileMatrixSet on a raster's own pixel grid (a mosaic's: its
+first file's pixels, covering every member).
 
 The finest zoom has exactly the raster's CRS, pixel size and pixel alignment (its origin is a
 pixel corner of the raster), and each coarser zoom doubles the pixel size, so converting or
@@ -17,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from ziggurat.recipe.checker import Checker
 from ziggurat.recipe.mosaic import is_mosaic
-from ziggurat.recipe.yamlload import is_number
+from ziggurat.recipe.yamlload import KeyPath, is_number
 
 #: How close (relative) pixel sizes must be to count as square.
 SQUARE_RTOL = 1e-9
@@ -83,25 +84,50 @@ class NativeGridSection(Checker):
         like = self.string(spec, key + ("like",), "an input name or a raster path")
         inputs = data.get("input")
         reference = inputs.get(like, like) if isinstance(inputs, Mapping) else like
-        if is_mosaic(reference):  # the first file of its first source sets the grid
-            entries = reference.get("mosaic") if isinstance(reference, Mapping) else reference
-            first = entries if isinstance(entries, str) else (entries or [None])[0]
-            reference = first.get("path") if isinstance(first, Mapping) else first
-        elif isinstance(reference, Mapping):
-            reference = reference.get("path")
-        if not isinstance(reference, str):
-            raise self.fail(key + ("like",), "an input name or a raster path", like)
-        matches = sorted(glob.glob(str(self.resolve(reference)), recursive=True))
-        if not matches:
-            raise self.loc.error(key + ("like",), f"no raster to take the grid from: {self.resolve(reference)}")
         bounds = spec.get("bounds")
         if bounds is not None and not (isinstance(bounds, (list, tuple)) and len(bounds) == 4
                                        and all(is_number(v) for v in bounds)):
             raise self.fail(key + ("bounds",), "[west, south, east, north] in the raster's CRS", bounds)
+        matches = self.like_files(reference, like, key)
         try:
+            if bounds is None and len(matches) > 1:   # a mosaic: the grid covers every member
+                bounds = footprint(matches)
             return native_tms(matches[0], tile_size=tile_size or 256, bounds=bounds)
         except Exception as exc:  # rasterio errors, a rotated or non-square raster
             raise self.loc.error(key + ("like",), f"cannot derive a grid from {matches[0]}: {exc}") from exc
+
+    def like_files(self, reference: Any, like: str, key: KeyPath) -> list[str]:
+        """The raster files `like` names: one file, or every member of a mosaic (its sources'
+        globs and lists, in order; the first sets the pixel grid)."""
+        if is_mosaic(reference):
+            entries = reference.get("mosaic") if isinstance(reference, Mapping) else reference
+            entries = [entries] if isinstance(entries, str) else list(entries or [])
+            given = [e.get("path") if isinstance(e, Mapping) else e for e in entries]
+        else:
+            given = [reference.get("path") if isinstance(reference, Mapping) else reference]
+        patterns = [p for p in given if isinstance(p, str)]
+        if not patterns or len(patterns) != len(given):
+            raise self.fail(key + ("like",), "an input name or a raster path", like)
+        matches = [m for p in patterns for m in sorted(glob.glob(str(self.resolve(p)), recursive=True))]
+        if not matches:
+            raise self.loc.error(key + ("like",), f"no raster to take the grid from: {self.resolve(patterns[0])}")
+        return matches
+
+
+def footprint(paths: Sequence[str]) -> list[float]:
+    """[west, south, east, north] of all the rasters together, in the first one's CRS."""
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    box: list[float] | None = None
+    with rasterio.open(paths[0]) as first:
+        crs = first.crs
+    for path in paths:
+        with rasterio.open(path) as src:
+            b = list(src.bounds) if src.crs == crs else list(transform_bounds(src.crs, crs, *src.bounds))
+        box = b if box is None else [min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3])]
+    assert box is not None
+    return box
 
 
 __all__ = ["NativeGridSection", "native_tms"]
