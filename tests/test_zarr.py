@@ -285,3 +285,15 @@ def test_commands_on_a_store_rebuild_its_item_or_say_what_reads_it(tmp_path):
         make_quicklook(tmp_path / "out.zarr")
     with pytest.raises(OutputError, match="xarray"):
         target(tmp_path / "out.zarr")
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_xarray_masks_nodata_with_no_options(tmp_path, zarr_format):
+    """The arrays carry `_FillValue` (CF): xarray's default decoding turns nodata into NaN
+    (without it, zoom 4 showed raw -9999 values)."""
+    _run(_recipe(tmp_path, extra=f"  zarr_format: {zarr_format}\n"))
+    for zoom in ("4", "6"):
+        raw = xr.open_zarr(tmp_path / "out.zarr", group=zoom, mask_and_scale=False, consolidated=False).data.values
+        decoded = xr.open_zarr(tmp_path / "out.zarr", group=zoom, consolidated=False).data.values
+        assert (raw == -9999).any() and not (decoded == -9999).any()
+        assert np.array_equal(np.isnan(decoded), raw == -9999)

@@ -20,8 +20,10 @@ documents, in `start_run`.
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
+import struct
 import threading
 import warnings
 from typing import Any, Sequence
@@ -247,6 +249,9 @@ class ZarrOutput(TileFolder, RasterArrays):
             attrs["ziggurat:bands"] = band_json(self.band_specs)
         if self.zarr_format == 2:
             attrs["_ARRAY_DIMENSIONS"] = ["band", "y", "x"]
+        elif self.nodata is not None and math.isfinite(self.nodata):
+            # CF's nodata marker: xarray decodes Zarr v3 arrays by it (v2's fill_value serves there)
+            attrs["_FillValue"] = cf_fill_value(codec.fill_value(), self.dtype)
         codec.create(mem, f"{zoom}/{VARIABLE}", attrs)
         names = [(s or {}).get("name") for s in self.band_specs]
         band = np.array(names, dtype="U") if names and all(names) else np.arange(1, lv.bands + 1, dtype="int32")
@@ -305,6 +310,14 @@ def masked(values: np.ndarray, nodata: float | int | None) -> np.ma.MaskedArray:
     if isinstance(nodata, float) and math.isnan(nodata):
         return np.ma.masked_array(values, mask=np.isnan(values))
     return np.ma.masked_array(values, mask=values == nodata)
+
+
+def cf_fill_value(value: Any, dtype: np.dtype) -> Any:
+    """`_FillValue` as xarray encodes it in Zarr v3 attributes: integers as they are, floats as the
+    base64 of their little-endian float64 bytes (JSON cannot hold every float exactly)."""
+    if np.dtype(dtype).kind == "f":
+        return base64.standard_b64encode(struct.pack("<d", float(value))).decode()
+    return int(value)
 
 
 __all__ = ["CONVENTIONS", "ZarrOutput", "masked"]
