@@ -16,6 +16,8 @@ import numpy as np
 from ziggurat.kernels import aspect
 from ziggurat_processes._terrain import elevation, needs_buffer, nonempty
 
+pixelbuffer = 1   # the 3x3 window: checked against the recipe at load
+
 
 def execute(dem: Any, tile: Any, trigonometric: bool = False, zero_for_flat: bool = False,
             resampling: str | None = "bilinear") -> np.ma.MaskedArray:

@@ -19,6 +19,11 @@ from ziggurat.kernels import focal
 from ziggurat_processes._terrain import needs_buffer, nonempty
 
 
+def pixelbuffer(radius: int = 1, **_: Any) -> int:
+    """The window reaches `radius` pixels past a tile's edge (checked against the recipe at load)."""
+    return int(radius)
+
+
 def execute(raster: Any, tile: Any, statistic: str = "mean", radius: int = 1, shape: str = "square",
             bands: list[int] | None = None, resampling: str = "nearest") -> np.ma.MaskedArray:
     """The statistic per band of one buffered tile, as (bands, h, w) float32."""

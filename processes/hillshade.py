@@ -22,6 +22,8 @@ import numpy as np
 from ziggurat.kernels import EARTH_RADIUS, hillshade
 from ziggurat_processes._terrain import elevation, nonempty, row_latitudes
 
+pixelbuffer = 1   # the 3x3 window: checked against the recipe at load
+
 
 def execute(dem: Any, tile: Any, azimuth: float = 315.0, altitude: float = 45.0, z: float = 1.0,
             scale: float | None = None, resampling: str | None = "bilinear") -> np.ma.MaskedArray:

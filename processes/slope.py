@@ -17,6 +17,8 @@ import numpy as np
 from ziggurat.kernels import slope
 from ziggurat_processes._terrain import elevation, needs_buffer, nonempty, row_latitudes
 
+pixelbuffer = 1   # the 3x3 window: checked against the recipe at load
+
 
 def execute(dem: Any, tile: Any, percent: bool = False, scale: float | None = None,
             resampling: str | None = "bilinear") -> np.ma.MaskedArray:

@@ -227,12 +227,19 @@ def test_the_slope_and_aspect_processes_equal_gdaldem_on_the_dems_native_grid(tm
     close_in_all_but_a_few(ours, ref, 0.01)
 
 
-def test_focal_refuses_a_buffer_smaller_than_its_radius(tmp_path):
-    from ziggurat.core.errors import ProcessError
+def test_a_buffer_smaller_than_the_process_declares_is_refused_before_any_tile(tmp_path):
+    """Processes declare the buffer their windows need (`pixelbuffer`); hillshade with
+    `pixelbuffer: 0` used to write nodata seams at every tile edge and exit 0."""
+    from ziggurat.core.errors import RecipeError
 
     recipe = _recipe(tmp_path, "focal", "statistic: median, radius: 2")
-    with pytest.raises(ProcessError, match=r"focal with radius 2 needs pyramid.pixelbuffer >= 2 \(the recipe has 1\)"):
+    with pytest.raises(RecipeError, match=r"pyramid.pixelbuffer: process 'focal' needs a pixel buffer of at least 2 "
+                                          r".*found 1"):
         execute(recipe, executor="sequential")
+    assert not (tmp_path / "focal.tif").exists()
+    for process in ("hillshade", "slope", "aspect"):
+        with pytest.raises(RecipeError, match=f"process '{process}' needs a pixel buffer of at least 1"):
+            execute(_recipe(tmp_path, process, "", buffer=0), executor="sequential")
     ok = _recipe(tmp_path, "focal", "statistic: median, radius: 2", buffer=2)
     assert execute(ok, executor="sequential", overwrite=True).ok
     with rasterio.open(tmp_path / "focal.tif") as ds, rasterio.open(SAMPLE_DEM) as src:

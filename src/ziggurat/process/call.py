@@ -12,7 +12,7 @@ import logging
 from typing import Any, Mapping
 
 from ziggurat.core import interrupts
-from ziggurat.core.errors import ProcessExit, RecipeError
+from ziggurat.core.errors import ProcessExit, ProcessLoadError, RecipeError
 from ziggurat.process.load import LoadedProcess
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,27 @@ def check_signature(loaded: LoadedProcess, recipe: Any) -> None:
         _check_mapchete_signature(loaded, recipe)
     else:
         _check_signature(loaded, recipe)
+        check_pixelbuffer(loaded, recipe)
+
+
+def check_pixelbuffer(loaded: LoadedProcess, recipe: Any) -> None:
+    """A process module may declare the pixel buffer its windows need: `pixelbuffer = 1`, or a
+    function of its parameters (`def pixelbuffer(radius=1, **_): return radius`). A recipe with a
+    smaller `pyramid.pixelbuffer` would write nodata seams at tile edges: refused at load."""
+    declared = loaded.module.__dict__.get("pixelbuffer")
+    if declared is None:
+        return
+    have = int(recipe.grid.pixelbuffer)
+    for zoom in recipe.zooms:
+        try:
+            need = int(declared(**recipe.parameters_at(zoom)) if callable(declared) else declared)
+        except (TypeError, ValueError) as exc:
+            raise ProcessLoadError(f"process {loaded.ref.spec!r}: its pixelbuffer declaration failed: {exc}") \
+                from exc
+        if need > have:
+            raise RecipeError(f"{recipe.describe_key('pyramid', 'pixelbuffer')}: process {loaded.ref.spec!r} needs "
+                              f"a pixel buffer of at least {need} (its window reaches {need} pixel(s) past a tile's "
+                              f"edge), found {have}: tiles would have nodata seams at their edges")
 
 
 def _check_mapchete_signature(loaded: LoadedProcess, recipe: Any) -> None:
