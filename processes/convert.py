@@ -14,7 +14,7 @@ import numpy as np
 from ziggurat import Empty
 
 
-def execute(inp: Any, resampling: str | None = None, bands: list[int] | None = None,
+def execute(inp: Any, resampling: str | None = None, bands: int | list[int] | None = None,
             scale: float = 1.0, offset: float = 0.0) -> np.ma.MaskedArray:
     """The tile's data as a 3D masked array (bands, h, w); `bands` are 1-based indexes.
 

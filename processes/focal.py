@@ -25,7 +25,7 @@ def pixelbuffer(radius: int = 1, **_: Any) -> int:
 
 
 def execute(raster: Any, tile: Any, statistic: str = "mean", radius: int = 1, shape: str = "square",
-            bands: list[int] | None = None, resampling: str = "nearest") -> np.ma.MaskedArray:
+            bands: int | list[int] | None = None, resampling: str = "nearest") -> np.ma.MaskedArray:
     """The statistic per band of one buffered tile, as (bands, h, w) float32."""
     needs_buffer(tile, int(radius), f"focal with radius {radius}")
     if raster.is_empty():

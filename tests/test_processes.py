@@ -6,6 +6,7 @@ import inspect
 import math
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from ziggurat_processes import focal as focal_process
 from ziggurat_processes import hillshade as hs
 from ziggurat_processes import slope as slope_process
 from ziggurat_processes.hillshade import EARTH_RADIUS, hillshade
+
+from conftest import SAMPLE_DEM
 
 DEG = math.pi / 180
 
@@ -281,3 +284,43 @@ def test_module_contract(module, first):
     params = list(inspect.signature(module.execute).parameters)
     assert params[0] == first
     assert ("tile" in params) == (module is not convert)
+
+
+def test_a_parameter_of_the_wrong_type_is_refused_before_any_tile(tmp_path):
+    """Plain annotations of execute() are checked against the recipe at load, at every zoom (a
+    wrong type used to surface as a TypeError on the first tile)."""
+    import textwrap
+
+    from ziggurat.core.errors import RecipeError
+    from ziggurat.engine.run import execute
+
+    (tmp_path / "proc.py").write_text(textwrap.dedent("""\
+        from __future__ import annotations
+
+        def execute(dem, gain: float = 1.0, bands: list[int] | None = None, label: str = "x", flag: bool = False,
+                    anything: "SomeType" = None):
+            return dem.read(1) * gain
+        """))
+
+    def recipe(params: str) -> Path:
+        path = tmp_path / "recipe.yaml"
+        path.write_text(textwrap.dedent(f"""\
+            process: proc.py
+            zoom_levels: [8, 9]
+            pyramid: {{grid: geodetic}}
+            input: {{dem: {SAMPLE_DEM}}}
+            output: {{path: out, dtype: float32}}
+            process_parameters: {params}
+            """))
+        return path
+
+    for params, message in (("{gain: high}", r"process_parameters.gain: expected float .* found str 'high'"),
+                            ("{gain: {zoom<9: 2, zoom>=9: two}}", r"expected float .* found str 'two'"),
+                            ("{bands: 3}", r"expected list or None .* found int 3"),
+                            ("{label: 5}", r"expected str .* found int 5"),
+                            ("{gain: true}", r"expected float .* found bool True")):
+        with pytest.raises(RecipeError, match=message):
+            execute(recipe(params), executor="sequential", zoom=8, bounds=(-97.4, 32.6, -97.3, 32.7))
+    assert not (tmp_path / "out").exists()
+    good = "{gain: 2, bands: [1], label: y, flag: true, anything: [1, 2]}"
+    assert execute(recipe(good), executor="sequential", zoom=8, bounds=(-97.4, 32.6, -97.3, 32.7)).ok

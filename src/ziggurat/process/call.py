@@ -8,6 +8,7 @@ does not take are a warning, and parameters annotated with mapchete's markers ge
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, Mapping
 
@@ -95,6 +96,35 @@ def _check_signature(loaded: LoadedProcess, recipe: Any) -> None:
         raise RecipeError(f"{recipe.describe_key('process_parameters')}: process {loaded.ref.spec!r} ({where}) "
                           f"requires {', '.join(map(repr, missing))}, which the recipe does not give "
                           f"(expected in {kind})")
+    check_parameter_types(loaded, recipe)
+
+
+#: annotation names a recipe value can be checked against (YAML gives these types)
+_YAML_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+                                            "list": (list,), "dict": (dict,), "None": (type(None),)}
+
+
+def check_parameter_types(loaded: LoadedProcess, recipe: Any) -> None:
+    """Process parameters against `execute()`'s plain annotations (int, float, str, bool, list,
+    dict, None and unions of them, as text: they are never evaluated), at every zoom, so a wrong
+    type is one clear error at load rather than a TypeError on the first tile."""
+    parameters = inspect.signature(loaded.func).parameters
+    for zoom in recipe.zooms:
+        for name, value in recipe.parameters_at(zoom).items():
+            param = parameters.get(name)
+            if param is None or param.annotation is inspect.Parameter.empty:
+                continue
+            note = param.annotation
+            text = note.__name__ if isinstance(note, type) else str(note)   # a class, or text/union
+            names = [part.strip().split("[", 1)[0] for part in text.split("|")]
+            if not names or any(n not in _YAML_TYPES for n in names):
+                continue   # an annotation this check does not know: the process checks itself
+            allowed = tuple(tp for n in names for tp in _YAML_TYPES[n])
+            wrong_bool = isinstance(value, bool) and bool not in allowed
+            if wrong_bool or not isinstance(value, allowed):
+                raise RecipeError(f"{recipe.describe_key('process_parameters', name)}: expected "
+                                  f"{' or '.join(names)} for process {loaded.ref.spec!r}'s {name!r}, found "
+                                  f"{type(value).__name__} {value!r}")
 
 
 def _tree(inputs: Mapping[str, Any]) -> dict[str, Any]:
