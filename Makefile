@@ -77,6 +77,7 @@ bench: $(BENCH_VENV)/.installed $(ODC_VENV)/.installed gdal
 	$(BENCH_VENV)/bin/python bench/schedule_sim.py
 	$(BENCH_VENV)/bin/python bench/pyramid.py
 	$(BENCH_VENV)/bin/python bench/s3.py
+	$(BENCH_VENV)/bin/python bench/credentials.py
 	$(BENCH_VENV)/bin/python bench/ledger_keys.py
 	$(BENCH_VENV)/bin/python bench/ledger_resume.py
 	$(BENCH_VENV)/bin/python bench/merge.py

@@ -23,6 +23,7 @@ from ziggurat.core.grid import Tile, TileIndex
 from ziggurat.core.tasks import EMPTY, WRITTEN, OverviewTask, TileOutcome, failed_outcome, task_index
 from ziggurat.executors.overview import build_overview
 from ziggurat.io import Input, Output, open_input, open_output
+from ziggurat.io.common import rasterio_env
 from ziggurat.io.outputs.rasterarrays import TaggedArray
 from ziggurat.io.outputs.vectordir import as_features
 from ziggurat.io.storage.store import STATS
@@ -52,8 +53,9 @@ class RunSpec:
 def write_prepared(sink: Output, tile: Tile, array: np.ndarray, outcome: TileOutcome) -> TileOutcome:
     """The parent-side half of a tile: write an array from `TileJob.compute`, hash what was written."""
     try:
-        written = tuple(sink.write_prepared(tile, array))
-        checksums = sink.checksums(written)
+        with rasterio_env():
+            written = tuple(sink.write_prepared(tile, array))
+            checksums = sink.checksums(written)
     except Exception as exc:
         return failed_outcome(outcome.index, exc)
     return replace(outcome, status=WRITTEN if written else EMPTY, written=written, checksums=checksums)
@@ -92,7 +94,8 @@ class TileJob:
     def run(self, task: TileIndex | OverviewTask) -> TileOutcome:
         """Run one tile; every exception becomes a FAILED outcome naming the tile. The object-store
         requests it made travel with it (counted where the tile ran, summed by the engine)."""
-        return self._noted(self._run(task))
+        with rasterio_env():
+            return self._noted(self._run(task))
 
     def _noted(self, outcome: TileOutcome) -> TileOutcome:
         """The outcome with the requests and cast notes of its tile."""
@@ -129,8 +132,9 @@ class TileJob:
         index = task_index(task)
         try:
             tile = self.spec.recipe.grid.tile(*index)
-            result = self._result(task, tile)
-            array = None if result is None else self.output.prepare_array(tile, result)
+            with rasterio_env():
+                result = self._result(task, tile)
+                array = None if result is None else self.output.prepare_array(tile, result)
         except self.empty_types:
             array = None
         except Exception as exc:

@@ -279,6 +279,32 @@ def block_size(n: int) -> int | None:
     return n if n <= 512 else 256
 
 
+def local_env(**options: Any) -> Any:
+    """A rasterio environment for local and in-memory files: no AWS session, which rasterio
+    would otherwise build from AWS credentials in the process environment for every `Env`."""
+    from rasterio.session import DummySession
+
+    return rasterio.Env(session=DummySession(), **options)
+
+
+@contextmanager
+def rasterio_env() -> Iterator[None]:
+    """The thread's rasterio environment for a tile's opens, entered once around the tile.
+
+    Without one, every `rasterio.open` builds a default environment, and with AWS credentials in
+    the process environment that means a boto3 session per open (rasterio issue 3331: 7.5 ms
+    against 0.3 ms per local open here), which cost 3.5-4.5x the CPU of whole runs. Local paths need
+    no session; an object-store path still gets the one rasterio chooses."""
+    from rasterio.env import hasenv
+    from rasterio.session import DummySession
+
+    if hasenv():
+        yield
+        return
+    with rasterio.Env.from_defaults(session=DummySession()):
+        yield
+
+
 #: tiles stored without georeferencing (PNG): the grid places them
 UNREFERENCED_TILE_SUFFIXES = {f.tile_suffix for f in FORMATS.values() if f.alpha_nodata}
 

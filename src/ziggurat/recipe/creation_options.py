@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
+from rasterio.session import DummySession
 
 #: GDAL's messages about creation options, as rasterio logs them
 _UNEXPECTED = re.compile(r"'(?P<value>[^']*)' is an unexpected value for (?P<name>\w+) creation option"
@@ -47,7 +48,9 @@ def probe(driver: str, options: Mapping[str, Any], dtype: str, bands: int) -> li
     profile = {"driver": driver, "width": _PROBE_SIZE, "height": _PROBE_SIZE,
                "count": bands, "dtype": dtype, **{k.upper(): v for k, v in options.items()}}
     try:
-        with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile() as mem:
+        # no AWS session: with AWS credentials in the environment rasterio would build one per Env
+        with warnings.catch_warnings(), rasterio.Env(session=DummySession(), GDAL_PAM_ENABLED="NO"), \
+                MemoryFile() as mem:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with mem.open(**profile) as dst:
                 dst.write(np.zeros((bands, _PROBE_SIZE, _PROBE_SIZE), dtype=dtype))

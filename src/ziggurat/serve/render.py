@@ -18,6 +18,7 @@ from rasterio.io import MemoryFile
 
 from ziggurat.core.formats import PNG_DRIVER
 from ziggurat.core.grid import Grid, TileIndex
+from ziggurat.io.common import local_env
 from ziggurat.io.outputs.stored import open_stored
 from ziggurat.records.catalog.quicklook import stretch, to_rgba
 from ziggurat.records.ledger import ledger_path
@@ -34,7 +35,7 @@ class Style:
 
 
 def encode_png(rgba: np.ndarray) -> bytes:
-    with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile() as mem:
+    with warnings.catch_warnings(), local_env(GDAL_PAM_ENABLED="NO"), MemoryFile() as mem:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with mem.open(driver=PNG_DRIVER, width=rgba.shape[2], height=rgba.shape[1], count=4, dtype="uint8") as dst:
             dst.write(rgba)

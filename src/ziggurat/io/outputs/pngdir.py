@@ -13,6 +13,7 @@ import numpy as np
 
 from ziggurat.core.errors import OutputError
 from ziggurat.core.grid import Grid, Tile
+from ziggurat.io.common import local_env
 from ziggurat.io.outputs.tiledir import TileDirectoryOutput
 from ziggurat.recipe import OutputConfig
 
@@ -84,7 +85,7 @@ class HillshadePNGTileDirectoryOutput(PNGTileDirectoryOutput):
             return None
         import rasterio
 
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(self.tile_path(tile)) as src:
+        with local_env(GDAL_PAM_ENABLED="NO"), rasterio.open(self.tile_path(tile)) as src:
             alpha = src.read(2)
         value = np.where(alpha == 0, 0, 255 - alpha.astype(np.int16)).astype(np.uint8)
         return np.ma.masked_equal(value[np.newaxis], 0)

@@ -18,7 +18,7 @@ from rasterio.io import MemoryFile
 from ziggurat.core.errors import OutputError
 from ziggurat.core.grid import Grid, Tile, TileIndex
 from ziggurat.io import gdal_errors
-from ziggurat.io.common import block_size, nodata_from_json, nodata_to_json, open_tile, same_nodata
+from ziggurat.io.common import block_size, local_env, nodata_from_json, nodata_to_json, open_tile, same_nodata
 from ziggurat.io.outputs.folder import METADATA_FILE, TileFolder
 from ziggurat.io.outputs.rasterarrays import RasterArrays, TaggedArray, band_json, cut_tiles, write_band_metadata
 from ziggurat.io.protocols import OutputCapabilities
@@ -98,7 +98,7 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
         # encoded in memory, then written with checked Python I/O: GDAL may report a short write
         # on a full disk only as a warning, and a truncated tile must never be renamed into place
         gdal_errors.reset()
-        with rasterio.Env(**self.gdal_env), MemoryFile() as mem:
+        with local_env(**self.gdal_env), MemoryFile() as mem:
             with mem.open(**self.profile(tile)) as dst:
                 write_band_metadata(dst, self.band_specs)   # a colour table must come before the pixels
                 dst.write(np.ascontiguousarray(self.encode(array)))
