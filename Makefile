@@ -3,25 +3,31 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the demo needs the core only (no test, Dask, S3, Zarr extras)
+CORE := $(VENV)/.installed-core
 BENCH_VENV ?= .venv-bench
 # odc-stac (the composite benchmark's peer) in an environment of its own
 ODC_VENV ?= .venv-odc
 
 .PHONY: demo test lint test-quick bench clean browser gdal screenshots bytecode
 
-$(STAMP): pyproject.toml
+$(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(CORE)
+
+$(STAMP): pyproject.toml $(CORE)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 # Bytecode for the editable sources: with PYTHONDONTWRITEBYTECODE set (as on these machines) every
 # process would compile ziggurat from source (~0.3 s per run, forkserver and each worker start);
 # compileall only recompiles what changed
-bytecode: $(STAMP)
+bytecode: $(CORE)
 	@$(PY) -m compileall -q src processes > /dev/null
 
-demo: $(STAMP) bytecode
+demo: $(CORE) bytecode
 	$(VENV)/bin/ziggurat execute recipes/hillshade.yaml --overwrite
 	@echo "See it on a web map:  $(VENV)/bin/ziggurat serve output/hillshade   (then open http://127.0.0.1:8765/)"
 

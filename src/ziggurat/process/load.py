@@ -15,6 +15,7 @@ parameter names (`ziggurat_processes.mapchete_processes`).
 from __future__ import annotations
 
 import ast
+import faulthandler
 import hashlib
 import importlib
 import importlib.util
@@ -215,6 +216,9 @@ def probe_import(ref: ProcessRef) -> None:
     pid = os.fork()
     if pid == 0:   # the child: import, and report only how it ended
         code = 0
+        faulthandler.disable()   # a crash is reported by the parent, not dumped here: the parent's
+        quiet = os.open(os.devnull, os.O_WRONLY)   # own import shows what the module prints
+        os.dup2(quiet, 2)
         try:
             _resolve_module(ref)
         except BaseException:
