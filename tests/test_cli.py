@@ -219,3 +219,28 @@ def test_processes_name_formats_version_and_exit_codes(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("process: [\n")
     assert CliRunner().invoke(main, ["execute", str(broken)]).exit_code == 1   # runtime (user) errors: 1
+
+
+def test_progress_away_from_a_terminal_starts_early_and_a_zero_width_terminal_gets_lines(monkeypatch):
+    """The first line comes after FIRST_LINE_SECONDS, not a whole --progress-interval (30 s) later;
+    a terminal that reports 0 columns gets lines instead of a bar that prints nothing."""
+    import io
+    import time as _time
+    from types import SimpleNamespace
+
+    from ziggurat.cli import progress
+    from ziggurat.core.tasks import WRITTEN
+
+    monkeypatch.setattr(progress, "FIRST_LINE_SECONDS", 0.2)
+    stream = io.StringIO()
+    reporter = progress.Reporter("log", 30.0, stream)
+    reporter.update(SimpleNamespace(done=1, total=9, outcome=SimpleNamespace(status=WRITTEN)))
+    _time.sleep(1.0)
+    assert stream.getvalue().startswith("progress: 1/9 tiles")   # well before the 30 s interval
+    reporter.close()
+
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(progress, "_columns", lambda: 0)
+    update, close = progress.progress_reporter("auto", 30.0)
+    assert isinstance(getattr(update, "__self__", None), progress.Reporter)   # lines, not a tqdm bar
+    close()

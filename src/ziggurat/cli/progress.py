@@ -16,6 +16,9 @@ from typing import Any, Callable, TextIO
 from ziggurat.core.tasks import FAILED
 
 MODES = ("auto", "bar", "log", "json", "none")
+#: the first line away from a terminal comes this early (at most), then one every interval: a
+#: scheduler's log shows within seconds that the run started, not after the first 30 s
+FIRST_LINE_SECONDS = 5.0
 
 
 def _duration(seconds: float) -> str:
@@ -73,9 +76,13 @@ class Reporter:
         self.stream.flush()
 
     def _tick(self) -> None:
-        while not self._stop.wait(self.interval):
+        wait = min(self.interval, FIRST_LINE_SECONDS)
+        while not self._stop.wait(wait):
             if self.total:
                 self.emit()
+                wait = self.interval
+            else:   # nothing known yet: look again soon rather than a whole interval later
+                wait = min(self.interval, FIRST_LINE_SECONDS)
 
     def close(self) -> None:
         self._stop.set()
@@ -104,11 +111,21 @@ def progress_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _columns() -> int:
+    """The terminal's width; 0 where it reports none (a bar there would print nothing at all)."""
+    import os
+
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
+
+
 def progress_reporter(mode: str, interval: float) -> tuple[Callable[[Any], None] | None, Callable[[], None]]:
     """(callback for `execute`, close) for a --progress mode; "auto": a bar on a terminal, else lines."""
     if mode == "none":
         return None, lambda: None
-    if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+    if mode == "bar" or (mode == "auto" and sys.stderr.isatty() and _columns() > 0):
         from tqdm import tqdm
 
         bar = tqdm(unit="tile", dynamic_ncols=True, file=sys.stderr)
