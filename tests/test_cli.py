@@ -244,3 +244,20 @@ def test_progress_away_from_a_terminal_starts_early_and_a_zero_width_terminal_ge
     update, close = progress.progress_reporter("auto", 30.0)
     assert isinstance(getattr(update, "__self__", None), progress.Reporter)   # lines, not a tqdm bar
     close()
+
+
+def test_a_run_where_every_tile_is_empty_exits_1_unless_allowed(tmp_path, write_recipe):
+    """Bounds outside every input wrote nothing and exited 0 (766 empty tiles, no word of it)."""
+    recipe = write_recipe(f"""
+        process: hillshade
+        zoom_levels: 9
+        bounds: [10.0, 50.0, 10.6, 50.4]
+        pyramid: {{grid: geodetic, pixelbuffer: 1}}
+        input: {{dem: {SAMPLE_DEM}}}
+        output: {{path: {tmp_path / "out"}, dtype: uint8, nodata: 0}}
+        """)
+    code, out, err = run("execute", str(recipe), "--no-progress", "-e", "sequential")
+    assert code == 1 and "no tile had data: all" in err and "were empty" in err and "--allow-empty" in err, err
+    assert "Traceback" not in err and "0 tiles written" in out
+    code, out, err = run("execute", str(recipe), "--no-progress", "-e", "sequential", "--allow-empty", "-o")
+    assert code == 0, err

@@ -45,11 +45,12 @@ OUTPUT_ARG = LocationType()
 @click.option("--retry-failed", is_flag=True,
               help="Run exactly the tiles the ledger records as failed (of the selected zooms).")
 @click.option("--vrt", is_flag=True, help="Also write a GDAL VRT per zoom (<zoom>.vrt) into the output.")
+@click.option("--allow-empty", is_flag=True, help="Exit 0 when every tile was empty (by default: exit 1).")
 @progress_options
 @debug_option
 def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: str | None, workers: int | None,
                 tile_timeout: float | None, retries: int, write_in: str | None, dask_scheduler: str | None,
-                keep_going: bool, retry_failed: bool, vrt: bool, progress_mode: str,
+                keep_going: bool, retry_failed: bool, vrt: bool, allow_empty: bool, progress_mode: str,
                 progress_interval: float) -> None:
     """Run RECIPE: process every tile of its zoom levels and area."""
     from ziggurat.engine.run import execute, load, prepare
@@ -80,6 +81,10 @@ def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: st
         click.echo(f"{len(summary.failed)} tile(s) failed:", err=True)
         for outcome in summary.failed:
             click.echo(f"  tile {outcome.index}: {outcome.error}", err=True)
+        sys.exit(EXIT_ERROR)
+    if summary.empty and not (summary.written or summary.skipped) and not allow_empty:
+        click.echo(f"no tile had data: all {summary.empty} were empty (bounds or an area outside every input?); "
+                   "--allow-empty accepts such a run", err=True)
         sys.exit(EXIT_ERROR)
 
 
