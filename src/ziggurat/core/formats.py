@@ -145,11 +145,6 @@ def listed_names() -> str:
     return f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def format_names() -> dict[str, str]:
-    """Every accepted name (lower case) -> the canonical name."""
-    return {alias: f.name for alias, f in _BY_NAME.items()}
-
-
 def format_for_path(path: str | os.PathLike[str]) -> Format:
     """The format an output path implies when the recipe names none (`out.zarr`: Zarr)."""
     lowered = os.fspath(path).rstrip("/").lower()
@@ -175,12 +170,6 @@ def single_file_suffixes() -> tuple[str, ...]:
     return tuple(s for f in FORMATS.values() for s in f.single_file_suffixes)
 
 
-def storage_of(fmt: str, path: str | os.PathLike[str]) -> Storage:
-    """How an output of format `fmt` at `path` is stored."""
-    found = format_named(fmt)
-    return (found or DEFAULT_FORMAT).storage_at(path)
-
-
 def records_beside(path: str | os.PathLike[str]) -> bool:
     """Whether an output path keeps its records beside it (`OUT.tif.ziggurat/`): one file. Only
     a path is known here (a reader before opening, a state folder); the stored output says the rest."""
@@ -190,5 +179,5 @@ def records_beside(path: str | os.PathLike[str]) -> bool:
 __all__ = ["COG_LAYOUT", "COG_MEDIA_TYPE", "CREATION_OPTIONS", "DEFAULT_FORMAT", "FORMATS", "GEOPARQUET_SUFFIXES",
            "GTIFF_MEDIA_TYPE", "INDEX_VECTOR_FORMATS", "MAPCHETE_PNG", "PNG_DRIVER", "PNG_MEDIA_TYPE",
            "RASTER_FILE_SUFFIXES", "VECTOR_FILE_SUFFIXES", "VECTOR_INDEX_SUFFIXES", "Format", "Storage",
-           "format_for_path", "format_named", "format_names", "formats_where", "listed_names", "records_beside",
-           "single_file_suffixes", "storage_of", "tile_suffix"]
+           "format_for_path", "format_named", "formats_where", "listed_names", "records_beside",
+           "single_file_suffixes", "tile_suffix"]

@@ -20,7 +20,7 @@ from ziggurat.io.outputs.pngdir import (
     RGBAPNGTileDirectoryOutput,
 )
 from ziggurat.io.outputs.singlefile import SingleFileOutput
-from ziggurat.io.outputs.stored import StoredOutput, is_stored, open_stored
+from ziggurat.io.outputs.stored import StoredOutput, open_stored, stored_or_none
 from ziggurat.io.outputs.tiledir import TileDirectoryOutput
 from ziggurat.io.outputs.vectordir import VectorTileDirectoryInput, VectorTileDirectoryOutput
 from ziggurat.io.outputs.zarrstore import ZarrOutput
@@ -57,9 +57,10 @@ def input_driver(config: InputConfig) -> InputDriver:
     """The driver class an input config opens with (its declared attributes, e.g. `tile_sources`,
     can be read without opening it)."""
     cls = INPUT_FORMATS.get(config.format)
-    if config.format in ("tiledir", "vector") and is_stored(config.path, Storage.TILES, "vector"):
+    stored = stored_or_none(config.path) if config.format in ("tiledir", "vector") else None
+    if stored is not None and stored.storage is Storage.TILES and stored.info.kind == "vector":
         cls = VectorTileDirectoryInput  # a vector tile directory written by ziggurat
-    elif config.format == "tiledir" and is_stored(config.path, Storage.STORE):
+    elif stored is not None and config.format == "tiledir" and stored.storage is Storage.STORE:
         cls = ZarrInput   # a Zarr store written by ziggurat (its metadata.json says so)
     if cls is None:
         raise InputError(f"input {config.name!r}: unsupported format {config.format!r}; "

@@ -36,4 +36,16 @@ def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
     return numba.njit(cache=True, nogil=True)(func)
 
 
-__all__ = ["cache_dir", "kernel"]
+@kernel
+def sort_head(buf, n):  # type: ignore[no-untyped-def]
+    """Sort `buf[:n]` in place, by insertion: the buffers are small (a window, a pixel's scenes)."""
+    for i in range(1, n):
+        v = buf[i]
+        j = i - 1
+        while j >= 0 and buf[j] > v:
+            buf[j + 1] = buf[j]
+            j -= 1
+        buf[j + 1] = v
+
+
+__all__ = ["cache_dir", "kernel", "sort_head"]

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ziggurat.kernels._jit import kernel
+from ziggurat.kernels._jit import kernel, sort_head
 
 STATISTICS = ("mean", "min", "max", "std", "sum", "median")
 SHAPES = ("square", "circle")
@@ -32,17 +32,6 @@ def window_offsets(radius: int, shape: str = "square") -> np.ndarray:
 
 
 @kernel
-def _sort(buf, n):  # type: ignore[no-untyped-def]
-    for i in range(1, n):   # insertion sort: windows are small
-        v = buf[i]
-        j = i - 1
-        while j >= 0 and buf[j] > v:
-            buf[j + 1] = buf[j]
-            j -= 1
-        buf[j + 1] = v
-
-
-@kernel
 def _reduce(buf, n, stat):  # type: ignore[no-untyped-def]
     if stat == 1 or stat == 2:   # min, max
         best = buf[0]
@@ -51,7 +40,7 @@ def _reduce(buf, n, stat):  # type: ignore[no-untyped-def]
                 best = buf[k]
         return best
     if stat == 5:   # median
-        _sort(buf, n)
+        sort_head(buf, n)
         h = n // 2
         return buf[h] if n % 2 else (buf[h - 1] + buf[h]) / 2.0
     total = 0.0

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ziggurat.kernels._jit import kernel
+from ziggurat.kernels._jit import kernel, sort_head
 
 
 @kernel
@@ -23,13 +23,7 @@ def _sorted_valid(obs, valid, b, y, x, buf):  # type: ignore[no-untyped-def]
             if v == v:   # NaN is no observation, as for numpy's nan-functions
                 buf[n] = v
                 n += 1
-    for i in range(1, n):   # insertion sort: a pixel has tens to hundreds of scenes
-        v = buf[i]
-        j = i - 1
-        while j >= 0 and buf[j] > v:
-            buf[j + 1] = buf[j]
-            j -= 1
-        buf[j + 1] = v
+    sort_head(buf, n)
     return n
 
 

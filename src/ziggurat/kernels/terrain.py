@@ -75,6 +75,14 @@ def _bad_windows(data, mask, r, bad_rows, bad):  # type: ignore[no-untyped-def]
 
 
 @kernel
+def _window(data, r, c):  # type: ignore[no-untyped-def]
+    """The 3x3 window around (r, c) as float64, row by row: w0 w1 w2 / w3 w4 w5 / w6 w7 w8."""
+    return (float(data[r - 1, c - 1]), float(data[r - 1, c]), float(data[r - 1, c + 1]),
+            float(data[r, c - 1]), float(data[r, c]), float(data[r, c + 1]),
+            float(data[r + 1, c - 1]), float(data[r + 1, c]), float(data[r + 1, c + 1]))
+
+
+@kernel
 def _hillshade(data, mask, xm, ym, z, sin_alt, sin_az, cos_az, cos_alt, out, out_mask):  # type: ignore[no-untyped-def]
     h, w = data.shape
     bad_rows = np.empty((3, w), dtype=np.bool_)
@@ -86,9 +94,7 @@ def _hillshade(data, mask, xm, ym, z, sin_alt, sin_az, cos_az, cos_alt, out, out
         for c in range(1, w - 1):
             if bad[c]:
                 continue
-            a, b, cc = float(data[r - 1, c - 1]), float(data[r - 1, c]), float(data[r - 1, c + 1])
-            d, f = float(data[r, c - 1]), float(data[r, c + 1])
-            g, hh, i = float(data[r + 1, c - 1]), float(data[r + 1, c]), float(data[r + 1, c + 1])
+            a, b, cc, d, _, f, g, hh, i = _window(data, r, c)
             p = z * ((cc + 2 * f + i) - (a + 2 * d + g)) / ex
             q = z * ((a + 2 * b + cc) - (g + 2 * hh + i)) / ny
             cang = (sin_alt - (p * sin_az + q * cos_az) * cos_alt) / math.sqrt(1.0 + p * p + q * q)
@@ -126,9 +132,7 @@ def _slope(data, mask, xm, ym, percent, out, out_mask):  # type: ignore[no-untyp
         for c in range(1, w - 1):
             if bad[c]:
                 continue
-            w0, w1, w2 = float(data[r - 1, c - 1]), float(data[r - 1, c]), float(data[r - 1, c + 1])
-            w3, w5 = float(data[r, c - 1]), float(data[r, c + 1])
-            w6, w7, w8 = float(data[r + 1, c - 1]), float(data[r + 1, c]), float(data[r + 1, c + 1])
+            w0, w1, w2, w3, _, w5, w6, w7, w8 = _window(data, r, c)
             dx = ((w0 + w3 + w3 + w6) - (w2 + w5 + w5 + w8)) / xm[r]
             dy = ((w6 + w7 + w7 + w8) - (w0 + w1 + w1 + w2)) / ym
             rise = math.sqrt(dx * dx + dy * dy) / 8.0
@@ -159,9 +163,7 @@ def _aspect(data, mask, trigonometric, zero_for_flat, out, out_mask):  # type: i
         for c in range(1, w - 1):
             if bad[c]:
                 continue
-            w0, w1, w2 = float(data[r - 1, c - 1]), float(data[r - 1, c]), float(data[r - 1, c + 1])
-            w3, w5 = float(data[r, c - 1]), float(data[r, c + 1])
-            w6, w7, w8 = float(data[r + 1, c - 1]), float(data[r + 1, c]), float(data[r + 1, c + 1])
+            w0, w1, w2, w3, _, w5, w6, w7, w8 = _window(data, r, c)
             dx = (w2 + w5 + w5 + w8) - (w0 + w3 + w3 + w6)
             dy = (w6 + w7 + w7 + w8) - (w0 + w1 + w1 + w2)
             if dx == 0 and dy == 0:   # flat: no direction

@@ -120,10 +120,10 @@ def footprint(paths: Sequence[str]) -> list[float]:
     from rasterio.warp import transform_bounds
 
     box: list[float] | None = None
-    with rasterio.open(paths[0]) as first:
-        crs = first.crs
+    crs = None
     for path in paths:
         with rasterio.open(path) as src:
+            crs = src.crs if crs is None else crs
             b = list(src.bounds) if src.crs == crs else list(transform_bounds(src.crs, crs, *src.bounds))
         box = b if box is None else [min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3])]
     assert box is not None

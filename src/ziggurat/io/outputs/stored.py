@@ -173,14 +173,19 @@ def open_stored(path: str | os.PathLike[str]) -> StoredOutput:
         raise OutputError(f"invalid {meta_path}: {exc}") from exc
 
 
-def is_stored(path: str | os.PathLike[str], storage: Storage | None = None, kind: str | None = None) -> bool:
-    """Whether `path` holds a ziggurat output (of that storage and kind): readers that pick a
-    driver ask this instead of opening."""
+def stored_or_none(path: str | os.PathLike[str]) -> StoredOutput | None:
+    """The ziggurat output at `path`, or None where there is none (or none readable)."""
     try:
-        stored = open_stored(path)
+        return open_stored(path)
     except OutputError:
-        return False
-    return (storage is None or stored.storage is storage) and (kind is None or stored.info.kind == kind)
+        return None
+
+
+def is_stored(path: str | os.PathLike[str], storage: Storage | None = None, kind: str | None = None) -> bool:
+    """Whether `path` holds a ziggurat output (of that storage and kind)."""
+    stored = stored_or_none(path)
+    return stored is not None and (storage is None or stored.storage is storage) \
+        and (kind is None or stored.info.kind == kind)
 
 
 def stored_from_metadata(root: Path, meta: dict[str, Any]) -> StoredOutput:
@@ -198,4 +203,4 @@ def stored_from_metadata(root: Path, meta: dict[str, Any]) -> StoredOutput:
 
 
 __all__ = ["METADATA_FILE", "RECORDS_FOLDER", "StoredOutput", "is_stored", "open_stored", "provenance_dir",
-           "read_metadata", "stored_from_metadata", "zarr_chunk_files"]
+           "read_metadata", "stored_from_metadata", "stored_or_none", "zarr_chunk_files"]
