@@ -100,6 +100,17 @@ def test_output_is_byte_identical_to_the_sequential_executor(tmp_path, write_rec
     assert summary.output_tiles == 16 and _tree_bytes(out) == reference
 
 
+def test_runs_of_neighbouring_tiles_travel_as_one_task_each(tmp_path, write_recipe, client):
+    src, _ = _source(tmp_path, size=2048)   # 8 x 8 tiles
+    reference = _reference(write_recipe, src, tmp_path)
+    out = tmp_path / "dask"
+    with distributed.get_task_stream(client=client) as stream:
+        summary = execute(_recipe(write_recipe, src, out, IDENTITY), executor=DaskExecutor(client=client))
+    assert summary.ok and summary.written == 64 and _tree_bytes(out) == reference
+    ours = [t for t in stream.data if str(t["key"]).startswith(KEY_PREFIX)]
+    assert 2 <= len(ours) <= 64 // 4   # runs of several tiles, guided: no fewer tasks than workers
+
+
 def test_single_file_output_is_written_by_the_client(tmp_path, write_recipe, client):
     src, data = _source(tmp_path)
     single = tmp_path / "single.tif"
@@ -158,6 +169,7 @@ def test_wait_is_honoured_and_the_window_is_bounded(tmp_path, write_recipe, clie
     recipe = load_recipe(_recipe(write_recipe, src, tmp_path / "out", IDENTITY))
     tiles = [TileIndex(Z, r, c) for r in range(10, 14) for c in range(20, 24)]
     executor = DaskExecutor(client=client)
+    executor.run_tiles = 1   # tasks of one tile each: the window bounds tiles in flight
     seen: list[TileIndex] = []
     events: list[tuple[str, int]] = []
     most_in_flight = 0

@@ -1,30 +1,29 @@
-"""Dask distributed executor: tiles run on the workers of a Dask cluster.
+"""Dask distributed executor: tiles run on the workers of a Dask cluster, a run of neighbours per task.
 
 - Without a scheduler address a `distributed.LocalCluster` of single-threaded worker
   processes is started (and closed at the end); with one, or with a `distributed.Client`
   the caller owns, the run uses that cluster and leaves it running.
 - The run's `RunSpec` reaches every worker once, through a worker plugin (workers that join
-  later, e.g. restarted by their nanny or added by an autoscaler, get it too); each worker
-  builds its `TileJob` once, on its first tile. Tasks carry only a run id and the tile's task
-  spec and return the small `TileOutcome` record: workers read inputs and write tiles themselves,
-  so inputs and the output folder must be at the same paths on every worker.
-- The scheduler is fed a bounded stream (about 2 x the cluster's threads in flight), never
-  one graph of all tiles. Keys are unique per run, tile and attempt (`pure=True` would merge
-  identical submissions).
-- A worker that dies is Dask's business first: it reschedules the tiles that were on it.
-  When a tile ends in `KilledWorker` (after `distributed.scheduler.allowed-failures`), it
-  may have been an innocent bystander, so it is resubmitted alone, up to `retries` times,
-  before it is reported as a FAILED outcome of type "WorkerDied".
-- With a parent-side sink (single-file output) workers only compute; arrays come back to
-  the client, which writes them.
+  later, e.g. restarted by their nanny or added by an autoscaler, get it too), carrying the
+  process module's source: workers need not see the client's folder. Each worker builds its
+  `TileJob` once (`daskworker`). Inputs and the output must be where every worker can reach
+  them: object storage, or the same path on a shared file system.
+- One Dask task is a run of neighbouring tiles along the curve (`plan.order.RunSizer`: guided
+  sizes, at most `run_tiles`, at most `RUN_SECONDS` of work): the scheduler's and the client's
+  cost per task (about a millisecond each) is shared by the run's tiles, and each task returns
+  the run's small outcomes. About 2 x the cluster's threads tasks are in flight, never one graph
+  of all tiles. Keys are unique per run, first tile, length and attempt.
+- A worker that dies is Dask's business first: it reschedules the tasks that were on it. When
+  a task ends in `KilledWorker` (after `distributed.scheduler.allowed-failures`), its tiles may
+  be innocent bystanders, so each is resubmitted alone, up to `retries` times, before it is
+  reported as a FAILED outcome of type "WorkerDied".
+- With a parent-side sink (single-file output) or a tile timeout, tasks are single tiles: arrays
+  come back to the client, which writes them; a timeout is kept per tile.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import threading
 import time
 import traceback as tb
 import uuid
@@ -32,127 +31,40 @@ from dataclasses import dataclass
 from typing import Any, Generator, Iterable, Iterator
 
 import distributed
-from distributed.diagnostics.plugin import WorkerPlugin
 
 from ziggurat.core.errors import ExecutorError
 from ziggurat.core.grid import TileIndex
-from ziggurat.core.tasks import FAILED, TileOutcome, failed_outcome, task_index
+from ziggurat.core.tasks import FAILED, TileOutcome, task_index
 from ziggurat.executors.base import Executor
+from ziggurat.executors.daskworker import (
+    KEY_PREFIX,
+    TIMEOUT_EVENT,
+    IgnoreInterrupt,
+    RunPlugin,
+    compute_tile,
+    executing_keys,
+    run_tile,
+    run_together,
+)
 from ziggurat.executors.feeder import Feeder, ParentWriter
-from ziggurat.executors.job import RunSpec, TileJob
+from ziggurat.executors.job import RunSpec
 from ziggurat.io import Output
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "ziggurat"
 _WINDOW_REFRESH = 2.0   # seconds between looks at an external cluster's size (it may autoscale)
-
-# -- worker side ---------------------------------------------------------------------------
-_specs: dict[str, RunSpec] = {}
-_jobs: dict[str, TileJob] = {}
-_jobs_lock = threading.Lock()
-
-
-class RunPlugin(WorkerPlugin):
-    """Hands one run's spec to every worker, including workers that join mid-run."""
-
-    def __init__(self, run_id: str, spec: RunSpec) -> None:
-        self.run_id = run_id
-        self.spec = spec
-        self.name = f"{KEY_PREFIX}-{run_id}"
-
-    def setup(self, worker: Any) -> None:
-        _specs[self.run_id] = self.spec
-
-    def teardown(self, worker: Any) -> None:
-        _specs.pop(self.run_id, None)
-        with _jobs_lock:
-            job = _jobs.pop(self.run_id, None)
-        if job is not None:
-            job.close()
-
-
-class IgnoreInterrupt(WorkerPlugin):
-    """Workers of our own LocalCluster share the terminal's process group: Ctrl-C is the
-    client's business (it cancels and shuts the cluster down), not a traceback per worker."""
-
-    name = f"{KEY_PREFIX}-ignore-sigint"
-
-    def setup(self, worker: Any) -> None:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _job(run_id: str) -> TileJob:
-    """This worker's `TileJob` for the run, built on first use (a worker may have many threads)."""
-    job = _jobs.get(run_id)
-    if job is None:
-        with _jobs_lock:
-            job = _jobs.get(run_id)
-            if job is None:
-                spec = _specs.get(run_id)
-                if spec is None:
-                    raise ExecutorError(f"this worker has no spec for run {run_id} (the ziggurat "
-                                        "worker plugin was not set up here)")
-                job = _jobs[run_id] = TileJob(spec)
-    return job
-
-
-TIMEOUT_EVENT = f"{KEY_PREFIX}-timeout"
-
-
-def _time_out(worker: Any, key: str, seconds: float) -> None:
-    """A tile ran past the tile timeout: a thread cannot be stopped, so this worker process
-    goes (its nanny starts a new one; the scheduler reruns the task elsewhere). The event tells
-    the client that the deaths were timeouts, not crashes."""
-    try:
-        worker.log_event(TIMEOUT_EVENT, {"key": key, "seconds": seconds})
-        time.sleep(0.5)  # the event travels on the worker's batched stream
-    finally:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def run_tile(run_id: str, task: Any, timeout: float | None = None) -> TileOutcome:
-    """Run and write one tile (a `TileIndex` or an `OverviewTask`) on a worker; never raises:
-    errors come back as data, so exceptions that cannot be pickled are no problem."""
-    start = time.perf_counter()
-    try:
-        job = _job(run_id)
-    except Exception as exc:  # e.g. an input path this worker cannot see
-        return failed_outcome(task_index(task), exc, start)
-    if timeout is None:
-        return job.run(task)
-    worker = distributed.get_worker()
-    watchdog = threading.Timer(timeout, _time_out, (worker, worker.get_current_task(), timeout))
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        return job.run(task)
-    finally:
-        watchdog.cancel()
-
-
-def compute_tile(run_id: str, task: Any) -> tuple[TileOutcome, Any]:
-    """Run one tile without writing: the prepared array goes back to the client's sink."""
-    start = time.perf_counter()
-    try:
-        job = _job(run_id)
-    except Exception as exc:
-        return failed_outcome(task_index(task), exc, start), None
-    return job.compute(task)
-
-
-def executing_keys(keys: list[str], dask_worker: Any = None) -> list[str]:
-    """Which of `keys` this worker is running right now (not merely holding in its queue)."""
-    tasks = dask_worker.state.tasks
-    return [k for k in keys if k in tasks and tasks[k].state in ("executing", "long-running")]
 
 
 # -- client side ---------------------------------------------------------------------------
 @dataclass
 class _Task:
-    spec: Any          # as the source gave it: a TileIndex or an OverviewTask, opaque here
-    attempt: int = 0   # resubmissions after KilledWorker
+    spec: Any                  # as the source gave it: a TileIndex or an OverviewTask, opaque here
+    attempt: int = 0           # resubmissions after KilledWorker
+    run: tuple[Any, ...] = ()  # a run of neighbours handed out as one task (spec is the first)
+
+    def singles(self) -> list["_Task"]:
+        """Its tiles, each to run alone (which one killed the workers is unknown)."""
+        return [_Task(s, self.attempt + 1) for s in self.run] if self.run else [_Task(self.spec, self.attempt + 1)]
 
     @property
     def index(self) -> TileIndex:
@@ -172,6 +84,8 @@ class DaskExecutor(Executor):
     """
 
     name = "dask"
+    #: the most tiles one task carries (see the module docstring); 1 with a tile timeout
+    run_tiles = 256
 
     def __init__(self, workers: int | None = None, *, scheduler: str | None = None,
                  client: distributed.Client | None = None, retries: int = 2, tile_timeout: float | None = None,
@@ -180,6 +94,8 @@ class DaskExecutor(Executor):
         if scheduler is not None and client is not None:
             raise ExecutorError("give either a Dask scheduler address or a client, not both")
         self.retries = retries
+        if tile_timeout is not None:
+            self.run_tiles = 1
         #: a tile running longer takes its worker process with it (rerun elsewhere by the
         #: scheduler), then is reported as TimedOut
         self.tile_timeout = tile_timeout
@@ -259,7 +175,7 @@ class DaskExecutor(Executor):
         if self._closed:
             raise ExecutorError("this Dask executor is closed")
         run_id = uuid.uuid4().hex[:12]
-        plugin = RunPlugin(run_id, spec)
+        plugin = RunPlugin(run_id, spec.shipped())
         try:
             self.client.register_plugin(plugin)
         except Exception as exc:
@@ -289,16 +205,22 @@ class DaskExecutor(Executor):
     def _loop(self, run_id: str, feeder: Feeder, parent: ParentWriter | None) -> Iterator[TileOutcome]:
         pending = self._pending
         # results are fetched by the client's event loop thread as tasks finish, not one blocking
-        # round trip per tile here; errors come back as values
+        # round trip per task here; errors come back as values
         completed = distributed.as_completed(loop=self.client.loop, with_results=True, raise_errors=False)
-        suspects: list[_Task] = []   # ended in KilledWorker: rerun alone
-        func = run_tile if parent is None else compute_tile
+        suspects: list[_Task] = []   # their task ended in KilledWorker: each tile reruns alone
+        size = self.run_tiles if parent is None else 1
 
         def submit(task: _Task) -> None:
             z, r, c = task.index
-            extra = () if parent is not None or self.tile_timeout is None else (self.tile_timeout,)
-            future = self.client.submit(func, run_id, task.spec, *extra, pure=False,
-                                        key=f"{KEY_PREFIX}-{run_id}-{z}-{r}-{c}-{task.attempt}")
+            key = f"{KEY_PREFIX}-{run_id}-{z}-{r}-{c}-{len(task.run) or 1}-{task.attempt}"
+            future: distributed.Future
+            if task.run:
+                future = self.client.submit(run_together, run_id, task.run, pure=False, key=key)
+            elif parent is not None:
+                future = self.client.submit(compute_tile, run_id, task.spec, pure=False, key=key)
+            else:
+                extra = () if self.tile_timeout is None else (self.tile_timeout,)
+                future = self.client.submit(run_tile, run_id, task.spec, *extra, pure=False, key=key)
             pending[future] = task
             completed.add(future)
 
@@ -307,21 +229,38 @@ class DaskExecutor(Executor):
                 if suspects and not pending:
                     submit(suspects.pop(0))
                 return
-            for spec in feeder.take(self.window - len(pending)):
-                submit(_Task(spec))
+            for _ in range(self.window - len(pending)):
+                specs = tuple(feeder.take(size))   # a run of neighbours: the source ends it
+                if not specs:
+                    return
+                submit(_Task(specs[0], run=specs) if len(specs) > 1 else _Task(specs[0]))
 
         fill()
         while pending:
             future, result = next(completed)
             task = pending.pop(future)
-            outcome = self._outcome(future, result, task, parent)
+            outcomes = self._outcomes(future, result, task, parent)
             future.release()
-            if outcome is None:
-                suspects.append(_Task(task.spec, task.attempt + 1))
+            if outcomes is None:
+                suspects.extend(task.singles())
             else:
-                yield outcome
+                yield from outcomes
             fill()
         feeder.idle()
+
+    def _outcomes(self, future: distributed.Future, result: Any, task: _Task,
+                  parent: ParentWriter | None) -> list[TileOutcome] | None:
+        """The outcomes of a finished task (one per tile of its run); None to rerun its tiles alone."""
+        if task.run and future.status == "finished":
+            return list(result)
+        if task.run and future.status != "finished":
+            outcome = self._outcome(future, result, task, parent)
+            if outcome is None:
+                return None
+            return [TileOutcome(task_index(spec), outcome.status, error=outcome.error, exc_type=outcome.exc_type,
+                                traceback=outcome.traceback) for spec in task.run]
+        outcome = self._outcome(future, result, task, parent)
+        return None if outcome is None else [outcome]
 
     def _outcome(self, future: distributed.Future, result: Any, task: _Task,
                  parent: ParentWriter | None) -> TileOutcome | None:
@@ -342,6 +281,10 @@ class DaskExecutor(Executor):
                 return TileOutcome(task.index, FAILED, exc_type="TimedOut", traceback=trace,
                                    error=f"TimedOut: the tile ran longer than the tile timeout ({self.tile_timeout} s) "
                                          f"on {exc.allowed_failures + 1} Dask worker(s); each was restarted")
+            if task.run and self.retries:
+                log.warning("a run of %d tiles from %s: Dask workers kept dying while running it; rerunning "
+                            "its tiles one at a time", len(task.run), task.index)
+                return None
             if task.attempt < self.retries:
                 log.warning("tile %s: Dask workers kept dying while running it; rerunning it alone "
                             "(%d/%d)", task.index, task.attempt + 1, self.retries)

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,10 +45,23 @@ class RunSpec:
 
     recipe: Recipe
     overwrite: bool = False
+    #: the process module's source, read by the client, for workers that cannot see its file
+    #: (a cluster's workers in their own folders or pods): they run this text, not the file
+    process_source: str | None = None
 
     @property
     def process_ref(self) -> ProcessRef:
-        return ProcessRef.of(self.recipe)
+        ref = ProcessRef.of(self.recipe)
+        if self.process_source is not None and ref.is_file:
+            return ProcessRef(ref.spec, ref.base_dir, self.process_source, str(Path(ref.base_dir) / ref.spec))
+        return ref
+
+    def shipped(self) -> "RunSpec":
+        """This spec carrying its process file's source: workers need not share the client's disk."""
+        ref = ProcessRef.of(self.recipe)
+        if not ref.is_file or self.process_source is not None:
+            return self
+        return replace(self, process_source=load_process(ref).source())
 
 
 def write_prepared(sink: Output, tile: Tile, array: np.ndarray, outcome: TileOutcome) -> TileOutcome:

@@ -48,8 +48,11 @@ class ProcessRef:
 
     spec: str
     base_dir: str
-    #: the module's source when the recipe gives it as code lines (mapchete's list form)
+    #: the module's source when the recipe gives it as code lines (mapchete's list form), or
+    #: a process file's source shipped to workers that cannot see the file
     code: str | None = None
+    #: the file `code` was read from (tracebacks name it)
+    origin: str | None = None
 
     @classmethod
     def of(cls, recipe: Any) -> "ProcessRef":
@@ -165,7 +168,7 @@ def _import_code(ref: ProcessRef) -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     module = ModuleType(name)
-    module.__file__ = f"<process code in the recipe in {ref.base_dir}>"
+    module.__file__ = ref.origin or f"<process code in the recipe in {ref.base_dir}>"
     sys.modules[name] = module
     try:
         exec(compile(ref.code, module.__file__, "exec"), module.__dict__)
