@@ -96,18 +96,22 @@ _MORE = (click.option("-t", "--tile", nargs=3, type=int, metavar="Z R C", help="
          click.option("-a", "--area", metavar="WKT|GEOJSON|PATH",
                       help="Process only tiles meeting this polygon (narrows the recipe's area); "
                            "raster outputs are masked to it."),
-         click.option("--area-crs", help="CRS of a WKT/GeoJSON --area (default: the grid CRS)."))
+         click.option("--area-crs", help="CRS of a WKT/GeoJSON --area (default: the grid CRS)."),
+         click.option("--part", metavar="I/N",
+                      help="Only part I of N (1 <= I <= N), for batch systems: parts run at once on other "
+                           "machines; a plain run afterwards ends the job (README: Beyond one machine)."))
 
 
 def selection_options(full: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The run-narrowing options (-z, -b, --bounds-crs; with `full` also -t, -p, --point-crs,
-    -a, --area-crs), handed to the command as one `selection` argument."""
+    -a, --area-crs, --part), handed to the command as one `selection` argument."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             narrowing = {name: kwargs.pop(name, None) for name in
-                         ("zoom", "bounds", "bounds_crs", "tile", "point", "point_crs", "area", "area_crs")}
+                         ("zoom", "bounds", "bounds_crs", "tile", "point", "point_crs", "area", "area_crs",
+                          "part")}
             return func(*args, selection=Selection(**narrowing), **kwargs)
 
         for option in reversed((_ZOOM, *_BOUNDS, *(_MORE if full else ()))):

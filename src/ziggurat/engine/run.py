@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any, Iterator
 
 from ziggurat.core import interrupts
-from ziggurat.core.errors import InputError, ProcessError
+from ziggurat.core.errors import InputError, ProcessError, RecipeError
 from ziggurat.core.grid import Bounds, Tile, TileIndex
 from ziggurat.core.tasks import FAILED, RUN_END, WAIT, TileOutcome, blocked_outcome, skipped_outcome, task_index
 from ziggurat.engine.outcomes import Outcomes, Progress, StaleTiles, Subscriber, Tally
@@ -33,6 +33,7 @@ from ziggurat.process.load import ProcessRef, load_process, probe_import
 from ziggurat.recipe import Recipe, load_recipe
 from ziggurat.records.catalog.stac import RunItem
 from ziggurat.records.ledger import sweep_temporaries
+from ziggurat.records.part_records import drop_merged
 from ziggurat.records.provenance import changed_inputs
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,9 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     and the tile retried, then failed ("TimedOut"); `quicklook` False: no `.ziggurat/quicklook.png`.
     """
     sel = Selection.of(selection, **narrowing)
+    if sel.part is not None and (overwrite or retry_failed):
+        raise RecipeError(f"--part {sel.part}: parts resume and never overwrite; --overwrite and --retry-failed "
+                          "go with a plain run (which also ends the parts' job)")
     recipe = load(recipe)
     prepare(recipe)
     run_plan = failed_only(recipe, plan(recipe, sel)) if retry_failed else plan(recipe, sel)
@@ -145,6 +149,7 @@ class _Run:
     def __init__(self, opened: Opened, run_plan: Plan, output: Output, pool: Executor, item: RunItem,
                  overwrite: bool, keep_going: bool, progress: ProgressCallback | None) -> None:
         self.recipe, self.recorder, self.lock, self.remote = opened.recipe, opened.recorder, opened.lock, opened.remote
+        self.part, self.merged = opened.part, opened.merged
         self.plan, self.output, self.pool, self.item = run_plan, output, pool, item
         self.overwrite, self.keep_going = overwrite, keep_going
         self.summary = RunSummary(self.recipe, output.path, pool.name, pool.workers, total=run_plan.count())
@@ -208,11 +213,12 @@ class _Run:
                 raise InputError(f"{'inputs' if len(changed) > 1 else 'input'} changed during the run: "
                                  f"{'; '.join(changed)}; rerun to rebuild the tiles made from them")
             finished = True
-            self.summary.stac_item = self.item.finish()
-            self.summary.quicklook = self.item.quicklook(self.summary.stac_item)
-            self.summary.stac_collection = self.item.collection
-            if vrt:
-                self.summary.vrts = self.item.write_vrts()
+            if self.part is None:   # a part's tiles are described by the ending run
+                self.summary.stac_item = self.item.finish()
+                self.summary.quicklook = self.item.quicklook(self.summary.stac_item)
+                self.summary.stac_collection = self.item.collection
+                if vrt:
+                    self.summary.vrts = self.item.write_vrts()
         finally:
             self.watch.stop()
             self._finish(finished, start)
@@ -221,7 +227,7 @@ class _Run:
     def _finish(self, finished: bool, start: float) -> None:
         try:  # a single file is renamed into place, or its temporary dropped
             self.output.finish_run(finished and (self.keep_going or not self.summary.failed))
-            if finished:
+            if finished and self.part is None:
                 item = self.item.finish_file()
                 if item is not None:
                     self.summary.stac_item, self.summary.quicklook = item, self.item.quicklook(item)
@@ -238,6 +244,8 @@ class _Run:
                 sweep_temporaries(self.output.path, keep_own=False)  # every writer of this run has stopped
                 if self.remote is not None:  # the ledger's last segment, the manifest, the STAC item
                     self.remote.finish()
+                if self.merged and finished:   # the parts' rows are in this run's records now
+                    drop_merged(self.recipe.output, list(self.merged))
             finally:
                 self.lock.release()
 

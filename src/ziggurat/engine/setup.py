@@ -10,16 +10,19 @@ import logging
 import os
 from dataclasses import dataclass, replace
 
-from ziggurat.core.errors import OutputError
+from ziggurat.core.errors import OutputError, RecipeError
+from ziggurat.core.formats import Storage
 from ziggurat.core.grid import TileIndex
 from ziggurat.executors import Executor, get_executor
 from ziggurat.io import Output
 from ziggurat.io.storage.store import STATS
 from ziggurat.plan import Plan, Selection
+from ziggurat.plan.parts import Part
 from ziggurat.recipe import FrozenDict, Recipe
 from ziggurat.records.catalog.index import remove_indexes
 from ziggurat.records.ledger import Ledger, ledger_path, provenance_dir, sweep_temporaries
 from ziggurat.records.lock import RunLock
+from ziggurat.records.part_records import PartRecords, merge_parts
 from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, input_fingerprints
 from ziggurat.records.remote import RemoteLock, RemoteRecords
 
@@ -35,7 +38,10 @@ class Opened:
     recorder: RunRecorder
     replaced: bool
     lock: RunLock | RemoteLock
-    remote: RemoteRecords | None
+    remote: RemoteRecords | PartRecords | None
+    part: Part | None = None
+    #: part segments the run took over: removed once its own records are safe (records.part_records)
+    merged: tuple[str, ...] = ()
 
 
 def choose_executor(recipe: Recipe, executor: str | Executor | None, workers: int | None, retries: int,
@@ -58,6 +64,8 @@ def open_run(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel
              overwrite: bool, keep_going: bool) -> Opened:
     """Check, lock, pull and begin; on any failure the executor, the output and the lock are
     released again."""
+    if sel.part is not None:
+        return open_part(recipe, output, pool, run_plan, sel, keep_going=keep_going)
     out_cfg = recipe.output
     STATS.take()  # this run's requests from here (the summary and the manifest report them)
     remote = (RemoteRecords(out_cfg.location, out_cfg.storage_options, out_cfg.path)
@@ -73,6 +81,7 @@ def open_run(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel
         lock.acquire()  # one run at a time per output
         if remote is not None:
             remote.pull()  # the bucket's records: a rerun from any machine resumes exactly
+        merged = _take_over_parts(recipe, remote)
         replaced = output.prepare(overwrite, narrowed=sel != Selection())
         sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
         output.start_run(run_plan.zooms, run_plan.extent)
@@ -90,7 +99,52 @@ def open_run(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel
         raise
     if replaced:  # the earlier pyramid is gone, so are the indexes describing it
         remove_indexes(output.path)
-    return Opened(recipe, recorder, replaced, lock, remote)
+    return Opened(recipe, recorder, replaced, lock, remote, merged=merged)
+
+
+def _take_over_parts(recipe: Recipe, remote: RemoteRecords | None) -> tuple[str, ...]:
+    """The ending run after `--part`s: their ledgers into the output's (published with its own
+    segments on a bucket), so continue mode skips their tiles."""
+    config = recipe.output
+    if config.storage is Storage.FILE:
+        return ()
+    return tuple(merge_parts(config, remote.adopt if remote is not None else None))
+
+
+def open_part(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel: Selection, *,
+              keep_going: bool) -> Opened:
+    """A `--part` run: its own lock and records (published under .ziggurat/parts/), never the
+    output's ledger; the ending run takes them over."""
+    assert sel.part is not None
+    part = Part.parse(sel.part)
+    if not output.capabilities.tile_files or output.capabilities.writes_in_parent:
+        raise RecipeError(f"--part {part}: output {recipe.output.url} is one file written by one process; parts "
+                          "need a tiled output (a tile directory or a Zarr store)")
+    records = PartRecords(recipe.output, part)
+    lock = records.lock()
+    STATS.take()
+    try:
+        preflight(output, pool, run_plan)
+        if hasattr(records.store, "check"):
+            records.store.check(write=True)  # no bucket, no access: one clear error before any tile
+        recipe = with_input_cache(recipe)
+        input_fingerprints(recipe)
+        lock.acquire()          # one copy of this part at a time; other parts go on
+        records.check_main_idle()
+        records.pull()          # the output's ledger and this part's own segments
+        output.prepare(False, narrowed=True)
+        sweep_temporaries(output.path)
+        output.start_run(run_plan.zooms, run_plan.extent)
+        options = {**sel.options(), "overwrite": False, "keep_going": keep_going}
+        recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=options,
+                             extent=RunExtent.of(run_plan.zooms, run_plan.extent), records=records.state)
+        records.attach(recorder.ledger)
+    except BaseException:
+        pool.close()
+        output.finish_run(False)
+        lock.release()
+        raise
+    return Opened(recipe, recorder, False, lock, records, part=part)
 
 
 def failed_only(recipe: Recipe, run_plan: Plan) -> Plan:
@@ -118,5 +172,5 @@ def preflight(output: Output, pool: Executor, run_plan: Plan) -> None:
                           "parent-side writing (--write-in parent) is for raster outputs")
 
 
-__all__ = ["DEFAULT_EXECUTOR", "Opened", "choose_executor", "failed_only", "open_run", "preflight",
+__all__ = ["DEFAULT_EXECUTOR", "Opened", "choose_executor", "failed_only", "open_part", "open_run", "preflight",
            "with_input_cache"]

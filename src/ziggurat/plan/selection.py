@@ -1,4 +1,4 @@
-"""The run-narrowing arguments as one value: the same eight for `execute`, `dry_run`,
+"""The run-narrowing arguments as one value: the same nine for `execute`, `dry_run`,
 `reproduce`, the manifest and the CLI's shared options."""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ class Selection:
     `zoom`: 5, "3,8" or (3, 8), inside the recipe's zoom_levels; `bounds` (W, S, E, N) in
     `bounds_crs` (default: the grid CRS); `tile` (Z, R, C) one tile; `point` (X, Y) in
     `point_crs`: the tile at each zoom; `area`: WKT, GeoJSON or a vector file (a shapely
-    polygon from Python) in `area_crs`: only tiles meeting it, rasters masked to it.
+    polygon from Python) in `area_crs`: only tiles meeting it, rasters masked to it; `part`:
+    "I/N", the I-th of N parts of the run for batch systems (see `plan.parts`).
     """
 
     zoom: Any = None
@@ -33,10 +34,15 @@ class Selection:
     point_crs: str | None = None
     area: Any = None
     area_crs: str | None = None
+    part: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("bounds", "tile", "point"):
             object.__setattr__(self, name, _tuple(getattr(self, name)))
+        if self.part is not None:
+            from ziggurat.plan.parts import Part
+
+            object.__setattr__(self, "part", str(Part.parse(self.part)))
 
     @classmethod
     def of(cls, selection: Selection | None = None, **narrowing: Any) -> Selection:

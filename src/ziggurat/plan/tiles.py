@@ -8,7 +8,7 @@ Nothing here enumerates the whole grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Iterator, Sequence
 
 from rasterio.crs import CRS
@@ -17,6 +17,7 @@ from rasterio.warp import transform, transform_bounds
 from ziggurat.core.errors import GridError, RecipeError
 from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.plan.order import curve as along_curve
+from ziggurat.plan.parts import Part, PartCut, cut
 from ziggurat.plan.selection import Selection
 from ziggurat.recipe import Recipe, parse_zoom_levels
 from ziggurat.recipe.area import clip_to_bounds, count_tiles_in_geometry, run_area, tiles_in_geometry
@@ -32,6 +33,7 @@ class Plan:
     only: tuple[TileIndex, ...] = ()        # explicit tiles (from --tile / --point)
     geometry: Any = None                    # area polygon clipped to `bounds`: only tiles meeting it
     area: Any = None                        # the run's area polygon (grid CRS) rasters are masked to
+    part: PartCut | None = None             # --part: only the tiles this part owns
 
     @property
     def extent(self) -> Bounds | None:
@@ -46,6 +48,8 @@ class Plan:
         if self.bounds is None:
             return 0
         zooms = self.zooms if zoom is None else (zoom,)
+        if self.part is not None:   # the part's own tiles only: O(part), not O(plan)
+            return sum(1 for z in zooms for _ in self._part_tiles(z, False))
         if self.geometry is not None:
             return sum(count_tiles_in_geometry(self.grid, self.geometry, z) for z in zooms)
         return sum(self.grid.count_tiles(self.bounds, z) for z in zooms)
@@ -54,6 +58,10 @@ class Plan:
         """Every tile, zoom by zoom, in rows; with `curve` along a space-filling curve (see
         `plan.order`), so any stretch of consecutive tiles is a patch of neighbours. A plan with
         an area polygon or explicit tiles stays in rows. Index arithmetic only either way."""
+        if self.part is not None and not self.only:
+            for zoom in self.zooms:
+                yield from self._part_tiles(zoom, curve)
+            return
         if curve and not self.only and self.bounds is not None and self.geometry is None:
             for zoom in self.zooms:
                 rows, cols = self.grid.tile_range(self.bounds, zoom)
@@ -61,6 +69,15 @@ class Plan:
                     yield self.grid.tile(zoom, row, col)
             return
         yield from self._rows()
+
+    def _part_tiles(self, zoom: int, curve: bool) -> Iterator[Tile]:
+        assert self.part is not None
+        if self.bounds is None:
+            return
+        if self.geometry is not None:
+            yield from (t for t in tiles_in_geometry(self.grid, self.geometry, zoom) if self.part.owns(self.grid, t))
+        else:
+            yield from self.part.tiles(self.grid, self.bounds, zoom, curve)
 
     def _rows(self) -> Iterator[Tile]:
         if self.only:
@@ -99,6 +116,25 @@ def make_plan(recipe: Recipe, selection: Selection | None = None, *, input_bound
     without `bounds` so a run never spans the whole globe by accident.
     """
     sel = Selection.of(selection, **narrowing)
+    plan = _make_plan(recipe, sel, input_bounds)
+    return plan if sel.part is None else part_of(recipe, plan, Part.parse(sel.part))
+
+
+def part_of(recipe: Recipe, plan: Plan, part: Part) -> Plan:
+    """The plan narrowed to one part: its tiles at the part zoom and above, up to the top
+    baselevel (higher zooms read their parents' neighbours, across part borders)."""
+    if plan.only:
+        raise RecipeError("--part cuts a run's area into parts; it cannot be combined with --tile or --point")
+    levels = recipe.baselevel_range
+    top = max(plan.zooms) if levels is None else min(max(plan.zooms), levels[1])
+    if plan.bounds is None or top < min(plan.zooms):   # nothing a part could own: all is the ending run's
+        return replace(plan, part=PartCut(part, max(plan.zooms), ()))
+    the_cut = cut(plan.grid, plan.bounds, top, part)
+    zooms = tuple(z for z in plan.zooms if the_cut.zoom <= z <= top)
+    return replace(plan, zooms=zooms, part=the_cut)
+
+
+def _make_plan(recipe: Recipe, sel: Selection, input_bounds: Iterable[Bounds]) -> Plan:
     zoom, bounds, bounds_crs, tile = sel.zoom, sel.bounds, sel.bounds_crs, sel.tile
     point, point_crs, area, area_crs = sel.point, sel.point_crs, sel.area, sel.area_crs
     grid = recipe.grid

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from ziggurat.core.errors import OutputError
@@ -27,8 +28,12 @@ LOCK_FILE = "lock"
 class RunLock:
     """Held for the length of one run (a context manager); `release` is safe to call twice."""
 
-    def __init__(self, output_path: str | os.PathLike[str]) -> None:
-        self.path = provenance_dir(output_path) / LOCK_FILE
+    def __init__(self, output_path: str | os.PathLike[str], folder: str | os.PathLike[str] | None = None,
+                 what: str | None = None) -> None:
+        """`folder`: where the lock file goes instead of the output's records (a `--part`'s lock);
+        `what`: the name of what it guards, for the message (default: the output)."""
+        self.path = (provenance_dir(output_path) if folder is None else Path(folder)) / LOCK_FILE
+        self.what = what or f"output {output_path}"
         self.held = False
 
     def acquire(self) -> RunLock:
@@ -44,7 +49,7 @@ class RunLock:
                 other = self._holder()
                 if other is not None and not self._stale(other):
                     raise OutputError(
-                        f"output {self.path.parent.parent} is being written by another run (pid {other.get('pid')} "
+                        f"{self.what} is being written by another run (pid {other.get('pid')} "
                         f"on {other.get('host')}, since {other.get('started')}); wait for it to end, or remove "
                         f"{self.path} if that run is gone") from exc
                 log.warning("taking over the lock %s of a run that is gone (%s)", self.path, other)

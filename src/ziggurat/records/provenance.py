@@ -228,12 +228,13 @@ def run_keys(recipe: Recipe, process_sha: str | None = None, fingerprints: dict[
 
 def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
               options: dict[str, Any] | None = None, extent: RunExtent | None = None,
-              replaced: bool = False) -> RunRecorder:
+              replaced: bool = False, records: Path | None = None) -> RunRecorder:
     """Save recipe, process source and a manifest (status "running") before any tile runs.
-    `replaced`: the output's earlier pyramid was removed (its tile records go too)."""
+    `replaced`: the output's earlier pyramid was removed (its tile records go too); `records`:
+    a stand-in output path whose records folder holds them instead of the output's (a part's)."""
     started = _now()
     path = Path(output.path)
-    folder = provenance_dir(path)
+    folder = provenance_dir(records or path)
     try:
         (folder / "runs").mkdir(parents=True, exist_ok=True)
         (folder / "sources").mkdir(exist_ok=True)
@@ -271,7 +272,7 @@ def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
             "versions": library_versions(), "platform": platform_info(),
         }
         keys = run_keys(recipe, process["sha256"], fingerprints)
-        recorder = RunRecorder(recipe, output, manifest, bool(options.get("overwrite")), keys, extent)
+        recorder = RunRecorder(recipe, output, manifest, bool(options.get("overwrite")), keys, extent, records)
         if replaced:
             recorder.ledger.clear()
         write_manifest(folder, manifest)

@@ -93,7 +93,7 @@ class RunRecorder:
     """The engine's hook: `begin_run` at the start, `add` per outcome, `finish` at the end."""
 
     def __init__(self, recipe: Recipe, output: Output, manifest: dict[str, Any], overwrite: bool,
-                 keys: RunKeys, extent: RunExtent | None = None) -> None:
+                 keys: RunKeys, extent: RunExtent | None = None, records: Path | None = None) -> None:
         self.recipe, self.output, self.manifest, self.overwrite = recipe, output, manifest, overwrite
         self.keys = keys
         self.extent = extent
@@ -104,18 +104,20 @@ class RunRecorder:
         self._reasons: dict[tuple[str | None, int], str] = {}   # (old key, zoom) -> why it is stale
         self.run: str = manifest["run"]
         self.path = Path(output.path)
-        self.folder = provenance_dir(self.path)
+        records = records or self.path   # a part keeps its records apart (records.part_records)
+        self.folder = provenance_dir(records)
         self.root = output_root(self.path)
         self.single = not output.capabilities.tile_files  # one file: one record at the end
         self.remote = recipe.output.remote  # tiles in a bucket: no file-system checks
         self.start_ns = time.time_ns()
         self._buffer: list[TileRecord] = []
-        fresh = not ledger_path(self.path).is_file()
-        import_legacy_records(self.path)
+        fresh = not ledger_path(records).is_file()
+        if records == self.path:
+            import_legacy_records(self.path)
         #: no ledger but tiles on disk (written by an older ziggurat): continue mode falls back
         #: to "the tile files exist" and adopts such tiles into the ledger (see `adopt`)
-        self.legacy = fresh and not self.single and bool(int_names(self.root))
-        self.ledger = Ledger(self.path)
+        self.legacy = fresh and records == self.path and not self.single and bool(int_names(self.root))
+        self.ledger = Ledger(records)
         self._recorded_keys: set[int] = set()
         #: an interrupted --overwrite run: the tiles it had not redone yet are stale
         self.interrupted = None if overwrite else RunExtent.from_json(self.ledger.get_state(OVERWRITE_STATE))

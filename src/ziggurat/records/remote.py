@@ -125,6 +125,11 @@ class RemoteRecords:
                 self._ops.extend(ledger.snapshot_ops())
             self.publish()
 
+    def adopt(self, ops: list[list[Any]]) -> None:
+        """Operations replayed into the ledger from elsewhere (a part's segments), to publish."""
+        with self._lock:
+            self._ops.extend(ops)
+
     def _on_commit(self, ops: list[list[Any]]) -> None:
         with self._lock:
             self._ops.extend(ops)
@@ -211,12 +216,13 @@ def pulled(url: str, storage_options: Mapping[str, Any] | None = None, *, must_e
 class RemoteLock:
     """One run per remote output: a conditional PUT of ``.ziggurat/lock``, renewed while held."""
 
-    def __init__(self, config: OutputConfig) -> None:
+    def __init__(self, config: OutputConfig, key: str | None = None, what: str | None = None) -> None:
+        """`key`: the lock object instead of the output's (a `--part`'s); `what`: what it guards."""
         assert config.location is not None
         single = config.storage is Storage.FILE
         self.store = open_store(config.location.parent if single else config.location, config.storage_options)
-        self.key = f"{provenance_dir(config.path).name if single else FOLDER}/lock"
-        self.output_url = config.location.url
+        self.key = key or f"{provenance_dir(config.path).name if single else FOLDER}/lock"
+        self.output_url = what or f"output {config.location.url}"
         self.url = self.store.url(self.key)
         self.held = False
         self._stop = threading.Event()
@@ -236,7 +242,7 @@ class RemoteLock:
                 if other is not None and not self._stale(other):
                     until = dt.datetime.fromtimestamp(float(other.get("expires", 0)), dt.timezone.utc)
                     raise OutputError(
-                        f"output {self.output_url} is being written by another run (pid {other.get('pid')} "
+                        f"{self.output_url} is being written by another run (pid {other.get('pid')} "
                         f"on {other.get('host')}, since {other.get('started')}); wait for it to end (its lock "
                         f"{self.url} expires at {until:%Y-%m-%d %H:%M:%S} UTC unless renewed)") from exc
                 log.warning("taking over the lock %s of a run that is gone (%s)", self.url, other)
@@ -257,6 +263,11 @@ class RemoteLock:
             return got if isinstance(got, dict) else {}
         except ValueError:
             return {}
+
+    def active_holder(self) -> dict[str, Any] | None:
+        """Who holds the lock now (pid, host, started), or None when no live run does."""
+        other = self._holder()
+        return other if other is not None and not self._stale(other) else None
 
     @staticmethod
     def _stale(holder: dict[str, Any]) -> bool:
