@@ -668,3 +668,22 @@ def test_a_changed_upstream_tile_in_a_bucket_makes_only_its_dependents_stale(tmp
         s3().put_object(Bucket=bucket, Key=upstream, Body=mem.read())
     again = execute(second, executor="sequential")
     assert again.written == 1 and again.stale == {"input files it reads changed": 1}
+
+
+def test_plan_says_the_requests_a_bucket_run_will_make(tmp_path: Path, bucket: str,
+                                                       write_recipe: Callable[..., Path]) -> None:
+    from ziggurat.audit.report import dry_run
+
+    src = upload(bucket, "inputs/dem.tif", dem(tmp_path))
+    recipe = write_recipe(recipe_text(src, f"s3://{bucket}/out", zooms="[0, 10]"), "r.yaml", PROC)
+    expected = dry_run(recipe)
+    assert expected.requests is not None and "requests (estimate):" in expected.describe()
+    assert json.loads(json.dumps(expected.to_dict()))["requests"]["PUT"] == expected.requests["PUT"]
+    spent = execute(recipe, executor="sequential").requests[f"s3://{bucket}"]
+    assert spent["PUT"] > 50
+    for kind in ("PUT", "GET", "LIST"):
+        assert abs(expected.requests[kind] - spent.get(kind, 0)) <= max(1, 0.1 * spent.get(kind, 0)), (kind, spent)
+    again = dry_run(recipe).requests   # nothing left to do: the records' requests only
+    assert again is not None and again["PUT"] < 15 and again["bytes_out"] == 0
+    local = write_recipe(recipe_text(src, str(tmp_path / "local")), "l.yaml", PROC)
+    assert dry_run(local).requests is None   # a local output makes no requests

@@ -37,10 +37,20 @@ class ZoomPlan:
     todo: int = 0             # what a continue-mode run processes: new, stale and failed tiles
 
 
+#: PUTs of a run's records besides its tiles (measured on moto: lock, ledger segments and their
+#: compaction, metadata.json, manifest, recipe and process sources, STAC item, quicklook); a first
+#: run also writes the sources and folders' first files
+RECORD_PUTS, FIRST_RECORD_PUTS = 8, 11
+#: LIST and HEAD requests of a run: the bucket check, the records pull, the lock
+RUN_LISTS, RUN_HEADS = 5, 3
+
+
 @dataclass
 class PlanReport:
     output: str
     zooms: list[ZoomPlan] = field(default_factory=list)
+    #: an object-store output: the requests and bytes a continue-mode run would spend (estimate)
+    requests: dict[str, int] | None = None
 
     @property
     def process_tiles(self) -> int:
@@ -48,7 +58,7 @@ class PlanReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "process_tiles": self.process_tiles,
-                "zooms": [asdict(z) for z in self.zooms]}
+                "zooms": [asdict(z) for z in self.zooms], "requests": self.requests}
 
     def describe(self) -> str:
         lines = [f"{'zoom':>4} {'kind':<8} {'process':>12} {'output':>12} {'to do':>10} {'done':>10} "
@@ -59,6 +69,10 @@ class PlanReport:
                          f"{_human(z.estimated_bytes):>10}  {z.estimate_basis} (estimate)")
         lines += stale_lines(z.stale for z in self.zooms)
         lines.append(f"{self.process_tiles:,} process tiles -> {self.output}")
+        if self.requests is not None:
+            r = self.requests
+            lines.append(f"requests (estimate): {r['PUT']:,} PUT, {r['GET']:,} GET, {r['LIST']} LIST, {r['HEAD']} "
+                         f"HEAD, {r['DELETE']} DELETE; {_human(r['bytes_out'])} out")
         return "\n".join(lines)
 
 
@@ -81,8 +95,24 @@ def plan_report(recipe: Recipe, plan: Plan, output: Output, keys: RunKeys | None
     looks at them (that needs the tiles themselves, not counts)."""
     if recipe.output.remote:  # the bucket's records, in a private copy (a run may use the state folder)
         with pulled(recipe.output.url, recipe.output.storage_options, must_exist=False) as root:
-            return _report(recipe, plan, output, keys, root)
+            report = _report(recipe, plan, output, keys, root)
+            report.requests = _requests(report, root)
+            return report
     return _report(recipe, plan, output, keys, output.path)
+
+
+def _requests(report: PlanReport, records: Path) -> dict[str, int]:
+    """What a continue-mode run into a bucket spends: one PUT per output tile to do, its records,
+    one GET per records object it pulls; bytes out by the size estimate."""
+    tiles = bytes_out = 0
+    for z in report.zooms:
+        share = z.todo / z.process_tiles if z.process_tiles else 0.0
+        tiles += round(z.output_tiles * share)
+        bytes_out += round(z.estimated_bytes * share)
+    pulled_files = sum(1 for p in records.rglob("*") if p.is_file() and not p.name.startswith("ledger.sqlite"))
+    fresh = pulled_files == 0
+    return {"PUT": tiles + (FIRST_RECORD_PUTS if fresh else RECORD_PUTS), "GET": pulled_files + 1,
+            "LIST": RUN_LISTS, "HEAD": RUN_HEADS, "DELETE": 2, "bytes_out": bytes_out}
 
 
 def _report(recipe: Recipe, plan: Plan, output: Output, keys: RunKeys | None, records: Path) -> PlanReport:
