@@ -111,10 +111,12 @@ def child(name: str, recipe: Path, total: int, extra: dict) -> None:
 
     config = CONFIGS[name]
     marks: list[float] = []
-    step = max(1, total // 10)
+    steps: list[int] = []   # a tenth of this run's own tiles (a part has fewer than the recipe)
 
     def progress(event) -> None:
-        if event.done % step == 0 or event.done == event.total:
+        if not steps:
+            steps.append(max(1, event.total // 10))
+        if event.done % steps[0] == 0 or event.done == event.total:
             marks.append(time.process_time())
 
     options: dict = {}
@@ -133,6 +135,7 @@ def child(name: str, recipe: Path, total: int, extra: dict) -> None:
     marks.append(cpu0)
     summary = execute(recipe, executor=executor, progress=progress, quicklook=False, **options)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    step = steps[0] if steps else max(1, total // 10)
     tenths = [(b - a) / step * 1000 for a, b in zip(marks, marks[1:])][:10]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"wall": wall, "cpu": cpu, "tiles": summary.total, "tenths_ms": tenths,

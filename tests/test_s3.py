@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -687,3 +688,20 @@ def test_plan_says_the_requests_a_bucket_run_will_make(tmp_path: Path, bucket: s
     assert again is not None and again["PUT"] < 15 and again["bytes_out"] == 0
     local = write_recipe(recipe_text(src, str(tmp_path / "local")), "l.yaml", PROC)
     assert dry_run(local).requests is None   # a local output makes no requests
+
+
+def test_overwrite_deletes_stale_objects_in_bulk_before_the_ledger_says_they_are_gone(
+        tmp_path: Path, bucket: str, write_recipe: Callable[..., Path]) -> None:
+    src = upload(bucket, "inputs/dem.tif", dem(tmp_path))
+    proc = "def execute(dem, empty=False):\n    return None if empty or dem.is_empty() else dem.read() + 1\n"
+    recipe = write_recipe(recipe_text(src, f"s3://{bucket}/out", zooms="[0, 10]"), "r.yaml", proc)
+    first = execute(recipe, executor="sequential")
+    assert first.output_tiles > 50 and len(tile_objects(bucket, "out/")) == first.output_tiles
+    emptied = write_recipe(recipe_text(src, f"s3://{bucket}/out", zooms="[0, 10]",
+                                       extra="}\nprocess_parameters: {empty: true"), "r.yaml", proc)
+    second = execute(emptied, executor="sequential", overwrite=True)
+    assert second.empty == first.written and tile_objects(bucket, "out/") == {}
+    # one DeleteObjects for the tiles; the rest are the run lock and compacted ledger segments
+    assert second.requests[f"s3://{bucket}"]["DELETE"] <= 5 < first.output_tiles
+    done = subprocess.run([ZIGGURAT, "verify", f"s3://{bucket}/out"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr

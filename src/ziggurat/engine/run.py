@@ -158,6 +158,9 @@ class _Run:
         subscribers: list[Subscriber] = [self.watch, Tally(self.summary)]
         if overwrite:
             subscribers.append(StaleTiles(output, self.recipe.grid))
+            # stale objects go in bulk deletes, each before the commit that records them as gone
+            self.recorder.ledger.before_commit = output.flush_removals
+            self.recorder.ledger.hold = output.removals_waiting
         subscribers += [self.recorder, item]
         if progress is not None:
             subscribers.append(Progress(progress, self.summary.total))
@@ -234,6 +237,7 @@ class _Run:
                 self.summary.stac_collection = self.item.collection
         finally:  # recorded even when finishing the output itself failed
             try:
+                self.output.flush_removals()   # before the summary counts the requests, and the ledger's last commit
                 self.summary.seconds = time.perf_counter() - start
                 self.summary.stale = dict(self.recorder.stale)
                 self.summary.requests = STATS.by_store()

@@ -179,6 +179,15 @@ class Output(Protocol):
         """--overwrite: stored tiles of `process_tile` this run left empty lose earlier data."""
         ...
 
+    def removals_waiting(self) -> bool:
+        """Stale tiles wait for a bulk delete (object stores): the ledger holds its commit, which
+        would record them as gone, until `flush_removals` (at most `REMOVAL_SECONDS` or a full batch)."""
+        ...
+
+    def flush_removals(self) -> None:
+        """Delete the waiting stale tiles (the ledger calls it before each commit)."""
+        ...
+
     def read(self, tile: Tile | TileIndex) -> Any:
         """One stored tile's data, or None if it was never written (raster arrays with `capabilities.overviews`)."""
         ...

@@ -107,6 +107,10 @@ class Ledger(LedgerQueries):
                            "WHERE zoom=? AND row=? AND col=?")
         #: called with the operations of each commit (a remote output publishes them as a segment)
         self.on_commit: Callable[[list[list[Any]]], None] | None = None
+        #: called before every commit (stale objects deleted before the ledger says they are gone)
+        self.before_commit: Callable[[], None] | None = None
+        #: True holds timed commits back (while stale objects wait for one bulk delete)
+        self.hold: Callable[[], bool] | None = None
         self._journal: list[list[Any]] = []
 
     def _connect(self) -> sqlite3.Connection:
@@ -220,11 +224,14 @@ class Ledger(LedgerQueries):
     def maybe_commit(self) -> None:
         """Commit when the batch is big or old enough (durable against a killed process)."""
         if self._pending >= COMMIT_ROWS or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
-            self.commit()
+            if self.hold is None or not self.hold():
+                self.commit()
 
     def commit(self) -> None:
         """Make the batch durable; a full disk or a read-only file system is one clear error
         (the batch is lost, earlier commits stay: the tiles of the lost rows run again)."""
+        if self.before_commit is not None:
+            self.before_commit()
         with self._lock:
             try:
                 if self._in_tx:

@@ -44,6 +44,13 @@ class OutputBase:
     def set_extent(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
         """Tile files and single files need no size up front."""
 
+    def removals_waiting(self) -> bool:
+        """Stale tiles are queued for one bulk delete (see `TileFolder.remove_stale`)."""
+        return False
+
+    def flush_removals(self) -> None:
+        """Delete the queued stale tiles now (before the ledger records them as gone)."""
+
     def take_notes(self) -> tuple[tuple[str, int], ...]:
         """What writing changed in the data since the last call (raster casts fill `notes`);
         travels with the tile's outcome."""

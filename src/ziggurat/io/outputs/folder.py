@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -24,6 +25,7 @@ from ziggurat.io.common import int_names
 from ziggurat.io.outputs.base import OutputBase
 from ziggurat.io.outputs.stored import METADATA_FILE, StoredOutput, read_metadata, stored_from_metadata
 from ziggurat.io.storage.atomic import staged, tmp_folder, tmp_in, write_all, write_json_atomic
+from ziggurat.io.storage.store import DELETE_BATCH
 from ziggurat.recipe import OutputConfig
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,10 @@ def describe_folder(meta: dict[str, Any]) -> tuple[Grid, dict[str, Any]]:
     raise ValueError("neither a ziggurat ('grid', 'output') nor a mapchete ('pyramid', 'driver') description")
 
 
+#: the longest stale tiles of an object store wait for their bulk delete (and the ledger with them)
+REMOVAL_SECONDS = 5.0
+
+
 class TileFolder(OutputBase):
     """Base of tile-directory outputs (one file per output tile); `grid` is the process grid,
     tiles use the output grid. Implements the tile-file half of the `Output` protocol."""
@@ -58,6 +64,9 @@ class TileFolder(OutputBase):
         #: SHA-256 of tiles written from bytes (`put_tile`), until `checksums` hands them to the ledger
         self._sums: dict[TileIndex, str] = {}
         self._sums_lock = threading.Lock()
+        #: keys of stale tiles waiting for one bulk delete (object stores, --overwrite)
+        self._removals: list[str] = []
+        self._removals_since = 0.0
 
     # -- what subclasses describe ----------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -229,13 +238,26 @@ class TileFolder(OutputBase):
             self._sums[tile.index] = digest
 
     def remove_stale(self, process_tile: Tile, written: Sequence[TileIndex]) -> None:
+        """Local files go at once; objects are queued and deleted in bulk (1,000 a request)."""
         keep = set(written)
         for tile in self.output_tiles(process_tile):
             if tile.index not in keep:
                 if self.store is not None:
-                    self.store.delete(self.tile_key(tile))
+                    if not self._removals:
+                        self._removals_since = time.monotonic()
+                    self._removals.append(self.tile_key(tile))
                 else:
                     self.tile_path(tile).unlink(missing_ok=True)
+        if len(self._removals) >= DELETE_BATCH:
+            self.flush_removals()
+
+    def removals_waiting(self) -> bool:
+        return bool(self._removals) and time.monotonic() - self._removals_since < REMOVAL_SECONDS
+
+    def flush_removals(self) -> None:
+        keys, self._removals = self._removals, []
+        if keys and self.store is not None:
+            self.store.delete_many(keys)
 
     @contextmanager
     def staged(self, tile: Tile) -> Iterator[Path]:
