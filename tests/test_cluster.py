@@ -95,12 +95,22 @@ def _free_port() -> int:
 def cluster(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterator[str]:
     """A scheduler and two single-threaded workers (each under a nanny, which restarts it), each in a
     folder of its own outside the test's folder; yields the scheduler's address."""
-    root = tmp_path_factory.mktemp("cluster")
+    yield from _cluster(tmp_path_factory.mktemp("cluster"), tmp_path, dict(os.environ))
+
+
+@pytest.fixture
+def bare_cluster(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterator[str]:
+    """The same, with workers that have no AWS setting at all in their environment (pods)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    yield from _cluster(tmp_path_factory.mktemp("cluster"), tmp_path, env)
+
+
+def _cluster(root: Path, tmp_path: Path, base_env: dict[str, str]) -> Iterator[str]:
     fence = root / "fence.py"
     fence.write_text(FENCE)
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "ZIGGURAT_TEST_FORBIDDEN": str(tmp_path), "PYTHONPATH": ""}
+    env = {**base_env, "ZIGGURAT_TEST_FORBIDDEN": str(tmp_path), "PYTHONPATH": ""}
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
                                "--port", str(port), "--no-dashboard"], cwd=root, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
@@ -198,3 +208,20 @@ def test_workers_that_cannot_see_the_process_file_run_the_source_the_client_sent
             client.submit(peek, str(proc), pure=False).result(timeout=60)
     summary = execute(recipe, executor=DaskExecutor(scheduler=cluster), zoom=10)
     assert summary.ok and summary.written > 0 and not summary.failed
+
+
+def test_credentials_in_the_recipe_reach_workers_that_have_none(
+        tmp_path: Path, bucket: str, write_recipe: Callable[..., Path], bare_cluster: str) -> None:
+    src = upload(bucket, "inputs/dem.tif", _dem(tmp_path))
+    options = (f"{{key: {S3_ENV['AWS_ACCESS_KEY_ID']}, secret: {S3_ENV['AWS_SECRET_ACCESS_KEY']}, "
+               f"endpoint_url: '{S3_ENV['AWS_ENDPOINT_URL']}', region: us-east-1}}")
+    recipe = write_recipe(f"""
+        process: proc.py
+        zoom_levels: 10
+        pyramid: {{grid: geodetic}}
+        input: {{dem: {{path: {src}, storage_options: {options}}}}}
+        output: {{path: s3://{bucket}/creds, dtype: float32, nodata: -9999, storage_options: {options}}}
+        """, "creds.yaml", PROC)
+    summary = execute(recipe, executor=DaskExecutor(scheduler=bare_cluster))
+    assert summary.ok and not summary.failed and summary.written > 0, [o.error for o in summary.failed]
+    assert len(tile_objects(bucket, "creds/")) == summary.output_tiles

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from ziggurat.audit.report import dry_run
 from ziggurat.core import interrupts
 from ziggurat.core.errors import ProcessError, ProcessLoadError
 from ziggurat.engine.run import execute
@@ -108,3 +109,5 @@ def test_a_module_that_kills_or_hangs_the_interpreter_at_import_is_named(tmp_pat
     with pytest.raises(ProcessLoadError, match=r"process 'proc\.py': importing it " + message):
         execute(recipe, executor="sequential")
     assert not (tmp_path / "out" / "6").exists()
+    with pytest.raises(ProcessLoadError, match=r"process 'proc\.py': importing it " + message):
+        dry_run(recipe)   # `ziggurat plan` survives it too

@@ -171,7 +171,8 @@ def test_ledger_segments_are_compacted(tmp_path: Path, bucket: str, write_recipe
     execute(recipe, executor="sequential", overwrite=True)
     segments = [k for k in objects(bucket, "out/.ziggurat/ledger/")]
     assert len(segments) == 1
-    ops = json.loads(gzip.decompress(objects(bucket, "out/.ziggurat/ledger/")[segments[0]]))
+    lines = gzip.decompress(objects(bucket, "out/.ziggurat/ledger/")[segments[0]]).decode().splitlines()
+    ops = [json.loads(line) for line in lines]   # one operation per line: read and written as streams
     assert ops[0] == ["reset"] and any(op[0] == "o" for op in ops)
 
 

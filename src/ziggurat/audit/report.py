@@ -13,6 +13,7 @@ from ziggurat.io import Output, open_output
 from ziggurat.plan import Selection
 from ziggurat.plan.schedule import PROCESS, Schedule, baselevel_range
 from ziggurat.plan.tiles import Plan
+from ziggurat.process.load import ProcessRef, probe_import
 from ziggurat.recipe import Recipe
 from ziggurat.records.keys import RunKeys, reason_for_key, stale_lines
 from ziggurat.records.ledger import DONE, Ledger, ledger_path
@@ -180,6 +181,7 @@ def dry_run(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
             **narrowing: Any) -> PlanReport:
     """`ziggurat plan`: tiles per zoom, what the ledger has, estimated size; runs nothing."""
     recipe = load(recipe)
+    probe_import(ProcessRef.of(recipe))   # a module that kills or hangs the interpreter: named, not fatal
     run_plan = plan(recipe, selection, **narrowing)
     keys = run_keys(recipe)
     try:

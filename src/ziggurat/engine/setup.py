@@ -108,7 +108,10 @@ def _take_over_parts(recipe: Recipe, remote: RemoteRecords | None) -> tuple[str,
     config = recipe.output
     if config.storage is Storage.FILE:
         return ()
-    return tuple(merge_parts(config, remote.adopt if remote is not None else None))
+    keys = tuple(merge_parts(config))
+    if keys and remote is not None:
+        remote.adopt()
+    return keys
 
 
 def open_part(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel: Selection, *,

@@ -47,6 +47,8 @@ FOLDER = RECORDS_FOLDER
 LEDGER_FILE = "ledger.sqlite"
 COMMIT_SECONDS = 0.2
 COMMIT_ROWS = 512
+#: rows a snapshot reads at a time
+SNAPSHOT_PAGE = 10_000
 DONE = ("written", "empty")
 
 _SCHEMA = """
@@ -297,9 +299,11 @@ class Ledger(LedgerQueries):
             tables = [("k", "SELECT key, parts FROM keys"), ("s", "SELECT name, value FROM state"),
                       ("p", "SELECT zoom, row, col, status, run, time, key, deps FROM process_tiles"),
                       ("o", "SELECT path, zoom, row, col, sha256, run FROM output_tiles")]
-            for kind, query in tables:
-                for row in self._conn.execute(query).fetchall():
-                    yield [kind, *row]
+            for kind, query in tables:   # a cursor, a page at a time: never the whole table in memory
+                cursor = self._conn.execute(query)
+                while rows := cursor.fetchmany(SNAPSHOT_PAGE):
+                    for row in rows:
+                        yield [kind, *row]
 
     def close(self) -> None:
         """Commit and close; the last connection checkpoints and removes the WAL file."""

@@ -16,16 +16,14 @@ mode), builds the rest, and removes the parts' segments once its own records are
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import logging
 import os
 import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterator
 
 from ziggurat.core.errors import OutputError
 from ziggurat.io.storage.atomic import HOST
@@ -37,6 +35,7 @@ from ziggurat.recipe.output import state_root
 from ziggurat.records.ledger import FOLDER, Ledger, ledger_path, provenance_dir
 from ziggurat.records.lock import RunLock
 from ziggurat.records.remote import PUBLISH_SECONDS, RemoteLock
+from ziggurat.records.segments import SUFFIX, fetched, pack, publish_stream
 
 log = logging.getLogger(__name__)
 PARTS = f"{FOLDER}/parts"
@@ -50,23 +49,16 @@ def records_store(config: OutputConfig) -> Store:
     return FolderStore(config.path)
 
 
-def _pack(ops: list[list[Any]]) -> bytes:
-    return gzip.compress(json.dumps(ops, separators=(",", ":")).encode(), mtime=0)
-
-
-def _unpack(store: Store, rel: str) -> list[list[Any]] | None:
-    data = store.get(rel)
-    if data is None:   # compacted away meanwhile
-        return None
-    try:
-        ops = json.loads(gzip.decompress(data))
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"the ledger segment {store.url(rel)} is unreadable: {exc}") from exc
-    return list(ops)
+def _chain(store: Store, rels: list[str]) -> Iterator[list[Any]]:
+    """The operations of several segments in order, streamed."""
+    for rel in rels:
+        with fetched(store, rel) as ops:
+            if ops is not None:
+                yield from ops
 
 
 def _segments(store: Store, prefix: str) -> list[str]:
-    return sorted(rel for rel, _ in store.list_all(prefix) if rel.endswith(".json.gz"))
+    return sorted(rel for rel, _ in store.list_all(prefix) if rel.endswith(SUFFIX))
 
 
 def _main_lock(config: OutputConfig) -> RunLock | RemoteLock:
@@ -113,14 +105,12 @@ class PartRecords:
         replayed = 0
         with Ledger(self.state) as ledger:
             if self.config.remote:
-                for rel in _segments(self.store, f"{FOLDER}/ledger"):
-                    replayed += ledger.apply(_unpack(self.store, rel) or [])
+                replayed += ledger.apply(_chain(self.store, _segments(self.store, f"{FOLDER}/ledger")))
             elif ledger_path(self.config.path).is_file():
                 with Ledger(self.config.path, create=False) as main:
                     replayed += ledger.apply(main.snapshot_ops())
             self._own = _segments(self.store, self.segments)
-            for rel in self._own:
-                replayed += ledger.apply(_unpack(self.store, rel) or [])
+            replayed += ledger.apply(_chain(self.store, self._own))
         return replayed
 
     def attach(self, ledger: Ledger) -> None:
@@ -141,8 +131,8 @@ class PartRecords:
             if not ops:
                 return
             self._seq += 1
-            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}.json.gz"
-        self.store.put(key, _pack(ops))
+            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
+        self.store.put(key, pack(ops))
         self._own.append(key)
 
     def push(self) -> None:
@@ -157,39 +147,33 @@ class PartRecords:
         """Last segment, the part's segments compacted into one, manifests pushed."""
         self.publish()
         if len(self._own) > 1:
-            ops: list[list[Any]] = []
-            for rel in self._own:
-                ops.extend(_unpack(self.store, rel) or [])
-            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-compacted.json.gz"
-            self.store.put(key, _pack(ops))   # first: a crash in between replays to the same rows
+            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-compacted{SUFFIX}"
+            publish_stream(self.store, key, _chain(self.store, self._own))   # first: a crash in between
+                                                                              # replays to the same rows
             for rel in self._own:
                 self.store.delete(rel)
             self._own = [key]
         self.push()
 
 
-def merge_parts(config: OutputConfig, publish: Callable[[list[list[Any]]], None] | None = None) -> list[str]:
-    """Replay every part's segments into the output's ledger (and hand them to `publish`, for a
-    bucket's own segments); returns the segment keys, removed by `drop_merged` once the ending
-    run's records are safe. Refuses while a part still runs. No parts: the ledger is not touched."""
+def merge_parts(config: OutputConfig) -> list[str]:
+    """Replay every part's segments into the output's ledger (a bucket's is then compacted into
+    its own segments at the end of the run); returns the segment keys, removed by `drop_merged`
+    once the ending run's records are safe. Refuses while a part still runs. No parts: the
+    ledger is not touched."""
     store = records_store(config)
     keys: list[str] = []
     for rel, _ in store.list_all(PARTS):
         name, _, rest = rel[len(PARTS) + 1:].partition("/")
         if rest == "lock":
             _refuse_running(config, name)
-        elif rest.startswith("ledger/") and rel.endswith(".json.gz"):
+        elif rest.startswith("ledger/") and rel.endswith(SUFFIX):
             keys.append(rel)
     keys.sort()
     if not keys:
         return keys
     with Ledger(config.path) as ledger:
-        for rel in keys:
-            ops = _unpack(store, rel)
-            if ops:
-                ledger.apply(ops)
-                if publish is not None:
-                    publish(ops)
+        ledger.apply(_chain(store, keys))
     if keys:
         log.info("took over the records of %d part segment(s) under %s", len(keys), store.url(PARTS))
     return keys

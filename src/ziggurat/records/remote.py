@@ -18,7 +18,6 @@ local state folder as for a local output, and published:
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from ziggurat.io.storage.atomic import HOST, pid_alive, write_bytes_atomic
 from ziggurat.io.storage.store import AlreadyExists, ObjectStore, open_store
 from ziggurat.recipe import OutputConfig
 from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, ledger_path, provenance_dir
+from ziggurat.records.segments import SUFFIX, fetched, pack, publish_stream
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,6 @@ PUBLISH_SECONDS = 5.0
 LOCK_SECONDS = 90.0
 #: Not published: local-only state (the ledger travels as segments, caches and temporaries stay).
 _LOCAL_ONLY = (LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm", "lock", "tmp", "cache", "ledger")
-
-
-def _segment(ops: list[list[Any]]) -> bytes:
-    """A ledger segment object: the operations as compact JSON, gzip'd (no timestamp: same ops, same bytes)."""
-    return gzip.compress(json.dumps(ops, separators=(",", ":")).encode(), mtime=0)
 
 
 class RemoteRecords:
@@ -70,6 +65,7 @@ class RemoteRecords:
         self._published: list[str] = []          # segment keys this run wrote
         self._pushed: dict[str, tuple[int, int]] = {}
         self._existing: list[str] = []           # segment keys found by `pull`
+        self._adopted = False                    # rows taken over from parts: compact at the end
         self._lock = threading.Lock()
 
     # -- before a run (and for readers: verify, status, reproduce) -----------------------------
@@ -104,14 +100,9 @@ class RemoteRecords:
         replayed = 0
         with Ledger(self.root) as ledger:
             for rel in sorted(segments):
-                data = self.store.get(rel)
-                if data is None:  # compacted away meanwhile
-                    continue
-                try:
-                    ops = json.loads(gzip.decompress(data))
-                except (OSError, ValueError) as exc:
-                    raise OutputError(f"the ledger segment {self.store.url(rel)} is unreadable: {exc}") from exc
-                replayed += ledger.apply(ops)
+                with fetched(self.store, rel) as ops:   # streamed: any ledger size, little memory
+                    if ops is not None:                 # (None: compacted away meanwhile)
+                        replayed += ledger.apply(ops)
         self._existing = sorted(segments)
         return replayed
 
@@ -120,15 +111,15 @@ class RemoteRecords:
         """Publish `ledger`'s commits from now on; `resync`: it changed since `pull` (a replaced
         pyramid, an --overwrite begun), so the first segment carries all of it."""
         ledger.on_commit = self._on_commit
-        if resync:
-            with self._lock:
-                self._ops.extend(ledger.snapshot_ops())
-            self.publish()
+        if resync:   # the whole ledger, streamed into one segment
+            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-resync{SUFFIX}"
+            publish_stream(self.store, key, ledger.snapshot_ops())
+            self._published.append(key)
 
-    def adopt(self, ops: list[list[Any]]) -> None:
-        """Operations replayed into the ledger from elsewhere (a part's segments), to publish."""
-        with self._lock:
-            self._ops.extend(ops)
+    def adopt(self) -> None:
+        """The ledger took over rows published elsewhere (a part's segments): the end of the run
+        compacts it into this output's own segments."""
+        self._adopted = True
 
     def _on_commit(self, ops: list[list[Any]]) -> None:
         with self._lock:
@@ -145,8 +136,8 @@ class RemoteRecords:
             if not ops:
                 return
             self._seq += 1
-            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}.json.gz"
-        self.store.put(key, _segment(ops))
+            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
+        self.store.put(key, pack(ops))
         self._published.append(key)
 
     def push(self) -> int:
@@ -179,17 +170,16 @@ class RemoteRecords:
     def finish(self) -> None:
         """Publish the last operations, compact the ledger into one segment, push the records."""
         self.publish()
-        if len(self._existing) + len(self._published) > 1:
+        if len(self._existing) + len(self._published) > 1 or self._adopted:
             self.compact()
         self.push()
 
     def compact(self) -> None:
         """One segment with the whole ledger replaces the others (written first, so a crash in
         between leaves a ledger that replays to the same state)."""
-        with Ledger(self.root, create=False) as ledger:
-            ops = list(ledger.snapshot_ops())
-        key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-compacted.json.gz"
-        self.store.put(key, _segment(ops))
+        key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-compacted{SUFFIX}"
+        with Ledger(self.root, create=False) as ledger:   # streamed: cursor -> gzip -> multipart upload
+            publish_stream(self.store, key, ledger.snapshot_ops())
         for old in self._existing + self._published:
             self.store.delete(old)
         self._existing, self._published = [key], []

@@ -4,11 +4,12 @@ segments) go to a shared file system with the same calls as to a bucket."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 from ziggurat.core.errors import StorageError
-from ziggurat.io.storage.atomic import write_bytes_atomic
+from ziggurat.io.storage.atomic import HOST, write_bytes_atomic
 
 
 class FolderStore:
@@ -29,6 +30,27 @@ class FolderStore:
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {self.url(rel)}: {exc.strerror or exc}") from exc
+
+    def get_file(self, rel: str, path: Path) -> bool:
+        """Copy the file (any size, little memory); False if there is none."""
+        try:
+            shutil.copyfile(self.root / rel, path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.url(rel)}: {exc.strerror or exc}") from exc
+        return True
+
+    def put_file(self, rel: str, path: Path) -> None:
+        """A local file into the folder, atomically (copied beside it, then renamed)."""
+        target = self.root / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".tmp-{os.getpid()}-{HOST}-{target.name}")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
     def put(self, rel: str, data: bytes) -> None:
         path = self.root / rel

@@ -48,6 +48,8 @@ _S3_CODES = {"NoSuchBucket": "the bucket does not exist", "AccessDenied": "acces
              "NoSuchKey": "not found", "PreconditionFailed": "it already exists"}
 
 
+#: bytes per chunk of a streamed download
+GET_CHUNK = 8 * 2**20
 #: keys per bulk delete request (S3 DeleteObjects' limit)
 DELETE_BATCH = 1000
 
@@ -197,6 +199,31 @@ class ObjectStore:
             raise StorageError(f"cannot read {self.url(rel)}: {_reason(exc)}") from exc
         STATS.add(self.name, "bytes_in", len(data))
         return data
+
+    def get_file(self, rel: str, path: Path) -> bool:
+        """Stream the object into a local file (any size, little memory); False if there is none."""
+        import obstore
+
+        def fetch() -> int:
+            size = 0
+            with open(path, "wb") as fh:
+                for chunk in obstore.get(self.client, self.key(rel)).stream(min_chunk_size=GET_CHUNK):
+                    fh.write(chunk)
+                    size += len(chunk)
+            return size
+
+        try:
+            size = self._call("GET", rel, fetch)
+        except FileNotFoundError as exc:
+            if "NoSuchBucket" in str(exc):
+                raise StorageError(f"cannot read {self.url(rel)}: the bucket does not exist") from exc
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.url(rel)} into {path}: {_reason(exc)}") from exc
+        except Exception as exc:
+            raise StorageError(f"cannot read {self.url(rel)}: {_reason(exc)}") from exc
+        STATS.add(self.name, "bytes_in", size)
+        return True
 
     def put(self, rel: str, data: bytes, *, create: bool = False) -> None:
         """One PUT; with `create`, only if no object is there (`AlreadyExists` otherwise)."""

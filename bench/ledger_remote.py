@@ -1,0 +1,114 @@
+"""The bucket's copy of a ledger at scale: peak memory and seconds of compaction (publishing the
+whole ledger as one segment) and of a pull (rebuilding the ledger on another machine), at 10^5
+and 10^6 tile rows, against a real S3 server (moto_server, its own process on 127.0.0.1).
+
+Each step runs in its own child process, so its peak RSS (`ru_maxrss`) is its own; the
+baseline is the same child importing everything and doing nothing. Segments are gzip'd JSON
+lines, streamed both ways (cursor -> gzip file -> multipart upload; download -> gzip -> apply),
+so memory should not grow with the ledger. Prints figures; asserts nothing. Usage:
+
+    python bench/ledger_remote.py [--rows 100000 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BUCKET = "bench"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rows(n: int):   # one process tile and one output tile per row, as a real run records them
+    side = int(n ** 0.5) + 1
+    for i in range(n):
+        r, c = divmod(i, side)
+        yield ["p", 14, r, c, "written", "20261207T000000.000000Z", 1796000000.0, "k" * 16, None]
+        yield ["o", f"14/{r}/{c}.tif", 14, r, c, f"{i:064x}", "20261207T000000.000000Z"]
+
+
+def child(step: str, rows: int, folder: Path) -> None:
+    from ziggurat.core.location import Location
+    from ziggurat.records.ledger import Ledger
+    from ziggurat.records.remote import RemoteRecords
+
+    location = Location.parse(f"s3://{BUCKET}/out{rows}")
+    start = time.perf_counter()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if step == "build":   # the local ledger of a finished run (not measured)
+        with Ledger(folder / "a" / f"out{rows}") as ledger:
+            ledger.apply(_rows(rows))
+    elif step == "compact":
+        records = RemoteRecords(location, None, folder / "a" / f"out{rows}")
+        records.compact()
+    elif step == "pull":
+        records = RemoteRecords(location, None, folder / "b" / f"out{rows}")
+        records.pull()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": time.perf_counter() - start, "rss_mb": peak, "base_mb": base}), flush=True)
+
+
+def run(step: str, rows: int, folder: Path, env: dict[str, str]) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", step, "--n", str(rows), "--folder", str(folder)],
+                          capture_output=True, text=True, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{step} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--child")
+    parser.add_argument("--n", type=int)
+    parser.add_argument("--folder", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.n, args.folder)
+        return
+    port = _free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+           "AWS_EC2_METADATA_DISABLED": "true", "AWS_ALLOW_HTTP": "true"}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import boto3
+
+        for _ in range(100):
+            try:
+                boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
+                             aws_secret_access_key="bench", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                time.sleep(0.1)
+        print("rows        step      seconds   peak RSS   (baseline: the same child doing nothing)")
+        for rows in args.rows:
+            with tempfile.TemporaryDirectory(prefix="ziggurat-bench-ledger-") as tmp:
+                folder = Path(tmp)
+                run("build", rows, folder, env)
+                for step in ("compact", "pull"):
+                    r = run(step, rows, folder, env)
+                    print(f"{rows:>10,}  {step:<8} {r['seconds']:8.1f} s {r['rss_mb']:7.0f} MB   "
+                          f"(+{r['rss_mb'] - r['base_mb']:.0f} MB over {r['base_mb']:.0f} MB)")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
