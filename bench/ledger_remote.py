@@ -57,8 +57,32 @@ def child(step: str, rows: int, folder: Path) -> None:
     elif step == "pull":
         records = RemoteRecords(location, None, folder / "b" / f"out{rows}")
         records.pull()
+    elif step == "rerun":   # a one-tile run where the last one finished: pull, record, publish
+        moved = _one_tile_run(location, folder / "b" / f"out{rows}")
+        start = time.perf_counter()
+        moved = _one_tile_run(location, folder / "b" / f"out{rows}")
+        print(json.dumps({"seconds": time.perf_counter() - start, "moved": moved}), flush=True)
+        return
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": time.perf_counter() - start, "rss_mb": peak, "base_mb": base}), flush=True)
+
+
+def _one_tile_run(location, root: Path) -> int:
+    """Bytes in and out of one run that records one tile (the state folder kept from the last)."""
+    from ziggurat.io.storage.store import STATS
+    from ziggurat.records.ledger import Ledger
+    from ziggurat.records.remote import RemoteRecords
+
+    STATS.take()
+    records = RemoteRecords(location, None, root)
+    records.pull()
+    with Ledger(root) as ledger:
+        records.attach(ledger)
+        ledger.record_process((14, 0, 0), "written", "rerun", "k" * 16)
+        ledger.commit()
+    records.finish()
+    counts = STATS.take()
+    return sum(v for k, v in counts.items() if k.endswith(("bytes_in", "bytes_out")))
 
 
 def run(step: str, rows: int, folder: Path, env: dict[str, str]) -> dict:
@@ -105,6 +129,13 @@ def main() -> None:
                     r = run(step, rows, folder, env)
                     print(f"{rows:>10,}  {step:<8} {r['seconds']:8.1f} s {r['rss_mb']:7.0f} MB   "
                           f"(+{r['rss_mb'] - r['base_mb']:.0f} MB over {r['base_mb']:.0f} MB)")
+                s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
+                                  aws_secret_access_key="bench", region_name="us-east-1")
+                listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"out{rows}/.ziggurat/ledger/").get("Contents", [])
+                size = sum(o["Size"] for o in listed) or None
+                r = run("rerun", rows, folder, env)
+                print(f"{rows:>10,}  one-tile rerun where the last run finished: {r['seconds']:.1f} s, "
+                      f"{r['moved']:,} bytes moved" + (f" ({r['moved'] / size:.2%} of the ledger)" if size else ""))
     finally:
         server.terminate()
         server.wait()

@@ -706,3 +706,30 @@ def test_overwrite_deletes_stale_objects_in_bulk_before_the_ledger_says_they_are
     assert second.requests[f"s3://{bucket}"]["DELETE"] <= 5 < first.output_tiles
     done = subprocess.run([ZIGGURAT, "verify", f"s3://{bucket}/out"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_rerun_on_the_same_machine_pulls_only_what_is_new(tmp_path: Path, bucket: str,
+                                                             write_recipe: Callable[..., Path],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = remote_recipe(tmp_path, bucket, write_recipe, zooms="[0, 8]")
+    first = execute(recipe, executor="sequential")
+    assert first.written > 10
+    # nothing to do, on the machine that ran it: no ledger segment travels, none is rewritten
+    again = execute(recipe, executor="sequential").requests[f"s3://{bucket}"]
+    segments = objects(bucket, "out/.ziggurat/ledger/")
+    assert len(segments) <= 2   # the earlier one and a small new one: no compaction of the whole
+    monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "fresh"))   # the same, from nothing: a full pull
+    fresh = execute(recipe, executor="sequential").requests[f"s3://{bucket}"]
+    assert again["GET"] < fresh["GET"] and again.get("bytes_in", 0) < fresh["bytes_in"]
+    # a tile rebuilt elsewhere (another state folder) is seen here: the newer segment is pulled
+    monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "elsewhere"))
+    tile = sorted(k for k in objects(bucket, "out/") if k[4].isdigit())[0][4:].removesuffix(".tif").split("/")
+    execute(recipe, executor="sequential", overwrite=True, tile=tuple(map(int, tile)))
+    monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "state"))
+    from ziggurat.audit.checks import verify
+
+    third = execute(recipe, executor="sequential")
+    assert third.written == 0 and third.skipped == first.written + first.empty
+    assert verify(f"s3://{bucket}/out").ok   # the bucket's ledger agrees with the tiles
+    local = tmp_path / "state"
+    assert any(local.rglob("ledger.synced.json"))   # what makes the next pull incremental

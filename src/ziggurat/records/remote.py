@@ -45,7 +45,13 @@ PUBLISH_SECONDS = 5.0
 #: A remote run lock expires unless renewed (every third of it, by a thread of the run).
 LOCK_SECONDS = 90.0
 #: Not published: local-only state (the ledger travels as segments, caches and temporaries stay).
-_LOCAL_ONLY = (LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm", "lock", "tmp", "cache", "ledger")
+#: In the state folder: what the last run that finished there published (local only).
+SYNCED_FILE = "ledger.synced.json"
+_LOCAL_ONLY = (LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm", "lock", "tmp", "cache", "ledger", SYNCED_FILE)
+#: Compaction (the whole ledger rewritten as one segment) once the other segments number this many ...
+COMPACT_SEGMENTS = 32
+#: ... or weigh this share of the largest
+COMPACT_SHARE = 0.25
 
 
 class RemoteRecords:
@@ -66,6 +72,8 @@ class RemoteRecords:
         self._pushed: dict[str, tuple[int, int]] = {}
         self._existing: list[str] = []           # segment keys found by `pull`
         self._adopted = False                    # rows taken over from parts: compact at the end
+        self._sizes: dict[str, int] = {}         # bytes of each segment (compaction policy)
+        self._bucket_files: dict[str, list[Any]] = {}   # other records in the bucket: rel -> [size, etag]
         self._lock = threading.Lock()
 
     # -- before a run (and for readers: verify, status, reproduce) -----------------------------
@@ -75,46 +83,75 @@ class RemoteRecords:
 
     def pull(self) -> int:
         """Make the state folder a copy of the bucket's records (the bucket is the truth);
-        returns the number of ledger operations replayed."""
-        for name in ("runs", "sources"):
-            shutil.rmtree(self.folder / name, ignore_errors=True)
-        for path in (ledger_path(self.root), *(Path(f"{ledger_path(self.root)}-{x}") for x in ("wal", "shm"))):
-            path.unlink(missing_ok=True)
+        returns the number of ledger operations replayed. Incremental when the state folder is
+        what the last finished run here left (`SYNCED_FILE`) and the bucket still holds every
+        segment it had: only newer segments and changed records travel."""
+        listing = {rel: (size, etag) for rel, size, etag in self.store.list_objects(self.prefix)}
+        segments = sorted(rel for rel in listing if rel.startswith(self.segments + "/"))
+        synced = self._synced()
+        if synced is None or not set(synced["segments"]) <= set(segments):
+            synced = {"segments": [], "files": {}}
+            for name in ("runs", "sources"):
+                shutil.rmtree(self.folder / name, ignore_errors=True)
+            for path in (ledger_path(self.root), *(Path(f"{ledger_path(self.root)}-{x}") for x in ("wal", "shm"))):
+                path.unlink(missing_ok=True)
         self.base.mkdir(parents=True, exist_ok=True)
-        segments: list[str] = []
         # a tile directory's own files (metadata.json, the STAC item); a single file's folder holds others'
         files = [] if self.single else [rel for rel, _ in self.store.list_dir("")]
-        for rel, _ in self.store.list_all(self.prefix):
-            if rel.startswith(self.segments + "/"):
-                segments.append(rel)
-            elif rel.split("/")[1] not in _LOCAL_ONLY:
-                files.append(rel)
+        files += [rel for rel in listing if not rel.startswith(self.segments + "/")
+                  and rel.split("/")[1] not in _LOCAL_ONLY
+                  and (synced["files"].get(rel) != list(listing[rel]) or not (self.base / rel).is_file())]
         for rel in files:
-            data = self.store.get(rel)
-            if data is not None:
-                target = self.base / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_bytes_atomic(target, data)
-                st = target.stat()
-                self._pushed[rel] = (st.st_size, st.st_mtime_ns)
+            self._fetch_file(rel)
         replayed = 0
+        done = set(synced["segments"])
         with Ledger(self.root) as ledger:
-            for rel in sorted(segments):
+            for rel in segments:
+                if rel in done:
+                    continue
                 with fetched(self.store, rel) as ops:   # streamed: any ledger size, little memory
                     if ops is not None:                 # (None: compacted away meanwhile)
                         replayed += ledger.apply(ops)
-        self._existing = sorted(segments)
+        self._existing = segments
+        self._sizes = {rel: listing[rel][0] for rel in segments}
+        self._bucket_files = {rel: list(v) for rel, v in listing.items() if not rel.startswith(self.segments + "/")}
         return replayed
+
+    def _fetch_file(self, rel: str) -> None:
+        data = self.store.get(rel)
+        if data is not None:
+            target = self.base / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(target, data)
+            st = target.stat()
+            self._pushed[rel] = (st.st_size, st.st_mtime_ns)
+
+    def _synced(self) -> dict[str, Any] | None:
+        """What the last run that finished here published, if the local ledger is still exactly that."""
+        try:
+            got = json.loads((self.folder / SYNCED_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(got, dict) or got.get("url") != self.store.url("") or not ledger_path(self.root).is_file():
+            return None
+        return {"segments": list(got.get("segments", [])), "files": dict(got.get("files", {}))}
+
+    def _write_synced(self) -> None:
+        data = {"url": self.store.url(""), "segments": sorted(self._existing + self._published),
+                "files": self._bucket_files}
+        write_bytes_atomic(self.folder / SYNCED_FILE, json.dumps(data).encode())
 
     # -- during a run ----------------------------------------------------------------------------
     def attach(self, ledger: Ledger, *, resync: bool = False) -> None:
         """Publish `ledger`'s commits from now on; `resync`: it changed since `pull` (a replaced
         pyramid, an --overwrite begun), so the first segment carries all of it."""
+        (self.folder / SYNCED_FILE).unlink(missing_ok=True)   # the local ledger now runs ahead of the bucket
         ledger.on_commit = self._on_commit
         if resync:   # the whole ledger, streamed into one segment
             key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-resync{SUFFIX}"
             publish_stream(self.store, key, ledger.snapshot_ops())
             self._published.append(key)
+            self._sizes[key] = self._base_size() or 1
 
     def adopt(self) -> None:
         """The ledger took over rows published elsewhere (a part's segments): the end of the run
@@ -137,8 +174,10 @@ class RemoteRecords:
                 return
             self._seq += 1
             key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
-        self.store.put(key, pack(ops))
+        data = pack(ops)
+        self.store.put(key, data)
         self._published.append(key)
+        self._sizes[key] = len(data)
 
     def push(self) -> int:
         """Upload the records that changed in the state folder; returns how many."""
@@ -168,11 +207,25 @@ class RemoteRecords:
         return out
 
     def finish(self) -> None:
-        """Publish the last operations, compact the ledger into one segment, push the records."""
+        """Publish the last operations, compact when the deltas have grown, push the records;
+        then the state folder is what the bucket holds (the next run here pulls incrementally)."""
         self.publish()
-        if len(self._existing) + len(self._published) > 1 or self._adopted:
+        if self._adopted or self._deltas_grown():
             self.compact()
         self.push()
+        self._write_synced()
+
+    def _base_size(self) -> int:
+        return max((self._sizes.get(rel, 0) for rel in self._existing + self._published), default=0)
+
+    def _deltas_grown(self) -> bool:
+        """Compaction rewrites the whole ledger: only once the segments besides the largest are
+        many (COMPACT_SEGMENTS) or weigh COMPACT_SHARE of it; a one-tile rerun adds one small one."""
+        keys = self._existing + self._published
+        if len(keys) <= 1:
+            return False
+        deltas = sum(self._sizes.get(rel, 0) for rel in keys) - self._base_size()
+        return len(keys) - 1 >= COMPACT_SEGMENTS or deltas >= COMPACT_SHARE * self._base_size()
 
     def compact(self) -> None:
         """One segment with the whole ledger replaces the others (written first, so a crash in
@@ -180,9 +233,9 @@ class RemoteRecords:
         key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-compacted{SUFFIX}"
         with Ledger(self.root, create=False) as ledger:   # streamed: cursor -> gzip -> multipart upload
             publish_stream(self.store, key, ledger.snapshot_ops())
-        for old in self._existing + self._published:
-            self.store.delete(old)
+        self.store.delete_many(self._existing + self._published)
         self._existing, self._published = [key], []
+        self._sizes = {key: self._sizes.get(key, 0) or 1}
 
 
 @contextmanager
