@@ -23,7 +23,7 @@ import rasterio
 from affine import Affine
 
 
-def _setup(folder: Path, side: int) -> Path:
+def _setup(folder: Path, side: int, baselevels: bool = False) -> Path:
     with rasterio.open(folder / "src.tif", "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
                        crs="EPSG:4326", transform=Affine(0.01, 0, 0, 0, -0.01, 0.08)) as dst:
         dst.write(np.ones((1, 8, 8), "uint8"))
@@ -32,7 +32,8 @@ def _setup(folder: Path, side: int) -> Path:
     recipe = folder / "recipe.yaml"
     recipe.write_text(textwrap.dedent(f"""\
         process: proc.py
-        zoom_levels: 10
+        zoom_levels: {"[4, 10]" if baselevels else 10}
+        {"baselevels: {min: 10, max: 10}" if baselevels else ""}
         pyramid: {{grid: geodetic}}
         input: {{src: src.tif}}
         output: {{path: out, dtype: uint8, nodata: 0}}

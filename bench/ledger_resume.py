@@ -21,25 +21,45 @@ from ledger_keys import _setup  # noqa: E402  (the same recipe and source)
 
 def resume_cost(side: int) -> dict[str, float]:
     """Microseconds per tile of `is_done` over a full ledger of side² tiles, by walk order."""
+    out = _walks(side, baselevels=False)
+    out.update(_walks(side, baselevels=True))
+    return out
+
+
+def _walks(side: int, baselevels: bool) -> dict[str, float]:
     from ziggurat.engine.run import plan
     from ziggurat.io import open_output
+    from ziggurat.plan.schedule import Schedule
     from ziggurat.recipe import load_recipe
     from ziggurat.records.provenance import begin_run, run_keys
 
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        recipe = load_recipe(_setup(Path(tmp), side))
+        recipe = load_recipe(_setup(Path(tmp), side, baselevels))
         run_plan = plan(recipe)
         output = open_output(recipe.output, recipe.grid)
         output.prepare(False)
         keys = run_keys(recipe)
         recorder = begin_run(recipe, output, executor="bench", workers=1, options={})
         ledger = recorder.ledger
-        key = keys.key(10)
-        ledger.record_key(key, keys.parts_json(10))
-        rows = ((t.zoom, t.row, t.col, "written", "r1", 0.0, key, None) for t in run_plan.tiles())
+        for z in run_plan.zooms:
+            ledger.record_key(keys.key(z), keys.parts_json(z))
+        rows = ((t.zoom, t.row, t.col, "written", "r1", 0.0, keys.key(t.zoom), None) for t in run_plan.tiles())
         ledger._conn.executemany("INSERT INTO process_tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         ledger.commit()
+        if baselevels:   # the schedule's depth-first walk over every zoom, as a run with baselevels walks
+            asked = [0]
+
+            def is_done(tile) -> bool:
+                asked[0] += 1
+                return recorder.is_done(tile)
+
+            start = time.perf_counter()
+            handed = list(Schedule(run_plan, (10, 10), is_done))
+            out["with baselevels"] = (time.perf_counter() - start) / asked[0] * 1e6
+            assert not handed, len(handed)
+            keys.close()
+            return out
         for order, curve in (("row order", False), ("along the curve", True)):
             asked = done = 0
             start = time.perf_counter()
@@ -58,10 +78,11 @@ def main() -> None:
     args = parser.parse_args()
     results = {side: resume_cost(side) for side in args.sides}
     print("resume with nothing to do: RunRecorder.is_done per tile (microseconds)")
-    print(f"{'ledger rows':>12} {'row order':>10} {'along the curve':>16}")
+    print(f"{'ledger rows':>12} {'row order':>10} {'along the curve':>16} {'with baselevels':>16}")
     for side, cost in results.items():
-        print(f"{side * side:>12,} {cost['row order']:>10.1f} {cost['along the curve']:>16.1f}")
-    for order in ("row order", "along the curve"):
+        print(f"{side * side:>12,} {cost['row order']:>10.1f} {cost['along the curve']:>16.1f} "
+              f"{cost['with baselevels']:>16.1f}")
+    for order in ("row order", "along the curve", "with baselevels"):
         values = [r[order] for r in results.values()]
         print(f"{order}: largest / smallest {max(values) / min(values):.2f}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

@@ -19,6 +19,7 @@ from ziggurat.core.errors import OutputError
 from ziggurat.engine.run import execute
 
 from conftest import S3_ENV, position_raster
+from polling import wait_until
 
 pytestmark = pytest.mark.usefixtures("s3_server")
 ZIGGURAT = str(Path(sys.executable).parent / "ziggurat")
@@ -733,3 +734,37 @@ def test_a_rerun_on_the_same_machine_pulls_only_what_is_new(tmp_path: Path, buck
     assert verify(f"s3://{bucket}/out").ok   # the bucket's ledger agrees with the tiles
     local = tmp_path / "state"
     assert any(local.rglob("ledger.synced.json"))   # what makes the next pull incremental
+
+
+@pytest.mark.slow
+def test_a_paused_writer_that_lost_its_lock_stops_without_publishing(tmp_path: Path, bucket: str,
+                                                                     write_recipe: Callable[..., Path]) -> None:
+    """Run A is SIGSTOPped past its lock's expiry, run B takes the output over and finishes; when A
+    wakes it must not publish over B's records: it stops with a clear error, and the bucket verifies."""
+    import os
+    import signal
+
+    slow = "import time\n\ndef execute(dem):\n    if dem.is_empty():\n        return None\n" \
+           "    time.sleep(0.3)\n    return dem.read() + 1\n"
+    recipe = write_recipe(recipe_text(upload(bucket, "inputs/dem.tif", dem(tmp_path)), f"s3://{bucket}/out",
+                                      zooms="[0, 8]"), "r.yaml", slow)
+    env = {**os.environ, "ZIGGURAT_LOCK_SECONDS": "3"}
+    a = subprocess.Popen([ZIGGURAT, "execute", str(recipe), "-e", "sequential", "--no-progress"], text=True,
+                         env={**env, "ZIGGURAT_STATE_DIR": str(tmp_path / "a")}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    assert wait_until(lambda: len(tile_objects(bucket, "out/")) >= 2, timeout=60)
+    os.killpg(a.pid, signal.SIGSTOP)
+    try:
+        time.sleep(4)   # past the lock's expiry
+        b = subprocess.run([ZIGGURAT, "execute", str(recipe), "-e", "sequential", "--no-progress"],
+                           env={**env, "ZIGGURAT_STATE_DIR": str(tmp_path / "b")}, capture_output=True, text=True,
+                           timeout=300)
+        assert b.returncode == 0, b.stderr
+        assert "taking over the lock" in b.stderr
+    finally:
+        os.killpg(a.pid, signal.SIGCONT)
+    out, err = a.communicate(timeout=120)
+    assert a.returncode != 0 and "lost its lock" in err and "Traceback" not in err, err
+    verify = subprocess.run([ZIGGURAT, "verify", f"s3://{bucket}/out"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "ZIGGURAT_STATE_DIR": str(tmp_path / "v")})
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ziggurat.core import interrupts
 from ziggurat.core.errors import InputError, ProcessError, RecipeError
@@ -33,6 +33,7 @@ from ziggurat.process.load import ProcessRef, load_process, probe_import
 from ziggurat.recipe import Recipe, load_recipe
 from ziggurat.records.catalog.stac import RunItem
 from ziggurat.records.ledger import sweep_temporaries
+from ziggurat.records.lock import RunLock
 from ziggurat.records.part_records import drop_merged
 from ziggurat.records.provenance import changed_inputs
 
@@ -143,6 +144,11 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     return run.go(vrt)
 
 
+def _call_all(hooks: list[Callable[[], None]]) -> None:
+    for hook in hooks:
+        hook()
+
+
 class _Run:
     """One run after setup: feeds the executor, publishes every outcome, finishes the records."""
 
@@ -156,11 +162,16 @@ class _Run:
         self.in_flight: set[TileIndex] = set()
         self.watch = SlowTileWatch(pool.workers, pool.window, pool.running)   # names tiles far slower than others
         subscribers: list[Subscriber] = [self.watch, Tally(self.summary)]
+        hooks: list[Callable[[], None]] = []   # before each ledger commit
         if overwrite:
             subscribers.append(StaleTiles(output, self.recipe.grid))
             # stale objects go in bulk deletes, each before the commit that records them as gone
-            self.recorder.ledger.before_commit = output.flush_removals
+            hooks.append(output.flush_removals)
             self.recorder.ledger.hold = output.removals_waiting
+        if isinstance(self.lock, RunLock):   # a run whose lock was taken over records nothing more
+            hooks.append(self.lock.fence)
+        if hooks:
+            self.recorder.ledger.before_commit = lambda: _call_all(hooks)
         subscribers += [self.recorder, item]
         if progress is not None:
             subscribers.append(Progress(progress, self.summary.total))

@@ -24,7 +24,8 @@ from ziggurat.records.ledger import Ledger, ledger_path, provenance_dir, sweep_t
 from ziggurat.records.lock import RunLock
 from ziggurat.records.part_records import PartRecords, merge_parts
 from ziggurat.records.provenance import RunExtent, RunRecorder, begin_run, input_fingerprints
-from ziggurat.records.remote import RemoteLock, RemoteRecords
+from ziggurat.records.remote import RemoteRecords
+from ziggurat.records.remote_lock import RemoteLock
 
 log = logging.getLogger(__name__)
 DEFAULT_EXECUTOR = "processes"
@@ -90,6 +91,7 @@ def open_run(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel
                              extent=RunExtent.of(run_plan.zooms, run_plan.extent),
                              replaced=replaced)  # recipe, process source, input fingerprints
         if remote is not None:
+            remote.fence = lock.fence   # a run that lost its lock publishes nothing more
             remote.attach(recorder.ledger, resync=replaced or overwrite)
             remote.push()
     except BaseException:
@@ -141,6 +143,7 @@ def open_part(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, se
         options = {**sel.options(), "overwrite": False, "keep_going": keep_going}
         recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=options,
                              extent=RunExtent.of(run_plan.zooms, run_plan.extent), records=records.state)
+        records.fence = lock.fence
         records.attach(recorder.ledger)
     except BaseException:
         pool.close()

@@ -88,10 +88,22 @@ class RunLock:
         other = self._holder()
         return other if other is not None and not self._stale(other) else None
 
+    def fence(self) -> None:
+        """Raise if the lock file is no longer this run's (taken over while the run was paused)."""
+        if not self.held:
+            return
+        holder = self._holder()
+        if holder is None or holder.get("pid") != os.getpid() or holder.get("host") != HOST:
+            self.held = False   # not ours to remove any more
+            raise OutputError(f"{self.what}: this run lost its lock {self.path} (now {holder}); it stops without "
+                              "recording more (the run holding the lock now owns the output)")
+
     def release(self) -> None:
         if self.held:
             self.held = False
-            self.path.unlink(missing_ok=True)
+            holder = self._holder()
+            if holder is None or (holder.get("pid") == os.getpid() and holder.get("host") == HOST):
+                self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> RunLock:
         return self.acquire()

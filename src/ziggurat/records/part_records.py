@@ -23,7 +23,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ziggurat.core.errors import OutputError
 from ziggurat.io.storage.atomic import HOST
@@ -34,7 +34,8 @@ from ziggurat.recipe import OutputConfig
 from ziggurat.recipe.output import state_root
 from ziggurat.records.ledger import FOLDER, Ledger, ledger_path, provenance_dir
 from ziggurat.records.lock import RunLock
-from ziggurat.records.remote import PUBLISH_SECONDS, RemoteLock
+from ziggurat.records.remote import PUBLISH_SECONDS
+from ziggurat.records.remote_lock import RemoteLock
 from ziggurat.records.segments import SUFFIX, fetched, pack, publish_stream
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class PartRecords:
         self._seq = 0
         self._own: list[str] = []
         self._lock = threading.Lock()
+        #: raises when the part lost its lock: nothing is published after that
+        self.fence: Callable[[], None] = lambda: None
 
     def lock(self) -> RunLock | RemoteLock:
         what = f"part {self.part} of output {self.config.url}"
@@ -125,6 +128,7 @@ class PartRecords:
             self.publish()
 
     def publish(self) -> None:
+        self.fence()
         with self._lock:
             ops, self._ops = self._ops, []
             self._last = time.monotonic()
@@ -145,6 +149,7 @@ class PartRecords:
 
     def finish(self) -> None:
         """Last segment, the part's segments compacted into one, manifests pushed."""
+        self.fence()
         self.publish()
         if len(self._own) > 1:
             key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-compacted{SUFFIX}"

@@ -10,14 +10,13 @@ local state folder as for a local output, and published:
   the others. A run on another machine rebuilds the ledger from the segments (`pull`), so it
   resumes exactly: a constant few requests, not one per tile.
 - the other files are uploaded when they change (`push`): after the run starts and when it ends.
-- the **run lock** is a conditional PUT (``If-None-Match: *``) of ``.ziggurat/lock`` with an
-  expiry, renewed while the run lives; a lock whose holder is gone (its PID on this host, or an
-  expired lock) is taken over.
+- the **run lock** (`records.remote_lock`) is a conditional PUT (``If-None-Match: *``) of
+  ``.ziggurat/lock`` with an expiry, renewed (``If-Match``) while the run lives and fenced: a run
+  that lost it (paused past the expiry) publishes nothing more.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -27,23 +26,20 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from ziggurat.core.errors import OutputError
-from ziggurat.core.formats import Storage, records_beside
+from ziggurat.core.formats import records_beside
 from ziggurat.core.location import Location
-from ziggurat.io.storage.atomic import HOST, pid_alive, write_bytes_atomic
-from ziggurat.io.storage.store import AlreadyExists, ObjectStore, open_store
-from ziggurat.recipe import OutputConfig
-from ziggurat.records.ledger import FOLDER, LEDGER_FILE, Ledger, ledger_path, provenance_dir
+from ziggurat.io.storage.atomic import HOST, write_bytes_atomic
+from ziggurat.io.storage.store import ObjectStore, open_store
+from ziggurat.records.ledger import LEDGER_FILE, Ledger, ledger_path, provenance_dir
 from ziggurat.records.segments import SUFFIX, fetched, pack, publish_stream
 
 log = logging.getLogger(__name__)
 
 #: A ledger segment is published at most this often (the end of a run always publishes).
 PUBLISH_SECONDS = 5.0
-#: A remote run lock expires unless renewed (every third of it, by a thread of the run).
-LOCK_SECONDS = 90.0
 #: Not published: local-only state (the ledger travels as segments, caches and temporaries stay).
 #: In the state folder: what the last run that finished there published (local only).
 SYNCED_FILE = "ledger.synced.json"
@@ -72,6 +68,8 @@ class RemoteRecords:
         self._pushed: dict[str, tuple[int, int]] = {}
         self._existing: list[str] = []           # segment keys found by `pull`
         self._adopted = False                    # rows taken over from parts: compact at the end
+        #: raises when the run lost its lock (`RemoteLock.fence`): nothing is published after that
+        self.fence: Callable[[], None] = lambda: None
         self._sizes: dict[str, int] = {}         # bytes of each segment (compaction policy)
         self._bucket_files: dict[str, list[Any]] = {}   # other records in the bucket: rel -> [size, etag]
         self._lock = threading.Lock()
@@ -167,6 +165,7 @@ class RemoteRecords:
 
     def publish(self) -> None:
         """One PUT of the operations committed since the last one."""
+        self.fence()
         with self._lock:
             ops, self._ops = self._ops, []
             self._last = time.monotonic()
@@ -209,6 +208,7 @@ class RemoteRecords:
     def finish(self) -> None:
         """Publish the last operations, compact when the deltas have grown, push the records;
         then the state folder is what the bucket holds (the next run here pulls incrementally)."""
+        self.fence()
         self.publish()
         if self._adopted or self._deltas_grown():
             self.compact()
@@ -256,88 +256,4 @@ def pulled(url: str, storage_options: Mapping[str, Any] | None = None, *, must_e
         yield root
 
 
-class RemoteLock:
-    """One run per remote output: a conditional PUT of ``.ziggurat/lock``, renewed while held."""
-
-    def __init__(self, config: OutputConfig, key: str | None = None, what: str | None = None) -> None:
-        """`key`: the lock object instead of the output's (a `--part`'s); `what`: what it guards."""
-        assert config.location is not None
-        single = config.storage is Storage.FILE
-        self.store = open_store(config.location.parent if single else config.location, config.storage_options)
-        self.key = key or f"{provenance_dir(config.path).name if single else FOLDER}/lock"
-        self.output_url = what or f"output {config.location.url}"
-        self.url = self.store.url(self.key)
-        self.held = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._started = dt.datetime.now(dt.timezone.utc).isoformat()
-
-    def _body(self) -> bytes:
-        return json.dumps({"pid": os.getpid(), "host": HOST, "started": self._started,
-                           "expires": time.time() + LOCK_SECONDS}).encode()
-
-    def acquire(self) -> "RemoteLock":
-        for _ in range(3):
-            try:
-                self.store.put(self.key, self._body(), create=True)
-            except AlreadyExists as exc:
-                other = self._holder()
-                if other is not None and not self._stale(other):
-                    until = dt.datetime.fromtimestamp(float(other.get("expires", 0)), dt.timezone.utc)
-                    raise OutputError(
-                        f"{self.output_url} is being written by another run (pid {other.get('pid')} "
-                        f"on {other.get('host')}, since {other.get('started')}); wait for it to end (its lock "
-                        f"{self.url} expires at {until:%Y-%m-%d %H:%M:%S} UTC unless renewed)") from exc
-                log.warning("taking over the lock %s of a run that is gone (%s)", self.url, other)
-                self.store.delete(self.key)
-                continue
-            self.held = True
-            self._thread = threading.Thread(target=self._renew, name="ziggurat-lock", daemon=True)
-            self._thread.start()
-            return self
-        raise OutputError(f"cannot take the run lock {self.url}: other runs keep taking it")
-
-    def _holder(self) -> dict[str, Any] | None:
-        data = self.store.get(self.key)
-        if data is None:
-            return None
-        try:
-            got = json.loads(data)
-            return got if isinstance(got, dict) else {}
-        except ValueError:
-            return {}
-
-    def active_holder(self) -> dict[str, Any] | None:
-        """Who holds the lock now (pid, host, started), or None when no live run does."""
-        other = self._holder()
-        return other if other is not None and not self._stale(other) else None
-
-    @staticmethod
-    def _stale(holder: dict[str, Any]) -> bool:
-        pid, host, expires = holder.get("pid"), holder.get("host"), holder.get("expires")
-        if not isinstance(pid, int) or not isinstance(expires, (int, float)):
-            return True
-        if host == HOST and pid != os.getpid() and not pid_alive(pid):
-            return True
-        return time.time() > expires
-
-    def _renew(self) -> None:
-        while not self._stop.wait(LOCK_SECONDS / 3):
-            try:
-                self.store.put(self.key, self._body())
-            except OutputError as exc:  # the next renewal may work; the run goes on
-                log.warning("cannot renew the run lock %s: %s", self.url, exc)
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            self._stop.set()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            try:
-                self.store.delete(self.key)
-            except OutputError as exc:
-                log.warning("cannot remove the run lock %s (it expires by itself): %s", self.url, exc)
-
-
-__all__ = ["LOCK_SECONDS", "PUBLISH_SECONDS", "RemoteLock", "RemoteRecords", "pulled"]
+__all__ = ["PUBLISH_SECONDS", "RemoteRecords", "pulled"]

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from ziggurat.core.errors import StorageError
 from ziggurat.core.location import Location
@@ -225,19 +225,27 @@ class ObjectStore:
         STATS.add(self.name, "bytes_in", size)
         return True
 
-    def put(self, rel: str, data: bytes, *, create: bool = False) -> None:
-        """One PUT; with `create`, only if no object is there (`AlreadyExists` otherwise)."""
+    def put(self, rel: str, data: bytes, *, create: bool = False, match: str | None = None) -> str | None:
+        """One PUT; returns the object's ETag. With `create`, only if no object is there; with
+        `match`, only if the object still has that ETag (`AlreadyExists` otherwise: both are
+        how a run lock is fenced)."""
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
-        mode: Literal["create", "overwrite"] = "create" if create else "overwrite"
+        mode: Any = "create" if create else ({"e_tag": match} if match is not None else "overwrite")
         try:
-            self._call("PUT", rel, lambda: obstore.put(self.client, self.key(rel), data, mode=mode))
+            result = self._call("PUT", rel, lambda: obstore.put(self.client, self.key(rel), data, mode=mode))
         except (AlreadyExistsError, PreconditionError) as exc:
-            raise AlreadyExists(f"{self.url(rel)} already exists") from exc
+            raise AlreadyExists(f"{self.url(rel)} already exists" if create else
+                                f"{self.url(rel)} changed since this process last wrote it") from exc
+        except FileNotFoundError as exc:   # If-Match on an object that is gone
+            if match is None:
+                raise StorageError(f"cannot write {self.url(rel)}: {_reason(exc)}") from exc
+            raise AlreadyExists(f"{self.url(rel)} is gone (removed by another process)") from exc
         except Exception as exc:
             raise StorageError(f"cannot write {self.url(rel)}: {_reason(exc)}") from exc
         STATS.add(self.name, "bytes_out", len(data))
+        return result.get("e_tag") if isinstance(result, dict) else None
 
     def put_file(self, rel: str, path: Path) -> None:
         """A local file as one object (multipart above 5 MB: a COG of any size); one logical PUT."""
