@@ -57,6 +57,8 @@ CONFIGS = {
     "processes x2 parent-writes": {"kind": "ziggurat", "executor": "processes", "workers": 2,
                                    "write_in": "parent"},
     "mapchete x2": {"kind": "mapchete", "workers": 2},
+    # a local Dask cluster of 2 worker processes: runs of neighbours as tasks (its scheduler in the child)
+    "dask LocalCluster x2": {"kind": "ziggurat", "executor": "dask", "workers": 2},
 }
 #: Parent memory as the tile count grows: the same run over a quarter, half and all of the DEM.
 SCALING = {f"processes x2, {f} of the area": {"kind": "ziggurat", "executor": "processes", "workers": 2,

@@ -74,6 +74,14 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_of(pid: int) -> float:
+    """Peak RSS of a live process (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 class Cluster:
     """`dask scheduler` and two `dask worker`s, each worker in a folder of its own."""
 
@@ -171,6 +179,7 @@ def measure(name: str, tiles: int, root: Path) -> dict:
         result = _run_child(name, recipe, tiles, extra)
         if cluster:
             result["scheduler_cpu"] = _cpu_of(cluster.scheduler_pid) - sched0
+            result["scheduler_rss_mb"] = _peak_rss_of(cluster.scheduler_pid)
     finally:
         if cluster:
             cluster.close()
@@ -201,14 +210,16 @@ def report(name: str, tiles: int, r: dict, base_wall: float | None) -> None:
     tenths = r["tenths_ms"]
     per_tile = r["cpu"] / max(1, tiles) * 1000
     flat = tenths[-1] / tenths[0] if tenths and tenths[0] else float("nan")
-    extra = f", scheduler {r['scheduler_cpu'] / tiles * 1000:.3f} ms/tile" if "scheduler_cpu" in r else ""
+    extra = (f", scheduler {r['scheduler_cpu'] / tiles * 1000:.3f} ms/tile and {r['scheduler_rss_mb']:.0f} MB peak"
+             if "scheduler_cpu" in r else "")
     ratio = f" ({r['wall'] / base_wall:.2f}x processes)" if base_wall else ""
     print(f"  {name:38s} wall {r['wall']:7.1f} s{ratio}; parent CPU {per_tile:.3f} ms/tile{extra}; "
           f"last/first tenth {flat:.2f}; peak RSS {r['rss_mb']:.0f} MB")
     print(f"  {'':38s} by tenth (ms/tile): {' '.join(f'{t:.3f}' for t in tenths)}")
     if per_tile > 0:
         print(f"  {'':38s} ceiling: {15 / per_tile:,.0f} workers of 15 ms tiles, "
-              f"{500 / per_tile:,.0f} of 500 ms tiles")
+              f"{500 / per_tile:,.0f} of 500 ms tiles; 10^7 tiles (extrapolated, flat per tile): "
+              f"{per_tile * 1e7 / 1000 / 3600:.1f} h of parent CPU")
 
 
 def main() -> None:
