@@ -24,6 +24,8 @@ from provenance_helpers import PROCESS, bounds_text, make_recipe, make_source, t
 
 ZIGGURAT = str(Path(sys.executable).parent / "ziggurat")
 
+ZIGGURAT = str(Path(sys.executable).parent / "ziggurat")
+
 
 def _runs(out: Path) -> dict[TileIndex, str | None]:
     """Process tile -> the run that last made it."""
@@ -88,8 +90,63 @@ def test_a_changed_process_source_rebuilds_everything(tmp_path):
     first = execute(recipe, executor="sequential")
     (tmp_path / "proc.py").write_text(textwrap.dedent(PROCESS).replace("* gain", "* gain * 2"))
     summary = execute(recipe, executor="sequential")
-    assert summary.stale == {"process source changed": first.total}
+    assert summary.stale == {"process code changed": first.total}
     assert summary.skipped == 0
+
+
+def test_comments_docstrings_and_formatting_keep_every_tile(tmp_path):
+    recipe = make_recipe(tmp_path)
+    first = execute(recipe, executor="sequential")
+    source = textwrap.dedent(PROCESS)
+    edited = '"""Now with a docstring."""\n# and a comment\n' + source.replace("\n\n", "\n\n\n")
+    (tmp_path / "proc.py").write_text(edited)
+    summary = execute(recipe, executor="sequential")
+    assert summary.skipped == first.total and summary.written == 0 and not summary.stale
+    assert not any(z.stale for z in dry_run(recipe).zooms)
+
+
+def test_tiles_keyed_by_the_source_bytes_by_an_earlier_version_are_kept(tmp_path):
+    """Before keys held the code, they held the SHA-256 of the source: the same source is the same code."""
+    import hashlib
+    import json
+
+    from ziggurat.records.keys import digest
+
+    recipe = make_recipe(tmp_path)
+    first = execute(recipe, executor="sequential")
+    source_sha = hashlib.sha256((tmp_path / "proc.py").read_bytes()).hexdigest()
+    with Ledger(tmp_path / "out") as ledger:   # as an earlier version wrote them
+        for key, text in ledger.known_keys():
+            parts = json.loads(text)
+            if "process" in parts:
+                parts["process"] = source_sha
+                ledger.record_key(digest(parts), json.dumps(parts, sort_keys=True))
+                ledger.rekey(key, digest(parts))
+    again = execute(recipe, executor="sequential")
+    assert again.skipped == first.total and again.written == 0 and not again.stale
+    assert "accepted_process_changes" not in read_manifest(tmp_path / "out")   # nothing to accept
+
+
+def test_an_accepted_process_change_keeps_the_tiles_and_says_who_accepted_it(tmp_path):
+    recipe = make_recipe(tmp_path)
+    first = execute(recipe, executor="sequential")
+    before = _runs(tmp_path / "out")
+    (tmp_path / "proc.py").write_text(textwrap.dedent(PROCESS).replace("* gain", "* gain * 1.0"))
+    proc = subprocess.run([ZIGGURAT, "execute", str(recipe), "-e", "sequential", "--no-progress",
+                           "--accept-process-change"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"0 tiles written, 0 empty, {first.total} skipped" in proc.stdout
+    assert _runs(tmp_path / "out") == before   # nothing rebuilt
+    manifest = read_manifest(tmp_path / "out")
+    accepted = manifest["accepted_process_changes"]
+    assert manifest["options"]["accept_process_change"] is True
+    assert sum(a["tiles"] for a in accepted) == first.total and all("@" in a["by"] and a["at"] for a in accepted)
+    with Ledger(tmp_path / "out", create=False) as ledger:
+        assert ledger.get_state("accepted process changes")
+    assert verify(tmp_path / "out").ok
+    # without the flag, a real change still rebuilds
+    (tmp_path / "proc.py").write_text(textwrap.dedent(PROCESS).replace("* gain", "* gain * 2"))
+    assert execute(recipe, executor="sequential").stale == {"process code changed": first.total}
 
 
 def test_a_changed_input_rebuilds_everything_that_reads_it(tmp_path):
@@ -248,7 +305,7 @@ def test_status_plan_and_retry_failed_agree_with_the_ledger(tmp_path):
     (tmp_path / "proc.py").write_text(textwrap.dedent(FLAKY).replace("return data", "return data * 2"))
     recorded = sum(z.written + z.empty for z in status(tmp_path / "out").zooms)
     planned = dry_run(recipe).zooms
-    assert {why for z in planned for why in z.stale} == {"process source changed"}
+    assert {why for z in planned for why in z.stale} == {"process code changed"}
     assert sum(sum(z.stale.values()) for z in planned) == recorded
     assert status(tmp_path / "out").stale == 0
     make_source(tmp_path, offset=5.0)

@@ -46,12 +46,15 @@ OUTPUT_ARG = LocationType()
               help="Run exactly the tiles the ledger records as failed (of the selected zooms).")
 @click.option("--vrt", is_flag=True, help="Also write a GDAL VRT per zoom (<zoom>.vrt) into the output.")
 @click.option("--allow-empty", is_flag=True, help="Exit 0 when every tile was empty (by default: exit 1).")
+@click.option("--accept-process-change", is_flag=True,
+              help="Tiles made by an earlier version of the process count as done: the change is declared "
+                   "harmless (recorded with who and when). Comment-only edits need no flag.")
 @progress_options
 @debug_option
 def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: str | None, workers: int | None,
                 tile_timeout: float | None, retries: int, write_in: str | None, dask_scheduler: str | None,
-                keep_going: bool, retry_failed: bool, vrt: bool, allow_empty: bool, progress_mode: str,
-                progress_interval: float) -> None:
+                keep_going: bool, retry_failed: bool, vrt: bool, allow_empty: bool, accept_process_change: bool,
+                progress_mode: str, progress_interval: float) -> None:
     """Run RECIPE: process every tile of its zoom levels and area."""
     from ziggurat.engine.run import execute, load, prepare
 
@@ -67,7 +70,8 @@ def execute_cmd(recipe: Any, selection: Selection, overwrite: bool, executor: st
     try:
         summary = execute(recipe, selection, overwrite=overwrite, executor=pool or executor, workers=workers,
                           retries=retries, write_in=write_in, keep_going=keep_going,
-                          retry_failed=retry_failed, tile_timeout=tile_timeout, progress=update, vrt=vrt)
+                          retry_failed=retry_failed, tile_timeout=tile_timeout, progress=update, vrt=vrt,
+                          accept_process_change=accept_process_change)
     finally:
         if signal.getsignal(signal.SIGINT) is interrupt:  # not interrupted: as before the run
             signal.signal(signal.SIGTERM, previous)

@@ -113,7 +113,7 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
             retries: int = 2, write_in: str | None = None, keep_going: bool = False,
             retry_failed: bool = False, tile_timeout: float | None = None,
             progress: ProgressCallback | None = None, vrt: bool = False, quicklook: bool = True,
-            **narrowing: Any) -> RunSummary:
+            accept_process_change: bool = False, **narrowing: Any) -> RunSummary:
     """Run a recipe over its zoom levels and area, narrowed by a `Selection` (or its keyword
     arguments: zoom, bounds, bounds_crs, tile, point, point_crs, area, area_crs), writing tiles.
 
@@ -122,7 +122,10 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     `executor`: $ZIGGURAT_EXECUTOR or "processes"; `retries`: tries of a tile whose worker died;
     `write_in`: "workers" or "parent" encode the tiles (process pool); `retry_failed`: only the
     tiles the ledger records as failed; `tile_timeout`: seconds before a tile's worker is replaced
-    and the tile retried, then failed ("TimedOut"); `quicklook` False: no `.ziggurat/quicklook.png`.
+    and the tile retried, then failed ("TimedOut"); `quicklook` False: no `.ziggurat/quicklook.png`;
+    `accept_process_change`: tiles made by an earlier version of the process count as done (the
+    change is declared harmless; recorded with who and when). A change in comments, docstrings or
+    formatting needs no such declaration: tiles are keyed by the process's code.
     """
     sel = Selection.of(selection, **narrowing)
     if sel.part is not None and (overwrite or retry_failed):
@@ -137,7 +140,8 @@ def execute(recipe: Recipe | str | os.PathLike[str], selection: Selection | None
     whole = run_plan if sel == Selection() and not retry_failed else plan(recipe)
     output.set_extent(list(recipe.zooms), whole.extent)   # a store sized once is sized for the recipe
     pool = choose_executor(recipe, executor, workers, retries, write_in, tile_timeout)
-    opened = open_run(recipe, output, pool, run_plan, sel, overwrite=overwrite, keep_going=keep_going)
+    opened = open_run(recipe, output, pool, run_plan, sel, overwrite=overwrite, keep_going=keep_going,
+                      accept_process_change=accept_process_change)
     item = RunItem(opened.recipe, output, opened.replaced, data_extent(opened.recipe, run_plan))
     item.with_quicklook = quicklook
     run = _Run(opened, run_plan, output, pool, item, overwrite, keep_going, progress)

@@ -62,11 +62,12 @@ def choose_executor(recipe: Recipe, executor: str | Executor | None, workers: in
 
 
 def open_run(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel: Selection, *,
-             overwrite: bool, keep_going: bool) -> Opened:
+             overwrite: bool, keep_going: bool, accept_process_change: bool = False) -> Opened:
     """Check, lock, pull and begin; on any failure the executor, the output and the lock are
     released again."""
     if sel.part is not None:
-        return open_part(recipe, output, pool, run_plan, sel, keep_going=keep_going)
+        return open_part(recipe, output, pool, run_plan, sel, keep_going=keep_going,
+                         accept_process_change=accept_process_change)
     out_cfg = recipe.output
     STATS.take()  # this run's requests from here (the summary and the manifest report them)
     remote = (RemoteRecords(out_cfg.location, out_cfg.storage_options, out_cfg.path)
@@ -86,7 +87,8 @@ def open_run(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel
         replaced = output.prepare(overwrite, narrowed=sel != Selection())
         sweep_temporaries(output.path)  # left by a killed run (writers whose PID is gone)
         output.start_run(run_plan.zooms, run_plan.extent)
-        options = {**sel.options(), "overwrite": overwrite, "keep_going": keep_going}
+        options = {**sel.options(), "overwrite": overwrite, "keep_going": keep_going,
+                   "accept_process_change": accept_process_change}
         recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=options,
                              extent=RunExtent.of(run_plan.zooms, run_plan.extent),
                              replaced=replaced)  # recipe, process source, input fingerprints
@@ -94,6 +96,7 @@ def open_run(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel
             remote.fence = lock.fence   # a run that lost its lock publishes nothing more
             remote.attach(recorder.ledger, resync=replaced or overwrite)
             remote.push()
+        recorder.adopt_process(accept_process_change, run_plan.zooms)   # published, when remote
     except BaseException:
         pool.close()
         output.finish_run(False)
@@ -117,7 +120,7 @@ def _take_over_parts(recipe: Recipe, remote: RemoteRecords | None) -> tuple[str,
 
 
 def open_part(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel: Selection, *,
-              keep_going: bool) -> Opened:
+              keep_going: bool, accept_process_change: bool = False) -> Opened:
     """A `--part` run: its own lock and records (published under .ziggurat/parts/), never the
     output's ledger; the ending run takes them over."""
     assert sel.part is not None
@@ -140,11 +143,13 @@ def open_part(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, se
         output.prepare(False, narrowed=True)
         sweep_temporaries(output.path)
         output.start_run(run_plan.zooms, run_plan.extent)
-        options = {**sel.options(), "overwrite": False, "keep_going": keep_going}
+        options = {**sel.options(), "overwrite": False, "keep_going": keep_going,
+                   "accept_process_change": accept_process_change}
         recorder = begin_run(recipe, output, executor=pool.name, workers=pool.workers, options=options,
                              extent=RunExtent.of(run_plan.zooms, run_plan.extent), records=records.state)
         records.fence = lock.fence
         records.attach(recorder.ledger)
+        recorder.adopt_process(accept_process_change, run_plan.zooms)
     except BaseException:
         pool.close()
         output.finish_run(False)

@@ -3,7 +3,7 @@
 The ledger stores, with every process tile, the `key` of the recipe that made it and, for tiles
 that read tile-directory inputs (chained recipes), `deps`: a hash of the upstream tiles' recorded
 checksums. Continue mode skips a tile only when both are unchanged; otherwise the tile is stale
-and `reason` says why ("process source changed", "process_parameters changed (azimuth)").
+and `reason` says why ("process code changed", "process_parameters changed (azimuth)").
 
 A process zoom's key covers: the process source (SHA-256), the resolved `process_parameters` at
 that zoom, each input's path, format, options and fingerprint (inputs with per-tile sources are
@@ -30,6 +30,24 @@ from ziggurat.records.ledger import Ledger, ledger_path
 #: Bumped when what a key covers changes: every tile then counts as stale once.
 KEY_VERSION = 1
 _NOT_IN_KEY = ("stac",)   # output options that do not change tile bytes
+
+
+def code_digest(source: bytes) -> str:
+    """What a process module runs, not how it is written: SHA-256 of its syntax tree without
+    docstrings (comments and formatting are not in the tree), so a comment-only edit keeps every
+    tile; source that does not parse is keyed by its bytes."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return hashlib.sha256(source).hexdigest()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]   # type: ignore[attr-defined]
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
 
 
 def digest(value: Any) -> str:
@@ -152,7 +170,7 @@ def reason(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str:
         return "overview resampling changed" if old.get("resampling") != new.get("resampling") \
             else "output settings changed"
     if old.get("process") != new.get("process"):
-        return "process source changed"
+        return "process code changed"
     if old.get("parameters") != new.get("parameters"):
         a, b = old.get("parameters") or {}, new.get("parameters") or {}
         names = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))

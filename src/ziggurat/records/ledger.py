@@ -177,6 +177,20 @@ class Ledger(LedgerQueries):
             self._log("k", key, parts)
             self._pending += 1
 
+    def known_keys(self) -> list[tuple[str, str]]:
+        """(key, parts JSON) of every key the ledger's rows were made with."""
+        with self._lock:
+            return [(str(k), str(p)) for k, p in self._conn.execute("SELECT key, parts FROM keys").fetchall()]
+
+    def rekey(self, old: str, new: str) -> int:
+        """Rows made with key `old` count as made with `new` (the same code, or a change the user
+        accepted); returns how many."""
+        with self._writing():
+            n = self._conn.execute("UPDATE process_tiles SET key=? WHERE key=?", (new, old)).rowcount
+            self._log("rekey", old, new)
+            self._pending += 1
+        return int(n)
+
     def key_parts(self, key: str) -> str | None:
         try:
             with self._lock:
@@ -275,6 +289,8 @@ class Ledger(LedgerQueries):
                         self._conn.execute("DELETE FROM state WHERE name=?", args[:1])
                     else:
                         self._conn.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", args)
+                elif kind == "rekey":
+                    self._conn.execute("UPDATE process_tiles SET key=? WHERE key=?", (args[1], args[0]))
                 elif kind in ("c", "reset"):
                     self._conn.execute("DELETE FROM process_tiles")
                     self._conn.execute("DELETE FROM output_tiles")

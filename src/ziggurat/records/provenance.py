@@ -40,7 +40,7 @@ from ziggurat.io.storage.atomic import write_bytes_atomic
 from ziggurat.process.load import ProcessRef, load_process
 from ziggurat.recipe import Recipe
 from ziggurat.recipe.dump import given_text, plain, resolved_text
-from ziggurat.records.keys import RunKeys
+from ziggurat.records.keys import RunKeys, code_digest
 from ziggurat.records.recorder import MANIFEST_FILE, RunExtent, RunRecorder, write_manifest
 from ziggurat.records.tile_records import (
     FOLDER,
@@ -218,7 +218,7 @@ def run_keys(recipe: Recipe, process_sha: str | None = None, fingerprints: dict[
     """The tile keys a run of `recipe` gives its tiles now (hashes the process source and inputs)."""
     if process_sha is None:
         source = process_source(recipe)[1]
-        process_sha = None if source is None else hashlib.sha256(source).hexdigest()
+        process_sha = None if source is None else code_digest(source)
     if fingerprints is None:
         fingerprints = input_fingerprints(recipe)
     per_tile = {name: open_input(cfg, recipe.grid) for name, cfg in recipe.inputs.items()
@@ -250,6 +250,7 @@ def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
                                    "source": None, "sha256": None}
         if source is not None:
             process["source"], process["sha256"] = _save_source(folder, "process_", ".py", source)
+            process["code_sha256"] = code_digest(source)   # what tile keys hold: the code, not its comments
             write_bytes_atomic(folder / "process.py", source)
         fingerprints = input_fingerprints(recipe)
         inputs = {name: {"path": str(cfg.path), "format": cfg.format, "fingerprint": fingerprints[name]}
@@ -271,7 +272,7 @@ def begin_run(recipe: Recipe, output: Output, *, executor: str, workers: int,
             "process": process, "inputs": inputs, "files": files,
             "versions": library_versions(), "platform": platform_info(),
         }
-        keys = run_keys(recipe, process["sha256"], fingerprints)
+        keys = run_keys(recipe, process.get("code_sha256"), fingerprints)
         recorder = RunRecorder(recipe, output, manifest, bool(options.get("overwrite")), keys, extent, records)
         if replaced:
             recorder.ledger.clear()

@@ -11,6 +11,7 @@ tiles are done: recorded, and made as this run would make them (otherwise stale,
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ from ziggurat.core.tasks import EMPTY, FAILED, SKIPPED, WRITTEN, TileOutcome
 from ziggurat.io import Output
 from ziggurat.io.checksum import sha256_or_none
 from ziggurat.io.common import int_names
-from ziggurat.io.storage.atomic import write_bytes_atomic
+from ziggurat.io.storage.atomic import HOST, write_bytes_atomic
 from ziggurat.recipe import Recipe
 from ziggurat.records.keys import RunKeys, reason
 from ziggurat.records.ledger import DONE, Ledger, ProcessRow, ledger_path
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 OVERWRITE_STATE = "overwrite"       # ledger state: an --overwrite run in progress
+ACCEPTED_STATE = "accepted process changes"   # ledger state: every --accept-process-change, who and when
 _SALVAGE_SLACK_NS = 2_000_000_000   # file system clocks may lag time.time_ns() a little
 
 
@@ -181,6 +183,36 @@ class RunRecorder:
             text = self.ledger.key_parts(key)
             self._old_parts[key] = None if text is None else json.loads(text)
         return self._old_parts[key]
+
+    def adopt_process(self, accept: bool, zooms: Iterable[int]) -> int:
+        """Tiles made by another version of the process keep counting as done when its code is the
+        same (rows keyed by the source's bytes, before keys held the code) or, with `accept`
+        (`--accept-process-change`), whatever changed in it, if nothing else did. Acceptances are
+        recorded in the ledger and the manifest: who, when, from which code to which. Returns the
+        rows that took this run's keys."""
+        source_sha = (self.manifest.get("process") or {}).get("sha256")
+        moved, accepted = 0, []
+        for key, text in self.ledger.known_keys():
+            old = json.loads(text)
+            for zoom in zooms:
+                now = self.keys.parts(zoom)
+                if key == self.keys.key(zoom) or not isinstance(old, dict) or "process" not in old \
+                        or {k: v for k, v in old.items() if k != "process"} != \
+                        {k: v for k, v in now.items() if k != "process"}:
+                    continue
+                same_code = old["process"] == source_sha
+                if same_code or accept:
+                    n = self.ledger.rekey(key, self._key_of(zoom))
+                    moved += n
+                    if n and not same_code:
+                        accepted.append({"from": old["process"], "to": now["process"], "tiles": n, "zoom": zoom,
+                                         "by": f"{getpass.getuser()}@{HOST}", "at": _now_iso(), "run": self.run})
+                    break
+        if accepted:
+            log_text = self.ledger.get_state(ACCEPTED_STATE)
+            self.ledger.set_state(ACCEPTED_STATE, json.dumps([*json.loads(log_text or "[]"), *accepted]))
+            self.manifest["accepted_process_changes"] = accepted
+        return moved
 
     def _key_of(self, zoom: int) -> str:
         key = self.keys.key(zoom)
