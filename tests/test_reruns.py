@@ -367,3 +367,30 @@ def test_an_input_changed_during_the_run_is_an_error_and_its_tiles_are_rebuilt(t
     (tmp_path / "proc.py").write_text(plain)
     summary = execute(recipe, executor="sequential")
     assert summary.ok and summary.skipped == 0
+
+
+def _ran_by_zoom(recipe, **kwargs) -> dict[int, int]:
+    """Tiles a run processes (written, empty or failed: not skipped), by zoom."""
+    counts: dict[int, int] = {}
+
+    def progress(event) -> None:
+        if event.outcome.ran:
+            counts[event.outcome.index.zoom] = counts.get(event.outcome.index.zoom, 0) + 1
+
+    execute(recipe, executor="sequential", progress=progress, **kwargs)
+    return counts
+
+
+def test_plan_predicts_what_execute_rebuilds_overviews_above_rebuilt_tiles_included(tmp_path):
+    recipe = make_recipe(tmp_path, zooms="[2, 6]", params="{gain: {zoom<=6: 2.0}}",
+                         extra="baselevels: {min: 6, max: 6}\n")
+    execute(recipe, executor="sequential")
+    assert all(z.todo == 0 for z in dry_run(recipe).zooms)
+    recipe.write_text(recipe.read_text().replace("zoom<=6: 2.0", "zoom<=6: 3.0"))   # the base zoom's tiles
+    planned = {z.zoom: z.todo for z in dry_run(recipe).zooms}
+    stale = {z.zoom: z.stale for z in dry_run(recipe).zooms}
+    assert stale[6] == {"process_parameters changed (gain)": planned[6]}
+    assert stale[2] == {"a tile it is made from is rebuilt": planned[2]} and planned[2] > 0
+    ran = _ran_by_zoom(recipe)
+    assert planned == {z: ran.get(z, 0) for z in planned}   # every zoom, overviews included
+    assert all(z.todo == 0 for z in dry_run(recipe).zooms)

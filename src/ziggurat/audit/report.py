@@ -7,18 +7,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ziggurat.core.tasks import EMPTY, FAILED
+from ziggurat.core.tasks import EMPTY, FAILED, RUN_END, WAIT, task_index
 from ziggurat.engine.run import load, plan
 from ziggurat.io import Output, open_output
 from ziggurat.plan import Selection
-from ziggurat.plan.schedule import PROCESS, Schedule, baselevel_range
+from ziggurat.plan.schedule import PROCESS, Schedule, baselevel_range, make_source
 from ziggurat.plan.tiles import Plan
 from ziggurat.process.load import ProcessRef, probe_import
 from ziggurat.recipe import Recipe
 from ziggurat.records.keys import RunKeys, reason_for_key, stale_lines
 from ziggurat.records.ledger import DONE, Ledger, ledger_path
 from ziggurat.records.provenance import run_keys
+from ziggurat.records.recorder import OVERWRITE_STATE, RunExtent
 from ziggurat.records.remote import pulled
+from ziggurat.records.staleness import Staleness
 from ziggurat.records.tile_records import output_root
 
 
@@ -140,10 +142,40 @@ def _report(recipe: Recipe, plan: Plan, output: Output, keys: RunKeys | None, re
                                None if keys is None else keys.key(zoom), keys)
             zp.todo = max(count - zp.recorded, 0)
             report.zooms.append(zp)
+        if ledger is not None and keys is not None and plan.zooms and plan.count() <= SIMULATE_TILES:
+            _walk(recipe, plan, ledger, keys, report)
     finally:
         if ledger is not None:
             ledger.close()
     return report
+
+
+#: plans up to this many tiles are walked with the run's own task source and staleness decision
+#: (about 10 us a tile); bigger ones are counted by key (input files read per tile and overview
+#: tiles above rebuilt ones are then not seen)
+SIMULATE_TILES = 2_000_000
+
+
+def _walk(recipe: Recipe, plan: Plan, ledger: Ledger, keys: RunKeys, report: PlanReport) -> None:
+    """What a continue-mode run would hand out, zoom by zoom: the run's task source walked with the
+    run's staleness decision, every task taken as done at once (so overview tiles above a rebuilt
+    tile are counted, as the run rebuilds them)."""
+    staleness = Staleness(ledger, keys, RunExtent.from_json(ledger.get_state(OVERWRITE_STATE)))
+    source = make_source(recipe, plan, staleness.is_done, lambda tile: None)
+    todo: dict[int, int] = {}
+    stale: dict[int, dict[str, int]] = {}
+    for task in source:
+        if task is WAIT or task is RUN_END:
+            continue
+        index = task_index(task)
+        todo[index.zoom] = todo.get(index.zoom, 0) + 1
+        row = ledger.row(index)
+        if row is not None and row.status in DONE:
+            why = staleness.reason(plan.grid.tile(*index), row) or "a tile it is made from is rebuilt"
+            stale.setdefault(index.zoom, {})[why] = stale.setdefault(index.zoom, {}).get(why, 0) + 1
+        source.finished(index, True)
+    for zp in report.zooms:
+        zp.todo, zp.stale = todo.get(zp.zoom, 0), stale.get(zp.zoom, {})
 
 
 def _ledger_counts(zp: ZoomPlan, ledger: Ledger, counts: dict[tuple[str, str | None], int], now: str | None,

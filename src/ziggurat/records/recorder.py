@@ -32,8 +32,9 @@ from ziggurat.io.checksum import sha256_or_none
 from ziggurat.io.common import int_names
 from ziggurat.io.storage.atomic import HOST, write_bytes_atomic
 from ziggurat.recipe import Recipe
-from ziggurat.records.keys import RunKeys, reason
+from ziggurat.records.keys import RunKeys
 from ziggurat.records.ledger import DONE, Ledger, ProcessRow, ledger_path
+from ziggurat.records.staleness import Staleness
 from ziggurat.records.tile_records import TileRecord, import_legacy_records, output_root, provenance_dir
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,6 @@ class RunRecorder:
         #: stale tiles this run rebuilt, by reason (continue mode)
         self.stale: Counter[str] = Counter()
         self._stale_reasons: dict[TileIndex, str] = {}
-        self._old_parts: dict[str, Any] = {}
-        self._reasons: dict[tuple[str | None, int], str] = {}   # (old key, zoom) -> why it is stale
         self.run: str = manifest["run"]
         self.path = Path(output.path)
         records = records or self.path   # a part keeps its records apart (records.part_records)
@@ -123,6 +122,7 @@ class RunRecorder:
         self._recorded_keys: set[int] = set()
         #: an interrupted --overwrite run: the tiles it had not redone yet are stale
         self.interrupted = None if overwrite else RunExtent.from_json(self.ledger.get_state(OVERWRITE_STATE))
+        self.staleness = Staleness(self.ledger, keys, self.interrupted)
         if overwrite and extent is not None and not self.single:
             self.ledger.set_state(OVERWRITE_STATE, extent.to_json(self.run))
         self._pending: set[TileIndex] = set()   # handed out, no outcome yet
@@ -162,27 +162,10 @@ class RunRecorder:
         known = self._stale_reasons.get(index)
         if known is not None:
             return known
-        why = None
-        if self.interrupted is not None and self.interrupted.covers(tile) and (row.run or "") < self.interrupted.run:
-            why = "an interrupted --overwrite run had not redone it"
-        elif row.key != self.keys.key(tile.zoom):
-            why = self._reasons.get((row.key, tile.zoom))
-            if why is None:
-                why = self._reasons[(row.key, tile.zoom)] = reason(self._parts_of(row.key),
-                                                                    self.keys.parts(tile.zoom))
-        elif row.deps != self.keys.deps(tile):
-            why = "input files it reads changed"
+        why = self.staleness.reason(tile, row)   # the decision `plan` makes too
         if why is not None:  # remembered until its outcome arrives (see `add`)
             self._stale_reasons[index] = why
         return why
-
-    def _parts_of(self, key: str | None) -> Any:
-        if key is None:
-            return None
-        if key not in self._old_parts:
-            text = self.ledger.key_parts(key)
-            self._old_parts[key] = None if text is None else json.loads(text)
-        return self._old_parts[key]
 
     def adopt_process(self, accept: bool, zooms: Iterable[int]) -> int:
         """Tiles made by another version of the process keep counting as done when its code is the
