@@ -518,3 +518,15 @@ def test_ziggurat_contours_take_mapchetes_field_name(tmp_path, write_recipe):
         with fiona.open(path) as src:
             props |= {k for f in src for k in f["properties"]}
     assert props == {"elev"}
+
+
+def test_three_bands_into_a_one_band_output_is_refused_saying_what_mapchete_did_and_the_fix(tmp_path, write_recipe):
+    src = tmp_path / "rgb.tif"
+    position_raster(src, left=ORIGIN, top=ORIGIN, res=RES, width=64, height=64, bands=3)
+    proc = "def execute(mp):\n    with mp.open('file1') as f:\n        return f.read()\n"
+    recipe = write_recipe(recipe_text(src, tmp_path / "out"), name="r.mapchete", process=proc)
+    with pytest.raises(ProcessError) as info:
+        execute(recipe, executor="sequential")
+    message = str(info.value)
+    assert "output has 1 band(s), data has 3" in message and "set output bands: 3" in message
+    assert "mapchete would have written a fully masked tile" in message and "src.read(1)" in message

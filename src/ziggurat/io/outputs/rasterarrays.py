@@ -145,8 +145,11 @@ class RasterArrays:
             raise OutputError(f"tile {process_tile}: expected a 2D or 3D array, got {arr.ndim}D "
                               f"with shape {arr.shape}")
         if arr.shape[0] != self.bands:
+            hint = (f"; set output bands: {arr.shape[0]}, or return {self.bands} band(s) (e.g. read one band: "
+                    f"src.read(1)). mapchete would have written a fully masked tile here and called the run "
+                    "a success" if arr.shape[0] > self.bands else f"; set output bands: {arr.shape[0]}")
             raise OutputError(f"tile {process_tile}: output has {self.bands} band(s), "
-                              f"data has {arr.shape[0]} (shape {arr.shape})")
+                              f"data has {arr.shape[0]} (shape {arr.shape}){hint}")
         shape, buffered = process_tile.shape, process_tile.buffered_shape
         if arr.shape[1:] == buffered:
             pb = process_tile.pixelbuffer
