@@ -107,3 +107,19 @@ def test_a_fifo_or_a_device_as_an_input_is_refused_at_load(tmp_path):
         path.write_text(MINIMAL + f"input:\n  dem: {where}\n")
         with pytest.raises(RecipeError, match=rf"i\.yaml:8: input\.dem: expected a file or a folder, found {kind}"):
             load_recipe(path)
+
+
+def test_an_input_that_cannot_be_read_is_named_not_a_traceback(tmp_path):
+    """/proc/self/mem is a regular file to stat() and an I/O error to read()."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "proc.py").write_text("def execute(dem):\n    return None\n")
+    path = tmp_path / "i.yaml"
+    path.write_text(MINIMAL.replace("my_pkg.my_process", "proc.py") + "input:\n  dem: /proc/self/mem\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ziggurat"), "execute", str(path), "-e", "sequential",
+                           "--no-progress"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "ZIGGURAT_STATE_DIR": str(tmp_path / "state")})
+    assert proc.returncode not in (0, 4) and "Traceback" not in proc.stderr, proc.stderr
+    assert "/proc/self/mem" in proc.stderr and "dem" in proc.stderr

@@ -369,6 +369,20 @@ def test_an_input_changed_during_the_run_is_an_error_and_its_tiles_are_rebuilt(t
     assert summary.ok and summary.skipped == 0
 
 
+def test_an_input_removed_during_a_keep_going_run_is_one_error_naming_it(tmp_path):
+    from ziggurat.core.errors import InputError
+
+    recipe = make_recipe(tmp_path, params="{}",
+                         process="def execute(src):\n    d = src.read(1)\n    return None if d.mask.all() else d\n")
+
+    def remove(event) -> None:
+        (tmp_path / "src.tif").unlink(missing_ok=True)   # after the first tile: the workers keep it open
+
+    with pytest.raises(InputError, match=r"input changed during the run: .*'src' \(.*src\.tif\) cannot be read"):
+        execute(recipe, executor="sequential", keep_going=True, progress=remove)
+    assert read_manifest(tmp_path / "out")["status"] == "failed"
+
+
 def _ran_by_zoom(recipe, **kwargs) -> dict[int, int]:
     """Tiles a run processes (written, empty or failed: not skipped), by zoom."""
     counts: dict[int, int] = {}

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ziggurat.core.errors import OutputError, ProvenanceError, ZigguratError
+from ziggurat.core.errors import InputError, OutputError, ProvenanceError, ZigguratError
 from ziggurat.io import Output, input_driver, open_input
 from ziggurat.io.checksum import compare_fingerprints, fingerprint_input
 from ziggurat.io.storage.atomic import write_bytes_atomic
@@ -198,13 +198,27 @@ def process_source(recipe: Recipe) -> tuple[Any, bytes | None]:
 
 
 def input_fingerprints(recipe: Recipe) -> dict[str, Any]:
-    return {name: input_driver(cfg).fingerprint(cfg) for name, cfg in recipe.inputs.items()}
+    """What each input is now (for keys and provenance); an input that cannot be read is one
+    error naming it (a special file, an I/O error, a file removed meanwhile), not a traceback."""
+    out = {}
+    for name, cfg in recipe.inputs.items():
+        try:
+            out[name] = input_driver(cfg).fingerprint(cfg)
+        except ZigguratError:
+            raise
+        except OSError as exc:
+            raise InputError(f"{recipe.describe_key('input')}: input {name!r} ({cfg.path}) cannot be read to "
+                             f"fingerprint it: {exc.strerror or exc}") from exc
+    return out
 
 
 def changed_inputs(recipe: Recipe, manifest: dict[str, Any]) -> list[str]:
     """Inputs whose fingerprint differs from the one the run started with (cheap when nothing
     changed: fingerprints are cached by size, time and inode)."""
-    now = input_fingerprints(recipe)
+    try:
+        now = input_fingerprints(recipe)
+    except InputError as exc:   # removed or unreadable since the run began: that is a change too
+        return [str(exc)]
     out = []
     for name, recorded in (manifest.get("inputs") or {}).items():
         why = compare_fingerprints(recorded.get("fingerprint") or {}, now.get(name) or {})
