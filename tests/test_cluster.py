@@ -17,6 +17,7 @@ from ziggurat.core.grid import Grid
 from ziggurat.engine.run import execute
 
 from conftest import S3_ENV, position_raster
+from polling import wait_until
 
 distributed = pytest.importorskip("distributed")
 
@@ -225,3 +226,21 @@ def test_credentials_in_the_recipe_reach_workers_that_have_none(
     summary = execute(recipe, executor=DaskExecutor(scheduler=bare_cluster))
     assert summary.ok and not summary.failed and summary.written > 0, [o.error for o in summary.failed]
     assert len(tile_objects(bucket, "creds/")) == summary.output_tiles
+
+
+def test_a_lost_scheduler_is_one_message_not_distributeds_log(tmp_path: Path, bucket: str,
+                                                               write_recipe: Callable[..., Path], cluster: str) -> None:
+    src = upload(bucket, "inputs/dem.tif", _dem(tmp_path))
+    recipe = _recipe(write_recipe, src, f"s3://{bucket}/lost", "lost.yaml")
+    proc = subprocess.Popen([ZIGGURAT, "execute", str(recipe), "-e", "dask", "--dask-scheduler", cluster,
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "ZIGGURAT_STATE_DIR": str(tmp_path / "state")})
+    assert wait_until(lambda: len(tile_objects(bucket, "lost/")) >= 2, timeout=120)
+    port = int(cluster.rsplit(":", 1)[1])
+    scheduler = subprocess.run(["pgrep", "-f", f"dask_scheduler.*--port {port}"], capture_output=True, text=True)
+    for pid in scheduler.stdout.split():
+        os.kill(int(pid), signal.SIGKILL)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("Dask dashboard")]
+    assert lines and all("distributed" not in ln.split(":")[0] for ln in lines), err

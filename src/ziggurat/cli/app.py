@@ -146,6 +146,10 @@ def dask_executor(executor: str | None, scheduler: str | None, workers: int | No
     if logging.getLogger().getEffectiveLevel() > logging.INFO:  # distributed logs at INFO otherwise
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read when dask is imported
     pool = get_executor("dask", workers, retries=retries, scheduler=scheduler, tile_timeout=tile_timeout)
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:   # without -v: ziggurat's one message, not
+        for name in list(logging.root.manager.loggerDict):       # distributed's ERROR lines (a lost scheduler)
+            if name.split(".")[0] in ("distributed", "tornado"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
     click.echo(f"Dask dashboard: {pool.dashboard_link or 'not available (pip install bokeh)'}", err=True)
     return pool
 

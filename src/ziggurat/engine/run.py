@@ -46,6 +46,8 @@ def process_error(recipe: Recipe, outcome: TileOutcome) -> ProcessError:
     what = f"process {recipe.process!r} failed on tile {outcome.index}"
     if outcome.exc_type in ("OutputError", "StorageError"):   # the output refused the bytes, not the process
         what = f"writing tile {outcome.index} to {recipe.output.url} failed"
+    elif outcome.exc_type == "CancelledError":   # the cluster lost the task, not the process
+        what = f"the Dask cluster dropped tile {outcome.index}"
     return ProcessError(f"{where}: {what}: {outcome.error}",
                         tile=(outcome.index.zoom, outcome.index.row, outcome.index.col), traceback=outcome.traceback,
                         exc_type=outcome.exc_type)
