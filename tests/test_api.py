@@ -33,13 +33,31 @@ def test_the_error_classes_inherit_the_matching_builtins():
     assert not issubclass(ziggurat.Empty, ziggurat.ZigguratError)   # "nothing here" is not an error
 
 
-def test_the_readme_python_examples_import_from_ziggurat():
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_documentation_python_examples_import_from_ziggurat():
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
     lines = re.findall(r"^from ziggurat import (.+)$", text, re.M)
-    assert lines, "the README shows no `from ziggurat import ...`"
+    assert lines, "the documentation shows no `from ziggurat import ...`"
     for line in lines:
         for name in (n.strip() for n in line.split(",")):
-            assert name in ziggurat.__all__, f"README imports {name} from ziggurat"
+            assert name in ziggurat.__all__, f"the documentation imports {name} from ziggurat"
+
+
+def test_every_link_between_documentation_pages_lands():
+    """README.md and docs/*.md: relative links name files that exist and anchors that are headings."""
+    def anchors(page: Path) -> set[str]:
+        heads = re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), re.M)
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            landing = (page.parent / path).resolve() if path else page
+            assert landing.exists(), f"{page.name}: link to {target}: no such file"
+            if anchor and landing.suffix == ".md":
+                assert anchor in anchors(landing), f"{page.name}: link to {target}: no such heading"
 
 
 def test_importing_the_core_does_not_load_the_engine():

@@ -1,6 +1,6 @@
 """ziggurat: a tile-pyramid processing engine for geospatial rasters and vectors.
 
-The curated Python API: everything the README's examples use imports from here. The run and the
+The curated Python API: everything the documentation's examples use imports from here. The run and the
 checks (`execute`, `dry_run`, `verify`, `reproduce`, `status`) load on first use, so a worker
 importing `ziggurat.core` does not pay for the engine.
 """

@@ -99,7 +99,7 @@ _MORE = (click.option("-t", "--tile", nargs=3, type=int, metavar="Z R C", help="
          click.option("--area-crs", help="CRS of a WKT/GeoJSON --area (default: the grid CRS)."),
          click.option("--part", metavar="I/N",
                       help="Only part I of N (1 <= I <= N), for batch systems: parts run at once on other "
-                           "machines; a plain run afterwards ends the job (README: Beyond one machine)."))
+                           "machines; a plain run afterwards ends the job (docs/scale-out.md)."))
 
 
 def selection_options(full: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -19,7 +19,7 @@ from ziggurat.recipe.yamlload import FrozenDict, KeyPath, Locator
 
 log = logging.getLogger("ziggurat.recipe")
 
-#: top-level keys mapchete knows besides ziggurat's (accepted; what each does is in the README)
+#: top-level keys mapchete knows besides ziggurat's (accepted; what each does is in docs/mapchete.md)
 MAPCHETE_TOP_KEYS = ("dask_specs", "config_dir", "mapchete_file")
 
 

@@ -2,7 +2,7 @@
 
 The item lives at `<output>/<output folder name>.json`. GDAL's STACTA driver reads it as a single
 raster: the finest zoom is the full-resolution level, the coarser zooms are overviews. What GDAL
-needs (checked against GDAL 3.10, see the README):
+needs (checked against GDAL 3.10, see docs/stac.md):
 
 - only zooms that hold data in `tiles:tile_matrix_sets` (embedding z0-24 makes a 2^30-pixel raster),
   with tileWidth/Height = the output metatile size in pixels and strictly decreasing scale
