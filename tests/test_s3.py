@@ -768,3 +768,34 @@ def test_a_paused_writer_that_lost_its_lock_stops_without_publishing(tmp_path: P
     verify = subprocess.run([ZIGGURAT, "verify", f"s3://{bucket}/out"], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "ZIGGURAT_STATE_DIR": str(tmp_path / "v")})
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+@pytest.mark.slow
+def test_a_resume_after_kill_9_on_the_same_machine_redoes_only_unrecorded_tiles(
+        tmp_path: Path, bucket: str, write_recipe: Callable[..., Path]) -> None:
+    import os
+    import signal
+    import sqlite3
+
+    slow = "import time\n\ndef execute(dem):\n    if dem.is_empty():\n        return None\n" \
+           "    time.sleep(0.2)\n    return dem.read() + 1\n"
+    recipe = write_recipe(recipe_text(upload(bucket, "inputs/dem.tif", dem(tmp_path)), f"s3://{bucket}/out",
+                                      zooms="[0, 8]"), "r.yaml", slow)
+    state = tmp_path / "state"
+    env = {**os.environ, "ZIGGURAT_STATE_DIR": str(state)}
+    a = subprocess.Popen([ZIGGURAT, "execute", str(recipe), "-e", "sequential", "--no-progress"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    assert wait_until(lambda: len(tile_objects(bucket, "out/")) >= 5, timeout=60)
+    os.killpg(a.pid, signal.SIGKILL)
+    a.wait()
+    ledger = next(state.rglob("ledger.sqlite"))
+    with sqlite3.connect(ledger) as db:   # what the killed run had committed locally
+        committed = db.execute("SELECT count(*) FROM process_tiles WHERE status IN ('written', 'empty')").fetchone()[0]
+    assert committed >= 5
+    resumed = subprocess.run([ZIGGURAT, "execute", str(recipe), "-e", "sequential", "--no-progress"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f" {committed} skipped" in resumed.stdout, (committed, resumed.stdout)   # none of them redone
+    verify = subprocess.run([ZIGGURAT, "verify", f"s3://{bucket}/out"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "ZIGGURAT_STATE_DIR": str(tmp_path / "v")})
+    assert verify.returncode == 0, verify.stdout + verify.stderr   # the bucket's ledger has every tile

@@ -94,7 +94,7 @@ def open_run(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel
                              replaced=replaced)  # recipe, process source, input fingerprints
         if remote is not None:
             remote.fence = lock.fence   # a run that lost its lock publishes nothing more
-            remote.attach(recorder.ledger, resync=replaced or overwrite)
+            remote.attach(recorder.ledger, resync=replaced or overwrite, run=recorder.run)
             remote.push()
         recorder.adopt_process(accept_process_change, run_plan.zooms)   # published, when remote
     except BaseException:

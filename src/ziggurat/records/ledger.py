@@ -321,6 +321,19 @@ class Ledger(LedgerQueries):
                     for row in rows:
                         yield [kind, *row]
 
+    def run_ops(self, run: str) -> Iterator[list[Any]]:
+        """One run's rows as operations (with every key, small), to publish what a killed run had
+        committed here but not published."""
+        with self._lock:
+            process = "SELECT zoom, row, col, status, run, time, key, deps FROM process_tiles WHERE run=?"
+            tables = [("k", "SELECT key, parts FROM keys", ()), ("p", process, (run,)),
+                      ("o", "SELECT path, zoom, row, col, sha256, run FROM output_tiles WHERE run=?", (run,))]
+            for kind, query, args in tables:
+                cursor = self._conn.execute(query, args)
+                while rows := cursor.fetchmany(SNAPSHOT_PAGE):
+                    for row in rows:
+                        yield [kind, *row]
+
     def close(self) -> None:
         """Commit and close; the last connection checkpoints and removes the WAL file."""
         with self._lock:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 #: A ledger segment is published at most this often (the end of a run always publishes).
 PUBLISH_SECONDS = 5.0
 #: Not published: local-only state (the ledger travels as segments, caches and temporaries stay).
+#: ... or once this many operations (about half as many tiles) wait.
+PUBLISH_OPS = 4096
 #: In the state folder: what the last run that finished there published (local only).
 SYNCED_FILE = "ledger.synced.json"
 _LOCAL_ONLY = (LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm", "lock", "tmp", "cache", "ledger", SYNCED_FILE)
@@ -68,6 +70,7 @@ class RemoteRecords:
         self._pushed: dict[str, tuple[int, int]] = {}
         self._existing: list[str] = []           # segment keys found by `pull`
         self._adopted = False                    # rows taken over from parts: compact at the end
+        self._unpublished: str | None = None     # a run killed here, whose local rows go out at attach
         #: raises when the run lost its lock (`RemoteLock.fence`): nothing is published after that
         self.fence: Callable[[], None] = lambda: None
         self._sizes: dict[str, int] = {}         # bytes of each segment (compaction policy)
@@ -88,7 +91,7 @@ class RemoteRecords:
         segments = sorted(rel for rel in listing if rel.startswith(self.segments + "/"))
         synced = self._synced()
         if synced is None or not set(synced["segments"]) <= set(segments):
-            synced = {"segments": [], "files": {}}
+            synced = {"segments": [], "files": {}, "dirty": None}
             for name in ("runs", "sources"):
                 shutil.rmtree(self.folder / name, ignore_errors=True)
             for path in (ledger_path(self.root), *(Path(f"{ledger_path(self.root)}-{x}") for x in ("wal", "shm"))):
@@ -111,6 +114,7 @@ class RemoteRecords:
                     if ops is not None:                 # (None: compacted away meanwhile)
                         replayed += ledger.apply(ops)
         self._existing = segments
+        self._unpublished = synced["dirty"]   # a run killed here: its local rows are kept, published at attach
         self._sizes = {rel: listing[rel][0] for rel in segments}
         self._bucket_files = {rel: list(v) for rel, v in listing.items() if not rel.startswith(self.segments + "/")}
         return replayed
@@ -132,18 +136,28 @@ class RemoteRecords:
             return None
         if not isinstance(got, dict) or got.get("url") != self.store.url("") or not ledger_path(self.root).is_file():
             return None
-        return {"segments": list(got.get("segments", [])), "files": dict(got.get("files", {}))}
+        return {"segments": list(got.get("segments", [])), "files": dict(got.get("files", {})),
+                "dirty": got.get("dirty")}
 
-    def _write_synced(self) -> None:
+    def _write_synced(self, dirty: str | None = None) -> None:
+        """`dirty`: the run now recording here; if it is killed, the next run here publishes the rows
+        it committed locally but had not published yet (its tiles are in the bucket already)."""
         data = {"url": self.store.url(""), "segments": sorted(self._existing + self._published),
-                "files": self._bucket_files}
+                "files": self._bucket_files, "dirty": dirty}
         write_bytes_atomic(self.folder / SYNCED_FILE, json.dumps(data).encode())
 
     # -- during a run ----------------------------------------------------------------------------
-    def attach(self, ledger: Ledger, *, resync: bool = False) -> None:
+    def attach(self, ledger: Ledger, *, resync: bool = False, run: str | None = None) -> None:
         """Publish `ledger`'s commits from now on; `resync`: it changed since `pull` (a replaced
-        pyramid, an --overwrite begun), so the first segment carries all of it."""
-        (self.folder / SYNCED_FILE).unlink(missing_ok=True)   # the local ledger now runs ahead of the bucket
+        pyramid, an --overwrite begun), so the first segment carries all of it. Rows a run killed
+        here had committed but not published are published first: its tiles are not redone."""
+        if self._unpublished and not resync:
+            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-recovered{SUFFIX}"
+            publish_stream(self.store, key, ledger.run_ops(self._unpublished))
+            self._published.append(key)
+            self._sizes[key] = 1
+        self._unpublished = None
+        self._write_synced(dirty=run or "unknown")   # the local ledger now runs ahead of the bucket
         ledger.on_commit = self._on_commit
         if resync:   # the whole ledger, streamed into one segment
             key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-resync{SUFFIX}"
@@ -159,7 +173,7 @@ class RemoteRecords:
     def _on_commit(self, ops: list[list[Any]]) -> None:
         with self._lock:
             self._ops.extend(ops)
-            due = time.monotonic() - self._last >= PUBLISH_SECONDS
+            due = time.monotonic() - self._last >= PUBLISH_SECONDS or len(self._ops) >= PUBLISH_OPS
         if due:
             self.publish()
 
