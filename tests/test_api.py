@@ -1,10 +1,11 @@
-"""The curated Python API: everything the README's examples use imports from `ziggurat`."""
+"""The curated Python API: everything the documentation's examples use imports from `ziggurat`."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
