@@ -92,6 +92,17 @@ def test_run_sizer_is_guided_capped_and_shortens_for_slow_tiles():
     assert RunSizer(workers=768, largest=256, remaining=1000).size() == 1
 
 
+def test_runs_stay_short_until_the_tile_time_is_known():
+    """The first outcomes (and progress) come back after a few tiles even when tiles are slow."""
+    from ziggurat.plan.order import LEARN_TILES, RunSizer
+
+    median: list[float | None] = [None]
+    sizer = RunSizer(workers=2, largest=256, remaining=10_000, seconds_per_tile=lambda: median[0], learn=True)
+    assert sizer.size() == LEARN_TILES
+    median[0] = 0.001                                         # fast tiles, now known: the cap
+    assert sizer.size() == 256
+
+
 def test_runs_along_the_curve_give_the_same_tiles_as_neighbours():
     """With a run sizer, the source hands out the plan's tiles along the curve, cut into runs of
     neighbours that shrink towards the end; without one, in rows."""

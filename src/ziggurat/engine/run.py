@@ -185,7 +185,7 @@ class _Run:
         is_done = (lambda tile: False) if overwrite else self.recorder.is_done
         runs = None   # runs of neighbours, sized as the run goes (guided, and by tile time)
         if pool.run_tiles > 1:
-            runs = RunSizer(pool.workers, pool.run_tiles, self.summary.total, self.watch.median)
+            runs = RunSizer(pool.workers, pool.run_tiles, self.summary.total, self.watch.median, learn=True)
         self.source = make_source(self.recipe, run_plan, is_done, self.skipped, runs)
 
     def skipped(self, tile: Tile) -> None:

@@ -22,6 +22,9 @@ from typing import Callable, Iterator
 #: the most work (seconds, at the median tile time so far) one run holds: a slow process gets
 #: short runs, so no tile waits long behind its run's others (nor looks hung to the slow-tile watch)
 RUN_SECONDS = 2.0
+#: the most tiles a run holds while no tile time is known yet (`RunSizer.learn`): the first
+#: outcomes, and the first progress, come back after a few tiles, not after 256 slow ones
+LEARN_TILES = 16
 
 
 def _sign(v: int) -> int:
@@ -78,6 +81,8 @@ class RunSizer:
     largest: int                    # the executor's run_tiles
     remaining: int                  # tiles of the plan not yet decided
     seconds_per_tile: Callable[[], float | None] = lambda: None   # the median so far, if known
+    #: runs stay at LEARN_TILES until `seconds_per_tile` knows the tile time (the engine's runs)
+    learn: bool = False
     smallest: int = field(init=False)
     _left: int = field(init=False)   # tasks the current run may still take
 
@@ -93,6 +98,8 @@ class RunSizer:
         per_tile = self.seconds_per_tile()
         if per_tile:   # slow tiles: shorter runs, down to one tile each
             size = min(size, max(1, int(RUN_SECONDS / per_tile)))
+        elif self.learn:   # no tile time yet: short runs until there is one
+            size = min(size, LEARN_TILES)
         return max(1, size)
 
     def took(self, n: int = 1) -> None:
@@ -108,4 +115,4 @@ class RunSizer:
         return True
 
 
-__all__ = ["RUN_SECONDS", "RunSizer", "curve"]
+__all__ = ["LEARN_TILES", "RUN_SECONDS", "RunSizer", "curve"]
