@@ -113,6 +113,10 @@ class DaskExecutor(Executor):
             except (OSError, TimeoutError) as exc:
                 raise ExecutorError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from exc
         else:
+            # our own cluster's processes share the terminal: tile errors come back as outcomes, and
+            # a worker busy with a run when Ctrl-C shuts the cluster down must not print its
+            # failed heartbeat's traceback (pass silence_logs=logging.WARNING to see them)
+            cluster_options.setdefault("silence_logs", logging.CRITICAL)
             self._cluster = distributed.LocalCluster(
                 n_workers=self.workers, threads_per_worker=1, processes=True,
                 dashboard_address=dashboard_address, **cluster_options)
