@@ -34,7 +34,7 @@ from ziggurat.recipe import OutputConfig
 from ziggurat.recipe.output import state_root
 from ziggurat.records.ledger import FOLDER, Ledger, ledger_path, provenance_dir
 from ziggurat.records.lock import RunLock
-from ziggurat.records.remote import PUBLISH_SECONDS
+from ziggurat.records.remote import PUBLISH_OPS, PUBLISH_SECONDS
 from ziggurat.records.remote_lock import RemoteLock
 from ziggurat.records.segments import SUFFIX, fetched, pack, publish_stream
 
@@ -123,7 +123,7 @@ class PartRecords:
     def _on_commit(self, ops: list[list[Any]]) -> None:
         with self._lock:
             self._ops.extend(ops)
-            due = time.monotonic() - self._last >= PUBLISH_SECONDS
+            due = time.monotonic() - self._last >= PUBLISH_SECONDS or len(self._ops) >= PUBLISH_OPS
         if due:
             self.publish()
 

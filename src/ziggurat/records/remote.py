@@ -270,4 +270,4 @@ def pulled(url: str, storage_options: Mapping[str, Any] | None = None, *, must_e
         yield root
 
 
-__all__ = ["PUBLISH_SECONDS", "RemoteRecords", "pulled"]
+__all__ = ["PUBLISH_OPS", "PUBLISH_SECONDS", "RemoteRecords", "pulled"]
