@@ -98,6 +98,25 @@ def test_parts_split_the_plan_into_disjoint_whole_subtrees(tmp_path: Path, write
         assert max(sizes) <= 1.5 * min(sizes)
 
 
+def test_parts_of_a_run_with_an_area_polygon_are_balanced_within_it(tmp_path: Path,
+                                                                   write_recipe: Callable[..., Path]) -> None:
+    path = write_recipe("""
+process: proc.py
+zoom_levels: [0, 8]
+pyramid: {grid: geodetic}
+bounds: [-10, -5, 20, 12]
+area: 'POLYGON((-10 -5, 20 -5, 0 12, -10 -5))'
+output: {path: out, dtype: uint8, bands: 1}
+""", "area.yaml", "def execute(tile):\n    return None\n")
+    recipe = load_recipe(path)
+    whole = {t.index for t in make_plan(recipe).tiles()}
+    parts = [[t.index for t in make_plan(recipe, part=f"{i}/3").tiles(curve=True)] for i in (1, 2, 3)]
+    every = [i for p in parts for i in p]
+    assert len(every) == len(set(every)) and set(every) <= whole
+    sizes = [len(p) for p in parts]
+    assert max(sizes) <= 1.3 * min(sizes), sizes   # weighed by the tiles inside the polygon
+
+
 def test_part_arguments_are_checked(tmp_path: Path, write_recipe: Callable[..., Path]) -> None:
     for bad in ("0/3", "4/3", "three", "1/0"):
         with pytest.raises(RecipeError, match="I/N"):

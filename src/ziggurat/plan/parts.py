@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from ziggurat.core.errors import RecipeError
 from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.plan.order import curve
+from ziggurat.recipe.area import clip_to_bounds, count_tiles_in_geometry
 
 #: tiles of the part zoom per part, at least: stretches of 8 or more coarse tiles balance the
 #: parts to within about an eighth (edge tiles hold fewer tiles of the finer zooms)
@@ -103,6 +104,14 @@ class PartCut:
                     yield tile
 
 
+def _weight(grid: Grid, box: Bounds, top: int, geometry: Any) -> int:
+    """Tiles of the top zoom in `box` (meeting `geometry`, when the run has an area polygon)."""
+    if geometry is None:
+        return grid.count_tiles(box, top)
+    inside = clip_to_bounds(geometry, (box.left, box.bottom, box.right, box.top))
+    return 0 if inside is None else count_tiles_in_geometry(grid, inside, top)
+
+
 def part_zoom(grid: Grid, bounds: Bounds, top: int, count: int) -> int:
     """The coarsest zoom (at most `top`) with at least GRAIN x `count` tiles in `bounds`."""
     for zoom in range(grid.minzoom, top + 1):
@@ -111,16 +120,17 @@ def part_zoom(grid: Grid, bounds: Bounds, top: int, count: int) -> int:
     return top
 
 
-def cut(grid: Grid, bounds: Bounds, top: int, part: Part) -> PartCut:
+def cut(grid: Grid, bounds: Bounds, top: int, part: Part, geometry: Any = None) -> PartCut:
     """Part `part`'s stretch of the curve over the part zoom's tiles in `bounds`, cut where the
-    tiles of the top zoom beneath them (the bulk of the work) are shared out evenly."""
+    tiles of the top zoom beneath them (the bulk of the work; within the run's area polygon, if
+    it has one) are shared out evenly."""
     zoom = part_zoom(grid, bounds, top, part.count)
     rows, cols = grid.tile_range(bounds, zoom)
     cells = [TileIndex(zoom, r, c) for r, c in curve(rows, cols)]
     weights = []
     for index in cells:
         box = grid.tile(*index).bounds.intersection(bounds)
-        weights.append(0 if box is None else grid.count_tiles(box, top))
+        weights.append(0 if box is None else _weight(grid, box, top, geometry))
     total = sum(weights) or 1
     lo, hi = (part.index - 1) * total / part.count, part.index * total / part.count
     roots, before = [], 0

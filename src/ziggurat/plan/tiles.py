@@ -129,7 +129,7 @@ def part_of(recipe: Recipe, plan: Plan, part: Part) -> Plan:
     top = max(plan.zooms) if levels is None else min(max(plan.zooms), levels[1])
     if plan.bounds is None or top < min(plan.zooms):   # nothing a part could own: all is the ending run's
         return replace(plan, part=PartCut(part, max(plan.zooms), ()))
-    the_cut = cut(plan.grid, plan.bounds, top, part)
+    the_cut = cut(plan.grid, plan.bounds, top, part, plan.geometry)
     zooms = tuple(z for z in plan.zooms if the_cut.zoom <= z <= top)
     return replace(plan, zooms=zooms, part=the_cut)
 
