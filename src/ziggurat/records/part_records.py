@@ -20,7 +20,6 @@ import hashlib
 import logging
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -34,9 +33,8 @@ from ziggurat.recipe import OutputConfig
 from ziggurat.recipe.output import state_root
 from ziggurat.records.ledger import FOLDER, Ledger, ledger_path, provenance_dir
 from ziggurat.records.lock import RunLock
-from ziggurat.records.remote import PUBLISH_OPS, PUBLISH_SECONDS
 from ziggurat.records.remote_lock import RemoteLock
-from ziggurat.records.segments import SUFFIX, fetched, pack, publish_stream
+from ziggurat.records.segments import SUFFIX, Journal, fetched, publish_stream
 
 log = logging.getLogger(__name__)
 PARTS = f"{FOLDER}/parts"
@@ -77,13 +75,11 @@ class PartRecords:
         digest = hashlib.sha256(config.url.encode()).hexdigest()[:12]
         #: a stand-in output path whose records folder holds the part's ledger and manifests
         self.state = state_root() / "parts" / digest / part.name / Path(config.path).name
-        self._ops: list[list[Any]] = []
-        self._last = time.monotonic()
-        self._seq = 0
         self._own: list[str] = []
-        self._lock = threading.Lock()
         #: raises when the part lost its lock: nothing is published after that
         self.fence: Callable[[], None] = lambda: None
+        self._journal = Journal(self.store, self.segments, lambda: self.fence(),
+                                lambda key, size: self._own.append(key))
 
     def lock(self) -> RunLock | RemoteLock:
         what = f"part {self.part} of output {self.config.url}"
@@ -118,26 +114,10 @@ class PartRecords:
 
     def attach(self, ledger: Ledger) -> None:
         """Publish the part's commits from now on."""
-        ledger.on_commit = self._on_commit
-
-    def _on_commit(self, ops: list[list[Any]]) -> None:
-        with self._lock:
-            self._ops.extend(ops)
-            due = time.monotonic() - self._last >= PUBLISH_SECONDS or len(self._ops) >= PUBLISH_OPS
-        if due:
-            self.publish()
+        ledger.on_commit = self._journal.on_commit
 
     def publish(self) -> None:
-        self.fence()
-        with self._lock:
-            ops, self._ops = self._ops, []
-            self._last = time.monotonic()
-            if not ops:
-                return
-            self._seq += 1
-            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
-        self.store.put(key, pack(ops))
-        self._own.append(key)
+        self._journal.publish()
 
     def push(self) -> None:
         """The part's run manifests and sources into the output's records, beside every run's."""

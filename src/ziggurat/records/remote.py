@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,15 +33,11 @@ from ziggurat.core.location import Location
 from ziggurat.io.storage.atomic import HOST, write_bytes_atomic
 from ziggurat.io.storage.store import ObjectStore, open_store
 from ziggurat.records.ledger import LEDGER_FILE, Ledger, ledger_path, provenance_dir
-from ziggurat.records.segments import SUFFIX, fetched, pack, publish_stream
+from ziggurat.records.segments import SUFFIX, Journal, fetched, publish_stream
 
 log = logging.getLogger(__name__)
 
-#: A ledger segment is published at most this often (the end of a run always publishes).
-PUBLISH_SECONDS = 5.0
 #: Not published: local-only state (the ledger travels as segments, caches and temporaries stay).
-#: ... or once this many operations (about half as many tiles) wait.
-PUBLISH_OPS = 4096
 #: In the state folder: what the last run that finished there published (local only).
 SYNCED_FILE = "ledger.synced.json"
 _LOCAL_ONLY = (LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm", "lock", "tmp", "cache", "ledger", SYNCED_FILE)
@@ -63,9 +58,6 @@ class RemoteRecords:
         self.folder = provenance_dir(self.root)
         self.prefix = self.folder.relative_to(self.base).as_posix()   # ".ziggurat" or "OUT.tif.ziggurat"
         self.segments = f"{self.prefix}/ledger"
-        self._ops: list[list[Any]] = []
-        self._last = time.monotonic()
-        self._seq = 0
         self._published: list[str] = []          # segment keys this run wrote
         self._pushed: dict[str, tuple[int, int]] = {}
         self._existing: list[str] = []           # segment keys found by `pull`
@@ -75,7 +67,7 @@ class RemoteRecords:
         self.fence: Callable[[], None] = lambda: None
         self._sizes: dict[str, int] = {}         # bytes of each segment (compaction policy)
         self._bucket_files: dict[str, list[Any]] = {}   # other records in the bucket: rel -> [size, etag]
-        self._lock = threading.Lock()
+        self._journal = Journal(self.store, self.segments, lambda: self.fence(), self._note_published)
 
     # -- before a run (and for readers: verify, status, reproduce) -----------------------------
     def check(self, *, write: bool) -> None:
@@ -158,7 +150,7 @@ class RemoteRecords:
             self._sizes[key] = 1
         self._unpublished = None
         self._write_synced(dirty=run or "unknown")   # the local ledger now runs ahead of the bucket
-        ledger.on_commit = self._on_commit
+        ledger.on_commit = self._journal.on_commit
         if resync:   # the whole ledger, streamed into one segment
             key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-resync{SUFFIX}"
             publish_stream(self.store, key, ledger.snapshot_ops())
@@ -170,27 +162,13 @@ class RemoteRecords:
         compacts it into this output's own segments."""
         self._adopted = True
 
-    def _on_commit(self, ops: list[list[Any]]) -> None:
-        with self._lock:
-            self._ops.extend(ops)
-            due = time.monotonic() - self._last >= PUBLISH_SECONDS or len(self._ops) >= PUBLISH_OPS
-        if due:
-            self.publish()
-
     def publish(self) -> None:
         """One PUT of the operations committed since the last one."""
-        self.fence()
-        with self._lock:
-            ops, self._ops = self._ops, []
-            self._last = time.monotonic()
-            if not ops:
-                return
-            self._seq += 1
-            key = f"{self.segments}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
-        data = pack(ops)
-        self.store.put(key, data)
+        self._journal.publish()
+
+    def _note_published(self, key: str, size: int) -> None:
         self._published.append(key)
-        self._sizes[key] = len(data)
+        self._sizes[key] = size
 
     def push(self) -> int:
         """Upload the records that changed in the state folder; returns how many."""
@@ -270,4 +248,4 @@ def pulled(url: str, storage_options: Mapping[str, Any] | None = None, *, must_e
         yield root
 
 
-__all__ = ["PUBLISH_OPS", "PUBLISH_SECONDS", "RemoteRecords", "pulled"]
+__all__ = ["RemoteRecords", "pulled"]

@@ -14,14 +14,21 @@ import gzip
 import json
 import os
 import tempfile
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ziggurat.core.errors import OutputError
+from ziggurat.io.storage.atomic import HOST
 
 #: segment objects end with this
 SUFFIX = ".json.gz"
+#: A run's ledger commits are published at most this often (the end of a run always publishes) ...
+PUBLISH_SECONDS = 5.0
+#: ... or once this many operations (about half as many tiles) wait.
+PUBLISH_OPS = 4096
 
 
 class SegmentStore(Protocol):
@@ -32,6 +39,43 @@ class SegmentStore(Protocol):
     def get_file(self, rel: str, path: Path) -> bool: ...
 
     def put_file(self, rel: str, path: Path) -> None: ...
+
+    def put(self, rel: str, data: bytes) -> Any: ...
+
+
+class Journal:
+    """A ledger's commits (`Ledger.on_commit`), published as one segment each `PUBLISH_SECONDS` or
+    `PUBLISH_OPS` operations, into `folder` of `store`; `fence` is asked before each (a run that
+    lost its lock publishes nothing), `published(key, size)` told after."""
+
+    def __init__(self, store: SegmentStore, folder: str, fence: Callable[[], None],
+                 published: Callable[[str, int], None]) -> None:
+        self.store, self.folder, self.fence, self.published = store, folder, fence, published
+        self._ops: list[list[Any]] = []
+        self._last = time.monotonic()
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def on_commit(self, ops: list[list[Any]]) -> None:
+        with self._lock:
+            self._ops.extend(ops)
+            due = time.monotonic() - self._last >= PUBLISH_SECONDS or len(self._ops) >= PUBLISH_OPS
+        if due:
+            self.publish()
+
+    def publish(self) -> None:
+        """One PUT of the operations committed since the last one."""
+        self.fence()
+        with self._lock:
+            ops, self._ops = self._ops, []
+            self._last = time.monotonic()
+            if not ops:
+                return
+            self._seq += 1
+            key = f"{self.folder}/{time.time_ns():020d}-{HOST}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
+        data = pack(ops)
+        self.store.put(key, data)
+        self.published(key, len(data))
 
 
 def pack(ops: Iterable[list[Any]]) -> bytes:
@@ -92,4 +136,5 @@ def publish_stream(store: SegmentStore, rel: str, ops: Iterable[list[Any]]) -> i
         path.unlink(missing_ok=True)
 
 
-__all__ = ["SUFFIX", "SegmentStore", "fetched", "pack", "publish_stream", "read_file", "write_file"]
+__all__ = ["PUBLISH_OPS", "PUBLISH_SECONDS", "SUFFIX", "Journal", "SegmentStore", "fetched", "pack",
+           "publish_stream", "read_file", "write_file"]
