@@ -765,6 +765,7 @@ def test_a_paused_writer_that_lost_its_lock_stops_without_publishing(tmp_path: P
         os.killpg(a.pid, signal.SIGCONT)
     out, err = a.communicate(timeout=120)
     assert a.returncode != 0 and "lost its lock" in err and "Traceback" not in err, err
+    assert "another run took it over" in err and "run 20" in err, err   # names the run that took over
     verify = subprocess.run([ZIGGURAT, "verify", f"s3://{bucket}/out"], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "ZIGGURAT_STATE_DIR": str(tmp_path / "v")})
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -94,6 +94,8 @@ def open_run(recipe: Recipe, output: Output, pool: Executor, run_plan: Plan, sel
                              replaced=replaced)  # recipe, process source, input fingerprints
         if remote is not None:
             remote.fence = lock.fence   # a run that lost its lock publishes nothing more
+            if isinstance(lock, RemoteLock):
+                lock.run = recorder.run   # named to a run that loses the lock to this one
             remote.attach(recorder.ledger, resync=replaced or overwrite, run=recorder.run)
             remote.push()
         recorder.adopt_process(accept_process_change, run_plan.zooms)   # published, when remote

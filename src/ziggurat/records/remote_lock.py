@@ -57,9 +57,11 @@ class RemoteLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = dt.datetime.now(dt.timezone.utc).isoformat()
+        #: the run holding it, once it has an id (written into the lock at the next renewal)
+        self.run: str | None = None
 
     def _body(self) -> bytes:
-        return json.dumps({"pid": os.getpid(), "host": HOST, "started": self._started,
+        return json.dumps({"pid": os.getpid(), "host": HOST, "started": self._started, "run": self.run,
                            "expires": time.time() + self.seconds}).encode()
 
     def acquire(self) -> "RemoteLock":
@@ -113,25 +115,59 @@ class RemoteLock:
 
     def _renew_once(self) -> None:
         if time.monotonic() - self._renewed > self.seconds:   # paused, or cut off, past the expiry
-            self.lost = f"it was not renewed for {time.monotonic() - self._renewed:.0f} s (the run was paused?)"
+            self.lost = self._paused()
             return
         try:
             self._etag = self.store.put(self.key, self._body(), match=self._etag)
             self._renewed = time.monotonic()
-        except AlreadyExists as exc:
-            self.lost = f"another run took it over ({exc})"
+        except AlreadyExists:
+            self.lost = self._taken_by()
         except OutputError as exc:  # the next renewal may work; the run goes on
             log.warning("cannot renew the run lock %s: %s", self.url, exc)
+
+    def _paused(self) -> str:
+        why = f"it was not renewed for {time.monotonic() - self._renewed:.0f} s (the run was paused?)"
+        try:
+            other = self._holder()
+        except OutputError:
+            other = None
+        if (other or {}).get("pid") != os.getpid() or (other or {}).get("host") != HOST:
+            why += f"; {self._taken_by()}"
+        return why
+
+    def _taken_by(self) -> str:
+        """Why the lock is lost, naming the run that holds it now (when it still does)."""
+        try:
+            other = self._holder()
+        except OutputError:
+            other = None
+        if not other:
+            ended = self._newer_run()
+            return f"another run took it over ({ended} has run since)" if ended else "another run took it over"
+        run = f"run {other['run']}, " if other.get("run") else ""
+        return f"another run took it over at {other.get('started')} ({run}pid {other.get('pid')} on {other.get('host')})"
+
+    def _newer_run(self) -> str | None:
+        """The newest run record beside the lock, when it began after this run (it held the lock
+        meanwhile and has ended)."""
+        try:
+            names = [rel.rsplit("/", 1)[-1] for rel, _, _ in self.store.list_objects(f"{self.key.rsplit('/', 1)[0]}/runs")]
+        except OutputError:
+            return None
+        mine = self._started[:19].replace("-", "").replace(":", "")
+        newer = sorted(n.removesuffix(".json") for n in names
+                       if n.endswith(".json") and n[:15] >= mine[:15] and n.removesuffix(".json") != self.run)
+        return f"run {newer[-1]}" if newer else None
 
     def fence(self) -> None:
         """Raise if the lock is no longer this run's: before the run publishes anything."""
         if self.held and self.lost is None:
             if time.monotonic() - self._renewed > self.seconds:
-                self.lost = f"it was not renewed for {time.monotonic() - self._renewed:.0f} s (the run was paused?)"
+                self.lost = self._paused()
             else:
                 meta = self.store.stat(self.key)
                 if meta is None or (self._etag is not None and meta.get("etag") != self._etag):
-                    self.lost = "another run took it over"
+                    self.lost = self._taken_by()
         if self.lost is not None:
             raise OutputError(f"{self.output_url}: this run lost its lock {self.url}: {self.lost}; it stops "
                               "without publishing its records (the run holding the lock now owns the output; "
