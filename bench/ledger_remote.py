@@ -1,6 +1,9 @@
 """The bucket's copy of a ledger at scale: peak memory and seconds of compaction (publishing the
-whole ledger as one segment) and of a pull (rebuilding the ledger on another machine), at 10^5
-and 10^6 tile rows, against a real S3 server (moto_server, its own process on 127.0.0.1).
+whole ledger as shards of 256 x 256 tiles) and of a pull (rebuilding the ledger on another
+machine), at 10^5 and 10^6 tile rows, against a real S3 server (moto_server, its own process on
+127.0.0.1); then what moves for a one-tile rerun where the last run finished, for a rerun of one
+block of 65,536 tiles (its compaction rewrites that shard only) and for a reader of one window
+(`plan` of a region: one shard fetched).
 
 Each step runs in its own child process, so its peak RSS (`ru_maxrss`) is its own; the
 baseline is the same child importing everything and doing nothing. Segments are gzip'd JSON
@@ -53,7 +56,7 @@ def child(step: str, rows: int, folder: Path) -> None:
             ledger.apply(_rows(rows))
     elif step == "compact":
         records = RemoteRecords(location, None, folder / "a" / f"out{rows}")
-        records.compact()
+        records.compact(whole=True)
     elif step == "pull":
         records = RemoteRecords(location, None, folder / "b" / f"out{rows}")
         records.pull()
@@ -63,12 +66,29 @@ def child(step: str, rows: int, folder: Path) -> None:
         moved = _one_tile_run(location, folder / "b" / f"out{rows}")
         print(json.dumps({"seconds": time.perf_counter() - start, "moved": moved}), flush=True)
         return
+    elif step == "region":   # a rerun of one block: its compaction rewrites one shard
+        moved = _one_tile_run(location, folder / "b" / f"out{rows}", tiles=256)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"seconds": time.perf_counter() - start, "moved": moved, "rss_mb": peak}), flush=True)
+        return
+    elif step == "window":   # a reader of one window (`plan` of a region)
+        from ziggurat.io.storage.store import STATS
+        from ziggurat.records.remote import pulled
+
+        STATS.take()
+        with pulled(location.url, must_exist=False, want=lambda shard: shard == (14, 1, 1)):
+            pass
+        counts = STATS.take()
+        moved = sum(v for k, v in counts.items() if k.endswith(("bytes_in", "bytes_out")))
+        print(json.dumps({"seconds": time.perf_counter() - start, "moved": moved}), flush=True)
+        return
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": time.perf_counter() - start, "rss_mb": peak, "base_mb": base}), flush=True)
 
 
-def _one_tile_run(location, root: Path) -> int:
-    """Bytes in and out of one run that records one tile (the state folder kept from the last)."""
+def _one_tile_run(location, root: Path, tiles: int = 1) -> int:
+    """Bytes in and out of one run that records `tiles` x `tiles` tiles (the state folder kept
+    from the last)."""
     from ziggurat.io.storage.store import STATS
     from ziggurat.records.ledger import Ledger
     from ziggurat.records.remote import RemoteRecords
@@ -78,8 +98,10 @@ def _one_tile_run(location, root: Path) -> int:
     records.pull()
     with Ledger(root) as ledger:
         records.attach(ledger)
-        ledger.record_process((14, 0, 0), "written", "rerun", "k" * 16)
-        ledger.commit()
+        for r in range(tiles):
+            for c in range(tiles):
+                ledger.record_process((14, r, c), "written", "rerun", "k" * 16)
+            ledger.commit()
     records.finish()
     counts = STATS.take()
     return sum(v for k, v in counts.items() if k.endswith(("bytes_in", "bytes_out")))
@@ -136,6 +158,13 @@ def main() -> None:
                 r = run("rerun", rows, folder, env)
                 print(f"{rows:>10,}  one-tile rerun where the last run finished: {r['seconds']:.1f} s, "
                       f"{r['moved']:,} bytes moved" + (f" ({r['moved'] / size:.2%} of the ledger)" if size else ""))
+                r = run("region", rows, folder, env)
+                print(f"{rows:>10,}  a rerun of one 256 x 256 block (its shard compacted): {r['seconds']:.1f} s, "
+                      f"{r['moved']:,} bytes moved" + (f" ({r['moved'] / size:.1%} of the ledger)" if size else "")
+                      + f", {r['rss_mb']:.0f} MB peak RSS")
+                r = run("window", rows, folder, env)
+                print(f"{rows:>10,}  a reader of one window (one shard): {r['seconds']:.1f} s, "
+                      f"{r['moved']:,} bytes moved" + (f" ({r['moved'] / size:.1%} of the ledger)" if size else ""))
     finally:
         server.terminate()
         server.wait()

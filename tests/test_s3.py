@@ -106,7 +106,8 @@ def test_resume_from_a_fresh_machine_is_a_constant_few_requests(tmp_path: Path, 
     assert again.skipped == first.written + first.empty and again.written == 0
     counts = again.requests[f"s3://{bucket}"]
     assert counts.get("HEAD", 0) == 0
-    assert counts["PUT"] + counts["GET"] + counts["LIST"] < 25  # not proportional to the tiles
+    # not proportional to the tiles: the records, the ledger's index and one shard per zoom (and meta)
+    assert counts["PUT"] + counts["GET"] + counts["LIST"] < 25 + 4
     after = objects(bucket, "out/")
     tiles = [k for k in before if k[4].isdigit()]
     assert {k: after[k] for k in tiles} == {k: before[k] for k in tiles}
@@ -166,15 +167,20 @@ def test_gdal_opens_the_stac_item_in_the_bucket(tmp_path: Path, bucket: str, wri
     assert window.count() > 100 and 1 <= float(window.min()) <= float(window.max()) <= 511 * 1000 + 511 + 1
 
 
-def test_ledger_segments_are_compacted(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path]) -> None:
+def test_ledger_segments_are_compacted_into_shards(tmp_path: Path, bucket: str,
+                                                   write_recipe: Callable[..., Path]) -> None:
     recipe = remote_recipe(tmp_path, bucket, write_recipe)
     execute(recipe, executor="sequential")
     execute(recipe, executor="sequential", overwrite=True)
-    segments = [k for k in objects(bucket, "out/.ziggurat/ledger/")]
-    assert len(segments) == 1
-    lines = gzip.decompress(objects(bucket, "out/.ziggurat/ledger/")[segments[0]]).decode().splitlines()
-    ops = [json.loads(line) for line in lines]   # one operation per line: read and written as streams
-    assert ops[0] == ["reset"] and any(op[0] == "o" for op in ops)
+    ledger = objects(bucket, "out/.ziggurat/ledger/")
+    index = json.loads(ledger.pop("out/.ziggurat/ledger/index.json"))
+    assert all(k.startswith("out/.ziggurat/ledger/shards/") for k in ledger)   # no delta left
+    assert sorted(e["key"] for e in index["shards"].values()) == sorted(k[len("out/"):] for k in ledger)
+    assert set(index["shards"]) == {"meta", "z0-0-0", "z1-0-0", "z2-0-0", "z3-0-0"}
+    ops = {name: [json.loads(line) for line in gzip.decompress(ledger[f"out/{e['key']}"]).decode().splitlines()]
+           for name, e in index["shards"].items()}   # one operation per line: read and written as streams
+    assert {op[0] for op in ops["meta"]} == {"k"} and {op[0] for op in ops["z3-0-0"]} == {"p", "o"}
+    assert all(op[1] == 3 for op in ops["z3-0-0"] if op[0] == "p")
 
 
 def test_storage_options_never_reach_provenance(tmp_path: Path, bucket: str, write_recipe: Callable[..., Path],
@@ -703,7 +709,7 @@ def test_overwrite_deletes_stale_objects_in_bulk_before_the_ledger_says_they_are
                                        extra="}\nprocess_parameters: {empty: true"), "r.yaml", proc)
     second = execute(emptied, executor="sequential", overwrite=True)
     assert second.empty == first.written and tile_objects(bucket, "out/") == {}
-    # one DeleteObjects for the tiles; the rest are the run lock and compacted ledger segments
+    # one DeleteObjects for the tiles; the rest are the run lock and the replaced ledger objects
     assert second.requests[f"s3://{bucket}"]["DELETE"] <= 5 < first.output_tiles
     done = subprocess.run([ZIGGURAT, "verify", f"s3://{bucket}/out"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -715,10 +721,12 @@ def test_a_rerun_on_the_same_machine_pulls_only_what_is_new(tmp_path: Path, buck
     recipe = remote_recipe(tmp_path, bucket, write_recipe, zooms="[0, 8]")
     first = execute(recipe, executor="sequential")
     assert first.written > 10
-    # nothing to do, on the machine that ran it: no ledger segment travels, none is rewritten
+    # nothing to do, on the machine that ran it: no ledger segment travels, no shard is rewritten
+    shards = objects(bucket, "out/.ziggurat/ledger/shards/")
     again = execute(recipe, executor="sequential").requests[f"s3://{bucket}"]
-    segments = objects(bucket, "out/.ziggurat/ledger/")
-    assert len(segments) <= 2   # the earlier one and a small new one: no compaction of the whole
+    ledger = objects(bucket, "out/.ziggurat/ledger/")
+    assert {k: v for k, v in ledger.items() if "/shards/" in k} == shards
+    assert len(ledger) - len(shards) <= 2   # the index and a small new delta
     monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "fresh"))   # the same, from nothing: a full pull
     fresh = execute(recipe, executor="sequential").requests[f"s3://{bucket}"]
     assert again["GET"] < fresh["GET"] and again.get("bytes_in", 0) < fresh["bytes_in"]

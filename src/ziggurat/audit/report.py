@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ziggurat.core.tasks import EMPTY, FAILED, RUN_END, WAIT, task_index
 from ziggurat.engine.run import load, plan
@@ -20,6 +20,7 @@ from ziggurat.records.ledger import DONE, Ledger, ledger_path
 from ziggurat.records.provenance import run_keys
 from ziggurat.records.recorder import OVERWRITE_STATE, RunExtent
 from ziggurat.records.remote import pulled
+from ziggurat.records.shards import BLOCK, Shard
 from ziggurat.records.staleness import Staleness
 from ziggurat.records.tile_records import output_root
 
@@ -97,11 +98,31 @@ def plan_report(recipe: Recipe, plan: Plan, output: Output, keys: RunKeys | None
     the reason; tiles whose upstream tile-directory tiles changed are found only when a run
     looks at them (that needs the tiles themselves, not counts)."""
     if recipe.output.remote:  # the bucket's records, in a private copy (a run may use the state folder)
-        with pulled(recipe.output.url, recipe.output.storage_options, must_exist=False) as root:
+        with pulled(recipe.output.url, recipe.output.storage_options, must_exist=False,
+                    want=_shards_wanted(recipe, plan)) as root:   # a window's shards only
             report = _report(recipe, plan, output, keys, root)
             report.requests = _requests(report, root)
             return report
     return _report(recipe, plan, output, keys, output.path)
+
+
+def _shards_wanted(recipe: Recipe, plan: Plan) -> Callable[[Shard], bool] | None:
+    """The ledger shards a plan of a window reads (its process tiles' and output tiles' blocks)."""
+    if plan.bounds is None or plan.only:
+        return None
+    blocks: dict[int, list[tuple[range, range]]] = {}
+    for zoom in plan.zooms:
+        for grid in (plan.grid, recipe.output_grid):
+            rows, cols = grid.tile_range(plan.bounds, zoom)
+            if len(rows) and len(cols):
+                blocks.setdefault(zoom, []).append((range(rows[0] // BLOCK, rows[-1] // BLOCK + 1),
+                                                    range(cols[0] // BLOCK, cols[-1] // BLOCK + 1)))
+
+    def want(shard: Shard) -> bool:
+        assert not isinstance(shard, str)
+        zoom, r, c = shard
+        return any(r in rows and c in cols for rows, cols in blocks.get(zoom, ()))
+    return want
 
 
 def _requests(report: PlanReport, records: Path) -> dict[str, int]:

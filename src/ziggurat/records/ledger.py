@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT) WITHOUT ROW
 CREATE TABLE IF NOT EXISTS output_tiles (
     path TEXT PRIMARY KEY, zoom INTEGER, row INTEGER, col INTEGER, sha256 TEXT, run TEXT
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS output_tiles_zoom ON output_tiles (zoom);
+CREATE INDEX IF NOT EXISTS output_tiles_zrc ON output_tiles (zoom, row, col);
+DROP INDEX IF EXISTS output_tiles_zoom;
 """
 
 
@@ -173,9 +174,9 @@ class Ledger(LedgerQueries):
 
     def record_key(self, key: str, parts: str) -> None:
         with self._writing():
-            self._conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?)", (key, parts))
-            self._log("k", key, parts)
-            self._pending += 1
+            if self._conn.execute("INSERT OR IGNORE INTO keys VALUES (?, ?)", (key, parts)).rowcount:
+                self._log("k", key, parts)   # (a known key is published already)
+                self._pending += 1
 
     def known_keys(self) -> list[tuple[str, str]]:
         """(key, parts JSON) of every key the ledger's rows were made with."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from typing import Iterable, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from ziggurat.core.grid import TileIndex
 
@@ -99,6 +99,36 @@ class LedgerQueries:
                                       "ORDER BY zoom, row, col, path").fetchall()
         for path, zoom, row, col, sha, run in rows:
             yield TileRecord(path, sha, None if zoom is None else TileIndex(zoom, row, col), run)
+
+    # -- shards of a bucket's compacted ledger (records.shards) ----------------------------------
+    def shards(self, block: int) -> set[tuple[int, int, int]]:
+        """(zoom, row // block, col // block) of every tile row."""
+        query = ("SELECT DISTINCT zoom, row / ?, col / ? FROM {} WHERE zoom IS NOT NULL")
+        with self._lock:
+            return {(int(z), int(r), int(c)) for table in ("process_tiles", "output_tiles")
+                    for z, r, c in self._conn.execute(query.format(table), (block, block))}
+
+    def shard_ops(self, zoom: int, rblock: int, cblock: int, block: int) -> Iterator[list[Any]]:
+        """The rows of one shard as operations (a cursor, a page at a time)."""
+        window = (zoom, rblock * block, rblock * block + block - 1, cblock * block, cblock * block + block - 1)
+        where = "WHERE zoom=? AND row BETWEEN ? AND ? AND col BETWEEN ? AND ?"
+        yield from self._ops([("p", f"SELECT zoom, row, col, status, run, time, key, deps FROM process_tiles {where}",
+                               window),
+                              ("o", f"SELECT path, zoom, row, col, sha256, run FROM output_tiles {where}", window)])
+
+    def meta_ops(self) -> Iterator[list[Any]]:
+        """Keys, state and a single file's record as operations."""
+        yield from self._ops([("k", "SELECT key, parts FROM keys", ()), ("s", "SELECT name, value FROM state", ()),
+                              ("o", "SELECT path, zoom, row, col, sha256, run FROM output_tiles WHERE zoom IS NULL",
+                               ())])
+
+    def _ops(self, tables: list[tuple[str, str, tuple[Any, ...]]]) -> Iterator[list[Any]]:
+        with self._lock:
+            for kind, query, args in tables:
+                cursor = self._conn.execute(query, args)
+                while rows := cursor.fetchmany(10_000):
+                    for row in rows:
+                        yield [kind, *row]
 
     def output_count(self) -> int:
         with self._lock:

@@ -145,13 +145,15 @@ class RemoteLock:
             ended = self._newer_run()
             return f"another run took it over ({ended} has run since)" if ended else "another run took it over"
         run = f"run {other['run']}, " if other.get("run") else ""
-        return f"another run took it over at {other.get('started')} ({run}pid {other.get('pid')} on {other.get('host')})"
+        return (f"another run took it over at {other.get('started')} ({run}pid {other.get('pid')} "
+                f"on {other.get('host')})")
 
     def _newer_run(self) -> str | None:
         """The newest run record beside the lock, when it began after this run (it held the lock
         meanwhile and has ended)."""
         try:
-            names = [rel.rsplit("/", 1)[-1] for rel, _, _ in self.store.list_objects(f"{self.key.rsplit('/', 1)[0]}/runs")]
+            runs = f"{self.key.rsplit('/', 1)[0]}/runs"
+            names = [rel.rsplit("/", 1)[-1] for rel, _, _ in self.store.list_objects(runs)]
         except OutputError:
             return None
         mine = self._started[:19].replace("-", "").replace(":", "")
