@@ -66,3 +66,31 @@ def test_importing_the_core_does_not_load_the_engine():
             "print(any(m.startswith(('ziggurat.engine', 'ziggurat.audit')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_command_line_in_the_documentation_names_real_commands_and_options():
+    """`ziggurat CMD --option ...` in README.md and docs/*.md (code spans and blocks): CMD is a
+    command and each --option one of its options, so the pages cannot drift from the CLI."""
+    import click
+
+    from ziggurat.cli.app import main
+
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    commands: dict[str, click.Command] = main.commands  # type: ignore[attr-defined]
+    seen = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        blocks = re.findall(r"^```[a-z]*\n(.*?)^```", text, re.M | re.S)
+        spans = re.findall(r"`([^`\n]+)`", re.sub(r"^```.*?^```", "", text, flags=re.M | re.S))
+        spans += [line for block in blocks for line in block.splitlines()]
+        for span in spans:
+            match = re.match(r"(?:\$ )?(?:\S*/)?ziggurat ([a-z][a-z-]*)\b(.*)", span.strip())
+            if match is None:
+                continue
+            name, rest = match.groups()
+            assert name in commands, f"{page.name}: `{span}`: no command {name!r}"
+            options = {opt for param in commands[name].params for opt in (*param.opts, *param.secondary_opts)}
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest):
+                assert flag in options, f"{page.name}: `{span}`: {name} has no option {flag}"
+            seen += 1
+    assert seen > 40, seen   # (the pages show 60-odd command lines)
