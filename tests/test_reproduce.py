@@ -87,6 +87,11 @@ def test_verify_names_changed_missing_and_extra_tiles(output):
     code, out, _ = _cli("verify", str(output))
     assert code == 1
     assert "6/10/20.tif (tile 6 10 20)" in out and "6/11/21.tif" in out and "6/10/23.tif" in out
+    # -z: the other zooms are untouched, and only they are looked at
+    others = sorted({int(p.split("/")[0]) for p in tile_bytes(output)} - {6})
+    assert others and verify(output, zooms=others).ok
+    assert verify(output, zooms=[6]).identical + verify(output, zooms=others).identical == count - 2
+    assert _cli("verify", str(output), "-z", f"{others[0]},{others[-1]}")[0] == (1 if others[0] < 6 < others[-1] else 0)
 
 
 def test_verify_never_opens_a_fifo_or_a_device_in_place_of_a_tile(output):

@@ -132,6 +132,17 @@ def test_verify_and_status_read_the_bucket(tmp_path: Path, bucket: str, write_re
     assert cli.returncode == 1 and cli.stdout.startswith("FAILED") and "9/9/9.tif" in cli.stdout, cli.stderr
     cli = subprocess.run([ZIGGURAT, "status", f"s3://{bucket}/out"], capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0 and f"s3://{bucket}/out" in cli.stdout, cli.stderr
+    # one zoom at a time: only its ledger shards and its objects are looked at
+    zoom = int(key[4:].split("/")[0])
+    others = [z for z in range(4) if z != zoom]
+    fine = verify(f"s3://{bucket}/out", zooms=others)
+    assert fine.ok and 0 < fine.identical < result.identical, fine.describe()
+    one = verify(f"s3://{bucket}/out", zooms=[zoom])
+    assert [r.path for r, _ in one.changed] == [key[4:]] and fine.identical + one.identical == result.identical - 1
+    assert one.extra == (["9/9/9.tif"] if zoom == 9 else [])
+    cli = subprocess.run([ZIGGURAT, "verify", f"s3://{bucket}/out", "-z", f"{others[0]},{others[-1]}"],
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == (1 if zoom in range(others[0], others[-1] + 1) else 0), cli.stdout + cli.stderr
 
 
 def test_a_second_run_into_the_same_bucket_output_is_refused(tmp_path: Path, bucket: str,

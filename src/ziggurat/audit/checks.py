@@ -6,7 +6,7 @@ A URL is answered from a pulled copy of the bucket's records (`remote_checks`), 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Iterable
 
 from ziggurat.audit.remote_checks import reproduce_remote, status_remote, verify_remote
 from ziggurat.audit.reproduce import ReproduceResult, VerifyResult, reproduce_local, verify_local
@@ -16,12 +16,14 @@ from ziggurat.engine.summary import ProgressCallback
 from ziggurat.plan import Selection
 
 
-def verify(output: str | os.PathLike[str], *, workers: int | None = None) -> VerifyResult:
-    """Check every tile against the recorded checksums (hashing with `workers` threads); on a
-    bucket, its records are pulled and its objects fetched."""
+def verify(output: str | os.PathLike[str], *, workers: int | None = None,
+           zooms: Iterable[int] | None = None) -> VerifyResult:
+    """Check every tile (of `zooms`) against the recorded checksums (hashing with `workers`
+    threads); on a bucket, its records are pulled (only the zooms' ledger shards) and its objects
+    fetched."""
     if is_url(os.fspath(output)):
-        return verify_remote(os.fspath(output), workers=workers)
-    return verify_local(output, workers=workers)
+        return verify_remote(os.fspath(output), workers=workers, zooms=zooms)
+    return verify_local(output, workers=workers, zooms=zooms)
 
 
 def reproduce(output: str | os.PathLike[str], to: str | os.PathLike[str] | None = None,

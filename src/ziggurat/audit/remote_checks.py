@@ -14,7 +14,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ziggurat.audit.reproduce import ReproduceResult, VerifyResult, reproduce_local
 from ziggurat.audit.status import StatusReport, status_local
@@ -26,15 +26,17 @@ from ziggurat.records.remote import pulled
 from ziggurat.records.tile_records import has_tile_records, read_tile_records
 
 
-def verify_remote(url: str, *, workers: int | None = None) -> VerifyResult:
+def verify_remote(url: str, *, workers: int | None = None, zooms: Iterable[int] | None = None) -> VerifyResult:
     start = time.perf_counter()
     location = Location.parse(url)
     single = records_beside(location.name)  # one COG: the record is its name beside the records
     store = open_store(location.parent if single else location)
-    with pulled(url) as root:
+    wanted = None if zooms is None else set(zooms)
+    want = None if wanted is None else (lambda shard: shard[0] in wanted)
+    with pulled(url, want=want) as root:   # with zooms: only their ledger shards
         if not has_tile_records(root):
             raise ProvenanceError(f"{url}: no tile checksums recorded (no ledger under .ziggurat/ledger/)")
-        records = read_tile_records(root)
+        records = read_tile_records(root, wanted)
     result = VerifyResult(Path(location.name), problems=[])
     result.output = url  # type: ignore[assignment]  # shown as given
     expected = {path: rec for path, rec in records.items() if rec.sha256 is not None}
@@ -57,7 +59,8 @@ def verify_remote(url: str, *, workers: int | None = None) -> VerifyResult:
             else:
                 result.changed.append((record, sha))
     if not single:
-        tiles = {rel for rel, _ in store.list_all("") if rel.split("/", 1)[0].isdigit()}
+        prefixes = [""] if wanted is None else [f"{z}/" for z in sorted(wanted)]
+        tiles = {rel for prefix in prefixes for rel, _ in store.list_all(prefix) if rel.split("/", 1)[0].isdigit()}
         result.extra = sorted(tiles - set(expected))
     result.seconds = time.perf_counter() - start
     return result

@@ -22,7 +22,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import yaml
 
@@ -44,6 +44,7 @@ from ziggurat.records.provenance import (
     read_manifest,
     read_tile_records,
 )
+from ziggurat.records.tile_records import tile_paths_in
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,16 @@ def _sha_and_size(item: tuple[str, TileRecord]) -> tuple[str, int] | None:
         return f"unreadable ({exc.strerror or exc})", 0
 
 
-def verify_local(output: str | os.PathLike[str], *, workers: int | None = None) -> VerifyResult:
-    """Check every tile of a local output against the recorded checksums (hashing with `workers` threads)."""
+def verify_local(output: str | os.PathLike[str], *, workers: int | None = None,
+                 zooms: Iterable[int] | None = None) -> VerifyResult:
+    """Check every tile (of `zooms`) of a local output against the recorded checksums (hashing
+    with `workers` threads)."""
     start = time.perf_counter()
     out = Path(os.path.abspath(output))
     if not has_tile_records(out):
         read_manifest(out)  # a clear "no provenance" error when there is nothing at all
         raise ProvenanceError(f"{out}: no tile checksums recorded ({provenance_dir(out)}/tiles.jsonl)")
-    records = read_tile_records(out)
+    records = read_tile_records(out, zooms)
     root = output_root(out)
     result = VerifyResult(out, problems=_check_sources(out))
     expected = {path: rec for path, rec in records.items() if rec.sha256 is not None}
@@ -152,9 +155,10 @@ def verify_local(output: str | os.PathLike[str], *, workers: int | None = None) 
         else:
             result.changed.append((record, sha))
     if not records_beside(out):
-        result.extra = sorted(open_stored(root).tile_files() - set(expected))
+        result.extra = sorted(set(tile_paths_in(open_stored(root).tile_files(), zooms)) - set(expected))
     result.seconds = time.perf_counter() - start
     return result
+
 
 
 # -- reproduce ------------------------------------------------------------------------------------

@@ -254,15 +254,22 @@ def status_cmd(output: str, list_failed: bool, limit: int, as_json: bool) -> Non
 
 @main.command("verify")
 @click.argument("output", type=OUTPUT_ARG)
+@click.option("-z", "--zoom", help="Zoom level or range to check: 5 or 3,8 (default: all; on a bucket only "
+              "their ledger shards are fetched).")
 @click.option("-w", "--workers", type=click.IntRange(min=1), help="Hashing threads (default: 2 x CPUs).")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Tiles listed per problem kind (0: all).")
 @debug_option
-def verify_cmd(output: str, workers: int | None, limit: int) -> None:
+def verify_cmd(output: str, zoom: str | None, workers: int | None, limit: int) -> None:
     """Check OUTPUT's tiles against its recorded checksums: missing, changed, extra (exit 1)."""
     from ziggurat.audit.checks import verify
+    from ziggurat.recipe import parse_zoom_levels
 
-    result = verify(output, workers=workers)
+    zooms = None
+    if zoom is not None:
+        lo, hi = parse_zoom_levels(zoom)
+        zooms = range(lo, hi + 1)
+    result = verify(output, workers=workers, zooms=zooms)
     click.echo(result.describe(limit))
     if not result.ok:
         sys.exit(EXIT_ERROR)

@@ -93,10 +93,15 @@ class LedgerQueries:
             return [p for (p,) in self._conn.execute(
                 "SELECT path FROM output_tiles WHERE zoom=? AND sha256 IS NOT NULL LIMIT ?", (zoom, limit))]
 
-    def output_records(self) -> Iterator[TileRecord]:
+    def output_records(self, zooms: Iterable[int] | None = None) -> Iterator[TileRecord]:
+        """Output tile records (of `zooms`, and a single file's), in tile order."""
+        where, args = "", tuple[int, ...]()
+        if zooms is not None:
+            args = tuple(sorted(set(zooms)))
+            where = f"WHERE zoom IS NULL OR zoom IN ({','.join('?' * len(args))}) "
         with self._lock:
             rows = self._conn.execute("SELECT path, zoom, row, col, sha256, run FROM output_tiles "
-                                      "ORDER BY zoom, row, col, path").fetchall()
+                                      f"{where}ORDER BY zoom, row, col, path", args).fetchall()
         for path, zoom, row, col, sha, run in rows:
             yield TileRecord(path, sha, None if zoom is None else TileIndex(zoom, row, col), run)
 

@@ -62,13 +62,22 @@ def append_tile_records(output_path: str | os.PathLike[str], records: Iterable[T
         return ledger.record_outputs(records)
 
 
-def read_tile_records(output_path: str | os.PathLike[str]) -> dict[str, TileRecord]:
-    """Every tile's latest record, by relative path (absent tiles included, sha256 None)."""
+def read_tile_records(output_path: str | os.PathLike[str], zooms: Iterable[int] | None = None) -> dict[str, TileRecord]:
+    """Every tile's latest record (of `zooms`; a single file's always), by relative path (absent
+    tiles included, sha256 None)."""
     import_legacy_records(output_path)
     if not ledger_path(output_path).is_file():
         return {}
     with Ledger(output_path, create=False) as ledger:
-        return {r.path: r for r in ledger.output_records()}
+        return {r.path: r for r in ledger.output_records(zooms)}
+
+
+def tile_paths_in(paths: Iterable[str], zooms: Iterable[int] | None) -> list[str]:
+    """Tile paths (``zoom/row/col.ext``) of `zooms` (all without)."""
+    if zooms is None:
+        return list(paths)
+    wanted = {str(z) for z in zooms}
+    return [p for p in paths if p.split("/", 1)[0] in wanted]
 
 
 def has_tile_records(output_path: str | os.PathLike[str]) -> bool:
@@ -87,4 +96,4 @@ def compact_tile_records(output_path: str | os.PathLike[str]) -> int:
 
 __all__ = ["FOLDER", "TILES_FILE", "TileRecord", "append_tile_records", "compact_tile_records",
            "has_tile_records", "import_legacy_records", "output_root",
-           "provenance_dir", "read_tile_records"]
+           "provenance_dir", "read_tile_records", "tile_paths_in"]
