@@ -304,3 +304,60 @@ def reproduce_cmd(output: str, to: str | None, selection: Selection, executor: s
     click.echo(result.describe(limit))
     if not result.ok:
         sys.exit(EXIT_ERROR)
+
+
+def _zoom_range(zoom: str) -> range:
+    from ziggurat.recipe import parse_zoom_levels
+
+    lo, hi = parse_zoom_levels(zoom)
+    return range(lo, hi + 1)
+
+
+_TILE_WINDOW = [
+    click.option("-z", "--zoom", required=True, help="Zoom level or range: 5 or 3,8."),
+    click.option("-b", "--bounds", type=float, nargs=4, metavar="LEFT BOTTOM RIGHT TOP",
+                 help="Only tiles meeting these bounds (in the tile grid's CRS; default: every tile of the zooms)."),
+]
+
+
+def _tile_window(func: Any) -> Any:
+    for option in reversed(_TILE_WINDOW):
+        func = option(func)
+    return func
+
+
+@main.command("cp")
+@click.argument("source", metavar="SOURCE")
+@click.argument("target", metavar="TARGET")
+@_tile_window
+@click.option("--overwrite", is_flag=True, help="Copy tiles the target has already (default: keep them).")
+@click.option("-w", "--workers", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Tiles copied at once.")
+@debug_option
+def cp_cmd(source: str, target: str, zoom: str, bounds: tuple[float, ...] | None, overwrite: bool,
+           workers: int) -> None:
+    """Copy the tiles of tile directory SOURCE to TARGET (folders or bucket URLs), by zoom and bounds."""
+    from ziggurat.audit.copy import copy_tiles
+    from ziggurat.core.bounds import Bounds
+
+    window = Bounds(*bounds) if bounds else None
+    click.echo(copy_tiles(source, target, _zoom_range(zoom), window, overwrite=overwrite, workers=workers).describe())
+
+
+@main.command("rm")
+@click.argument("output", metavar="OUTPUT")
+@_tile_window
+@click.option("-f", "--force", is_flag=True, help="Do not ask (needed where there is no terminal to ask on).")
+@debug_option
+def rm_cmd(output: str, zoom: str, bounds: tuple[float, ...] | None, force: bool) -> None:
+    """Remove the tiles of OUTPUT (a tile directory or bucket URL) by zoom and bounds, with their records."""
+    from ziggurat.audit.remove import count_tiles, remove_tiles
+    from ziggurat.core.bounds import Bounds
+
+    window, zooms = (Bounds(*bounds) if bounds else None), _zoom_range(zoom)
+    if not force:
+        if not sys.stdin.isatty():
+            raise click.UsageError("rm asks before it removes tiles: add --force (-f) where there is no terminal")
+        n = count_tiles(output, zooms, window)
+        click.confirm(f"Remove {n} tiles of zoom {zoom} from {output}?", abort=True)
+    click.echo(remove_tiles(output, zooms, window).describe())

@@ -47,8 +47,6 @@ FOLDER = RECORDS_FOLDER
 LEDGER_FILE = "ledger.sqlite"
 COMMIT_SECONDS = 0.2
 COMMIT_ROWS = 512
-#: rows a snapshot reads at a time
-SNAPSHOT_PAGE = 10_000
 DONE = ("written", "empty")
 
 _SCHEMA = """
@@ -238,6 +236,35 @@ class Ledger(LedgerQueries):
             self._pending += len(rows)
         return len(rows)
 
+    def forget_outputs(self, paths: Sequence[str]) -> int:
+        """Drop the records of these output tiles (`ziggurat rm`: before their files go)."""
+        n = 0
+        with self._writing():
+            for start in range(0, len(paths), 500):
+                chunk = list(paths[start:start + 500])
+                rows = self._conn.execute("SELECT path, zoom, row, col FROM output_tiles WHERE path IN "
+                                          f"({','.join('?' * len(chunk))})", chunk).fetchall()
+                self._conn.executemany("DELETE FROM output_tiles WHERE path=?", [(r[0],) for r in rows])
+                for row in rows:
+                    self._log("xo", *row)
+                n += len(rows)
+            self._pending += n
+        return n
+
+    def forget_window(self, zoom: int, rows: range, cols: range, table: str) -> int:
+        """Drop the rows of `table` ("process_tiles" or "output_tiles") of a zoom inside a window."""
+        where = "zoom=? AND row BETWEEN ? AND ? AND col BETWEEN ? AND ?"
+        args = (zoom, rows[0], rows[-1], cols[0], cols[-1])
+        process = table == "process_tiles"
+        with self._writing():
+            found = self._conn.execute(f"SELECT {'zoom, row, col' if process else 'path, zoom, row, col'} "
+                                       f"FROM {table} WHERE {where}", args).fetchall()
+            self._conn.execute(f"DELETE FROM {table} WHERE {where}", args)
+            for row in found:
+                self._log("xp" if process else "xo", *row)
+            self._pending += len(found)
+        return len(found)
+
     def maybe_commit(self) -> None:
         """Commit when the batch is big or old enough (durable against a killed process)."""
         if self._pending >= COMMIT_ROWS or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
@@ -290,6 +317,10 @@ class Ledger(LedgerQueries):
                         self._conn.execute("DELETE FROM state WHERE name=?", args[:1])
                     else:
                         self._conn.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", args)
+                elif kind == "xo":
+                    self._conn.execute("DELETE FROM output_tiles WHERE path=?", args[:1])
+                elif kind == "xp":
+                    self._conn.execute("DELETE FROM process_tiles WHERE zoom=? AND row=? AND col=?", args)
                 elif kind == "rekey":
                     self._conn.execute("UPDATE process_tiles SET key=? WHERE key=?", (args[1], args[0]))
                 elif kind in ("c", "reset"):
@@ -308,32 +339,6 @@ class Ledger(LedgerQueries):
         finally:
             self.on_commit = journal
         return n
-
-    def snapshot_ops(self) -> Iterator[list[Any]]:
-        """The whole ledger as operations, starting with a reset (a compacted segment)."""
-        yield ["reset"]
-        with self._lock:
-            tables = [("k", "SELECT key, parts FROM keys"), ("s", "SELECT name, value FROM state"),
-                      ("p", "SELECT zoom, row, col, status, run, time, key, deps FROM process_tiles"),
-                      ("o", "SELECT path, zoom, row, col, sha256, run FROM output_tiles")]
-            for kind, query in tables:   # a cursor, a page at a time: never the whole table in memory
-                cursor = self._conn.execute(query)
-                while rows := cursor.fetchmany(SNAPSHOT_PAGE):
-                    for row in rows:
-                        yield [kind, *row]
-
-    def run_ops(self, run: str) -> Iterator[list[Any]]:
-        """One run's rows as operations (with every key, small), to publish what a killed run had
-        committed here but not published."""
-        with self._lock:
-            process = "SELECT zoom, row, col, status, run, time, key, deps FROM process_tiles WHERE run=?"
-            tables = [("k", "SELECT key, parts FROM keys", ()), ("p", process, (run,)),
-                      ("o", "SELECT path, zoom, row, col, sha256, run FROM output_tiles WHERE run=?", (run,))]
-            for kind, query, args in tables:
-                cursor = self._conn.execute(query, args)
-                while rows := cursor.fetchmany(SNAPSHOT_PAGE):
-                    for row in rows:
-                        yield [kind, *row]
 
     def close(self) -> None:
         """Commit and close; the last connection checkpoints and removes the WAL file."""

@@ -9,6 +9,9 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 from ziggurat.core.grid import TileIndex
 
+#: rows an export of the ledger (`snapshot_ops`, a shard) reads at a time: never a whole table in memory
+PAGE = 10_000
+
 
 class ProcessRow(NamedTuple):
     """A process tile's latest outcome and what made it."""
@@ -105,6 +108,32 @@ class LedgerQueries:
         for path, zoom, row, col, sha, run in rows:
             yield TileRecord(path, sha, None if zoom is None else TileIndex(zoom, row, col), run)
 
+    def snapshot_ops(self) -> Iterator[list[Any]]:
+        """The whole ledger as operations, starting with a reset (a compacted segment)."""
+        yield ["reset"]
+        with self._lock:
+            tables = [("k", "SELECT key, parts FROM keys"), ("s", "SELECT name, value FROM state"),
+                      ("p", "SELECT zoom, row, col, status, run, time, key, deps FROM process_tiles"),
+                      ("o", "SELECT path, zoom, row, col, sha256, run FROM output_tiles")]
+            for kind, query in tables:   # a cursor, a page at a time: never the whole table in memory
+                cursor = self._conn.execute(query)
+                while rows := cursor.fetchmany(PAGE):
+                    for row in rows:
+                        yield [kind, *row]
+
+    def run_ops(self, run: str) -> Iterator[list[Any]]:
+        """One run's rows as operations (with every key, small), to publish what a killed run had
+        committed here but not published."""
+        with self._lock:
+            process = "SELECT zoom, row, col, status, run, time, key, deps FROM process_tiles WHERE run=?"
+            tables = [("k", "SELECT key, parts FROM keys", ()), ("p", process, (run,)),
+                      ("o", "SELECT path, zoom, row, col, sha256, run FROM output_tiles WHERE run=?", (run,))]
+            for kind, query, args in tables:
+                cursor = self._conn.execute(query, args)
+                while rows := cursor.fetchmany(PAGE):
+                    for row in rows:
+                        yield [kind, *row]
+
     # -- shards of a bucket's compacted ledger (records.shards) ----------------------------------
     def shards(self, block: int) -> set[tuple[int, int, int]]:
         """(zoom, row // block, col // block) of every tile row."""
@@ -131,7 +160,7 @@ class LedgerQueries:
         with self._lock:
             for kind, query, args in tables:
                 cursor = self._conn.execute(query, args)
-                while rows := cursor.fetchmany(10_000):
+                while rows := cursor.fetchmany(PAGE):
                     for row in rows:
                         yield [kind, *row]
 

@@ -42,9 +42,9 @@ GLOBAL = "*"
 def shard_of(op: Sequence[Any]) -> Shard:
     """The shard an operation belongs to (GLOBAL: every shard)."""
     kind = op[0]
-    if kind == "p":
+    if kind in ("p", "xp"):   # a process tile's row, recorded or dropped
         return (int(op[1]), int(op[2]) // BLOCK, int(op[3]) // BLOCK)
-    if kind == "o":
+    if kind in ("o", "xo"):   # an output tile's
         return META if op[2] is None else (int(op[2]), int(op[3]) // BLOCK, int(op[4]) // BLOCK)
     if kind in ("k", "s"):
         return META

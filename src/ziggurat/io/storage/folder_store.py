@@ -75,6 +75,17 @@ class FolderStore:
             except OSError:   # not empty (or already gone): the folders above are not empty either
                 break
 
+    def delete_many(self, rels: list[str]) -> None:
+        """Remove many files (as `ObjectStore.delete_many`)."""
+        for rel in rels:
+            self.delete(rel)
+
+    def stat(self, rel: str) -> dict[str, int] | None:
+        try:
+            return {"size": (self.root / rel).stat().st_size}
+        except FileNotFoundError:
+            return None
+
     def list_all(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         """(relative path, size) of every file under `prefix`, in no particular order."""
         top = self.root / prefix if prefix else self.root
