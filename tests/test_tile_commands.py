@@ -141,6 +141,7 @@ def test_cp_and_rm_between_a_folder_and_a_bucket(output: Path, tmp_path: Path, b
     assert up.tiles == len(every) and _objects(bucket, "copy/") == every
     back = copy_tiles(f"s3://{bucket}/copy", str(tmp_path / "back"), [10], WINDOW)
     assert _tiles(tmp_path / "back") == {k: v for k, v in every.items() if _in_window(k, 10, WINDOW)}
+    assert back.tiles == len(_tiles(tmp_path / "back"))
     assert remove_tiles(f"s3://{bucket}/copy", [10]).tiles == sum(1 for k in every if k.startswith("10/"))
     assert not any(k.startswith("10/") for k in _objects(bucket, "copy/"))
     # an output ziggurat wrote to the bucket: its published ledger forgets what rm removes
