@@ -466,6 +466,39 @@ def test_same_pixels_as_mapchete(tmp_path, name):
     assert verdict == "identical"
 
 
+@pytest.mark.slow
+def test_a_uint16_source_into_uint8_saturates_where_mapchete_wraps(tmp_path):
+    """mapchete's examples/clip (cleantopo_br, 10,638-14,708, into uint8): mapchete's `astype` wraps
+    (14,000 -> 176; a multiple of 256 -> 0, which is nodata: those pixels vanish), ziggurat saturates
+    at 255 and counts the clipped pixels. Every pixel where the two differ is that."""
+    pytest.importorskip("mapchete")
+    for tool in ("mapchete", "ziggurat"):
+        data = tmp_path / tool / "testdata"
+        data.mkdir(parents=True)
+        for f in ("cleantopo_br.tif", "aoi_br.geojson"):
+            shutil.copy(DATA / f, data / f)
+        (data / "clip.mapchete").write_text(
+            "process: mapchete.processes.clip\nzoom_levels: 5\npyramid:\n  grid: geodetic\n"
+            "input:\n  inp: cleantopo_br.tif\n  clip: aoi_br.geojson\n"
+            "output:\n  path: out\n  format: GTiff\n  dtype: uint8\n  bands: 1\n")
+    _run_mapchete(tmp_path / "mapchete" / "testdata" / "clip.mapchete")
+    summary = execute(tmp_path / "ziggurat" / "testdata" / "clip.mapchete", executor="sequential")
+    theirs, ours = tiles(tmp_path / "mapchete" / "testdata" / "out"), tiles(tmp_path / "ziggurat" / "testdata" / "out")
+    compared = vanished = 0
+    for key, mine in ours.items():
+        other = theirs[key]
+        mine_mask, other_mask = np.ma.getmaskarray(mine), np.ma.getmaskarray(other)
+        assert not (mine_mask & ~other_mask).any()        # ziggurat never masks what mapchete keeps
+        vanished += int((other_mask & ~mine_mask).sum())
+        assert (np.ma.getdata(mine)[other_mask & ~mine_mask] == 255).all()   # wrapped to 0 = nodata there
+        both = ~mine_mask & ~other_mask
+        assert (np.ma.getdata(mine)[both] == 255).all()   # every source value is above 255
+        compared += int(both.sum())
+        assert (np.ma.getdata(other)[both] != 255).any()
+    assert compared > 10_000 and vanished > 0
+    assert summary.cast.get("clipped", 0) >= compared   # and the run says so
+
+
 def test_ziggurat_output_is_a_mapchete_tile_directory_input(tmp_path, src, write_recipe):
     """metadata.json carries mapchete's `driver` and `pyramid`: mapchete reads ziggurat's tiles."""
     pytest.importorskip("mapchete")
