@@ -563,3 +563,36 @@ def test_three_bands_into_a_one_band_output_is_refused_saying_what_mapchete_did_
     message = str(info.value)
     assert "output has 1 band(s), data has 3" in message and "set output bands: 3" in message
     assert "mapchete would have written a fully masked tile" in message and "src.read(1)" in message
+
+
+@pytest.mark.slow
+def test_a_mapchete_tile_directory_read_into_another_crs_is_read_as_mapchete_reads_it(tmp_path):
+    """mapchete's cleantopo_br_tiledir_mercator: mapchete's own geodetic tile directory (metatiling
+    8, a 20-pixel rim stored round each tile) read into mercator with bilinear resampling. mapchete
+    picks the stored zoom by GDAL's suggested warp resolution and warps each stored tile, rim and
+    all, on its own; a `.mapchete` recipe does the same (`zoom_matching: gdal`), so the pixels
+    equal mapchete's, even at the antimeridian and the poles."""
+    pytest.importorskip("mapchete")
+    data = tmp_path / "testdata"
+    data.mkdir()
+    shutil.copy(DATA / "cleantopo_br.tif", data / "cleantopo_br.tif")
+    (tmp_path / "example_process.py").write_text(EXAMPLE)
+    (data / "source.mapchete").write_text(
+        "process: ../example_process.py\nzoom_levels: [0, 3]\npyramid:\n  grid: geodetic\n  pixelbuffer: 20\n"
+        "  metatiling: 8\ninput:\n  file1: cleantopo_br.tif\noutput:\n  dtype: uint16\n  bands: 1\n"
+        "  format: GTiff\n  path: tiledir\n  pixelbuffer: 20\n")
+    _run_mapchete(data / "source.mapchete")
+    for tool in ("mapchete", "ziggurat"):
+        (data / f"{tool}.mapchete").write_text(
+            "process: ../example_process.py\nzoom_levels: [0, 3]\npyramid:\n  grid: mercator\n  pixelbuffer: 20\n"
+            "  metatiling: 2\ninput:\n  file1: tiledir\noutput:\n  dtype: uint16\n  bands: 1\n  format: GTiff\n"
+            f"  path: {tool}\n  pixelbuffer: 20\n"
+            "bounds: [18834424.718692508, -35389629.4588656, 20037508.3427892, 20037508.3427892]\n")
+    _run_mapchete(data / "mapchete.mapchete")
+    execute(data / "ziggurat.mapchete", executor="sequential")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        from mapchete_recipes import compare
+    finally:
+        sys.path.pop(0)
+    assert compare(data / "mapchete", data / "ziggurat") == "identical"

@@ -154,6 +154,8 @@ class InputSection(MosaicSection, StacSection):
         path, detected = self.input_path(where, INPUT_FORMATS.get(fmt.lower()) if fmt else None, path_key)
         if self.mapchete_dialect and detected in ("raster", "tiledir") and "warp_mask" not in options:
             options = FrozenDict({**options, "warp_mask": "nodata"})   # read as mapchete reads
+        if self.mapchete_dialect and detected == "tiledir" and "zoom_matching" not in options:
+            options = FrozenDict({**options, "zoom_matching": "gdal"})
         return InputConfig(name, path, detected, options, storage_options=storage)
 
     def recipe_input(self, where: str, key: KeyPath) -> tuple[Path | str, str]:

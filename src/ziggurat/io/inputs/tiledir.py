@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
@@ -71,6 +72,9 @@ class TileDirectoryInput:
             self.options.get("resampling", "nearest"))
         #: see RasterInput.warp_mask ("nodata": as mapchete reads, the default of .mapchete recipes)
         self.warp_mask = str(self.options.get("warp_mask", "alpha"))
+        #: which stored zoom a reprojected read uses: "min" (ziggurat: the coarsest not coarser than
+        #: the tile anywhere in it) or "gdal" (mapchete's default: GDAL's suggested warp resolution)
+        self.zoom_matching = str(self.options.get("zoom_matching", "min"))
         meta_path = self.path / METADATA_FILE if self.remote is None else self.remote.url(METADATA_FILE)
         try:
             meta = read_metadata(self.path) if self.remote is None else self._remote_metadata()
@@ -208,6 +212,8 @@ class TileDirectoryInput:
 
     def _pick_zoom(self, tile: Tile, footprint: Bounds) -> int:
         """Coarsest stored zoom that is not coarser than the tile (else the finest stored)."""
+        if not self._same_crs and self.zoom_matching == "gdal":
+            return self._gdal_zoom(tile)
         xres, yres = tile.resolution
         if self._same_crs:
             target = min(xres, yres)
@@ -219,6 +225,21 @@ class TileDirectoryInput:
         if fine:
             return max(fine, key=lambda z: min(self.dir_grid.resolution(z)))
         return min(self.zooms, key=lambda z: min(self.dir_grid.resolution(z)))
+
+    def _gdal_zoom(self, tile: Tile) -> int:
+        """mapchete's `tile_to_zoom_level(matching_method="gdal")`: the first zoom whose pixels are
+        no larger than the x resolution GDAL suggests for warping the buffered tile into the
+        directory's CRS (8 digits); zooms past the stored ones read nothing, as in mapchete."""
+        from rasterio.warp import calculate_default_transform
+
+        height, width = tile.buffered_shape
+        with rasterio.Env(CHECK_WITH_INVERT_PROJ=True):
+            transform, _, _ = calculate_default_transform(tile.crs, self.crs, width, height, *tile.buffered_bounds)
+        wanted = round(transform[0], 8)
+        zoom = self.dir_grid.minzoom
+        while zoom < self.dir_grid.maxzoom and round(self.dir_grid.resolution(zoom)[0], 8) > wanted:
+            zoom += 1
+        return zoom
 
     def _paste_tiles(self, dest: np.ma.MaskedArray, dest_affine: Affine, idx: list[int],
                      zoom: int, bounds: Bounds) -> None:
@@ -241,25 +262,42 @@ class TileDirectoryInput:
 
     def _stored_part(self, dtile: Tile, idx: list[int], window: Window) -> np.ma.MaskedArray | None:
         """A window of one stored tile's bands (None: the tile is not there)."""
+        pb = self.dir_grid.pixelbuffer  # mapchete's output.pixelbuffer: a rim around each stored tile
+        with ExitStack() as stack:
+            src = self._open_stored(stack, dtile)
+            if src is None:
+                return None
+            return src.read(idx, window=Window(window.col_off + pb, window.row_off + pb, window.width, window.height),
+                            masked=True)
+
+    def _open_stored(self, stack: ExitStack, dtile: Tile) -> Any:
+        """The stored tile's dataset, closed with `stack` (None: the tile is not there)."""
         zoom = dtile.zoom
         path = self.tile_path(zoom, dtile.row, dtile.col)
-        data = None
         if self.remote is not None:
             data = self._tile_bytes(zoom, dtile.row, dtile.col)
             if data is None:
                 return None
-        elif not path.exists():
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG tiles
+            return stack.enter_context(stack.enter_context(MemoryFile(data)).open())   # fetched whole
+        if not path.exists():
             return None
-        pb = self.dir_grid.pixelbuffer  # mapchete's output.pixelbuffer: a rim around each stored tile
-        with ExitStack() as stack:
-            if data is not None:  # fetched whole, read from memory
-                stack.enter_context(warnings.catch_warnings())
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG tiles
-                src = stack.enter_context(stack.enter_context(MemoryFile(data)).open())
-            else:
-                src = stack.enter_context(open_tile(path))
-            return src.read(idx, window=Window(window.col_off + pb, window.row_off + pb, window.width, window.height),
-                            masked=True)
+        return stack.enter_context(open_tile(path))
+
+    def _warp_each(self, out: np.ma.MaskedArray, tile: Tile, idx: list[int], rs: Resampling, zoom: int,
+                   wanted: Bounds) -> None:
+        """mapchete's read of a tile directory in another CRS: each stored tile, rim and all,
+        warped to the tile on its own, a later tile's valid pixels over an earlier one's."""
+        for dtile in self.dir_grid.tiles_in_bounds(wanted, zoom):
+            with ExitStack() as stack:
+                src = self._open_stored(stack, dtile)
+                if src is None:
+                    continue
+                part = warp_to_tile(src, idx, tile, rs, mask="nodata")
+            valid = ~np.ma.getmaskarray(part)
+            out.data[valid] = np.ma.getdata(part)[valid]
+            out.mask[valid] = False
 
     def _read_into(self, out: np.ma.MaskedArray, tile: Tile, idx: list[int],
                    rs: Resampling) -> None:
@@ -273,6 +311,9 @@ class TileDirectoryInput:
         if self._same_crs and pixel_offset(tile.buffered_affine,
                                            self.dir_grid.tile(zoom, 0, 0).affine) is not None:
             self._paste_tiles(out, tile.buffered_affine, idx, zoom, wanted)
+            return
+        if self.zoom_matching == "gdal" and self.suffix in (".tif", ".tiff"):
+            self._warp_each(out, tile, idx, rs, zoom, wanted)
             return
         xres, yres = self.dir_grid.resolution(zoom)
         gb = self.dir_grid.bounds(zoom)
