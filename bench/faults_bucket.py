@@ -13,8 +13,8 @@ AWS variable (credentials come from the recipe's `storage_options`). Rows:
 - secret: a run whose only credentials are in the recipe: clean = the secret is in none of the
   bucket's objects (gzip'd ones decompressed) and none of the local files (counts printed);
 - dask-worker: a worker SIGKILLed mid-run (its nanny starts another): clean = exit 0, verify OK;
-- dask-scheduler: the scheduler SIGKILLed mid-run: clean = exit 1, ending in one "Error:" line, no
-  traceback and no log line of distributed's.
+- dask-scheduler: the scheduler SIGKILLed mid-run: clean = exit 1, one "Error:" line (naming the
+  tile the cluster dropped), no traceback and no log line of distributed's.
 
 Usage:  python bench/faults_bucket.py [--repeat 20] [--outages 10] [--kills 12] [--dask 5]
 """
@@ -278,7 +278,8 @@ def dask_kill(bench: Bench, folder: Path, cluster: Cluster, what: str) -> bool:
     _, err = run.communicate(timeout=600)
     if what == "scheduler":
         lines = [line for line in err.splitlines() if line.strip()]
-        clean = (run.returncode == 1 and "Traceback" not in err and bool(lines) and lines[-1].startswith("Error:")
+        errors = [line for line in lines if line.startswith("Error:")]
+        clean = (run.returncode == 1 and "Traceback" not in err and len(errors) == 1
                  and not any("distributed." in line or " ERROR " in line for line in lines))
         if not clean:
             print(f"  scheduler kill: exit {run.returncode}: {err.strip()[-400:]}")

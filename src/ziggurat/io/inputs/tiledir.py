@@ -296,8 +296,7 @@ class TileDirectoryInput:
                     continue
                 part = warp_to_tile(src, idx, tile, rs, mask="nodata")
             valid = ~np.ma.getmaskarray(part)
-            out.data[valid] = np.ma.getdata(part)[valid]
-            out.mask[valid] = False
+            out[valid] = part[valid]   # (unmasks them)
 
     def _read_into(self, out: np.ma.MaskedArray, tile: Tile, idx: list[int],
                    rs: Resampling) -> None:
