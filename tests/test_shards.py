@@ -154,3 +154,21 @@ def test_a_compaction_that_died_before_its_index_leaves_the_ledger_as_it_was(tmp
     assert len(_ledger_objects(bucket)) < orphans   # the next compaction removes what the dead one left
     with pulled(f"s3://{bucket}/out", must_exist=False) as fresh:
         assert {row[1:4] for row in _rows(fresh) if row[0] == "p"} == set(A + B + C)
+
+
+def test_a_reader_that_meets_a_compaction_reads_the_ledger_again(tmp_path: Path, bucket: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _run(bucket, tmp_path / "a" / "out", A + B + C, "r1")
+    records = _records(bucket, tmp_path / "reader" / "out")
+    real = records.store.get_file
+    calls = {"n": 0}
+
+    def once_gone(rel: str, path: Path) -> bool:   # the first shard read finds its object replaced
+        if "/shards/" in rel and calls["n"] == 0:
+            calls["n"] += 1
+            return False
+        return real(rel, path)
+
+    monkeypatch.setattr(records.store, "get_file", once_gone)
+    records.pull()
+    assert calls["n"] == 1 and _rows(tmp_path / "reader" / "out") == _rows(tmp_path / "a" / "out")

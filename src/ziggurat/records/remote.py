@@ -50,6 +50,10 @@ COMPACT_SEGMENTS = 32
 COMPACT_SHARE = 0.25
 
 
+class _Vanished(OutputError):
+    """A shard named by the index was gone when it was read: a newer compaction replaced it."""
+
+
 class RemoteRecords:
     """Publishes and restores the records of one remote output (`config.location`)."""
 
@@ -80,6 +84,17 @@ class RemoteRecords:
         self.store.check(write=write)
 
     def pull(self, want: Callable[[Shard], bool] | None = None) -> int:
+        """`_pull`, again from the start when another run compacted the ledger while it was read."""
+        for attempt in range(3):
+            try:
+                return self._pull(want)
+            except _Vanished:
+                if attempt == 2:
+                    raise
+                log.info("the ledger of %s was compacted while it was read; reading it again", self.store.url(""))
+        raise AssertionError("unreachable")
+
+    def _pull(self, want: Callable[[Shard], bool] | None = None) -> int:
         """Make the state folder a copy of the bucket's records (the bucket is the truth);
         returns the number of ledger operations replayed. Incremental when the state folder is
         what the last finished run here left (`SYNCED_FILE`), no compaction ran since and the
@@ -130,8 +145,8 @@ class RemoteRecords:
                 continue
             with fetched(self.store, entry["key"]) as ops:
                 if ops is None:
-                    raise OutputError(f"{self.store.url(entry['key'])}: a ledger shard vanished while it was read "
-                                      "(another run compacted the ledger meanwhile); try again")
+                    raise _Vanished(f"{self.store.url(entry['key'])}: a ledger shard vanished while it was read "
+                                    "(another run compacted the ledger meanwhile); try again")
                 replayed += ledger.apply(ops)
         return replayed
 
