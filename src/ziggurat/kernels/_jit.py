@@ -32,8 +32,10 @@ if not getattr(_config, "CACHE_DIR", ""):   # numba was imported before us: its 
 
 def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
     """A compiled kernel: nopython, releases the GIL (threads run kernels in parallel), cached on
-    disk, no fast-math (results stay bit-identical to the numpy reference)."""
-    return numba.njit(cache=True, nogil=True)(func)
+    disk, no fast-math (results stay bit-identical to the numpy reference). numpy's error model:
+    a division by zero gives inf or NaN as in numpy instead of a test per division that raises,
+    which is what lets the compiler run division and square root on several values at once."""
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
 
 
 @kernel

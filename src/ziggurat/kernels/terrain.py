@@ -83,26 +83,37 @@ def _window(data, r, c):  # type: ignore[no-untyped-def]
 
 
 @kernel
+def _cos_incidence(up, mid, dn, z, ex, ny, sin_alt, sin_az, cos_az, cos_alt, row):  # type: ignore[no-untyped-def]
+    """`row[c]`: the cosine of the incidence angle at column c + 1 of the middle row. Pure
+    arithmetic without branches, so the compiler runs it on several pixels at once (SIMD); the
+    operations and their order are the numpy version's, so the bits are too."""
+    for c in range(row.shape[0]):   # (indexes that never go below 0: no wraparound test per pixel)
+        a, b, cc = np.float64(up[c]), np.float64(up[c + 1]), np.float64(up[c + 2])
+        d, f = np.float64(mid[c]), np.float64(mid[c + 2])
+        g, hh, i = np.float64(dn[c]), np.float64(dn[c + 1]), np.float64(dn[c + 2])
+        p = z * ((cc + 2 * f + i) - (a + 2 * d + g)) / ex
+        q = z * ((a + 2 * b + cc) - (g + 2 * hh + i)) / ny
+        row[c] = (sin_alt - (p * sin_az + q * cos_az) * cos_alt) / np.sqrt(1.0 + p * p + q * q)
+
+
+@kernel
 def _hillshade(data, mask, xm, ym, z, sin_alt, sin_az, cos_az, cos_alt, out, out_mask):  # type: ignore[no-untyped-def]
     h, w = data.shape
     bad_rows = np.empty((3, w), dtype=np.bool_)
     bad = np.empty(w, dtype=np.bool_)
+    cang = np.empty(w - 2, dtype=np.float64)
     for r in range(1, h - 1):
         _bad_windows(data, mask, r, bad_rows, bad)
-        ex = 8.0 * xm[r]
-        ny = 8.0 * ym
-        for c in range(1, w - 1):
-            if bad[c]:
-                continue
-            a, b, cc, d, _, f, g, hh, i = _window(data, r, c)
-            p = z * ((cc + 2 * f + i) - (a + 2 * d + g)) / ex
-            q = z * ((a + 2 * b + cc) - (g + 2 * hh + i)) / ny
-            cang = (sin_alt - (p * sin_az + q * cos_az) * cos_alt) / math.sqrt(1.0 + p * p + q * q)
-            if not math.isfinite(cang):
-                continue
-            shade = 1.0 if cang <= 0.0 else 1.0 + 254.0 * cang
-            out[r, c] = min(max(math.floor(shade + 0.5), 1.0), 255.0)
-            out_mask[r, c] = False
+        _cos_incidence(data[r - 1], data[r], data[r + 1], z, 8.0 * xm[r], 8.0 * ym, sin_alt, sin_az, cos_az,
+                       cos_alt, cang)
+        values, masked = out[r], out_mask[r]
+        for c in range(w - 2):
+            x = cang[c]
+            ok = not bad[c + 1] and x - x == 0.0   # (x - x: 0 unless x is infinite or NaN)
+            shade = 1.0 if x <= 0.0 else 1.0 + 254.0 * x
+            v = min(max(np.floor(shade + 0.5), 1.0), 255.0) if ok else 0.0
+            values[c + 1] = np.uint8(v)
+            masked[c + 1] = not ok
 
 
 def hillshade(elevation: np.ndarray | np.ma.MaskedArray, xres: float, yres: float, *, azimuth: float = 315.0,
@@ -123,21 +134,33 @@ def hillshade(elevation: np.ndarray | np.ma.MaskedArray, xres: float, yres: floa
 
 
 @kernel
+def _rise(up, mid, dn, xm, ym, row):  # type: ignore[no-untyped-def]
+    """`row[c]`: the rise (tan of the slope) at column c + 1 of the middle row; branch-free (SIMD)."""
+    for c in range(row.shape[0]):
+        w0, w1, w2 = np.float64(up[c]), np.float64(up[c + 1]), np.float64(up[c + 2])
+        w3, w5 = np.float64(mid[c]), np.float64(mid[c + 2])
+        w6, w7, w8 = np.float64(dn[c]), np.float64(dn[c + 1]), np.float64(dn[c + 2])
+        dx = ((w0 + w3 + w3 + w6) - (w2 + w5 + w5 + w8)) / xm
+        dy = ((w6 + w7 + w7 + w8) - (w0 + w1 + w1 + w2)) / ym
+        row[c] = np.sqrt(dx * dx + dy * dy) / 8.0
+
+
+@kernel
 def _slope(data, mask, xm, ym, percent, out, out_mask):  # type: ignore[no-untyped-def]
     h, w = data.shape
     bad_rows = np.empty((3, w), dtype=np.bool_)
     bad = np.empty(w, dtype=np.bool_)
+    rise = np.empty(w - 2, dtype=np.float64)
     for r in range(1, h - 1):
         _bad_windows(data, mask, r, bad_rows, bad)
-        for c in range(1, w - 1):
-            if bad[c]:
-                continue
-            w0, w1, w2, w3, _, w5, w6, w7, w8 = _window(data, r, c)
-            dx = ((w0 + w3 + w3 + w6) - (w2 + w5 + w5 + w8)) / xm[r]
-            dy = ((w6 + w7 + w7 + w8) - (w0 + w1 + w1 + w2)) / ym
-            rise = math.sqrt(dx * dx + dy * dy) / 8.0
-            out[r, c] = 100.0 * rise if percent else math.atan(rise) * _TO_DEG
-            out_mask[r, c] = False
+        _rise(data[r - 1], data[r], data[r + 1], xm[r], ym, rise)
+        values, masked = out[r], out_mask[r]
+        for c in range(w - 2):
+            ok = not bad[c + 1]
+            x = rise[c]
+            v = (100.0 * x if percent else math.atan(x) * _TO_DEG) if ok else 0.0
+            values[c + 1] = v
+            masked[c + 1] = not ok
 
 
 def slope(elevation: np.ndarray | np.ma.MaskedArray, xres: float, yres: float, *, percent: bool = False,
