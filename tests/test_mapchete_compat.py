@@ -596,3 +596,48 @@ def test_a_mapchete_tile_directory_read_into_another_crs_is_read_as_mapchete_rea
     finally:
         sys.path.pop(0)
     assert compare(data / "mapchete", data / "ziggurat") == "identical"
+
+
+@pytest.mark.slow
+def test_outside_a_raster_without_nodata_is_no_data_where_mapchete_reads_zeros(tmp_path):
+    """mapchete's examples/file_groups: the mean of two groups of rasters, one group being
+    dummy2.tif (uint8, no nodata value: all zeros over lon 2-3). Far from it, mapchete reads
+    dummy2 as valid zeros, which halves every mean (cleantopo_tl's 6,826 m becomes 3,413); ziggurat
+    reads nothing outside a raster's footprint, so the mean is that of the rasters that are there."""
+    pytest.importorskip("mapchete")
+    process = '''
+import numpy.ma as ma
+
+
+def execute(group1, group2):
+    group1 = ma.mean(ma.stack([raster.read(1) for _, raster in group1]), axis=0)
+    group2 = ma.mean(ma.stack([raster.read(1) for _, raster in group2]), axis=0)
+    return ma.mean(ma.stack([group1, group2]), axis=0)
+'''
+    for tool in ("mapchete", "ziggurat"):
+        data = tmp_path / tool
+        data.mkdir()
+        for f in ("cleantopo_tl.tif", "cleantopo_br.tif", "dummy1.tif"):
+            shutil.copy(DATA / f, data / f)
+        from affine import Affine   # mapchete's dummy2.tif: uint8 zeros, no nodata value
+
+        with rasterio.open(data / "dummy2.tif", "w", driver="GTiff", width=100, height=100, count=3, dtype="uint8",
+                           crs="EPSG:4326", transform=Affine(0.01, 0, 2.0, 0, -0.03, 4.0)) as dst:
+            dst.write(np.zeros((3, 100, 100), "uint8"))
+        (data / "groups.py").write_text(process)
+        (data / "groups.mapchete").write_text(
+            "process: groups.py\nzoom_levels: 3\npyramid:\n  grid: geodetic\n  metatiling: 8\ninput:\n"
+            "  group1:\n    file1: cleantopo_tl.tif\n    file2: cleantopo_br.tif\n"
+            "  group2:\n    file1: dummy1.tif\n    file2: dummy2.tif\n"
+            "output:\n  dtype: uint16\n  bands: 1\n  format: GTiff\n  path: out\n")
+    _run_mapchete(tmp_path / "mapchete" / "groups.mapchete")
+    execute(tmp_path / "ziggurat" / "groups.mapchete", executor="sequential")
+    theirs, ours = tiles(tmp_path / "mapchete" / "out"), tiles(tmp_path / "ziggurat" / "out")
+    corner = (3, 0, 0)   # cleantopo_tl, far from the dummies
+    with rasterio.open(DATA / "cleantopo_tl.tif") as src:
+        tl_max = int(src.read(1).max())
+    mine, other = np.ma.masked_array(ours[corner]), np.ma.masked_array(theirs[corner])
+    both = ~np.ma.getmaskarray(mine) & ~np.ma.getmaskarray(other)
+    assert both.sum() > 1000 and int(mine.max()) <= tl_max
+    halves = np.ma.getdata(other)[both].astype(float) / np.ma.getdata(mine)[both]
+    assert np.allclose(halves, 0.5, atol=0.001)   # mapchete's mean counted dummy2's zeros
