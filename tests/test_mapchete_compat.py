@@ -619,10 +619,9 @@ def execute(group1, group2):
         data.mkdir()
         for f in ("cleantopo_tl.tif", "cleantopo_br.tif", "dummy1.tif"):
             shutil.copy(DATA / f, data / f)
-        from affine import Affine   # mapchete's dummy2.tif: uint8 zeros, no nodata value
-
+        # mapchete's dummy2.tif: uint8 zeros, no nodata value
         with rasterio.open(data / "dummy2.tif", "w", driver="GTiff", width=100, height=100, count=3, dtype="uint8",
-                           crs="EPSG:4326", transform=Affine(0.01, 0, 2.0, 0, -0.03, 4.0)) as dst:
+                           crs="EPSG:4326", transform=rasterio.Affine(0.01, 0, 2.0, 0, -0.03, 4.0)) as dst:
             dst.write(np.zeros((3, 100, 100), "uint8"))
         (data / "groups.py").write_text(process)
         (data / "groups.mapchete").write_text(
