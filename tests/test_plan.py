@@ -142,3 +142,31 @@ def test_runs_along_the_curve_give_the_same_tiles_as_neighbours():
         assert max(i.col for i in run) - min(i.col for i in run) < 10
     assert sizer.remaining == 0
     assert [t.index for t in plan.tiles(curve=False)] == rows
+
+
+def test_inputs_far_apart_run_only_the_tiles_they_reach(tmp_path, write_recipe):
+    """Two rasters 90 degrees apart and no bounds: the run covers the tiles each reaches (as
+    mapchete's process area is the union of its inputs), not every tile of the box around both;
+    nothing is masked (rasters read as before)."""
+    from conftest import position_raster
+
+    for name, left in (("west", -60.0), ("east", 30.0)):
+        position_raster(tmp_path / f"{name}.tif", left=left, top=10.0, res=1 / 64, width=128, height=128)
+    recipe = write_recipe(f"""
+        process: proc.py
+        zoom_levels: 7
+        pyramid: {{grid: geodetic}}
+        input: {{west: {tmp_path / 'west.tif'}, east: {tmp_path / 'east.tif'}}}
+        output: {{path: {tmp_path / 'out'}, dtype: float32, nodata: -9999}}
+        """, "r.yaml", """
+        def execute(west, east):
+            data = west.read(1) if not west.is_empty() else east.read(1)
+            return data
+        """)
+    from ziggurat.engine.run import load, plan
+
+    every = plan(load(recipe))
+    box = 66 * 3   # the box around both: 66 columns of zoom 7 tiles (1.40625 degrees) between them
+    assert every.geometry is not None and every.count() <= 2 * 3 * 3 < box   # 2 x 2 degrees each
+    summary = execute(recipe, executor="sequential")
+    assert summary.written == every.count() and summary.empty == 0

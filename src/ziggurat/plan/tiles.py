@@ -159,6 +159,7 @@ def _make_plan(recipe: Recipe, sel: Selection, input_bounds: Iterable[Bounds]) -
             raise RecipeError(str(exc)) from exc
         return Plan(grid, zooms, None, only, area=the_area)
 
+    input_bounds = list(input_bounds)
     area = recipe.bounds
     footprint = Bounds.union_all(input_bounds)
     if area is not None and recipe.is_mapchete and footprint is not None:
@@ -181,7 +182,22 @@ def _make_plan(recipe: Recipe, sel: Selection, input_bounds: Iterable[Bounds]) -
     if the_area is not None and area is not None:
         geometry = clip_to_bounds(the_area, area)
         area = None if geometry is None else area.intersection(geometry.bounds)
+    elif area is not None and recipe.bounds is None and len(input_bounds) > 1:
+        geometry = _footprints(input_bounds, area)   # only tiles some input reaches (masks nothing)
+        if geometry is not None:
+            area = area.intersection(geometry.bounds)
     return Plan(grid, zooms, area, geometry=geometry, area=the_area)
+
+
+def _footprints(boxes: list[Bounds], area: Bounds) -> Any:
+    """The union of the inputs' footprints within `area`, where it is not one rectangle (inputs far
+    apart: the tiles between them read nothing), as mapchete's process area is; else None."""
+    import shapely
+
+    union = shapely.union_all([shapely.box(*b) for b in boxes])
+    if union.area >= shapely.box(*area).area * (1 - 1e-9):
+        return None
+    return clip_to_bounds(union, area)
 
 
 def _zooms(recipe: Recipe, zoom: Any) -> tuple[int, ...]:
