@@ -123,12 +123,16 @@ def kill9(folder: Path) -> bool:
     run.wait()
     try:
         if not _gone(run.pid):
+            print(f"  kill9: processes of the run still there 10 s after: {_session(run.pid)}")
             return False
     finally:
         _cleanup(run.pid)
     again = subprocess.run([EXE, "execute", str(recipe), "-e", "processes", "-w", "2", "--no-progress"],
                            capture_output=True, text=True, timeout=300)
     check = subprocess.run([EXE, "verify", str(folder / "out")], capture_output=True, text=True, timeout=300)
+    if again.returncode or check.returncode:
+        print(f"  kill9: rerun exit {again.returncode}: {again.stderr.strip()[-500:]}\n"
+              f"  verify exit {check.returncode}: {check.stdout.strip()[-800:]}")
     return again.returncode == 0 and check.returncode == 0
 
 
