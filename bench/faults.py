@@ -109,7 +109,12 @@ def interrupt(folder: Path, how: str) -> bool:
             run.send_signal(signal.SIGTERM)
         _, err = run.communicate(timeout=60)
         segments = [p for p in Path("/dev/shm").iterdir() if p.name.startswith(f"ziggurat-{run.pid}-")]
-        return (run.returncode in (130, 0) and "Traceback" not in err and not segments and _gone(run.pid))
+        gone = _gone(run.pid)
+        clean = run.returncode in (130, 0) and "Traceback" not in err and not segments and gone
+        if not clean:
+            print(f"  {how}: exit {run.returncode}, {len(segments)} shared-memory segments left, "
+                  f"{'no process' if gone else _session(run.pid)} left: {err.strip()[-1500:]}")
+        return clean
     finally:
         _cleanup(run.pid)
 
