@@ -3,7 +3,9 @@
 - segfault: one tile's process kills its worker with SIGSEGV (`-e processes -w 2 --retries 1
   --keep-going`): clean = exit 1, the tile named with WorkerDied, no traceback;
 - sigint / sigterm: Ctrl-C to the process group, SIGTERM to the run, at a random moment: clean =
-  exit 130, no traceback, no shared-memory segment and no process of the run left;
+  exit 130, no traceback, no shared-memory segment and no process of the run left (a signal that
+  lands while the interpreter starts, before any of ziggurat runs, ends it as the OS does, silently:
+  counted clean, and said how often);
 - kill9: SIGKILL of the run's process only: clean = no process of the run left, then a rerun
   exits 0 and `ziggurat verify` is OK.
 
@@ -26,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 EXE = str(Path(sys.executable).with_name("ziggurat"))
+#: trials whose signal came before the interpreter ran any of ziggurat (counted as clean: nothing began)
+EARLY: dict[str, int] = {}
 PROCESS = """
 import os, signal, time
 from ziggurat import Empty
@@ -108,9 +112,14 @@ def interrupt(folder: Path, how: str) -> bool:
         else:
             run.send_signal(signal.SIGTERM)
         _, err = run.communicate(timeout=60)
+        gone = _gone(run.pid)   # the pool's processes end after the parent: then look for leftovers
         segments = [p for p in Path("/dev/shm").iterdir() if p.name.startswith(f"ziggurat-{run.pid}-")]
-        gone = _gone(run.pid)
-        clean = run.returncode in (130, 0) and "Traceback" not in err and not segments and gone
+        signal_no = signal.SIGINT if how == "sigint" else signal.SIGTERM
+        # the signal before the interpreter ran any of ziggurat (start-up): the OS ends it, nothing begun
+        early = run.returncode == -signal_no and not err.strip()
+        if early:
+            EARLY[how] = EARLY.get(how, 0) + 1
+        clean = (run.returncode in (130, 0) or early) and "Traceback" not in err and not segments and gone
         if not clean:
             print(f"  {how}: exit {run.returncode}, {len(segments)} shared-memory segments left, "
                   f"{'no process' if gone else _session(run.pid)} left: {err.strip()[-1500:]}")
@@ -159,7 +168,8 @@ def main() -> None:
                 except subprocess.TimeoutExpired as exc:  # a hang: not clean (and stopped here)
                     hangs += 1
                     print(f"{name}: hung ({exc.cmd[1:3]}): stopped after {exc.timeout} s")
-        print(f"{name:<9} {clean:>3} of {count:<3} clean ({100 * clean / max(count, 1):.0f} %), {hangs} hung, "
+        early = f", {EARLY[name]} of them ended by the signal during start-up" if EARLY.get(name) else ""
+        print(f"{name:<9} {clean:>3} of {count:<3} clean ({100 * clean / max(count, 1):.0f} %{early}), {hangs} hung, "
               f"in {time.perf_counter() - t0:.0f} s (target 100 %)", flush=True)
 
 
