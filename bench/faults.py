@@ -116,7 +116,7 @@ def interrupt(folder: Path, how: str) -> bool:
         segments = [p for p in Path("/dev/shm").iterdir() if p.name.startswith(f"ziggurat-{run.pid}-")]
         signal_no = signal.SIGINT if how == "sigint" else signal.SIGTERM
         # the signal before the interpreter ran any of ziggurat (start-up): the OS ends it, nothing begun
-        early = run.returncode == -signal_no and not err.strip()
+        early = run.returncode == -signal_no and not err.strip() and not _began(folder)
         if early:
             EARLY[how] = EARLY.get(how, 0) + 1
         clean = (run.returncode in (130, 0) or early) and "Traceback" not in err and not segments and gone
@@ -126,6 +126,11 @@ def interrupt(folder: Path, how: str) -> bool:
         return clean
     finally:
         _cleanup(run.pid)
+
+
+def _began(folder: Path) -> bool:
+    """Whether the run got as far as its output (then a death by the signal is not clean)."""
+    return (folder / "out").exists()
 
 
 def kill9(folder: Path) -> bool:

@@ -32,3 +32,6 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sys.stderr.write("Interrupted.\n")
         sys.exit(EXIT_INTERRUPTED)
+    finally:   # the command has ended (click exits with its code): a Ctrl-C while the interpreter
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # shuts down (Python puts the default
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # handlers back) must not turn it into a kill

@@ -461,3 +461,68 @@ def test_the_command_starts_the_forkserver_first_only_for_the_pool():
     assert not uses_the_pool(["execute", "r.yaml", "--dask-scheduler", "tcp://h:8786"], {})
     assert not uses_the_pool(["execute", "--help"], {}) and not uses_the_pool(["plan", "r.yaml"], {})
     assert not uses_the_pool([], {})
+
+
+LOCK_DANCE = """
+import logging, os, signal, sys, threading
+from ziggurat.engine.run import execute
+
+state = {"sent": False}
+
+def progress(event):
+    # a Ctrl-C that lands while the main thread holds logging's module lock, as any log call may
+    # (no try/finally here, as none protects the instant after an acquire): raised there, the lock
+    # would stay taken and every thread that logs would wait for it forever
+    if event.done >= 3 and not state["sent"]:
+        state["sent"] = True
+        logging._acquireLock()
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):   # the handler runs between bytecodes: plenty of them here
+            pass
+        logging._releaseLock()
+
+try:
+    execute(sys.argv[1], executor="processes", workers=2, write_in="parent", progress=progress)
+except KeyboardInterrupt:
+    print("interrupted")
+free = []
+
+def look():
+    got = logging._lock.acquire(timeout=5)
+    free.append(got)
+    if got:
+        logging._lock.release()
+
+probe = threading.Thread(target=look)
+probe.start()
+probe.join()
+print("lock free" if free[0] else "lock held")
+sys.stdout.flush()
+if not free[0]:
+    os._exit(0)   # (the interpreter's own exit would wait for the lock)
+"""
+
+
+def test_a_ctrl_c_while_the_main_thread_holds_a_lock_stops_the_run_without_a_hang(tmp_path, write_recipe):
+    from ziggurat.core import interrupts
+
+    with interrupts.deferred():   # the semantics the pool's loop relies on
+        interrupts.stop()          # (a handler's call: not raised here ...)
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()     # ... but at the next safe point)
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.stop()          # outside a pool loop: at once
+    src = tmp_path / "src.tif"
+    position_raster(src, left=0.0, top=1.0, res=1 / 1024, width=1024, height=1024)
+    recipe = write_recipe(f"""
+        process: proc.py
+        zoom_levels: 10
+        pyramid: {{grid: geodetic}}
+        input: {{src: {src}}}
+        output: {{path: {tmp_path / 'out'}, dtype: float32, nodata: -9999}}
+        """, "r.yaml", "import time\n\ndef execute(src):\n    time.sleep(0.05)\n    return src.read()\n")
+    script = tmp_path / "dance.py"
+    script.write_text(LOCK_DANCE)
+    done = subprocess.run([sys.executable, str(script), str(recipe)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "interrupted" in done.stdout, done.stderr[-2000:]
+    assert "lock free" in done.stdout   # the interrupt was raised at the pool's next safe point

@@ -34,7 +34,7 @@ def interrupt(signum: int, frame: Any) -> None:
     interrupts.mark()   # a real interrupt, not a process raising KeyboardInterrupt
     signal.signal(signal.SIGINT, interrupt_again)
     signal.signal(signal.SIGTERM, interrupt_again)
-    raise KeyboardInterrupt
+    interrupts.stop()   # now, or at the pool loop's next safe point
 
 
 def interrupt_again(signum: int, frame: Any) -> None:

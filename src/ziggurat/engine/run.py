@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, Callable, Iterator
 
@@ -221,8 +222,11 @@ class _Run:
                 outcomes = self.pool.map_unordered(RunSpec(self.recipe, self.overwrite), self.tasks(),
                                                    sink=self.output if parent_writes else None)
                 try:
-                    for outcome in outcomes:
-                        self.record(outcome)
+                    # a Ctrl-C raised wherever the main thread is may leave a lock taken: the pool
+                    # raises it at its safe points (core.interrupts)
+                    with interrupts.deferred() if self.pool.defers_interrupts else nullcontext():
+                        for outcome in outcomes:
+                            self.record(outcome)
                 except KeyboardInterrupt:  # also SIGTERM, via the CLI: stop now
                     self.pool.terminate()  # their temporary files are swept below
                     raise

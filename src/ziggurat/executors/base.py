@@ -29,6 +29,9 @@ class Executor(ABC):
     name: str = "executor"
     #: workers only compute and the parent writes every tile (`sink` is the output)
     writes_in_parent: bool = False
+    #: its loop runs in the main thread with `core.interrupts.deferred()` semantics: it calls
+    #: `interrupts.check()` and waits in `interrupts.safe()` (tiles never run in the main thread)
+    defers_interrupts: bool = False
     #: the most consecutive tasks handed to one worker at once; above 1 the engine orders the
     #: plan's tiles along a space-filling curve and cuts it into runs of neighbours of at most
     #: that many (`plan.order.RunSizer`), ending each with `RUN_END`

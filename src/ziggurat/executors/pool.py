@@ -27,6 +27,7 @@ from typing import Any, Generator, Iterable, Iterator
 
 import numpy as np
 
+from ziggurat.core import interrupts
 from ziggurat.core.errors import ExecutorError
 from ziggurat.core.grid import TileIndex
 from ziggurat.core.tasks import FAILED, WRITTEN, TileOutcome, task_index
@@ -79,6 +80,7 @@ class _Task:
 
 class ProcessExecutor(Executor):
     name = "processes"
+    defers_interrupts = True
 
     #: the most tiles handed to a worker at once (a patch of neighbours, see `plan.order`), when
     #: workers write and no tile timeout applies; 1 hands them out one by one (bench/run.py)
@@ -197,6 +199,7 @@ class ProcessExecutor(Executor):
               writer: ThreadPoolExecutor | None) -> Iterator[TileOutcome]:
         flight = _Flight(self, parent, slots)
         while True:
+            interrupts.check()   # a Ctrl-C that came while the engine recorded an outcome
             while flight.suspects and flight.capacity() > 0:
                 flight.submit(flight.suspects.pop(0))
             if not flight.suspects:
@@ -207,8 +210,9 @@ class ProcessExecutor(Executor):
                     continue
                 feeder.idle()
                 return
-            done, _ = wait([*flight.computing, *flight.writing], timeout=self._next_deadline(flight.computing),
-                           return_when=FIRST_COMPLETED)
+            with interrupts.safe():
+                done, _ = wait([*flight.computing, *flight.writing], timeout=self._next_deadline(flight.computing),
+                               return_when=FIRST_COMPLETED)
             if not done:  # a tile ran past the timeout: its worker (with the pool) goes, as if it had died
                 flight.suspects.extend(self._timed_out(spec, flight.computing))
                 yield from self._exhausted(flight.suspects, slots)
