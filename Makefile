@@ -91,6 +91,9 @@ bench: $(BENCH_VENV)/.installed $(ODC_VENV)/.installed gdal
 	$(BENCH_VENV)/bin/python bench/composite.py --odc-python $(ODC_VENV)/bin/python
 	$(BENCH_VENV)/bin/python bench/kernels.py
 	$(BENCH_VENV)/bin/python bench/faults.py
+	$(BENCH_VENV)/bin/python bench/faults_bucket.py
+	$(BENCH_VENV)/bin/python bench/ledger_remote.py
+	$(BENCH_VENV)/bin/python bench/tile_commands.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(ODC_VENV) output bench/.cache .mypy_cache .ruff_cache
