@@ -32,6 +32,7 @@ from typing import Any, Generator, Iterable, Iterator
 
 import distributed
 
+from ziggurat.core import interrupts
 from ziggurat.core.errors import ExecutorError
 from ziggurat.core.grid import TileIndex
 from ziggurat.core.tasks import FAILED, TileOutcome, task_index
@@ -84,6 +85,7 @@ class DaskExecutor(Executor):
     """
 
     name = "dask"
+    defers_interrupts = True
     #: the most tiles one task carries (see the module docstring); 1 with a tile timeout
     run_tiles = 256
 
@@ -241,7 +243,9 @@ class DaskExecutor(Executor):
 
         fill()
         while pending:
-            future, result = next(completed)
+            interrupts.check()   # a Ctrl-C that came while the engine recorded an outcome
+            with interrupts.safe():
+                future, result = next(completed)
             task = pending.pop(future)
             outcomes = self._outcomes(future, result, task, parent)
             future.release()
