@@ -22,7 +22,9 @@ import sys
 import tempfile
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ZIGGURAT = str(Path(sys.executable).parent / "ziggurat")
 PROC = """
@@ -38,6 +40,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def moto_bucket(bucket: str = "bench") -> Iterator[dict[str, str]]:
+    """A `moto_server` of its own on 127.0.0.1 holding an empty `bucket`; yields the environment
+    (credentials, endpoint) that reaches it. The server stops at the end."""
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import boto3
+
+        for _ in range(100):
+            try:
+                boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
+                             aws_secret_access_key="bench", region_name="us-east-1").create_bucket(Bucket=bucket)
+                break
+            except Exception:
+                time.sleep(0.1)
+        yield env
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def recipe(folder: Path, out: str, tiles: int, zoom: int = 12) -> Path:
@@ -74,22 +102,7 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=1024)
     parser.add_argument("--resume-tiles", type=int, default=10_000)
     args = parser.parse_args()
-    port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import boto3
-
-        for _ in range(100):
-            try:
-                boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
-                             aws_secret_access_key="bench", region_name="us-east-1").create_bucket(Bucket="bench")
-                break
-            except Exception:
-                time.sleep(0.1)
+    with moto_bucket() as env:
         with tempfile.TemporaryDirectory(prefix="ziggurat-bench-s3-") as tmp:
             folder = Path(tmp)
             print(f"# {args.tiles} tiles of 64x64 uint8 GeoTIFF, ziggurat -e processes -w 2, moto_server on 127.0.0.1")
@@ -127,9 +140,6 @@ def main() -> None:
             print(f"resume: {again['summary']['skipped']} skipped, {again['summary']['output_tiles_written']} written; "
                   f"{total} requests ({json.dumps({k: v for k, v in rc.items() if not k.startswith('bytes')})}), "
                   f"{rc.get('bytes_in', 0):,} bytes in; {again['seconds']:.2f} s run, {resume_wall:.2f} s command")
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":

@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from s3 import free_port  # noqa: E402
+from s3 import moto_bucket  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ZIGGURAT = str(BIN / "ziggurat")
@@ -69,22 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tiles", type=int, default=10_000)
     args = parser.parse_args()
-    port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-           "AWS_EC2_METADATA_DISABLED": "true", "AWS_ALLOW_HTTP": "true"}
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import boto3
-
-        for _ in range(100):
-            try:
-                boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
-                             aws_secret_access_key="bench", region_name="us-east-1").create_bucket(Bucket="bench")
-                break
-            except Exception:
-                time.sleep(0.1)
+    with moto_bucket() as base_env:
+        env = {**base_env, "AWS_ALLOW_HTTP": "true"}
         with tempfile.TemporaryDirectory(prefix="ziggurat-bench-tiles-") as tmp:
             folder = Path(tmp)
             env["ZIGGURAT_STATE_DIR"] = str(folder / "state")
@@ -108,9 +92,6 @@ def main() -> None:
                 got = measured(command, env)
                 print(f"{name:<24} {got['seconds']:8.2f} {n / got['seconds']:8.0f} {got['kb'] / 1024:7.0f} MB",
                       flush=True)
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ and ziggurat read; a destination that is a ziggurat output with its own records 
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -19,10 +18,8 @@ from typing import Any, Iterable, Iterator
 from ziggurat.audit.tilestore import TileStore
 from ziggurat.core.bounds import Bounds
 from ziggurat.core.errors import OutputError
-from ziggurat.core.location import Location, is_url
 from ziggurat.io.outputs.stored import METADATA_FILE
-from ziggurat.io.storage.folder_store import FolderStore
-from ziggurat.io.storage.store import open_store
+from ziggurat.io.storage.store import ObjectStore
 
 
 @dataclass
@@ -48,7 +45,7 @@ def copy_tiles(source: str, target: str, zooms: Iterable[int], bounds: Bounds | 
     """Copy the tiles of `zooms` inside `bounds` (all without) from `source` to `target` (folders
     or bucket URLs)."""
     start = time.perf_counter()
-    src = TileStore.open(source, source_options)
+    src = TileStore.existing(source, source_options)
     dst = _target(src, target, target_options)
     done = Copied(src.url, dst.url)
     todo = _missing(src, dst, sorted(set(zooms)), bounds, overwrite, done)
@@ -66,15 +63,13 @@ def copy_tiles(source: str, target: str, zooms: Iterable[int], bounds: Bounds | 
 
 def _target(src: TileStore, target: str, options: dict[str, Any] | None) -> TileStore:
     """The destination, made a tile directory of the source's kind where it is none yet."""
-    dst = TileStore.empty_or_none(target, options)
+    dst = TileStore.open(target, options, missing_ok=True)
     if dst is None:
-        if is_url(target):
-            store = open_store(Location.parse(target), options)
+        _, store = TileStore.connect(target, options)
+        if isinstance(store, ObjectStore):
             store.check(write=True)
-            store.put(METADATA_FILE, src.meta)
-        else:
-            FolderStore(os.path.abspath(target)).put(METADATA_FILE, src.meta)
-        return TileStore.open(target, options)
+        store.put(METADATA_FILE, src.meta)
+        return TileStore.existing(target, options)
     if (dst.stored.grid, dst.stored.format, dst.stored.layout) != (src.stored.grid, src.stored.format,
                                                                     src.stored.layout):
         raise OutputError(f"{target}: a tile directory of another grid, format or layout than {src.url}; "

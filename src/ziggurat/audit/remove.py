@@ -19,7 +19,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ziggurat.audit.tilestore import TileStore
+from ziggurat.audit.tilestore import TileStore, window
 from ziggurat.core.bounds import Bounds
 from ziggurat.core.grid import Grid, TileIndex
 from ziggurat.io.outputs.stored import open_stored
@@ -51,7 +51,7 @@ class Removed:
 def count_tiles(target: str, zooms: Iterable[int], bounds: Bounds | None = None,
                 storage_options: dict[str, Any] | None = None) -> int:
     """How many tile files `remove_tiles` would remove (one listing, streamed)."""
-    return sum(1 for _ in TileStore.open(target, storage_options).tiles(zooms, bounds))
+    return sum(1 for _ in TileStore.existing(target, storage_options).tiles(zooms, bounds))
 
 
 def remove_tiles(target: str, zooms: Iterable[int], bounds: Bounds | None = None,
@@ -59,7 +59,7 @@ def remove_tiles(target: str, zooms: Iterable[int], bounds: Bounds | None = None
     """Remove the tiles of `zooms` inside `bounds` (all of them without) from the tile directory
     at `target` (a folder or a bucket URL), and their records."""
     start = time.perf_counter()
-    tiles = TileStore.open(target, storage_options)
+    tiles = TileStore.existing(target, storage_options)
     zooms = sorted(set(zooms))
     done = Removed(tiles.url)
     if not tiles.has_records():
@@ -98,7 +98,7 @@ def _remove_recorded(tiles: TileStore, zooms: list[int], bounds: Bounds | None,
             process_grid = _process_grid(tiles)
             for zoom in zooms:
                 if process_grid.minzoom <= zoom <= process_grid.maxzoom:
-                    rows, cols = _process_window(process_grid, zoom, bounds)
+                    rows, cols = window(process_grid, zoom, bounds)
                     if len(rows) and len(cols):
                         done.records += ledger.forget_window(zoom, rows, cols, "process_tiles")
             _commit(ledger, records)
@@ -146,13 +146,6 @@ def _process_grid(tiles: TileStore) -> Grid:
     """The grid the process tiles were recorded in (metadata.json's `process_grid`)."""
     meta = json.loads(tiles.meta)
     return Grid.from_dict(meta["process_grid"]) if "process_grid" in meta else tiles.stored.grid
-
-
-def _process_window(grid: Grid, zoom: int, bounds: Bounds | None) -> tuple[range, range]:
-    if bounds is None:
-        rows, cols = grid.matrix_shape(zoom)
-        return range(rows), range(cols)
-    return grid.tile_range(bounds, zoom)
 
 
 def _batches(items: Iterator[tuple[str, TileIndex]]) -> Iterator[list[tuple[str, TileIndex]]]:

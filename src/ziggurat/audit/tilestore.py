@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 from ziggurat.core.bounds import Bounds
 from ziggurat.core.errors import OutputError
 from ziggurat.core.formats import Storage
-from ziggurat.core.grid import TileIndex
+from ziggurat.core.grid import Grid, TileIndex
 from ziggurat.core.location import Location, is_url
 from ziggurat.io.outputs.stored import METADATA_FILE, StoredOutput, stored_from_metadata
 from ziggurat.io.storage.folder_store import FolderStore
@@ -32,19 +32,27 @@ class TileStore:
     location: Location | None
     meta: bytes
 
-    @classmethod
-    def open(cls, target: str, storage_options: dict[str, Any] | None = None) -> "TileStore":
-        """The tile directory at `target` (a path or a URL): a clear error where there is none."""
+    @staticmethod
+    def connect(target: str, storage_options: dict[str, Any] | None = None
+                ) -> tuple[Location | None, ObjectStore | FolderStore]:
+        """The store at `target` (a path or a URL), whatever it holds."""
         location = Location.parse(target) if is_url(target) else None
-        store: ObjectStore | FolderStore
-        if location is not None:
-            if not location.is_object_store:
-                raise OutputError(f"{target}: expected a local folder or an object store URL (s3://, gs://, az://)")
-            store = open_store(location, storage_options)
-        else:
-            store = FolderStore(os.path.abspath(target))
+        if location is None:
+            return None, FolderStore(os.path.abspath(target))
+        if not location.is_object_store:
+            raise OutputError(f"{target}: expected a local folder or an object store URL (s3://, gs://, az://)")
+        return location, open_store(location, storage_options)
+
+    @classmethod
+    def open(cls, target: str, storage_options: dict[str, Any] | None = None, *,
+             missing_ok: bool = False) -> "TileStore | None":
+        """The tile directory at `target`: a clear error where there is none (None with `missing_ok`
+        where there is nothing at all)."""
+        location, store = cls.connect(target, storage_options)
         meta = store.get(METADATA_FILE)
         if meta is None:
+            if missing_ok:
+                return None
             raise OutputError(f"{target}: no tile directory there (no {METADATA_FILE})")
         try:
             stored = stored_from_metadata(Path(location.name if location else os.path.abspath(target)),
@@ -57,13 +65,10 @@ class TileStore:
         return cls(target if location is None else location.url, store, stored, location, meta)
 
     @classmethod
-    def empty_or_none(cls, target: str, storage_options: dict[str, Any] | None = None) -> "TileStore | None":
-        try:
-            return cls.open(target, storage_options)
-        except OutputError as exc:
-            if "no tile directory there" in str(exc):
-                return None
-            raise
+    def existing(cls, target: str, storage_options: dict[str, Any] | None = None) -> "TileStore":
+        found = cls.open(target, storage_options)
+        assert found is not None
+        return found
 
     def has_records(self) -> bool:
         """Whether ziggurat keeps a ledger of this output (its records must follow any change)."""
@@ -73,11 +78,7 @@ class TileStore:
 
     def window(self, zoom: int, bounds: Bounds | None) -> tuple[range, range]:
         """The rows and columns of a zoom inside `bounds` (every tile of the zoom without)."""
-        grid = self.stored.grid
-        if bounds is None:
-            rows, cols = grid.matrix_shape(zoom)
-            return range(rows), range(cols)
-        return grid.tile_range(bounds, zoom)
+        return window(self.stored.grid, zoom, bounds)
 
     def tiles(self, zooms: Iterable[int], bounds: Bounds | None) -> Iterator[tuple[str, TileIndex]]:
         """(relative path, tile) of each tile file inside the window, zoom by zoom, in name order."""
@@ -119,10 +120,14 @@ class TileStore:
             return
         yield from _sorted_walk(self.store.root, prefix.rstrip("/"))
 
-    def exists(self, rel: str) -> bool:
-        if isinstance(self.store, FolderStore):
-            return (self.store.root / rel).is_file()
-        return self.store.stat(rel) is not None
+
+
+def window(grid: Grid, zoom: int, bounds: Bounds | None) -> tuple[range, range]:
+    """The rows and columns of `grid` at a zoom inside `bounds` (all of them without)."""
+    if bounds is None:
+        rows, cols = grid.matrix_shape(zoom)
+        return range(rows), range(cols)
+    return grid.tile_range(bounds, zoom)
 
 
 def _sorted_walk(root: Path, rel: str) -> Iterator[str]:
@@ -142,4 +147,4 @@ def _sorted_walk(root: Path, rel: str) -> Iterator[str]:
             yield path
 
 
-__all__ = ["TileStore"]
+__all__ = ["TileStore", "window"]

@@ -127,20 +127,21 @@ class RemoteLock:
 
     def _paused(self) -> str:
         why = f"it was not renewed for {time.monotonic() - self._renewed:.0f} s (the run was paused?)"
-        try:
-            other = self._holder()
-        except OutputError:
-            other = None
+        other = self._holder_or_none()
         if (other or {}).get("pid") != os.getpid() or (other or {}).get("host") != HOST:
-            why += f"; {self._taken_by()}"
+            why += f"; {self._taken_by(other or {})}"
         return why
 
-    def _taken_by(self) -> str:
-        """Why the lock is lost, naming the run that holds it now (when it still does)."""
+    def _holder_or_none(self) -> dict[str, Any] | None:
         try:
-            other = self._holder()
+            return self._holder()
         except OutputError:
-            other = None
+            return None
+
+    def _taken_by(self, other: dict[str, Any] | None = None) -> str:
+        """Why the lock is lost, naming the run that holds it now (`other`, read when not given),
+        or the one that ran since."""
+        other = self._holder_or_none() if other is None else other
         if not other:
             ended = self._newer_run()
             return f"another run took it over ({ended} has run since)" if ended else "another run took it over"

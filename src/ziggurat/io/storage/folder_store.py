@@ -80,12 +80,6 @@ class FolderStore:
         for rel in rels:
             self.delete(rel)
 
-    def stat(self, rel: str) -> dict[str, int] | None:
-        try:
-            return {"size": (self.root / rel).stat().st_size}
-        except FileNotFoundError:
-            return None
-
     def list_all(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         """(relative path, size) of every file under `prefix`, in no particular order."""
         top = self.root / prefix if prefix else self.root
