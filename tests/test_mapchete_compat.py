@@ -553,6 +553,56 @@ def test_ziggurat_contours_take_mapchetes_field_name(tmp_path, write_recipe):
     assert props == {"elev"}
 
 
+def test_contours_lie_on_their_level_where_mapchetes_are_transposed_and_joined(tmp_path, src, write_recipe):
+    """mapchete's `examples/contours` differs from ziggurat's on purpose. On a DEM whose pixel
+    (r, c) holds 1000 r + c, every vertex ziggurat writes for `mapchete.processes.contours` lies
+    on its level (bilinear between pixel centres). mapchete's `path_to_linestring` maps a
+    matplotlib vertex (x = col, y = row) to (left + row * px, top - col * px): the line is mirrored
+    about the tile's diagonal and half a pixel off, and the pieces of one level (a matplotlib path
+    of several MOVETOs) become one LineString with straight jumps between them. Un-mirrored and
+    cut at the jumps, mapchete's lines of the sweep are ziggurat's (4,220 tile levels)."""
+    import fiona
+    import shapely
+    from mapchete.processes.contours import path_to_linestring
+    from mapchete.tile import BufferedTilePyramid
+
+    text = ("process: mapchete.processes.contours\nzoom_levels: 6\npyramid:\n  grid: geodetic\n"
+            f"input:\n  dem: {src}\noutput:\n  path: {tmp_path / 'out'}\n  format: GeoJSON\n"
+            "  schema: {geometry: LineString, properties: {elevation: float}}\n"
+            "process_parameters:\n  field: elevation\n  interval: 5000\n")
+    assert execute(write_recipe(text, name="contours.mapchete"), executor="sequential").ok
+    lines = []
+    for path in (tmp_path / "out").glob("6/*/*.geojson"):
+        with fiona.open(path) as features:
+            lines += [(f["properties"]["elevation"], shapely.geometry.shape(f["geometry"])) for f in features]
+    assert sorted({level for level, _ in lines}) == [5000.0 * k for k in range(1, 13)]
+
+    def dem_at(x: np.ndarray, y: np.ndarray) -> np.ndarray:   # the DEM, bilinear between pixel centres
+        return 1000 * ((ORIGIN - y) / RES - 0.5) + ((x - ORIGIN) / RES - 0.5)
+
+    for level, line in lines:
+        xy = np.asarray(line.coords)
+        assert np.abs(dem_at(xy[:, 0], xy[:, 1]) - level).max() < 1e-6 * level
+    # the same vertices in matplotlib's pixel coordinates, through mapchete's conversion
+    level, line = max(lines, key=lambda pair: pair[1].length)
+    xy = np.asarray(line.coords)
+    tile = BufferedTilePyramid("geodetic").tile_from_xy(*xy[len(xy) // 2], 6)
+    pixels = np.column_stack([(xy[:, 0] - tile.left) / RES - 0.5, (tile.top - xy[:, 1]) / RES - 0.5])
+
+    class Path:
+        vertices = pixels
+
+    theirs = np.asarray(path_to_linestring(Path, tile).coords)
+    assert np.median(np.abs(dem_at(theirs[:, 0], theirs[:, 1]) - level)) > 1000   # off its level
+    assert np.allclose(theirs, np.column_stack([tile.left + pixels[:, 1] * RES, tile.top - pixels[:, 0] * RES]))
+
+    class TwoPieces:   # one level, two separate lines: matplotlib's path with two MOVETOs
+        vertices = np.array([[0.0, 0.0], [1.0, 1.0], [50.0, 50.0], [51.0, 51.0]])
+
+    joined = path_to_linestring(TwoPieces, tile)
+    assert joined.geom_type == "LineString" and joined.length > 49 * RES * 2 ** 0.5
+
+
 def test_three_bands_into_a_one_band_output_is_refused_saying_what_mapchete_did_and_the_fix(tmp_path, write_recipe):
     src = tmp_path / "rgb.tif"
     position_raster(src, left=ORIGIN, top=ORIGIN, res=RES, width=64, height=64, bands=3)
