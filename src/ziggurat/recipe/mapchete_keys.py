@@ -71,9 +71,10 @@ def translate(data: Any, lines: dict[KeyPath, int], source: str, mapchete_file: 
         output.pop("data_type", None)  # mapchete's raster/vector hint: the format says it
         pixelbuffer = output.pop("pixelbuffer", 0)
         if pixelbuffer:
-            log.warning("%s output.pixelbuffer %s: ziggurat writes tiles without a buffer (readers take the "
-                        "neighbours' pixels from the neighbouring tiles); the tiles hold the same pixels "
-                        "as mapchete's without the %s-pixel rim", loc.prefix(("output", "pixelbuffer")).rstrip(":"),
+            log.warning("%s output.pixelbuffer %s: ziggurat stores each pixel once, in tiles without a rim "
+                        "(readers take the neighbours' pixels from the neighbouring tiles); processed tiles "
+                        "hold mapchete's pixels without the %s-pixel rim, overviews built with a rim by "
+                        "mapchete differ at tile edges", loc.prefix(("output", "pixelbuffer")).rstrip(":"),
                         pixelbuffer, pixelbuffer)
         if mapchete_file:
             _mapchete_output_defaults(output, out.get("pyramid"))
