@@ -233,6 +233,31 @@ def test_typed_parameters_and_nodata_tile_with_mapchete_installed(tmp_path, src,
     assert execute(recipe, executor="processes", workers=1).empty == 1   # in a worker process too
 
 
+SPECIAL_KWARGS = '''
+from mapchete import OutputPath, Tile
+from mapchete.path import MPath
+from mapchete.tile import BufferedTile
+
+
+def execute(raster, tile: Tile, path: OutputPath):
+    assert isinstance(tile, BufferedTile) and isinstance(path, MPath), (type(tile), type(path))
+    assert tile.id == (6, 28, 67) and tile.pixelbuffer == 2 and tile.shape == (260, 260)
+    assert path.name == "out"
+    return raster.read(resampling="bilinear")
+'''
+
+
+def test_mapchetes_own_tile_and_path_where_a_process_annotates_with_mapchetes_types(tmp_path, src, write_recipe):
+    """mapchete's examples/special_kwargs: with mapchete installed, a `Tile` parameter receives
+    its `BufferedTile` and an `OutputPath` its `MPath` (built in the worker, once per grid)."""
+    pytest.importorskip("mapchete")
+    text = recipe_text(src, tmp_path / "out", inputs=f"    raster: {src}\n").replace(
+        "  grid: geodetic\n", "  grid: geodetic\n  pixelbuffer: 2\n")
+    recipe = write_recipe(text, name="r.mapchete", process=SPECIAL_KWARGS)
+    assert execute(recipe, executor="sequential").output_tiles == 1
+    assert execute(recipe, executor="processes", workers=1, overwrite=True).output_tiles == 1
+
+
 def test_shim_is_not_installed_over_a_real_mapchete():
     pytest.importorskip("mapchete")
     assert shim.real_mapchete() and shim.install() is False

@@ -153,6 +153,8 @@ def call_kwargs(loaded: LoadedProcess, inputs: Mapping[str, Any], parameters: Ma
             kwargs["tile"] = tile
         return kwargs
     from ziggurat.process.compat import MapcheteProcess, MapcheteTile, adapt
+    from ziggurat.process.compat.inputs import mapchete_objects
+    from ziggurat.process.compat.types import MAPCHETE_PREFIX
 
     out = dict(output_params or {})
     view = MapcheteTile(tile)
@@ -161,6 +163,9 @@ def call_kwargs(loaded: LoadedProcess, inputs: Mapping[str, Any], parameters: Ma
                               "TileBuffer": tile.pixelbuffer * view.pixel_x_size,
                               "OutputNodataValue": out.get("nodata"), "OutputPath": out.get("path")}
     kwargs = {**parameters, **bound, "tile": tile}
+    if any(kind.startswith(MAPCHETE_PREFIX) for kind in loaded.special.values()):   # mapchete's own types
+        values.update({MAPCHETE_PREFIX + k: v for k, v in values.items()})
+        values.update(mapchete_objects(tile, out))
     kwargs.update({name: values[kind] for name, kind in loaded.special.items()})
     if loaded.wants_mp:
         kwargs["mp"] = MapcheteProcess(view, parameters, bound, out)

@@ -190,3 +190,28 @@ def adapt(inner: TileInput, key: str) -> RasterInputTile | VectorInputTile:
 def group_of(members: dict[str, Any]) -> list[tuple[str, Any]]:
     """mapchete's input group: a list of (name, input) pairs, nested groups as lists again."""
     return list(members.items())
+
+
+_PYRAMIDS: dict[tuple[int, Any], Any] = {}
+
+
+def mapchete_objects(tile: Tile, output_params: dict[str, Any]) -> dict[str, Any]:
+    """What parameters annotated with an installed mapchete's own markers receive: its
+    `BufferedTile` of this tile and an `MPath` of the output (mapchete's `special_kwargs`)."""
+    from mapchete.path import MPath
+    from mapchete.tile import BufferedTilePyramid
+
+    from ziggurat.core.errors import ProcessError
+    from ziggurat.core.mapchete_grid import mapchete_pyramid
+
+    key = (id(sys.modules["mapchete.tile"]), tile.grid)
+    pyramid = _PYRAMIDS.get(key)
+    if pyramid is None:
+        described = mapchete_pyramid(tile.grid)
+        if described is None:
+            raise ProcessError(f"the process asks for mapchete's Tile, and mapchete cannot describe this "
+                               f"grid ({tile.grid.name}): annotate the parameter with ziggurat's Tile instead")
+        pyramid = _PYRAMIDS[key] = BufferedTilePyramid.from_dict(described)
+    path = output_params.get("path")
+    return {"mapchete.Tile": pyramid.tile(tile.zoom, tile.row, tile.col),
+            "mapchete.OutputPath": None if path is None else MPath(str(path))}

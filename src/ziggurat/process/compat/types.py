@@ -49,16 +49,22 @@ SPECIAL_TYPES: dict[str, type] = {"Tile": Tile, "TileBuffer": TileBuffer, "TileP
                                   "OutputNodataValue": OutputNodataValue, "OutputPath": OutputPath}
 
 
+#: the kind of a marker from an installed mapchete: its own objects are wanted (`BufferedTile`,
+#: `MPath`), not ziggurat's look-alikes
+MAPCHETE_PREFIX = "mapchete."
+
+
 def _mapchete_markers() -> dict[int, str]:
     """The markers of an installed mapchete (already imported by the process), by identity."""
     module = sys.modules.get("mapchete.process_func_special_types")
     if module is None or module.__dict__.get("__ziggurat_shim__"):
         return {}
-    return {id(module.__dict__[name]): name for name in SPECIAL_TYPES if name in module.__dict__}
+    return {id(module.__dict__[name]): MAPCHETE_PREFIX + name for name in SPECIAL_TYPES if name in module.__dict__}
 
 
 def special_kind(annotation: Any, namespace: dict[str, Any] | None = None) -> str | None:
-    """Which special value an annotation asks for (None: an ordinary parameter). A string
+    """Which special value an annotation asks for (None: an ordinary parameter; prefixed with
+    `MAPCHETE_PREFIX` for an installed mapchete's marker, whose own types are wanted). A string
     annotation (``from __future__ import annotations``) is looked up in the module's namespace,
     never evaluated: ``Tile`` there may well be ziggurat's own tile class."""
     if isinstance(annotation, str):
