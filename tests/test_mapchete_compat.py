@@ -462,6 +462,10 @@ SIDE_BY_SIDE = {
                                 "  format: PNG_hillshade\n", "4, 5"),
     "clip": ("mapchete.processes.clip", "inp: cleantopo_br.tif\n    clip: aoi_br.geojson", "",
              "  dtype: uint16\n  bands: 1\n  format: GTiff\n", "4, 5"),
+    # cleantopo_br_mercator: tiles whose buffer reaches past the antimeridian are read in parts
+    "mercator_antimeridian": ("../example_process.py", "file1: cleantopo_br.tif",
+                              "  grid: mercator\n  pixelbuffer: 20\n  metatiling: 2\n",
+                              "  dtype: uint16\n  bands: 1\n  format: GTiff\n  pixelbuffer: 20\n", "5, 5"),
 }
 
 
@@ -483,7 +487,8 @@ def test_same_pixels_as_mapchete(tmp_path, name):
             shutil.copy(DATA / f, data / f)
         (tmp_path / tool / "example_process.py").write_text(EXAMPLE)
         (data / f"{name}.mapchete").write_text(
-            f"process: {process}\nzoom_levels: [{zooms}]\npyramid:\n  grid: geodetic\n{pyramid}"
+            f"process: {process}\nzoom_levels: [{zooms}]\npyramid:\n"
+            f"{'' if 'grid:' in pyramid else '  grid: geodetic'}\n{pyramid}"
             f"input:\n    {inp}\noutput:\n  path: out\n{output}{params}")
     _run_mapchete(tmp_path / "mapchete" / "testdata" / f"{name}.mapchete")
     execute(tmp_path / "ziggurat" / "testdata" / f"{name}.mapchete", executor="sequential")

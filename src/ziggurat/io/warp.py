@@ -108,7 +108,10 @@ def _warp_parts(src: DatasetReader, idx: list[int], tile: Tile, resampling: Resa
         affine = Affine(xres, 0.0, left + shift, 0.0, -yres, top)
         with WarpedVRT(src, crs=tile.crs, transform=affine, width=pw, height=ph, resampling=resampling,
                        src_nodata=nodata, nodata=nodata) as vrt:
-            part = vrt.read(idx, masked=True)
+            # through a window, as mapchete reads: GDAL's whole-dataset read of a warped VRT
+            # differs by 1 in places near the part's right edge
+            window = vrt.window(left + shift, bottom, right + shift, top)
+            part = vrt.read(idx, window=window, out_shape=(len(idx), ph, pw), masked=True)
         paste(out, part, round((b.top - top) / yres), round((left - b.left) / xres))
     return out
 
