@@ -25,7 +25,7 @@ from ziggurat.core.tasks import EMPTY, WRITTEN, OverviewTask, TileOutcome, faile
 from ziggurat.executors.overview import build_overview
 from ziggurat.io import Input, Output, open_input, open_output
 from ziggurat.io.common import rasterio_env
-from ziggurat.io.outputs.rasterarrays import TaggedArray
+from ziggurat.io.outputs.rasterarrays import TaggedArray, fold_series
 from ziggurat.io.outputs.vectordir import as_features
 from ziggurat.io.storage.store import STATS
 from ziggurat.process.call import call, call_kwargs
@@ -96,6 +96,7 @@ class TileJob:
         self.empty_types = (Empty, *self.process.empty_types)
         self.inputs = {name: open_input(cfg, recipe.grid) for name, cfg in recipe.inputs.items()}
         self.output = open_output(recipe.output, recipe.grid)
+        self.time_steps = recipe.output.time_steps
         if recipe.area is not None:
             self.area_mask = AreaMask(recipe.area)
 
@@ -182,7 +183,7 @@ class TileJob:
         inputs = {configs[key].argument: inp.for_tile(tile) for key, inp in self.inputs.items()
                   if configs[key].active(tile.zoom)}
         kwargs = call_kwargs(self.process, inputs, self.parameters(tile.zoom), tile, mapchete=self.mapchete,
-                             output_params=self.output_params)
+                             output_params=self.output_params, time_steps=self.time_steps)
         result = call(self.process, kwargs)
         if result is None:
             return None
@@ -197,6 +198,8 @@ class TileJob:
         if self.output.capabilities.kind == "vector":  # GeoJSON/FlatGeobuf: a list of features
             feats = as_features(result, self.output.format)
             return feats if self.area_mask is None else self.area_mask.clip_features(tile, feats)
+        if isinstance(result, np.ndarray) and self.time_steps is not None:
+            result = fold_series(result, len(self.time_steps))
         if isinstance(result, np.ndarray):
             if result.ndim not in (2, 3):
                 raise TypeError(f"execute() returned a {result.ndim}D array; expected 2D (rows, cols) "

@@ -90,7 +90,8 @@ def _check_signature(loaded: LoadedProcess, recipe: Any) -> None:
             accepted = ", ".join(n for n in loaded.names if n != "tile") or "nothing"
             raise RecipeError(f"{recipe.describe_key(section, name)}: process {loaded.ref.spec!r} ({where}) "
                               f"does not take {name!r}; execute() accepts: {accepted}")
-    missing = sorted(loaded.required - param_names - given_inputs - {"tile"})
+    injected = {"tile"} | ({"time_steps"} if recipe.output.time_steps is not None else set())
+    missing = sorted(loaded.required - param_names - given_inputs - injected)
     if missing:
         kind = "inputs or process_parameters"
         raise RecipeError(f"{recipe.describe_key('process_parameters')}: process {loaded.ref.spec!r} ({where}) "
@@ -144,13 +145,16 @@ def _tree(inputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def call_kwargs(loaded: LoadedProcess, inputs: Mapping[str, Any], parameters: Mapping[str, Any],
-                tile: Any, *, mapchete: bool = False, output_params: Mapping[str, Any] | None = None
-                ) -> dict[str, Any]:
-    """The keyword arguments of one call; `inputs` maps argument paths to bound tile inputs."""
+                tile: Any, *, mapchete: bool = False, output_params: Mapping[str, Any] | None = None,
+                time_steps: Any = None) -> dict[str, Any]:
+    """The keyword arguments of one call; `inputs` maps argument paths to bound tile inputs.
+    A process writing a time series gets its steps as `time_steps` where it names that."""
     if not mapchete:
         kwargs = {**parameters, **_tree(inputs)}
         if loaded.wants_tile and "tile" not in kwargs:
             kwargs["tile"] = tile
+        if time_steps is not None and "time_steps" in loaded.names and "time_steps" not in kwargs:
+            kwargs["time_steps"] = time_steps
         return kwargs
     from ziggurat.process.compat import MapcheteProcess, MapcheteTile, adapt
     from ziggurat.process.compat.inputs import mapchete_objects

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from ziggurat.core.formats import DEFAULT_FORMAT, Format, Storage, format_named
 from ziggurat.core.location import Location, is_url
+from ziggurat.core.timesteps import TimeSteps
 from ziggurat.recipe.yamlload import FrozenDict
 
 COMPRESSIONS = ("deflate", "lzw", "zstd", "lzma", "packbits", "jpeg", "webp", "none")
@@ -27,7 +28,7 @@ UNSIZED = {"float": "float32 or float64", "double": "float64", "single": "float3
 
 #: output keys besides the typed ones, read by the drivers and the records
 OPTION_KEYS = ("creation_options", "schema", "cog", "overview_resampling", "stac", "tile_path_schema", "zarr_format",
-               "shard")
+               "shard", "time")
 OUTPUT_KEYS = ("path", "format", "dtype", "bands", "nodata", "compress", "metatiling", "storage_options",
                *OPTION_KEYS)
 
@@ -92,6 +93,12 @@ class OutputConfig:
     def storage(self) -> Storage:
         """How the output is stored: tiles, one file (a GTiff path ending in .tif) or a store."""
         return self.format_info.storage_at(self.location.url if self.location is not None else self.path)
+
+    @property
+    def time_steps(self) -> TimeSteps | None:
+        """The output's time axis (`output.time`, validated at load), or None: one image per tile."""
+        spec = self.options.get("time")
+        return None if spec is None else TimeSteps.parse(spec)
 
     @property
     def holds_overviews(self) -> bool:

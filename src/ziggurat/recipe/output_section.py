@@ -21,6 +21,7 @@ from ziggurat.core.formats import (
 )
 from ziggurat.core.grid import METATILING_VALUES, Grid
 from ziggurat.core.location import Location
+from ziggurat.core.timesteps import TimeSpecError, TimeSteps
 from ziggurat.core.tilelayout import TileLayout
 from ziggurat.recipe.bands import BandsSection
 from ziggurat.recipe.creation_options import probe
@@ -70,6 +71,7 @@ class OutputSection(BandsSection):
             except SchemaError as exc:
                 raise self.loc.error(key + ("schema",) + exc.path, str(exc)) from exc
         self.tile_path_schema(section, fmt, path, key)
+        self.time_axis(section, fmt, key)
         storage = self.storage_options(section, key)
         return OutputConfig(path, fmt.name, dtype, bands, nodata, compress, metatiling, options, location, storage,
                             nodata_set, band_specs)
@@ -221,6 +223,18 @@ class OutputSection(BandsSection):
         if extra:
             out["creation_options"] = FrozenDict({**(given or {}), **extra})
         return FrozenDict(out)
+
+    def time_axis(self, section: Mapping[str, Any], fmt: Format, key: KeyPath) -> None:
+        """`time`: the output's time steps (a series out); a Zarr store holds them as its time axis."""
+        if "time" not in section:
+            return
+        if fmt.storage is not Storage.STORE or fmt.kind != "raster":
+            raise self.loc.error(key + ("time",), f"a time series is written to a Zarr store (format: Zarr, or a "
+                                                  f"path ending .zarr); format {fmt.name} holds one image per tile")
+        try:
+            TimeSteps.parse(section["time"])
+        except TimeSpecError as exc:
+            raise self.loc.error(key + ("time",) + exc.key, str(exc)) from None
 
     def zarr_options(self, section: Mapping[str, Any], key: KeyPath) -> None:
         """`zarr_format` (3, or 2 for readers that know only v2) and `shard` (a metatile per object)."""

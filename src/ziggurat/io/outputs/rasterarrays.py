@@ -99,6 +99,21 @@ def cut_tiles(process_tile: Tile, tiles: Sequence[Tile], out: np.ndarray, valid:
             yield tile, out[:, r0:r0 + h, c0:c0 + w]
 
 
+def fold_series(result: np.ndarray, steps: int) -> np.ndarray:
+    """A time series (time, band, y, x) as (time * band, y, x): a time-series output stores and
+    resamples it like bands, step after step. (band, y, x) or (y, x) is taken as one band per
+    step only when there is one step."""
+    if result.ndim == 4:
+        if result.shape[0] != steps:
+            raise TypeError(f"execute() returned {result.shape[0]} time step(s); the output's time axis has "
+                            f"{steps} (`time_steps` names them)")
+        return result.reshape((result.shape[0] * result.shape[1],) + result.shape[2:])
+    if steps == 1 and result.ndim in (2, 3):
+        return result
+    raise TypeError(f"execute() returned a {result.ndim}D array; an output with a time axis takes "
+                    f"(time, bands, rows, cols) with {steps} time steps")
+
+
 class RasterArrays:
     """Base of raster outputs; `grid` is the process grid, `output_grid` that of stored tiles."""
 

@@ -69,9 +69,13 @@ class Level:
     object_shape: tuple[int, int]
     #: inner chunks of a shard (None: the object is a plain chunk)
     inner: tuple[int, int] | None
+    #: time steps of a time-series output (0: no time axis); one object then holds every step
+    #: of its tile, as a shard of one chunk per step (Zarr v3) or one chunk (v2)
+    steps: int = 0
 
     @classmethod
-    def of(cls, grid: Grid, zoom: int, bands: int, shard: bool, extent: Bounds, process_grid: Grid) -> "Level":
+    def of(cls, grid: Grid, zoom: int, bands: int, shard: bool, extent: Bounds, process_grid: Grid,
+           steps: int = 0) -> "Level":
         """`grid` is the output grid: its (meta)tiles are the stored objects. The array covers the
         process tiles meeting `extent` (grid CRS; a process tile writes all its output tiles), so
         chunk (0, i, j) is the (i, j)-th output tile of that block."""
@@ -88,7 +92,16 @@ class Level:
         m = grid.metatiling
         inner = (th, tw) if shard and m > 1 else None
         return cls(zoom, bands, box.left, box.top, xres, yres, round((box.top - box.bottom) / yres),
-                   round((box.right - box.left) / xres), (th * m, tw * m), inner)
+                   round((box.right - box.left) / xres), (th * m, tw * m), inner, steps)
+
+    @property
+    def lead(self) -> tuple[int, ...]:
+        """The axes before y, x: (time, band) or (band,)."""
+        return (self.steps, self.bands) if self.steps else (self.bands,)
+
+    @property
+    def dimensions(self) -> list[str]:
+        return ["time", "band", "y", "x"] if self.steps else ["band", "y", "x"]
 
     @property
     def shape2d(self) -> tuple[int, int]:
@@ -137,15 +150,17 @@ class ChunkCodec:
         zarr = zarr_module()
         lv = self.level
         kwargs: dict[str, Any] = {}
-        if lv.inner is not None:
-            kwargs.update(shards=(lv.bands, *lv.object_shape), chunks=(lv.bands, *lv.inner))
+        if lv.steps and self.zarr_format == 3:   # a shard per tile, a chunk per step
+            kwargs.update(shards=(*lv.lead, *lv.object_shape), chunks=(1, lv.bands, *(lv.inner or lv.object_shape)))
+        elif lv.inner is not None:
+            kwargs.update(shards=(*lv.lead, *lv.object_shape), chunks=(*lv.lead, *lv.inner))
         else:
-            kwargs["chunks"] = (lv.bands, *lv.object_shape)
+            kwargs["chunks"] = (*lv.lead, *lv.object_shape)
         if self.zarr_format == 2:
             kwargs.update(chunk_key_encoding={"name": "v2", "separator": "/"})
         else:
-            kwargs.update(dimension_names=["band", "y", "x"])
-        return zarr.create_array(store, name=path, shape=(lv.bands, lv.height, lv.width), dtype=self.dtype,
+            kwargs.update(dimension_names=lv.dimensions)
+        return zarr.create_array(store, name=path, shape=(*lv.lead, lv.height, lv.width), dtype=self.dtype,
                                  fill_value=self.fill_value(), compressors=compressors(self.codec, self.zarr_format),
                                  zarr_format=self.zarr_format, attributes=attributes or {}, overwrite=True,
                                  config={"write_empty_chunks": True}, **kwargs)
@@ -162,7 +177,8 @@ class ChunkCodec:
     def chunk_key(self, tile: Tile) -> str:
         """The object's key inside the array folder."""
         i, j = self.level.chunk(tile)
-        return f"0/{i}/{j}" if self.zarr_format == 2 else f"c/0/{i}/{j}"
+        lead = "0/0/" if self.level.steps else "0/"
+        return f"{lead}{i}/{j}" if self.zarr_format == 2 else f"c/{lead}{i}/{j}"
 
     def _clear(self, data: dict[str, Any]) -> None:
         """Drop the twin's chunks, keep its metadata documents."""
@@ -181,7 +197,7 @@ class ChunkCodec:
         if block.shape[1:] != (r1 - r0, c1 - c0):
             raise OutputError(f"tile {tile}: {block.shape[1:]} px for a {(r1 - r0, c1 - c0)} chunk window")
         self._clear(data)
-        array[:, r0:r1, c0:c1] = block
+        array[..., r0:r1, c0:c1] = block.reshape(*self.level.lead, *block.shape[1:])
         key = f"a/{self.chunk_key(tile)}"
         buf = data.pop(key, None)
         self._clear(data)
@@ -190,7 +206,8 @@ class ChunkCodec:
         return bytes(buf.to_bytes())
 
     def decode(self, tile: Tile, raw: bytes) -> np.ndarray:
-        """A stored object's pixels, (bands, h, w) of the tile (an edge object's padding cut off)."""
+        """A stored object's pixels, (bands, h, w) of the tile (an edge object's padding cut off;
+        a time series' steps folded into the bands, step after step)."""
         from zarr.core.buffer import default_buffer_prototype
 
         array, data = self._twin()
@@ -198,7 +215,8 @@ class ChunkCodec:
         data[f"a/{self.chunk_key(tile)}"] = default_buffer_prototype().buffer.from_bytes(raw)
         r0, r1, c0, c1 = self.level.window(tile)
         try:
-            return np.asarray(array[:, r0:r1, c0:c1])
+            values = np.asarray(array[..., r0:r1, c0:c1])
+            return values.reshape(-1, *values.shape[-2:])   # time and band folded, as written
         finally:
             self._clear(data)
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from ziggurat.core.errors import OutputError
 from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.core.timesteps import EPOCH, TimeSteps
 from ziggurat.io.common import nodata_from_json, nodata_to_json, same_nodata
 from ziggurat.io.outputs.folder import METADATA_FILE, TileFolder, read_metadata
 from ziggurat.io.outputs.rasterarrays import RasterArrays, band_json, cut_tiles
@@ -75,6 +76,12 @@ class ZarrOutput(TileFolder, RasterArrays):
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)
         self._init_arrays(config)
+        #: the time axis of a series out; its steps are folded into `bands` (step after step) for
+        #: everything that casts, cuts, resamples or reads tiles; `step_bands` is per step
+        self.time = config.time_steps
+        self.step_bands = self.bands
+        if self.time is not None:
+            self.bands = len(self.time) * self.step_bands
         if not self.layout.is_default:
             raise OutputError(f"output {self.where}: a Zarr store has no tile_path_schema (chunk keys are Zarr's)")
         options = dict(config.options)
@@ -107,7 +114,8 @@ class ZarrOutput(TileFolder, RasterArrays):
                 if self.extent is None:
                     self._stored_extent()
                 assert self.extent is not None
-                level = Level.of(self.output_grid, zoom, self.bands, self.shard, self.extent, self.grid)
+                level = Level.of(self.output_grid, zoom, self.step_bands, self.shard, self.extent, self.grid,
+                                 len(self.time) if self.time is not None else 0)
                 codec = self._codecs[zoom] = ChunkCodec(level, self.dtype, self.nodata,
                                                         ZARR_CODECS[self.compress], self.zarr_format)
             return codec
@@ -122,19 +130,22 @@ class ZarrOutput(TileFolder, RasterArrays):
 
     # -- metadata.json ----------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
-        out = {"format": self.format, "dtype": self.dtype.name, "bands": self.bands,
+        out = {"format": self.format, "dtype": self.dtype.name, "bands": self.step_bands,
                "nodata": nodata_to_json(self.nodata), "compress": self.compress,
                "zarr_format": self.zarr_format, "shard": self.shard,
                "extent": None if self.extent is None else list(self.extent), "zooms": list(self.zooms)}
+        if self.time is not None:
+            out["time"] = self.time.to_json()
         if self.band_specs:
             out["band_specs"] = band_json(self.band_specs)
         return out
 
     def strict_settings(self) -> tuple[tuple[str, Any], ...]:
         # one array has one codec: unlike tile files, chunks cannot differ in compression
-        return (("format", self.format), ("dtype", self.dtype.name), ("bands", self.bands),
+        return (("format", self.format), ("dtype", self.dtype.name), ("bands", self.step_bands),
                 ("nodata", nodata_to_json(self.nodata)), ("compress", self.compress),
-                ("zarr_format", self.zarr_format), ("shard", self.shard), ("extent", self.settings()["extent"]))
+                ("zarr_format", self.zarr_format), ("shard", self.shard), ("extent", self.settings()["extent"]),
+                ("time", self.settings().get("time")))
 
     def same_setting(self, key: str, on_disk: Any, now: Any) -> bool:
         if key == "nodata":
@@ -248,26 +259,28 @@ class ZarrOutput(TileFolder, RasterArrays):
         if self.band_specs:
             attrs["ziggurat:bands"] = band_json(self.band_specs)
         if self.zarr_format == 2:
-            attrs["_ARRAY_DIMENSIONS"] = ["band", "y", "x"]
+            attrs["_ARRAY_DIMENSIONS"] = lv.dimensions
         elif self.nodata is not None and math.isfinite(self.nodata):
             # CF's nodata marker: xarray decodes Zarr v3 arrays by it (v2's fill_value serves there)
             attrs["_FillValue"] = cf_fill_value(codec.fill_value(), self.dtype)
         codec.create(mem, f"{zoom}/{VARIABLE}", attrs)
         names = [(s or {}).get("name") for s in self.band_specs]
         band = np.array(names, dtype="U") if names and all(names) else np.arange(1, lv.bands + 1, dtype="int32")
-        coords = {"x": (lv.left + (np.arange(lv.width) + 0.5) * t[0]).astype("float64"),
-                  "y": (lv.top + (np.arange(lv.height) + 0.5) * t[4]).astype("float64"), "band": band}
-        for name, values in coords.items():
-            kwargs: dict[str, Any] = {"attributes": {"_ARRAY_DIMENSIONS": [name]}} if self.zarr_format == 2 else \
-                {"dimension_names": [name]}
-            if name != "band":
-                kwargs["attributes"] = {**kwargs.get("attributes", {}),
-                                        "standard_name": "projection_x_coordinate" if name == "x"
-                                        else "projection_y_coordinate", "units": "degrees" if crs.is_geographic
-                                        else "metre"}
-            arr = group.create_array(name, shape=values.shape, dtype=values.dtype if name != "band" or
-                                     values.dtype.kind != "U" else str, chunks=(min(len(values), 1 << 20),),
-                                     overwrite=True, **kwargs)
+        units = "degrees" if crs.is_geographic else "metre"
+        coords: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
+            "x": ((lv.left + (np.arange(lv.width) + 0.5) * t[0]).astype("float64"),
+                  {"standard_name": "projection_x_coordinate", "units": units}),
+            "y": ((lv.top + (np.arange(lv.height) + 0.5) * t[4]).astype("float64"),
+                  {"standard_name": "projection_y_coordinate", "units": units}),
+            "band": (band, {})}
+        if self.time is not None:   # CF time: xarray decodes it to dates without options
+            coords.update(time_coordinates(self.time))
+        for name, (values, extra) in coords.items():
+            dim = "time" if name.startswith("time") else name
+            kwargs: dict[str, Any] = {"attributes": {"_ARRAY_DIMENSIONS": [dim], **extra}} \
+                if self.zarr_format == 2 else {"dimension_names": [dim], "attributes": extra}
+            arr = group.create_array(name, shape=values.shape, dtype=values.dtype if values.dtype.kind != "U" else str,
+                                     chunks=(min(len(values), 1 << 20),), overwrite=True, **kwargs)
             arr[:] = values
 
     # -- tiles ------------------------------------------------------------------------------------
@@ -302,6 +315,15 @@ class ZarrOutput(TileFolder, RasterArrays):
 
     def __repr__(self) -> str:
         return f"ZarrOutput(path={str(self.path)!r})"
+
+
+def time_coordinates(time: TimeSteps) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """`time` (each step's start) and `time_end` as CF-encoded seconds since 1970."""
+    attrs = {"units": "seconds since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian"}
+    starts = np.array([(s.start - EPOCH).total_seconds() for s in time], dtype="int64")
+    ends = np.array([(s.end - EPOCH).total_seconds() for s in time], dtype="int64")
+    return {"time": (starts, {**attrs, "standard_name": "time", "axis": "T"}),
+            "time_end": (ends, {**attrs, "long_name": "end of the time step (exclusive)"})}
 
 
 def masked(values: np.ndarray, nodata: float | int | None) -> np.ma.MaskedArray:
