@@ -136,3 +136,34 @@ def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path):
 
     assert chunks(whole / "series.zarr") and chunks(whole / "series.zarr") == chunks(killed / "series.zarr")
     assert verify(killed / "series.zarr").ok
+
+
+def test_the_stac_item_spans_the_steps_and_validates(tmp_path):
+    import json
+
+    from stac_schemas import validate
+
+    summary = engine.execute(_recipe(tmp_path, zooms="6"), executor="sequential")
+    item = json.loads(Path(summary.stac_item).read_text())
+    assert item["properties"]["start_datetime"] == "2024-01-01T00:00:00Z"
+    assert item["properties"]["end_datetime"] == "2025-01-01T00:00:00Z"
+    assert "(time, band, y, x)" in item["assets"]["data"]["description"]
+    validate(item)
+
+
+def test_a_series_store_reads_back_as_an_input_with_its_steps_as_bands(tmp_path):
+    engine.execute(_recipe(tmp_path, zooms="6"), executor="sequential")
+    (tmp_path / "last.py").write_text("def execute(series):\n    return series.read([23, 24])\n")
+    (tmp_path / "last.yaml").write_text(
+        "process: last.py\nzoom_levels: 6\npyramid: {grid: geodetic}\ninput: {series: series.zarr}\n"
+        "output: {path: last, dtype: float32, bands: 2, nodata: -9999}\n")
+    engine.execute(tmp_path / "last.yaml", executor="sequential")
+    ds = xr.open_zarr(tmp_path / "series.zarr", group="6", mask_and_scale=False)
+    import rasterio
+
+    tif = sorted((tmp_path / "last" / "6").glob("*/*.tif"))[0]
+    with rasterio.open(tif) as src:
+        b = src.bounds
+        got = src.read()
+    expected = ds.data.isel(time=11).sel(x=slice(b.left, b.right), y=slice(b.top, b.bottom)).values
+    np.testing.assert_array_equal(got, expected)

@@ -27,14 +27,21 @@ class ZarrInput(TileDirectoryInput):
                              f"not {config.path}")
         self._levels: dict[int, ChunkCodec] = {}
         super().__init__(config, grid)
+        #: a time series store: its steps read as bands, step after step (band b of step t is
+        #: band t * bands + b + 1)
+        self.steps = len(self.settings.get("time") or ())
+        self.step_bands = self.count
+        if self.steps:
+            self.count = self.steps * self.step_bands
+            self.band_names = ()
 
     def _codec(self, zoom: int) -> ChunkCodec:
         codec = self._levels.get(zoom)
         if codec is None:
             s = self.settings
             try:
-                level = Level.of(self.dir_grid, zoom, self.count, bool(s.get("shard")), Bounds(*s["extent"]),
-                                 self.process_grid)
+                level = Level.of(self.dir_grid, zoom, self.step_bands, bool(s.get("shard")), Bounds(*s["extent"]),
+                                 self.process_grid, self.steps)
                 codec = ChunkCodec(level, np.dtype(self.dtype), self.nodata, ZARR_CODECS[str(s.get("compress"))],
                                    int(s.get("zarr_format", 3)))
             except (KeyError, TypeError, ValueError) as exc:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from ziggurat.core.errors import OutputError
 from ziggurat.core.grid import Bounds
+from ziggurat.core.timesteps import TimeSteps
 from ziggurat.io.common import nodata_from_json
 from ziggurat.io.outputs.folder import describe_folder, read_metadata
 from ziggurat.io.storage.atomic import write_json_atomic
@@ -56,13 +57,18 @@ def store_item_dict(store: Path, settings: StacSettings | None = None, existing:
             props["proj:shape"] = list(attrs["spatial:shape"])
             props["proj:transform"] = list(attrs["spatial:transform"])
             props["proj:bbox"] = [round(v, _DIGITS) for v in attrs["spatial:bbox"]]   # the array's own
+    series = TimeSteps.from_json(out["time"]) if out.get("time") else None
+    if series is not None:   # a time series: the span of its steps (each step is a `time` value)
+        props.update(start_datetime=series.start.isoformat().replace("+00:00", "Z"),
+                     end_datetime=series.end.isoformat().replace("+00:00", "Z"))
     specs = tuple(out.get("band_specs") or ())
     asset: dict[str, Any] = {
         "href": "./", "type": ZARR_TYPES.get(int(out.get("zarr_format", 3)), ZARR_TYPES[3]), "title": "Data",
         "roles": ["data"], "raster:bands": raster_bands(out["dtype"], nodata_from_json(out.get("nodata")),
                                                         int(out["bands"]), specs),
         "description": f"multiscales group; zoom levels {', '.join(map(str, zooms))} as groups `<zoom>` "
-                       "holding `data` (band, y, x) with x/y coordinates"}
+                       f"holding `data` ({'time, ' if series is not None else ''}band, y, x) with "
+                       f"{'time (CF-encoded step starts), time_end, ' if series is not None else ''}x/y coordinates"}
     payload = single_asset_item(store.stem, geom, settings, existing, props, asset, store, store, now)
     return payload
 
