@@ -33,10 +33,11 @@ def _evaluate(expression: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(eval(compile(expression, "<expression>", "eval"), {"__builtins__": {}}, names))
 
 
-def composite(stack: np.ma.MaskedArray, names: Sequence[str], *, method: str = "median", q: float = 0.5,
-              mask_asset: str | None = "SCL", mask_values: Sequence[int] = SCL_INVALID, mask: str | None = None,
-              score: str | None = None, count: bool = True) -> np.ma.MaskedArray:
-    """(time, band, y, x) -> (band, y, x): the reduction described in the module docstring."""
+def clear_observations(stack: np.ma.MaskedArray, names: Sequence[str], mask_asset: str | None = "SCL",
+                       mask_values: Sequence[int] = SCL_INVALID, mask: str | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(time, band, y, x) -> the data bands as float32 (the mask asset left out), where each
+    observation is clear (time, y, x), and every asset by name (for `score` expressions)."""
     names = list(names)
     data_bands = [i for i, n in enumerate(names) if n != mask_asset]
     values = np.ma.getdata(stack).astype("float32", copy=False)
@@ -49,7 +50,14 @@ def composite(stack: np.ma.MaskedArray, names: Sequence[str], *, method: str = "
     arrays = {n: values[:, i] for i, n in enumerate(names)}
     if mask is not None:
         valid &= ~_evaluate(mask, arrays).astype(bool)
-    obs = values[:, data_bands]                                              # (time, band, y, x)
+    return values[:, data_bands], valid, arrays
+
+
+def composite(stack: np.ma.MaskedArray, names: Sequence[str], *, method: str = "median", q: float = 0.5,
+              mask_asset: str | None = "SCL", mask_values: Sequence[int] = SCL_INVALID, mask: str | None = None,
+              score: str | None = None, count: bool = True) -> np.ma.MaskedArray:
+    """(time, band, y, x) -> (band, y, x): the reduction described in the module docstring."""
+    obs, valid, arrays = clear_observations(stack, names, mask_asset, mask_values, mask)
     n_valid = valid.sum(axis=0)
     if method == "median":
         out = kernels.median(obs, valid)

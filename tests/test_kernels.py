@@ -18,7 +18,7 @@ from affine import Affine
 
 from kernel_refs import hillshade_numpy
 from ziggurat.engine.run import execute
-from ziggurat.kernels import aspect, best, focal, hillshade, median, quantile, slope, window_offsets
+from ziggurat.kernels import aspect, best, focal, gapfill, hillshade, median, quantile, slope, window_offsets
 
 from conftest import SAMPLE_DEM
 
@@ -178,6 +178,20 @@ def test_temporal_reductions_equal_numpy_bit_for_bit():
     assert np.array_equal(best(obs, valid, score), np.take_along_axis(obs, pick[None, None], axis=0)[0])
     with pytest.raises(ValueError, match="q must be in 0..1"):
         quantile(obs, valid, 1.5)
+
+
+def test_gapfill_interpolates_within_max_gap_and_never_extrapolates():
+    times = np.array([0.0, 10.0, 20.0, 30.0, 70.0, 80.0])
+    series = np.array([np.nan, 1.0, np.nan, 4.0, np.nan, 9.0], dtype=np.float32)
+    values = np.broadcast_to(series[:, None, None, None], (6, 2, 3, 4)).copy()
+    linear = gapfill(values, times, max_gap=25.0)[:, 0, 1, 2]
+    # step 2 lies between 10 and 30 (20 apart): 1 + 3 * 0.5; step 4 between 30 and 80 (50 > 25)
+    np.testing.assert_array_equal(linear, np.array([np.nan, 1.0, 2.5, 4.0, np.nan, 9.0], dtype=np.float32))
+    assert np.isnan(gapfill(values, times, max_gap=19.0)[2]).all()
+    np.testing.assert_allclose(gapfill(values, times)[4, 0, 0, 0], 4 + 5 * 40 / 50)
+    nearest = gapfill(values, times, max_gap=10.0, method="nearest")[:, 1, 2, 3]
+    np.testing.assert_array_equal(nearest, np.array([1, 1, 1, 4, 9, 9], dtype=np.float32))   # ties: the earlier
+    assert np.isnan(gapfill(values, times, max_gap=9.0, method="nearest")[[0, 2, 4]]).all()
 
 
 def test_kernels_are_compiled_once_and_then_loaded_from_the_disk_cache(tmp_path):

@@ -167,3 +167,112 @@ def test_a_series_store_reads_back_as_an_input_with_its_steps_as_bands(tmp_path)
         got = src.read()
     expected = ds.data.isel(time=11).sel(x=slice(b.left, b.right), y=slice(b.top, b.bottom)).values
     np.testing.assert_array_equal(got, expected)
+
+
+# -- the ready-made `timeseries` process --------------------------------------------------------------
+def _scenes_module():
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("make_scenes", REPO / "recipes" / "data" / "make_scenes.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def series_catalog(tmp_path_factory) -> Path:
+    return _scenes_module().make_series_catalog(tmp_path_factory.mktemp("series"), size=256)
+
+
+def _series_recipe(tmp: Path, catalog: Path, params: str, bands: int = 3,
+                   time: str = "{start: 2024-01-01, end: 2024-12-31, every: 1 month}") -> Path:
+    path = tmp / "ts.yaml"
+    path.write_text(f"process: timeseries\nzoom_levels: 12\npyramid: {{grid: geodetic}}\n"
+                    f"input:\n  scenes: {{stac: {catalog}, assets: [B04, B08, SCL]}}\n"
+                    f"process_parameters: {params}\n"
+                    f"output: {{path: ts.zarr, dtype: float32, nodata: -9999, bands: {bands}, time: {time}}}\n")
+    return path
+
+
+def _truth(size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each scene's day, its (B04, B08) ground values and where it is clear, as the generator
+    made them: (48,), (48, 2, h, w), (48, h, w)."""
+    module = _scenes_module()
+    base = module.ground(size, size)[[2, 3]].astype(np.float32)
+    rows, cols = np.mgrid[0:size, 0:size]
+    days, values, clear = [], [], []
+    for k in range(48):
+        when = dt.date(2024, k // 4 + 1, 3 + 7 * (k % 4))
+        day = when.timetuple().tm_yday
+        cloud = (rows - size * (0.1 + 0.02 * k)) ** 2 + (cols - size * (0.8 - 0.015 * k)) ** 2 < (size * 0.2) ** 2
+        clear.append(~cloud & (when.month not in (3, 7, 8)))
+        days.append(day)
+        values.append(base + day)
+    return np.array(days), np.stack(values), np.stack(clear)
+
+
+def test_the_series_is_the_monthly_median_with_gaps_filled_linearly_up_to_max_gap(tmp_path, series_catalog):
+    recipe = _series_recipe(tmp_path, series_catalog, "{method: median, gapfill: linear, max_gap: 70 days, "
+                                                      "count: true}")
+    assert engine.execute(recipe, executor="sequential").ok
+    got = xr.open_zarr(tmp_path / "ts.zarr", group="12", mask_and_scale=False).data.values   # (12, 3, h, w)
+    _, values, clear = _truth()
+    steps = TimeSteps.parse({"start": "2024-01-01", "end": "2024-12-31", "every": "1 month"})
+    medians = np.full((12, 2) + clear.shape[1:], np.nan, dtype=np.float32)
+    for m in range(12):
+        k = slice(4 * m, 4 * m + 4)
+        clear_values = np.where(clear[k][:, None], values[k], np.nan)
+        with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("ignore")
+            medians[m] = np.nanmedian(clear_values, axis=0)
+        count = clear[k].sum(axis=0)   # the count band; nodata with the data (as the composite's)
+        np.testing.assert_array_equal(got[m, 2], np.where(got[m, 0] == -9999, -9999, count))
+    observed = [m for m in range(12) if m + 1 not in (3, 7, 8)]
+    for m in observed:   # every observed step: the median of its clear scenes, bit for bit
+        known = ~np.isnan(medians[m])
+        np.testing.assert_array_equal(got[m, :2][known], medians[m][known])
+    centre = [s.centre_days for s in steps]
+    f = (centre[2] - centre[1]) / (centre[3] - centre[1])                              # March: Feb..Apr, 60 days
+    expected = medians[1] + (medians[3] - medians[1]) * np.float32(f)
+    np.testing.assert_allclose(got[2, :2], np.nan_to_num(expected, nan=-9999), rtol=0, atol=1e-3)
+    assert np.isnan(expected).any() and not np.isnan(expected).all()
+    assert (got[6:8, :2] == -9999).all()     # July and August: June..September is 92 days > max_gap
+
+
+def test_nearest_fill_and_savitzky_golay_smoothing(tmp_path, series_catalog):
+    from scipy.signal import savgol_filter
+
+    recipe = _series_recipe(tmp_path, series_catalog, "{method: mean, gapfill: nearest, "
+                                                      "smooth: {savgol: {window: 5, order: 2}}}", bands=2)
+    assert engine.execute(recipe, executor="sequential").ok
+    got = xr.open_zarr(tmp_path / "ts.zarr", group="12", mask_and_scale=False).data.values
+    _, values, clear = _truth()
+    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        means = np.stack([np.nanmean(np.where(clear[4 * m:4 * m + 4][:, None], values[4 * m:4 * m + 4], np.nan),
+                                     axis=0) for m in range(12)]).astype(np.float32)
+    centre = np.array([s.centre_days for s in TimeSteps.parse({"start": "2024-01-01", "end": "2024-12-31",
+                                                                "every": "1 month"})])
+    filled = means.copy()
+    for t in range(12):   # nearest: the closest observed step by centre, the earlier on a tie
+        order = sorted((t2 for t2 in range(12) if t2 != t), key=lambda t2: (abs(centre[t2] - centre[t]), t2))
+        for t2 in order:
+            gap = np.isnan(filled[t]) & ~np.isnan(means[t2])
+            filled[t][gap] = means[t2][gap]
+    complete = ~np.isnan(filled).any(axis=0)   # a series with a gap left is not smoothed
+    assert complete.mean() > 0.5
+    want = filled.copy()
+    want[:, complete] = savgol_filter(filled[:, complete], 5, 2, axis=0, mode="interp")
+    np.testing.assert_allclose(got, np.nan_to_num(want, nan=-9999), rtol=0, atol=1e-3)
+
+
+def test_timeseries_needs_an_output_time_axis(tmp_path, series_catalog):
+    path = tmp_path / "no_time.yaml"
+    path.write_text(f"process: timeseries\nzoom_levels: 12\npyramid: {{grid: geodetic}}\n"
+                    f"input:\n  scenes: {{stac: {series_catalog}, assets: [B04, SCL]}}\n"
+                    "output: {path: out.zarr, dtype: float32, nodata: -9999}\n")
+    with pytest.raises(RecipeError, match="returns a time series .* give the output a time axis"):
+        engine.execute(path, executor="sequential")

@@ -1,6 +1,7 @@
 """A small static STAC catalog of synthetic "Sentinel-2" scenes for recipes/composite.yaml.
 
     python recipes/data/make_scenes.py [FOLDER]      (default: ../output/scenes, beside the demo's output)
+    python recipes/data/make_scenes.py --series [FOLDER]   (a year of scenes: ../output/series-scenes)
 
 14 scenes over the same 2 x 2 geodetic zoom-12 tiles (512 x 512 px near 10 E, 45 N), each with
 four uint16 bands (B02, B03, B04, B08) and an SCL-like classification band (4: vegetation, clear;
@@ -89,6 +90,59 @@ def make_catalog(folder: str | Path, size: int = 512, scenes: int = 12, decoys: 
     return folder / "catalog.json"
 
 
+def make_series_catalog(folder: str | Path, size: int = 256, year: int = 2024,
+                        cloudy_months: tuple[int, ...] = (3, 7, 8)) -> Path:
+    """A year of scenes for recipes/timeseries.yaml: four a month (days 3, 10, 17 and 24), the
+    ground rising by 1 a day (band b holds ground(...)[b] + the day of the year), a cloud disc
+    drifting across each scene, and `cloudy_months` overcast in every scene (SCL 9 everywhere).
+    A monthly median is then known exactly, and so is every gap a fill has to close."""
+    from ziggurat import Grid
+
+    folder = Path(folder)
+    grid = Grid.from_name("geodetic")
+    tile = grid.tile_at(LON, LAT, ZOOM)
+    res = grid.resolution(ZOOM)[0]
+    left, top = tile.bounds.left, tile.bounds.top
+    transform = Affine(res, 0, left, 0, -res, top)
+    catalog = pystac.Catalog("series", "A synthetic year of Sentinel-2-like scenes for ziggurat's timeseries recipe")
+    rows, cols = np.mgrid[0:size, 0:size]
+    base = ground(size, size)
+    bbox = [left, top - size * res, left + size * res, top]
+    geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]],
+                                                    [bbox[0], bbox[3]], [bbox[0], bbox[1]]]]}
+    profile = dict(driver="GTiff", width=size, height=size, count=1, crs="EPSG:4326", transform=transform,
+                   tiled=True, blockxsize=256, blockysize=256, compress="deflate", nodata=0)
+    for k in range(48):
+        when = dt.datetime(year, k // 4 + 1, 3 + 7 * (k % 4), 10, 30, tzinfo=dt.timezone.utc)
+        day = when.timetuple().tm_yday
+        data = (base + day).astype("uint16")
+        scl = np.full((size, size), CLEAR, dtype="uint8")
+        cloud = (rows - size * (0.1 + 0.02 * k)) ** 2 + (cols - size * (0.8 - 0.015 * k)) ** 2 < (size * 0.2) ** 2
+        if when.month in cloudy_months:
+            cloud[:] = True
+        data[:, cloud] = 9000 + k
+        scl[cloud] = CLOUD
+        item = pystac.Item(f"S2X_{when:%Y%m%d}", geometry, bbox, when, {"eo:cloud_cover": float(cloud.mean() * 100)})
+        out = folder / item.id
+        out.mkdir(parents=True, exist_ok=True)
+        for b, name in enumerate(BANDS):
+            with rasterio.open(out / f"{name}.tif", "w", dtype="uint16", **profile) as dst:
+                dst.write(data[b], 1)
+            item.add_asset(name, pystac.Asset(f"./{name}.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+        with rasterio.open(out / "SCL.tif", "w", dtype="uint8", **profile) as dst:
+            dst.write(scl, 1)
+        item.add_asset("SCL", pystac.Asset("./SCL.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+        catalog.add_item(item)
+    catalog.normalize_hrefs(str(folder.resolve()) + "/")
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    return folder / "catalog.json"
+
+
 if __name__ == "__main__":
-    where = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "output" / "scenes"
-    print(make_catalog(where))
+    args = [a for a in sys.argv[1:] if a != "--series"]
+    if "--series" in sys.argv:   # the year of scenes recipes/timeseries.yaml reads
+        default = Path(__file__).resolve().parents[2] / "output" / "series-scenes"
+        print(make_series_catalog(Path(args[0]) if args else default))
+    else:
+        where = Path(args[0]) if args else Path(__file__).resolve().parents[2] / "output" / "scenes"
+        print(make_catalog(where))

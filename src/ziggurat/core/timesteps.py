@@ -176,7 +176,7 @@ class TimeSteps:
     def _intervals(cls, items: Any, key: tuple[Any, ...]) -> "TimeSteps":
         if not isinstance(items, (list, tuple)) or not items:
             raise TimeSpecError(key, "expected a non-empty list of intervals (start/end, or a date)")
-        steps = []
+        steps: list[Step] = []
         for i, item in enumerate(items):
             text = item.isoformat() if isinstance(item, (dt.date, dt.datetime)) else item
             if not isinstance(text, str):

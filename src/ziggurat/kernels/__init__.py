@@ -2,14 +2,15 @@
 process authors: `from ziggurat.kernels import hillshade, slope, aspect, focal`.
 
 Terrain (`hillshade`, `slope`, `aspect`) follows gdaldem's Horn algorithms; `focal` computes
-moving-window statistics; `median`, `quantile` and `best` reduce a time series per pixel. Each
+moving-window statistics; `median`, `quantile` and `best` reduce a time series per pixel and
+`gapfill` fills its missing steps from their neighbours in time. Each
 kernel is compiled once and cached on disk (`_jit.cache_dir`), so pool workers load it instead
 of compiling it; only numpy and numba are imported.
 """
 
 from ziggurat.kernels.focal import SHAPES, STATISTICS, focal, window_offsets
-from ziggurat.kernels.temporal import best, median, quantile
+from ziggurat.kernels.temporal import best, gapfill, median, quantile
 from ziggurat.kernels.terrain import EARTH_RADIUS, aspect, hillshade, slope
 
-__all__ = ["EARTH_RADIUS", "SHAPES", "STATISTICS", "aspect", "best", "focal", "hillshade", "median", "quantile",
-           "slope", "window_offsets"]
+__all__ = ["EARTH_RADIUS", "SHAPES", "STATISTICS", "aspect", "best", "focal", "gapfill", "hillshade", "median",
+           "quantile", "slope", "window_offsets"]

@@ -98,4 +98,50 @@ def best(obs: np.ndarray, valid: np.ndarray, score: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["best", "median", "quantile"]
+@kernel
+def _gapfill(values, times, max_gap, nearest, out):  # type: ignore[no-untyped-def]
+    steps, bands, h, w = values.shape
+    for b in range(bands):
+        for y in range(h):
+            for x in range(w):
+                prev = -1
+                for t in range(steps):
+                    v = values[t, b, y, x]
+                    if v == v:
+                        out[t, b, y, x] = v
+                        prev = t
+                        continue
+                    nxt = t + 1
+                    while nxt < steps and values[nxt, b, y, x] != values[nxt, b, y, x]:
+                        nxt += 1
+                    out[t, b, y, x] = np.nan
+                    if nearest:
+                        dp = times[t] - times[prev] if prev >= 0 else np.inf
+                        dn = times[nxt] - times[t] if nxt < steps else np.inf
+                        if dp <= dn and dp <= max_gap:
+                            out[t, b, y, x] = values[prev, b, y, x]
+                        elif dn < dp and dn <= max_gap:
+                            out[t, b, y, x] = values[nxt, b, y, x]
+                    elif prev >= 0 and nxt < steps and times[nxt] - times[prev] <= max_gap:
+                        f = (times[t] - times[prev]) / (times[nxt] - times[prev])
+                        a = values[prev, b, y, x]
+                        out[t, b, y, x] = a + (values[nxt, b, y, x] - a) * f
+
+
+def gapfill(values: np.ndarray, times: np.ndarray, max_gap: float = np.inf, method: str = "linear") -> np.ndarray:
+    """(time, band, y, x) with NaN where a step has no value -> the same with those steps filled
+    from their neighbours in time (`times`: each step's position, e.g. days): "linear" between the
+    observed steps before and after when they lie at most `max_gap` apart; "nearest": the closer
+    one (the earlier on a tie) when it lies within `max_gap`. No extrapolation past the ends."""
+    if method not in ("linear", "nearest"):
+        raise ValueError(f"gapfill must be linear or nearest, got {method!r}")
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if values.ndim != 4 or len(times) != values.shape[0]:
+        raise ValueError(f"expected (time, band, y, x) values and one time per step, got {values.shape} "
+                         f"and {len(times)} times")
+    out = np.empty_like(values)
+    _gapfill(values, np.asarray(times, dtype=np.float64), float(max_gap), method == "nearest", out)
+    return out
+
+
+__all__ = ["best", "gapfill", "median", "quantile"]

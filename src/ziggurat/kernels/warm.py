@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ziggurat.kernels.focal import SHAPES, STATISTICS, focal
-from ziggurat.kernels.temporal import best, median, quantile
+from ziggurat.kernels.temporal import best, gapfill, median, quantile
 from ziggurat.kernels.terrain import aspect, hillshade, slope
 
 
@@ -25,6 +25,7 @@ def warm() -> None:
     median(obs, valid)
     quantile(obs, valid, 0.5)
     best(obs, valid, np.zeros((1, 1, 1)))
+    gapfill(obs, np.zeros(1))
 
 
 warm()

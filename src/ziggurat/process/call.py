@@ -92,6 +92,10 @@ def _check_signature(loaded: LoadedProcess, recipe: Any) -> None:
                               f"does not take {name!r}; execute() accepts: {accepted}")
     injected = {"tile"} | ({"time_steps"} if recipe.output.time_steps is not None else set())
     missing = sorted(loaded.required - param_names - given_inputs - injected)
+    if "time_steps" in missing:
+        raise RecipeError(f"{recipe.describe_key('output')}: process {loaded.ref.spec!r} ({where}) returns a time "
+                          "series (it takes `time_steps`): give the output a time axis, e.g. `time: {start: "
+                          "2024-01-01, end: 2024-12-31, every: 1 month}`, in a Zarr store")
     if missing:
         kind = "inputs or process_parameters"
         raise RecipeError(f"{recipe.describe_key('process_parameters')}: process {loaded.ref.spec!r} ({where}) "

@@ -21,8 +21,8 @@ from ziggurat.core.formats import (
 )
 from ziggurat.core.grid import METATILING_VALUES, Grid
 from ziggurat.core.location import Location
-from ziggurat.core.timesteps import TimeSpecError, TimeSteps
 from ziggurat.core.tilelayout import TileLayout
+from ziggurat.core.timesteps import TimeSpecError, TimeSteps
 from ziggurat.recipe.bands import BandsSection
 from ziggurat.recipe.creation_options import probe
 from ziggurat.recipe.output import (
