@@ -276,3 +276,14 @@ def test_timeseries_needs_an_output_time_axis(tmp_path, series_catalog):
                     "output: {path: out.zarr, dtype: float32, nodata: -9999}\n")
     with pytest.raises(RecipeError, match="returns a time series .* give the output a time axis"):
         engine.execute(path, executor="sequential")
+
+
+def test_a_rerun_with_other_steps_is_refused_until_overwritten(tmp_path):
+    from ziggurat.core.errors import OutputError
+
+    engine.execute(_recipe(tmp_path, zooms="6"), executor="sequential")
+    longer = _recipe(tmp_path, zooms="6", time="{start: 2024-01-01, end: 2025-01-31, every: 1 month}")
+    with pytest.raises(OutputError, match="time: "):
+        engine.execute(longer, executor="sequential")
+    assert engine.execute(longer, executor="sequential", overwrite=True).ok
+    assert xr.open_zarr(tmp_path / "series.zarr", group="6").time.size == 13

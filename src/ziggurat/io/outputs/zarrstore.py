@@ -144,8 +144,14 @@ class ZarrOutput(TileFolder, RasterArrays):
         # one array has one codec: unlike tile files, chunks cannot differ in compression
         return (("format", self.format), ("dtype", self.dtype.name), ("bands", self.step_bands),
                 ("nodata", nodata_to_json(self.nodata)), ("compress", self.compress),
-                ("zarr_format", self.zarr_format), ("shard", self.shard), ("extent", self.settings()["extent"]),
-                ("time", self.settings().get("time")))
+                ("zarr_format", self.zarr_format), ("shard", self.shard), ("extent", self.settings()["extent"])) \
+            + ((("time", self.settings()["time"]),) if self.time is not None else ())
+
+    def _differences(self, existing: Any) -> list[str]:
+        diffs = super()._differences(existing)
+        if self.time is None and isinstance(existing, dict) and (existing.get("output") or {}).get("time"):
+            diffs.append("time: a time series on disk, none now")
+        return diffs
 
     def same_setting(self, key: str, on_disk: Any, now: Any) -> bool:
         if key == "nodata":
