@@ -9,6 +9,7 @@ ways: a mapchete recipe runs on the same tiles, and either tool reads the other'
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import morecantile
@@ -115,3 +116,46 @@ def mapchete_pyramid(grid: Grid) -> dict[str, Any] | None:
     out["grid"] = {"shape": [first.matrixHeight, first.matrixWidth], "bounds": [b.left, b.bottom, b.right, b.top],
                    "is_global": False, "srs": {"wkt": grid.crs.to_wkt()}}
     return out
+
+
+#: tilematrix's bounds of mapchete's named grids: its constants, a few ulps off the exact extents
+TILEMATRIX_BOUNDS = {"geodetic": (-180.0, -90.0, 180.0, 90.0),
+                     "mercator": (-20037508.3427892, -20037508.3427892, 20037508.3427892, 20037508.3427892)}
+
+
+@dataclass(frozen=True)
+class MapcheteTileGeometry:
+    """A process tile in tilematrix's own float arithmetic (mapchete's `BufferedTile`): GDAL's
+    warp of a tile depends on the last bits of its bounds, so reads that must equal mapchete's
+    use these numbers, not the grid's exact ones."""
+
+    pyramid: tuple[float, float, float, float]
+    #: the tile with its buffer, clipped at the top and bottom of a global grid
+    buffered: tuple[float, float, float, float]
+    xres: float
+    yres: float
+    is_global: bool
+
+
+def mapchete_tile_geometry(grid: Grid, zoom: int, row: int, col: int) -> MapcheteTileGeometry | None:
+    """tilematrix's numbers for a tile of `grid` (None where mapchete cannot describe the grid)."""
+    described = mapchete_pyramid(grid)
+    if described is None:
+        return None
+    spec = described["grid"]
+    named = spec.get("grid")
+    left, bottom, right, top = TILEMATRIX_BOUNDS[named] if named in TILEMATRIX_BOUNDS else spec["bounds"]
+    rows0, cols0 = spec["shape"]
+    size, m, pb = int(described["tile_size"]), int(described["metatiling"]), int(described["pixelbuffer"])
+    xres = round((right - left) / (cols0 * 2 ** zoom * size), 20)
+    yres = round((top - bottom) / (rows0 * 2 ** zoom * size), 20)
+    t = round(top - row * (yres * size * m), 20)
+    b = max(t - yres * size * m, bottom)
+    a = round(left + col * (xres * size * m), 20)
+    r = min(a + xres * size * m, right)
+    offset = xres * float(pb)
+    bl, bb, br, bt = a - offset, b - offset, r + offset, t + offset
+    is_global = bool(spec.get("is_global", named in TILEMATRIX_BOUNDS))
+    if is_global:
+        bt, bb = min(bt, top), max(bb, bottom)
+    return MapcheteTileGeometry((left, bottom, right, top), (bl, bb, br, bt), xres, yres, is_global)

@@ -14,10 +14,12 @@ from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader
+from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject
 
 from ziggurat.core.grid import Tile
+from ziggurat.core.mapchete_grid import mapchete_tile_geometry
 from ziggurat.io.common import empty_masked, paste
 
 logger = logging.getLogger(__name__)
@@ -83,36 +85,52 @@ def past_global_edge(tile: Tile) -> bool:
     return outside and global_width(tile.grid) is not None
 
 
+def _mapchete_parts(tile: Tile) -> list[tuple[tuple[float, float, float, float], Affine, tuple[int, int], int]]:
+    """The windows mapchete warps for a buffered tile, in tilematrix's float arithmetic: (bounds
+    where the source is read, the part's transform, its shape, -1/0/1: the part lies a world
+    to the left of where it is read, in place, or a world to the right). On a global grid a buffer past
+    the antimeridian is read from the other side (shifted by the pyramid's width) and nothing is
+    read past the poles, each part on its own (mapchete's `_get_warped_edge_array`)."""
+    geo = mapchete_tile_geometry(tile.grid, tile.zoom, tile.row, tile.col)
+    if geo is None:   # a grid mapchete cannot describe: the grid's own numbers
+        b = tile.buffered_bounds
+        return [((b.left, b.bottom, b.right, b.top), tile.buffered_affine, tile.buffered_shape, 0)]
+    bl, bb, br, bt = geo.buffered
+    L, B, R, T = geo.pyramid
+    on_edge = bl <= L or bb <= B or br >= R or bt >= T   # mapchete's `is_on_edge`, of the buffered tile
+    if not (geo.is_global and tile.pixelbuffer and on_edge):
+        shape = (round((bt - bb) / geo.yres), round((br - bl) / geo.xres))
+        return [((bl, bb, br, bt), Affine(geo.xres, 0.0, bl, 0.0, -geo.yres, bt), shape, 0)]
+    pieces = [((max(bl, L), bb, min(br, R), bt), 0)]
+    if bl < L:
+        pieces.append(((bl + 2 * R, bb, L + 2 * R, bt), -1))
+    if br > R:
+        pieces.append(((R - 2 * R, bb, br - 2 * R, bt), 1))
+    out = []
+    for (left, bottom, right, top), side in pieces:
+        shape = (int(round((top - bottom) / geo.yres)), int(round((right - left) / geo.xres)))
+        out.append(((left, bottom, right, top), from_bounds(left, bottom, right, top, shape[1], shape[0]), shape,
+                    side))
+    return out
+
+
 def _warp_parts(src: DatasetReader, idx: list[int], tile: Tile, resampling: Resampling,
                 out: np.ma.MaskedArray) -> np.ma.MaskedArray:
     """mapchete's read of a buffered tile: nodata in and out (no alpha: GDAL's kernels then
-    weigh as mapchete's do), and on a grid that goes all the way round, the buffer past the
-    antimeridian read from the other side and nothing past the poles, each part warped alone."""
+    weigh as mapchete's do), through the windows it warps (`_mapchete_parts`), so the pixels
+    equal mapchete's to the last bit."""
     b = tile.buffered_bounds
-    gb = tile.grid.bounds(tile.zoom)
-    width = global_width(tile.grid)
     xres, yres = tile.resolution
-    parts = [(b.left, b.right, b.top, b.bottom, 0.0)]
-    if width is not None and (b.left < gb.left or b.right > gb.right or b.top > gb.top or b.bottom < gb.bottom):
-        top, bottom = min(b.top, gb.top), max(b.bottom, gb.bottom)
-        parts = [(max(b.left, gb.left), min(b.right, gb.right), top, bottom, 0.0)]
-        if b.left < gb.left:
-            parts.append((b.left, gb.left, top, bottom, width))
-        if b.right > gb.right:
-            parts.append((gb.right, b.right, top, bottom, -width))
+    width = global_width(tile.grid) or 0.0
     nodata = src.nodata
-    for left, right, top, bottom, shift in parts:
-        ph, pw = round((top - bottom) / yres), round((right - left) / xres)
+    for (left, bottom, right, top), affine, (ph, pw), side in _mapchete_parts(tile):
         if ph <= 0 or pw <= 0:
             continue
-        affine = Affine(xres, 0.0, left + shift, 0.0, -yres, top)
         with WarpedVRT(src, crs=tile.crs, transform=affine, width=pw, height=ph, resampling=resampling,
                        src_nodata=nodata, nodata=nodata) as vrt:
-            # through a window, as mapchete reads: GDAL's whole-dataset read of a warped VRT
-            # differs by 1 in places near the part's right edge
-            window = vrt.window(left + shift, bottom, right + shift, top)
-            part = vrt.read(idx, window=window, out_shape=(len(idx), ph, pw), masked=True)
-        paste(out, part, round((b.top - top) / yres), round((left - b.left) / xres))
+            part = vrt.read(idx, window=vrt.window(left, bottom, right, top), out_shape=(len(idx), ph, pw),
+                            masked=True)
+        paste(out, part, round((b.top - top) / yres), round((left + side * width - b.left) / xres))
     return out
 
 
