@@ -465,7 +465,7 @@ SIDE_BY_SIDE = {
     # cleantopo_br_mercator: tiles whose buffer reaches past the antimeridian are read in parts
     "mercator_antimeridian": ("../example_process.py", "file1: cleantopo_br.tif",
                               "  grid: mercator\n  pixelbuffer: 20\n  metatiling: 2\n",
-                              "  dtype: uint16\n  bands: 1\n  format: GTiff\n  pixelbuffer: 20\n", "5, 5"),
+                              "  dtype: uint16\n  bands: 1\n  format: GTiff\n  pixelbuffer: 20\n", "0, 5"),
 }
 
 
