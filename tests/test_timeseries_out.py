@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ziggurat import engine
-from ziggurat.audit.checks import verify
+from ziggurat.audit.checks import reproduce, verify
 from ziggurat.core.errors import RecipeError
 from ziggurat.core.timesteps import TimeSteps
 from ziggurat.recipe import load_recipe
@@ -103,6 +103,8 @@ def test_the_store_holds_every_step_with_a_decoded_time_axis(tmp_path):
     assert float(low.isel(time=11, band=1).max()) > 11e6 + 1e5 > float(low.isel(time=10, band=1).max())
     report = verify(tmp_path / "series.zarr")
     assert report.ok, report
+    again = reproduce(tmp_path / "series.zarr", to=tmp_path / "again.zarr")   # the saved recipe, steps and all
+    assert again.ok, again.describe()
 
 
 def test_one_object_per_tile_holds_all_its_steps(tmp_path):
