@@ -289,3 +289,18 @@ def test_a_rerun_with_other_steps_is_refused_until_overwritten(tmp_path):
         engine.execute(longer, executor="sequential")
     assert engine.execute(longer, executor="sequential", overwrite=True).ok
     assert xr.open_zarr(tmp_path / "series.zarr", group="6").time.size == 13
+
+
+def test_the_example_recipe_runs_on_the_generated_year(tmp_path, monkeypatch):
+    """recipes/timeseries.yaml as its header runs it: a year of scenes under ZIGGURAT_OUTPUT."""
+    from conftest import REPO
+
+    _scenes_module().make_series_catalog(tmp_path / "series-scenes", size=256)
+    monkeypatch.setenv("ZIGGURAT_OUTPUT", str(tmp_path))
+    summary = engine.execute(REPO / "recipes" / "timeseries.yaml", executor="processes", workers=2)
+    assert summary.ok and summary.written > 0
+    ds = xr.open_zarr(tmp_path / "timeseries.zarr", group="10")
+    assert ds.data.dims == ("time", "band", "y", "x") and ds.time.size == 12
+    assert list(ds.band.values) == ["B04", "B08", "count"]
+    assert int(ds.data.isel(time=6, band=0).count()) == 0          # July: past max_gap, nodata
+    assert int(ds.data.isel(time=2, band=0).count()) > 0           # March: filled
