@@ -30,8 +30,9 @@ CACHE = HERE / ".cache"
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from composite import ODC_PYTHON, _usage  # noqa: E402
 from run import _stop_forkserver, child_result  # noqa: E402
+
+from composite import ODC_PYTHON, _usage  # noqa: E402
 
 PARAMS = "{method: median, gapfill: linear, max_gap: 70 days, smooth: {savgol: {window: 5, order: 2}}}"
 
