@@ -73,7 +73,7 @@ $(BENCH_VENV)/.installed: pyproject.toml
 
 $(ODC_VENV)/.installed:
 	$(PYTHON) -m venv $(ODC_VENV)
-	$(ODC_VENV)/bin/python -m pip install --quiet odc-stac 'dask[array]' distributed scipy bottleneck
+	$(ODC_VENV)/bin/python -m pip install --quiet odc-stac 'dask[array]' distributed scipy bottleneck zarr
 	touch $(ODC_VENV)/.installed
 
 bench: $(BENCH_VENV)/.installed $(ODC_VENV)/.installed gdal

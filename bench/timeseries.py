@@ -84,7 +84,8 @@ items = list(pystac.Catalog.from_file(cat).get_items(recursive=True))
 def smooth(series):   # (..., time): Savitzky-Golay where the series is complete, as it is elsewhere
     complete = ~np.isnan(series).any(axis=-1)
     out = series.copy()
-    out[complete] = savgol_filter(series[complete], 5, 2, axis=-1, mode="interp")
+    if complete.any():
+        out[complete] = savgol_filter(series[complete], 5, 2, axis=-1, mode="interp")
     return out
 
 
@@ -92,6 +93,7 @@ with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_a
         Client(cluster):
     ds = load(items, bands=["B04", "B08", "SCL"], chunks={"x": 512, "y": 512}, groupby=None,
               resampling="nearest", crs="EPSG:4326", resolution=res)
+    ds = ds.rename({k: v for k, v in {"latitude": "y", "longitude": "x"}.items() if k in ds.dims})
     bad = ds["SCL"].isin([0, 1, 2, 3, 8, 9, 10, 11])
     clear = xr.concat([ds[b].where(~bad & (ds[b] != 0)) for b in ("B04", "B08")], dim="band")
     monthly = clear.resample(time="1MS").median(skipna=True).astype("float32")
@@ -99,7 +101,7 @@ with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_a
     ends = starts + pd.offsets.MonthBegin(1)
     monthly = monthly.assign_coords(time=starts + (ends - starts) / 2)    # each step at its centre
     filled = monthly.chunk({"time": -1}).interpolate_na("time", method="linear", max_gap=pd.Timedelta("70D"))
-    smoothed = xr.apply_ufunc(smooth, filled, input_core_dims=[["time"]], output_core_dims=[["time"]],
+    smoothed = xr.apply_ufunc(smooth, filled.chunk({"time": -1}), input_core_dims=[["time"]], output_core_dims=[["time"]],
                               dask="parallelized", output_dtypes=["float32"])
     smoothed.transpose("time", "band", "y", "x").to_dataset(name="data").to_zarr(out, mode="w")
 me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
