@@ -101,8 +101,8 @@ with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_a
     ends = starts + pd.offsets.MonthBegin(1)
     monthly = monthly.assign_coords(time=starts + (ends - starts) / 2)    # each step at its centre
     filled = monthly.chunk({"time": -1}).interpolate_na("time", method="linear", max_gap=pd.Timedelta("70D"))
-    smoothed = xr.apply_ufunc(smooth, filled.chunk({"time": -1}), input_core_dims=[["time"]], output_core_dims=[["time"]],
-                              dask="parallelized", output_dtypes=["float32"])
+    smoothed = xr.apply_ufunc(smooth, filled.chunk({"time": -1}), input_core_dims=[["time"]],
+                              output_core_dims=[["time"]], dask="parallelized", output_dtypes=["float32"])
     smoothed.transpose("time", "band", "y", "x").to_dataset(name="data").to_zarr(out, mode="w")
 me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 peak = [int(l.split()[1]) / 1024 for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:")]
