@@ -80,9 +80,14 @@ def test_a_bad_time_axis_names_its_line_and_key(tmp_path, time, where, expected)
     assert "series.yaml:" in message and where in message and expected in message
 
 
-def test_a_time_axis_needs_a_zarr_store(tmp_path):
-    with pytest.raises(RecipeError, match="a time series is written to a Zarr store"):
-        load_recipe(_recipe(tmp_path, out="tiles"))
+@pytest.mark.parametrize("out, holder", [("one.tif", "one file"), ("tiles.png", "format PNG")])
+def test_a_time_axis_needs_a_zarr_store_or_a_geotiff_tile_directory(tmp_path, out, holder):
+    recipe = _recipe(tmp_path, out=out.replace(".png", ""))
+    if out.endswith(".png"):
+        recipe.write_text(recipe.read_text().replace("  time:", "  format: PNG\n  time:").replace("float32", "uint16")
+                          .replace("-9999", "0"))
+    with pytest.raises(RecipeError, match=f"a Zarr store or a tile directory .*; {holder} holds one image per tile"):
+        load_recipe(recipe)
 
 
 def test_the_store_holds_every_step_with_a_decoded_time_axis(tmp_path):
@@ -304,3 +309,36 @@ def test_the_example_recipe_runs_on_the_generated_year(tmp_path, monkeypatch):
     assert list(ds.band.values) == ["B04", "B08", "count"]
     assert int(ds.data.isel(time=6, band=0).count()) == 0          # July: past max_gap, nodata
     assert int(ds.data.isel(time=2, band=0).count()) > 0           # March: filled
+
+
+def test_a_geotiff_tile_directory_series_has_a_folder_and_an_item_per_step_in_a_collection(tmp_path):
+    import json
+
+    import rasterio
+
+    from stac_schemas import validate
+
+    summary = engine.execute(_recipe(tmp_path, out="series", zooms="[5, 6]"), executor="processes", workers=2)
+    assert summary.ok and summary.output_tiles > 0
+    out = tmp_path / "series"
+    with rasterio.open(next((out / "6").glob("*/*.tif"))) as src:   # a tile holds every step's bands
+        assert src.count == 24 and src.descriptions[:3] == ("2024-01-01 band 1", "2024-01-01 band 2",
+                                                              "2024-02-01 band 1")
+    collection = json.loads((out / "collection.json").read_text())
+    validate(collection)
+    items = [link["href"] for link in collection["links"] if link["rel"] == "item"]
+    assert sorted(items) == [f"{m:%Y-%m-%d}/{m:%Y-%m-%d}.json" for m in
+                             (dt.date(2024, k, 1) for k in range(1, 13))]
+    assert collection["extent"]["temporal"]["interval"][0][1].startswith("2025-01-01")
+    x, y = LEFT + 123.5 * RES, TOP - 45.5 * RES
+    for t in (0, 5, 11):
+        label = f"2024-{t + 1:02d}-01"
+        item = json.loads((out / label / f"{label}.json").read_text())
+        validate(item)
+        assert item["properties"]["start_datetime"] == f"{label}T00:00:00Z"
+        with rasterio.open(out / label / item["assets"]["data"]["href"]) as vrt:   # opens in GDAL
+            assert vrt.count == 2 and vrt.overviews(1)                              # zoom 5 as overview
+            row, col = vrt.index(x, y)
+            values = vrt.read(window=((row, row + 1), (col, col + 1)))[:, 0, 0]
+        np.testing.assert_array_equal(values, [t * 1e6 + 45123, t * 1e6 + 1e5 + 45123])
+    assert verify(out).ok

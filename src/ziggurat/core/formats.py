@@ -57,6 +57,8 @@ class Format:
     compress_option: bool = False
     #: named in messages listing the formats (mapchete's PNG_RGBA comes from `.mapchete` files)
     listed: bool = True
+    #: holds a time series (`output.time`): a stored tile keeps every step, steps folded into bands
+    series: bool = False
 
     @property
     def raster_tiles(self) -> bool:
@@ -97,7 +99,8 @@ COG_LAYOUT = "COG"
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("GTiff", ("geotiff", "tif", "tiff"), "raster", Storage.TILES, ".tif", GTIFF_MEDIA_TYPE,
            "GeoTIFF tile directory {zoom}/{row}/{col}.tif; or one GeoTIFF/COG with a path ending in .tif",
-           single_file_suffixes=(".tif", ".tiff"), gdal_driver="GTiff", readable=True, compress_option=True),
+           single_file_suffixes=(".tif", ".tiff"), gdal_driver="GTiff", readable=True, compress_option=True,
+           series=True),
     Format("PNG", (), "raster", Storage.TILES, ".png", _PNG,
            "PNG tile directory (uint8/uint16, 1 or 3 bands + alpha) for web maps",
            gdal_driver="PNG", alpha_nodata=True, readable=True, dtypes=("uint8", "uint16"), adds_alpha=True),
@@ -114,7 +117,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            path_suffixes=(".parquet",)),
     Format("Zarr", (), "raster", Storage.STORE, None, "application/vnd+zarr",
            "Zarr store, one array per zoom, chunks (or shards) of whole tiles (path ending in .zarr)",
-           path_suffixes=(".zarr",), readable=True),
+           path_suffixes=(".zarr",), readable=True, series=True),
 )}
 DEFAULT_FORMAT = FORMATS["GTiff"]
 #: mapchete's PNG output (RGBA tiles), what a `.mapchete` file's `format: PNG` means

@@ -71,7 +71,7 @@ class OutputSection(BandsSection):
             except SchemaError as exc:
                 raise self.loc.error(key + ("schema",) + exc.path, str(exc)) from exc
         self.tile_path_schema(section, fmt, path, key)
-        self.time_axis(section, fmt, key)
+        self.time_axis(section, fmt, where, key)
         storage = self.storage_options(section, key)
         return OutputConfig(path, fmt.name, dtype, bands, nodata, compress, metatiling, options, location, storage,
                             nodata_set, band_specs)
@@ -224,13 +224,16 @@ class OutputSection(BandsSection):
             out["creation_options"] = FrozenDict({**(given or {}), **extra})
         return FrozenDict(out)
 
-    def time_axis(self, section: Mapping[str, Any], fmt: Format, key: KeyPath) -> None:
-        """`time`: the output's time steps (a series out); a Zarr store holds them as its time axis."""
+    def time_axis(self, section: Mapping[str, Any], fmt: Format, where: Any, key: KeyPath) -> None:
+        """`time`: the output's time steps (a series out), held by a Zarr store's time axis or by a
+        GeoTIFF tile directory's tiles (a band per step and band, a folder per step)."""
         if "time" not in section:
             return
-        if fmt.storage is not Storage.STORE or fmt.kind != "raster":
-            raise self.loc.error(key + ("time",), f"a time series is written to a Zarr store (format: Zarr, or a "
-                                                  f"path ending .zarr); format {fmt.name} holds one image per tile")
+        series = ", ".join(f.name for f in FORMATS.values() if f.series)
+        if not fmt.series or fmt.storage_at(str(where)) is Storage.FILE:
+            kind = "one file" if fmt.series else f"format {fmt.name}"
+            raise self.loc.error(key + ("time",), f"a time series is written to a Zarr store or a tile directory "
+                                                  f"(formats {series}); {kind} holds one image per tile")
         try:
             TimeSteps.parse(section["time"])
         except TimeSpecError as exc:

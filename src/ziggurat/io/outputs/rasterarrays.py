@@ -141,6 +141,26 @@ class RasterArrays:
         self.notes: dict[str, int] = {}   # what casts changed since the last `take_notes`
         self.band_specs: tuple[Mapping[str, Any], ...] = tuple(config.band_specs)
 
+    def _init_series(self, config: OutputConfig) -> None:
+        """A time series out (`output.time`): its steps are folded into `bands`, step after step,
+        for everything that casts, cuts, resamples or reads tiles; `step_bands` is per step."""
+        self.time = config.time_steps
+        self.step_bands = self.bands
+        if self.time is not None:
+            self.bands = len(self.time) * self.step_bands
+
+    def series_settings(self, out: dict[str, Any]) -> dict[str, Any]:
+        """metadata.json's `output` of a series: the bands of one step and the steps."""
+        if self.time is not None:
+            out.update(bands=self.step_bands, time=self.time.to_json())
+        return out
+
+    def series_differences(self, existing: Any) -> list[str]:
+        """A series on disk where the recipe now has none (the other way round, `time` differs)."""
+        if self.time is None and isinstance(existing, dict) and (existing.get("output") or {}).get("time"):
+            return ["time: a time series on disk, none now"]
+        return []
+
     def codec_options(self) -> dict[str, Any]:
         """compress and, for deflate/lzw/zstd, the predictor that suits the dtype (3: floats)."""
         if self.compress == "none":

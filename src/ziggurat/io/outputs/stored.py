@@ -19,6 +19,7 @@ from ziggurat.core.formats import DEFAULT_FORMAT, Format, Storage, format_named,
 from ziggurat.core.grid import Grid, TileIndex
 from ziggurat.core.limits import ZoomLimits
 from ziggurat.core.tilelayout import TileLayout
+from ziggurat.core.timesteps import TimeSteps
 from ziggurat.io.common import int_names, nodata_from_json
 from ziggurat.io.outputs.zarrcodec import VARIABLE
 
@@ -40,8 +41,11 @@ class StoredOutput:
     nodata: float | int | None = None
     #: where each tile's file is (mapchete's `tile_path_schema`)
     layout: TileLayout = TileLayout()
-    #: `output.bands` specs as metadata.json keeps them (name, unit, scale, classes, ...)
+    #: `output.bands` specs as metadata.json keeps them (name, unit, scale, classes, ...); of a
+    #: time series one per stored band, named after its step
     band_specs: tuple[dict[str, Any], ...] = ()
+    #: a time series' steps (`output.time`), folded into `bands` step after step; None: one image
+    time: TimeSteps | None = None
 
     @property
     def grid(self) -> Grid:
@@ -198,9 +202,21 @@ def stored_from_metadata(root: Path, meta: dict[str, Any]) -> StoredOutput:
     layout = TileLayout.parse(out.get("tile_path_schema"))
     if info.kind != "raster":  # e.g. a vector tile directory: no bands to describe
         return StoredOutput(root, info, info.storage, grid, layout=layout)
-    return StoredOutput(root, info, info.storage, grid, str(out["dtype"]), int(out["bands"]),
-                        nodata_from_json(out.get("nodata")), layout, tuple(out.get("band_specs") or ()))
+    bands, specs = int(out["bands"]), tuple(out.get("band_specs") or ())
+    time = TimeSteps.from_json(out["time"]) if out.get("time") else None
+    if time is not None:   # what one stored tile holds: every step's bands
+        specs = series_band_specs(time, bands, specs)
+        bands *= len(time)
+    return StoredOutput(root, info, info.storage, grid, str(out["dtype"]), bands,
+                        nodata_from_json(out.get("nodata")), layout, specs, time)
+
+
+def series_band_specs(time: TimeSteps, bands: int, specs: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+    """One spec per stored band of a time series, step after step, named "<step> <band name>"."""
+    per_step = list(specs) or [{} for _ in range(bands)]
+    return tuple({**spec, "name": f"{label} {spec.get('name') or f'band {b}'}"}
+                 for label in time.labels for b, spec in enumerate(per_step, 1))
 
 
 __all__ = ["METADATA_FILE", "RECORDS_FOLDER", "StoredOutput", "is_stored", "open_stored", "provenance_dir",
-           "read_metadata", "stored_from_metadata", "stored_or_none", "zarr_chunk_files"]
+           "read_metadata", "series_band_specs", "stored_from_metadata", "stored_or_none", "zarr_chunk_files"]

@@ -21,6 +21,7 @@ from ziggurat.io import gdal_errors
 from ziggurat.io.common import block_size, local_env, nodata_from_json, nodata_to_json, open_tile, same_nodata
 from ziggurat.io.outputs.folder import METADATA_FILE, TileFolder
 from ziggurat.io.outputs.rasterarrays import RasterArrays, TaggedArray, band_json, cut_tiles, write_band_metadata
+from ziggurat.io.outputs.stored import series_band_specs
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.recipe import OutputConfig
 
@@ -40,6 +41,10 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)
         self._init_arrays(config)
+        self._init_series(config)
+        #: what each stored band says of itself (a time series: every step's bands, named by step)
+        self.file_band_specs = tuple(self.band_specs) if self.time is None else \
+            series_band_specs(self.time, self.step_bands, tuple(band_json(self.band_specs)))
 
     # -- metadata -----------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -47,11 +52,15 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
                "nodata": nodata_to_json(self.nodata), "compress": self.compress}
         if self.band_specs:
             out["band_specs"] = band_json(self.band_specs)
-        return out
+        return self.series_settings(out)
 
     def strict_settings(self) -> tuple[tuple[str, Any], ...]:
-        return (("format", self.format), ("dtype", self.dtype.name), ("bands", self.bands),
-                ("nodata", nodata_to_json(self.nodata)))
+        return (("format", self.format), ("dtype", self.dtype.name), ("bands", self.step_bands),
+                ("nodata", nodata_to_json(self.nodata))) + \
+            ((("time", self.time.to_json()),) if self.time is not None else ())
+
+    def _differences(self, existing: Any) -> list[str]:
+        return super()._differences(existing) + self.series_differences(existing)
 
     def same_setting(self, key: str, on_disk: Any, now: Any) -> bool:
         if key == "nodata":
@@ -100,7 +109,7 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
         gdal_errors.reset()
         with local_env(**self.gdal_env), MemoryFile() as mem:
             with mem.open(**self.profile(tile)) as dst:
-                write_band_metadata(dst, self.band_specs)   # a colour table must come before the pixels
+                write_band_metadata(dst, self.file_band_specs)   # a colour table must come before the pixels
                 dst.write(np.ascontiguousarray(self.encode(array)))
                 if tags is not None:
                     dst.update_tags(**tags[0])

@@ -76,12 +76,7 @@ class ZarrOutput(TileFolder, RasterArrays):
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         super().__init__(config, grid)
         self._init_arrays(config)
-        #: the time axis of a series out; its steps are folded into `bands` (step after step) for
-        #: everything that casts, cuts, resamples or reads tiles; `step_bands` is per step
-        self.time = config.time_steps
-        self.step_bands = self.bands
-        if self.time is not None:
-            self.bands = len(self.time) * self.step_bands
+        self._init_series(config)
         if not self.layout.is_default:
             raise OutputError(f"output {self.where}: a Zarr store has no tile_path_schema (chunk keys are Zarr's)")
         options = dict(config.options)
@@ -130,12 +125,11 @@ class ZarrOutput(TileFolder, RasterArrays):
 
     # -- metadata.json ----------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
-        out = {"format": self.format, "dtype": self.dtype.name, "bands": self.step_bands,
-               "nodata": nodata_to_json(self.nodata), "compress": self.compress,
-               "zarr_format": self.zarr_format, "shard": self.shard,
-               "extent": None if self.extent is None else list(self.extent), "zooms": list(self.zooms)}
-        if self.time is not None:
-            out["time"] = self.time.to_json()
+        out = self.series_settings({"format": self.format, "dtype": self.dtype.name, "bands": self.bands,
+                                    "nodata": nodata_to_json(self.nodata), "compress": self.compress,
+                                    "zarr_format": self.zarr_format, "shard": self.shard,
+                                    "extent": None if self.extent is None else list(self.extent),
+                                    "zooms": list(self.zooms)})
         if self.band_specs:
             out["band_specs"] = band_json(self.band_specs)
         return out
@@ -148,10 +142,7 @@ class ZarrOutput(TileFolder, RasterArrays):
             + ((("time", self.settings()["time"]),) if self.time is not None else ())
 
     def _differences(self, existing: Any) -> list[str]:
-        diffs = super()._differences(existing)
-        if self.time is None and isinstance(existing, dict) and (existing.get("output") or {}).get("time"):
-            diffs.append("time: a time series on disk, none now")
-        return diffs
+        return super()._differences(existing) + self.series_differences(existing)
 
     def same_setting(self, key: str, on_disk: Any, now: Any) -> bool:
         if key == "nodata":

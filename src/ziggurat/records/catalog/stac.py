@@ -339,8 +339,13 @@ class RunItem:
         if not self.limits:
             path: Path | None = item_path(tiles.path)
             return self._collect(path) if path is not None and path.exists() else None
-        return self._collect(write_item(tiles, self.limits, self.settings, force=self.wrote or self.replaced,
-                                        merge=not self.replaced, extent=self.extent))
+        item = write_item(tiles, self.limits, self.settings, force=self.wrote or self.replaced,
+                          merge=not self.replaced, extent=self.extent)
+        if item is not None and tiles.time is not None:   # a time series: a folder and an item per step
+            from ziggurat.records.catalog.series import write_series_catalog
+
+            self.collection = write_series_catalog(tiles, item)
+        return self._collect(item)
 
     #: the collection the item was added to (`stac.collection`), once written
     collection: Path | None = None
