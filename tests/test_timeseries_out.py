@@ -342,3 +342,18 @@ def test_a_geotiff_tile_directory_series_has_a_folder_and_an_item_per_step_in_a_
             values = vrt.read(window=((row, row + 1), (col, col + 1)))[:, 0, 0]
         np.testing.assert_array_equal(values, [t * 1e6 + 45123, t * 1e6 + 1e5 + 45123])
     assert verify(out).ok
+
+
+def test_the_preview_offers_each_steps_bands_by_name(tmp_path):
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from ziggurat.serve import create
+
+    engine.execute(_recipe(tmp_path, out="series", zooms="6"), executor="sequential")
+    client = TestClient(create(tmp_path / "series"))
+    info = client.get("/api/info").json()
+    assert info["bands"] == 24 and info["band_names"][22:] == ["2024-12-01 band 1", "2024-12-01 band 2"]
+    zoom, row, col = next((z, r, c) for z, r, c in [(6, int(p.parent.name), int(p.stem))
+                                                      for p in (tmp_path / "series" / "6").glob("*/*.tif")])
+    assert client.get(f"/tiles/{zoom}/{row}/{col}.png?band=23").status_code == 200
