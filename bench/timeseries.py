@@ -96,6 +96,7 @@ with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_a
     ds = ds.rename({k: v for k, v in {"latitude": "y", "longitude": "x"}.items() if k in ds.dims})
     bad = ds["SCL"].isin([0, 1, 2, 3, 8, 9, 10, 11])
     clear = xr.concat([ds[b].where(~bad & (ds[b] != 0)) for b in ("B04", "B08")], dim="band")
+    clear = clear.chunk({"time": -1})   # all of a pixel's scenes in one chunk: what median wants
     monthly = clear.resample(time="1MS").median(skipna=True).astype("float32")
     starts = pd.DatetimeIndex(monthly.time.values)
     ends = starts + pd.offsets.MonthBegin(1)
