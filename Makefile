@@ -94,6 +94,7 @@ bench: $(BENCH_VENV)/.installed $(ODC_VENV)/.installed gdal
 	$(BENCH_VENV)/bin/python bench/faults_bucket.py
 	$(BENCH_VENV)/bin/python bench/ledger_remote.py
 	$(BENCH_VENV)/bin/python bench/tile_commands.py
+	$(BENCH_VENV)/bin/python bench/timeseries.py --odc-python $(ODC_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(ODC_VENV) output bench/.cache .mypy_cache .ruff_cache
