@@ -29,6 +29,12 @@ from ziggurat_processes.composite import SCL_INVALID, clear_observations
 METHODS = ("median", "mean", "min", "max", "first", "last", "count", "quantile")
 
 
+def time_steps_independent(gapfill: str | None = None, smooth: dict[str, Any] | None = None, **_: Any) -> bool:
+    """Each step from its own scenes alone, unless gaps are filled or the series smoothed: a run
+    appending steps to the output then computes only the new ones."""
+    return gapfill is None and smooth is None
+
+
 def reduce_step(obs: np.ndarray, valid: np.ndarray, method: str, q: float) -> np.ndarray:
     """(time, band, y, x) observations of one step and their clearness -> (band, y, x), NaN where
     none is clear."""

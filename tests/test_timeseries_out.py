@@ -289,11 +289,73 @@ def test_a_rerun_with_other_steps_is_refused_until_overwritten(tmp_path):
     from ziggurat.core.errors import OutputError
 
     engine.execute(_recipe(tmp_path, zooms="6"), executor="sequential")
-    longer = _recipe(tmp_path, zooms="6", time="{start: 2024-01-01, end: 2025-01-31, every: 1 month}")
+    shifted = _recipe(tmp_path, zooms="6", time="{start: 2024-02-01, end: 2025-01-31, every: 1 month}")
     with pytest.raises(OutputError, match="time: "):
-        engine.execute(longer, executor="sequential")
-    assert engine.execute(longer, executor="sequential", overwrite=True).ok
+        engine.execute(shifted, executor="sequential")
+    assert engine.execute(shifted, executor="sequential", overwrite=True).ok
+    assert str(xr.open_zarr(tmp_path / "series.zarr", group="6").time.values[0])[:10] == "2024-02-01"
+
+
+#: the series process, declaring each step independent and logging how many steps each call got
+LOGGED = SERIES.replace("def execute(inp, time_steps, tile):", """time_steps_independent = INDEPENDENT
+
+
+def execute(inp, time_steps, tile):
+    import os
+    with open(os.path.join(os.path.dirname(__file__), "calls.log"), "a") as log:
+        log.write(f"{time_steps[0].label} {len(time_steps)}\\n")""").replace(
+    "np.arange(len(time_steps), dtype=\"float32\")",
+    "np.array([s.start.month - 1 + 12 * (s.start.year - 2024) for s in time_steps], dtype=\"float32\")")
+
+
+@pytest.mark.parametrize("out", ["series.zarr", "series"])
+def test_a_longer_end_computes_only_the_new_steps_when_the_process_allows_it(tmp_path, out):
+    """One more month: a process whose steps are independent is asked for that month alone, the
+    tiles keep the stored months, and every byte equals a run of all 13 months at once."""
+    grown, whole = tmp_path / "grown", tmp_path / "whole"
+    thirteen = "{start: 2024-01-01, end: 2025-01-31, every: 1 month}"
+    for folder in (grown, whole):
+        folder.mkdir()
+    recipe = _recipe(grown, out=out, zooms="[5, 6]")
+    (grown / "series.py").write_text(LOGGED.replace("INDEPENDENT", "True"))
+    engine.execute(recipe, executor="sequential")
+    first = (grown / "calls.log").read_text().splitlines()
+    assert first and all(line == "2024-01-01 12" for line in first)
+    (grown / "calls.log").unlink()
+    longer = _recipe(grown, out=out, zooms="[5, 6]", time=thirteen)
+    (grown / "series.py").write_text(LOGGED.replace("INDEPENDENT", "True"))
+    assert engine.execute(longer, executor="processes", workers=2).ok
+    assert sorted(set((grown / "calls.log").read_text().splitlines())) == ["2025-01-01 1"]
+    assert len((grown / "calls.log").read_text().splitlines()) == len(first)
+    _recipe(whole, out=out, zooms="[5, 6]", time=thirteen)
+    (whole / "series.py").write_text(LOGGED.replace("INDEPENDENT", "True"))
+    engine.execute(whole / "series.yaml", executor="sequential")
+
+    def stored(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+                if p.is_file() and p.parts[len(root.parts)].isdigit()}
+
+    assert stored(grown / out) and stored(grown / out) == stored(whole / out)
+    assert verify(grown / out).ok
+
+
+def test_a_longer_end_recomputes_every_step_when_the_process_spans_steps(tmp_path):
+    engine.execute(_recipe(tmp_path, zooms="6"), executor="sequential")
+    (tmp_path / "series.py").write_text(LOGGED.replace("INDEPENDENT", "False"))
+    longer = _recipe(tmp_path, zooms="6", time="{start: 2024-01-01, end: 2025-01-31, every: 1 month}")
+    (tmp_path / "series.py").write_text(LOGGED.replace("INDEPENDENT", "False"))
+    assert engine.execute(longer, executor="sequential").ok
+    assert set((tmp_path / "calls.log").read_text().splitlines()) == {"2024-01-01 13"}
     assert xr.open_zarr(tmp_path / "series.zarr", group="6").time.size == 13
+
+
+def test_appending_steps_needs_the_whole_recipe(tmp_path):
+    from ziggurat.core.errors import OutputError
+
+    engine.execute(_recipe(tmp_path, zooms="[5, 6]"), executor="sequential")
+    longer = _recipe(tmp_path, zooms="[5, 6]", time="{start: 2024-01-01, end: 2025-01-31, every: 1 month}")
+    with pytest.raises(OutputError, match="appending time steps rewrites every tile"):
+        engine.execute(longer, executor="sequential", zoom=6)
 
 
 def test_the_example_recipe_runs_on_the_generated_year(tmp_path, monkeypatch):

@@ -219,7 +219,8 @@ class _Run:
         self.watch.start()
         try:
             with self.pool:
-                outcomes = self.pool.map_unordered(RunSpec(self.recipe, self.overwrite), self.tasks(),
+                spec = RunSpec(self.recipe, self.overwrite, self.output.series_extends)
+                outcomes = self.pool.map_unordered(spec, self.tasks(),
                                                    sink=self.output if parent_writes else None)
                 try:
                     # a Ctrl-C raised wherever the main thread is may leave a lock taken: the pool

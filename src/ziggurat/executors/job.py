@@ -22,13 +22,14 @@ from rasterio.errors import RasterioIOError
 from ziggurat.core.errors import Empty
 from ziggurat.core.grid import Tile, TileIndex
 from ziggurat.core.tasks import EMPTY, WRITTEN, OverviewTask, TileOutcome, failed_outcome, task_index
+from ziggurat.core.timesteps import TimeSteps
 from ziggurat.executors.overview import build_overview
 from ziggurat.io import Input, Output, open_input, open_output
-from ziggurat.io.common import rasterio_env
+from ziggurat.io.common import paste, rasterio_env
 from ziggurat.io.outputs.rasterarrays import TaggedArray, fold_series
 from ziggurat.io.outputs.vectordir import as_features
 from ziggurat.io.storage.store import STATS
-from ziggurat.process.call import call, call_kwargs
+from ziggurat.process.call import call, call_kwargs, steps_independent
 from ziggurat.process.compat import MapcheteTile
 from ziggurat.process.load import LoadedProcess, ProcessRef, load_process
 from ziggurat.recipe import Recipe
@@ -45,6 +46,8 @@ class RunSpec:
 
     recipe: Recipe
     overwrite: bool = False
+    #: steps the output's time series held before this run appends to it (Output.series_extends)
+    extends: int = 0
     #: the process module's source, read by the client, for workers that cannot see its file
     #: (a cluster's workers in their own folders or pods): they run this text, not the file
     process_source: str | None = None
@@ -62,6 +65,19 @@ class RunSpec:
         if not ref.is_file or self.process_source is not None:
             return self
         return replace(self, process_source=load_process(ref).source())
+
+
+def with_earlier_steps(output: Output, tile: Tile, new: np.ndarray, kept: int) -> np.ma.MaskedArray:
+    """The stored steps of a process tile's output tiles, then the new ones: (bands, buffered h, w)."""
+    count = kept * new.shape[0] // (len(output.time or ()) - kept)
+    earlier = np.ma.masked_all((count, *tile.buffered_shape), dtype=new.dtype)
+    top, left = tile.buffered_bounds.top, tile.buffered_bounds.left
+    xres, yres = tile.resolution
+    for out_tile in output.output_tiles(tile):
+        data = output.read_earlier(out_tile, kept)
+        if data is not None:
+            paste(earlier, data, round((top - out_tile.bounds.top) / yres), round((out_tile.bounds.left - left) / xres))
+    return np.ma.concatenate([earlier, np.ma.asarray(new)], axis=0)
 
 
 def write_prepared(sink: Output, tile: Tile, array: np.ndarray, outcome: TileOutcome) -> TileOutcome:
@@ -182,8 +198,9 @@ class TileJob:
         configs = self.spec.recipe.inputs
         inputs = {configs[key].argument: inp.for_tile(tile) for key, inp in self.inputs.items()
                   if configs[key].active(tile.zoom)}
+        steps, kept = self._series_steps(tile.zoom)
         kwargs = call_kwargs(self.process, inputs, self.parameters(tile.zoom), tile, mapchete=self.mapchete,
-                             output_params=self.output_params, time_steps=self.time_steps)
+                             output_params=self.output_params, time_steps=steps)
         result = call(self.process, kwargs)
         if result is None:
             return None
@@ -198,8 +215,10 @@ class TileJob:
         if self.output.capabilities.kind == "vector":  # GeoJSON/FlatGeobuf: a list of features
             feats = as_features(result, self.output.format)
             return feats if self.area_mask is None else self.area_mask.clip_features(tile, feats)
-        if isinstance(result, np.ndarray) and self.time_steps is not None:
-            result = fold_series(result, len(self.time_steps))
+        if isinstance(result, np.ndarray) and steps is not None:
+            result = fold_series(result, len(steps))
+            if kept:
+                result = with_earlier_steps(self.output, tile, result, kept)
         if isinstance(result, np.ndarray):
             if result.ndim not in (2, 3):
                 raise TypeError(f"execute() returned a {result.ndim}D array; expected 2D (rows, cols) "
@@ -210,6 +229,14 @@ class TileJob:
                 if isinstance(result, (list, tuple)) else "")
         raise TypeError(f"execute() returned {type(result).__name__}; expected a numpy (masked) array, "
                         f"None, or `raise ziggurat.Empty`{hint}")
+
+    def _series_steps(self, zoom: int) -> tuple[TimeSteps | None, int]:
+        """The steps a call computes, and how many stored ones the tile keeps: all steps, unless
+        the run appends steps to a series and the process computes each step on its own."""
+        steps, extends = self.time_steps, self.spec.extends
+        if steps is None or not extends or not steps_independent(self.process, self.parameters(zoom)):
+            return steps, 0
+        return TimeSteps(steps.steps[extends:]), extends
 
     @functools.cached_property
     def output_params(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
+from ziggurat.core.timesteps import TimeSteps
 from ziggurat.io.outputs.stored import StoredOutput
 from ziggurat.recipe import InputConfig
 
@@ -104,6 +105,10 @@ class Output(Protocol):
     grid: Grid
     output_grid: Grid
     capabilities: OutputCapabilities
+    #: a time series' steps (`output.time`), None for one image per tile
+    time: TimeSteps | None
+    #: steps the stored series held when `prepare` found the recipe appending steps to it (0: none)
+    series_extends: int
 
     @property
     def stored(self) -> StoredOutput:
@@ -177,6 +182,10 @@ class Output(Protocol):
 
     def remove_stale(self, process_tile: Tile, written: Sequence[TileIndex]) -> None:
         """--overwrite: stored tiles of `process_tile` this run left empty lose earlier data."""
+        ...
+
+    def read_earlier(self, tile: Tile, steps: int) -> Any:
+        """A stored tile of a series being extended, as the run found it (its first `steps` steps)."""
         ...
 
     def removals_waiting(self) -> bool:

@@ -181,6 +181,16 @@ def call_kwargs(loaded: LoadedProcess, inputs: Mapping[str, Any], parameters: Ma
     return {k: v for k, v in kwargs.items() if k in loaded.names and v is not None}
 
 
+def steps_independent(loaded: LoadedProcess, parameters: Mapping[str, Any]) -> bool:
+    """Whether the process computes each time step from that step's data alone, so a run that
+    appends steps to a series computes only those: its `time_steps_independent`, a bool or a
+    function of the process parameters (the `timeseries` process: when nothing spans steps)."""
+    declared = loaded.module.__dict__.get("time_steps_independent")
+    if callable(declared):
+        return bool(declared(**parameters))
+    return bool(declared)
+
+
 def call(loaded: LoadedProcess, kwargs: Mapping[str, Any]) -> Any:
     """Run `execute`; a sys.exit() or a KeyboardInterrupt of its own fails the tile, not the run."""
     try:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ziggurat.core.errors import OutputError
-from ziggurat.core.grid import Bounds, Grid
+from ziggurat.core.grid import Bounds, Grid, Tile
+from ziggurat.core.timesteps import TimeSteps
 from ziggurat.io.outputs.stored import StoredOutput
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.storage.store import ObjectStore, open_store
@@ -17,6 +20,11 @@ class OutputBase:
     """`grid` is the process grid; stored tiles use `output_grid` (output metatiling, no buffer)."""
 
     capabilities: OutputCapabilities
+    #: a time series' steps (`output.time`; raster outputs that hold series set it)
+    time: TimeSteps | None = None
+    #: steps a time series held before this run appends steps to it (`prepare` found the recipe's
+    #: steps starting with the stored ones): tiles then keep those and gain the new ones
+    series_extends: int = 0
 
     def __init__(self, config: OutputConfig, grid: Grid) -> None:
         self.config = config
@@ -43,6 +51,10 @@ class OutputBase:
 
     def set_extent(self, zooms: Sequence[int], bounds: Bounds | None) -> None:
         """Tile files and single files need no size up front."""
+
+    def read_earlier(self, tile: Tile, steps: int) -> np.ma.MaskedArray | None:
+        """A stored tile as the run found it: the first `steps` steps of a series being extended."""
+        raise OutputError(f"output {self.where}: format {self.format} holds no time series")
 
     def removals_waiting(self) -> bool:
         """Stale tiles are queued for one bulk delete (see `TileFolder.remove_stale`)."""

@@ -20,6 +20,7 @@ from ziggurat.core.errors import OutputError
 from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.core.mapchete_grid import grid_from_mapchete, mapchete_pyramid
 from ziggurat.core.tilelayout import DEFAULT_SCHEMA, TileLayout
+from ziggurat.core.timesteps import TimeSteps
 from ziggurat.io.checksum import sha256_file
 from ziggurat.io.common import int_names
 from ziggurat.io.outputs.base import OutputBase
@@ -140,18 +141,23 @@ class TileFolder(OutputBase):
                 existing = None
                 logger.debug("cannot read %s: %s", meta_path, exc)
             diffs = self._differences(existing)
+            self.series_extends = 0 if overwrite else self._extension(existing, diffs, narrowed)
             if not diffs:
                 return False
-            if not overwrite or narrowed:
+            if self.series_extends:
+                logger.info("output %s: %d time step(s) appended to its %d", self.where,
+                            len(self.time or ()) - self.series_extends, self.series_extends)
+            elif not overwrite or narrowed:
                 how = ("an --overwrite run over the whole recipe (no -z, -b, -t, -p or -a) replaces them"
                        if overwrite else "use a new output path, or --overwrite over the whole recipe to "
                                          "replace all its tiles")
                 raise OutputError(f"output {self.where} was written with other settings ({'; '.join(diffs)}); "
                                   f"tiles of both would mix: {how}")
-            logger.warning("output %s: removing the tiles written with other settings (%s)", self.where,
-                           "; ".join(diffs))
-            self._remove_tiles()
-            replaced = True
+            else:
+                logger.warning("output %s: removing the tiles written with other settings (%s)", self.where,
+                               "; ".join(diffs))
+                self._remove_tiles()
+                replaced = True
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -163,6 +169,23 @@ class TileFolder(OutputBase):
         if self.store is not None:
             self.store.put(METADATA_FILE, meta_path.read_bytes())
         return replaced
+
+    def _extension(self, existing: Any, diffs: list[str], narrowed: bool) -> int:
+        """The stored steps, when the only difference is steps appended to the stored time series
+        (they are kept, the new ones added); else 0."""
+        if self.time is None or not diffs or any(not d.startswith("time:") for d in diffs):
+            return 0
+        try:
+            old = TimeSteps.from_json(existing["output"]["time"])
+        except (KeyError, TypeError, ValueError):
+            return 0
+        n = len(old)
+        if not (0 < n < len(self.time) and self.time.steps[:n] == old.steps):
+            return 0
+        if narrowed:
+            raise OutputError(f"output {self.where}: appending time steps rewrites every tile; run the whole "
+                              "recipe (no -z, -b, -t, -p or -a)")
+        return n
 
     def _remove_tiles(self) -> None:
         """Every zoom folder of the earlier pyramid."""

@@ -130,6 +130,13 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
 
     def read(self, tile: Tile | TileIndex) -> np.ma.MaskedArray | None:
         """One written output tile, (bands, h, w), or None if it was never written (empty)."""
+        return self._read_bands(tile, self.bands)
+
+    def read_earlier(self, tile: Tile, steps: int) -> np.ma.MaskedArray | None:
+        """A tile of a series being extended, as stored: its first `steps` steps' bands."""
+        return self._read_bands(tile, steps * self.step_bands)
+
+    def _read_bands(self, tile: Tile | TileIndex, count: int) -> np.ma.MaskedArray | None:
         path = self.tile_path(tile)
         if self.store is not None:  # one GET, read from memory
             data = self.tile_bytes_of(tile)
@@ -138,14 +145,14 @@ class TileDirectoryOutput(TileFolder, RasterArrays):
             try:
                 with warnings.catch_warnings(), rasterio.MemoryFile(data) as mem, mem.open() as src:
                     warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG tiles
-                    return src.read(list(range(1, self.bands + 1)), masked=True)
+                    return src.read(list(range(1, count + 1)), masked=True)
             except Exception as exc:
                 raise OutputError(f"tile {tile}: cannot read {self.store.url(self.tile_key(tile))}: {exc}") from exc
         if not path.exists():
             return None
         try:
             with open_tile(path) as src:
-                return src.read(list(range(1, self.bands + 1)), masked=True)
+                return src.read(list(range(1, count + 1)), masked=True)
         except Exception as exc:
             raise OutputError(f"tile {tile}: cannot read {path}: {exc}") from exc
 

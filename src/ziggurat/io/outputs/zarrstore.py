@@ -21,6 +21,7 @@ documents, in `start_run`.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import math
 import struct
@@ -88,6 +89,7 @@ class ZarrOutput(TileFolder, RasterArrays):
         if self.shard and self.zarr_format == 2:
             raise OutputError(f"output {self.where}: sharding needs zarr_format 3")
         self._codecs: dict[int, ChunkCodec] = {}
+        self._earlier: dict[int, ChunkCodec] = {}   # a series being extended: its stored steps' codecs
         self._lock = threading.Lock()
         #: the recipe's whole area and zooms (`set_extent`): the arrays are sized from it once
         self.extent: Bounds | None = None
@@ -299,13 +301,29 @@ class ZarrOutput(TileFolder, RasterArrays):
 
     def read(self, tile: Tile | TileIndex) -> np.ma.MaskedArray | None:
         """One stored tile, (bands, h, w), or None if it was never written."""
+        return self._read_with(tile, None)
+
+    def read_earlier(self, tile: Tile, steps: int) -> np.ma.MaskedArray | None:
+        """A shard of a series being extended, as stored: `steps` steps (the array's earlier shape)."""
+        return self._read_with(tile, steps)
+
+    def _read_with(self, tile: Tile | TileIndex, steps: int | None) -> np.ma.MaskedArray | None:
         if not isinstance(tile, Tile):
             tile = self.output_grid.tile(*tile[:3])
         raw = self.tile_bytes_of(tile)
         if raw is None:
             return None
+        codec = self.codec(tile.zoom)
+        if steps is not None:
+            with self._lock:
+                earlier = self._earlier.get(tile.zoom)
+                if earlier is None:
+                    earlier = self._earlier[tile.zoom] = ChunkCodec(
+                        dataclasses.replace(codec.level, steps=steps), self.dtype, self.nodata,
+                        ZARR_CODECS[self.compress], self.zarr_format)
+            codec = earlier
         try:
-            values = self.codec(tile.zoom).decode(tile, raw)
+            values = codec.decode(tile, raw)
         except Exception as exc:
             raise OutputError(f"tile {tile}: cannot decode {self.where}/{self.tile_key(tile)}: {exc}") from exc
         return masked(values, self.nodata)
