@@ -419,3 +419,19 @@ def test_the_preview_offers_each_steps_bands_by_name(tmp_path):
     zoom, row, col = next((z, r, c) for z, r, c in [(6, int(p.parent.name), int(p.stem))
                                                       for p in (tmp_path / "series" / "6").glob("*/*.tif")])
     assert client.get(f"/tiles/{zoom}/{row}/{col}.png?band=23").status_code == 200
+
+
+def test_a_new_step_without_data_keeps_the_stored_steps(tmp_path):
+    """The appended month has no data over the tiles (the process says Empty for it): the tiles
+    are rewritten with the stored months and a nodata month, never left in the earlier layout."""
+    engine.execute(_recipe(tmp_path, zooms="6"), executor="sequential")
+    empty_after = LOGGED.replace("INDEPENDENT", "True").replace(
+        "    data = inp.read()\n", "    data = inp.read()\n    if time_steps[0].start.year == 2025:\n"
+        "        from ziggurat import Empty\n        raise Empty\n")
+    longer = _recipe(tmp_path, zooms="6", time="{start: 2024-01-01, end: 2025-01-31, every: 1 month}")
+    (tmp_path / "series.py").write_text(empty_after)
+    assert engine.execute(longer, executor="sequential").ok
+    ds = xr.open_zarr(tmp_path / "series.zarr", group="6")
+    assert ds.time.size == 13 and int(ds.data.isel(time=12).count()) == 0
+    assert int(ds.data.isel(time=11).count()) > 0
+    assert verify(tmp_path / "series.zarr").ok

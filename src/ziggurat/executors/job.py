@@ -201,7 +201,7 @@ class TileJob:
         steps, kept = self._series_steps(tile.zoom)
         kwargs = call_kwargs(self.process, inputs, self.parameters(tile.zoom), tile, mapchete=self.mapchete,
                              output_params=self.output_params, time_steps=steps)
-        result = call(self.process, kwargs)
+        result = self._called(kwargs, tile, len(steps) if steps is not None else 0, kept)
         if result is None:
             return None
         if self.mapchete and isinstance(result, str) and result == "empty":
@@ -229,6 +229,21 @@ class TileJob:
                 if isinstance(result, (list, tuple)) else "")
         raise TypeError(f"execute() returned {type(result).__name__}; expected a numpy (masked) array, "
                         f"None, or `raise ziggurat.Empty`{hint}")
+
+    def _called(self, kwargs: dict[str, Any], tile: Tile, steps: int, kept: int) -> Any:
+        """The process's result; when a series grows, new steps without data still keep the
+        tile's stored ones (masked new steps instead of an empty tile in the old layout)."""
+        try:
+            result = call(self.process, kwargs)
+        except self.empty_types:
+            if not kept:
+                raise
+            result = None
+        if result is None and kept:
+            stored = self.output.stored
+            result = np.ma.masked_all((steps, stored.bands // len(self.output.time or (1,)), *tile.buffered_shape),
+                                      dtype=stored.dtype)
+        return result
 
     def _series_steps(self, zoom: int) -> tuple[TimeSteps | None, int]:
         """The steps a call computes, and how many stored ones the tile keeps: all steps, unless
