@@ -9,6 +9,7 @@ lines whatever the number of tiles, and gives GDAL the pyramid's coarser zooms a
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -35,7 +36,7 @@ def step_vrt(item: Path, vrt: Path, first_band: int, bands: int, nodata: float |
     gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                  "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32",
                  "float64": "Float64"}[dtype]
-    rel = escape(Path(_relative(item, vrt.parent)).as_posix())
+    rel = escape(Path(os.path.relpath(item, vrt.parent)).as_posix())
     lines = [f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">', f"  <SRS>{escape(crs.to_wkt())}</SRS>",
              f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>"]
     for band in range(bands):
@@ -50,12 +51,6 @@ def step_vrt(item: Path, vrt: Path, first_band: int, bands: int, nodata: float |
                   "  </VRTRasterBand>"]
     lines.append("</VRTDataset>")
     return ("\n".join(lines) + "\n").encode()
-
-
-def _relative(target: Path, start: Path) -> str:
-    import os
-
-    return os.path.relpath(target, start)
 
 
 def write_series_catalog(tiles: StoredOutput, item: Path) -> Path | None:
