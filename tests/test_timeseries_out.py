@@ -107,7 +107,7 @@ def test_the_store_holds_every_step_with_a_decoded_time_axis(tmp_path):
     assert low.dims == ("time", "band", "y", "x") and low.shape[:2] == (12, 2)
     assert float(low.isel(time=11, band=1).max()) > 11e6 + 1e5 > float(low.isel(time=10, band=1).max())
     report = verify(tmp_path / "series.zarr")
-    assert report.ok, report
+    assert report.ok, (report.changed, report.extra, report.missing)
     again = reproduce(tmp_path / "series.zarr", to=tmp_path / "again.zarr")   # the saved recipe, steps and all
     assert again.ok, again.describe()
 
@@ -435,3 +435,37 @@ def test_a_new_step_without_data_keeps_the_stored_steps(tmp_path):
     assert ds.time.size == 13 and int(ds.data.isel(time=12).count()) == 0
     assert int(ds.data.isel(time=11).count()) > 0
     assert verify(tmp_path / "series.zarr").ok
+
+
+def test_a_series_store_in_a_bucket_grows_by_a_month(tmp_path, bucket, monkeypatch):
+    """Straight to S3: workers PUT each tile's shard of all steps; a later run from another
+    machine appends a month, and zarr-python reads the bucket as a local run of 13 months."""
+    obstore = pytest.importorskip("obstore")
+    zarr = pytest.importorskip("zarr")
+    from conftest import S3_ENV
+
+    thirteen = "{start: 2024-01-01, end: 2025-01-31, every: 1 month}"
+    monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "state"))
+    remote = _recipe(tmp_path, out=f"s3://{bucket}/series.zarr", zooms="[5, 6]")
+    (tmp_path / "series.py").write_text(LOGGED.replace("INDEPENDENT", "True"))
+    assert engine.execute(remote, executor="processes", workers=2).ok
+    monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "elsewhere"))   # another machine
+    (tmp_path / "calls.log").unlink()
+    grown = _recipe(tmp_path, out=f"s3://{bucket}/series.zarr", zooms="[5, 6]", time=thirteen)
+    (tmp_path / "series.py").write_text(LOGGED.replace("INDEPENDENT", "True"))
+    assert engine.execute(grown, executor="processes", workers=2).ok
+    assert set((tmp_path / "calls.log").read_text().splitlines()) == {"2025-01-01 1"}
+    local = tmp_path / "local"
+    local.mkdir()
+    _recipe(local, zooms="[5, 6]", time=thirteen)
+    (local / "series.py").write_text(LOGGED.replace("INDEPENDENT", "True"))
+    engine.execute(local / "series.yaml", executor="sequential")
+    store = obstore.store.S3Store(bucket, endpoint=S3_ENV["AWS_ENDPOINT_URL"], access_key_id="test-key",
+                                  secret_access_key="test-secret", region="us-east-1",
+                                  client_options={"allow_http": True})
+    group = zarr.open_group(zarr.storage.ObjectStore(store, read_only=True), path="series.zarr", mode="r")
+    for zoom in ("5", "6"):
+        np.testing.assert_array_equal(group[f"{zoom}/data"][:],
+                                      zarr.open_array(local / "series.zarr", path=f"{zoom}/data")[:])
+    report = verify(f"s3://{bucket}/series.zarr")
+    assert report.ok, (report.changed, report.extra, report.missing)

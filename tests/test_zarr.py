@@ -265,6 +265,8 @@ def test_zarr_store_on_object_storage(tmp_path, bucket, monkeypatch):
         assert hashlib.sha256(bytes(obstore.get(store, f"out.zarr/{key}").bytes())).hexdigest() == sha
     group = zarr.open_group(zarr.storage.ObjectStore(store, read_only=True), path="out.zarr", mode="r")
     np.testing.assert_array_equal(group["6/data"][:], zarr.open_array(tmp_path / "local.zarr", path="6/data")[:])
+    report = verify(f"s3://{bucket}/out.zarr")   # the groups, documents and coordinates are no stray tiles
+    assert report.ok and not report.extra, report.extra
     monkeypatch.setenv("ZIGGURAT_STATE_DIR", str(tmp_path / "elsewhere"))   # another machine
     again = _run(remote)
     assert again.written == 0 and again.skipped == first.written + first.empty

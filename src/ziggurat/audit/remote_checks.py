@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +20,9 @@ from typing import Any, Iterable
 from ziggurat.audit.reproduce import ReproduceResult, VerifyResult, reproduce_local
 from ziggurat.audit.status import StatusReport, status_local
 from ziggurat.core.errors import ProvenanceError
-from ziggurat.core.formats import records_beside
+from ziggurat.core.formats import Storage, records_beside
 from ziggurat.core.location import Location
+from ziggurat.io.outputs.stored import METADATA_FILE, is_chunk_object, stored_from_metadata
 from ziggurat.io.storage.store import open_store
 from ziggurat.records.remote import pulled
 from ziggurat.records.tile_records import has_tile_records, read_tile_records
@@ -60,10 +62,22 @@ def verify_remote(url: str, *, workers: int | None = None, zooms: Iterable[int] 
                 result.changed.append((record, sha))
     if not single:
         prefixes = [""] if wanted is None else [f"{z}/" for z in sorted(wanted)]
-        tiles = {rel for prefix in prefixes for rel, _ in store.list_all(prefix) if rel.split("/", 1)[0].isdigit()}
+        stored = _stored_kind(store, location.name)
+        tiles = {rel for prefix in prefixes for rel, _ in store.list_all(prefix)
+                 if (is_chunk_object(rel) if stored is Storage.STORE else rel.split("/", 1)[0].isdigit())}
         result.extra = sorted(tiles - set(expected))
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _stored_kind(store: Any, name: str) -> Storage:
+    """How the bucket's output is stored (its metadata.json): a store's objects besides its chunks
+    (groups, array documents, coordinates) are no stored tiles."""
+    raw = store.get(METADATA_FILE)
+    try:
+        return stored_from_metadata(Path(name), json.loads(raw)).storage if raw is not None else Storage.TILES
+    except (KeyError, TypeError, ValueError):
+        return Storage.TILES
 
 
 def status_remote(url: str) -> StatusReport:

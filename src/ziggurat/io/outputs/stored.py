@@ -138,9 +138,16 @@ def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+def is_chunk_object(rel: str) -> bool:
+    """A store's data chunk (or shard) object, by its key: under `{zoom}/data/` but not that
+    array's metadata document (`zarr.json`; v2: `.zarray`, `.zattrs`); not coordinates or groups."""
+    parts = rel.split("/")
+    return len(parts) >= 3 and parts[0].isdigit() and parts[1] == VARIABLE and \
+        not (len(parts) == 3 and parts[2] in ("zarr.json", ".zarray", ".zattrs"))
+
+
 def zarr_chunk_files(root: str | Path) -> set[str]:
-    """Relative paths of every data chunk (or shard) object of a store: everything under
-    `{zoom}/data/` but its metadata document (`zarr.json`; v2: `.zarray`, `.zattrs`)."""
+    """Relative paths of every data chunk (or shard) object of a store (`is_chunk_object`)."""
     found: set[str] = set()
     base = Path(root)
     for zoom in base.iterdir():
@@ -148,8 +155,9 @@ def zarr_chunk_files(root: str | Path) -> set[str]:
         if not (zoom.name.isdigit() and data.is_dir()):
             continue
         for path in data.rglob("*"):
-            if path.is_file() and not (path.parent == data and path.name in ("zarr.json", ".zarray", ".zattrs")):
-                found.add(path.relative_to(base).as_posix())
+            rel = path.relative_to(base).as_posix()
+            if path.is_file() and is_chunk_object(rel):
+                found.add(rel)
     return found
 
 
@@ -218,5 +226,6 @@ def series_band_specs(time: TimeSteps, bands: int, specs: tuple[dict[str, Any], 
                  for label in time.labels for b, spec in enumerate(per_step, 1))
 
 
-__all__ = ["METADATA_FILE", "RECORDS_FOLDER", "StoredOutput", "is_stored", "open_stored", "provenance_dir",
-           "read_metadata", "series_band_specs", "stored_from_metadata", "stored_or_none", "zarr_chunk_files"]
+__all__ = ["METADATA_FILE", "RECORDS_FOLDER", "StoredOutput", "is_chunk_object", "is_stored", "open_stored",
+           "provenance_dir", "read_metadata", "series_band_specs", "stored_from_metadata", "stored_or_none",
+           "zarr_chunk_files"]
