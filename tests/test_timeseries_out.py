@@ -404,6 +404,10 @@ def test_a_geotiff_tile_directory_series_has_a_folder_and_an_item_per_step_in_a_
             values = vrt.read(window=((row, row + 1), (col, col + 1)))[:, 0, 0]
         np.testing.assert_array_equal(values, [t * 1e6 + 45123, t * 1e6 + 1e5 + 45123])
     assert verify(out).ok
+    from ziggurat.records.catalog.quicklook import _shown_band
+
+    assert summary.quicklook is not None and summary.quicklook.is_file()
+    assert _shown_band(out) == 23   # the latest step's first band, the only one the quicklook reads
 
 
 def test_the_preview_offers_each_steps_bands_by_name(tmp_path):

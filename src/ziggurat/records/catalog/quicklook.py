@@ -24,7 +24,7 @@ from rasterio.enums import Resampling
 from ziggurat.core.errors import OutputError
 from ziggurat.core.formats import PNG_DRIVER, Storage, records_beside
 from ziggurat.io.common import local_env
-from ziggurat.io.outputs.stored import is_stored, open_stored, provenance_dir
+from ziggurat.io.outputs.stored import is_stored, open_stored, provenance_dir, stored_or_none
 from ziggurat.io.storage.atomic import staged
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,15 @@ def tiles_to_read(output: Path, size: int) -> int:
     return 0
 
 
+def _shown_band(output: Path) -> int:
+    """The one band a quicklook shows (and reads): a time series' latest step's first band (its
+    tiles hold every step's bands), else band 1."""
+    stored = None if records_beside(output) else stored_or_none(output)
+    if stored is None or stored.time is None:
+        return 1
+    return (len(stored.time) - 1) * (stored.bands // len(stored.time)) + 1
+
+
 def make_quicklook(output: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None,
                    size: int = DEFAULT_SIZE, colormap: str = DEFAULT_COLORMAP, max_tiles: int | None = None) -> Path:
     """Write the quicklook (default `.ziggurat/quicklook.png`); returns its path. With `max_tiles`,
@@ -177,9 +186,10 @@ def make_quicklook(output: str | os.PathLike[str], dest: str | os.PathLike[str] 
                     .round_lengths().intersection(window)
             scale = max(window.width, window.height) / size
             shape = (max(1, round(window.height / max(scale, 1.0))), max(1, round(window.width / max(scale, 1.0))))
-            data: Any = src.read(out_shape=(src.count, *shape), window=window, masked=True,
-                                 resampling=Resampling.average
-                                 if src.dtypes[0] != "uint8" or src.count not in (3, 4) else Resampling.bilinear)
+            rgb = src.dtypes[0] == "uint8" and src.count in (3, 4)
+            bands = list(range(1, src.count + 1)) if rgb else [_shown_band(out)]
+            data: Any = src.read(bands, out_shape=(len(bands), *shape), window=window, masked=True,
+                                 resampling=Resampling.bilinear if rgb else Resampling.average)
     except rasterio.errors.RasterioIOError as exc:
         raise OutputError(f"cannot read {source} for a quicklook: {exc}") from exc
     path = Path(dest) if dest is not None else quicklook_path(out)
