@@ -33,17 +33,32 @@ from run import _peak_rss_mb, _stop_forkserver, child_result  # noqa: E402  (mea
 ODC_PYTHON = REPO / ".venv-odc" / "bin" / "python"
 
 
-def catalog(size: int, scenes: int) -> Path:
-    folder = CACHE / f"scenes-{size}-{scenes}"
+def cached_catalog(name: str, make: str, **options: object) -> Path:
+    """bench/.cache/<name>/catalog.json, made once by recipes/data/make_scenes.py's `make`."""
+    folder = CACHE / name
     if not (folder / "catalog.json").is_file():
         sys.path.insert(0, str(REPO / "recipes" / "data"))
-        from make_scenes import make_catalog
+        import make_scenes
 
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        make_catalog(tmp, size=size, scenes=scenes, decoys=False)
+        getattr(make_scenes, make)(tmp, **options)
         tmp.rename(folder)
     return folder / "catalog.json"
+
+
+def catalog(size: int, scenes: int) -> Path:
+    return cached_catalog(f"scenes-{size}-{scenes}", "make_catalog", size=size, scenes=scenes, decoys=False)
+
+
+def measured_run(recipe: Path) -> None:
+    """Run a recipe with 2 worker processes; print the measurements as one JSON line."""
+    from ziggurat.engine.run import execute
+
+    start = time.perf_counter()
+    summary = execute(recipe, executor="processes", workers=2)
+    _stop_forkserver()
+    print(json.dumps({"tiles": summary.written, **_usage(start)}))
 
 
 def _usage(start: float) -> dict:
@@ -53,8 +68,6 @@ def _usage(start: float) -> dict:
 
 
 def run_ziggurat(cat: Path, workdir: Path) -> None:
-    from ziggurat.engine.run import execute
-
     recipe = workdir / "composite.yaml"
     recipe.write_text(f"""process: composite
 zoom_levels: 12
@@ -64,10 +77,7 @@ input:
 process_parameters: {{method: median, count: false}}
 output: {{path: {workdir / 'out'}, dtype: uint16, nodata: 0, bands: 4, metatiling: 2}}
 """)
-    start = time.perf_counter()
-    summary = execute(recipe, executor="processes", workers=2)
-    _stop_forkserver()
-    print(json.dumps({"tiles": summary.written, **_usage(start)}))
+    measured_run(recipe)
 
 
 ODC_SCRIPT = r'''

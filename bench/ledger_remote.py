@@ -17,22 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from s3 import moto_bucket  # noqa: E402
+
 BUCKET = "bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rows(n: int):   # one process tile and one output tile per row, as a real run records them
@@ -126,22 +121,10 @@ def main() -> None:
     if args.child:
         child(args.child, args.n, args.folder)
         return
-    port = _free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-           "AWS_EC2_METADATA_DISABLED": "true", "AWS_ALLOW_HTTP": "true"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with moto_bucket(BUCKET) as moto:
+        env = {**moto, "AWS_ALLOW_HTTP": "true"}
         import boto3
 
-        for _ in range(100):
-            try:
-                boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
-                             aws_secret_access_key="bench", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-                break
-            except Exception:
-                time.sleep(0.1)
         print("rows        step      seconds   peak RSS   (baseline: the same child doing nothing)")
         for rows in args.rows:
             with tempfile.TemporaryDirectory(prefix="ziggurat-bench-ledger-") as tmp:
@@ -165,9 +148,6 @@ def main() -> None:
                 r = run("window", rows, folder, env)
                 print(f"{rows:>10,}  a reader of one window (one shard): {r['seconds']:.1f} s, "
                       f"{r['moved']:,} bytes moved" + (f" ({r['moved'] / size:.1%} of the ledger)" if size else ""))
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":

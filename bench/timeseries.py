@@ -17,42 +17,23 @@ the process tree, peak RSS, the ratios and how far the two series differ; assert
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CACHE = HERE / ".cache"
-REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from run import _stop_forkserver, child_result  # noqa: E402
+from run import child_result  # noqa: E402
 
-from composite import ODC_PYTHON, _usage  # noqa: E402
+from composite import ODC_PYTHON, cached_catalog, measured_run  # noqa: E402
 
 PARAMS = "{method: median, gapfill: linear, max_gap: 70 days, smooth: {savgol: {window: 5, order: 2}}}"
 
 
-def catalog(size: int) -> Path:
-    folder = CACHE / f"series-{size}"
-    if not (folder / "catalog.json").is_file():
-        sys.path.insert(0, str(REPO / "recipes" / "data"))
-        from make_scenes import make_series_catalog
-
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        make_series_catalog(tmp, size=size)
-        tmp.rename(folder)
-    return folder / "catalog.json"
-
-
 def run_ziggurat(cat: Path, workdir: Path) -> None:
-    from ziggurat.engine.run import execute
-
     recipe = workdir / "series.yaml"
     recipe.write_text(f"""process: timeseries
 zoom_levels: 12
@@ -63,10 +44,7 @@ process_parameters: {PARAMS}
 output: {{path: {workdir / 'out.zarr'}, dtype: float32, nodata: -9999, bands: 2, metatiling: 2,
           time: {{start: 2024-01-01, end: 2024-12-31, every: 1 month}}}}
 """)
-    start = time.perf_counter()
-    summary = execute(recipe, executor="processes", workers=2)
-    _stop_forkserver()
-    print(json.dumps({"tiles": summary.written, **_usage(start)}))
+    measured_run(recipe)
 
 
 PEER_SCRIPT = r'''
@@ -141,7 +119,7 @@ def main() -> None:
     if args.child:
         run_ziggurat(args.child, args.workdir)
         return
-    cat = catalog(args.size)
+    cat = cached_catalog(f"series-{args.size}", "make_series_catalog", size=args.size)
     print(f"a year of 48 scenes of {args.size} x {args.size} px into 12 monthly steps (median, linear fill within "
           f"70 days, Savitzky-Golay 5/2), Zarr, 2 workers, {os.cpu_count()} CPUs")
     print(f"{'tool':<22}{'round':>6}{'wall s':>9}{'cpu s':>9}{'parent MB':>11}{'child MB':>10}{'wall/peer':>10}"

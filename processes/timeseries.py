@@ -39,7 +39,7 @@ def reduce_step(obs: np.ndarray, valid: np.ndarray, method: str, q: float) -> np
     """(time, band, y, x) observations of one step and their clearness -> (band, y, x), NaN where
     none is clear."""
     if method in ("median", "quantile"):
-        return kernels.quantile(obs, valid, 0.5 if method == "median" else q, _median=method == "median")
+        return kernels.median(obs, valid) if method == "median" else kernels.quantile(obs, valid, q)
     n = valid.sum(axis=0)
     if method == "count":
         return np.broadcast_to(n.astype(np.float32), obs.shape[1:]).copy()

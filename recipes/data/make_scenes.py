@@ -35,17 +35,42 @@ def ground(height: int, width: int, offset: int = 0) -> np.ndarray:
                      for b in range(len(BANDS))]).astype("uint16")
 
 
-def make_catalog(folder: str | Path, size: int = 512, scenes: int = 12, decoys: bool = True) -> Path:
-    """Write the catalog (and its GeoTIFFs) into `folder`; returns catalog.json. `scenes` season
-    scenes a week apart (the last third cover the western half only), plus the two decoys."""
+def _area() -> tuple[float, float, float, Affine]:
+    """(left, top, pixel size, transform) of the scenes: the zoom-12 tile at (LON, LAT)."""
     from ziggurat import Grid
 
-    folder = Path(folder)
     grid = Grid.from_name("geodetic")
     tile = grid.tile_at(LON, LAT, ZOOM)
     res = grid.resolution(ZOOM)[0]
     left, top = tile.bounds.left, tile.bounds.top
-    transform = Affine(res, 0, left, 0, -res, top)
+    return left, top, res, Affine(res, 0, left, 0, -res, top)
+
+
+def _polygon(bbox: list[float]) -> dict:
+    return {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]],
+                                                [bbox[0], bbox[3]], [bbox[0], bbox[1]]]]}
+
+
+def _add_scene(catalog: pystac.Catalog, folder: Path, item: pystac.Item, data: np.ndarray, scl: np.ndarray,
+               profile: dict) -> None:
+    """The scene's band GeoTIFFs and SCL in `folder/<item id>/`, as the item's assets."""
+    out = folder / item.id
+    out.mkdir(parents=True, exist_ok=True)
+    for b, name in enumerate(BANDS):
+        with rasterio.open(out / f"{name}.tif", "w", dtype="uint16", **profile) as dst:
+            dst.write(data[b], 1)
+        item.add_asset(name, pystac.Asset(f"./{name}.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+    with rasterio.open(out / "SCL.tif", "w", dtype="uint8", **profile) as dst:
+        dst.write(scl, 1)
+    item.add_asset("SCL", pystac.Asset("./SCL.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+    catalog.add_item(item)
+
+
+def make_catalog(folder: str | Path, size: int = 512, scenes: int = 12, decoys: bool = True) -> Path:
+    """Write the catalog (and its GeoTIFFs) into `folder`; returns catalog.json. `scenes` season
+    scenes a week apart (the last third cover the western half only), plus the two decoys."""
+    folder = Path(folder)
+    left, top, res, transform = _area()
     catalog = pystac.Catalog("scenes", "Synthetic Sentinel-2-like scenes for ziggurat's composite recipe")
     rows, cols = np.mgrid[0:size, 0:size]
     dates = [dt.datetime(2024, 6, 1, 10, 30, tzinfo=dt.timezone.utc) + dt.timedelta(days=7 * k)
@@ -70,21 +95,11 @@ def make_catalog(folder: str | Path, size: int = 512, scenes: int = 12, decoys: 
         data[:, :4, :] = 0
         right = left + width * res
         bbox = [left, top - size * res, right, top]
-        geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]],
-                                                        [bbox[0], bbox[3]], [bbox[0], bbox[1]]]]}
+        geometry = _polygon(bbox)
         item = pystac.Item(item_id, geometry, bbox, when, {"eo:cloud_cover": cloud_cover, "platform": "synthetic-2"})
-        out = folder / item_id
-        out.mkdir(parents=True, exist_ok=True)
         profile = dict(driver="GTiff", width=width, height=size, count=1, crs="EPSG:4326", transform=transform,
                        tiled=True, blockxsize=256, blockysize=256, compress="deflate", nodata=0)
-        for b, name in enumerate(BANDS):
-            with rasterio.open(out / f"{name}.tif", "w", dtype="uint16", **profile) as dst:
-                dst.write(data[b], 1)
-            item.add_asset(name, pystac.Asset(f"./{name}.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
-        with rasterio.open(out / "SCL.tif", "w", dtype="uint8", **profile) as dst:
-            dst.write(scl, 1)
-        item.add_asset("SCL", pystac.Asset("./SCL.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
-        catalog.add_item(item)
+        _add_scene(catalog, folder, item, data, scl, profile)
     catalog.normalize_hrefs(str(folder.resolve()) + "/")   # a folder, even with a dot in its name
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
     return folder / "catalog.json"
@@ -96,20 +111,13 @@ def make_series_catalog(folder: str | Path, size: int = 256, year: int = 2024,
     ground rising by 1 a day (band b holds ground(...)[b] + the day of the year), a cloud disc
     drifting across each scene, and `cloudy_months` overcast in every scene (SCL 9 everywhere).
     A monthly median is then known exactly, and so is every gap a fill has to close."""
-    from ziggurat import Grid
-
     folder = Path(folder)
-    grid = Grid.from_name("geodetic")
-    tile = grid.tile_at(LON, LAT, ZOOM)
-    res = grid.resolution(ZOOM)[0]
-    left, top = tile.bounds.left, tile.bounds.top
-    transform = Affine(res, 0, left, 0, -res, top)
+    left, top, res, transform = _area()
     catalog = pystac.Catalog("series", "A synthetic year of Sentinel-2-like scenes for ziggurat's timeseries recipe")
     rows, cols = np.mgrid[0:size, 0:size]
     base = ground(size, size)
     bbox = [left, top - size * res, left + size * res, top]
-    geometry = {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]],
-                                                    [bbox[0], bbox[3]], [bbox[0], bbox[1]]]]}
+    geometry = _polygon(bbox)
     profile = dict(driver="GTiff", width=size, height=size, count=1, crs="EPSG:4326", transform=transform,
                    tiled=True, blockxsize=256, blockysize=256, compress="deflate", nodata=0)
     for k in range(48):
@@ -123,16 +131,7 @@ def make_series_catalog(folder: str | Path, size: int = 256, year: int = 2024,
         data[:, cloud] = 9000 + k
         scl[cloud] = CLOUD
         item = pystac.Item(f"S2X_{when:%Y%m%d}", geometry, bbox, when, {"eo:cloud_cover": float(cloud.mean() * 100)})
-        out = folder / item.id
-        out.mkdir(parents=True, exist_ok=True)
-        for b, name in enumerate(BANDS):
-            with rasterio.open(out / f"{name}.tif", "w", dtype="uint16", **profile) as dst:
-                dst.write(data[b], 1)
-            item.add_asset(name, pystac.Asset(f"./{name}.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
-        with rasterio.open(out / "SCL.tif", "w", dtype="uint8", **profile) as dst:
-            dst.write(scl, 1)
-        item.add_asset("SCL", pystac.Asset("./SCL.tif", media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
-        catalog.add_item(item)
+        _add_scene(catalog, folder, item, data, scl, profile)
     catalog.normalize_hrefs(str(folder.resolve()) + "/")
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
     return folder / "catalog.json"

@@ -9,6 +9,7 @@ ways: a mapchete recipe runs on the same tiles, and either tool reads the other'
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -137,9 +138,15 @@ class MapcheteTileGeometry:
     is_global: bool
 
 
+@functools.lru_cache(maxsize=32)
+def _described(grid: Grid) -> dict[str, Any] | None:
+    """`mapchete_pyramid` once per grid: mapchete-mode reads ask it for every tile."""
+    return mapchete_pyramid(grid)
+
+
 def mapchete_tile_geometry(grid: Grid, zoom: int, row: int, col: int) -> MapcheteTileGeometry | None:
     """tilematrix's numbers for a tile of `grid` (None where mapchete cannot describe the grid)."""
-    described = mapchete_pyramid(grid)
+    described = _described(grid)
     if described is None:
         return None
     spec = described["grid"]

@@ -29,10 +29,9 @@ def _iso(when: dt.datetime) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
 
-def step_vrt(item: Path, vrt: Path, first_band: int, bands: int, nodata: float | int | None) -> bytes:
-    """A VRT of `bands` bands from `first_band` of the output's item, relative to the VRT."""
-    with rasterio.open(item, SKIP_MISSING_METATILE="YES") as src:
-        w, h, t, crs, dtype = src.width, src.height, src.transform, src.crs, src.dtypes[0]
+def step_vrt(item: Path, src: Any, vrt: Path, first_band: int, bands: int, nodata: float | int | None) -> bytes:
+    """A VRT of `bands` bands from `first_band` of the output's item (`src`, opened), relative to the VRT."""
+    w, h, t, crs, dtype = src.width, src.height, src.transform, src.crs, src.dtypes[0]
     gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                  "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32",
                  "float64": "Float64"}[dtype]
@@ -61,6 +60,15 @@ def write_series_catalog(tiles: StoredOutput, item: Path) -> Path | None:
     main = read_json(item, "its steps are not described")
     if main is None:
         return None
+    try:
+        with rasterio.open(item, SKIP_MISSING_METATILE="YES") as src:   # once: every step's VRT reads it
+            return _write_steps(tiles, item, src, main)
+    except rasterio.errors.RasterioIOError as exc:
+        raise OutputError(f"cannot describe the steps of {tiles.path}: {exc}") from exc
+
+
+def _write_steps(tiles: StoredOutput, item: Path, src: Any, main: dict[str, Any]) -> Path | None:
+    assert tiles.time is not None
     per_step = tiles.bands // len(tiles.time)
     props = {k: v for k, v in (main.get("properties") or {}).items() if k.startswith("proj:")}
     extensions = [e for e in main.get("stac_extensions") or [] if "projection" in e or "raster" in e]
@@ -73,10 +81,10 @@ def write_series_catalog(tiles: StoredOutput, item: Path) -> Path | None:
             spec["name"] = str(spec.get("name", "")).split(" ", 1)[-1]
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(vrt, step_vrt(item, vrt, t * per_step + 1, per_step, tiles.nodata))
+            write_bytes_atomic(vrt, step_vrt(item, src, vrt, t * per_step + 1, per_step, tiles.nodata))
             step_item = _step_item(main, step, props, extensions, vrt, per_step, tiles, specs)
             write_json_atomic(folder / f"{step.label}.json", step_item)
-        except (OSError, rasterio.errors.RasterioIOError) as exc:
+        except OSError as exc:
             raise OutputError(f"cannot describe step {step.label} of {tiles.path}: {exc}") from exc
         collection = update_collection(folder / f"{step.label}.json",
                                        {"id": main["id"], "description": f"{main['id']}: a time series of "
