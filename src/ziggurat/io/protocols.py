@@ -188,6 +188,11 @@ class Output(Protocol):
         """A stored tile of a series being extended, as the run found it (its first `steps` steps)."""
         ...
 
+    def preview(self) -> np.ma.MaskedArray | None:
+        """The run's quicklook pixels the output gathered while writing (a single file: reading it
+        back would decode all of it), None when the quicklook is read from what is stored."""
+        ...
+
     def removals_waiting(self) -> bool:
         """Stale tiles wait for a bulk delete (object stores): the ledger holds its commit, which
         would record them as gone, until `flush_removals` (at most `REMOVAL_SECONDS` or a full batch)."""

@@ -56,6 +56,10 @@ class OutputBase:
         """A stored tile as the run found it: the first `steps` steps of a series being extended."""
         raise OutputError(f"output {self.where}: format {self.format} holds no time series")
 
+    def preview(self) -> np.ma.MaskedArray | None:
+        """Only a single file, which is never read back during a run, gathers one."""
+        return None
+
     def removals_waiting(self) -> bool:
         """Stale tiles are queued for one bulk delete (see `TileFolder.remove_stale`)."""
         return False

@@ -24,6 +24,7 @@ from ziggurat.core.errors import OutputError
 from ziggurat.core.grid import Bounds, Grid, Tile, TileIndex
 from ziggurat.io import gdal_errors
 from ziggurat.io.outputs.base import OutputBase
+from ziggurat.io.outputs.preview import Preview
 from ziggurat.io.outputs.rasterarrays import RasterArrays, write_band_metadata
 from ziggurat.io.protocols import OutputCapabilities
 from ziggurat.io.storage.atomic import staged, tmp_in
@@ -56,6 +57,7 @@ class SingleFileOutput(OutputBase, RasterArrays):
         self._tmp: Path | None = None
         self._origin: tuple[float, float] = (0.0, 0.0)
         self._res: tuple[float, float] = (0.0, 0.0)
+        self._preview: Preview | None = None
 
     # -- run lifecycle ---------------------------------------------------------------------
     def prepare(self, overwrite: bool, narrowed: bool = False) -> bool:
@@ -123,6 +125,8 @@ class SingleFileOutput(OutputBase, RasterArrays):
         except Exception as exc:
             self._tmp.unlink(missing_ok=True)
             raise OutputError(f"cannot create {self.path}: {exc}") from exc
+        rgb = self.dtype == np.uint8 and self.bands in (3, 4)
+        self._preview = Preview(height, width, range(self.bands) if rgb else [0], self.dtype, self.nodata)
         log.info("single-file output %s: %d x %d px at zoom %d", self.path, width, height, zoom)
 
     def finish_run(self, success: bool) -> None:
@@ -214,7 +218,13 @@ class SingleFileOutput(OutputBase, RasterArrays):
             return []
         window = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
         self._dst.write(np.ascontiguousarray(out[:, r0 - r:r1 - r, c0 - c:c1 - c]), window=window)
+        if self._preview is not None:
+            self._preview.add(r, c, out)
         return [process_tile.index]
+
+    def preview(self) -> np.ma.MaskedArray | None:
+        """The quicklook's pixels, gathered from every window this run wrote (see `Preview`)."""
+        return None if self._preview is None else self._preview.result()
 
     def __repr__(self) -> str:
         return f"SingleFileOutput(path={str(self.path)!r}, cog={self.cog})"

@@ -24,6 +24,7 @@ from rasterio.enums import Resampling
 from ziggurat.core.errors import OutputError
 from ziggurat.core.formats import PNG_DRIVER, Storage, records_beside
 from ziggurat.io.common import local_env
+from ziggurat.io.outputs.preview import PREVIEW_SIZE
 from ziggurat.io.outputs.stored import is_stored, open_stored, provenance_dir, stored_or_none
 from ziggurat.io.storage.atomic import staged
 
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 
 QUICKLOOK_FILE = "quicklook.png"
 DEFAULT_SIZE = 1024
-#: the quicklook every run writes: small, so it costs a run a fraction of a second ...
-RUN_SIZE = 512
+#: the quicklook every run writes: small, so it costs a run a fraction of a second (a single
+#: file's is gathered while it is written: `io.outputs.preview`) ...
+RUN_SIZE = PREVIEW_SIZE
 #: ... and read from at most this many tiles (a run of one fine zoom and no overviews has no
 #: small level to read: `ziggurat quicklook` makes one on demand)
 RUN_MAX_TILES = 256
@@ -158,12 +160,27 @@ def _shown_band(output: Path) -> int:
 
 
 def make_quicklook(output: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None,
-                   size: int = DEFAULT_SIZE, colormap: str = DEFAULT_COLORMAP, max_tiles: int | None = None) -> Path:
+                   size: int = DEFAULT_SIZE, colormap: str = DEFAULT_COLORMAP, max_tiles: int | None = None,
+                   data: np.ma.MaskedArray | None = None) -> Path:
     """Write the quicklook (default `.ziggurat/quicklook.png`); returns its path. With `max_tiles`,
-    an output that would need more tile reads is refused (OutputError)."""
+    an output that would need more tile reads is refused (OutputError). `data`: the pixels
+    already at hand (the run's single-file `Preview`): nothing is read."""
     if size < 16:
         raise OutputError(f"quicklook size must be at least 16 px, got {size}")
     out = Path(output)
+    if data is None:
+        data = _read(out, size, max_tiles)
+    path = Path(dest) if dest is not None else quicklook_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_png(to_rgba(data, colormap), path)
+    except OSError as exc:
+        raise OutputError(f"cannot write the quicklook {path}: {exc}") from exc
+    return path
+
+
+def _read(out: Path, size: int, max_tiles: int | None) -> np.ma.MaskedArray:
+    """The shown bands at about `size` px, read through GDAL (the closest zoom or overview)."""
     if is_stored(out, Storage.STORE):
         raise OutputError(f"{out} is a Zarr store: quicklooks are made from tile directories and GeoTIFFs "
                           "(open the store with xarray.open_zarr)")
@@ -188,17 +205,11 @@ def make_quicklook(output: str | os.PathLike[str], dest: str | os.PathLike[str] 
             shape = (max(1, round(window.height / max(scale, 1.0))), max(1, round(window.width / max(scale, 1.0))))
             rgb = src.dtypes[0] == "uint8" and src.count in (3, 4)
             bands = list(range(1, src.count + 1)) if rgb else [_shown_band(out)]
-            data: Any = src.read(bands, out_shape=(len(bands), *shape), window=window, masked=True,
-                                 resampling=Resampling.bilinear if rgb else Resampling.average)
+            data: np.ma.MaskedArray = src.read(bands, out_shape=(len(bands), *shape), window=window, masked=True,
+                                               resampling=Resampling.bilinear if rgb else Resampling.average)
     except rasterio.errors.RasterioIOError as exc:
         raise OutputError(f"cannot read {source} for a quicklook: {exc}") from exc
-    path = Path(dest) if dest is not None else quicklook_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        write_png(to_rgba(data, colormap), path)
-    except OSError as exc:
-        raise OutputError(f"cannot write the quicklook {path}: {exc}") from exc
-    return path
+    return data
 
 
 __all__ = ["DEFAULT_COLORMAP", "QUICKLOOK_FILE", "make_quicklook", "quicklook_path", "stretch", "to_rgba"]

@@ -380,7 +380,8 @@ class RunItem:
         try:
             path = quicklook_path(self.output.path)
             if self.wrote or self.replaced or not path.is_file():   # nothing new: the one there is current
-                path = make_quicklook(self.output.path, size=RUN_SIZE, max_tiles=RUN_MAX_TILES)
+                path = make_quicklook(self.output.path, size=RUN_SIZE, max_tiles=RUN_MAX_TILES,
+                                      data=self.output.preview())
             add_thumbnail(item, path)
         except (OutputError, OSError, ValueError) as exc:
             log.info("no quicklook for %s: %s", self.output.path, exc)
