@@ -197,9 +197,9 @@ def test_gapfill_interpolates_within_max_gap_and_never_extrapolates():
 def test_kernels_are_compiled_once_and_then_loaded_from_the_disk_cache(tmp_path):
     code = textwrap.dedent("""\
         import numpy as np
-        from ziggurat.kernels import terrain
+        from ziggurat.kernels import _terrain, terrain
         terrain.hillshade(np.zeros((4, 4), np.float32), 1.0, -1.0)
-        stats = terrain._hillshade.stats
+        stats = _terrain._hillshade.stats
         print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
         """)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
@@ -262,3 +262,18 @@ def test_a_buffer_smaller_than_the_process_declares_is_refused_before_any_tile(t
         got = ds.read(1, masked=True)
     assert (got.mask[2:-2, 2:-2] == ref.mask[2:-2, 2:-2]).all()
     assert np.array_equal(got[2:-2, 2:-2].filled(0), ref[2:-2, 2:-2].filled(0))
+
+
+def test_loading_a_process_that_uses_kernels_does_not_import_numba():
+    """The parent of a pool run loads the process module (to check its signature) but never calls
+    its kernels: numba (a quarter of a second) is imported on a kernel's first call only."""
+    code = ("import sys\n"
+            "import ziggurat_processes.hillshade, ziggurat_processes.slope, ziggurat_processes.aspect\n"
+            "import ziggurat_processes.focal, ziggurat_processes.composite, ziggurat_processes.timeseries\n"
+            "from ziggurat.kernels import hillshade\n"
+            "print('numba' in sys.modules)\n"
+            "import numpy as np\n"
+            "hillshade(np.zeros((3, 3), np.float32), 1.0, -1.0)\n"
+            "print('numba' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["False", "True"]

@@ -5,7 +5,9 @@ Terrain (`hillshade`, `slope`, `aspect`) follows gdaldem's Horn algorithms; `foc
 moving-window statistics; `median`, `quantile` and `best` reduce a time series per pixel and
 `gapfill` fills its missing steps from their neighbours in time. Each
 kernel is compiled once and cached on disk (`_jit.cache_dir`), so pool workers load it instead
-of compiling it; only numpy and numba are imported.
+of compiling it; only numpy and numba are imported, numba on a kernel's first call (the loops
+live in `_terrain`, `_focal` and `_temporal`): a parent that loads a process module to check it,
+and never calls its kernels, does not pay for importing numba.
 """
 
 from ziggurat.kernels.focal import SHAPES, STATISTICS, focal, window_offsets
