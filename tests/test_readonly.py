@@ -127,7 +127,7 @@ def test_a_full_output_disk_names_the_tile_and_keeps_no_broken_tile(tmp_path):
     recipe = make_recipe(tmp_path, zooms="[4, 7]")
     out = tmp_path / "out"
     out.mkdir()
-    done = _run_on_a_tiny_disk(out, recipe, "120k", "rasterio", "*.tif")
+    done = _run_on_a_tiny_disk(out, recipe, "136k", "rasterio", "*.tif")
     assert "rc=1" in done.stdout, done.stdout + done.stderr
     assert "cannot write" in done.stderr and str(out) in done.stderr
     assert "cannot read" not in done.stderr and "Traceback" not in done.stderr   # not blamed on the input

@@ -157,6 +157,30 @@ def test_a_changed_input_rebuilds_everything_that_reads_it(tmp_path):
     assert summary.stale == {"input src changed": first.total}
 
 
+def test_an_unchanged_input_is_not_hashed_again_and_an_edit_behind_an_old_mtime_is_still_seen(tmp_path,
+                                                                                               monkeypatch):
+    """Each run remembers a file input's fingerprint with its stat: a rerun hashes it again only
+    when the file changed. Setting the modification time back after an edit does not hide it (the
+    change time moves), and the edit rebuilds the tiles as before."""
+    from ziggurat.io import checksum
+
+    recipe = make_recipe(tmp_path)
+    first = execute(recipe, executor="sequential")
+    source = tmp_path / "src.tif"
+    hashed: list[str] = []
+    real = checksum.sha256_and_size
+    monkeypatch.setattr(checksum, "sha256_and_size", lambda p: (hashed.append(str(p)), real(p))[1])
+    monkeypatch.setattr(checksum, "_cache", {})                 # nothing remembered in this process
+    assert execute(recipe, executor="sequential").skipped == first.total
+    assert str(source) not in hashed                            # the stat matched: not read again
+    stat = source.stat()
+    make_source(tmp_path, offset=5.0)                           # same size, other content ...
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))   # ... and the old modification time
+    monkeypatch.setattr(checksum, "_cache", {})
+    assert execute(recipe, executor="sequential").stale == {"input src changed": first.total}
+    assert str(source) in hashed
+
+
 def test_a_chained_recipe_rebuilds_only_the_tiles_reading_a_changed_upstream_tile(tmp_path):
     upstream = make_recipe(tmp_path, out="up", pixelbuffer=0)
     execute(upstream, executor="sequential")

@@ -16,11 +16,17 @@ Input fingerprints (recorded in the run manifest, compared by `ziggurat reproduc
   are not read, so a tile rewritten with the same size is not noticed;
 - another directory: the same listing hash without metadata.json (``"kind": "directory"``);
 - a remote path (``/vsi...``, ``scheme://``): ``{"kind": "remote"}``, not hashed.
+
+A run keeps each file input's fingerprint with the file's stat in the output's cache folder
+(`remembered`): the next run hashes it again only when its size, modification time, inode or
+change time differ (the change time cannot be set back by hand, so an edit is never missed; git
+trusts its index the same way). `ziggurat reproduce` always hashes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -178,7 +184,44 @@ def fingerprint_config(config: Any) -> dict[str, Any]:
             if meta is not None:
                 return {"kind": "remote", "size": meta["size"], "etag": meta["etag"]}
         return {"kind": "remote"}
-    return fingerprint_input(config.path)
+    cache = getattr(config, "cache_dir", None)
+    return remembered(config.path, cache) if cache else fingerprint_input(config.path)
+
+
+#: file inputs remembered per output (the oldest are forgotten beyond it)
+REMEMBERED = 256
+
+
+def remembered(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """`fingerprint_input(path)`, taken from `cache_dir/fingerprints.json` while the file's stat
+    is the one it was hashed with (see the module docstring); directories are always listed."""
+    p = Path(path)
+    if not p.is_file():
+        return fingerprint_input(path)
+    st = p.stat()
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, FULL_HASH_LIMIT]
+    book = Path(cache_dir) / "fingerprints.json"
+    try:
+        known = json.loads(book.read_text())
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    key = str(p.resolve())
+    entry = known.get(key)
+    if isinstance(entry, dict) and entry.get("stat") == stamp and isinstance(entry.get("fingerprint"), dict):
+        return dict(entry["fingerprint"])
+    out = fingerprint_input(path)
+    known.pop(key, None)
+    known[key] = {"stat": stamp, "fingerprint": out}
+    tmp = book.with_name(f".{book.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        book.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(dict(list(known.items())[-REMEMBERED:])))
+        os.replace(tmp, book)
+    except OSError as exc:   # a read-only state folder: the run says so itself; hash again next time
+        log.debug("cannot remember the fingerprint of %s in %s: %s", path, book, exc)
+        tmp.unlink(missing_ok=True)
+    return out
 
 
 def compare_fingerprints(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
@@ -198,5 +241,5 @@ def compare_fingerprints(recorded: dict[str, Any], current: dict[str, Any]) -> s
     return None
 
 
-__all__ = ["FULL_HASH_LIMIT", "PARTIAL_HASH_BYTES", "compare_fingerprints", "fingerprint_input",
-           "hash_many", "sha256_and_size", "sha256_file", "sha256_or_none"]
+__all__ = ["FULL_HASH_LIMIT", "PARTIAL_HASH_BYTES", "REMEMBERED", "compare_fingerprints", "fingerprint_input",
+           "hash_many", "remembered", "sha256_and_size", "sha256_file", "sha256_or_none"]
