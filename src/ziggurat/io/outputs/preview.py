@@ -75,9 +75,15 @@ class Preview:
         if self.k == 1:
             return np.ma.masked_array(self.samples, mask=~valid)
         b, (ny, nx), k = len(self.bands), self.shape, self.k
-        blocks = (b, ny, k, nx, k)
-        total = np.where(valid, self.samples, 0).astype(np.float64).reshape(blocks).sum(axis=(2, 4))
-        count = valid.reshape(blocks).sum(axis=(2, 4))
+        exact = np.float64 if self.dtype.kind == "f" else np.int64   # integers add up exactly
+
+        def blocks(values: np.ndarray, dtype: type) -> np.ndarray:
+            """Sums over k x k blocks: the k rows first, then the k columns (contiguous axes)."""
+            rows = values.reshape(b, ny, k, nx * k).sum(axis=2, dtype=dtype)
+            return rows.reshape(b, ny, nx, k).sum(axis=3)
+
+        total = blocks(np.where(valid, self.samples, 0), exact)
+        count = blocks(valid, np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / count
         if self.dtype == np.uint8:
