@@ -23,8 +23,10 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 ENV = "ZIGGURAT_RUN_PID"
-#: what the pool's forkserver imports before it forks workers (this module first)
-FORKSERVER_PRELOAD = ["ziggurat_boot", "ziggurat.executors.poolworker", "ziggurat.kernels.warm"]
+#: what the pool's forkserver imports before it forks workers (this module first; the last one
+#: freezes all of it out of the garbage collector's way)
+FORKSERVER_PRELOAD = ["ziggurat_boot", "ziggurat.executors.poolworker", "ziggurat.kernels.warm",
+                      "ziggurat.executors.forkready"]
 _PR_SET_PDEATHSIG = 1
 EXIT_INTERRUPTED = 130
 

@@ -526,3 +526,23 @@ def test_a_ctrl_c_while_the_main_thread_holds_a_lock_stops_the_run_without_a_han
     done = subprocess.run([sys.executable, str(script), str(recipe)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "interrupted" in done.stdout, done.stderr[-2000:]
     assert "lock free" in done.stdout   # the interrupt was raised at the pool's next safe point
+
+
+def _frozen_and_kernels() -> tuple[int, bool]:
+    import gc
+
+    return gc.get_freeze_count(), "ziggurat.kernels._terrain" in sys.modules
+
+
+def test_pool_workers_start_with_the_preloaded_modules_frozen_and_the_kernels_loaded():
+    """The forkserver preloads the worker code and the compiled kernels, then freezes them out of
+    the garbage collector (`executors.forkready`): a worker's collections never walk them, and its
+    pages stay shared with the forkserver."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ziggurat_boot import FORKSERVER_PRELOAD, pool_context
+
+    assert FORKSERVER_PRELOAD[-1] == "ziggurat.executors.forkready"
+    with ProcessPoolExecutor(1, mp_context=pool_context()) as pool:
+        frozen, kernels = pool.submit(_frozen_and_kernels).result(timeout=120)
+    assert kernels and frozen > 50_000
