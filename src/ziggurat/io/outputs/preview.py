@@ -58,7 +58,7 @@ class Preview:
         if i0 >= i1 or j0 >= j1:
             return
         rows, cols = self.rows[i0:i1] - row, self.cols[j0:j1] - col
-        self.samples[:, i0:i1, j0:j1] = window[self.bands][:, rows][:, :, cols]
+        self.samples[:, i0:i1, j0:j1] = window[np.ix_(self.bands, rows, cols)]
         self.seen[i0:i1, j0:j1] = True
 
     def result(self) -> np.ma.MaskedArray:
