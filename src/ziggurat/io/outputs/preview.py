@@ -44,7 +44,7 @@ class Preview:
         self.k = max(1, min(SAMPLES, math.floor(max(height, width) / size)))
         self.rows = _positions(self.shape[0], height, self.k)
         self.cols = _positions(self.shape[1], width, self.k)
-        self.bands = list(bands)
+        self.bands = np.asarray(list(bands), dtype=np.int64)
         self.dtype = np.dtype(dtype)
         self.nodata = nodata
         self.samples = np.zeros((len(self.bands), self.rows.size, self.cols.size), dtype=self.dtype)
