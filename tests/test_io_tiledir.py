@@ -505,30 +505,3 @@ def test_tiledir_input_errors(tmp_path):
     assert inp.for_tile(tile).read(1).mask.all()
     with pytest.raises(InputError, match="out of range"):
         inp.for_tile(tile).read(2)
-
-
-@pytest.mark.parametrize("grid_name", ["geodetic", "mercator", "utm", "laea"])
-def test_a_tile_is_byte_identical_to_one_written_with_the_grids_crs_object(tmp_path, grid_name):
-    """Tiles are created with the grid's WKT, exported once (rasterio exports a CRS object's WKT
-    for every dataset): the bytes are those a tile written with the CRS object itself has."""
-    import morecantile
-    import pyproj
-
-    from pyramid_helpers import utm_grid_file
-
-    if grid_name in ("geodetic", "mercator"):
-        grid = Grid.from_name(grid_name)
-    elif grid_name == "utm":
-        grid = Grid(morecantile.TileMatrixSet.model_validate_json(utm_grid_file(tmp_path).read_text()), "utm")
-    else:
-        laea = pyproj.CRS.from_proj4("+proj=laea +lat_0=52 +lon_0=10 +x_0=4321000 +y_0=3210000 +ellps=GRS80 +units=m")
-        grid = Grid(morecantile.TileMatrixSet.custom([2e6, 1e6, 6e6, 5e6], laea, id="LAEA"), "laea")
-    out = TileDirectoryOutput(out_config(tmp_path / "out", dtype="uint16", nodata=0), grid)
-    tile = grid.tile(3, 2, 3)
-    data = (np.arange(256 * 256, dtype=np.uint16).reshape(1, 256, 256) % 5000) + 1
-    out.write(tile, data)
-    reference = tmp_path / "reference.tif"
-    with rasterio.open(reference, "w", **{**out.profile(tile), "crs": tile.crs}) as dst:
-        dst.write(data)
-    assert isinstance(out.profile(tile)["crs"], str)
-    assert out.tile_path(tile).read_bytes() == reference.read_bytes()

@@ -45,7 +45,7 @@ class PNGTileDirectoryOutput(TileDirectoryOutput):
         h, w = tile.shape
         prof: dict[str, Any] = {"driver": "PNG", "width": w, "height": h,
                                 "count": self.bands + int(self.alpha), "dtype": self.dtype.name,
-                                "crs": self.crs_wkt, "transform": tile.affine,  # not stored (no PAM)
+                                "crs": tile.crs, "transform": tile.affine,  # not stored (no PAM)
                                 "ZLEVEL": 6}
         prof.update(self.creation_options)
         return prof
