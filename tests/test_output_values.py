@@ -118,3 +118,18 @@ def test_cast_counts_travel_from_pool_workers(tmp_path):
     summary = execute(recipe, executor="processes", workers=2, zoom=6, bounds=BOUNDS)
     clipped, full = cast_counts(0, 255, 255, offset=1.0)
     assert summary.written == 4 and summary.cast == {"clipped": 4 * clipped, "nodata": 4 * full}
+
+
+def test_a_cast_keeps_masked_pixels_invalid_and_counts_valid_pixels_equal_to_nodata():
+    """Masked pixels stay invalid even with a nodata the dtype cannot hold (float32 and 1e40: it
+    is stored as inf), and valid pixels that read back as nodata become invalid and are counted."""
+    from ziggurat.io.common import to_dtype
+
+    data = np.ma.masked_array(np.array([[1.0, 2.0, 3.0]], dtype=np.float32), mask=[[True, False, False]])
+    notes: dict[str, int] = {}
+    out, valid = to_dtype(data, np.dtype("float32"), 1e40, notes)
+    assert valid.tolist() == [[False, True, True]] and np.isinf(out[0, 0]) and notes == {}
+    data = np.ma.masked_array(np.array([[7, 0, 5, 0]], dtype=np.int16), mask=[[True, False, False, False]])
+    out, valid = to_dtype(data, np.dtype("uint8"), 0, notes)
+    assert out.tolist() == [[0, 0, 5, 0]] and valid.tolist() == [[False, False, True, False]]
+    assert notes == {"nodata": 2}

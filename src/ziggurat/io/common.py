@@ -237,11 +237,12 @@ def to_dtype(data: np.ndarray | np.ma.MaskedArray, dtype: np.dtype, nodata: floa
         if arr.dtype.kind in "fc" and dtype.itemsize < arr.dtype.itemsize:  # float64 -> float32 overflow
             clipped = int(np.count_nonzero(np.isinf(out) & ~np.isinf(arr) & ~invalid))
     collided = 0
-    np.copyto(out, 0 if nodata is None else nodata, casting="unsafe", where=invalid)
-    if nodata is not None:   # every invalid pixel holds nodata now: the other hits collided with it
-        hits = np.isnan(out) if np.isnan(nodata) else (out == nodata)
-        collided = int(np.count_nonzero(hits)) - int(np.count_nonzero(invalid))
-        invalid = hits
+    with np.errstate(over="ignore", invalid="ignore"):   # a float nodata the dtype cannot hold
+        np.copyto(out, 0 if nodata is None else nodata, casting="unsafe", where=invalid)
+        if nodata is not None:   # valid pixels that read back as nodata: they become invalid too
+            before = int(np.count_nonzero(invalid))
+            np.logical_or(invalid, np.isnan(out) if np.isnan(nodata) else (out == nodata), out=invalid)
+            collided = int(np.count_nonzero(invalid)) - before
     if notes is not None:
         for key, count in (("clipped", clipped), ("nodata", collided)):
             if count:
