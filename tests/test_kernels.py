@@ -277,3 +277,26 @@ def test_loading_a_process_that_uses_kernels_does_not_import_numba():
             "print('numba' in sys.modules)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize("shape", ["square", "circle"])
+def test_the_sliding_focal_median_equals_numpys_nanmedian_of_each_window(shape):
+    """The median keeps each row's window sorted as it slides (cells leave on the left, enter on
+    the right); with NaN, masked cells and ties, every pixel equals numpy's median of its window."""
+    rng = np.random.default_rng(17)
+    for radius in (1, 2, 4):
+        values = rng.integers(0, 7, (23, 31)).astype(np.float32)   # ties
+        values[rng.random(values.shape) < 0.1] = np.nan
+        data = np.ma.masked_array(values, mask=rng.random(values.shape) < 0.15)
+        data[5:5 + 2 * radius + 2, 9:9 + 2 * radius + 2] = np.ma.masked   # windows with nothing valid
+        got = focal(data, "median", radius, shape)
+        offsets = window_offsets(radius, shape)
+        filled = data.filled(np.nan).astype(np.float64)
+        for r in range(radius, values.shape[0] - radius):
+            for c in range(radius, values.shape[1] - radius):
+                window = filled[r + offsets[:, 0], c + offsets[:, 1]]
+                if np.isnan(window).all():
+                    assert got.mask[r, c]
+                else:
+                    assert not got.mask[r, c] and got[r, c] == np.float32(np.nanmedian(window))
+        assert got.mask[:radius].all() and got.mask[:, -radius:].all()

@@ -80,4 +80,63 @@ def _box_sums(data, mask, radius, mean, out, out_mask):  # type: ignore[no-untyp
                 out_mask[r, c] = False
 
 
-__all__ = ["_box_sums", "_focal", "_reduce"]
+
+
+@kernel
+def _sorted_remove(buf, n, v):  # type: ignore[no-untyped-def]
+    """Take one value equal to `v` out of the sorted `buf[:n]`; returns the new count."""
+    lo, hi = 0, n
+    while lo < hi:   # the first index holding a value >= v
+        mid = (lo + hi) // 2
+        if buf[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    for k in range(lo, n - 1):
+        buf[k] = buf[k + 1]
+    return n - 1
+
+
+@kernel
+def _sorted_insert(buf, n, v):  # type: ignore[no-untyped-def]
+    """Put `v` into the sorted `buf[:n]`; returns the new count."""
+    k = n
+    while k > 0 and buf[k - 1] > v:
+        buf[k] = buf[k - 1]
+        k -= 1
+    buf[k] = v
+    return n + 1
+
+
+@kernel
+def _median_rows(data, mask, half, radius, out, out_mask):  # type: ignore[no-untyped-def]
+    """The median of a window whose row dy spans columns -half[dy]..half[dy] (a square or a
+    circle), kept sorted as it slides along a row: each step takes out the cells that leave on
+    the left and puts in those that enter on the right, instead of sorting the window again.
+    The sorted values are those a sort of the window gives, so the medians are too."""
+    h, w = data.shape
+    buf = np.empty(half.shape[0] * (2 * radius + 1), dtype=np.float64)
+    for r in range(radius, h - radius):
+        n = 0
+        for dy in range(-radius, radius + 1):   # the first window of the row
+            for dx in range(-half[dy + radius], half[dy + radius] + 1):
+                v = float(data[r + dy, radius + dx])
+                if not mask[r + dy, radius + dx] and v == v:
+                    n = _sorted_insert(buf, n, v)
+        for c in range(radius, w - radius):
+            if c > radius:
+                for dy in range(-radius, radius + 1):
+                    y, reach = r + dy, half[dy + radius]
+                    v = float(data[y, c - 1 - reach])
+                    if not mask[y, c - 1 - reach] and v == v:
+                        n = _sorted_remove(buf, n, v)
+                    v = float(data[y, c + reach])
+                    if not mask[y, c + reach] and v == v:
+                        n = _sorted_insert(buf, n, v)
+            if n:
+                m = n // 2
+                out[r, c] = buf[m] if n % 2 else (buf[m - 1] + buf[m]) / 2.0
+                out_mask[r, c] = False
+
+
+__all__ = ["_box_sums", "_focal", "_median_rows", "_reduce"]

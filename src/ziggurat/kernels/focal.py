@@ -44,6 +44,10 @@ def focal(data: np.ndarray | np.ma.MaskedArray, statistic: str = "mean", radius:
     out_mask = np.ones(values.shape, dtype=bool)
     if shape == "square" and statistic in ("mean", "sum"):
         loops._box_sums(values, mask, int(radius), statistic == "mean", out, out_mask)
+    elif statistic == "median":   # each window row's reach: the largest dx of that dy
+        half = np.zeros(2 * int(radius) + 1, dtype=np.int64)
+        np.maximum.at(half, offsets[:, 0] + int(radius), offsets[:, 1])
+        loops._median_rows(values, mask, half, int(radius), out, out_mask)
     else:
         loops._focal(values, mask, offsets, int(radius), STATISTICS.index(statistic), out, out_mask)
     return np.ma.masked_array(out, mask=out_mask)
