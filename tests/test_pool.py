@@ -68,6 +68,33 @@ def test_all_executors_and_write_modes_give_identical_bytes(tmp_path, write_reci
         assert tree == trees["sequential"], name
 
 
+def test_the_parent_writer_gets_neighbouring_tiles_computed_in_runs(tmp_path, write_recipe, monkeypatch):
+    """Where the parent writes (a single file), workers still get runs of neighbouring tiles, so
+    the source blocks two neighbours share are decoded once; each tile of a run comes back in
+    its own shared-memory slot, the file equals a sequential run's, and every slot is free after."""
+    from ziggurat.executors import pool as pool_module
+
+    src, _ = _source(tmp_path, size=1024)
+    handed: list[int] = []
+    submit = pool_module._Flight.submit
+
+    def counting(self, task):   # noqa: ANN001  (the pool's private task)
+        handed.append(len(task.run) or 1)
+        return submit(self, task)
+
+    monkeypatch.setattr(pool_module._Flight, "submit", counting)
+    single = tmp_path / "single.tif"
+    recipe = _recipe(write_recipe, tmp_path, src, single, IDENTITY)
+    summary = execute(recipe, executor="processes", workers=2)
+    assert summary.output_tiles == 16 and sum(handed) == 16
+    assert max(handed) == pool_module.PARENT_RUN and len(handed) < 16
+    reference = tmp_path / "reference.tif"
+    execute(_recipe(write_recipe, tmp_path, src, reference, IDENTITY), executor="sequential")
+    with rasterio.open(single) as got, rasterio.open(reference) as want:
+        np.testing.assert_array_equal(got.read(), want.read())
+    assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith(f"{PREFIX}{os.getpid()}-")]
+
+
 def test_parent_writes_go_through_shared_memory_and_are_unlinked(tmp_path, write_recipe):
     src, data = _source(tmp_path)
     out = tmp_path / "out"
@@ -393,7 +420,7 @@ def execute(src):
 
 
 def test_each_worker_gets_its_share_of_gdals_block_cache(tmp_path, write_recipe, monkeypatch):
-    from ziggurat.executors.pool import worker_cache_mb
+    from ziggurat.executors.poolprocs import worker_cache_mb
 
     assert worker_cache_mb(2, total_mb=24_000) == 600 and worker_cache_mb(768, total_mb=1_500_000) == 97
     assert worker_cache_mb(64, total_mb=8_000) == 64                        # at least 64 MB

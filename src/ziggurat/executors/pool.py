@@ -6,7 +6,8 @@
 - By default workers write tiles themselves (fastest, see bench/). When the parent must
   write (single-file output, or `write_in="parent"`), array results come back through
   shared-memory slots reserved with posix_fallocate, not through pickling; writer threads
-  in the parent encode them (GDAL releases the GIL).
+  in the parent encode them (GDAL releases the GIL). Neighbouring tiles go to one worker in
+  runs either way (up to `PARENT_RUN` when the parent writes: a slot each).
 - A dead worker (segfault, OOM kill) breaks the pool: it is recreated and the tiles that
   were in flight run again one at a time, so the culprit is found and retried at most
   `retries` times while innocent tiles simply finish.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -42,31 +42,18 @@ from ziggurat.executors.poolprocs import (
     pool_context,
     sigint_held,
     start_forkserver,
+    worker_cache_mb,
     worker_processes,
 )
-from ziggurat.executors.poolworker import compute_tile, init_worker, run_tile, run_together
+from ziggurat.executors.poolworker import compute_tile, compute_together, init_worker, run_tile, run_together
 from ziggurat.executors.shm import SHM_DIR, SlotPool, free_bytes, sweep_stale
 from ziggurat.io import Output
 
 log = logging.getLogger(__name__)
+#: neighbouring tiles one worker computes together for the parent to write (a result slot each)
+PARENT_RUN = 4
 
 WRITE_IN = ("workers", "parent")
-
-def worker_cache_mb(workers: int, total_mb: int | None = None) -> int | None:
-    """GDAL's block cache per worker: its default share of the machine (5 % of RAM) divided among
-    the workers (each process has its own cache: 768 workers with GDAL's default would ask for
-    38 x the RAM), at least 64 MB: most of the float32 source blocks a run of 256 tiles at the
-    source's resolution reads with their neighbours (~80 MB; along the curve, the least recently
-    used are those the run has left behind). None when GDAL_CACHEMAX is set: the user's value wins."""
-    if os.environ.get("GDAL_CACHEMAX"):
-        return None
-    if total_mb is None:
-        try:
-            total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 ** 20
-        except (ValueError, OSError, AttributeError):
-            return None
-    return max(64, int(total_mb * 0.05 / max(1, workers)))
-
 
 @dataclass
 class _Task:
@@ -74,6 +61,7 @@ class _Task:
     run: tuple[Any, ...] = ()  # several specs handed to one worker together (index is the first)
     attempts: int = 0          # worker deaths (or timeouts) while this tile ran alone
     slot: int | None = None
+    slots: tuple[int | None, ...] = ()   # a run's result slots (the parent writes), one per spec
     started: float = 0.0       # when it was handed to the pool (monotonic)
     timed_out: bool = False    # it ran longer than the tile timeout
 
@@ -82,8 +70,8 @@ class ProcessExecutor(Executor):
     name = "processes"
     defers_interrupts = True
 
-    #: the most tiles handed to a worker at once (a patch of neighbours, see `plan.order`), when
-    #: workers write and no tile timeout applies; 1 hands them out one by one (bench/run.py)
+    #: the most tiles handed to a worker at once (a patch of neighbours, see `plan.order`) when no
+    #: tile timeout applies (`PARENT_RUN` when the parent writes); 1 hands them out one by one
     run_tiles = 256
 
     def __init__(self, workers: int | None = None, *, retries: int = 2, write_in: str = "workers",
@@ -92,7 +80,7 @@ class ProcessExecutor(Executor):
         super().__init__(workers)
         if run_tiles is not None:
             self.run_tiles = max(1, int(run_tiles))
-        if tile_timeout is not None or write_in == "parent":   # a timeout is per tile; slots are per tile
+        if tile_timeout is not None:   # a timeout is per tile
             self.run_tiles = 1
         #: seconds a tile may run; a longer one has its worker killed and is retried like a worker death
         self.tile_timeout = tile_timeout
@@ -188,7 +176,8 @@ class ProcessExecutor(Executor):
     def _allocate_slots(self, spec: RunSpec, sink: Output) -> SlotPool | None:
         lo, hi = spec.recipe.zoom_levels
         size = max(sink.result_bytes(z) for z in range(lo, hi + 1))
-        pool = SlotPool.allocate(size, self.window, self.shm_dir)
+        runs = PARENT_RUN if self.run_tiles > 1 else 1   # a run holds a slot per tile
+        pool = SlotPool.allocate(size, self.window * runs, self.shm_dir, needed=self.window)
         if len(pool) == 0:
             log.warning("no shared memory for result slots: results come back pickled instead")
             pool.close()
@@ -203,7 +192,7 @@ class ProcessExecutor(Executor):
             while flight.suspects and flight.capacity() > 0:
                 flight.submit(flight.suspects.pop(0))
             if not flight.suspects:
-                for new in self._runs(feeder, flight.capacity(), parent is None):
+                for new in self._runs(feeder, flight):
                     flight.submit(new)
             if not flight.computing and not flight.writing:
                 if flight.suspects:
@@ -237,16 +226,23 @@ class ProcessExecutor(Executor):
         try:
             result = future.result()
         except BrokenProcessPool:
-            flight.suspects.extend(self._recover(spec, task, flight.computing, flight.suspects))
+            flight.suspects.extend(self._recover(spec, task, flight.computing, flight.slots))
             yield from self._exhausted(flight.suspects, slots)
             return
-        if task.run:
-            yield from result
-            return
         if parent is None or writer is None:
-            yield result
+            yield from result if task.run else (result,)
             return
-        outcome, payload = result
+        tiles = [(_Task(i, slot=slot), r) for i, slot, r in zip(task.run, task.slots or (None,) * len(task.run),
+                                                                  result)] if task.run else [(task, result)]
+        for single, computed in tiles:
+            yield from self._to_writer(flight, single, computed, writer)
+
+    def _to_writer(self, flight: "_Flight", task: _Task, computed: tuple[TileOutcome, Any],
+                   writer: ThreadPoolExecutor) -> Iterator[TileOutcome]:
+        """A computed tile to the parent's writer threads; its outcome comes once it is written."""
+        parent, slots = flight.parent, flight.slots
+        assert parent is not None
+        outcome, payload = computed
         if outcome.status != WRITTEN or payload is None:
             self._release(slots, task)
             yield parent.write(outcome, None)
@@ -258,12 +254,15 @@ class ProcessExecutor(Executor):
             array = slots.view(task.slot, *payload)
         flight.writing[writer.submit(parent.write, outcome, array)] = task
 
-    def _runs(self, feeder: Feeder, room: int, workers_write: bool) -> Iterator[_Task]:
-        """Up to `room` tasks: runs of up to `run_tiles` consecutive specs (the source ends each
-        with RUN_END) where workers write and no timeout must be kept per tile, else one spec each."""
-        size = self.run_tiles if workers_write and self.tile_timeout is None else 1
-        for _ in range(room):
-            specs = list(feeder.take(size))
+    def _runs(self, feeder: Feeder, flight: "_Flight") -> Iterator[_Task]:
+        """Runs of up to `run_tiles` consecutive specs (the source ends each with RUN_END), at
+        most `PARENT_RUN` and the free result slots when the parent writes, while there is room."""
+        size = self.run_tiles
+        if flight.parent is not None:
+            size = min(size, PARENT_RUN)
+        for _ in range(flight.capacity()):
+            n = size if flight.slots is None else min(size, flight.slots.free)
+            specs = list(feeder.take(n)) if n > 0 else []
             if not specs:
                 return
             yield _Task(specs[0], tuple(specs)) if len(specs) > 1 else _Task(specs[0])
@@ -274,9 +273,11 @@ class ProcessExecutor(Executor):
         return [single for t in tasks for single in ([_Task(i) for i in t.run] if t.run else [t])]
 
     def _recover(self, spec: RunSpec, task: _Task, computing: dict[Future[Any], _Task],
-                 suspects: list[_Task]) -> list[_Task]:
+                 slots: SlotPool | None) -> list[_Task]:
         """The pool broke: note the exit codes, build a new pool, return the tiles to rerun."""
         codes = sorted({code for code in map(exit_code, self._processes()) if code not in (None, 0)})
+        for run in (t for t in (task, *computing.values()) if t.run):
+            self._release(slots, run)   # its tiles rerun alone, each with a slot of its own
         lost = self._singles([task, *computing.values()])
         computing.clear()
         if len(lost) == 1:  # it ran alone: the crash is its own
@@ -345,9 +346,9 @@ class ProcessExecutor(Executor):
 
     @staticmethod
     def _release(slots: SlotPool | None, task: _Task) -> None:
-        if slots is not None and task.slot is not None:
-            slots.release(task.slot)
-            task.slot = None
+        if slots is not None:
+            slots.release(task.slot, *task.slots)
+        task.slot, task.slots = None, ()
 
 
 class _Flight:
@@ -363,10 +364,10 @@ class _Flight:
     def capacity(self) -> int:
         if self.suspects:
             return 1 - len(self.computing)
-        room = self.executor.window - len(self.computing) - len(self.writing)
-        if self.slots is not None:
-            room = min(room, self.slots.free)
-        return room
+        if self.slots is None:   # results pickled: those waiting for the writer count too
+            return self.executor.window - len(self.computing) - len(self.writing)
+        # tiles waiting for the writer hold slots, which bound them
+        return min(self.executor.window - len(self.computing), self.slots.free)
 
     def submit(self, task: _Task) -> None:
         pool, slots = self.executor._pool, self.slots
@@ -377,7 +378,12 @@ class _Flight:
             # the forkserver starts with it blocked (it ignores it once running) and never
             # prints a traceback from its imports
             with main_not_reimported(), sigint_held():
-                if task.run:
+                if task.run and self.parent is not None:
+                    if slots is not None and not task.slots:
+                        task.slots = tuple(slots.acquire() for _ in task.run)
+                    future = pool.submit(compute_together, task.run, task.slots or (None,) * len(task.run),
+                                         slots.spec if slots is not None else None)
+                elif task.run:
                     future = pool.submit(run_together, task.run)
                 elif self.parent is None:
                     future = pool.submit(run_tile, task.index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import time
 from concurrent.futures.process import ProcessPoolExecutor
@@ -78,5 +79,21 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+def worker_cache_mb(workers: int, total_mb: int | None = None) -> int | None:
+    """GDAL's block cache per worker: its default share of the machine (5 % of RAM) divided among
+    the workers (each process has its own cache: 768 workers with GDAL's default would ask for
+    38 x the RAM), at least 64 MB: most of the float32 source blocks a run of 256 tiles at the
+    source's resolution reads with their neighbours (~80 MB; along the curve, the least recently
+    used are those the run has left behind). None when GDAL_CACHEMAX is set: the user's value wins."""
+    if os.environ.get("GDAL_CACHEMAX"):
+        return None
+    if total_mb is None:
+        try:
+            total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 ** 20
+        except (ValueError, OSError, AttributeError):
+            return None
+    return max(64, int(total_mb * 0.05 / max(1, workers)))
+
+
 __all__ = ["RunningTiles", "describe_exit", "exit_code", "main_not_reimported", "pool_context", "sigint_held",
-           "start_forkserver", "worker_processes"]
+           "start_forkserver", "worker_cache_mb", "worker_processes"]

@@ -67,7 +67,13 @@ def compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
     """Compute without writing; the array goes into a slot (or, without one, back pickled)."""
     if _job is None:
         return failed_outcome(task_index(index), _init_error or RuntimeError("the worker has no job")), None
-    outcome, array = _job.compute(index)
+    if _running is not None:
+        _running.started(task_index(index))
+    try:
+        outcome, array = _job.compute(index)
+    finally:
+        if _running is not None:
+            _running.idle()
     if array is None:
         return outcome, None
     if slot is None or slots is None:
@@ -79,4 +85,11 @@ def compute_tile(index: TileIndex, slot: int | None, slots: SlotSpec | None
     return outcome, (array.shape, array.dtype.str)
 
 
-__all__ = ["compute_tile", "init_worker", "run_tile", "run_together"]
+def compute_together(indices: tuple[Any, ...], slots_of: tuple[int | None, ...], slots: SlotSpec | None
+                     ) -> list[tuple[TileOutcome, Any]]:
+    """A run of neighbouring tiles computed in one worker for the parent to write, each result in
+    its own slot: the source blocks the tiles share are decoded once."""
+    return [compute_tile(index, slot, slots) for index, slot in zip(indices, slots_of)]
+
+
+__all__ = ["compute_together", "compute_tile", "init_worker", "run_tile", "run_together"]

@@ -152,15 +152,17 @@ class SlotPool:
         self._free = list(range(len(maps)))[::-1]
 
     @classmethod
-    def allocate(cls, size: int, wanted: int, shm_dir: Path | str = SHM_DIR) -> "SlotPool":
-        """Reserve up to `wanted` slots of `size` bytes, fewer (with a warning) if space is short."""
+    def allocate(cls, size: int, wanted: int, shm_dir: Path | str = SHM_DIR, needed: int | None = None
+                 ) -> "SlotPool":
+        """Reserve up to `wanted` slots of `size` bytes, fewer if space is short (with a warning
+        below `needed`: the rest only lets results wait for the writer longer)."""
         shm_dir = Path(shm_dir)
         size = max(int(size), 1)
         available, total = free_bytes(shm_dir)
         headroom = max(MIN_HEADROOM, int(total * HEADROOM_FRACTION))
         affordable = max(0, (available - headroom) // size)
         count = min(wanted, affordable)
-        if count < wanted:
+        if count < min(wanted, needed or wanted):
             log.warning("shared memory at %s is short (%.1f MiB free): using %d result slot(s) of "
                         "%.1f MiB instead of %d", shm_dir, available / 2**20, count, size / 2**20, wanted)
         token = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
@@ -205,8 +207,9 @@ class SlotPool:
     def acquire(self) -> int | None:
         return self._free.pop() if self._free else None
 
-    def release(self, slot: int) -> None:
-        self._free.append(slot)
+    def release(self, *slots: int | None) -> None:
+        """Give slots back (None: a task that held none)."""
+        self._free.extend(slot for slot in slots if slot is not None)
 
     def view(self, slot: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
         """A numpy view of a slot's bytes (no copy); valid until the slot is released."""
