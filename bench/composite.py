@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -80,6 +81,15 @@ output: {{path: {workdir / 'out'}, dtype: uint16, nodata: 0, bands: 4, metatilin
     measured_run(recipe)
 
 
+#: the end of every peer script: its measurements as one JSON line, as `measured_run` prints ziggurat's
+#: (the script defines `start` and `items`)
+PEER_REPORT = r'''me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+peak = [int(l.split()[1]) / 1024 for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:")]
+print(json.dumps({"tiles": len(items), "wall": time.perf_counter() - start,
+                  "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, "parent_rss_mb": peak[0],
+                  "child_rss_mb": kids.ru_maxrss / 1024}))
+'''
+
 ODC_SCRIPT = r'''
 import json, resource, sys, time
 from pathlib import Path
@@ -105,12 +115,7 @@ profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=
                compress="deflate", predictor=2)
 with rasterio.open(out, "w", **profile) as dst:
     dst.write(data)
-me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-peak = [int(l.split()[1]) / 1024 for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:")]
-print(json.dumps({"tiles": len(items), "wall": time.perf_counter() - start,
-                  "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, "parent_rss_mb": peak[0],
-                  "child_rss_mb": kids.ru_maxrss / 1024}))
-'''
+''' + PEER_REPORT
 
 
 def _agree(workdir_z: Path, odc_tif: Path) -> str:
@@ -153,21 +158,29 @@ def main() -> None:
     cat = catalog(args.size, args.scenes)
     print(f"median composite of {args.scenes} scenes of {args.size} x {args.size} px (5 assets), 16 tiles of 512 px, "
           f"2 workers, {os.cpu_count()} CPUs")
-    print(f"{'tool':<22}{'round':>6}{'wall s':>9}{'cpu s':>9}{'parent MB':>11}{'child MB':>10}{'wall/odc':>10}"
-          f"{'cpu/odc':>9}")
-    for rnd in range(1, args.rounds + 1):
-        zdir, odir = Path(tempfile.mkdtemp(prefix="zcomp-")), Path(tempfile.mkdtemp(prefix="odc-"))
+    res = 180 / 2 ** 12 / 256   # geodetic zoom 12, the scenes' own pixel size
+    compare(args.rounds, "odc-stac + dask", args.odc_python,
+            lambda peer: ["-c", ODC_SCRIPT, str(cat), str(peer / "composite.tif"), repr(res)],
+            lambda work: [__file__, "--child", str(cat), "--workdir", str(work)],
+            lambda work, peer: _agree(work, peer / "composite.tif"))
+
+
+def compare(rounds: int, peer: str, odc_python: Path, peer_args: Callable[[Path], list[str]],
+            ziggurat_args: Callable[[Path], list[str]], agree: Callable[[Path, Path], str]) -> None:
+    """`rounds` of the peer (with `odc_python`, when there is one) and of ziggurat, each in a
+    temporary folder of its own: a row per tool, the ratios to the peer, how far the two agree."""
+    print(f"{'tool':<22}{'round':>6}{'wall s':>9}{'cpu s':>9}{'parent MB':>11}{'child MB':>10}{'wall/peer':>10}"
+          f"{'cpu/peer':>9}")
+    for rnd in range(1, rounds + 1):
+        work, there = Path(tempfile.mkdtemp(prefix="zbench-")), Path(tempfile.mkdtemp(prefix="peer-"))
         try:
             results = {}
-            if args.odc_python.exists():
-                res = 180 / 2 ** 12 / 256   # geodetic zoom 12, the scenes' own pixel size
-                results["odc-stac + dask"] = child_result([str(args.odc_python), "-c", ODC_SCRIPT, str(cat),
-                                                          str(odir / "composite.tif"), repr(res)], " ")
+            if odc_python.exists():
+                results[peer] = child_result([str(odc_python), *peer_args(there)], " ")
             else:
-                print(f"  odc-stac not run: no {args.odc_python} (make bench creates it)")
-            results["ziggurat"] = child_result([sys.executable, __file__, "--child", str(cat),
-                                                "--workdir", str(zdir)], " ")
-            base = results.get("odc-stac + dask")
+                print(f"  {peer} not run: no {odc_python} (make bench creates it)")
+            results["ziggurat"] = child_result([sys.executable, *ziggurat_args(work)], " ")
+            base = results.get(peer)
             for name, r in results.items():
                 if r is None:
                     continue
@@ -175,11 +188,10 @@ def main() -> None:
                 print(f"{name:<22}{rnd:>6}{r['wall']:>9.2f}{r['cpu']:>9.2f}{r['parent_rss_mb']:>11.0f}"
                       f"{r['child_rss_mb']:>10.0f}{ratio}")
             if base and results.get("ziggurat"):
-                print("  agreement:", _agree(zdir, odir / "composite.tif"))
+                print("  agreement:", agree(work, there))
         finally:
-            shutil.rmtree(zdir, ignore_errors=True)
-            shutil.rmtree(odir, ignore_errors=True)
-
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(there, ignore_errors=True)
 
 if __name__ == "__main__":
     main()

@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import child_result  # noqa: E402
 
-from composite import ODC_PYTHON, cached_catalog, measured_run  # noqa: E402
+from composite import ODC_PYTHON, PEER_REPORT, cached_catalog, compare, measured_run  # noqa: E402
 
 PARAMS = "{method: median, gapfill: linear, max_gap: 70 days, smooth: {savgol: {window: 5, order: 2}}}"
 
@@ -83,12 +80,7 @@ with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_a
     smoothed = xr.apply_ufunc(smooth, filled.chunk({"time": -1}), input_core_dims=[["time"]],
                               output_core_dims=[["time"]], dask="parallelized", output_dtypes=["float32"])
     smoothed.transpose("time", "band", "y", "x").to_dataset(name="data").to_zarr(out, mode="w")
-me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-peak = [int(l.split()[1]) / 1024 for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:")]
-print(json.dumps({"tiles": len(items), "wall": time.perf_counter() - start,
-                  "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, "parent_rss_mb": peak[0],
-                  "child_rss_mb": kids.ru_maxrss / 1024}))
-'''
+''' + PEER_REPORT
 
 
 def _agree(zarr_z: Path, zarr_peer: Path) -> str:
@@ -122,33 +114,11 @@ def main() -> None:
     cat = cached_catalog(f"series-{args.size}", "make_series_catalog", size=args.size)
     print(f"a year of 48 scenes of {args.size} x {args.size} px into 12 monthly steps (median, linear fill within "
           f"70 days, Savitzky-Golay 5/2), Zarr, 2 workers, {os.cpu_count()} CPUs")
-    print(f"{'tool':<22}{'round':>6}{'wall s':>9}{'cpu s':>9}{'parent MB':>11}{'child MB':>10}{'wall/peer':>10}"
-          f"{'cpu/peer':>9}")
-    for rnd in range(1, args.rounds + 1):
-        zdir, pdir = Path(tempfile.mkdtemp(prefix="zts-")), Path(tempfile.mkdtemp(prefix="xts-"))
-        try:
-            results = {}
-            if args.odc_python.exists():
-                res = 180 / 2 ** 12 / 256
-                results["xarray + dask"] = child_result([str(args.odc_python), "-c", PEER_SCRIPT, str(cat),
-                                                        str(pdir / "series.zarr"), repr(res)], " ")
-            else:
-                print(f"  xarray + dask not run: no {args.odc_python} (make bench creates it)")
-            results["ziggurat"] = child_result([sys.executable, __file__, "--child", str(cat), "--workdir",
-                                                str(zdir)], " ")
-            base = results.get("xarray + dask")
-            for name, r in results.items():
-                if r is None:
-                    continue
-                ratio = f"{r['wall'] / base['wall']:>10.2f}{r['cpu'] / base['cpu']:>9.2f}" if base else ""
-                print(f"{name:<22}{rnd:>6}{r['wall']:>9.2f}{r['cpu']:>9.2f}{r['parent_rss_mb']:>11.0f}"
-                      f"{r['child_rss_mb']:>10.0f}{ratio}")
-            if base and results.get("ziggurat"):
-                print("  agreement:", _agree(zdir / "out.zarr", pdir / "series.zarr"))
-        finally:
-            shutil.rmtree(zdir, ignore_errors=True)
-            shutil.rmtree(pdir, ignore_errors=True)
-
+    res = 180 / 2 ** 12 / 256
+    compare(args.rounds, "xarray + dask", args.odc_python,
+            lambda peer: ["-c", PEER_SCRIPT, str(cat), str(peer / "series.zarr"), repr(res)],
+            lambda work: [__file__, "--child", str(cat), "--workdir", str(work)],
+            lambda work, peer: _agree(work / "out.zarr", peer / "series.zarr"))
 
 if __name__ == "__main__":
     main()
